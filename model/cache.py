@@ -1,0 +1,137 @@
+"""An explicit key/value cache for the unified transformer.
+
+The cache holds a *committed* prefix (prompt, earlier frames, earlier storyboard steps) and a scratch area past
+it. A forward pass with a cache writes the keys/values of its new tokens into the scratch area and attends to
+`committed prefix + new tokens`; nothing is kept until the caller commits. This gives the three modes the
+samplers need with one code path:
+
+- prefill / append (autoregressive text): `model(ids, cache=c)` then `c.commit(n)`;
+- scratch (a MaskGIT step over a block on top of the prefix): `model(block, cache=c)` and no commit, so every
+  step sees the same prefix and the prefix is computed once;
+- commit a finished block (a generated frame or storyboard step): run it once more and `c.commit(n)`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Per-layer key/value storage of shape `(B, H, capacity, Dh)`, grown on demand.
+
+    Args:
+        num_layers, batch_size, num_heads, head_dim: the shapes of the model it serves.
+        capacity: initial number of positions; the buffers double when a write does not fit.
+        dtype, device: of the stored tensors (match the model's activations).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_layers: int,
+        batch_size: int,
+        num_heads: int,
+        head_dim: int,
+        capacity: int = 256,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (batch_size, num_heads, max(1, capacity), head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.length = 0  # committed positions
+        self.pending = 0  # positions written past `length` by the last forward
+
+    @classmethod
+    def for_config(cls, config, batch_size: int, *, capacity: int = 256, dtype=torch.float32, device="cpu") -> "KVCache":
+        """An empty cache shaped for a `ShowoConfig`."""
+        return cls(
+            num_layers=config.num_layers,
+            batch_size=batch_size,
+            num_heads=config.num_heads,
+            head_dim=config.head_dim,
+            capacity=capacity,
+            dtype=dtype,
+            device=device,
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.keys)
+
+    def _ensure_capacity(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        new_cap = max(needed, 2 * self.capacity)
+        for store in (self.keys, self.values):
+            for i, old in enumerate(store):
+                grown = old.new_zeros(old.shape[0], old.shape[1], new_cap, old.shape[3])
+                grown[:, :, : self.length] = old[:, :, : self.length]
+                store[i] = grown
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write new keys/values `(B, H, n, Dh)` past the committed prefix of one layer.
+
+        Returns the keys and values to attend to: `(B, H, length + n, Dh)` each.
+        """
+        batch, _, n, _ = k.shape
+        if batch != self.batch_size:
+            raise ValueError(f"cache holds batch {self.batch_size}, the forward has batch {batch}")
+        end = self.length + n
+        self._ensure_capacity(end)
+        self.keys[layer][:, :, self.length : end] = k
+        self.values[layer][:, :, self.length : end] = v
+        self.pending = n
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def commit(self, n: int) -> None:
+        """Keep the first `n` positions written by the last forward."""
+        if not 0 <= n <= self.pending:
+            raise ValueError(f"cannot commit {n} positions: the last forward wrote {self.pending}")
+        self.length += n
+        self.pending = 0
+
+    def truncate(self, length: int) -> None:
+        """Forget everything past `length` committed positions (e.g. to retry a block)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of length {self.length} to {length}")
+        self.length = length
+        self.pending = 0
+
+    def clone(self) -> "KVCache":
+        """An independent copy of the committed prefix."""
+        other = object.__new__(KVCache)
+        other.keys = [k[:, :, : self.length].clone() for k in self.keys]
+        other.values = [v[:, :, : self.length].clone() for v in self.values]
+        other.length, other.pending = self.length, 0
+        return other
+
+    def select(self, rows: torch.Tensor | list[int]) -> "KVCache":
+        """A new cache holding the given batch rows (in that order) of the committed prefix."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.keys[0].device)
+        other = object.__new__(KVCache)
+        other.keys = [k[rows, :, : self.length].clone() for k in self.keys]
+        other.values = [v[rows, :, : self.length].clone() for v in self.values]
+        other.length, other.pending = self.length, 0
+        return other
+
+    @staticmethod
+    def concat_batch(caches: list["KVCache"]) -> "KVCache":
+        """Stack caches of equal length along the batch (e.g. conditional and unconditional rows)."""
+        lengths = {c.length for c in caches}
+        if len(lengths) != 1:
+            raise ValueError(f"caches to stack must have equal lengths, got {sorted(lengths)}")
+        other = object.__new__(KVCache)
+        length = lengths.pop()
+        other.keys = [torch.cat([c.keys[i][:, :, :length] for c in caches]) for i in range(caches[0].num_layers)]
+        other.values = [torch.cat([c.values[i][:, :, :length] for c in caches]) for i in range(caches[0].num_layers)]
+        other.length, other.pending = length, 0
+        return other
