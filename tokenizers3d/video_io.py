@@ -1,0 +1,658 @@
+"""Video and image I/O for the visual tokenizers: read clips into tensors, write MP4 / GIF / PNG / grids.
+
+Tensor convention (the tokenizers' own): frames are float32 ``[3, T, H, W]`` in ``[-1, 1]``; images are
+``[3, H, W]``. Files and PIL speak uint8 ``[T, H, W, 3]`` / ``[H, W, 3]``; ``to_uint8_frames`` and
+``from_uint8_frames`` convert between the two.
+
+Sources are a local path, an fsspec URL (``file://``, ``memory://``, ``s3://`` ...) or raw ``bytes``.
+Every source is first opened with PyAV, which demuxes it (no decoding) to list its frames. That pass
+rejects empty files, garbage, still images, containers without a video stream or frames, and unknown
+codecs with a ``VideoReadError``, so decord (fast, but able to crash or hang on malformed input) only
+ever sees a well-formed container. Decord then decodes, and PyAV decodes when decord is missing or fails.
+
+Heavy libraries (av, decord, PIL, fsspec) are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Literal, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "VideoClip",
+    "VideoReadError",
+    "from_uint8_frames",
+    "make_grid",
+    "read_video",
+    "to_uint8_frames",
+    "valid_frame_count",
+    "write_gif",
+    "write_image",
+    "write_image_grid",
+    "write_video",
+]
+
+VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+Backend = Literal["auto", "decord", "av"]
+
+
+class VideoReadError(ValueError):
+    """A source could not be read as a video; the message names the source and the problem."""
+
+
+@dataclass
+class VideoClip:
+    """Frames sampled from a video.
+
+    Attributes:
+        frames: float32 ``[3, T, H, W]`` in ``[-1, 1]``.
+        fps: frame rate of the sampled clip (the requested ``fps``, else the average rate of the samples).
+        timestamps: source time in seconds of each sampled frame, the first source frame being at 0.
+        indices: source frame index of each sampled frame (repeats when sampling above the source rate).
+        source: the source as a human-readable string, for messages.
+        source_fps: average frame rate of the source video.
+        num_source_frames: number of frames in the source video.
+        backend: the reader that decoded the frames, ``"decord"`` or ``"av"``.
+    """
+
+    frames: torch.Tensor
+    fps: float
+    timestamps: list[float]
+    indices: list[int]
+    source: str
+    source_fps: float
+    num_source_frames: int
+    backend: str
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[1]
+
+
+# ----------------------------------------------------------------------------------------- pure helpers
+
+
+def valid_frame_count(n: int, temporal_downsample: int = 4) -> int:
+    """Largest ``1 + k * temporal_downsample`` that is ``<= n``: a frame count the causal video tokenizer
+    accepts (the first frame alone, then one latent frame per ``temporal_downsample`` frames)."""
+    if n < 1 or temporal_downsample < 1:
+        raise ValueError(f"need n >= 1 and temporal_downsample >= 1, got n={n}, {temporal_downsample=}")
+    return 1 + (n - 1) // temporal_downsample * temporal_downsample
+
+
+def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
+    """Float ``[3, T, H, W]`` in ``[-1, 1]`` -> uint8 ``[T, H, W, 3]`` (values outside the range are clipped)."""
+    if frames.ndim != 4 or frames.shape[0] != 3:
+        raise ValueError(f"expected frames of shape [3, T, H, W], got {tuple(frames.shape)}")
+    x = ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()  # (T, H, W, 3)
+
+
+def from_uint8_frames(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> float32 ``[3, T, H, W]`` in ``[-1, 1]``; the inverse of ``to_uint8_frames``."""
+    x = torch.as_tensor(np.asarray(frames))
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames of shape [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
+    return (x.permute(3, 0, 1, 2).float() / 127.5 - 1).contiguous()  # (3, T, H, W)
+
+
+def _as_uint8_video(frames: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Float ``[3, T, H, W]`` in [-1, 1] or uint8 ``[T, H, W, 3]`` -> uint8 ``[T, H, W, 3]``."""
+    if isinstance(frames, torch.Tensor) and frames.is_floating_point():
+        return to_uint8_frames(frames)
+    arr = np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(
+            f"expected float frames [3, T, H, W] in [-1, 1] or uint8 frames [T, H, W, 3], got {arr.dtype} {arr.shape}"
+        )
+    return arr
+
+
+def _as_uint8_image(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Float ``[3, H, W]`` in [-1, 1] or uint8 ``[H, W, 3]`` -> uint8 ``[H, W, 3]``."""
+    if isinstance(image, torch.Tensor) and image.is_floating_point():
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"expected a float image of shape [3, H, W], got {tuple(image.shape)}")
+        return to_uint8_frames(image[:, None])[0]
+    return _as_uint8_video(np.asarray(image.cpu() if isinstance(image, torch.Tensor) else image)[None])[0]
+
+
+def _nearest(timestamps: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index of the timestamp nearest to each target; ties go to the earlier frame."""
+    right = np.clip(np.searchsorted(timestamps, targets), 0, len(timestamps) - 1)
+    left = np.clip(right - 1, 0, len(timestamps) - 1)
+    take_left = np.abs(targets - timestamps[left]) <= np.abs(timestamps[right] - targets) + 1e-9
+    return np.where(take_left, left, right)
+
+
+def _select_frames(
+    timestamps: np.ndarray,
+    source_fps: float,
+    *,
+    fps: float | None,
+    num_frames: int | None,
+    snap_to: int | None,
+    name: str,
+) -> np.ndarray:
+    """Source frame indices to sample. The requested count (``num_frames``, else every available sample)
+    is first snapped down to ``1 + k * snap_to``, then taken uniformly (no ``fps``) or from the start of
+    the ``fps`` grid ``t = i / fps``."""
+    n = len(timestamps)
+    if fps is None:
+        available = np.arange(n)
+    else:
+        duration = timestamps[-1] + 1.0 / source_fps
+        # the small epsilon keeps t == duration (the end of the last frame) out of the grid
+        targets = np.arange(int(np.floor(duration * fps - 1e-6)) + 1) / fps
+        available = _nearest(timestamps, targets)
+    count = len(available) if num_frames is None else num_frames
+    if snap_to is not None:
+        count = valid_frame_count(count, snap_to)
+    if count > len(available):
+        at = "" if fps is None else f" at {fps:g} fps"
+        raise VideoReadError(f"{name}: asked for {count} frames{at} but the video gives only {len(available)}")
+    if fps is None:
+        return np.round(np.linspace(0, n - 1, count)).astype(np.int64)
+    return available[:count]
+
+
+def _resize_and_crop(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bicubic (antialiased) resize then center crop, as the image tokenizer's preprocessing does.
+
+    An int resizes the short side to ``size`` and crops ``size x size``; ``(H, W)`` resizes just enough to
+    cover ``H x W`` keeping the aspect ratio, then crops. ``x`` is ``(T, 3, H, W)`` in [0, 1].
+    """
+    h, w = x.shape[-2:]
+    if isinstance(size, int):
+        out_h, out_w = size, size
+        new_h, new_w = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    else:
+        out_h, out_w = size
+        scale = max(out_h / h, out_w / w)
+        new_h, new_w = max(out_h, round(h * scale)), max(out_w, round(w * scale))
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    top, left = int(round((new_h - out_h) / 2.0)), int(round((new_w - out_w) / 2.0))
+    return x[..., top : top + out_h, left : left + out_w]
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+@dataclass(frozen=True)
+class _Source:
+    name: str
+    path: str | None = None
+    data: bytes | None = None
+
+    def open(self) -> str | io.BytesIO:
+        return self.path if self.path is not None else io.BytesIO(self.data)
+
+
+def _is_url(s: str) -> bool:
+    return "://" in s or "::" in s
+
+
+def _resolve_source(source: VideoSource) -> _Source:
+    """Local paths stay paths (decord and PyAV seek in them); remote URLs are read into memory."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        src = _Source(name=f"<{len(data)} bytes>", data=data)
+    elif isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        path = text
+        if _is_url(text):
+            import fsspec
+            from fsspec.implementations.local import LocalFileSystem
+
+            try:
+                fs, path = fsspec.core.url_to_fs(text)
+                if not isinstance(fs, LocalFileSystem):
+                    with fs.open(path, "rb") as f:
+                        return _check_not_empty(_Source(name=text, data=f.read()))
+            except FileNotFoundError:
+                raise VideoReadError(f"{text}: no such file") from None
+            except (OSError, ValueError, ImportError) as err:
+                raise VideoReadError(f"{text}: cannot open ({type(err).__name__}: {err})") from err
+        if not os.path.isfile(path):
+            raise VideoReadError(f"{text}: no such file")
+        src = _Source(name=text, path=path)
+    else:
+        raise TypeError(f"video source must be a path, an fsspec URL or bytes, got {type(source).__name__}")
+    return _check_not_empty(src)
+
+
+def _check_not_empty(src: _Source) -> _Source:
+    size = os.path.getsize(src.path) if src.path is not None else len(src.data)
+    if size == 0:
+        raise VideoReadError(f"{src.name}: the file is empty (0 bytes)")
+    return src
+
+
+# ------------------------------------------------------------------------------------------------ readers
+
+
+@dataclass
+class _Opened:
+    """A video whose frames are listed but not decoded yet."""
+
+    timestamps: np.ndarray  # (N,) seconds, starting at 0
+    fps: float
+    fetch: Callable[[np.ndarray], np.ndarray]  # sorted unique indices (K,) -> uint8 (K, H, W, 3)
+
+
+def _fps_or_estimate(fps: float | None, timestamps: np.ndarray) -> float:
+    if fps and fps > 0:
+        return float(fps)
+    span = timestamps[-1] - timestamps[0]
+    return (len(timestamps) - 1) / span if span > 0 else 1.0
+
+
+def _reason(err: Exception) -> str:
+    """FFmpeg's own words for an error, without PyAV's errno and file name decoration."""
+    return getattr(err, "strerror", None) or str(err)
+
+
+def _open_av(src: _Source) -> _Opened:
+    """List the frames with a demux pass (no decoding) and check the source is a decodable video."""
+    import av
+
+    try:
+        container = av.open(src.open(), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise VideoReadError(f"{src.name}: not a readable video container ({_reason(err)})") from err
+    with container:
+        fmt = container.format.name
+        # FFmpeg happily opens a PNG or JPEG as a one-frame video; callers mean a video.
+        if fmt == "image2" or fmt.endswith("_pipe"):
+            raise VideoReadError(f"{src.name}: a still image ({fmt}), not a video")
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise VideoReadError(f"{src.name}: no video stream in the {fmt} container (streams: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise VideoReadError(f"{src.name}: unsupported video codec (no decoder for it in this FFmpeg build)")
+        try:
+            # edit lists mark some packets discarded; the decoder drops their frames too
+            pts = [p.pts for p in container.demux(stream) if p.size and not p.is_discard]
+        except (av.FFmpegError, OSError, ValueError) as err:
+            raise VideoReadError(f"{src.name}: corrupt or truncated video ({_reason(err)})") from err
+        rate = stream.average_rate or stream.guessed_rate
+        time_base = stream.time_base
+    if not pts:
+        raise VideoReadError(f"{src.name}: the {fmt} container holds no video frames")
+    if time_base and None not in pts:
+        ticks = np.sort(np.array(pts, dtype=np.float64))  # packets come in decode order
+        timestamps = (ticks - ticks[0]) * float(time_base)
+    else:  # raw streams carry no presentation times: assume a constant rate
+        timestamps = np.arange(len(pts)) / float(rate or 25)
+    fetch = functools.partial(_fetch_av, src)
+    return _Opened(timestamps, _fps_or_estimate(rate and float(rate), timestamps), fetch)
+
+
+def _fetch_av(src: _Source, indices: np.ndarray) -> np.ndarray:
+    import av
+
+    wanted, out, i = iter(indices.tolist()), [], 0
+    target = next(wanted)
+    try:
+        with av.open(src.open(), metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if i == target:
+                    out.append(frame.to_ndarray(format="rgb24"))
+                    target = next(wanted, None)
+                    if target is None:
+                        break
+                i += 1
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise VideoReadError(
+            f"{src.name}: corrupt or truncated video, decoding failed at frame {i} ({_reason(err)})"
+        ) from err
+    if len(out) < len(indices):
+        raise VideoReadError(f"{src.name}: truncated or corrupt video, only {i} frames could be decoded")
+    try:
+        return np.stack(out)
+    except ValueError as err:
+        raise VideoReadError(f"{src.name}: the frame size changes within the video ({err})") from err
+
+
+def _open_decord(src: _Source) -> _Opened:
+    import decord
+
+    reader = decord.VideoReader(src.open(), ctx=decord.cpu(0))
+    n = len(reader)
+    if n == 0:
+        raise RuntimeError("decord found no frames")
+    starts = reader.get_frame_timestamp(list(range(n)))[:, 0].astype(np.float64)
+    timestamps = starts - starts[0]
+
+    def fetch(indices: np.ndarray) -> np.ndarray:
+        return reader.get_batch(indices.tolist()).asnumpy()
+
+    return _Opened(timestamps, _fps_or_estimate(reader.get_avg_fps(), timestamps), fetch)
+
+
+def _sample(opened: _Opened, select: Callable[[np.ndarray, float], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Selected source indices (T,) and their frames uint8 (T, H, W, 3); each frame is decoded once."""
+    indices = select(opened.timestamps, opened.fps)
+    unique, inverse = np.unique(indices, return_inverse=True)
+    return indices, opened.fetch(unique)[inverse]
+
+
+def read_video(
+    source: VideoSource,
+    *,
+    fps: float | None = None,
+    num_frames: int | None = None,
+    snap_to: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    backend: Backend = "auto",
+) -> VideoClip:
+    """Read a video into a clip of float frames for the tokenizer.
+
+    Args:
+        source: a local path, an fsspec URL (``file://``, ``memory://``, ``s3://`` ...) or raw bytes.
+        fps: sample on the grid ``t = i / fps`` from the first frame, taking the nearest source frame to
+            each ``t`` (frames repeat when ``fps`` exceeds the source rate). None keeps the source frames.
+        num_frames: exactly this many frames: the first ones of the ``fps`` grid, or spread uniformly over
+            the whole video when ``fps`` is None. None takes every sample.
+        snap_to: snap the frame count down to ``1 + k * snap_to`` before sampling (``snap_to=4`` gives the
+            1+4k counts the causal video tokenizer accepts; see ``valid_frame_count``). None: no snapping.
+        size: an int resizes the short side (bicubic, antialiased) and center-crops ``size x size``;
+            ``(H, W)`` resizes to cover ``H x W`` and center-crops to it; None keeps the source size.
+        backend: ``"auto"`` decodes with decord and falls back to PyAV when decord is missing or fails;
+            ``"decord"`` or ``"av"`` use only that reader.
+
+    Returns:
+        A ``VideoClip`` with frames float32 ``[3, T, H, W]`` in ``[-1, 1]``.
+
+    Raises:
+        VideoReadError: the source is missing, empty, not a video, has no frames, uses an unsupported
+            codec, is corrupt, or is too short for the requested frames.
+    """
+    if backend not in ("auto", "decord", "av"):
+        raise ValueError(f"backend must be 'auto', 'decord' or 'av', got {backend!r}")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if num_frames is not None and num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if snap_to is not None and snap_to < 1:
+        raise ValueError(f"snap_to must be >= 1, got {snap_to}")
+    if size is not None and not (isinstance(size, int) and size > 0) and not (
+        isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)
+    ):
+        raise ValueError(f"size must be a positive int or an (H, W) pair of positive ints, got {size!r}")
+
+    src = _resolve_source(source)
+    select = functools.partial(_select_frames, fps=fps, num_frames=num_frames, snap_to=snap_to, name=src.name)
+    opened = _open_av(src)  # the safety check decord relies on; raises VideoReadError on bad input
+    sampled, used = None, "av"
+    if backend != "av":
+        try:
+            decord_opened = _open_decord(src)
+            sampled, opened, used = _sample(decord_opened, select), decord_opened, "decord"
+        except VideoReadError:
+            raise  # a request the video cannot satisfy; PyAV would say the same
+        except ImportError:
+            if backend == "decord":
+                raise
+        except Exception as err:  # decord raises bare RuntimeError and DECORDError
+            if backend == "decord":
+                raise VideoReadError(f"{src.name}: decord cannot read it ({type(err).__name__}: {err})") from err
+    if sampled is None:
+        sampled = _sample(opened, select)
+    indices, frames = sampled
+
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
+    if size is not None:
+        x = _resize_and_crop(x, size if isinstance(size, int) else tuple(size))
+    x = (x * 2 - 1).permute(1, 0, 2, 3).contiguous()  # (3, T, H, W)
+
+    span = int(indices[-1] - indices[0])
+    if fps is not None:
+        clip_fps = float(fps)
+    else:  # the average rate of the samples, so the clip lasts as long as the span it covers
+        clip_fps = opened.fps * (len(indices) - 1) / span if span > 0 else opened.fps
+    return VideoClip(
+        frames=x,
+        fps=clip_fps,
+        timestamps=[float(opened.timestamps[i]) for i in indices],
+        indices=[int(i) for i in indices],
+        source=src.name,
+        source_fps=opened.fps,
+        num_source_frames=len(opened.timestamps),
+        backend=used,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ writers
+
+
+def _local_target(path_or_url: str | os.PathLike) -> str | None:
+    """The local file path a target names, or None when it is a remote fsspec URL."""
+    text = os.fspath(path_or_url)
+    if not _is_url(text):
+        return text
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = fsspec.core.url_to_fs(text)
+    return path if isinstance(fs, LocalFileSystem) else None
+
+
+def _write_bytes(path_or_url: str | os.PathLike, data: bytes) -> str:
+    import fsspec
+
+    local = _local_target(path_or_url)
+    if local is not None:
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        Path(local).write_bytes(data)
+    else:
+        with fsspec.open(os.fspath(path_or_url), "wb") as f:
+            f.write(data)
+    return os.fspath(path_or_url)
+
+
+def _encode_video(path: str, frames: np.ndarray, fps: float, codec: str, crf: int | None, fmt: str | None) -> None:
+    import av
+
+    options = {"crf": str(crf)} if crf is not None and codec in ("libx264", "libx265") else {}
+    # the index goes in front so that players can start before the whole file has arrived
+    is_mp4 = fmt == "mp4" or Path(path).suffix.lower() in (".mp4", ".m4v", ".mov")
+    with av.open(path, "w", format=fmt, options={"movflags": "+faststart"} if is_mp4 else {}) as out:
+        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(stream.encode(None))
+
+
+def write_video(
+    path_or_url: str | os.PathLike,
+    frames: torch.Tensor | np.ndarray,
+    fps: float,
+    *,
+    codec: str = "libx264",
+    crf: int | None = 18,
+) -> str:
+    """Write frames as a yuv420p video (H.264 in MP4 by default) with PyAV.
+
+    Args:
+        path_or_url: a local path or an fsspec URL; the container follows the extension (MP4 without one).
+        frames: float ``[3, T, H, W]`` in ``[-1, 1]`` or uint8 ``[T, H, W, 3]``. An odd height or width is
+            padded by one edge-replicated row or column, since 4:2:0 chroma needs even sizes.
+        fps: frame rate of the output.
+        codec: an FFmpeg encoder name.
+        crf: constant rate factor for libx264/libx265 (lower is better; 18 is visually lossless); ignored
+            by other encoders.
+
+    Returns:
+        ``path_or_url``, as a string.
+    """
+    video = _as_uint8_video(frames)
+    if len(video) == 0:
+        raise ValueError("cannot write a video with no frames")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    t, h, w, _ = video.shape
+    video = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    local = _local_target(path_or_url)
+    suffix = Path(local or os.fspath(path_or_url)).suffix
+    fmt = None if suffix else "mp4"
+    if local is not None:
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        _encode_video(local, video, fps, codec, crf, fmt)
+        return os.fspath(path_or_url)
+    # the MP4 muxer seeks back into the file to move the index to the front, so it needs a real file
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = os.path.join(tmp, "video" + (suffix or ".mp4"))
+        _encode_video(tmp_path, video, fps, codec, crf, fmt)
+        return _write_bytes(path_or_url, Path(tmp_path).read_bytes())
+
+
+def write_gif(path_or_url: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float) -> str:
+    """Write an animated GIF that loops forever (Pillow; needs no FFmpeg binary).
+
+    Args:
+        path_or_url: a local path or an fsspec URL.
+        frames: float ``[3, T, H, W]`` in ``[-1, 1]`` or uint8 ``[T, H, W, 3]``.
+        fps: frame rate; GIF stores delays in 10 ms steps, so the rate is approximate. Pillow merges
+            identical consecutive frames into one longer frame.
+
+    Returns:
+        ``path_or_url``, as a string.
+    """
+    from PIL import Image
+
+    video = _as_uint8_video(frames)
+    if len(video) == 0:
+        raise ValueError("cannot write a GIF with no frames")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    images = [Image.fromarray(frame) for frame in video]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    return _write_bytes(path_or_url, buf.getvalue())
+
+
+def write_image(path_or_url: str | os.PathLike, image: torch.Tensor | np.ndarray) -> str:
+    """Write one image; the format follows the extension (PNG without one).
+
+    Args:
+        path_or_url: a local path or an fsspec URL.
+        image: float ``[3, H, W]`` in ``[-1, 1]`` or uint8 ``[H, W, 3]``.
+
+    Returns:
+        ``path_or_url``, as a string.
+    """
+    from PIL import Image
+
+    suffix = Path(os.fspath(path_or_url)).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix, "PNG")
+    buf = io.BytesIO()
+    Image.fromarray(_as_uint8_image(image)).save(buf, format=fmt)
+    return _write_bytes(path_or_url, buf.getvalue())
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """Greedy word wrap to ``width`` pixels; a word wider than a line is cut."""
+    lines: list[str] = []
+    for word in text.split():
+        line = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(line) <= width:
+            lines[-1] = line
+            continue
+        while len(word) > 1 and font.getlength(word) > width:
+            cut = len(word) - 1
+            while cut > 1 and font.getlength(word[:cut]) > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return lines
+
+
+def make_grid(
+    images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
+    *,
+    nrow: int = 8,
+    padding: int = 2,
+    pad_value: int = 255,
+    captions: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Lay images out as a contact sheet.
+
+    Args:
+        images: same-sized images, each float ``[3, H, W]`` in [-1, 1] or uint8 ``[H, W, 3]``, or a batch
+            float ``[N, 3, H, W]`` / uint8 ``[N, H, W, 3]``.
+        nrow: images per row.
+        padding: pixels between tiles and around the sheet.
+        pad_value: grey level of the padding and caption background.
+        captions: one string per image, word-wrapped under its tile in PIL's default font.
+
+    Returns:
+        uint8 ``[H_grid, W_grid, 3]`` where ``W_grid = cols * (W + padding) + padding`` and
+        ``H_grid = rows * (H + caption_height + padding) + padding``.
+    """
+    tiles = [_as_uint8_image(im) for im in images]
+    if not tiles:
+        raise ValueError("make_grid needs at least one image")
+    if nrow < 1 or padding < 0:
+        raise ValueError(f"need nrow >= 1 and padding >= 0, got nrow={nrow}, padding={padding}")
+    h, w, _ = tiles[0].shape
+    if any(t.shape != (h, w, 3) for t in tiles):
+        raise ValueError(f"make_grid needs same-sized images, got {sorted({t.shape for t in tiles})}")
+    if captions is not None and len(captions) != len(tiles):
+        raise ValueError(f"got {len(captions)} captions for {len(tiles)} images")
+
+    cols, rows = min(nrow, len(tiles)), -(-len(tiles) // nrow)
+    caption_h, wrapped, font, line_h = 0, [], None, 0
+    if captions is not None:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default()
+        line_h = font.getbbox("Ag")[3] + 2
+        wrapped = [_wrap(c, font, w) for c in captions]
+        caption_h = max(len(lines) for lines in wrapped) * line_h + 2
+    cell_h, cell_w = h + caption_h + padding, w + padding
+    grid = np.full((rows * cell_h + padding, cols * cell_w + padding, 3), pad_value, dtype=np.uint8)
+    for k, tile in enumerate(tiles):
+        top, left = padding + (k // nrow) * cell_h, padding + (k % nrow) * cell_w
+        grid[top : top + h, left : left + w] = tile
+    if captions is not None:
+        from PIL import Image, ImageDraw
+
+        sheet = Image.fromarray(grid)
+        draw, ink = ImageDraw.Draw(sheet), (0, 0, 0) if pad_value >= 128 else (255, 255, 255)
+        for k, lines in enumerate(wrapped):
+            top, left = padding + (k // nrow) * cell_h + h + 1, padding + (k % nrow) * cell_w
+            for j, line in enumerate(lines):
+                draw.text((left, top + j * line_h), line, fill=ink, font=font)
+        grid = np.asarray(sheet).copy()
+    return grid
+
+
+def write_image_grid(
+    path_or_url: str | os.PathLike,
+    images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
+    *,
+    nrow: int = 8,
+    padding: int = 2,
+    pad_value: int = 255,
+    captions: Sequence[str] | None = None,
+) -> str:
+    """Write a contact sheet of ``images`` (see ``make_grid``) as an image file. Returns ``path_or_url``."""
+    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value, captions=captions)
+    return write_image(path_or_url, grid)
