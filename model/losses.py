@@ -1,0 +1,162 @@
+"""Training objectives of the unified transformer, as the released Show-o defines them, extended to our formats.
+
+Released recipe (`training/train.py`, `Showo.forward`, `training/utils.py`):
+
+- MaskGIT prediction (MTP) on t2i rows: per image t ~ U(0, 1), mask ratio cos(pi t / 2) clipped below at
+  `min_masking_rate`, `max(1, round(N * ratio))` codes chosen uniformly are replaced by the mask id; the targets
+  are the true ids at the masked codes and the own ids of `<|soi|>` / `<|eoi|>`. Cross-entropy over the whole
+  vocabulary, UNSHIFTED: the logit at position p predicts the token at p.
+- Next-token prediction (NTP) on lm and mmu rows: the usual shifted cross-entropy.
+- total = 1.0 * L_t2i + 0.1 * L_lm + 1.0 * L_mmu; each term is the mean over its labelled tokens.
+- Condition dropout: with p = 0.1 a t2i row's text block becomes the empty-prompt block.
+
+One rule covers every format: labelled positions inside full-attention blocks are MTP targets, labelled
+positions in causal text are NTP targets (see `model.prompting.PromptBatch.labels`). t2v rows add an MTP term,
+v2t rows an NTP term, interleaved rows one of each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from model.attention import Segments
+from model.prompting import IGNORE_INDEX, PromptBatch
+
+GENERATION_TASKS = ("t2i", "t2v", "interleaved")
+
+# (term, row task, objective)
+TERMS: tuple[tuple[str, str, str], ...] = (
+    ("t2i", "t2i", "mtp"),
+    ("lm", "lm", "ntp"),
+    ("mmu", "mmu", "ntp"),
+    ("t2v", "t2v", "mtp"),
+    ("v2t", "v2t", "ntp"),
+    ("lvg_image", "interleaved", "mtp"),
+    ("lvg_text", "interleaved", "ntp"),
+)
+DEFAULT_COEFFICIENTS: dict[str, float] = {
+    "t2i": 1.0, "lm": 0.1, "mmu": 1.0, "t2v": 1.0, "v2t": 1.0, "lvg_image": 1.0, "lvg_text": 1.0,
+}
+
+
+def cosine_mask_ratio(t: torch.Tensor) -> torch.Tensor:
+    """Fraction of codes to mask at time t in [0, 1] (the released cosine schedule)."""
+    return torch.cos(t * math.pi / 2)
+
+
+def drop_conditions(batch: PromptBatch, null_blocks: Mapping[str, torch.Tensor], *, prob: float, pad_id: int,
+                    generator: torch.Generator) -> PromptBatch:
+    """Replace the text block of some generation rows by the empty-prompt block (classifier-free guidance).
+
+    Args:
+        null_blocks: per task (`"t2i"`, `"t2v"`), the empty-prompt block (`Prompting.null_text_block`); rows of
+            other tasks are never dropped.
+        prob: drop probability per eligible row.
+        generator: one uniform draw per batch row, eligible or not, so the stream does not depend on the mix.
+    """
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"condition dropout probability must be in [0, 1], got {prob}")
+    draws = torch.rand(batch.batch_size, generator=generator)
+    ids, pad = batch.input_ids.clone(), batch.segments.pad.clone()
+    for row, task in enumerate(batch.tasks):
+        if task in null_blocks and draws[row] < prob:
+            block = null_blocks[task].to(ids.device)
+            ids[row, : block.numel()] = block
+            pad[row, : block.numel()] = block == pad_id
+    segments = Segments(batch.segments.block, pad, batch.segments.shared)
+    return PromptBatch(ids, segments, batch.position_ids, batch.visual_slices, batch.tasks, batch.labels)
+
+
+def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Generator,
+                       min_masking_rate: float = 0.0, last_blocks: int = 0) -> PromptBatch:
+    """MaskGIT corruption of the visual codes of generation rows (t2i, t2v, interleaved).
+
+    Per row: t ~ U(0, 1), ratio = max(cos(pi t / 2), min_masking_rate), `max(1, round(n * ratio))` of the row's n
+    candidate codes are replaced by `mask_id`. Labels keep the true id at masked codes only; every other code
+    target becomes `IGNORE_INDEX` (boundary tokens keep theirs).
+
+    Args:
+        last_blocks: 0 masks all visual blocks of a row jointly; k > 0 masks only the last k (e.g. the last latent
+            frame of a block-causal clip, so the model learns to continue a video from complete earlier frames).
+    Returns:
+        the batch with corrupted `input_ids` and MaskGIT `labels`.
+    """
+    if batch.labels is None:
+        raise ValueError("masking needs a training batch with labels")
+    ids, labels = batch.input_ids.clone(), batch.labels.clone()
+    rows = [r for r, task in enumerate(batch.tasks) if task in GENERATION_TASKS and batch.visual_slices[r]]
+    times = torch.rand(len(rows), generator=generator)
+    for row, t in zip(rows, times):
+        slices = batch.visual_slices[row]
+        chosen = slices[-last_blocks:] if last_blocks else slices
+        candidates = torch.cat([torch.arange(s, e) for s, e in chosen]).to(ids.device)
+        ratio = max(float(cosine_mask_ratio(t)), min_masking_rate)
+        count = max(1, round(candidates.numel() * ratio))
+        order = torch.rand(candidates.numel(), generator=generator).argsort()  # a uniform subset, as released
+        masked = candidates[order[:count].to(ids.device)]
+        every_code = torch.cat([torch.arange(s, e) for s, e in slices]).to(ids.device)
+        keep = labels[row, masked].clone()
+        labels[row, every_code] = IGNORE_INDEX
+        labels[row, masked] = keep
+        ids[row, masked] = mask_id
+    return PromptBatch(ids, batch.segments, batch.position_ids, batch.visual_slices, batch.tasks, labels)
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """The weighted total and each present term (mean cross-entropy over its labelled tokens)."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+def mtp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Unshifted cross-entropy: logits `(B, L, V)` at position p against labels `(B, L)` at p."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def ntp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Shifted cross-entropy: logits at p - 1 predict labels at p."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+
+
+def unified_loss(logits: torch.Tensor, batch: PromptBatch,
+                 coefficients: Mapping[str, float] | None = None) -> LossOutput:
+    """The training loss of a mixed batch.
+
+    Args:
+        logits: `(B, L, V)` model outputs for `batch.input_ids`.
+        batch: a (masked) training batch; `batch.tasks` says which term each row feeds.
+        coefficients: weight per term (`DEFAULT_COEFFICIENTS`, i.e. 1.0 / 0.1 / 1.0 for t2i / lm / mmu, for
+            missing keys).
+    """
+    if batch.labels is None:
+        raise ValueError("the loss needs a training batch with labels")
+    weights = {**DEFAULT_COEFFICIENTS, **(coefficients or {})}
+    unknown = set(weights) - set(DEFAULT_COEFFICIENTS)
+    if unknown:
+        raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {sorted(DEFAULT_COEFFICIENTS)}")
+    in_block = batch.segments.block >= 0
+    targets = {
+        "mtp": batch.labels.masked_fill(~in_block, IGNORE_INDEX),  # (B, L)
+        "ntp": batch.labels.masked_fill(in_block, IGNORE_INDEX),
+    }
+    terms: dict[str, torch.Tensor] = {}
+    total = logits.new_zeros(())
+    for term, task, objective in TERMS:
+        rows = [r for r, t in enumerate(batch.tasks) if t == task]
+        if not rows:
+            continue
+        index = torch.tensor(rows, device=logits.device)
+        labels = targets[objective][index]
+        if not bool((labels[:, 1:] if objective == "ntp" else labels).ne(IGNORE_INDEX).any()):
+            continue
+        value = (mtp_loss if objective == "mtp" else ntp_loss)(logits[index], labels)
+        terms[term] = value
+        total = total + weights[term] * value
+    return LossOutput(total, terms)

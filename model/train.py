@@ -1,0 +1,378 @@
+"""Training of the unified transformer on mixed task batches (t2i + lm + mmu, plus video and interleaved rows).
+
+    python -m model.train model/configs/tiny.yaml training.steps=500 checkpoint.dir=runs/tiny
+
+Every step draws a fixed number of samples per kind from a `model.data.DataSource`, builds one batch of a
+common length (t2i rows first, as released), applies condition dropout and MaskGIT corruption with an explicit
+generator, and optimises `model.losses.unified_loss` with AdamW, a cosine schedule with warm-up and gradient
+clipping (bf16 autocast on CUDA, fp32 on CPU).
+
+Checkpoints: `<dir>/checkpoint-<step>/` holds `model/` (config + safetensors weights), `tokenizer/`,
+`optimizer.pt` (optimizer and schedule), `rng.pt`, `trainer_state.json` (step, samples consumed per kind, loss
+history) and the run's `config.yaml`. A run with `checkpoint.resume=true` continues from the latest one and
+reproduces the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import json
+import math
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_512, showo_tiny
+from model.data import KINDS, DataSource, SyntheticSource, collate
+from model.losses import drop_conditions, mask_visual_tokens, unified_loss
+from model.network import Showo
+from model.prompting import Prompting
+from model.vocab import VocabLayout
+
+PRESETS: dict[str, Callable[[], ShowoConfig]] = {
+    "showo_tiny": showo_tiny,
+    "showo_cpu_mid": showo_cpu_mid,
+    "showo_phi15": showo_phi15,
+    "showo_phi15_512": showo_phi15_512,
+}
+SOURCES: dict[str, Callable[..., DataSource]] = {"synthetic": SyntheticSource}
+
+DEFAULTS: dict[str, Any] = {
+    "model": {"preset": "showo_tiny", "checkpoint": None, "overrides": {}},
+    "tokenizer": None,  # a transformers tokenizer directory; None = a word tokenizer over the source's corpus
+    "data": {
+        "source": "synthetic",  # a name in SOURCES or "package.module:Factory"
+        "source_args": {},
+        "seed": 0,
+        "fixed": False,  # reuse the first samples every step (overfitting checks)
+        "max_text_len": 16,
+        "batch": {"t2i": 4, "lm": 2, "mmu": 4, "t2v": 0, "v2t": 0, "interleaved": 0},
+        "frame_attention": "block_causal",
+    },
+    "training": {
+        "steps": 100,
+        "lr": 1e-3,
+        "weight_decay": 0.01,
+        "betas": [0.9, 0.999],
+        "warmup_steps": 10,
+        "min_lr_ratio": 0.0,
+        "grad_clip": 1.0,
+        "seed": 0,
+        "device": "auto",
+        "min_masking_rate": 0.0,
+        "cond_dropout_prob": 0.1,
+        "mask_last_blocks": 0,  # >0: mask only the last k visual blocks of video / interleaved rows
+        "coefficients": {"t2i": 1.0, "lm": 0.1, "mmu": 1.0},
+        "log_every": 10,
+    },
+    "checkpoint": {"dir": None, "every": 0, "resume": True, "keep": 2},
+}
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the model, its tokenizer, the loss history and where it was saved."""
+
+    step: int
+    history: list[dict[str, float]]
+    model: Showo
+    tokenizer: Any
+    layout: VocabLayout
+    checkpoint: Path | None = None
+    resumed_from: int | None = None
+
+
+@dataclass
+class _State:
+    step: int = 0
+    consumed: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float = 0.0) -> float:
+    """Linear warm-up to 1 over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """DEFAULTS, then the YAML file, then `key=value` overrides."""
+    cfg = OmegaConf.create(DEFAULTS)
+    if path is not None:
+        cfg = OmegaConf.merge(cfg, OmegaConf.load(str(path)))
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
+
+
+def build_source(cfg: DictConfig) -> DataSource:
+    name, args = cfg.data.source, OmegaConf.to_container(cfg.data.source_args, resolve=True)
+    if name in SOURCES:
+        return SOURCES[name](**args)
+    if ":" not in str(name):
+        raise ValueError(f"unknown data source {name!r}; use one of {sorted(SOURCES)} or 'package.module:Factory'")
+    module, attr = str(name).split(":", 1)
+    return getattr(importlib.import_module(module), attr)(**args)
+
+
+def build_tokenizer(cfg: DictConfig, source: DataSource):
+    """`(tokenizer, VocabLayout)`: from `cfg.tokenizer`, or a word tokenizer over the source's corpus."""
+    from model.text_tokenizer import add_showo_special_tokens, build_word_tokenizer, load_text_tokenizer
+
+    if cfg.tokenizer:
+        return load_text_tokenizer(cfg.tokenizer, codebook_size=source.codebook_size)
+    tokenizer = build_word_tokenizer(source.corpus())
+    text = add_showo_special_tokens(tokenizer)
+    return tokenizer, dataclasses.replace(text, codebook_size=source.codebook_size)
+
+
+def build_model(cfg: DictConfig, layout: VocabLayout, num_image_tokens: int) -> Showo:
+    """A fresh model from `cfg.model.preset` (sized to the vocabulary), or one loaded from `cfg.model.checkpoint`."""
+    if cfg.model.checkpoint:
+        model = load_model(cfg.model.checkpoint)
+        if model.config.vocab_size != layout.vocab_size:
+            raise ValueError(
+                f"checkpoint vocabulary {model.config.vocab_size} does not match the tokenizer layout "
+                f"{layout.vocab_size}"
+            )
+        return model
+    if cfg.model.preset not in PRESETS:
+        raise ValueError(f"unknown preset {cfg.model.preset!r}; known: {sorted(PRESETS)}")
+    overrides = OmegaConf.to_container(cfg.model.overrides, resolve=True)
+    config = dataclasses.replace(
+        PRESETS[cfg.model.preset](),
+        llm_vocab_size=layout.llm_vocab_size,
+        codebook_size=layout.codebook_size,
+        num_vq_tokens=num_image_tokens,
+        **overrides,
+    )
+    return Showo(config)
+
+
+def save_model(model: Showo, directory: Path) -> None:
+    """`model.save_pretrained` when the network provides it, else `config.json` + `model.safetensors`."""
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(str(directory))
+        return
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(weights, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2))
+
+
+def _load_weights(model: Showo, directory: Path) -> None:
+    from safetensors.torch import load_file
+
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors weights in {directory}")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(path: str | Path) -> Showo:
+    """A model saved by `save_model` (a training checkpoint directory also works)."""
+    directory = Path(path)
+    if (directory / "model").is_dir():
+        directory = directory / "model"
+    if hasattr(Showo, "from_pretrained"):
+        return Showo.from_pretrained(str(directory)).train()
+    config = ShowoConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    model = Showo(config)
+    _load_weights(model, directory)
+    return model
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step under `directory`, if any."""
+    found = []
+    for child in Path(directory).glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and (child / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def _save_checkpoint(directory: Path, cfg: DictConfig, state: _State, model, tokenizer, optimizer, scheduler,
+                     generator: torch.Generator, keep: int) -> Path:
+    final = directory / f"checkpoint-{state.step}"
+    tmp = directory / f".tmp-checkpoint-{state.step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, tmp / "model")
+    tokenizer.save_pretrained(str(tmp / "tokenizer"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+    rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(rng, tmp / "rng.pt")
+    OmegaConf.save(cfg, tmp / "config.yaml")
+    (tmp / "trainer_state.json").write_text(json.dumps(dataclasses.asdict(state)))  # written last: marks completeness
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    if keep > 0:
+        older = sorted((int(p.name.split("-")[1]), p) for p in directory.glob("checkpoint-*") if p.name[11:].isdigit())
+        for _, path in older[:-keep]:
+            shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def _resume(path: Path, model, optimizer, scheduler, generator: torch.Generator) -> _State:
+    _load_weights(model, path / "model")
+    opt = torch.load(path / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(opt["optimizer"])
+    scheduler.load_state_dict(opt["scheduler"])
+    rng = torch.load(path / "rng.pt", weights_only=True)
+    torch.set_rng_state(rng["torch"])
+    generator.set_state(rng["generator"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    data = json.loads((path / "trainer_state.json").read_text())
+    return _State(step=data["step"], consumed={**{k: 0 for k in KINDS}, **data["consumed"]}, history=data["history"])
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _optimizer(model: Showo, cfg: DictConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and LayerNorm weights (the 1-D parameters).
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+# ----------------------------------------------------------------------------------------------- loop
+def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Run (or resume) training as configured; see `DEFAULTS` for the keys.
+
+    Args:
+        cfg: a config (merged over `DEFAULTS`).
+        on_step: called with each step's record (`step`, `lr`, `total` and the loss terms).
+    Returns:
+        the trained model, tokenizer, layout and the full loss history (including steps before a resume).
+    """
+    cfg = OmegaConf.merge(OmegaConf.create(DEFAULTS), cfg)
+    tcfg, dcfg = cfg.training, cfg.data
+    unknown = set(dcfg.batch) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
+    device = _device(tcfg.device)
+    torch.manual_seed(tcfg.seed)
+    source = build_source(cfg)
+    tokenizer, layout = build_tokenizer(cfg, source)
+    prompting = Prompting(tokenizer, layout, max_text_len=dcfg.max_text_len)
+    lm_length = prompting.t2i_length(source.num_image_tokens)
+    model = build_model(cfg, layout, source.num_image_tokens).to(device).train()
+    optimizer = _optimizer(model, tcfg)
+    total = int(tcfg.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup=tcfg.warmup_steps, total=total, min_ratio=tcfg.min_lr_ratio)
+    )
+    generator = torch.Generator().manual_seed(tcfg.seed)  # masking and condition dropout
+    null_blocks = {task: prompting.null_text_block(task) for task in ("t2i", "t2v")}
+    coefficients = OmegaConf.to_container(tcfg.coefficients, resolve=True)
+
+    state, resumed_from = _State(), None
+    ckpt_dir = Path(cfg.checkpoint.dir) if cfg.checkpoint.dir else None
+    if ckpt_dir is not None and cfg.checkpoint.resume:
+        latest = latest_checkpoint(ckpt_dir)
+        if latest is not None:
+            state = _resume(latest, model, optimizer, scheduler, generator)
+            resumed_from = state.step
+
+    counts = {kind: int(n) for kind, n in dcfg.batch.items() if int(n) > 0}
+    if not counts:
+        raise ValueError("data.batch asks for no samples")
+    streams = {
+        kind: source.samples(kind, seed=dcfg.seed, start=0 if dcfg.fixed else state.consumed[kind]) for kind in counts
+    }
+
+    def draw() -> list[dict]:
+        return [next(streams[kind]) for kind, n in counts.items() for _ in range(n)]
+
+    fixed_samples = draw() if dcfg.fixed else None
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    )
+
+    last_saved = None
+    while state.step < total:
+        if fixed_samples is not None:
+            samples = fixed_samples
+        else:
+            samples = draw()
+            for kind, n in counts.items():
+                state.consumed[kind] += n
+        batch = collate(prompting, samples, lm_length=lm_length, frame_attention=dcfg.frame_attention)
+        batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
+                                generator=generator)
+        batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
+                                   min_masking_rate=tcfg.min_masking_rate, last_blocks=tcfg.mask_last_blocks)
+        batch = batch.to(device)
+        with autocast:
+            logits = model(batch.input_ids, attention_mask=batch.attention_mask(), position_ids=batch.position_ids)
+        loss = unified_loss(logits, batch, coefficients)
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        if tcfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        record = {"step": state.step, "lr": lr, "total": loss.total.item()}
+        record.update({name: value.item() for name, value in loss.terms.items()})
+        state.history.append(record)
+        every = int(cfg.checkpoint.every)
+        if ckpt_dir is not None and every and state.step % every == 0:
+            _save_checkpoint(ckpt_dir, cfg, state, model, tokenizer, optimizer, scheduler, generator,
+                             cfg.checkpoint.keep)
+        if on_step is not None:  # after the checkpoint, so a callback that stops the run loses nothing
+            on_step(record)
+    if ckpt_dir is not None:
+        final = ckpt_dir / f"checkpoint-{state.step}"
+        if latest_checkpoint(ckpt_dir) != final:
+            _save_checkpoint(ckpt_dir, cfg, state, model, tokenizer, optimizer, scheduler, generator,
+                             cfg.checkpoint.keep)
+        last_saved = final
+    return TrainResult(state.step, state.history, model, tokenizer, layout, last_saved, resumed_from)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m model.train <config.yaml> [key=value ...]")
+        return 0 if argv else 2
+    cfg = load_config(argv[0], argv[1:])
+    log_every = int(cfg.training.log_every)
+
+    def report(record: dict[str, float]) -> None:
+        if log_every and record["step"] % log_every == 0:
+            terms = " ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("step", "lr"))
+            print(f"step {record['step']:>6}  lr {record['lr']:.2e}  {terms}", flush=True)
+
+    result = train(cfg, on_step=report)
+    where = f", saved to {result.checkpoint}" if result.checkpoint else ""
+    print(f"finished at step {result.step}{where}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

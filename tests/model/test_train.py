@@ -1,0 +1,191 @@
+"""Losses and the training loop: released loss definitions, MaskGIT corruption, condition dropout, overfitting a
+tiny mixed batch, and exact resume from a checkpoint."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.data import SyntheticSource, collate
+from model.losses import (
+    DEFAULT_COEFFICIENTS,
+    drop_conditions,
+    mask_visual_tokens,
+    unified_loss,
+)
+from model.prompting import IGNORE_INDEX, PromptBatch, Prompting
+from model.text_tokenizer import add_showo_special_tokens, build_word_tokenizer
+from model.train import latest_checkpoint, load_config, load_model, lr_factor, main, train
+
+
+@pytest.fixture(scope="module")
+def prompting() -> Prompting:
+    source = SyntheticSource(codebook_size=64, num_image_tokens=16)
+    tokenizer = build_word_tokenizer(source.corpus())
+    text = add_showo_special_tokens(tokenizer)
+    layout = type(text)(llm_vocab_size=text.llm_vocab_size, codebook_size=64, bos_id=text.bos_id, eos_id=text.eos_id)
+    return Prompting(tokenizer, layout, max_text_len=16)
+
+
+def mixed_batch(prompting: Prompting, kinds: dict[str, int], seed: int = 0) -> PromptBatch:
+    source = SyntheticSource(codebook_size=64, num_image_tokens=16)
+    samples = [source.sample(kind, seed=seed, index=i) for kind, n in kinds.items() for i in range(n)]
+    return collate(prompting, samples, lm_length=prompting.t2i_length(16))
+
+
+def tiny_config(tmp_path=None, **training):
+    cfg = load_config(None, [
+        "data.fixed=true", "training.cond_dropout_prob=0.0", "training.log_every=0", "training.lr=3e-3",
+        "training.min_lr_ratio=0.1",
+    ])
+    for key, value in training.items():
+        cfg.training[key] = value
+    if tmp_path is not None:
+        cfg.checkpoint.dir = str(tmp_path)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------- losses
+def test_unified_loss_equals_the_released_formulas(prompting):
+    batch = mixed_batch(prompting, {"t2i": 3, "lm": 2, "mmu": 2})
+    gen = torch.Generator().manual_seed(0)
+    batch = mask_visual_tokens(batch, mask_id=prompting.layout.mask_id, generator=gen)
+    logits = torch.randn(batch.batch_size, batch.length, prompting.layout.vocab_size, generator=gen)
+    out = unified_loss(logits, batch)
+    V, T, labels = logits.shape[-1], prompting.text_block_len, batch.labels
+    # Showo.forward: t2i unshifted from the soi on, lm and mmu shifted, 1.0 / 0.1 / 1.0
+    t2i = F.cross_entropy(logits[:3, T:].reshape(-1, V), labels[:3, T:].reshape(-1), ignore_index=-100)
+    lm = F.cross_entropy(logits[3:5, :-1].reshape(-1, V), labels[3:5, 1:].reshape(-1), ignore_index=-100)
+    mmu = F.cross_entropy(logits[-2:, :-1].reshape(-1, V), labels[-2:, 1:].reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.terms["t2i"], t2i)
+    torch.testing.assert_close(out.terms["lm"], lm)
+    torch.testing.assert_close(out.terms["mmu"], mmu)
+    torch.testing.assert_close(out.total, 1.0 * t2i + 0.1 * lm + 1.0 * mmu)
+    assert (DEFAULT_COEFFICIENTS["t2i"], DEFAULT_COEFFICIENTS["lm"], DEFAULT_COEFFICIENTS["mmu"]) == (1.0, 0.1, 1.0)
+
+
+def test_mtp_is_unshifted_and_ntp_is_shifted(prompting):
+    batch = mixed_batch(prompting, {"t2i": 2, "lm": 2})
+    batch = mask_visual_tokens(batch, mask_id=prompting.layout.mask_id, generator=torch.Generator().manual_seed(1))
+    targets = batch.labels.clamp(min=0)
+    in_place = F.one_hot(targets, prompting.layout.vocab_size).float() * 50.0  # logit at p is the label at p
+    shifted = torch.roll(in_place, shifts=-1, dims=1)  # logit at p is the label at p + 1
+    at_p, at_next = unified_loss(in_place, batch).terms, unified_loss(shifted, batch).terms
+    assert at_p["t2i"] < 1e-3 and at_next["t2i"] > 1.0, "MaskGIT targets must be predicted in place"
+    assert at_next["lm"] < 1e-3 and at_p["lm"] > 1.0, "text targets must be predicted from the previous position"
+
+
+def test_masking_follows_the_cosine_rule_and_keeps_targets(prompting):
+    batch = mixed_batch(prompting, {"t2i": 3, "lm": 1, "mmu": 1})
+    gen = torch.Generator().manual_seed(7)
+    replay = torch.Generator().manual_seed(7)
+    masked = mask_visual_tokens(batch, mask_id=prompting.layout.mask_id, generator=gen, min_masking_rate=0.2)
+    times = torch.rand(3, generator=replay)
+    for row in range(3):
+        (start, end), = batch.visual_slices[row]
+        is_masked = masked.input_ids[row] == prompting.layout.mask_id
+        expect = max(1, round(16 * max(math.cos(math.pi * float(times[row]) / 2), 0.2)))
+        assert int(is_masked.sum()) == expect and bool(is_masked[start:end].sum() == expect)
+        codes = torch.zeros_like(is_masked)
+        codes[start:end] = True
+        assert torch.equal(masked.labels[row][is_masked], batch.input_ids[row][is_masked]), "targets are true ids"
+        assert masked.labels[row][codes & ~is_masked].eq(IGNORE_INDEX).all()
+        assert masked.labels[row, start - 1] == prompting.layout.soi_id
+        assert masked.labels[row, end] == prompting.layout.eoi_id
+        torch.rand(16, generator=replay)  # the row's permutation draw
+    assert torch.equal(masked.input_ids[3:], batch.input_ids[3:]) and torch.equal(masked.labels[3:], batch.labels[3:])
+
+
+def test_masking_only_the_last_frame_of_block_causal_clips(prompting):
+    batch = mixed_batch(prompting, {"t2v": 2})
+    masked = mask_visual_tokens(batch, mask_id=prompting.layout.mask_id, generator=torch.Generator().manual_seed(2),
+                                last_blocks=1)
+    for row in range(2):
+        (a, b), (c, d) = batch.visual_slices[row]
+        assert torch.equal(masked.input_ids[row, a:b], batch.input_ids[row, a:b]), "earlier frames stay complete"
+        assert masked.labels[row, a:b].eq(IGNORE_INDEX).all()
+        assert masked.input_ids[row, c:d].eq(prompting.layout.mask_id).any()
+
+
+def test_condition_dropout_substitutes_the_null_prompt(prompting):
+    batch = mixed_batch(prompting, {"t2i": 3, "mmu": 1})
+    null = {"t2i": prompting.null_text_block("t2i")}
+    pad_id, T = prompting.layout.pad_id, prompting.text_block_len
+    dropped = drop_conditions(batch, null, prob=1.0, pad_id=pad_id, generator=torch.Generator().manual_seed(0))
+    uncond = prompting.t2i_null(3, batch.input_ids[:3, T + 1 : T + 17] - prompting.layout.code_offset)
+    assert torch.equal(dropped.input_ids[:3], uncond.input_ids)
+    assert torch.equal(dropped.segments.pad[:3], uncond.segments.pad)
+    assert torch.equal(dropped.input_ids[3], batch.input_ids[3]), "understanding rows are never dropped"
+    kept = drop_conditions(batch, null, prob=0.0, pad_id=pad_id, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(kept.input_ids, batch.input_ids)
+    draws = torch.rand(4, generator=torch.Generator().manual_seed(3))
+    half = drop_conditions(batch, null, prob=0.5, pad_id=pad_id, generator=torch.Generator().manual_seed(3))
+    for row in range(3):
+        assert torch.equal(half.input_ids[row, :T], null["t2i"]) == bool(draws[row] < 0.5)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    factors = [lr_factor(s, warmup=4, total=20, min_ratio=0.1) for s in range(21)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert factors[-1] == pytest.approx(0.1)
+
+
+def test_synthetic_streams_restart_anywhere():
+    source = SyntheticSource()
+    stream = source.samples("t2i", seed=3, start=5)
+    first = next(stream)
+    assert first["text"] == source.sample("t2i", seed=3, index=5)["text"]
+    assert torch.equal(first["image"], source.sample("t2i", seed=3, index=5)["image"])
+
+
+# ----------------------------------------------------------------------------------------- training loop
+def test_tiny_model_overfits_a_fixed_mixed_batch():
+    result = train(tiny_config(steps=150))
+    first, last = result.history[0], result.history[-5:]
+    for term in ("t2i", "lm", "mmu"):
+        end = sum(r[term] for r in last) / len(last)
+        assert end < 0.3 * first[term], (term, first[term], end)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop_at_5(record):
+        if record["step"] == 5:
+            raise Stop
+
+    interrupted = tiny_config(tmp_path / "b", steps=8)
+    interrupted.checkpoint.every = 4
+    interrupted.data.fixed = False  # the data streams must continue where they stopped too
+    uninterrupted = tiny_config(tmp_path / "c", steps=8)
+    uninterrupted.data.fixed = False
+    straight = train(uninterrupted)
+    with pytest.raises(Stop):
+        train(interrupted, on_step=stop_at_5)
+    assert latest_checkpoint(tmp_path / "b").name == "checkpoint-4"
+    resumed = train(interrupted)
+    assert resumed.resumed_from == 4 and resumed.step == 8
+    assert [r["total"] for r in resumed.history] == [r["total"] for r in straight.history]
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_cli_trains_and_saves_a_loadable_model(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "training:\n  steps: 3\n  log_every: 1\n"
+        "data:\n  batch: {t2i: 1, lm: 1, mmu: 1, t2v: 1, v2t: 1, interleaved: 1}\n"
+    )
+    assert main([str(config), f"checkpoint.dir={tmp_path / 'ckpt'}"]) == 0
+    assert "step      3" in capsys.readouterr().out
+    saved = latest_checkpoint(tmp_path / "ckpt")
+    model = load_model(saved)
+    cfg = load_config(config, ["training.steps=0", f"model.checkpoint={saved}"])
+    again = train(cfg)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(a, b), name
