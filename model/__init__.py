@@ -2,12 +2,16 @@
 
 from model.attention import Segments, omni_mask
 from model.cache import KVCache
+from model.clip import ClipVisionTower
 from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_512, showo_tiny
+from model.loading import load_showo, save_showo
 from model.network import Showo
 from model.prompting import PromptBatch, Prompting, Step
 from model.vocab import SPECIAL_TOKENS, VocabLayout
+from model.pipelines import ShowoPipeline  # noqa: E402  (after the modules it builds on)
 
 __all__ = [
+    "ClipVisionTower",
     "KVCache",
     "PromptBatch",
     "Prompting",
@@ -15,9 +19,12 @@ __all__ = [
     "Segments",
     "Showo",
     "ShowoConfig",
+    "ShowoPipeline",
     "Step",
     "VocabLayout",
+    "load_showo",
     "omni_mask",
+    "save_showo",
     "showo_cpu_mid",
     "showo_phi15",
     "showo_phi15_512",

@@ -35,62 +35,42 @@ def random_token_mask(grid: tuple[int, int], strength: float, generator: torch.G
     return flat.view(h, w)
 
 
-@dataclass(frozen=True)
-class ExtrapolationWindow:
-    """Where one extrapolation step generates, in the coordinates of the model's token window.
+def grow_canvas(canvas: torch.Tensor, direction: str, new_size: int, unknown: int) -> torch.Tensor:
+    """The canvas `(H, W)` of codes with `new_size` rows/columns of `unknown` added towards `direction`."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if new_size < 1:
+        raise ValueError(f"new_size must be >= 1, got {new_size}")
+    height, width = canvas.shape
+    if direction in ("left", "right"):
+        strip = torch.full((height, new_size), unknown, dtype=canvas.dtype, device=canvas.device)
+        return torch.cat([strip, canvas] if direction == "left" else [canvas, strip], dim=1)
+    strip = torch.full((new_size, width), unknown, dtype=canvas.dtype, device=canvas.device)
+    return torch.cat([strip, canvas] if direction == "up" else [canvas, strip], dim=0)
 
-    Attributes:
-        window: `(h, w)` codes to generate, with the known part copied from the canvas.
-        known: `(h, w)` bool, True where the window holds canvas codes.
-        new_size: number of new rows or columns this step adds to the canvas.
-    """
 
-    window: torch.Tensor
-    known: torch.Tensor
-    new_size: int
+def extrapolation_windows(
+    canvas_shape: tuple[int, int], direction: str, grid: tuple[int, int], new_size: int
+) -> list[tuple[int, int]]:
+    """Top-left corners of the model-sized windows that cover the new strip of a grown canvas.
 
-
-def extrapolation_window(canvas: torch.Tensor, direction: str, grid: tuple[int, int], new_size: int) -> ExtrapolationWindow:
-    """Build the model window for growing `canvas` `(H_c, W_c)` by `new_size` rows/columns towards `direction`.
-
-    The window is the model's grid `(h, w)`: `new_size` unknown rows/columns on the outer side, and the adjacent
-    part of the canvas on the inner side, so the new strip is generated in context.
+    Along the growth axis a window spans the strip and the adjacent old canvas; across it, windows slide with half
+    a window of overlap, so a canvas wider (or taller) than the model's grid grows piece by piece, each piece seeing
+    the canvas and the pieces generated before it.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    height, width = canvas_shape
     h, w = grid
     horizontal = direction in ("left", "right")
-    span = w if horizontal else h
+    along, across, span, side = (width, height, w, h) if horizontal else (height, width, h, w)
     if not 0 < new_size < span:
         raise ValueError(f"new_size must be in (0, {span}) for direction {direction!r}, got {new_size}")
-    keep = span - new_size
-    canvas_h, canvas_w = canvas.shape
-    if (horizontal and (canvas_h != h or canvas_w < keep)) or (not horizontal and (canvas_w != w or canvas_h < keep)):
-        raise ValueError(
-            f"canvas {tuple(canvas.shape)} cannot grow {direction}: its other side must equal the model grid {grid} "
-            f"and it needs at least {keep} codes along the growth axis"
-        )
-    window = torch.zeros(h, w, dtype=torch.long)
-    known = torch.zeros(h, w, dtype=torch.bool)
-    if direction == "left":
-        window[:, new_size:], known[:, new_size:] = canvas[:, :keep], True
-    elif direction == "right":
-        window[:, :keep], known[:, :keep] = canvas[:, -keep:], True
-    elif direction == "up":
-        window[new_size:, :], known[new_size:, :] = canvas[:keep, :], True
-    else:
-        window[:keep, :], known[:keep, :] = canvas[-keep:, :], True
-    return ExtrapolationWindow(window=window, known=known, new_size=new_size)
-
-
-def stitch(canvas: torch.Tensor, generated: torch.Tensor, direction: str, new_size: int) -> torch.Tensor:
-    """Attach the new strip of a generated window to the canvas."""
-    if direction == "left":
-        return torch.cat([generated[:, :new_size], canvas], dim=1)
-    if direction == "right":
-        return torch.cat([canvas, generated[:, -new_size:]], dim=1)
-    if direction == "up":
-        return torch.cat([generated[:new_size, :], canvas], dim=0)
-    if direction == "down":
-        return torch.cat([canvas, generated[-new_size:, :]], dim=0)
-    raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if along < span or across < side:
+        raise ValueError(f"canvas {canvas_shape} is smaller than the model grid {grid}: cannot extrapolate")
+    start = 0 if direction in ("left", "up") else along - span
+    stride = max(1, side // 2)
+    offsets = list(range(0, across - side + 1, stride))
+    if offsets[-1] != across - side:
+        offsets.append(across - side)
+    return [(o, start) if horizontal else (start, o) for o in offsets]

@@ -1,0 +1,18 @@
+"""Pipelines: the transformer, a visual tokenizer and a text tokenizer together, one method per task."""
+
+from model.pipelines.codec import PatchCodec
+from model.pipelines.progress import Progress
+from model.pipelines.results import ImageResult, StoryboardResult, StoryStep, TextResult, VideoResult
+from model.pipelines.showo import GenerationOptions, ShowoPipeline
+
+__all__ = [
+    "GenerationOptions",
+    "ImageResult",
+    "PatchCodec",
+    "Progress",
+    "ShowoPipeline",
+    "StoryStep",
+    "StoryboardResult",
+    "TextResult",
+    "VideoResult",
+]

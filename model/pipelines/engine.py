@@ -1,0 +1,190 @@
+"""Block-level generation on top of an explicit KV cache: the machinery every pipeline shares.
+
+A `Context` is a growing token sequence (a `PromptBatch`) whose every position is committed in a `KVCache`.
+Pipelines extend it piece by piece (prompt, finished frames, finished storyboard steps), generate a visual block
+on top of it with MaskGIT (the prefix is computed once, every step runs only the block), and generate text after
+it with the cached autoregressive decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from model.attention import Segments
+from model.cache import KVCache
+from model.prompt_batch import PromptBatch
+from model.sampling import UNKNOWN, MaskGitConfig, block_logits_fn, generate_text, maskgit_decode, prefill
+from model.vocab import VocabLayout
+
+
+@dataclass
+class Context:
+    """A sequence `batch` whose positions are all committed in `cache` (`cache.length == batch.length`)."""
+
+    batch: PromptBatch
+    cache: KVCache
+
+    @property
+    def length(self) -> int:
+        return self.batch.length
+
+
+def ids_piece(ids: torch.Tensor) -> PromptBatch:
+    """Causal, unpadded token ids `(B, n)` as a piece to append to a sequence."""
+    batch, length = ids.shape
+    return PromptBatch(
+        input_ids=ids.long(),
+        segments=Segments.causal(batch, length, device=ids.device),
+        position_ids=torch.arange(length, device=ids.device).expand(batch, -1),
+        visual_slices=((),) * batch,
+        tasks=("piece",) * batch,
+    )
+
+
+def start(model, batch: PromptBatch, capacity: int | None = None) -> Context:
+    """Prefill a first piece into a fresh cache."""
+    _, cache = prefill(model, batch.input_ids, batch.segments, position_ids=batch.position_ids, capacity=capacity)
+    return Context(batch, cache)
+
+
+def extend(model, context: Context | None, piece: PromptBatch) -> Context:
+    """Run `piece` after the context and commit it (a fresh context when `context` is None)."""
+    if context is None:
+        return start(model, piece)
+    if context.cache.length != context.length:
+        raise ValueError(f"context holds {context.length} positions but its cache {context.cache.length}")
+    full = context.batch.append(piece)
+    prefill(model, piece.input_ids, full.segments, cache=context.cache, position_ids=full.position_ids[:, context.length :])
+    return Context(full, context.cache)
+
+
+def check_length(model, length: int, what: str) -> None:
+    """Fail before any work when a sequence would exceed the model's positions."""
+    limit = model.config.max_position_embeddings
+    if length > limit:
+        raise ValueError(f"{what} needs {length} positions but the model allows {limit}; ask for less")
+
+
+def block_codes(block: PromptBatch) -> torch.Tensor:
+    """Positions of the visual codes inside a block piece `(N,)` (the same for every row)."""
+    return block.visual_index()[0]
+
+
+def generate_block(
+    model,
+    contexts: list[Context],
+    block: PromptBatch,
+    tokens: torch.Tensor,
+    config: MaskGitConfig,
+    *,
+    layout: VocabLayout,
+    generator: torch.Generator,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """MaskGIT-decode the codes of `block` on top of the contexts and return them `(B, N)`.
+
+    Args:
+        contexts: `[cond]`, or `[cond, uncond]` for guidance, or one context of `2B` rows (conditional rows first)
+            when both branches have the same length and share one cache.
+        block: the block piece for the `B` conditional rows (`<|soi|>`, codes or mask ids, `<|eoi|>`, ...).
+        tokens: `(B, N)` known codes, `UNKNOWN` where to generate.
+    """
+    batch = tokens.shape[0]
+    code_index = block_codes(block)
+    guided = config.guidance_scale > 0
+
+    def closure(context: Context):
+        rows = context.batch.batch_size
+        piece = _repeat_rows(block, rows // block.batch_size)
+        full = context.batch.append(piece)
+        return block_logits_fn(
+            model,
+            context.cache,
+            segments=full.segments,
+            block_ids=piece.input_ids,
+            code_index=code_index,
+            code_offset=layout.code_offset,
+            codebook_size=layout.codebook_size,
+            mask_token_id=layout.mask_id,
+            position_ids=full.position_ids[:, context.length :],
+        )
+
+    total_rows = sum(c.batch.batch_size for c in contexts)
+    expected = 2 * batch if guided else batch
+    if total_rows != expected:
+        raise ValueError(f"contexts hold {total_rows} rows; guidance={guided} needs {expected} for a batch of {batch}")
+    fns = [closure(c) for c in contexts]
+    sizes = [c.batch.batch_size for c in contexts]
+
+    def logits_fn(codes: torch.Tensor) -> torch.Tensor:
+        return torch.cat([fn(part) for fn, part in zip(fns, codes.split(sizes))])
+
+    result = maskgit_decode(
+        logits_fn if len(fns) > 1 else fns[0],
+        tokens,
+        config,
+        generator=generator,
+        mask_id=UNKNOWN,
+        codebook_size=layout.codebook_size,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    return result.codes
+
+
+def fill_block(block: PromptBatch, codes: torch.Tensor, layout: VocabLayout) -> PromptBatch:
+    """The block with its code positions set to `codes` `(B, N)`."""
+    ids = block.input_ids.clone()
+    ids[:, block_codes(block)] = layout.codes_to_ids(codes.to(ids.device))
+    return block.with_ids(ids)
+
+
+def _repeat_rows(piece: PromptBatch, times: int) -> PromptBatch:
+    return piece if times == 1 else piece.select([r for _ in range(times) for r in range(piece.batch_size)])
+
+
+def generate_text_after(
+    model,
+    context: Context | None,
+    prompt: PromptBatch,
+    *,
+    layout: VocabLayout,
+    max_new_tokens: int,
+    generator: torch.Generator | None,
+    greedy: bool,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[list[int]]:
+    """Decode text after `context + prompt` with the cache; the cache is left as it was (nothing committed).
+
+    Returns the generated ids of every row, the stop token (eos) excluded.
+    """
+    full = prompt if context is None else context.batch.append(prompt)
+    start_len = 0 if context is None else context.cache.length
+    result = generate_text(
+        model,
+        prompt.input_ids,
+        full.segments,
+        max_new_tokens=max_new_tokens,
+        pad_id=layout.pad_id,
+        generator=generator,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        greedy=greedy,
+        stop_ids=(layout.eos_id,),
+        cache=None if context is None else context.cache,
+        position_ids=full.position_ids[:, start_len:],
+        progress=progress,
+        should_stop=should_stop,
+    )
+    if context is not None:
+        context.cache.truncate(start_len)
+    return result.tokens
