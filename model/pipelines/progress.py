@@ -35,11 +35,11 @@ ProgressFn = Callable[[Progress], None]
 
 
 def inner_reporter(progress: ProgressFn | None, task: str, stage: str, step: int, total: int):
-    """Adapt a `ProgressFn` to the samplers' `(inner_step, inner_total)` callback (0-based step in, 1-based out)."""
+    """Adapt a `ProgressFn` to the samplers' `(inner_step, inner_total)` callback (1-based steps)."""
     if progress is None:
         return None
 
     def report(inner_step: int, inner_total: int) -> None:
-        progress(Progress(task, stage, step, total, min(inner_step + 1, inner_total), inner_total))
+        progress(Progress(task, stage, step, total, inner_step, inner_total))
 
     return report

@@ -1,0 +1,207 @@
+"""ShowoPipeline on a tiny seeded transformer with the exact PatchCodec as its visual tokenizer."""
+
+import pytest
+import torch
+
+from model import Showo, ShowoPipeline, showo_tiny
+from model.pipelines import PatchCodec, Progress
+from model.pipelines.baselines import recompute_text_to_image, recompute_text_to_video
+from model.sampling import Cancelled
+from model.text_tokenizer import build_word_tokenizer, load_text_tokenizer
+
+WORDS = (
+    "how do i build a tower with red square and blue circle ? place the at bottom . put on top "
+    "describe video user assistant what colour is it moves left right"
+)
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tok")
+    build_word_tokenizer([WORDS], directory)
+    tokenizer, layout = load_text_tokenizer(directory, codebook_size=64)
+    torch.manual_seed(0)
+    config = showo_tiny(llm_vocab_size=layout.llm_vocab_size, codebook_size=64, num_vq_tokens=16)
+    model = Showo(config).eval()
+    codec = PatchCodec(downsample_factor=4, levels=4, temporal_downsample=4)
+    return ShowoPipeline(model=model, text_tokenizer=tokenizer, layout=layout, image_tokenizer=codec,
+                         video_tokenizer=codec, downsample=4, max_text_len=16)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def image(seed=0):
+    return torch.rand(3, 16, 16, generator=gen(seed)) * 2 - 1
+
+
+# ------------------------------------------------------------------------------------------ text to image
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+def test_text_to_image_cached_equals_released_recompute(pipe, guidance):
+    prompts = ["a red square", "blue circle at the top"]
+    ours = pipe.text_to_image(prompts, steps=6, guidance_scale=guidance, generator=gen(3))
+    released = recompute_text_to_image(pipe, prompts, steps=6, guidance_scale=guidance, generator=gen(3))
+    assert ours.codes.shape == (2, 4, 4) and ours.images.shape == (2, 3, 16, 16)
+    assert torch.equal(ours.codes, released.codes)
+
+
+def test_reference_mode_matches_released_and_differs_from_default(pipe):
+    prompts = ["a red square"]
+    ours = pipe.text_to_image(prompts, steps=8, guidance_scale=1.5, reference=True, generator=gen(1))
+    released = recompute_text_to_image(pipe, prompts, steps=8, guidance_scale=1.5, reference=True, generator=gen(1))
+    assert torch.equal(ours.codes, released.codes)
+
+
+def test_seeded_runs_identical_and_seeds_differ(pipe):
+    a = pipe.text_to_image("a red square", steps=4, generator=gen(5)).codes
+    b = pipe.text_to_image("a red square", steps=4, generator=gen(5)).codes
+    c = pipe.text_to_image("a red square", steps=4, generator=gen(6)).codes
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_progress_and_cancellation(pipe):
+    events: list[Progress] = []
+    pipe.text_to_image("a red square", steps=5, generator=gen(), progress=events.append)
+    assert [e.inner_step for e in events] == [1, 2, 3, 4, 5] and events[-1].fraction == 1.0
+    calls = []
+
+    def stop_after_two():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(Cancelled):
+        pipe.text_to_image("a red square", steps=5, generator=gen(), should_stop=stop_after_two)
+    assert len(calls) == 3  # cancelled before the third step, nothing after
+
+
+# ------------------------------------------------------------------------------------------ editing
+def test_inpaint_keeps_tokens_outside_the_mask(pipe):
+    picture = image(1)
+    mask = torch.zeros(16, 16)
+    mask[:8, :8] = 1  # the top-left 2x2 tokens
+    original = pipe.encode_images(picture)[0]
+    out = pipe.inpaint(picture, mask, "a red square", steps=4, generator=gen(2)).codes[0]
+    region = torch.zeros(4, 4, dtype=torch.bool)
+    region[:2, :2] = True
+    assert torch.equal(out[~region], original[~region])
+
+
+def test_edit_changes_at_most_the_remasked_fraction(pipe):
+    picture = image(2)
+    original = pipe.encode_images(picture)[0]
+    out = pipe.edit(picture, "blue circle", strength=0.25, steps=4, generator=gen(3)).codes[0]
+    assert (out != original).sum() <= 4  # 25 % of 16 tokens were re-masked, the rest are kept
+
+
+@pytest.mark.parametrize("directions", [["left"], ["right", "down"], ["up", "left", "down"]])
+def test_extrapolate_grows_the_canvas_and_keeps_the_original(pipe, directions):
+    picture = image(3)
+    original = pipe.encode_images(picture)[0]
+    out = pipe.extrapolate(picture, directions, ["a red square"] * len(directions), steps=3, generator=gen(4))
+    height = 4 + 2 * sum(d in ("up", "down") for d in directions)
+    width = 4 + 2 * sum(d in ("left", "right") for d in directions)
+    assert out.codes.shape == (1, height, width) and out.images.shape == (1, 3, 4 * height, 4 * width)
+    top = 2 * sum(d == "up" for d in directions)
+    left = 2 * sum(d == "left" for d in directions)
+    assert torch.equal(out.codes[0, top : top + 4, left : left + 4], original)
+
+
+# ------------------------------------------------------------------------------------------ understanding
+def test_understanding_batch_equals_one_by_one(pipe):
+    video = torch.rand(3, 9, 16, 16, generator=gen(7)) * 2 - 1
+    visuals = [image(4), video, image(5)]
+    questions = ["what colour is it ?", "describe the video .", "what is at the top of the tower ?"]
+    batched = pipe.understand(visuals, questions, max_new_tokens=6)
+    for index, (visual, question) in enumerate(zip(visuals, questions)):
+        alone = pipe.understand([visual], [question], max_new_tokens=6)
+        assert alone.token_ids[0] == batched.token_ids[index]
+    assert len(batched.texts) == 3 and len(batched.frames_used) == 3
+
+
+def test_caption_uses_the_video(pipe):
+    # Sampled with the same random stream: only the video differs, so the answers must too.
+    a = pipe.caption([torch.full((3, 5, 16, 16), -1.0)], max_new_tokens=8, top_k=None, generator=gen(0))
+    b = pipe.caption([torch.full((3, 5, 16, 16), 1.0)], max_new_tokens=8, top_k=None, generator=gen(0))
+    c = pipe.caption([torch.full((3, 5, 16, 16), 1.0)], max_new_tokens=8, top_k=None, generator=gen(0))
+    assert a.token_ids != b.token_ids and b.token_ids == c.token_ids
+
+
+# ------------------------------------------------------------------------------------------ video
+@pytest.mark.parametrize("guidance", [0.0, 1.5])
+def test_text_to_video_cached_equals_full_recompute(pipe, guidance):
+    ours = pipe.text_to_video("a red square moves left", num_frames=13, steps=4, guidance_scale=guidance, generator=gen(8))
+    released = recompute_text_to_video(pipe, "a red square moves left", num_frames=13, steps=4,
+                                       guidance_scale=guidance, generator=gen(8))
+    assert ours.codes.shape == (4, 4, 4) and ours.frames.shape == (3, 13, 16, 16)
+    assert torch.equal(ours.codes, released.codes)
+
+
+def test_video_frames_condition_on_earlier_frames_only(pipe):
+    # Temporal autoregression: a longer clip starts with exactly the frames of a shorter one (same seed).
+    short = pipe.text_to_video("a red square", num_frames=5, steps=3, generator=gen(9)).codes
+    long = pipe.text_to_video("a red square", num_frames=13, steps=3, generator=gen(9)).codes
+    assert torch.equal(long[:1], short[:1])
+
+
+def test_chunked_video_generation(pipe):
+    out = pipe.text_to_video("a red square", num_frames=17, steps=3, chunk_frames=2, generator=gen(1))
+    assert out.codes.shape == (5, 4, 4)
+
+
+def test_continue_video_keeps_the_given_frames(pipe):
+    video = torch.rand(3, 9, 16, 16, generator=gen(10)) * 2 - 1
+    given = pipe.encode_video(video)
+    out = pipe.continue_video(video, "a red square moves left", num_frames=8, steps=3, generator=gen(2))
+    assert out.codes.shape == (5, 4, 4) and out.frames.shape == (3, 17, 16, 16)
+    assert torch.equal(out.codes[:3], given)
+
+
+# ------------------------------------------------------------------------------------------ storyboard
+def test_storyboard_steps_condition_on_history(pipe):
+    events: list[Progress] = []
+    board = pipe.storyboard("how do i build a tower ?", num_steps=3, steps=3, max_caption_tokens=5,
+                            generator=gen(11), progress=events.append)
+    assert len(board.steps) == 3
+    for step in board.steps:
+        assert step.keyframe.shape == (3, 16, 16) and step.codes.shape == (4, 4)
+        assert len(step.caption_ids) <= 5
+    again = pipe.storyboard("how do i build a tower ?", num_steps=3, steps=3, max_caption_tokens=5, generator=gen(11))
+    assert [s.caption_ids for s in again.steps] == [s.caption_ids for s in board.steps]
+    assert all(torch.equal(a.codes, b.codes) for a, b in zip(again.steps, board.steps))
+    assert {e.stage for e in events} == {"caption", "keyframe"} and max(e.step for e in events) == 6
+    # The first step does not depend on how many steps follow.
+    one = pipe.storyboard("how do i build a tower ?", num_steps=1, steps=3, max_caption_tokens=5, generator=gen(11))
+    assert one.steps[0].caption_ids == board.steps[0].caption_ids
+
+
+def test_storyboard_with_guidance_and_clips(pipe):
+    board = pipe.storyboard("how do i build a tower ?", num_steps=2, steps=3, max_caption_tokens=4,
+                            guidance_scale=1.5, clip_frames=5, generator=gen(12))
+    for step in board.steps:
+        assert step.clip is not None and step.clip.frames.shape == (3, 5, 16, 16)
+        assert torch.equal(step.clip.codes[0], step.codes)  # the clip starts from its keyframe
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_bad_input_is_rejected_with_clear_errors(pipe):
+    with pytest.raises(ValueError, match="empty"):
+        pipe.text_to_image([], steps=2)
+    with pytest.raises(ValueError, match="pixels"):
+        pipe.understand([torch.zeros(3, 20, 16)], ["what ?"])
+    with pytest.raises(ValueError, match="mask"):
+        pipe.inpaint(image(0), torch.ones(8, 8), "a red square")
+    with pytest.raises(ValueError, match="1 \\+ 4k"):
+        pipe.text_to_video("a red square", num_frames=6)
+    with pytest.raises(ValueError, match="positions"):
+        pipe.text_to_video("a red square", num_frames=1 + 4 * 100)
+    with pytest.raises(ValueError, match="images/videos"):
+        pipe.understand([image(0)], ["a", "b"])
+    with pytest.raises(ValueError, match="direction"):
+        pipe.extrapolate(image(0), ["sideways"], ["a"])
+
+
+def test_pipeline_rejects_a_tokenizer_of_another_vocabulary(pipe):
+    model = Showo(showo_tiny(llm_vocab_size=pipe.layout.llm_vocab_size + 1, codebook_size=64, num_vq_tokens=16))
+    with pytest.raises(ValueError, match="do not belong together"):
+        ShowoPipeline(model=model, text_tokenizer=pipe.text_tokenizer, layout=pipe.layout, image_tokenizer=PatchCodec())
