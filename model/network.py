@@ -199,6 +199,26 @@ class Showo(nn.Module):
         x = self.showo.model.final_layernorm(x)
         return self.showo.lm_head(x).float()  # (B, L, V)
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_url: str,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        strict: bool = True,
+    ) -> "Showo":
+        """Load a released or saved checkpoint (a local folder, an fsspec URL or a hub id); see `model.loading`."""
+        from model.loading import load_showo
+
+        return load_showo(path_or_url, dtype=dtype, device=device, strict=strict)
+
+    def save_pretrained(self, path_or_url: str, *, weights_name: str = "model.safetensors") -> None:
+        """Write `config.json` and safetensors weights to a folder or an fsspec URL; see `model.loading`."""
+        from model.loading import save_showo
+
+        save_showo(self, path_or_url, weights_name=weights_name)
+
     def new_cache(self, batch_size: int, capacity: int = 256) -> KVCache:
         """An empty `KVCache` matching this model's shapes, dtype and device."""
         return KVCache.for_config(self.config, batch_size, capacity=capacity, dtype=self.dtype, device=self.device)
