@@ -1,0 +1,159 @@
+"""`studio bench`: cached / batched generation against the released way, measured side by side in one run.
+
+Records: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio"}` with ratio = baseline / ours.
+
+- `ar_decode/b{B}/new{T}`: text decoding after an image + question prefix, KV cache vs recomputing the whole
+  sequence for every token (the released `mmu_generate`).
+- `maskgit_t2i/cfg`: one image with guidance, prefix reuse + batched CFG vs the released full recompute per step.
+- `t2v/frames{k}`: temporal autoregressive video of k latent frames, frame cache vs recomputing the sequence
+  (text + earlier frames + current frame) at every MaskGIT step.
+
+The weights are random: speed does not depend on them. The visual tokenizer is the exact `PatchCodec`, so only
+the transformer is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from model.config import ShowoConfig, showo_cpu_mid, showo_tiny
+from model.network import Showo
+from model.pipelines import PatchCodec, ShowoPipeline
+from model.pipelines.baselines import recompute_text_to_image, recompute_text_to_video
+from model.sampling import generate_text, recompute_generate_text
+from model.text_tokenizer import build_word_tokenizer, load_text_tokenizer
+
+PRESETS: dict[str, Callable[..., ShowoConfig]] = {"tiny": showo_tiny, "cpu_mid": showo_cpu_mid}
+
+
+@dataclass
+class Record:
+    name: str
+    preset: str
+    device: str
+    baseline_s: float
+    ours_s: float
+    ratio: float
+
+
+def build_pipeline(preset: str, device: str, *, grid: int = 8, seed: int = 0) -> ShowoPipeline:
+    """A random-weight pipeline of `preset` with a synthetic word tokenizer of a realistic size."""
+    words = [f"w{i}" for i in range(999)]
+    with tempfile.TemporaryDirectory() as directory:
+        build_word_tokenizer([" ".join(words)], directory)
+        tokenizer, layout = load_text_tokenizer(directory, codebook_size=1024)
+    torch.manual_seed(seed)
+    config = PRESETS[preset](llm_vocab_size=layout.llm_vocab_size, codebook_size=1024, num_vq_tokens=grid * grid)
+    config.max_position_embeddings = 8192
+    model = Showo(config).eval().to(device)
+    codec = PatchCodec(downsample_factor=4, levels=8, temporal_downsample=4)
+    return ShowoPipeline(model=model, text_tokenizer=tokenizer, layout=layout, image_tokenizer=codec,
+                         video_tokenizer=codec, downsample=4, max_text_len=32)
+
+
+def _time(fn: Callable[[], object], device: str, repeats: int) -> float:
+    """Best wall time of `repeats` runs (after one warm-up)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_ar(pipe: ShowoPipeline, batch: int, new_tokens: int, repeats: int) -> tuple[float, float]:
+    device = pipe.model.device
+    codes = torch.randint(0, pipe.layout.codebook_size, (batch, pipe.num_image_tokens))
+    questions = [" ".join(f"w{(i * 7 + j) % 999}" for j in range(8 + i % 5)) for i in range(batch)]
+    rows = [pipe.prompting.mmu(codes[i : i + 1], [q]) for i, q in enumerate(questions)]
+    from model.pipelines.showo import _left_stack
+
+    prompt = _left_stack(rows, pipe.layout.pad_id).to(device)
+    common = dict(max_new_tokens=new_tokens, pad_id=pipe.layout.pad_id, greedy=True, position_ids=prompt.position_ids)
+    ours = lambda: generate_text(pipe.model, prompt.input_ids, prompt.segments, **common)  # noqa: E731
+    base = lambda: recompute_generate_text(pipe.model, prompt.input_ids, prompt.segments, **common)  # noqa: E731
+    return _time(base, device.type, repeats), _time(ours, device.type, repeats)
+
+
+def bench_maskgit(pipe: ShowoPipeline, steps: int, repeats: int) -> tuple[float, float]:
+    device = pipe.model.device
+    prompt = [" ".join(f"w{j}" for j in range(20))]
+    kwargs = dict(steps=steps, guidance_scale=1.75)
+    ours = lambda: pipe.text_to_image(prompt, generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
+    base = lambda: recompute_text_to_image(pipe, prompt, generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
+    return _time(base, device.type, repeats), _time(ours, device.type, repeats)
+
+
+def bench_video(pipe: ShowoPipeline, latent_frames: int, steps: int, repeats: int) -> tuple[float, float]:
+    device = pipe.model.device
+    frames = 1 + 4 * (latent_frames - 1)
+    kwargs = dict(num_frames=frames, steps=steps)
+    ours = lambda: pipe.text_to_video("w1 w2 w3", generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
+    base = lambda: recompute_text_to_video(pipe, "w1 w2 w3", generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
+    return _time(base, device.type, repeats), _time(ours, device.type, repeats)
+
+
+def run_benchmarks(
+    *, quick: bool = False, json_path: str | None = None, presets: list[str] | None = None, device: str | None = None
+) -> list[Record]:
+    """Run every benchmark, print a table and optionally write the records as JSON."""
+    presets = presets or ["tiny", "cpu_mid"]
+    for name in presets:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    devices = [device] if device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    repeats = 1 if quick else 3
+    records: list[Record] = []
+    for dev in devices:
+        for preset in presets:
+            pipe = build_pipeline(preset, dev)
+            cases: list[tuple[str, Callable[[], tuple[float, float]]]] = []
+            for batch in (1, 8):
+                for new in ((32,) if quick else (64, 128)):
+                    cases.append((f"ar_decode/b{batch}/new{new}", lambda b=batch, n=new: bench_ar(pipe, b, n, repeats)))
+            cases.append(("maskgit_t2i/cfg", lambda: bench_maskgit(pipe, 8 if quick else 18, repeats)))
+            for frames in ((2, 4) if quick else (2, 4, 8)):
+                cases.append((f"t2v/frames{frames}", lambda f=frames: bench_video(pipe, f, 4 if quick else 8, repeats)))
+            for name, case in cases:
+                baseline, ours = case()
+                record = Record(name, preset, dev, round(baseline, 4), round(ours, 4), round(baseline / ours, 2))
+                records.append(record)
+                print(f"{record.name:24s} {record.preset:8s} {record.device:5s} {record.baseline_s:10.4f} "
+                      f"{record.ours_s:10.4f} {record.ratio:7.2f}x", flush=True)
+    _print_table(records)
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump([asdict(r) for r in records], handle, indent=2)
+        print(f"wrote {json_path}")
+    return records
+
+
+def _print_table(records: list[Record]) -> None:
+    print()
+    print("| benchmark | preset | device | released way (s) | ours (s) | speed-up |")
+    print("|---|---|---|---:|---:|---:|")
+    for r in records:
+        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x |")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--preset", action="append", default=None)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    run_benchmarks(quick=args.quick, json_path=args.json, presets=args.preset, device=args.device)

@@ -1,0 +1,60 @@
+"""The embedded default pipeline: the shipped ShapesWorld checkpoints when present, otherwise a seeded tiny model.
+
+The shipped model lives in `studio/default_model/` (`showo/`, `tokenizer/`, `text_tokenizer/`). Until it is
+there, the default is a tiny Show-o with seeded random weights over the exact `PatchCodec` tokenizer: every
+workflow runs end to end, but its captions and images carry no meaning.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+DEMO_WORDS = (
+    "how do i build a tower with a red square and a blue circle ? place the red square at the bottom . "
+    "put the blue circle on top of the red square . describe the video . what colour is the square ? "
+    "a green triangle moves to the left right up down stays still in the center top left"
+)
+
+
+@dataclass
+class DefaultPipeline:
+    pipeline: object
+    trained: bool
+    description: str
+
+
+def load_default_pipeline(device: str = "cpu", seed: int = 0) -> DefaultPipeline:
+    """The pipeline `studio demo` and the service use when no checkpoint is configured."""
+    if (DEFAULT_MODEL_DIR / "showo").is_dir():
+        from model import ShowoPipeline
+
+        pipe = ShowoPipeline.from_pretrained(
+            str(DEFAULT_MODEL_DIR / "showo"),
+            str(DEFAULT_MODEL_DIR / "tokenizer"),
+            str(DEFAULT_MODEL_DIR / "text_tokenizer"),
+            device=device,
+        )
+        return DefaultPipeline(pipe, True, "ShapesWorld default model")
+    return DefaultPipeline(_seeded_tiny_pipeline(device, seed), False, "seeded tiny model (untrained weights)")
+
+
+def _seeded_tiny_pipeline(device: str, seed: int):
+    import torch
+
+    from model import Showo, ShowoPipeline, showo_tiny
+    from model.pipelines import PatchCodec
+    from model.text_tokenizer import build_word_tokenizer, load_text_tokenizer
+
+    with tempfile.TemporaryDirectory() as directory:
+        build_word_tokenizer([DEMO_WORDS], directory)
+        tokenizer, layout = load_text_tokenizer(directory, codebook_size=64)
+    torch.manual_seed(seed)
+    config = showo_tiny(llm_vocab_size=layout.llm_vocab_size, codebook_size=64, num_vq_tokens=64)
+    model = Showo(config).eval().to(device)
+    codec = PatchCodec(downsample_factor=8, levels=4, temporal_downsample=4)
+    return ShowoPipeline(model=model, text_tokenizer=tokenizer, layout=layout, image_tokenizer=codec,
+                         video_tokenizer=codec, downsample=8, max_text_len=32)
