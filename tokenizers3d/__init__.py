@@ -1,0 +1,56 @@
+"""Visual tokenizers for Show Studio: the MAGVIT-v2 image tokenizer, the inflated causal video tokenizer,
+LFQ, checkpoint loading, and video I/O.
+
+Importing the package is cheap: submodules load on first use of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "MagvitConfig": "tokenizers3d.magvit2",
+    "MagvitV2": "tokenizers3d.magvit2",
+    "magvit2_released": "tokenizers3d.magvit2",
+    "magvit2_tiny": "tokenizers3d.magvit2",
+    "VideoMagvit": "tokenizers3d.video",
+    "VideoMagvitConfig": "tokenizers3d.video",
+    "StreamState": "tokenizers3d.video",
+    "video_magvit_released": "tokenizers3d.video",
+    "video_magvit_tiny": "tokenizers3d.video",
+    "load_tokenizer": "tokenizers3d.loading",
+    "load_image_tokenizer": "tokenizers3d.loading",
+    "load_video_tokenizer": "tokenizers3d.loading",
+    "infer_magvit_config": "tokenizers3d.loading",
+    "image_transform": "tokenizers3d.preprocess",
+    "postprocess": "tokenizers3d.preprocess",
+    "to_uint8": "tokenizers3d.preprocess",
+    "VideoClip": "tokenizers3d.video_io",
+    "read_video": "tokenizers3d.video_io",
+    "write_video": "tokenizers3d.video_io",
+    "write_gif": "tokenizers3d.video_io",
+    "write_image_grid": "tokenizers3d.video_io",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from tokenizers3d.loading import infer_magvit_config, load_image_tokenizer, load_tokenizer, load_video_tokenizer
+    from tokenizers3d.magvit2 import MagvitConfig, MagvitV2, magvit2_released, magvit2_tiny
+    from tokenizers3d.preprocess import image_transform, postprocess, to_uint8
+    from tokenizers3d.video import StreamState, VideoMagvit, VideoMagvitConfig, video_magvit_released, video_magvit_tiny
+    from tokenizers3d.video_io import VideoClip, read_video, write_gif, write_image_grid, write_video
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokenizers3d' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
