@@ -25,6 +25,7 @@ import torch
 from model.config import ShowoConfig, showo_cpu_mid, showo_tiny
 from model.network import Showo
 from model.pipelines import PatchCodec, ShowoPipeline
+from model.pipelines.common import left_stack
 from model.pipelines.baselines import recompute_text_to_image, recompute_text_to_video
 from model.sampling import generate_text, recompute_generate_text
 from model.text_tokenizer import build_word_tokenizer, load_text_tokenizer
@@ -77,9 +78,7 @@ def bench_ar(pipe: ShowoPipeline, batch: int, new_tokens: int, repeats: int) -> 
     codes = torch.randint(0, pipe.layout.codebook_size, (batch, pipe.num_image_tokens))
     questions = [" ".join(f"w{(i * 7 + j) % 999}" for j in range(8 + i % 5)) for i in range(batch)]
     rows = [pipe.prompting.mmu(codes[i : i + 1], [q]) for i, q in enumerate(questions)]
-    from model.pipelines.showo import _left_stack
-
-    prompt = _left_stack(rows, pipe.layout.pad_id).to(device)
+    prompt = left_stack(rows, pipe.layout.pad_id).to(device)
     common = dict(max_new_tokens=new_tokens, pad_id=pipe.layout.pad_id, greedy=True, position_ids=prompt.position_ids)
     ours = lambda: generate_text(pipe.model, prompt.input_ids, prompt.segments, **common)  # noqa: E731
     base = lambda: recompute_generate_text(pipe.model, prompt.input_ids, prompt.segments, **common)  # noqa: E731

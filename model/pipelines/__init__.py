@@ -3,7 +3,9 @@
 from model.pipelines.codec import PatchCodec
 from model.pipelines.progress import Progress
 from model.pipelines.results import ImageResult, StoryboardResult, StoryStep, TextResult, VideoResult
-from model.pipelines.showo import GenerationOptions, ShowoPipeline
+from model.pipelines.common import GenerationOptions
+from model.pipelines.showo import ShowoPipeline
+from model.pipelines.video import StoryHistoryItem
 
 __all__ = [
     "GenerationOptions",
@@ -11,6 +13,7 @@ __all__ = [
     "PatchCodec",
     "Progress",
     "ShowoPipeline",
+    "StoryHistoryItem",
     "StoryStep",
     "StoryboardResult",
     "TextResult",

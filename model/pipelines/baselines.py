@@ -35,7 +35,7 @@ def recompute_text_to_image(
     reference: bool = False,
 ) -> ImageResult:
     """`ShowoPipeline.text_to_image` the released way: `[cond; uncond]` full sequences recomputed every step."""
-    from model.pipelines.showo import GenerationOptions
+    from model.pipelines.common import GenerationOptions
 
     prompting, batch = pipeline.prompting, len(prompts)
     sequence = prompting.t2i(prompts, num_image_tokens=pipeline.num_image_tokens)
@@ -59,7 +59,7 @@ def recompute_text_to_video(
 ) -> VideoResult:
     """`ShowoPipeline.text_to_video` without the frame cache: for every latent frame, every MaskGIT step runs the
     text, all earlier frames and the current frame from scratch."""
-    from model.pipelines.showo import GenerationOptions
+    from model.pipelines.common import GenerationOptions
 
     latent = pipeline._latent_frames(num_frames)
     config = GenerationOptions(steps=steps, guidance_scale=guidance_scale).maskgit()

@@ -99,7 +99,7 @@ def generate_block(
 
     def closure(context: Context):
         rows = context.batch.batch_size
-        piece = _repeat_rows(block, rows // block.batch_size)
+        piece = repeat_rows(block, rows // block.batch_size)
         full = context.batch.append(piece)
         return block_logits_fn(
             model,
@@ -143,7 +143,7 @@ def fill_block(block: PromptBatch, codes: torch.Tensor, layout: VocabLayout) -> 
     return block.with_ids(ids)
 
 
-def _repeat_rows(piece: PromptBatch, times: int) -> PromptBatch:
+def repeat_rows(piece: PromptBatch, times: int) -> PromptBatch:
     return piece if times == 1 else piece.select([r for _ in range(times) for r in range(piece.batch_size)])
 
 

@@ -1,4 +1,7 @@
-"""`ShowoPipeline`: the Show-o transformer, a visual tokenizer and a text tokenizer put together, one method per task."""
+"""`ShowoPipeline`: the Show-o transformer, a visual tokenizer and a text tokenizer put together, one method per task.
+
+Image tasks and understanding live here; video and storyboard tasks in `model.pipelines.video`.
+"""
 
 from __future__ import annotations
 
@@ -9,44 +12,30 @@ import torch
 
 from model.network import Showo
 from model.pipelines import engine
+from model.pipelines.common import (
+    GenerationOptions,
+    as_prompts,
+    cpu_generator,
+    is_video,
+    left_stack,
+    make_generator,
+    restep,
+)
 from model.pipelines.editing import extrapolation_windows, grow_canvas, mask_to_token_grid, random_token_mask
-from model.pipelines.progress import Progress, ProgressFn, inner_reporter
+from model.pipelines.progress import ProgressFn, inner_reporter
 from model.pipelines.protocols import ImageTokenizer, VideoTokenizer
-from model.pipelines.results import ImageResult, StoryboardResult, StoryStep, TextResult, VideoResult
+from model.pipelines.results import ImageResult, TextResult
+from model.pipelines.video import VideoTasks
 from model.prompting import Prompting
-from model.sampling import UNKNOWN, Cancelled, MaskGitConfig
+from model.sampling import UNKNOWN
 from model.vocab import VocabLayout
 
 DEFAULT_CAPTION_QUESTION = "describe the video ."
 
 
-@dataclass(kw_only=True)
-class GenerationOptions:
-    """Sampling settings shared by the visual tasks (see `MaskGitConfig`)."""
-
-    steps: int = 18
-    guidance_scale: float = 0.0
-    schedule: str = "cosine"
-    temperature: float = 1.0
-    reference: bool = False  # reproduce the released t2i_generate exactly
-    guidance: str = "muse"
-
-    def maskgit(self) -> MaskGitConfig:
-        if self.reference:
-            return MaskGitConfig.reference(
-                steps=self.steps, schedule=self.schedule, guidance_scale=self.guidance_scale, temperature=self.temperature
-            )
-        return MaskGitConfig(
-            steps=self.steps,
-            schedule=self.schedule,
-            guidance_scale=self.guidance_scale,
-            temperature=self.temperature,
-            guidance=self.guidance,
-        )
-
 
 @dataclass
-class ShowoPipeline:
+class ShowoPipeline(VideoTasks):
     """Show-o for every task.
 
     Attributes:
@@ -119,7 +108,7 @@ class ShowoPipeline:
         text_tokenizer, layout = load_text_tokenizer(text_tokenizer_path, codebook_size=model.config.codebook_size)
         visual = load_tokenizer(tokenizer_path, device=device)
         video = load_tokenizer(video_tokenizer_path, device=device) if video_tokenizer_path else None
-        image_tok, video_tok = (None, visual) if _is_video(visual) else (visual, video)
+        image_tok, video_tok = (None, visual) if is_video(visual) else (visual, video)
         any_tok = video_tok or image_tok
         return cls(
             model=model,
@@ -214,16 +203,30 @@ class ShowoPipeline:
 
         `reference=True` reproduces the released `t2i_generate` token for token for the same generator.
         """
-        prompts = _as_prompts(prompts)
+        prompts = as_prompts(prompts)
         options = GenerationOptions(
             steps=steps, guidance_scale=guidance_scale, schedule=schedule, reference=reference, temperature=temperature
         )
         tokens = torch.full((len(prompts), self.num_image_tokens), UNKNOWN, dtype=torch.long)
-        codes = self._generate_images(prompts, tokens, options, generator, progress, should_stop, "text_to_image", max_text_len)
+        codes = self.generate_image_codes(prompts, tokens, options, generator, progress, should_stop, "text_to_image", max_text_len)
         return ImageResult(images=self.decode_images(codes), codes=codes)
 
-    def _generate_images(self, prompts, tokens, options, generator, progress, should_stop, task, max_text_len=None):
-        generator = _generator(generator, self.model.device)
+    def generate_image_codes(
+        self,
+        prompts: list[str],
+        tokens: torch.Tensor,
+        options: GenerationOptions,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+        should_stop=None,
+        task: str = "generate_image",
+        max_text_len: int | None = None,
+    ) -> torch.Tensor:
+        """The codes `(B, h, w)` of one image per prompt; `tokens` `(B, h*w)` holds known codes and `UNKNOWN`
+        where to generate (all unknown: text-to-image; some known: inpainting, extrapolation, editing)."""
+        if tokens.shape != (len(prompts), self.num_image_tokens):
+            raise ValueError(f"tokens must be ({len(prompts)}, {self.num_image_tokens}), got {tuple(tokens.shape)}")
+        generator = make_generator(generator, self.model.device)
         prompting = self.prompting if max_text_len is None else Prompting(self.text_tokenizer, self.layout, max_text_len)
         batch = len(prompts)
         text = prompting.text_block(prompts, "t2i")
@@ -272,7 +275,7 @@ class ShowoPipeline:
             raise ValueError("the mask covers no token of the image: nothing to inpaint")
         tokens = torch.where(regenerate, torch.full_like(codes, UNKNOWN), codes).view(1, -1)
         opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        out = self._generate_images([prompt], tokens, opts, generator, progress, should_stop, "inpaint")
+        out = self.generate_image_codes([prompt], tokens, opts, generator, progress, should_stop, "inpaint")
         return ImageResult(images=self.decode_images(out), codes=out)
 
     def edit(
@@ -292,12 +295,12 @@ class ShowoPipeline:
         image = self._check_images(image)
         if image.shape[0] != 1:
             raise ValueError("edit takes one image")
-        generator = _generator(generator, self.model.device)
+        generator = make_generator(generator, self.model.device)
         codes = self.encode_images(image)[0]
-        remask = random_token_mask(self.grid, strength, _cpu_generator(generator)).to(codes.device)
+        remask = random_token_mask(self.grid, strength, cpu_generator(generator)).to(codes.device)
         tokens = torch.where(remask, torch.full_like(codes, UNKNOWN), codes).view(1, -1)
         opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        out = self._generate_images([prompt], tokens, opts, generator, progress, should_stop, "edit")
+        out = self.generate_image_codes([prompt], tokens, opts, generator, progress, should_stop, "edit")
         return ImageResult(images=self.decode_images(out), codes=out)
 
     def extrapolate(
@@ -324,7 +327,7 @@ class ShowoPipeline:
         if not directions or len(prompts) != len(directions):
             raise ValueError(f"give one prompt per direction: {len(directions)} directions, {len(prompts)} prompts")
         image = self._check_images(image)
-        generator = _generator(generator, self.model.device)
+        generator = make_generator(generator, self.model.device)
         canvas = self.encode_images(image)[0].cpu()
         opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
         h, w = self.grid
@@ -332,12 +335,12 @@ class ShowoPipeline:
             size = new_size or ((w if direction in ("left", "right") else h) // 2)
             canvas = grow_canvas(canvas, direction, size, UNKNOWN)
             origins = extrapolation_windows(tuple(canvas.shape), direction, self.grid, size)
-            step_progress = None if progress is None else _restep(progress, index + 1, len(directions))
+            step_progress = None if progress is None else restep(progress, index + 1, len(directions))
             for top, left in origins:
                 window = canvas[top : top + h, left : left + w]
                 if not bool((window == UNKNOWN).any()):
                     continue
-                out = self._generate_images([prompt], window.reshape(1, -1), opts, generator, step_progress, should_stop, "extrapolate")
+                out = self.generate_image_codes([prompt], window.reshape(1, -1), opts, generator, step_progress, should_stop, "extrapolate")
                 canvas[top : top + h, left : left + w] = out[0].cpu()
         canvas = canvas.to(self.model.device)
         return ImageResult(images=self.decode_images(canvas[None]), codes=canvas[None])
@@ -360,23 +363,54 @@ class ShowoPipeline:
 
         `top_k=1` (default) is greedy decoding, as the released scripts do.
         """
-        visuals = [visuals] if torch.is_tensor(visuals) and visuals.dim() in (3, 4) and len(_as_prompts(questions)) == 1 else visuals
-        if torch.is_tensor(visuals) and visuals.dim() == 4 and visuals.shape[1] == 3 and visuals.shape[0] != 3:
-            visuals = list(visuals)  # a (B, 3, H, W) batch of images
-        questions = _as_prompts(questions)
+        visuals = [visuals] if torch.is_tensor(visuals) else list(visuals)
+        questions = as_prompts(questions)
         if len(visuals) != len(questions):
             raise ValueError(f"{len(visuals)} images/videos but {len(questions)} questions")
-        rows = []
-        for visual, question in zip(visuals, questions):
+        codes, kinds = [], []
+        for visual in visuals:
             if visual.dim() == 3:
-                codes = self.encode_images(visual)
-                rows.append(self.prompting.mmu(codes.flatten(1), [question]))
+                codes.append(self.encode_images(visual)[0])
+                kinds.append("image")
             elif visual.dim() == 4:
-                codes = self.encode_video(visual)
-                rows.append(self.prompting.v2t(codes.flatten(1)[None], [question]))
+                codes.append(self.encode_video(visual))
+                kinds.append("video")
             else:
                 raise ValueError(f"each visual must be an image (3, H, W) or a video (3, T, H, W), got {tuple(visual.shape)}")
-        batch = _left_stack(rows, self.layout.pad_id).to(self.model.device)
+        result = self.understand_codes(
+            codes, kinds, questions, max_new_tokens=max_new_tokens, top_k=top_k, top_p=top_p, temperature=temperature,
+            generator=generator, progress=progress, should_stop=should_stop,
+        )
+        result.frames_used = [v.detach().cpu() for v in visuals]
+        return result
+
+    def understand_codes(
+        self,
+        codes: list[torch.Tensor],
+        kinds: list[str],
+        questions: list[str],
+        *,
+        max_new_tokens: int = 64,
+        top_k: int | None = 1,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+        should_stop=None,
+    ) -> TextResult:
+        """`understand` on visual codes: `(h, w)` for an image, `(t, h, w)` for a video (`kinds[i]` says which)."""
+        if not (len(codes) == len(kinds) == len(questions)) or not codes:
+            raise ValueError(f"give one kind and one question per visual: {len(codes)} codes, {len(kinds)} kinds, "
+                             f"{len(questions)} questions")
+        rows = []
+        for code, kind, question in zip(codes, kinds, questions):
+            if kind == "image":
+                rows.append(self.prompting.mmu(code.reshape(1, -1).cpu(), [question]))
+            elif kind == "video":
+                rows.append(self.prompting.v2t(code.reshape(1, code.shape[0], -1).cpu(), [question]))
+            else:
+                raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
+        batch = left_stack(rows, self.layout.pad_id).to(self.model.device)
         engine.check_length(self.model, batch.length + max_new_tokens, "understand")
         greedy = top_k == 1
         tokens = engine.generate_text_after(
@@ -385,7 +419,7 @@ class ShowoPipeline:
             batch,
             layout=self.layout,
             max_new_tokens=max_new_tokens,
-            generator=None if greedy else _generator(generator, self.model.device),
+            generator=None if greedy else make_generator(generator, self.model.device),
             greedy=greedy,
             temperature=temperature,
             top_k=None if greedy else top_k,
@@ -394,251 +428,11 @@ class ShowoPipeline:
             should_stop=should_stop,
         )
         texts = [self.text_tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
-        return TextResult(texts=texts, token_ids=tokens, frames_used=[v.detach().cpu() for v in visuals])
+        return TextResult(texts=texts, token_ids=tokens)
 
     def caption(self, visuals, *, question: str = DEFAULT_CAPTION_QUESTION, **kwargs) -> TextResult:
         """Caption each image or video (`understand` with a captioning question)."""
-        count = 1 if torch.is_tensor(visuals) and visuals.dim() in (3, 4) and visuals.shape[0] == 3 else len(visuals)
-        return self.understand(visuals, [question] * count, **kwargs)
+        visuals = [visuals] if torch.is_tensor(visuals) else list(visuals)
+        return self.understand(visuals, [question] * len(visuals), **kwargs)
 
     # ------------------------------------------------------------------------------------------ video
-    def text_to_video(self, prompt: str, *, num_frames: int = 17, **kwargs) -> VideoResult:
-        """Generate a clip latent frame by latent frame, each conditioned on the text and all earlier frames
-        through the cache (any `1 + rk` length the model's positions allow)."""
-        return self._video(prompt, None, num_frames, task="text_to_video", **kwargs)
-
-    def continue_video(self, video: torch.Tensor, prompt: str, *, num_frames: int = 8, **kwargs) -> VideoResult:
-        """Extend `video` `(3, T, H, W)` by `num_frames` frames (a multiple of r); returns the whole clip."""
-        if num_frames < 1 or num_frames % self.temporal_downsample:
-            raise ValueError(f"num_frames must be a positive multiple of {self.temporal_downsample}, got {num_frames}")
-        given = self.encode_video(video)
-        return self._video(prompt, given, video.shape[1] + num_frames, task="continue_video", **kwargs)
-
-    def _video(
-        self,
-        prompt: str,
-        given: torch.Tensor | None,
-        num_frames: int,
-        *,
-        task: str,
-        steps: int = 12,
-        guidance_scale: float = 0.0,
-        chunk_frames: int = 1,
-        generator: torch.Generator | None = None,
-        progress: ProgressFn | None = None,
-        should_stop=None,
-        **options,
-    ) -> VideoResult:
-        self._video_tokenizer()
-        latent = self._latent_frames(num_frames)
-        if not isinstance(prompt, str):
-            raise ValueError("prompt must be a string")
-        if chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        generator = _generator(generator, self.model.device)
-        per_frame = self.num_image_tokens + 2
-        text = self.prompting.text_block([prompt], "t2v")
-        total_len = text.length + 1 + latent * per_frame
-        engine.check_length(self.model, total_len, f"{task} of {num_frames} frames")
-        if opts.guidance_scale > 0:
-            text = engine.PromptBatch.stack([text, self.prompting.text_block([""], "t2v")], self.layout.pad_id)
-        rows = text.batch_size
-        head = text.append(self.prompting.token_piece(self.layout.sov_id, rows)).to(self.model.device)
-        context = engine.start(self.model, head, capacity=total_len)
-        frames: list[torch.Tensor] = []
-        if given is not None:
-            for frame in given:
-                block = self.prompting.frame_block(frame.flatten()[None].repeat(rows, 1).cpu()).to(self.model.device)
-                context = engine.extend(self.model, context, block)
-                frames.append(frame)
-        start_index = len(frames)
-        to_make = latent - start_index
-        chunk_starts = list(range(0, to_make, chunk_frames))
-        for index, offset in enumerate(chunk_starts):
-            count = min(chunk_frames, to_make - offset)
-            block = self._frame_chunk(count)
-            tokens = torch.full((1, count * self.num_image_tokens), UNKNOWN, dtype=torch.long, device=self.model.device)
-            codes = engine.generate_block(
-                self.model,
-                [context],
-                block,
-                tokens,
-                opts.maskgit(),
-                layout=self.layout,
-                generator=generator,
-                progress=inner_reporter(progress, task, "frame", index + 1, len(chunk_starts)),
-                should_stop=should_stop,
-            )
-            filled = engine.fill_block(block, codes, self.layout)
-            context = engine.extend(self.model, context, engine._repeat_rows(filled, rows))
-            frames.extend(codes.view(count, *self.grid))
-        codes = torch.stack(frames)
-        return VideoResult(frames=self.decode_video(codes), codes=codes, fps=self.fps)
-
-    # ------------------------------------------------------------------------------------------ storyboard
-    def storyboard(
-        self,
-        question: str,
-        *,
-        num_steps: int = 3,
-        max_caption_tokens: int = 24,
-        steps: int = 12,
-        guidance_scale: float = 0.0,
-        caption_top_k: int | None = 1,
-        caption_temperature: float = 1.0,
-        clip_frames: int = 0,
-        generator: torch.Generator | None = None,
-        progress: ProgressFn | None = None,
-        should_stop=None,
-        **options,
-    ) -> StoryboardResult:
-        """A how-to storyboard: alternately a caption (autoregressive) and a keyframe (MaskGIT), each conditioned on
-        everything before it, so later keyframes stay consistent with earlier ones.
-
-        Args:
-            question: the how-to question.
-            num_steps: number of (caption, keyframe) steps.
-            clip_frames: when > 0, each step also gets a clip of `1 + r*k` frames continuing from its keyframe.
-            guidance_scale: keyframe guidance; the unconditional branch sees the question-less history (images only).
-        """
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError("question must be a non-empty string")
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        latent_clip = self._latent_frames(clip_frames) - 1 if clip_frames else 0
-        per_step = max_caption_tokens + 1 + self.num_image_tokens + 2 + latent_clip * (self.num_image_tokens + 2)
-        head = self.prompting.interleaved([question], [[]]).to(self.model.device)
-        engine.check_length(self.model, head.length + num_steps * per_step, f"a storyboard of {num_steps} steps")
-        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        generator = _generator(generator, self.model.device)
-        greedy = caption_top_k == 1
-        context = None
-        uncond = engine.start(self.model, self.prompting.interleaved([""], [[]]).to(self.model.device)) if opts.guidance_scale > 0 else None
-        pending = head  # the piece not yet in the cache; it prompts the next caption
-        result = StoryboardResult(question=question, steps=[])
-        total = num_steps * (2 + latent_clip)
-        for step in range(num_steps):
-            outer = step * (2 + latent_clip)
-            caption_ids = engine.generate_text_after(
-                self.model,
-                context,
-                pending,
-                layout=self.layout,
-                max_new_tokens=max_caption_tokens,
-                generator=None if greedy else generator,
-                greedy=greedy,
-                temperature=caption_temperature,
-                top_k=None if greedy else caption_top_k,
-                top_p=None,
-                progress=inner_reporter(progress, "storyboard", "caption", outer + 1, total),
-                should_stop=should_stop,
-            )[0]
-            caption_piece = engine.ids_piece(torch.tensor([caption_ids + [self.layout.eos_id]], device=self.model.device))
-            context = engine.extend(self.model, context, pending.append(caption_piece))
-            block = self.prompting.image_block(batch_size=1, num_image_tokens=self.num_image_tokens).to(self.model.device)
-            tokens = torch.full((1, self.num_image_tokens), UNKNOWN, dtype=torch.long, device=self.model.device)
-            contexts = [context] if uncond is None else [context, uncond]
-            codes = engine.generate_block(
-                self.model,
-                contexts,
-                block,
-                tokens,
-                opts.maskgit(),
-                layout=self.layout,
-                generator=generator,
-                progress=inner_reporter(progress, "storyboard", "keyframe", outer + 2, total),
-                should_stop=should_stop,
-            )
-            filled = engine.fill_block(block, codes, self.layout)
-            if uncond is not None:
-                uncond = engine.extend(self.model, uncond, filled)
-            clip = None
-            pending = filled
-            if latent_clip:
-                context = engine.extend(self.model, context, filled)
-                clip_codes, context = self._story_clip(context, codes, latent_clip, opts, generator, progress, outer, total, should_stop)
-                clip = VideoResult(frames=self.decode_video(clip_codes), codes=clip_codes, fps=self.fps)
-                pending = self.prompting.token_piece(self.layout.eov_id, 1).to(self.model.device)
-            text = self.text_tokenizer.decode(caption_ids, skip_special_tokens=True).strip()
-            grid_codes = codes.view(*self.grid)
-            keyframe = self.decode_images(grid_codes[None])[0]
-            result.steps.append(StoryStep(caption=text, caption_ids=caption_ids, keyframe=keyframe, codes=grid_codes, clip=clip))
-        return result
-
-    def _frame_chunk(self, count: int):
-        """`count` masked latent frames, each `<|soi|> codes <|eoi|>` as its own block (block-causal)."""
-        block = None
-        for _ in range(count):
-            frame = self.prompting.frame_block(batch_size=1, num_image_tokens=self.num_image_tokens)
-            block = frame if block is None else block.append(frame)
-        return block.to(self.model.device)
-
-    def _story_clip(self, context, keyframe_codes, latent_clip, opts, generator, progress, outer, total, should_stop):
-        """Frames continuing a committed keyframe: `<|sov|> [keyframe] frame ... ` (the keyframe is latent frame 0)."""
-        context = engine.extend(self.model, context, self.prompting.token_piece(self.layout.sov_id, 1).to(self.model.device))
-        first = self.prompting.frame_block(keyframe_codes.cpu()).to(self.model.device)
-        context = engine.extend(self.model, context, first)
-        frames = [keyframe_codes.view(*self.grid)]
-        for index in range(latent_clip):
-            block = self.prompting.frame_block(batch_size=1, num_image_tokens=self.num_image_tokens).to(self.model.device)
-            tokens = torch.full((1, self.num_image_tokens), UNKNOWN, dtype=torch.long, device=self.model.device)
-            codes = engine.generate_block(
-                self.model, [context], block, tokens, opts.maskgit().replace(guidance_scale=0.0), layout=self.layout,
-                generator=generator,
-                progress=inner_reporter(progress, "storyboard", "frame", outer + 3 + index, total), should_stop=should_stop,
-            )
-            context = engine.extend(self.model, context, engine.fill_block(block, codes, self.layout))
-            frames.append(codes.view(*self.grid))
-        return torch.stack(frames), context
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-def _is_video(tokenizer) -> bool:
-    return getattr(tokenizer, "temporal_downsample", None) is not None
-
-
-def _as_prompts(prompts) -> list[str]:
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if not prompts:
-        raise ValueError("the prompt list is empty")
-    for p in prompts:
-        if not isinstance(p, str):
-            raise ValueError(f"prompts must be strings, got {type(p).__name__}")
-    return prompts
-
-
-def _generator(generator: torch.Generator | None, device) -> torch.Generator:
-    if generator is None:
-        generator = torch.Generator(device=device)
-        generator.seed()
-    return generator
-
-
-def _cpu_generator(generator: torch.Generator) -> torch.Generator:
-    if generator.device.type == "cpu":
-        return generator
-    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
-
-
-def _restep(progress: ProgressFn, step: int, total: int) -> ProgressFn:
-    return lambda event: progress(Progress(event.task, event.stage, step, total, event.inner_step, event.inner_total))
-
-
-def _left_stack(rows, pad_id: int):
-    """Stack single-row batches into one batch, left-padding shorter rows with masked pads."""
-    from model.prompt_batch import PromptBatch, _pad_piece
-
-    length = max(r.length for r in rows)
-    padded = []
-    for row in rows:
-        extra = length - row.length
-        if extra:
-            pad = _pad_piece(1, extra, pad_id, row.input_ids.device)
-            row = pad.append(row)
-            # positions skip the pads: the row sits exactly as it would alone
-        padded.append(row)
-    return PromptBatch.stack(padded, pad_id)
-
-
-__all__ = ["Cancelled", "GenerationOptions", "ShowoPipeline"]

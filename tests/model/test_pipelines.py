@@ -205,3 +205,48 @@ def test_pipeline_rejects_a_tokenizer_of_another_vocabulary(pipe):
     model = Showo(showo_tiny(llm_vocab_size=pipe.layout.llm_vocab_size + 1, codebook_size=64, num_vq_tokens=16))
     with pytest.raises(ValueError, match="do not belong together"):
         ShowoPipeline(model=model, text_tokenizer=pipe.text_tokenizer, layout=pipe.layout, image_tokenizer=PatchCodec())
+
+
+# ------------------------------------------------------------------------------------------ stateless steps
+@pytest.mark.parametrize("guidance", [0.0, 1.5])
+def test_storyboard_step_from_history_equals_the_cached_storyboard(pipe, guidance):
+    # storyboard() keeps one cache across steps; storyboard_step() rebuilds it from the persisted history.
+    settings = dict(steps=3, max_caption_tokens=5, guidance_scale=guidance)
+    board = pipe.storyboard("how do i build a tower ?", num_steps=3, generator=gen(13), **settings)
+    seeds = torch.randint(0, 2**62, (3,), generator=gen(13)).tolist()
+    history = []
+    for index, expected in enumerate(board.steps):
+        item = pipe.storyboard_step("how do i build a tower ?", history, generator=gen(seeds[index]), **settings)
+        assert item.caption_ids == expected.caption_ids and torch.equal(item.codes, expected.codes)
+        history.append(item)
+
+
+def test_understand_codes_matches_understand(pipe):
+    picture = image(6)
+    direct = pipe.understand([picture], ["what colour is it ?"], max_new_tokens=5)
+    codes = pipe.encode_images(picture)[0]
+    via_codes = pipe.understand_codes([codes], ["image"], ["what colour is it ?"], max_new_tokens=5)
+    assert via_codes.token_ids == direct.token_ids
+
+
+# ------------------------------------------------------------------------------------------ real checkpoints
+def test_from_pretrained_with_a_real_video_tokenizer(pipe, tmp_path):
+    from tokenizers3d import MagvitV2, VideoMagvit, magvit2_tiny
+
+    torch.manual_seed(0)
+    image_tok = MagvitV2(magvit2_tiny())
+    video_tok = VideoMagvit.from_image_tokenizer(image_tok, temporal_downsample=4)
+    video_tok.save_pretrained(str(tmp_path / "tokenizer"))
+    pipe.model.save_pretrained(str(tmp_path / "showo"))
+    pipe.text_tokenizer.save_pretrained(str(tmp_path / "text"))
+    loaded = ShowoPipeline.from_pretrained(str(tmp_path / "showo"), str(tmp_path / "tokenizer"), str(tmp_path / "text"),
+                                           max_text_len=16)
+    assert loaded.video_tokenizer is not None and loaded.image_tokenizer is None
+    assert loaded.image_size == (4 * video_tok.downsample_factor,) * 2
+    clip = loaded.text_to_video("a red square", num_frames=5, steps=2, generator=gen(0))
+    assert clip.frames.shape == (3, 5, *loaded.image_size) and clip.codes.shape == (2, 4, 4)
+    # An image goes through the video tokenizer as a one-frame clip and comes back with the same codes.
+    picture = loaded.decode_images(clip.codes[:1])[0]
+    assert loaded.encode_images(picture).shape == (1, 4, 4)
+    answer = loaded.understand([clip.frames], ["describe the video ."], max_new_tokens=3)
+    assert len(answer.token_ids[0]) <= 3

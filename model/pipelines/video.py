@@ -1,0 +1,272 @@
+"""Video and storyboard tasks of `ShowoPipeline`: temporal autoregression and interleaved caption + keyframe steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from model.pipelines import engine
+from model.pipelines.common import GenerationOptions, make_generator
+from model.pipelines.progress import ProgressFn, inner_reporter
+from model.pipelines.results import StoryboardResult, StoryStep, VideoResult
+from model.sampling import UNKNOWN
+
+
+@dataclass
+class StoryHistoryItem:
+    """One finished storyboard step as the next step sees it: its caption ids and keyframe codes `(h, w)`."""
+
+    caption_ids: list[int]
+    codes: torch.Tensor
+
+
+class VideoTasks:
+    """Mixed into `ShowoPipeline`; relies on its model, layout, prompting, grid and tokenizers."""
+
+    # ------------------------------------------------------------------------------------------ text to video
+    def text_to_video(self, prompt: str, *, num_frames: int = 17, **kwargs) -> VideoResult:
+        """Generate a clip latent frame by latent frame, each conditioned on the text and all earlier frames
+        through the cache (any `1 + rk` length the model's positions allow).
+
+        Keyword args: `steps` (MaskGIT steps per frame, 12), `guidance_scale`, `chunk_frames` (latent frames
+        decoded together, 1), `generator`, `progress`, `should_stop`, and `GenerationOptions` fields.
+        """
+        latent = self._latent_frames(num_frames)
+        codes = self.generate_video_codes(prompt, None, latent, task="text_to_video", **kwargs)
+        return VideoResult(frames=self.decode_video(codes), codes=codes, fps=self.fps)
+
+    def continue_video(self, video: torch.Tensor, prompt: str, *, num_frames: int = 8, **kwargs) -> VideoResult:
+        """Extend `video` `(3, T, H, W)` by `num_frames` frames (a multiple of r); returns the whole clip."""
+        if num_frames < 1 or num_frames % self.temporal_downsample:
+            raise ValueError(f"num_frames must be a positive multiple of {self.temporal_downsample}, got {num_frames}")
+        given = self.encode_video(video)
+        latent = self._latent_frames(video.shape[1] + num_frames)
+        codes = self.generate_video_codes(prompt, given, latent, task="continue_video", **kwargs)
+        return VideoResult(frames=self.decode_video(codes), codes=codes, fps=self.fps)
+
+    def generate_video_codes(
+        self,
+        prompt: str,
+        given: torch.Tensor | None,
+        num_latent_frames: int,
+        *,
+        task: str = "generate_video",
+        steps: int = 12,
+        guidance_scale: float = 0.0,
+        chunk_frames: int = 1,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+        should_stop=None,
+        **options,
+    ) -> torch.Tensor:
+        """Latent codes `(num_latent_frames, h, w)` of a clip that starts with `given` `(t0, h, w)` (or nothing).
+
+        The text and the given frames are prefilled once; each new frame (or chunk of `chunk_frames`) is a
+        MaskGIT block on top of the cache and is committed when finished.
+        """
+        if not isinstance(prompt, str):
+            raise ValueError("prompt must be a string")
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        given_count = 0 if given is None else given.shape[0]
+        if num_latent_frames <= given_count:
+            raise ValueError(f"num_latent_frames ({num_latent_frames}) must exceed the given frames ({given_count})")
+        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
+        generator = make_generator(generator, self.model.device)
+        text = self.prompting.text_block([prompt], "t2v")
+        total_len = text.length + 1 + num_latent_frames * (self.num_image_tokens + 2)
+        engine.check_length(self.model, total_len, f"a clip of {num_latent_frames} latent frames")
+        if opts.guidance_scale > 0:
+            text = engine.PromptBatch.stack([text, self.prompting.text_block([""], "t2v")], self.layout.pad_id)
+        rows = text.batch_size
+        head = text.append(self.prompting.token_piece(self.layout.sov_id, rows)).to(self.model.device)
+        context = engine.start(self.model, head, capacity=total_len)
+        frames: list[torch.Tensor] = []
+        for frame in [] if given is None else given:
+            block = self.prompting.frame_block(frame.flatten()[None].repeat(rows, 1).cpu()).to(self.model.device)
+            context = engine.extend(self.model, context, block)
+            frames.append(frame.to(self.model.device))
+        to_make = num_latent_frames - given_count
+        chunk_starts = list(range(0, to_make, chunk_frames))
+        for index, offset in enumerate(chunk_starts):
+            count = min(chunk_frames, to_make - offset)
+            block = self._frame_chunk(count)
+            tokens = torch.full((1, count * self.num_image_tokens), UNKNOWN, dtype=torch.long, device=self.model.device)
+            codes = engine.generate_block(
+                self.model, [context], block, tokens, opts.maskgit(), layout=self.layout, generator=generator,
+                progress=inner_reporter(progress, task, "frame", index + 1, len(chunk_starts)), should_stop=should_stop,
+            )
+            filled = engine.fill_block(block, codes, self.layout)
+            context = engine.extend(self.model, context, engine.repeat_rows(filled, rows))
+            frames.extend(codes.view(count, *self.grid))
+        return torch.stack(frames)
+
+    def _frame_chunk(self, count: int):
+        """`count` masked latent frames, each `<|soi|> codes <|eoi|>` as its own block (block-causal)."""
+        block = None
+        for _ in range(count):
+            frame = self.prompting.frame_block(batch_size=1, num_image_tokens=self.num_image_tokens)
+            block = frame if block is None else block.append(frame)
+        return block.to(self.model.device)
+
+    # ------------------------------------------------------------------------------------------ storyboard
+    def storyboard(
+        self,
+        question: str,
+        *,
+        num_steps: int = 3,
+        max_caption_tokens: int = 24,
+        steps: int = 12,
+        guidance_scale: float = 0.0,
+        caption_top_k: int | None = 1,
+        caption_temperature: float = 1.0,
+        clip_frames: int = 0,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+        should_stop=None,
+        **options,
+    ) -> StoryboardResult:
+        """A how-to storyboard: alternately a caption (autoregressive) and a keyframe (MaskGIT), each conditioned on
+        everything before it, so later keyframes stay consistent with earlier ones.
+
+        The history stays in one KV cache across steps. Each step draws its randomness from its own generator,
+        seeded from `generator` up front, so `storyboard_step` on the same history and step seed gives the same step.
+
+        Args:
+            question: the how-to question.
+            num_steps: number of (caption, keyframe) steps.
+            max_caption_tokens: the longest caption.
+            steps, guidance_scale: MaskGIT settings of the keyframes; the unconditional branch sees the history
+                without the question and captions (images only).
+            caption_top_k: 1 = greedy captions; otherwise top-k sampling at `caption_temperature`.
+            clip_frames: when > 0, each step also gets a clip of `1 + r*k` frames that starts from its keyframe.
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("question must be a non-empty string")
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        latent_clip = self._latent_frames(clip_frames) - 1 if clip_frames else 0
+        per_step = max_caption_tokens + 1 + (1 + latent_clip) * (self.num_image_tokens + 2) + 2
+        head = self.prompting.interleaved([question], [[]]).to(self.model.device)
+        engine.check_length(self.model, head.length + num_steps * per_step, f"a storyboard of {num_steps} steps")
+        generator = make_generator(generator, self.model.device)
+        step_seeds = torch.randint(0, 2**62, (num_steps,), generator=generator, device=generator.device).tolist()
+        settings = dict(max_caption_tokens=max_caption_tokens, steps=steps, guidance_scale=guidance_scale,
+                        caption_top_k=caption_top_k, caption_temperature=caption_temperature, **options)
+        story = _Story(self, question, settings)
+        result = StoryboardResult(question=question, steps=[])
+        per = 2 + latent_clip
+        for index in range(num_steps):
+            step_gen = torch.Generator(device=self.model.device).manual_seed(step_seeds[index])
+            item = story.next_step(step_gen, progress, index * per, num_steps * per, should_stop)
+            clip = None
+            if latent_clip:
+                clip_codes = story.clip(item.codes, latent_clip, step_gen, progress, index * per, num_steps * per, should_stop)
+                clip = VideoResult(frames=self.decode_video(clip_codes), codes=clip_codes, fps=self.fps)
+            text = self.text_tokenizer.decode(item.caption_ids, skip_special_tokens=True).strip()
+            keyframe = self.decode_images(item.codes[None])[0]
+            result.steps.append(StoryStep(text, item.caption_ids, keyframe, item.codes, clip))
+        return result
+
+    def storyboard_step(
+        self,
+        question: str,
+        history: list[StoryHistoryItem],
+        *,
+        generator: torch.Generator,
+        progress: ProgressFn | None = None,
+        should_stop=None,
+        **settings,
+    ) -> StoryHistoryItem:
+        """The next storyboard step after `history`, recomputing the history's cache first (a stateless step, for
+        graphs that persist each step and resume). Same settings as `storyboard` (without clips)."""
+        story = _Story(self, question, settings)
+        for item in history:
+            story.replay(item)
+        return story.next_step(generator, progress, 0, 2, should_stop)
+
+
+class _Story:
+    """The growing interleaved sequence of one storyboard: conditional context, optional unconditional one, and
+    the piece (question, or last keyframe / clip end) not yet in the cache, which prompts the next caption."""
+
+    def __init__(self, pipe, question: str, settings: dict) -> None:
+        settings = dict(settings)
+        self.pipe = pipe
+        self.max_caption_tokens = settings.pop("max_caption_tokens", 24)
+        self.caption_top_k = settings.pop("caption_top_k", 1)
+        self.caption_temperature = settings.pop("caption_temperature", 1.0)
+        self.options = GenerationOptions(steps=settings.pop("steps", 12), **settings)
+        device = pipe.model.device
+        self.pending = pipe.prompting.interleaved([question], [[]]).to(device)
+        self.context = None
+        self.uncond = None
+        if self.options.guidance_scale > 0:
+            self.uncond = engine.start(pipe.model, pipe.prompting.interleaved([""], [[]]).to(device))
+
+    def _caption_piece(self, caption_ids: list[int]):
+        ids = torch.tensor([caption_ids + [self.pipe.layout.eos_id]], device=self.pipe.model.device)
+        return engine.ids_piece(ids)
+
+    def _image_block(self, codes: torch.Tensor | None):
+        pipe = self.pipe
+        if codes is None:
+            block = pipe.prompting.image_block(batch_size=1, num_image_tokens=pipe.num_image_tokens)
+        else:
+            block = pipe.prompting.image_block(codes.reshape(1, -1).cpu())
+        return block.to(pipe.model.device)
+
+    def replay(self, item: StoryHistoryItem) -> None:
+        self._commit_caption(item.caption_ids)
+        self._finish_keyframe(self._image_block(item.codes))
+
+    def _commit_caption(self, caption_ids: list[int]) -> None:
+        self.context = engine.extend(self.pipe.model, self.context, self.pending.append(self._caption_piece(caption_ids)))
+        self.pending = None
+
+    def _finish_keyframe(self, block) -> None:
+        self.pending = block
+        if self.uncond is not None:
+            self.uncond = engine.extend(self.pipe.model, self.uncond, block)
+
+    def next_step(self, generator, progress, offset: int, total: int, should_stop) -> StoryHistoryItem:
+        pipe = self.pipe
+        greedy = self.caption_top_k == 1
+        caption_ids = engine.generate_text_after(
+            pipe.model, self.context, self.pending, layout=pipe.layout, max_new_tokens=self.max_caption_tokens,
+            generator=None if greedy else generator, greedy=greedy, temperature=self.caption_temperature,
+            top_k=None if greedy else self.caption_top_k, top_p=None,
+            progress=inner_reporter(progress, "storyboard", "caption", offset + 1, total), should_stop=should_stop,
+        )[0]
+        self._commit_caption(caption_ids)
+        block = self._image_block(None)
+        tokens = torch.full((1, pipe.num_image_tokens), UNKNOWN, dtype=torch.long, device=pipe.model.device)
+        contexts = [self.context] if self.uncond is None else [self.context, self.uncond]
+        codes = engine.generate_block(
+            pipe.model, contexts, block, tokens, self.options.maskgit(), layout=pipe.layout, generator=generator,
+            progress=inner_reporter(progress, "storyboard", "keyframe", offset + 2, total), should_stop=should_stop,
+        )
+        self._finish_keyframe(engine.fill_block(block, codes, pipe.layout))
+        return StoryHistoryItem(caption_ids=caption_ids, codes=codes.view(*pipe.grid))
+
+    def clip(self, keyframe_codes, latent_clip: int, generator, progress, offset: int, total: int, should_stop):
+        """Frames continuing the keyframe: `[keyframe] <|sov|> [keyframe] frame ... <|eov|>`; the keyframe is the
+        clip's first latent frame, so the causal video decoder starts from it."""
+        pipe = self.pipe
+        model, device = pipe.model, pipe.model.device
+        sov = pipe.prompting.token_piece(pipe.layout.sov_id, 1).to(device)
+        self.context = engine.extend(model, self.context, self.pending.append(sov).append(self._image_block(keyframe_codes)))
+        frames = [keyframe_codes.view(*pipe.grid)]
+        config = self.options.maskgit().replace(guidance_scale=0.0)
+        for index in range(latent_clip):
+            block = self._image_block(None)
+            tokens = torch.full((1, pipe.num_image_tokens), UNKNOWN, dtype=torch.long, device=device)
+            codes = engine.generate_block(
+                model, [self.context], block, tokens, config, layout=pipe.layout, generator=generator,
+                progress=inner_reporter(progress, "storyboard", "frame", offset + 3 + index, total), should_stop=should_stop,
+            )
+            self.context = engine.extend(model, self.context, engine.fill_block(block, codes, pipe.layout))
+            frames.append(codes.view(*pipe.grid))
+        self.pending = pipe.prompting.token_piece(pipe.layout.eov_id, 1).to(device)
+        return torch.stack(frames)
