@@ -37,6 +37,23 @@ def apply_partial_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) 
     return torch.cat([x_rot * cos + rotated * sin, x_pass], dim=-1)
 
 
+def _is_block_mask(mask) -> bool:
+    return type(mask).__name__ == "BlockMask"
+
+
+_FLEX = None
+
+
+def _flex_attention():
+    """FlexAttention, compiled once on CUDA (eager elsewhere, where it is a slow but exact reference)."""
+    global _FLEX
+    if _FLEX is None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _FLEX = torch.compile(flex_attention) if torch.cuda.is_available() else flex_attention
+    return _FLEX
+
+
 # ----------------------------------------------------------------------------------------------- blocks
 class Attention(nn.Module):
     def __init__(self, config: ShowoConfig) -> None:
@@ -67,7 +84,9 @@ class Attention(nn.Module):
         q, k = apply_partial_rotary(q, cos, sin), apply_partial_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.write(layer, k, v)  # (B, H, S+L, Dh)
-        if mask is None:
+        if _is_block_mask(mask):
+            out = _flex_attention()(q, k, v, block_mask=mask, scale=1 / math.sqrt(self.head_dim))
+        elif mask is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=q.shape[2] > 1, scale=1 / math.sqrt(self.head_dim))
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1 / math.sqrt(self.head_dim))
@@ -162,8 +181,9 @@ class Showo(nn.Module):
 
         Args:
             input_ids: `(B, L)` token ids, or give `inputs_embeds` `(B, L, D)` instead.
-            attention_mask: bool `(B, L, S+L)` / `(B, 1, L, S+L)` (True = may attend) or the official additive float
-                mask `(B, 1, L, S+L)` (negative = blocked), where S is the cache's committed length. None = causal.
+            attention_mask: bool `(B, L, S+L)` / `(B, 1, L, S+L)` (True = may attend), the official additive float
+                mask `(B, 1, L, S+L)` (negative = blocked), or a FlexAttention `BlockMask` built from the same segments
+                (`model.attention.flex_block_mask`), where S is the cache's committed length. None = causal.
             position_ids: `(B, L)`; defaults to `S .. S+L-1` (absolute slots, left pads included, as released).
             cache: a `KVCache`; the new tokens' keys/values are written past its committed prefix (see
                 `KVCache.commit`).
@@ -188,7 +208,14 @@ class Showo(nn.Module):
         cos_sin = rotary_cos_sin(position_ids, self.config.rotary_dim, self.config.rope_theta, x.dtype)
 
         mask = None
-        if attention_mask is not None:
+        if _is_block_mask(attention_mask):
+            # A FlexAttention BlockMask (model.attention.flex_block_mask) from the same segment description.
+            if attention_mask.shape[-2:] != (length, past + length):
+                raise ValueError(
+                    f"block mask covers {tuple(attention_mask.shape[-2:])} but the forward needs ({length}, {past + length})"
+                )
+            mask = attention_mask
+        elif attention_mask is not None:
             mask = normalize_mask(attention_mask.to(x.device), batch, length, past + length)
         elif past:
             # Causal over the new tokens, full view of the committed prefix.
