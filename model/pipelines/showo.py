@@ -264,19 +264,14 @@ class ShowoPipeline(VideoTasks):
         **options,
     ) -> ImageResult:
         """Regenerate the region of `image` `(3, H, W)` where `mask` `(H, W)` is 1, following `prompt`."""
-        image = self._check_images(image)
-        if image.shape[0] != 1:
-            raise ValueError("inpaint takes one image")
+        image = self._one_image(image, "inpaint")
         if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
             raise ValueError(f"mask {tuple(mask.shape)} does not match the image {tuple(image.shape[-2:])}")
-        codes = self.encode_images(image)[0]
-        regenerate = mask_to_token_grid(mask, self.grid).to(codes.device)
+        regenerate = mask_to_token_grid(mask, self.grid)
         if not bool(regenerate.any()):
             raise ValueError("the mask covers no token of the image: nothing to inpaint")
-        tokens = torch.where(regenerate, torch.full_like(codes, UNKNOWN), codes).view(1, -1)
         opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        out = self.generate_image_codes([prompt], tokens, opts, generator, progress, should_stop, "inpaint")
-        return ImageResult(images=self.decode_images(out), codes=out)
+        return self._regenerate(image, regenerate, prompt, opts, generator, progress, should_stop, "inpaint")
 
     def edit(
         self,
@@ -292,15 +287,24 @@ class ShowoPipeline(VideoTasks):
         **options,
     ) -> ImageResult:
         """Mask-free editing: re-mask a random `strength` fraction of the image's tokens and regenerate them."""
+        image = self._one_image(image, "edit")
+        generator = make_generator(generator, self.model.device)
+        remask = random_token_mask(self.grid, strength, cpu_generator(generator))
+        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
+        return self._regenerate(image, remask, prompt, opts, generator, progress, should_stop, "edit")
+
+    def _one_image(self, image: torch.Tensor, task: str) -> torch.Tensor:
         image = self._check_images(image)
         if image.shape[0] != 1:
-            raise ValueError("edit takes one image")
-        generator = make_generator(generator, self.model.device)
+            raise ValueError(f"{task} takes one image, got {image.shape[0]}")
+        return image
+
+    def _regenerate(self, image, regenerate, prompt, options, generator, progress, should_stop, task) -> ImageResult:
+        """Encode `image`, forget the codes where `regenerate` `(h, w)` is True, and generate them again."""
         codes = self.encode_images(image)[0]
-        remask = random_token_mask(self.grid, strength, cpu_generator(generator)).to(codes.device)
-        tokens = torch.where(remask, torch.full_like(codes, UNKNOWN), codes).view(1, -1)
-        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        out = self.generate_image_codes([prompt], tokens, opts, generator, progress, should_stop, "edit")
+        regenerate = regenerate.to(codes.device)
+        tokens = torch.where(regenerate, torch.full_like(codes, UNKNOWN), codes).view(1, -1)
+        out = self.generate_image_codes([prompt], tokens, options, generator, progress, should_stop, task)
         return ImageResult(images=self.decode_images(out), codes=out)
 
     def extrapolate(
