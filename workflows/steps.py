@@ -1,0 +1,185 @@
+"""Built-in steps: one backend op each (plus the small glue the built-in graphs need).
+
+They are ordinary `Step`s: use them in your own graphs, or write new ones with `@step`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflows.backend import DIRECTIONS, ImageOptions, StoryOptions, TextOptions, VideoOptions
+from workflows.step import Step, StepContext, step
+from workflows.types import Codes, Image, Mask, RandomTokens, StoryHistory, Text, Video, type_name
+
+# ---------------------------------------------------------------------------------------------- media
+@step(outputs={"video": Video})
+def load_video(
+    ctx: StepContext, uri: Text, fps: float | None = 8.0, num_frames: int | None = 17, size: int | None = None
+) -> Any:
+    """Read a clip (frame count snapped to what the tokenizer accepts)."""
+    return ctx.backend.load_video(uri, fps=fps, num_frames=num_frames, size=size)
+
+
+@step(outputs={"image": Image})
+def load_image(ctx: StepContext, uri: Text, size: int | None = None) -> Any:
+    """Read an image at the backend's size."""
+    return ctx.backend.load_image(uri, size=size)
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+@step(outputs={"codes": Codes})
+def encode_video(ctx: StepContext, video: Video) -> Any:
+    """Clip -> latent codes."""
+    return ctx.backend.encode_video(video, **ctx.ops())
+
+
+@step(outputs={"video": Video})
+def decode_video(ctx: StepContext, codes: Codes) -> Any:
+    """Latent codes -> clip."""
+    return ctx.backend.decode_video(codes, **ctx.ops())
+
+
+@step(outputs={"codes": Codes})
+def encode_image(ctx: StepContext, image: Image) -> Any:
+    """Image -> codes."""
+    return ctx.backend.encode_image(image, **ctx.ops())
+
+
+@step(outputs={"image": Image})
+def decode_image(ctx: StepContext, codes: Codes) -> Any:
+    """Codes -> image."""
+    return ctx.backend.decode_image(codes, **ctx.ops())
+
+
+# ---------------------------------------------------------------------------------------------- understanding
+@step(outputs={"answer": Text})
+def understand(ctx: StepContext, codes: Codes, question: Text, kind: Text = "video", max_new_tokens: int = 64) -> str:
+    """Answer a question about a video (or an image, with kind="image"), greedily."""
+    if kind not in ("image", "video"):
+        raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
+    options = TextOptions(max_new_tokens=max_new_tokens)
+    return ctx.backend.understand([codes], [kind], [question], options=options, seed=ctx.seed, **ctx.ops())[0]
+
+
+# ---------------------------------------------------------------------------------------------- video
+@step(outputs={"codes": Codes})
+def text_to_video(
+    ctx: StepContext, prompt: Text, num_frames: int = 17, steps: int = 12, guidance_scale: float = 0.0
+) -> Any:
+    """A clip of `num_frames` (1 + r*k) frames from a prompt, latent frame by latent frame."""
+    latent = ctx.backend.info().latent_frames(num_frames)
+    options = VideoOptions(steps=steps, guidance_scale=guidance_scale)
+    return ctx.backend.generate_video(prompt, None, latent, options=options, seed=ctx.seed, **ctx.ops())
+
+
+@step(outputs={"codes": Codes})
+def continue_video(
+    ctx: StepContext, prompt: Text, codes: Codes, num_frames: int = 8, steps: int = 12, guidance_scale: float = 0.0
+) -> Any:
+    """Extend a clip's codes by `num_frames` frames (a multiple of r); returns the whole clip's codes."""
+    r = ctx.backend.info().temporal_downsample
+    if num_frames < 1 or num_frames % r:
+        raise ValueError(f"num_frames must be a positive multiple of {r}, got {num_frames}")
+    options = VideoOptions(steps=steps, guidance_scale=guidance_scale)
+    latent = len(codes) + num_frames // r
+    return ctx.backend.generate_video(prompt, codes, latent, options=options, seed=ctx.seed, **ctx.ops())
+
+
+# ---------------------------------------------------------------------------------------------- images
+@step(outputs={"codes": Codes})
+def text_to_image(ctx: StepContext, prompt: Text, steps: int = 18, guidance_scale: float = 0.0) -> Any:
+    """An image from a prompt."""
+    options = ImageOptions(steps=steps, guidance_scale=guidance_scale)
+    return ctx.backend.generate_image(prompt, options=options, seed=ctx.seed, **ctx.ops())
+
+
+@step(outputs={"codes": Codes})
+def inpaint_codes(
+    ctx: StepContext, prompt: Text, codes: Codes, mask: Mask, steps: int = 16, guidance_scale: float = 0.0
+) -> Any:
+    """Regenerate the masked region of an image's codes."""
+    options = ImageOptions(steps=steps, guidance_scale=guidance_scale)
+    return ctx.backend.generate_image(prompt, codes, mask, options=options, seed=ctx.seed, **ctx.ops())
+
+
+@step(outputs={"codes": Codes})
+def edit_codes(
+    ctx: StepContext, prompt: Text, codes: Codes, strength: float = 0.5, steps: int = 16, guidance_scale: float = 0.0
+) -> Any:
+    """Mask-free editing: regenerate a random `strength` fraction of the codes."""
+    options = ImageOptions(steps=steps, guidance_scale=guidance_scale)
+    return ctx.backend.generate_image(
+        prompt, codes, RandomTokens(fraction=strength), options=options, seed=ctx.seed, **ctx.ops()
+    )
+
+
+@step(outputs={"codes": Codes})
+def extrapolate_codes(
+    ctx: StepContext,
+    prompt: Text,
+    codes: Codes,
+    direction: Text,
+    new_size: int | None = None,
+    steps: int = 16,
+    guidance_scale: float = 0.0,
+) -> Any:
+    """Grow the canvas of codes towards one direction."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    options = ImageOptions(steps=steps, guidance_scale=guidance_scale)
+    return ctx.backend.extrapolate_image(
+        prompt, codes, direction, new_size, options=options, seed=ctx.seed, **ctx.ops()
+    )
+
+
+# ---------------------------------------------------------------------------------------------- storyboards
+def _story_summary(outputs: dict[str, Any]) -> dict[str, Any]:
+    return {"caption": outputs["caption"], "index": len(outputs["history"])}
+
+
+@step(outputs={"history": StoryHistory, "caption": Text, "codes": Codes}, summarize=_story_summary)
+def storyboard_step(
+    ctx: StepContext,
+    question: Text,
+    history: StoryHistory,
+    max_caption_tokens: int = 24,
+    steps: int = 12,
+    guidance_scale: float = 0.0,
+) -> dict[str, Any]:
+    """The next caption and keyframe after `history`; outputs the history with the new step appended."""
+    options = StoryOptions(max_caption_tokens=max_caption_tokens, steps=steps, guidance_scale=guidance_scale)
+    item = ctx.backend.storyboard_step(question, list(history), options=options, seed=ctx.seed, **ctx.ops())
+    return {"history": [*history, item], "caption": item.caption, "codes": item.codes}
+
+
+@step(outputs={"codes": Codes})
+def keyframe_clip(
+    ctx: StepContext, caption: Text, keyframe: Codes, num_frames: int = 5, steps: int = 12, guidance_scale: float = 0.0
+) -> Any:
+    """A short clip of `num_frames` (1 + r*k) frames that starts from a keyframe and follows its caption."""
+    info = ctx.backend.info()
+    latent = info.latent_frames(num_frames)
+    if latent < 2:
+        raise ValueError(f"a clip after the keyframe needs at least {1 + info.temporal_downsample} frames")
+    options = VideoOptions(steps=steps, guidance_scale=guidance_scale)
+    return ctx.backend.generate_video(caption, keyframe, latent, options=options, seed=ctx.seed, **ctx.ops())
+
+
+@step(outputs={"captions": list[str]})
+def story_captions(ctx: StepContext, history: StoryHistory) -> list[str]:
+    """The captions of a storyboard, in order."""
+    return [item.caption for item in history]
+
+
+def gather(name: str, item_type: Any, count: int) -> Step:
+    """A step that collects its inputs `item_0 ... item_{count-1}` into one list output `items`."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    ports = [f"item_{i}" for i in range(count)]
+
+    def collect(ctx: StepContext, **items: Any) -> list[Any]:
+        return [items[p] for p in ports]
+
+    return Step(name, collect, {p: item_type for p in ports}, {"items": list[item_type]},
+                summarize=lambda outputs: {"count": len(outputs["items"])},
+                doc=f"collect {count} values of {type_name(item_type)} into a list")
