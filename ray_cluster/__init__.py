@@ -1,1 +1,55 @@
-"""ray_cluster package."""
+"""The Ray runtime of Show Studio: tokenizer and transformer pools of named actors behind the workflow `Backend`.
+
+```python
+from ray_cluster import LocalBackend, RayBackend, connect, load_config
+from workflows import TextOptions
+
+connect()                                   # RAY_ADDRESS / address=..., else an embedded local Ray
+backend = RayBackend(load_config("cluster.yaml", ["transformer.num_gpus=0.5"]))
+answers = backend.understand([codes], ["video"], ["what happens ?"], options=TextOptions(), seed=0)
+```
+
+`LocalBackend(pipeline)` runs the same operations in-process without Ray. Importing the package is cheap: Ray,
+torch and the model load on first use of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "connect": "ray_cluster.cluster",
+    "shutdown": "ray_cluster.cluster",
+    "dashboard_url": "ray_cluster.cluster",
+    "ClusterConfig": "ray_cluster.config",
+    "ModelConfig": "ray_cluster.config",
+    "PoolConfig": "ray_cluster.config",
+    "load_config": "ray_cluster.config",
+    "LocalBackend": "ray_cluster.local",
+    "RayBackend": "ray_cluster.pools",
+    "PoolUnavailableError": "ray_cluster.pools",
+    "bench_ray_batching": "ray_cluster.bench",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from ray_cluster.bench import bench_ray_batching
+    from ray_cluster.cluster import connect, dashboard_url, shutdown
+    from ray_cluster.config import ClusterConfig, ModelConfig, PoolConfig, load_config
+    from ray_cluster.local import LocalBackend
+    from ray_cluster.pools import PoolUnavailableError, RayBackend
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ray_cluster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

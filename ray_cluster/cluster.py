@@ -1,0 +1,61 @@
+"""Start or join Ray: an existing cluster when an address is given (or `RAY_ADDRESS` is set), else an embedded
+local Ray on this machine (CPU-only works)."""
+
+from __future__ import annotations
+
+import os
+
+NAMESPACE = "show-studio"
+
+
+def connect(
+    address: str | None = None,
+    *,
+    num_cpus: float | None = None,
+    namespace: str = NAMESPACE,
+    dashboard: bool = True,
+):
+    """Connect this process to Ray and return the `ray.init` context.
+
+    Args:
+        address: a cluster address (`ray://head:10001`, `head:6379`, or `auto`); None reads `RAY_ADDRESS`, and
+            when that is unset too, starts an embedded local Ray.
+        num_cpus: CPUs of the embedded Ray (None: all of this machine's); ignored when joining a cluster,
+            whose resources are the cluster's.
+        namespace: the Ray namespace of the named actors (pools created in one namespace are found by name
+            from another process in the same namespace).
+        dashboard: start the dashboard with the embedded Ray (http://127.0.0.1:8265 by default).
+
+    Returns:
+        Ray's context (`.dashboard_url`, `.address_info`). Calling it again in a connected process returns the
+        current context and changes nothing.
+    """
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        return ray.init(address=address, namespace=namespace, ignore_reinit_error=True)
+    return ray.init(
+        num_cpus=num_cpus,
+        namespace=namespace,
+        include_dashboard=dashboard,
+        ignore_reinit_error=True,
+    )
+
+
+def shutdown() -> None:
+    """Disconnect from Ray (and stop the embedded Ray when this process started it)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def dashboard_url() -> str | None:
+    """The dashboard address of the connected Ray (None when not connected or it has no dashboard)."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    url = ray.init(ignore_reinit_error=True).dashboard_url
+    return f"http://{url}" if url and not url.startswith("http") else (url or None)

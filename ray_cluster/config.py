@@ -1,0 +1,144 @@
+"""Configuration of the Ray runtime: which model to load and how the tokenizer and transformer pools are sized.
+
+A YAML file (or nothing) read through omegaconf into kw-only dataclasses, with dotted overrides on top:
+
+```yaml
+model: {showo: default}            # or {showo: ckpt/show-o, tokenizer: ckpt/magvitv2, text_tokenizer: ckpt/phi-1_5}
+transformer: {num_replicas: 2, num_cpus: 1, num_gpus: 0.5, max_batch_size: 8, batch_wait_s: 0.01}
+tokenizer: {num_replicas: 1, num_cpus: 0.5, num_gpus: 0.25}
+```
+
+```python
+config = load_config("cluster.yaml", ["transformer.num_replicas=2", "transformer.num_gpus=0.5"])
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MODEL = "default"
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """What every worker loads.
+
+    Attributes:
+        showo: a Show-o checkpoint (local folder or fsspec URL), or "default" for the embedded default pipeline.
+        factory: `"package.module:function"` that builds the default pipeline (`function(device=..., seed=...)`);
+            the service can also hand the backend a callable instead.
+        tokenizer: the visual tokenizer checkpoint (ignored for "default").
+        text_tokenizer: the text tokenizer directory (ignored for "default").
+        video_tokenizer: an optional video tokenizer when `tokenizer` is an image tokenizer.
+        device: "auto" (CUDA when the worker was given a GPU, else CPU), "cpu" or "cuda".
+        dtype: "float32", "bfloat16" or "float16" for the transformer (None: as stored).
+        seed: the seed of the embedded default model's weights when it is untrained.
+    """
+
+    showo: str = DEFAULT_MODEL
+    factory: str | None = None
+    tokenizer: str | None = None
+    text_tokenizer: str | None = None
+    video_tokenizer: str | None = None
+    device: str = "auto"
+    dtype: str | None = None
+    seed: int = 0
+
+
+@dataclass(kw_only=True)
+class PoolConfig:
+    """One pool of identical workers (Ray actors).
+
+    Attributes:
+        num_replicas: workers in the pool.
+        num_cpus: CPUs reserved per worker; fractional values let several workers share a small machine.
+        num_gpus: GPUs per worker; fractional values (0.5, 0.25) pack several workers on one GPU.
+        max_concurrency: calls a worker accepts at once (they queue inside it and are batched where possible).
+        request_timeout_s: the longest a caller waits for one call before a `TimeoutError`.
+        max_restarts: how often Ray restarts a worker that died (-1: forever).
+        max_task_retries: how often a call that was in flight on a dead worker is retried (-1: forever).
+        batch_wait_s: how long a worker waits for companions of a batchable call.
+        max_batch_size: the most calls run together as one batch.
+    """
+
+    num_replicas: int = 1
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    max_concurrency: int = 32
+    request_timeout_s: float = 600.0
+    max_restarts: int = 3
+    max_task_retries: int = 3
+    batch_wait_s: float = 0.01
+    max_batch_size: int = 8
+
+    def validate(self, name: str) -> None:
+        if self.num_replicas < 1:
+            raise ValueError(f"{name}.num_replicas must be >= 1, got {self.num_replicas}")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise ValueError(f"{name}.num_cpus and num_gpus must be >= 0, got {self.num_cpus} and {self.num_gpus}")
+        if self.num_gpus > 1 and self.num_gpus != int(self.num_gpus):
+            raise ValueError(f"{name}.num_gpus above 1 must be a whole number, got {self.num_gpus}")
+        if self.max_concurrency < 1 or self.max_batch_size < 1:
+            raise ValueError(f"{name}.max_concurrency and max_batch_size must be >= 1")
+        if self.request_timeout_s <= 0 or self.batch_wait_s < 0:
+            raise ValueError(f"{name}.request_timeout_s must be > 0 and batch_wait_s >= 0")
+        if self.max_restarts < -1 or self.max_task_retries < -1:
+            raise ValueError(f"{name}.max_restarts and max_task_retries must be >= -1")
+
+
+@dataclass(kw_only=True)
+class ClusterConfig:
+    """The whole runtime.
+
+    Attributes:
+        model: what the workers load.
+        tokenizer: the pool that encodes and decodes images and videos (and reads media files).
+        transformer: the pool that runs Show-o (understanding, image, video and storyboard generation).
+        name_prefix: actor names are `{name_prefix}/{pool}-{index}` (e.g. `show-studio/transformer-0`).
+        batch_images: batch concurrent image generations with the same options. A batch samples from one
+            random stream (seeded by its first request), so a batched image depends on its companions, which
+            breaks the Backend contract "same arguments and seed, same result, whatever runs beside". Off by
+            default; turn it on for throughput when images need not be reproducible under load.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: PoolConfig = field(default_factory=PoolConfig)
+    transformer: PoolConfig = field(default_factory=PoolConfig)
+    name_prefix: str = "show-studio"
+    batch_images: bool = False
+
+    def validate(self) -> "ClusterConfig":
+        self.tokenizer.validate("tokenizer")
+        self.transformer.validate("transformer")
+        if not self.name_prefix or "/" in self.name_prefix:
+            raise ValueError(f"name_prefix must be a non-empty name without '/', got {self.name_prefix!r}")
+        return self
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ClusterConfig:
+    """Read a `ClusterConfig` from a YAML file (None: the defaults) and apply dotted overrides.
+
+    Args:
+        path: a YAML file whose keys follow `ClusterConfig`.
+        overrides: `key=value` strings, e.g. `["transformer.num_gpus=0.5", "model.showo=ckpt/show-o"]`.
+
+    Returns:
+        The validated config. Unknown keys and wrongly typed values raise `ValueError` naming them.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.structured(ClusterConfig)
+        if path is not None:
+            if not Path(path).is_file():
+                raise ValueError(f"cluster config {str(path)!r} does not exist")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        if overrides:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ValueError(f"bad cluster config: {err}") from err
+    return config.validate()

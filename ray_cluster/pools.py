@@ -1,0 +1,267 @@
+"""Pools of named worker actors and `RayBackend`, the workflow `Backend` that routes each operation to a pool.
+
+`RayBackend(config)` creates (or finds, `get_if_exists`) the actors `show-studio/tokenizer-0..n` and
+`show-studio/transformer-0..n`; each call goes to the least-loaded live worker of its pool (ties in turn), and is
+awaited with a deadline, so a caller gets an answer, a `Cancelled`, or a `TimeoutError` naming the operation and
+the worker, never an endless wait. Ray restarts a worker that dies (`max_restarts`) and re-runs the calls it had
+in flight (`max_task_retries`); when a worker is gone for good the call moves to another worker of the pool, and
+a pool with no live worker left fails at once with `PoolUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ray_cluster.config import ClusterConfig, PoolConfig
+from ray_cluster.loading import PipelineFactory
+
+POLL_S = 0.05  # how often a waiting caller checks should_stop and fetches progress
+
+
+class PoolUnavailableError(RuntimeError):
+    """Every worker of a pool is dead and Ray will not restart them."""
+
+
+@dataclass
+class Worker:
+    name: str
+    handle: Any
+    in_flight: int = 0
+    dead: bool = False
+
+
+class WorkerPool:
+    """The workers of one kind, with the caller-side load counts used for routing.
+
+    Args:
+        kind: "tokenizer" or "transformer".
+        actor_class: `TokenizerWorker` or `TransformerWorker`.
+        config: the pool's sizes and limits.
+        init_args: what every worker's `__init__` receives after its name.
+        name_prefix: actor names are `{name_prefix}/{kind}-{index}`.
+    """
+
+    def __init__(self, kind: str, actor_class: type, config: PoolConfig, init_args: tuple, name_prefix: str) -> None:
+        import ray
+
+        self.kind = kind
+        self.config = config
+        remote = ray.remote(actor_class)
+        self.workers: list[Worker] = []
+        for index in range(config.num_replicas):
+            name = f"{name_prefix}/{kind}-{index}"
+            handle = remote.options(
+                name=name,
+                get_if_exists=True,
+                num_cpus=config.num_cpus,
+                num_gpus=config.num_gpus,
+                max_restarts=config.max_restarts,
+                max_task_retries=config.max_task_retries,
+                max_concurrency=config.max_concurrency,
+            ).remote(name, *init_args)
+            self.workers.append(Worker(name, handle))
+        self._lock = threading.Lock()
+        self._turn = itertools.count()
+
+    def acquire(self) -> Worker:
+        """The live worker with the fewest calls in flight from this process (ties go round-robin)."""
+        with self._lock:
+            live = [w for w in self.workers if not w.dead]
+            if not live:
+                names = ", ".join(w.name for w in self.workers)
+                raise PoolUnavailableError(f"the {self.kind} pool has no live worker ({names} died and will not restart)")
+            start = next(self._turn) % len(live)
+            rotated = live[start:] + live[:start]
+            worker = min(rotated, key=lambda w: w.in_flight)
+            worker.in_flight += 1
+            return worker
+
+    def release(self, worker: Worker) -> None:
+        with self._lock:
+            worker.in_flight -= 1
+
+    def ready(self, timeout_s: float) -> list[dict]:
+        """Wait until every worker has loaded its model; returns their `ping()` answers."""
+        import ray
+
+        return ray.get([w.handle.ping.remote() for w in self.workers], timeout=timeout_s)
+
+    def stats(self, timeout_s: float = 30.0) -> list[dict]:
+        import ray
+
+        return ray.get([w.handle.stats.remote() for w in self.workers if not w.dead], timeout=timeout_s)
+
+
+class RayBackend:
+    """The workflow `Backend` on Ray pools: the same operations, arguments and results as `LocalBackend`
+    (see `workflows.backend.Backend` for each operation).
+
+    Args:
+        config: the model and the pools (`load_config()` gives the defaults: one worker of each, half a CPU each).
+        pipeline_factory: builds the embedded default pipeline when `config.model.showo == "default"`
+            (called in every worker as `factory(device=..., seed=...)`; a callable or "package.module:function").
+        wait: block until every worker has loaded its model.
+
+    Call `connect()` first (or `ray.init`).
+    """
+
+    def __init__(self, config: ClusterConfig | None = None, *, pipeline_factory: PipelineFactory | str | None = None,
+                 wait: bool = True) -> None:
+        from ray_cluster.actors import TokenizerWorker, TransformerWorker
+        from ray_cluster.config import load_config
+
+        self.config = (config or load_config()).validate()
+        factory = pipeline_factory or self.config.model.factory
+        model = self.config.model
+        prefix = self.config.name_prefix
+        self.tokenizer = WorkerPool("tokenizer", TokenizerWorker, self.config.tokenizer,
+                                    (model, self.config.tokenizer, factory), prefix)
+        self.transformer = WorkerPool("transformer", TransformerWorker, self.config.transformer,
+                                      (model, self.config.transformer, factory, self.config.batch_images), prefix)
+        self._info = None
+        if wait:
+            self.ready()
+
+    @property
+    def pools(self) -> dict[str, WorkerPool]:
+        return {"tokenizer": self.tokenizer, "transformer": self.transformer}
+
+    def ready(self) -> dict[str, list[dict]]:
+        """Block until every worker answers (model loaded); returns their `ping()` answers by pool."""
+        return {kind: pool.ready(pool.config.request_timeout_s) for kind, pool in self.pools.items()}
+
+    def close(self) -> None:
+        """Stop every worker of both pools (Ray does not restart them)."""
+        import ray
+
+        for pool in self.pools.values():
+            for worker in pool.workers:
+                ray.kill(worker.handle, no_restart=True)
+                worker.dead = True
+
+    def stats(self) -> dict[str, list[dict]]:
+        """Every live worker's counters (requests, batch sizes, tokens, MaskGIT steps) by pool."""
+        return {kind: pool.stats() for kind, pool in self.pools.items()}
+
+    # ------------------------------------------------------------------------------------------ operations
+    def info(self):
+        """The `BackendInfo` of the served model (asked once, then cached)."""
+        if self._info is None:
+            self._info = self._call(self.tokenizer, "info", (), {}, None, None)
+        return self._info
+
+    def load_video(self, uri: str, *, fps=None, num_frames=None, size=None):
+        return self._call(self.tokenizer, "load_video", (uri,), dict(fps=fps, num_frames=num_frames, size=size))
+
+    def load_image(self, uri: str, *, size=None):
+        return self._call(self.tokenizer, "load_image", (uri,), dict(size=size))
+
+    def encode_image(self, image, *, progress=None, should_stop=None):
+        return self._call(self.tokenizer, "encode_image", (image,), {}, progress, should_stop)
+
+    def decode_image(self, codes, *, progress=None, should_stop=None):
+        return self._call(self.tokenizer, "decode_image", (codes,), {}, progress, should_stop)
+
+    def encode_video(self, video, *, progress=None, should_stop=None):
+        return self._call(self.tokenizer, "encode_video", (video,), {}, progress, should_stop)
+
+    def decode_video(self, codes, *, progress=None, should_stop=None):
+        return self._call(self.tokenizer, "decode_video", (codes,), {}, progress, should_stop)
+
+    def understand(self, visual_codes, kinds, questions, *, options, seed: int, progress=None, should_stop=None):
+        return self._call(self.transformer, "understand", (list(visual_codes), list(kinds), list(questions)),
+                          dict(options=options, seed=seed), progress, should_stop)
+
+    def generate_image(self, prompt, known_codes=None, regenerate=None, *, options, seed: int, progress=None,
+                       should_stop=None):
+        return self._call(self.transformer, "generate_image", (prompt, known_codes, regenerate),
+                          dict(options=options, seed=seed), progress, should_stop)
+
+    def extrapolate_image(self, prompt, codes, direction, new_size=None, *, options, seed: int, progress=None,
+                          should_stop=None):
+        return self._call(self.transformer, "extrapolate_image", (prompt, codes, direction, new_size),
+                          dict(options=options, seed=seed), progress, should_stop)
+
+    def generate_video(self, prompt, given_codes, num_latent_frames: int, *, options, seed: int, progress=None,
+                       should_stop=None):
+        return self._call(self.transformer, "generate_video", (prompt, given_codes, num_latent_frames),
+                          dict(options=options, seed=seed), progress, should_stop)
+
+    def storyboard_step(self, question, history, *, options, seed: int, progress=None, should_stop=None):
+        return self._call(self.transformer, "storyboard_step", (question, list(history)),
+                          dict(options=options, seed=seed), progress, should_stop)
+
+    # ------------------------------------------------------------------------------------------ calling
+    def _call(self, pool: WorkerPool, op: str, args: tuple, kwargs: dict,
+              progress: Callable | None = None, should_stop: Callable[[], bool] | None = None) -> Any:
+        """Send one operation to the pool and wait for it, moving to another worker when one is gone for good."""
+        import ray
+        from ray.exceptions import ActorDiedError
+
+        timeout = pool.config.request_timeout_s
+        deadline = time.monotonic() + timeout
+        tried = []
+        while True:
+            worker = pool.acquire()
+            request_id = uuid.uuid4().hex
+            try:
+                ref = getattr(worker.handle, op).remote(request_id, *args, **kwargs)
+                return _await(ref, worker, op, request_id, deadline, timeout, progress, should_stop)
+            except ActorDiedError as err:
+                worker.dead = True
+                tried.append(f"{worker.name}: {_first_line(err)}")
+                if time.monotonic() >= deadline or all(w.dead for w in pool.workers):
+                    raise PoolUnavailableError(
+                        f"{op} failed: the {pool.kind} pool has no live worker left ({'; '.join(tried)})"
+                    ) from None
+            except ray.exceptions.RayTaskError as err:
+                raise _unwrap(err) from None
+            finally:
+                pool.release(worker)
+
+
+def _await(ref, worker: Worker, op: str, request_id: str, deadline: float, timeout: float,
+           progress: Callable | None, should_stop: Callable[[], bool] | None) -> Any:
+    """`ray.get` with a deadline, forwarding the worker's progress and the caller's cancellation meanwhile."""
+    import ray
+
+    from workflows.backend import Progress
+
+    interactive = progress is not None or should_stop is not None
+    last, cancelled = None, False
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            worker.handle.cancel.remote(request_id)  # stop the work nobody waits for any more
+            raise TimeoutError(f"{op} on worker {worker.name} did not finish within {timeout:g} s "
+                               "(raise request_timeout_s for long jobs, or check the worker in the Ray dashboard)")
+        ready, _ = ray.wait([ref], timeout=min(remaining, POLL_S) if interactive else remaining)
+        if ready:
+            return ray.get(ref)
+        if should_stop is not None and not cancelled and should_stop():
+            worker.handle.cancel.remote(request_id)
+            cancelled = True  # the worker raises Cancelled at its next step, which comes back through `ref`
+        if progress is not None:
+            try:
+                event = ray.get(worker.handle.progress.remote(request_id), timeout=max(POLL_S, 1.0))
+            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+                event = None  # progress is best effort; the call itself is still awaited
+            if event is not None and event != last:
+                last = event
+                progress(Progress(*event))
+
+
+def _unwrap(err) -> BaseException:
+    """The worker's own exception (ValueError for bad input, Cancelled, ...) when Ray can give it back."""
+    cause = getattr(err, "cause", None)
+    return cause if isinstance(cause, Exception) else err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

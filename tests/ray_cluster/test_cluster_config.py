@@ -1,0 +1,46 @@
+import pytest
+
+from ray_cluster.config import ClusterConfig, load_config
+
+pytestmark = pytest.mark.ray
+
+
+def test_defaults_schedule_on_a_small_machine():
+    config = load_config()
+    assert isinstance(config, ClusterConfig)
+    assert config.model.showo == "default"
+    assert config.tokenizer.num_cpus + config.transformer.num_cpus <= 2  # both pools fit a 2-core machine
+    assert config.transformer.num_gpus == 0 and config.batch_images is False
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(
+        "model: {showo: ckpt/show-o, tokenizer: ckpt/magvit, text_tokenizer: ckpt/phi}\n"
+        "transformer: {num_replicas: 2, num_gpus: 0.5, max_batch_size: 4}\n"
+    )
+    config = load_config(path, ["transformer.num_cpus=0.25", "tokenizer.num_gpus=0.25", "batch_images=true"])
+    assert config.model.showo == "ckpt/show-o"
+    assert (config.transformer.num_replicas, config.transformer.num_gpus, config.transformer.num_cpus) == (2, 0.5, 0.25)
+    assert config.transformer.max_batch_size == 4 and config.tokenizer.num_gpus == 0.25 and config.batch_images
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("transformer.num_replicas=0", "num_replicas"),
+        ("tokenizer.num_gpus=1.5", "num_gpus"),
+        ("transformer.request_timeout_s=0", "request_timeout_s"),
+        ("transformer.max_restarts=-2", "max_restarts"),
+        ("transformer.bogus=1", "bogus"),
+        ("transformer.num_cpus=lots", "num_cpus"),
+    ],
+)
+def test_bad_values_name_the_key(override, words):
+    with pytest.raises(ValueError, match=words):
+        load_config(overrides=[override])
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,223 @@
+"""`RayBackend` on a local Ray: same results as in-process, named actors, metrics, batching, failures."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from ray_cluster.pools import PoolUnavailableError, RayBackend
+from workflows.backend import Backend, ImageOptions, StoryOptions, TextOptions, VideoOptions
+from workflows.errors import Cancelled
+
+pytestmark = pytest.mark.ray
+FACTORY = "studio.defaults:load_default_pipeline"
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def queries(n=8):
+    """n understanding queries of different lengths, images and one video, so the batch needs padding."""
+    codes = [torch.randint(0, 64, (8, 8), generator=gen(i)) for i in range(n)]
+    video = n // 2
+    codes[video] = torch.randint(0, 64, (2, 8, 8), generator=gen(99))
+    kinds = ["video" if i == video else "image" for i in range(n)]
+    words = "what colour is the square ? how do i build a tower with a red square and a blue circle".split()
+    questions = [" ".join(words[: 2 + 2 * i]) for i in range(n)]
+    return codes, kinds, questions
+
+
+def transformer_stats(backend):
+    return backend.stats()["transformer"][0]
+
+
+def test_ray_backend_gives_the_local_results(backend, local):
+    assert isinstance(backend, Backend) and backend.info() == local.info()
+    image = torch.rand(3, 64, 64, generator=gen(0)) * 2 - 1
+    codes = backend.encode_image(image)
+    assert torch.equal(codes, local.encode_image(image))
+    assert torch.equal(backend.decode_image(codes), local.decode_image(codes))
+
+    c, k, q = queries(3)
+    options = TextOptions(max_new_tokens=6)
+    assert backend.understand(c, k, q, options=options, seed=0) == local.understand(c, k, q, options=options, seed=0)
+
+    image_options = ImageOptions(steps=4)
+    for seed in (1, 2):
+        assert torch.equal(backend.generate_image("a red square", options=image_options, seed=seed),
+                           local.generate_image("a red square", options=image_options, seed=seed))
+    mask = torch.zeros(8, 8)
+    mask[2:5, 2:5] = 1
+    assert torch.equal(backend.generate_image("a blue circle", codes, mask, options=image_options, seed=3),
+                       local.generate_image("a blue circle", codes, mask, options=image_options, seed=3))
+
+    video_options = VideoOptions(steps=3)
+    clip = backend.generate_video("a ball rolls", codes, 3, options=video_options, seed=4)
+    assert torch.equal(clip, local.generate_video("a ball rolls", codes, 3, options=video_options, seed=4))
+    assert torch.equal(backend.decode_video(clip), local.decode_video(clip))
+
+    story = StoryOptions(steps=3, max_caption_tokens=5)
+    remote_history, local_history = [], []
+    for seed in (11, 12):
+        remote_step = backend.storyboard_step("how do i build a tower ?", remote_history, options=story, seed=seed)
+        local_step = local.storyboard_step("how do i build a tower ?", local_history, options=story, seed=seed)
+        assert remote_step.caption_ids == local_step.caption_ids and torch.equal(remote_step.codes, local_step.codes)
+        remote_history.append(remote_step)
+        local_history.append(local_step)
+
+
+def test_workers_are_named_actors_with_metrics(backend):
+    import ray
+    from ray.util.state import list_actors
+
+    alive = {a.name: a for a in list_actors(filters=[("state", "=", "ALIVE")])}
+    assert alive["show-studio/tokenizer-0"].class_name == "TokenizerWorker"
+    assert alive["show-studio/transformer-0"].class_name == "TransformerWorker"
+    assert ray.get_actor("show-studio/transformer-0", namespace="show-studio") is not None
+
+    before = transformer_stats(backend)
+    c, k, q = queries(2)
+    backend.understand(c, k, q, options=TextOptions(max_new_tokens=5), seed=0)
+    backend.generate_image("a red square", options=ImageOptions(steps=4), seed=0)
+    after = transformer_stats(backend)
+    assert "show_studio_queue_depth" in after["metrics"] and "show_studio_maskgit_steps_per_s" in after["metrics"]
+    assert after["requests"]["understand:ok"] == before["requests"].get("understand:ok", 0) + 1
+    assert after["generated_tokens"] > before["generated_tokens"]
+    assert after["maskgit_steps"] == before["maskgit_steps"] + 4
+    assert after["queue_depth"] == 0 and after["busy"] is False
+
+
+def test_bad_input_comes_back_as_the_workers_error(backend):
+    with pytest.raises(ValueError, match="kind must be 'image' or 'video'"):
+        backend.understand([torch.zeros(8, 8, dtype=torch.long)], ["picture"], ["q"], options=TextOptions(), seed=0)
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        backend.load_video("/definitely/missing.mp4")
+    assert transformer_stats(backend)["requests"]["understand:error"] >= 1
+
+
+def test_progress_and_cancellation_cross_the_cluster(backend):
+    events = []
+    backend.generate_video("a ball", None, 2, options=VideoOptions(steps=60), seed=0, progress=events.append)
+    assert events and events[-1].stage == "frame" and type(events[-1]).__module__ == "workflows.backend"
+    assert all(0 <= e.fraction <= 1 for e in events)
+    asked = threading.Event()
+    t0 = time.monotonic()
+    with pytest.raises(Cancelled):
+        backend.generate_video("a ball", None, 3, options=VideoOptions(steps=5000), seed=0,
+                               should_stop=lambda: asked.set() or True)
+    assert asked.is_set() and time.monotonic() - t0 < 20
+    assert transformer_stats(backend)["requests"].get("generate_video:cancelled", 0) >= 1
+
+
+def test_concurrent_understanding_is_batched_and_answers_do_not_change(backend, local):
+    codes, kinds, questions = queries(8)
+    options = TextOptions(max_new_tokens=8)
+    one_by_one = [local.understand([c], [k], [q], options=options, seed=0) for c, k, q in zip(codes, kinds, questions)]
+    assert len({tuple(a) for a in one_by_one}) > 2  # distinct answers, so a mixed-up split would show
+
+    before = transformer_stats(backend)["batch_sizes"].get("understand", [])
+    # Hold the model with a slow call so that the eight queries arrive while it is busy and queue together.
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        blocker = pool.submit(backend.generate_video, "a ball", None, 3, options=VideoOptions(steps=40), seed=0)
+        time.sleep(0.2)
+        answers = list(pool.map(lambda i: backend.understand([codes[i]], [kinds[i]], [questions[i]], options=options,
+                                                              seed=i), range(8)))
+        blocker.result()
+    sizes = transformer_stats(backend)["batch_sizes"]["understand"][len(before):]
+    assert answers == one_by_one
+    assert sum(sizes) == 8 and len(sizes) < 8 and max(sizes) > 1
+
+
+def test_a_hung_call_times_out_naming_the_op_and_the_worker(backend, make_config):
+    # Same actors (found by name), but a caller that waits only 50 ms.
+    impatient = RayBackend(make_config(**{"transformer.request_timeout_s": 0.05}), pipeline_factory=FACTORY)
+    assert impatient.transformer.workers[0].name == "show-studio/transformer-0"
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"generate_video on worker show-studio/transformer-0"):
+        impatient.generate_video("a ball", None, 3, options=VideoOptions(steps=3000), seed=0)
+    assert time.monotonic() - t0 < 5
+    # the abandoned call is cancelled on the worker, which is soon free again
+    assert backend.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
+
+
+def test_a_killed_worker_is_restarted_and_its_requests_still_complete(backend, local):
+    import ray
+
+    options = VideoOptions(steps=100)  # about 0.25 s a call: the stream lasts a couple of seconds
+    expected = {seed: local.generate_video("a ball", None, 2, options=options, seed=seed) for seed in range(8)}
+    pid_before = backend.transformer.ready(30)[0]["pid"]
+    done = []
+
+    def request(seed):
+        result = backend.generate_video("a ball", None, 2, options=options, seed=seed)
+        done.append(seed)
+        return seed, result
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(request, seed) for seed in range(8)]
+        while not done:
+            time.sleep(0.01)
+        finished_before_kill = len(done)
+        ray.kill(backend.transformer.workers[0].handle, no_restart=False)  # mid-stream
+        results = dict(f.result(timeout=120) for f in futures)
+    assert finished_before_kill < 8  # calls were in flight or queued on the worker when it died
+    assert all(torch.equal(results[seed], expected[seed]) for seed in range(8))
+    assert backend.transformer.ready(30)[0]["pid"] != pid_before  # a new process: Ray restarted it
+
+
+def test_a_dead_pool_fails_fast_with_a_clear_error(ray_local, make_config):
+    import ray
+
+    config = make_config(**{"name_prefix": "show-studio-dead", "transformer.max_restarts": 0,
+                            "transformer.max_task_retries": 0, "transformer.request_timeout_s": 60})
+    doomed = RayBackend(config, pipeline_factory=FACTORY)
+    try:
+        ray.kill(doomed.transformer.workers[0].handle, no_restart=True)
+        t0 = time.monotonic()
+        with pytest.raises(PoolUnavailableError, match=r"understand failed: the transformer pool has no live worker.*"
+                                                        r"show-studio-dead/transformer-0"):
+            doomed.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
+        assert time.monotonic() - t0 < 30  # well within the 60 s timeout: no hanging on a dead pool
+        with pytest.raises(PoolUnavailableError):  # and later calls fail at once
+            doomed.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
+    finally:
+        doomed.close()
+
+
+def test_a_workflow_graph_runs_the_same_in_process_and_on_ray(backend, local):
+    from workflows import builtin, run
+
+    graph = builtin.storyboard(2, clip_frames=5)
+    inputs = {"question": "how do i build a tower ?", "steps": 3, "max_caption_tokens": 5}
+    here = run(graph, inputs, backend=local, seed=21)
+    there = run(graph, inputs, backend=backend, seed=21)
+    assert here.status == there.status == "finished", (here.error, there.error)
+    assert here.outputs["captions"] == there.outputs["captions"]
+    for a, b in zip(here.outputs["keyframes"] + here.outputs["clips"], there.outputs["keyframes"] + there.outputs["clips"]):
+        assert torch.equal(a, b)
+
+
+def test_custom_metrics_reach_rays_prometheus_endpoint(backend):
+    # Runs last: the earlier tests' requests have had time to be exported (Ray reports every few seconds).
+    import urllib.request
+
+    import ray
+
+    backend.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
+    port = ray.nodes()[0]["MetricsExportPort"]
+    wanted = ("ray_show_studio_requests", "ray_show_studio_request_latency_s", "ray_show_studio_batch_size",
+              "ray_show_studio_queue_depth", "ray_show_studio_busy_workers", "ray_show_studio_generated_tokens",
+              "ray_show_studio_maskgit_steps")
+    deadline = time.monotonic() + 40
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        lines = [line for line in text.splitlines() if 'worker="show-studio/transformer-0"' in line]
+        missing = [name for name in wanted if not any(line.startswith(name) for line in lines)]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not missing, f"not exported: {missing}"
+    assert any('op="understand"' in line and 'outcome="ok"' in line for line in lines if line.startswith("ray_show_studio_requests"))
