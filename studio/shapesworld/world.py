@@ -1,0 +1,499 @@
+"""ShapesWorld pixels: scenes of coloured shapes on a 3x3 grid, rendered with hard edges, sampled from a seed.
+
+Conventions (the words are in `text`):
+    palette     exact RGB colours far apart from each other and from the black background (`PALETTE`);
+                no anti-aliasing, so a clean frame holds only these colours.
+    grid        the frame is cut into 3x3 cells; an object starts centred in its cell.
+    sizes       a sprite's side is `SIZE_FRACTIONS[size] * min(H, W)` pixels, rounded.
+    motion      a moving object travels exactly one cell every `HORIZON_FRAMES` frames at `BASE_FPS`
+                (2 seconds), i.e. ``cell / 16`` pixels per frame at 8 fps, and only towards a cell that
+                exists, so it stays inside the frame for the whole clip; clips may last at most 2 seconds.
+                The cell a caption names is the START cell.
+    time        `render_frame(scene, t)` takes `t` in frames at `BASE_FPS`; a clip at another fps samples
+                ``t = k * BASE_FPS / fps``.
+    tensors     float ``[3, T, H, W]`` / ``[3, H, W]`` in ``[-1, 1]``, uint8 ``[T, H, W, 3]`` / ``[H, W, 3]``
+                (the tokenizers' convention).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from studio.shapesworld import text as _text
+from studio.shapesworld.text import CELLS, COLOURS, HOWTO_TASKS, MOTIONS, SHAPES, SIZES, StepAction, cell_rc, neighbour
+
+BACKGROUND = (0, 0, 0)
+# Pairwise RGB distances are >= 200, and >= 200 from the background, so a colour distance threshold
+# separates them even after a lossy tokenizer.
+PALETTE = {
+    "red": (255, 0, 0),
+    "green": (0, 200, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 230, 0),
+    "purple": (200, 0, 255),
+}
+SIZE_FRACTIONS = {"small": 0.2, "large": 0.28}
+BASE_FPS = 8
+HORIZON_FRAMES = 16
+MIN_SIDE = 32
+MOTION_STEPS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0)}
+HOWTO_STEPS = {"tower": (2, 3), "row": (2, 3), "move": (2, 5), "picture": (2, 5)}
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object: what it is, the cell it starts in and where it goes."""
+
+    shape: str
+    colour: str
+    size: str
+    cell: str
+    motion: str = "still"
+
+    def __post_init__(self) -> None:
+        for name, vocab in (("shape", SHAPES), ("colour", COLOURS), ("size", SIZES), ("cell", CELLS),
+                            ("motion", MOTIONS)):
+            if getattr(self, name) not in vocab:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; known: {', '.join(vocab)}")
+        if neighbour(self.cell, self.motion) is None:
+            raise ValueError(f"an object at the {self.cell} cannot move {self.motion}: it would leave the frame")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Objects on a canvas of `height` x `width` pixels."""
+
+    objects: tuple[ObjectSpec, ...]
+    height: int = 64
+    width: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objects", tuple(self.objects))
+        if min(self.height, self.width) < MIN_SIDE:
+            raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {self.height}x{self.width}")
+
+
+@dataclass(frozen=True)
+class HowToStep:
+    caption: str
+    keyframe: np.ndarray  # uint8 (H, W, 3), the state after the step
+    state: Scene
+    action: StepAction
+
+
+@dataclass(frozen=True)
+class HowTo:
+    """A how-to task: a question and the steps that answer it, each with a keyframe of the state after it."""
+
+    task: str
+    question: str
+    steps: list[HowToStep]
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def sprite_side(size: str, height: int, width: int) -> int:
+    return int(round(SIZE_FRACTIONS[size] * min(height, width)))
+
+
+@functools.lru_cache(maxsize=None)
+def sprite(shape: str, side: int) -> np.ndarray:
+    """Boolean ``(side, side)`` mask of a shape: a pixel is on when its centre lies inside the shape.
+
+    The circle's radius is a quarter pixel short of half the side so that small circles do not fill their
+    box like squares; the triangle points up with its base on the bottom row.
+    """
+    centres = np.arange(side) + 0.5
+    y, x = np.meshgrid(centres, centres, indexing="ij")
+    half = side / 2
+    if shape == "square":
+        mask = np.ones((side, side), dtype=bool)
+    elif shape == "circle":
+        mask = (y - half) ** 2 + (x - half) ** 2 <= (half - 0.15) ** 2
+    elif shape == "triangle":
+        mask = np.abs(x - half) <= (y + 0.5) / 2  # half-width grows with the row's bottom edge
+    else:
+        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    mask.flags.writeable = False
+    return mask
+
+
+def object_center(obj: ObjectSpec, t: float, height: int, width: int) -> tuple[float, float]:
+    """(y, x) of the object's centre at time `t` (frames at `BASE_FPS`)."""
+    row, column = cell_rc(obj.cell)
+    cell_h, cell_w = height / 3, width / 3
+    dy, dx = MOTION_STEPS[obj.motion]
+    progress = t / HORIZON_FRAMES
+    return (row + 0.5 + dy * progress) * cell_h, (column + 0.5 + dx * progress) * cell_w
+
+
+def object_box(obj: ObjectSpec, t: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1), end exclusive, of the object's sprite at time `t`; sprites sit on whole pixels."""
+    side = sprite_side(obj.size, height, width)
+    cy, cx = object_center(obj, t, height, width)
+    y0, x0 = int(np.floor(cy - side / 2 + 0.5)), int(np.floor(cx - side / 2 + 0.5))
+    return y0, x0, y0 + side, x0 + side
+
+
+def _check_time(t: float) -> None:
+    if not 0 <= t <= HORIZON_FRAMES:
+        raise ValueError(f"time {t} is outside the world's clip of 0..{HORIZON_FRAMES} frames at {BASE_FPS} fps")
+
+
+def overlaps(scene: Scene, *, margin: int = 2) -> bool:
+    """Whether any two objects come closer than `margin` pixels at any time of the clip (with at least
+    two background pixels between them, a 3x3 blur never mixes two objects in one pixel)."""
+    times = np.linspace(0, HORIZON_FRAMES, 4 * HORIZON_FRAMES + 1)
+    boxes = [[object_box(o, t, scene.height, scene.width) for t in times] for o in scene.objects]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            for a, b in zip(boxes[i], boxes[j]):
+                if (a[0] < b[2] + margin and b[0] < a[2] + margin
+                        and a[1] < b[3] + margin and b[1] < a[3] + margin):
+                    return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def render_frame(scene: Scene, t: float = 0.0) -> np.ndarray:
+    """uint8 ``(H, W, 3)``: the scene at time `t` (frames at `BASE_FPS`, 0..`HORIZON_FRAMES`)."""
+    _check_time(t)
+    frame = np.empty((scene.height, scene.width, 3), dtype=np.uint8)
+    frame[:] = BACKGROUND
+    for obj in scene.objects:
+        y0, x0, y1, x1 = object_box(obj, t, scene.height, scene.width)
+        assert 0 <= y0 and 0 <= x0 and y1 <= scene.height and x1 <= scene.width, (obj, t)
+        mask = sprite(obj.shape, y1 - y0)
+        frame[y0:y1, x0:x1][mask] = PALETTE[obj.colour]
+    return frame
+
+
+def clip_times(num_frames: int, fps: float = BASE_FPS) -> np.ndarray:
+    """Times (frames at `BASE_FPS`) of a clip of `num_frames` = 1 + 4k frames at `fps`."""
+    if num_frames < 1 or (num_frames - 1) % 4:
+        raise ValueError(f"num_frames must be 1 + 4k (the causal video tokenizer's counts), got {num_frames}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    times = np.arange(num_frames) * (BASE_FPS / fps)
+    if times[-1] > HORIZON_FRAMES + 1e-9:
+        raise ValueError(f"{num_frames} frames at {fps} fps last longer than the world's "
+                         f"{HORIZON_FRAMES / BASE_FPS:g} s clips")
+    return times
+
+
+def render_video_uint8(scene: Scene, num_frames: int = 9, fps: float = BASE_FPS) -> np.ndarray:
+    """uint8 ``(T, H, W, 3)``: a clip of `num_frames` (1 + 4k) frames at `fps`."""
+    return np.stack([render_frame(scene, float(t)) for t in clip_times(num_frames, fps)])
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` -> float32 ``[3, T, H, W]`` in [-1, 1]; uint8 ``(H, W, 3)`` -> ``[3, H, W]``."""
+    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames (T, H, W, 3) or (H, W, 3), got {frames.dtype} {frames.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1
+    return x.permute(3, 0, 1, 2) if x.ndim == 4 else x.permute(2, 0, 1)
+
+
+def render_video(scene: Scene, num_frames: int = 9, fps: float = BASE_FPS) -> torch.Tensor:
+    """float32 ``[3, T, H, W]`` in [-1, 1]: a clip of `num_frames` (1 + 4k) frames at `fps`."""
+    return to_tensor(render_video_uint8(scene, num_frames, fps))
+
+
+def render_image(scene: Scene) -> np.ndarray:
+    """uint8 ``(H, W, 3)``: the scene at t = 0 (equal to the first frame of any clip of it)."""
+    return render_frame(scene, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+def _check_rng(rng: np.random.Generator) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+
+
+def _choice(rng: np.random.Generator, items: Sequence):
+    return items[int(rng.integers(len(items)))]
+
+
+def sample_scene(rng: np.random.Generator, num_objects: int = 1, *, height: int = 64, width: int = 64,
+                 still: bool = False, max_tries: int = 1000) -> Scene:
+    """A random scene of 1 to 3 objects with distinct colours and distinct shapes (so "the circle" and "the
+    red object" are unambiguous), sorted by start cell in reading order, never overlapping during the clip.
+
+    Each object's motion is drawn first (uniform over `MOTIONS`, or "still" when `still`), then its cell
+    among those it can leave that way; scenes with overlaps are drawn again.
+    """
+    _check_rng(rng)
+    if not 1 <= num_objects <= len(SHAPES):
+        raise ValueError(f"num_objects must be 1..{len(SHAPES)}, got {num_objects}")
+    for _ in range(max_tries):
+        colours = rng.permutation(len(COLOURS))[:num_objects]
+        shapes = rng.permutation(len(SHAPES))[:num_objects]
+        objects = []
+        for colour, shape in zip(colours, shapes):
+            motion = "still" if still else _choice(rng, MOTIONS)
+            cell = _choice(rng, [c for c in CELLS if neighbour(c, motion) is not None])
+            objects.append(ObjectSpec(SHAPES[shape], COLOURS[colour], _choice(rng, SIZES), cell, motion))
+        if len({o.cell for o in objects}) < num_objects:
+            continue
+        scene = Scene(tuple(sorted(objects, key=lambda o: CELLS.index(o.cell))), height, width)
+        if not overlaps(scene):
+            return scene
+    raise RuntimeError(f"no non-overlapping scene of {num_objects} objects in {max_tries} tries")
+
+
+def apply_step(scene: Scene, action: StepAction, *, size: str = "large") -> Scene:
+    """The scene after a how-to step: "place" adds a still object of `size` at a cell, "put" adds it one cell
+    from its anchor, "move" moves an existing object one cell. Raises ValueError when the step cannot be
+    done (unknown object, cell off the grid or taken)."""
+
+    def find(colour, shape) -> int:
+        hits = [i for i, o in enumerate(scene.objects) if (o.colour, o.shape) == (colour, shape)]
+        if not hits:
+            raise ValueError(f"no {colour} {shape} in the scene to act on")
+        return hits[0]
+
+    objects = list(scene.objects)
+    if action.verb == "move":
+        index = find(action.colour, action.shape)
+        cell = neighbour(objects[index].cell, action.direction)
+        del objects[index]
+    elif action.verb == "put":
+        cell = neighbour(scene.objects[find(*action.anchor)].cell, _text.RELATIONS[action.relation])
+    elif action.verb == "place":
+        cell = action.cell
+    else:
+        raise ValueError(f"unknown step verb {action.verb!r}")
+    if cell is None:
+        raise ValueError(f"step {action} would leave the grid")
+    if any(o.cell == cell for o in objects):
+        raise ValueError(f"step {action}: the {cell} cell is taken")
+    if action.verb == "move":
+        objects.insert(index, replace(scene.objects[index], cell=cell))
+    else:
+        if any((o.colour, o.shape) == (action.colour, action.shape) for o in objects):
+            raise ValueError(f"there is already a {action.colour} {action.shape}")
+        objects.append(ObjectSpec(action.shape, action.colour, size, cell))
+    return replace(scene, objects=tuple(objects))
+
+
+def _howto_objects(rng: np.random.Generator, n: int) -> list[ObjectSpec]:
+    colours = rng.permutation(len(COLOURS))[:n]
+    return [ObjectSpec(_choice(rng, SHAPES), COLOURS[c], "large", "center") for c in colours]
+
+
+def _howto_plan(rng: np.random.Generator, task: str, n: int) -> tuple[str, list[StepAction]]:
+    """The question and actions of a task with `n` steps."""
+    if task == "tower":
+        objs = _howto_objects(rng, n)
+        base = f"bottom {_choice(rng, _text.COLUMNS)}"
+        actions = [StepAction("place", objs[0].colour, objs[0].shape, cell=base)]
+        actions += [StepAction("put", o.colour, o.shape, relation="on top of", anchor=(p.colour, p.shape))
+                    for p, o in zip(objs, objs[1:])]
+        return _text.howto_question("tower", objs), actions
+    if task == "row":
+        objs = _howto_objects(rng, n)
+        direction = _choice(rng, ("left", "right"))
+        columns = [c for c in range(3) if 0 <= c + (n - 1) * (1 if direction == "right" else -1) < 3]
+        start = _text.cell_name(int(rng.integers(3)), _choice(rng, columns))
+        relation = f"to the {direction} of"
+        actions = [StepAction("place", objs[0].colour, objs[0].shape, cell=start)]
+        actions += [StepAction("put", o.colour, o.shape, relation=relation, anchor=(p.colour, p.shape))
+                    for p, o in zip(objs, objs[1:])]
+        return _text.howto_question("row", objs), actions
+    if task == "move":
+        (obj,) = _howto_objects(rng, 1)
+        moves = n - 1
+        pairs = [(a, b) for a in CELLS for b in CELLS
+                 if sum(abs(i - j) for i, j in zip(cell_rc(a), cell_rc(b))) == moves]
+        start, end = _choice(rng, pairs)
+        (r0, c0), (r1, c1) = cell_rc(start), cell_rc(end)
+        path = ["down" if r1 > r0 else "up"] * abs(r1 - r0) + ["right" if c1 > c0 else "left"] * abs(c1 - c0)
+        path = [path[i] for i in rng.permutation(len(path))]
+        actions = [StepAction("place", obj.colour, obj.shape, cell=start)]
+        actions += [StepAction("move", obj.colour, obj.shape, direction=d) for d in path]
+        return _text.howto_question("move", [obj], start=start, end=end), actions
+    if task == "picture":
+        objs = _howto_objects(rng, n)
+        cells = [CELLS[i] for i in rng.permutation(len(CELLS))[:n]]
+        actions = [StepAction("place", o.colour, o.shape, cell=c) for o, c in zip(objs, cells)]
+        return _text.howto_question("picture", objs), actions
+    raise ValueError(f"unknown how-to task {task!r}; known: {', '.join(HOWTO_TASKS)}")
+
+
+def sample_howto(rng: np.random.Generator, num_steps: int | None = None, *, task: str | None = None,
+                 height: int = 64, width: int = 64) -> HowTo:
+    """A how-to task with its steps and keyframes (large still objects of distinct colours).
+
+    Tasks ("tower" and "row" take 2-3 steps, "move" and "picture" 2-5):
+        tower    "how do i build a tower with a red square and a blue circle?" -> place at the bottom, then
+                 "put ... on top of ...".
+        row      "how do i arrange a green triangle next to a yellow circle?" -> place, then "put ... to the
+                 right of ..." (or left).
+        move     "how do i move the red circle to the right?" / "... from the bottom left to the top right?"
+                 -> place at the start cell, then one "move ..." per cell along a shortest path.
+        picture  "how do i make a picture with ...?" -> one "place ... at the ..." per object.
+
+    Args:
+        num_steps: 2..5; None draws it uniformly.
+        task: one of `HOWTO_TASKS`; None draws one uniformly among those that take `num_steps` steps.
+    """
+    _check_rng(rng)
+    if num_steps is None:
+        num_steps = int(rng.integers(2, 6))
+    fits = [t for t in HOWTO_TASKS if HOWTO_STEPS[t][0] <= num_steps <= HOWTO_STEPS[t][1]]
+    if task is None:
+        if not fits:
+            raise ValueError(f"num_steps must be 2..5, got {num_steps}")
+        task = _choice(rng, fits)
+    elif task not in fits:
+        raise ValueError(f"task {task!r} takes {HOWTO_STEPS.get(task, '?')} steps, not {num_steps}")
+    question, actions = _howto_plan(rng, task, num_steps)
+    state, steps = Scene((), height, width), []
+    for action in actions:
+        state = apply_step(state, action)
+        steps.append(HowToStep(_text.step_caption(action), render_image(state), state, action))
+    return HowTo(task, question, steps)
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorldConfig:
+    """What a `ShapesWorld` draws: frame size, clip length and rate, scene and how-to sizes."""
+
+    height: int = 64
+    width: int = 64
+    num_frames: int = 9
+    fps: float = BASE_FPS
+    max_objects: int = 2
+    min_steps: int = 2
+    max_steps: int = 5
+
+    def __post_init__(self) -> None:
+        if min(self.height, self.width) < MIN_SIDE:
+            raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {self.height}x{self.width}")
+        clip_times(self.num_frames, self.fps)
+        if not 1 <= self.max_objects <= len(SHAPES):
+            raise ValueError(f"max_objects must be 1..{len(SHAPES)}, got {self.max_objects}")
+        if not 2 <= self.min_steps <= self.max_steps <= 5:
+            raise ValueError(f"how-to steps must satisfy 2 <= min_steps <= max_steps <= 5, "
+                             f"got {self.min_steps}..{self.max_steps}")
+
+
+def shapesworld_64() -> WorldConfig:
+    """The default world: 64x64 frames, 9-frame clips at 8 fps (an object moves half a cell)."""
+    return WorldConfig()
+
+
+def shapesworld_tiny() -> WorldConfig:
+    """A tiny world for tests: 32x32 frames, 5-frame clips at 4 fps (an object moves half a cell)."""
+    return WorldConfig(height=32, width=32, num_frames=5, fps=4)
+
+
+@dataclass(frozen=True)
+class ImageSample:
+    scene: Scene
+    image: np.ndarray  # uint8 (H, W, 3)
+    caption: str
+
+    @property
+    def tensor(self) -> torch.Tensor:  # [3, H, W] in [-1, 1]
+        return to_tensor(self.image)
+
+
+@dataclass(frozen=True)
+class VideoSample:
+    scene: Scene
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    caption: str
+    fps: float
+
+    @property
+    def tensor(self) -> torch.Tensor:  # [3, T, H, W] in [-1, 1]
+        return to_tensor(self.frames)
+
+
+@dataclass(frozen=True)
+class QASample:
+    """A question about a clip, or about an image (then `frames` holds one frame)."""
+
+    scene: Scene
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    question: str
+    answer: str
+
+    @property
+    def tensor(self) -> torch.Tensor:  # [3, T, H, W] in [-1, 1]
+        return to_tensor(self.frames)
+
+
+KINDS = ("image", "video", "image_qa", "video_qa", "howto")
+Sample = ImageSample | VideoSample | QASample | HowTo
+
+
+class ShapesWorld:
+    """A seeded world: sample `index` of a kind is a pure function of (seed, kind, index), so streams can
+    restart anywhere and two worlds with the same seed give byte-identical frames and texts."""
+
+    def __init__(self, seed: int, config: WorldConfig | None = None) -> None:
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.seed = int(seed)
+        self.config = config or WorldConfig()
+
+    def rng(self, kind: str, index: int) -> np.random.Generator:
+        if kind not in KINDS:
+            raise ValueError(f"unknown sample kind {kind!r}; known: {', '.join(KINDS)}")
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index}")
+        return np.random.default_rng([self.seed, KINDS.index(kind), int(index)])
+
+    def scene(self, rng: np.random.Generator, *, still: bool) -> Scene:
+        cfg = self.config
+        num_objects = int(rng.integers(1, cfg.max_objects + 1))
+        return sample_scene(rng, num_objects, height=cfg.height, width=cfg.width, still=still)
+
+    def sample(self, index: int, kind: str = "video") -> Sample:
+        """Sample `index` of `kind` (one of `KINDS`)."""
+        cfg, rng = self.config, self.rng(kind, index)
+        if kind == "image":
+            scene = self.scene(rng, still=True)
+            return ImageSample(scene, render_image(scene), _text.caption_image(scene))
+        if kind == "video":
+            scene = self.scene(rng, still=False)
+            frames = render_video_uint8(scene, cfg.num_frames, cfg.fps)
+            return VideoSample(scene, frames, _text.caption_video(scene), cfg.fps)
+        if kind == "image_qa":
+            scene = self.scene(rng, still=True)
+            qa = _text.sample_qa(rng, scene, video=False)
+            return QASample(scene, render_image(scene)[None], qa.question, qa.answer)
+        if kind == "video_qa":
+            scene = self.scene(rng, still=False)
+            qa = _text.sample_qa(rng, scene, video=True)
+            return QASample(scene, render_video_uint8(scene, cfg.num_frames, cfg.fps), qa.question, qa.answer)
+        num_steps = int(rng.integers(cfg.min_steps, cfg.max_steps + 1))
+        return sample_howto(rng, num_steps, height=cfg.height, width=cfg.width)
+
+    def samples(self, kind: str = "video", *, start: int = 0):
+        """An endless stream of samples of `kind`, beginning at index `start`."""
+        index = start
+        while True:
+            yield self.sample(index, kind)
+            index += 1
+
+
+def make_dataset(seed: int, n: int, kind: str = "video", config: WorldConfig | None = None) -> list[Sample]:
+    """The first `n` samples of `kind` of `ShapesWorld(seed, config)`."""
+    world = ShapesWorld(seed, config)
+    return [world.sample(i, kind) for i in range(n)]
