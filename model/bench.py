@@ -104,9 +104,9 @@ def bench_video(pipe: ShowoPipeline, latent_frames: int, steps: int, repeats: in
 
 
 def run_benchmarks(
-    *, quick: bool = False, json_path: str | None = None, presets: list[str] | None = None, device: str | None = None
+    *, quick: bool = False, presets: list[str] | None = None, device: str | None = None
 ) -> list[Record]:
-    """Run every benchmark, print a table and optionally write the records as JSON."""
+    """Run every benchmark of the transformer, printing each record as it is measured."""
     presets = presets or ["tiny", "cpu_mid"]
     for name in presets:
         if name not in PRESETS:
@@ -130,20 +130,20 @@ def run_benchmarks(
                 records.append(record)
                 print(f"{record.name:24s} {record.preset:8s} {record.device:5s} {record.baseline_s:10.4f} "
                       f"{record.ours_s:10.4f} {record.ratio:7.2f}x", flush=True)
-    _print_table(records)
+    return records
+
+
+def report(records: list[Record], json_path: str | None = None) -> None:
+    """Print the records as a markdown table and optionally write them as JSON."""
+    print()
+    print("| benchmark | preset | device | baseline (s) | ours (s) | speed-up |")
+    print("|---|---|---|---:|---:|---:|")
+    for r in records:
+        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x |")
     if json_path:
         with open(json_path, "w") as handle:
             json.dump([asdict(r) for r in records], handle, indent=2)
         print(f"wrote {json_path}")
-    return records
-
-
-def _print_table(records: list[Record]) -> None:
-    print()
-    print("| benchmark | preset | device | released way (s) | ours (s) | speed-up |")
-    print("|---|---|---|---:|---:|---:|")
-    for r in records:
-        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x |")
 
 
 if __name__ == "__main__":
@@ -155,4 +155,4 @@ if __name__ == "__main__":
     parser.add_argument("--preset", action="append", default=None)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    run_benchmarks(quick=args.quick, json_path=args.json, presets=args.preset, device=args.device)
+    report(run_benchmarks(quick=args.quick, presets=args.preset, device=args.device), args.json)

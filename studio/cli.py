@@ -7,9 +7,18 @@ import sys
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from model.bench import run_benchmarks
+    from model.bench import Record, report, run_benchmarks
 
-    run_benchmarks(quick=args.quick, json_path=args.json, presets=args.preset, device=args.device)
+    records = run_benchmarks(quick=args.quick, presets=args.preset, device=args.device)
+    if args.ray:
+        from ray_cluster.bench import bench_ray_batching
+
+        measured = bench_ray_batching(
+            pipeline_factory="studio.defaults:load_default_pipeline", repeats=1 if args.quick else 3, verbose=False
+        )
+        measured.update({k: round(measured[k], 4) for k in ("baseline_s", "ours_s")}, ratio=round(measured["ratio"], 2))
+        records.append(Record(**measured))
+    report(records, args.json)
     return 0
 
 
@@ -29,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default=None, help="write the records to this JSON file")
     bench.add_argument("--preset", action="append", default=None, help="model preset(s): tiny, cpu_mid (default: both)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present, and always cpu)")
+    bench.add_argument("--no-ray", dest="ray", action="store_false",
+                       help="skip the Ray batching benchmark (8 concurrent queries vs one at a time on a local pool)")
     bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="run the main demo: a how-to storyboard, written as HTML/PNG/GIF/JSON")

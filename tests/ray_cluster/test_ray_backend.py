@@ -221,3 +221,26 @@ def test_custom_metrics_reach_rays_prometheus_endpoint(backend):
         time.sleep(1)
     assert not missing, f"not exported: {missing}"
     assert any('op="understand"' in line and 'outcome="ok"' in line for line in lines if line.startswith("ray_show_studio_requests"))
+
+
+def test_a_scripted_caption_then_continue_graph_is_identical_in_process_and_on_ray(backend, local, tmp_path):
+    from tokenizers3d import write_video
+    from workflows import Graph, Text, run, steps
+
+    frames = torch.linspace(-1, 1, 17)[None, :, None, None].expand(3, 17, 64, 64).contiguous()
+    uri = write_video(str(tmp_path / "ramp.mp4"), frames, fps=8)
+
+    graph = Graph("caption_then_continue")
+    video = graph.add(steps.load_video, uri=graph.input("uri", Text), num_frames=9)
+    codes = graph.add(steps.encode_video, video=video)
+    caption = graph.add(steps.understand, codes=codes, question="describe the video .", max_new_tokens=6)
+    more = graph.add(steps.continue_video, prompt=caption, codes=codes, num_frames=8)
+    graph.output("caption", caption)
+    graph.output("clip", graph.add(steps.decode_video, codes=more))
+
+    here = run(graph, {"uri": uri}, backend=local, seed=4)
+    there = run(graph, {"uri": uri}, backend=backend, seed=4)
+    assert here.status == there.status == "finished", (here.error, there.error)
+    assert here.outputs["caption"] == there.outputs["caption"]
+    assert here.outputs["clip"].shape == (3, 17, 64, 64)
+    assert torch.equal(here.outputs["clip"], there.outputs["clip"])
