@@ -13,7 +13,12 @@ samplers need with one code path:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from model.config import ShowoConfig
 
 
 class KVCache:
@@ -43,7 +48,15 @@ class KVCache:
         self.pending = 0  # positions written past `length` by the last forward
 
     @classmethod
-    def for_config(cls, config, batch_size: int, *, capacity: int = 256, dtype=torch.float32, device="cpu") -> "KVCache":
+    def for_config(
+        cls,
+        config: "ShowoConfig",
+        batch_size: int,
+        *,
+        capacity: int = 256,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> "KVCache":
         """An empty cache shaped for a `ShowoConfig`."""
         return cls(
             num_layers=config.num_layers,

@@ -64,9 +64,11 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(d, d)
         self.v_proj = nn.Linear(d, d)
         self.dense = nn.Linear(d, d)
-        # One LayerNorm over head_dim shared by all heads, applied before rotary (Show-o's only change to Phi).
-        self.q_layernorm = nn.LayerNorm(self.head_dim, eps=config.layer_norm_eps)
-        self.k_layernorm = nn.LayerNorm(self.head_dim, eps=config.layer_norm_eps)
+        # One LayerNorm over head_dim shared by all heads, applied before rotary (Show-o's only change to Phi;
+        # `qk_layernorm=False` gives plain Phi, e.g. to start training from Phi-1.5 weights).
+        norm = (lambda: nn.LayerNorm(self.head_dim, eps=config.layer_norm_eps)) if config.qk_layernorm else nn.Identity
+        self.q_layernorm = norm()
+        self.k_layernorm = norm()
 
     def forward(
         self,
@@ -200,6 +202,8 @@ class Showo(nn.Module):
             position_ids = torch.arange(past, past + length, device=x.device).expand(batch, length)
         if position_ids.shape != (batch, length):
             raise ValueError(f"position_ids must be ({batch}, {length}), got {tuple(position_ids.shape)}")
+        if int(position_ids.min()) < 0:
+            raise ValueError(f"position_ids must be >= 0, got {int(position_ids.min())}")
         if int(position_ids.max()) >= self.config.max_position_embeddings:
             raise ValueError(
                 f"position {int(position_ids.max())} exceeds the model's max_position_embeddings "

@@ -310,3 +310,22 @@ def test_phi15_preset_matches_the_released_checkpoint(clip, tensors, params):
     assert len(state) == tensors
     assert sum(p.numel() for p in model.parameters()) == params
     assert not list(model.buffers())  # rotary tables are computed on the fly; nothing else to load
+
+
+def test_qk_layernorm_off_builds_plain_phi_attention():
+    from model import Showo, showo_tiny
+
+    config = showo_tiny()
+    config.qk_layernorm = False
+    model = Showo(config)
+    assert not any("layernorm" in key and "self_attn" in key for key in model.state_dict())
+    ids = torch.randint(0, config.vocab_size, (1, 5))
+    assert model(ids).shape == (1, 5, config.vocab_size)
+
+
+def test_negative_positions_are_rejected():
+    from model import Showo, showo_tiny
+
+    model = Showo(showo_tiny())
+    with pytest.raises(ValueError, match="position_ids must be >= 0"):
+        model(torch.zeros(1, 3, dtype=torch.long), position_ids=torch.tensor([[-1, 0, 1]]))

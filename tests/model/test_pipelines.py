@@ -46,7 +46,7 @@ def test_text_to_image_cached_equals_released_recompute(pipe, guidance):
     assert torch.equal(ours.codes, released.codes)
 
 
-def test_reference_mode_matches_released_and_differs_from_default(pipe):
+def test_reference_mode_matches_the_released_recompute(pipe):
     prompts = ["a red square"]
     ours = pipe.text_to_image(prompts, steps=8, guidance_scale=1.5, reference=True, generator=gen(1))
     released = recompute_text_to_image(pipe, prompts, steps=8, guidance_scale=1.5, reference=True, generator=gen(1))
