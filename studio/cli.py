@@ -1,9 +1,14 @@
-"""The `studio` command line."""
+"""The `studio` command line: `serve` the API, talk to it (`submit`, `status`, `wait`, `cancel`, `fetch`), run the
+`demo` through it, and `bench`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -29,6 +34,117 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from studio.server import LOOPBACK, serve
+    from studio.service import Service, ServiceConfig, build_backend
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = args.token or os.environ.get("STUDIO_TOKEN") or None
+    if token is None and args.host not in LOOPBACK:
+        print(f"warning: serving on {args.host} without a token; anyone who can reach it can submit jobs "
+              "(set --token or STUDIO_TOKEN)", file=sys.stderr)
+    config = ServiceConfig(
+        data_dir=Path(args.data_dir), artifacts_url=args.artifacts, allowed_schemes=tuple(args.allow_scheme),
+        media_root=Path(args.media_root) if args.media_root else None,
+        max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers, token=token,
+    )
+    backend = build_backend(local=args.local, address=args.address, cluster_config=args.cluster_config,
+                            num_cpus=args.num_cpus)
+    serve(Service(config, backend), host=args.host, port=args.port)
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    from studio.client import StudioClient
+
+    return StudioClient(args.server, token=args.token or os.environ.get("STUDIO_TOKEN") or None)
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--param takes key=value, got {text!r}")
+    try:
+        return key, json.loads(value)  # numbers, lists, booleans; anything else is a string
+    except ValueError:
+        return key, value
+
+
+def _print_job(job: dict) -> None:
+    print(json.dumps(job, indent=2))
+
+
+def _wait(client, job_id: str, quiet: bool = False) -> dict:
+    from studio.client import progress_line
+
+    def show(job: dict) -> None:
+        if not quiet:
+            print("\r" + progress_line(job).ljust(120), end="", file=sys.stderr, flush=True)
+
+    job = client.wait(job_id, on_progress=show)
+    if not quiet:
+        print(file=sys.stderr)
+    return job
+
+
+def _exit_code(job: dict) -> int:
+    if job["state"] != "succeeded":
+        print(f"job {job['id']} {job['state']}: {job.get('error')}", file=sys.stderr)
+    return {"succeeded": 0, "cancelled": 3}.get(job["state"], 1)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    params = dict(_parse_param(p) for p in args.param)
+    with _client(args) as client:
+        job = client.submit(args.kind, params, seed=args.seed, idempotency_key=args.idempotency_key)
+        if not args.wait:
+            print(job["id"])
+            return 0
+        print(job["id"], file=sys.stderr)
+        job = _wait(client, job["id"])
+        _print_job(job)
+        return _exit_code(job)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_job(client.get(args.job_id))
+    return 0
+
+
+def _cmd_wait(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = _wait(client, args.job_id, quiet=args.quiet)
+        _print_job(job)
+        return _exit_code(job)
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.cancel(args.job_id)
+        print(f"{job['id']} {job['state']}" + (" (cancel requested)" if job["state"] == "running" else ""))
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        out = args.out or args.job_id
+        for path in client.fetch(args.job_id, out):
+            print(path)
+    return 0
+
+
+def _client_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help)
+    parser.add_argument("--server", default=os.environ.get("STUDIO_SERVER", DEFAULT_SERVER),
+                        help=f"the service (default: $STUDIO_SERVER or {DEFAULT_SERVER})")
+    parser.add_argument("--token", default=None, help="bearer token (default: $STUDIO_TOKEN)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studio", description="Show Studio: video and interleaved generation with Show-o.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,12 +164,63 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--question", default=None, help="the how-to question (default: a built-in example)")
     demo.add_argument("--steps", type=int, default=3, help="number of storyboard steps")
     demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API (jobs run on an embedded Ray, or in-process with --local)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", default=os.environ.get("STUDIO_DATA_DIR", "studio-data"),
+                       help="job store, run store, uploads and artifacts (default: ./studio-data)")
+    serve.add_argument("--address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, else embedded)")
+    serve.add_argument("--local", action="store_true", help="run jobs in this process, without Ray")
+    serve.add_argument("--cluster-config", default=None, help="YAML file sizing the Ray pools")
+    serve.add_argument("--num-cpus", type=float, default=None, help="CPUs of the embedded Ray (default: all)")
+    serve.add_argument("--workers", type=int, default=2, help="jobs run at once (default: 2)")
+    serve.add_argument("--artifacts", default=None, help="artifact store URL (default: <data-dir>/artifacts)")
+    serve.add_argument("--media-root", default=None, help="allow local paths under this folder in media parameters")
+    serve.add_argument("--allow-scheme", action="append", default=[],
+                       help="allow fsspec URLs with this scheme in media parameters (repeatable, e.g. s3)")
+    serve.add_argument("--max-upload-mb", type=float, default=64.0, help="largest upload (default: 64 MiB)")
+    serve.add_argument("--token", default=None, help="require this bearer token (default: $STUDIO_TOKEN, else none)")
+    serve.set_defaults(func=_cmd_serve)
+
+    submit = _client_parser(sub, "submit", "submit a job; prints its id (or waits with --wait)")
+    submit.add_argument("kind", help="storyboard, caption, qa, t2v, continue_video, t2i, inpaint, extrapolate, edit")
+    submit.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                        help="a job parameter; JSON values are parsed (3, 0.5, [\"left\"]), the rest are strings")
+    submit.add_argument("--seed", type=int, default=None)
+    submit.add_argument("--idempotency-key", default=None, help="submitting again with this key returns the same job")
+    submit.add_argument("--wait", action="store_true", help="wait for the job with a progress bar, then print it")
+    submit.set_defaults(func=_cmd_submit)
+
+    status = _client_parser(sub, "status", "print a job")
+    status.add_argument("job_id")
+    status.set_defaults(func=_cmd_status)
+
+    wait = _client_parser(sub, "wait", "wait for a job (progress bar on stderr), then print it")
+    wait.add_argument("job_id")
+    wait.add_argument("--quiet", action="store_true", help="no progress bar")
+    wait.set_defaults(func=_cmd_wait)
+
+    cancel = _client_parser(sub, "cancel", "cancel a job")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(func=_cmd_cancel)
+
+    fetch = _client_parser(sub, "fetch", "download a job's artifacts")
+    fetch.add_argument("job_id")
+    fetch.add_argument("--out", default=None, help="folder (default: ./<job id>)")
+    fetch.set_defaults(func=_cmd_fetch)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from studio.client import StudioError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except StudioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

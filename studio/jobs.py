@@ -1,0 +1,352 @@
+"""The durable job store: jobs, their progress and results, and each job's ordered event log.
+
+`JobStore` is the interface the service and the runner use; `SqliteJobStore` implements it in one SQLite file
+(WAL journal, one transaction per change), so a job accepted by the service survives a crash of the service and
+the runner can pick it up again. A server database implements the same protocol.
+
+States: `queued -> running -> succeeded | failed | cancelled`; `queued -> cancelled`; `running -> queued` when a
+killed service restarts (`requeue_running`). Every change of state appends an event in the same transaction, so
+the event log and the job never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class JobNotFound(KeyError):
+    """No job has this id."""
+
+
+class IdempotencyConflict(ValueError):
+    """An idempotency key was reused with a different request."""
+
+
+@dataclass
+class Progress:
+    """Progress of a job: `step` of `total` workflow steps finished, and the overall `fraction` in [0, 1]."""
+
+    step: int = 0
+    total: int = 0
+    fraction: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class Job:
+    """One job as stored.
+
+    Attributes:
+        id: the job id (also the workflow run id, so a resumed job resumes its run).
+        kind: the job kind (`storyboard`, `t2v`, ...).
+        params: the validated parameters (JSON-able).
+        seed: the run seed (drawn at submission when the client gave none, so a resumed run is the same run).
+        state: `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+        progress: how far it got.
+        created_at, started_at, finished_at: wall-clock seconds since the epoch (None until they happen).
+        error: what went wrong (failed jobs).
+        result: the kind's result (JSON-able; names the artifacts) once succeeded.
+        idempotency_key: the client's key, when it gave one.
+        cancel_requested: a cancellation was asked for while it ran.
+        attempts: how often a runner started it (more than 1 after a restart of the service).
+    """
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    seed: int
+    state: JobState
+    progress: Progress = field(default_factory=Progress)
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    cancel_requested: bool = False
+    attempts: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One entry of a job's event log; `seq` counts from 0 per job, with no gaps."""
+
+    job_id: str
+    seq: int
+    time: float
+    type: str
+    payload: dict[str, Any]
+
+
+class JobStore(Protocol):
+    """Where jobs and their events live. Every method may be called from several threads at once."""
+
+    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Store a new queued job; with a key already used for the same request, the existing job and False.
+        Raises `IdempotencyConflict` when the key was used for a different request."""
+        ...
+
+    def get(self, job_id: str) -> Job:
+        """The job; raises `JobNotFound`."""
+        ...
+
+    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50,
+             offset: int = 0) -> tuple[list[Job], int]:
+        """Jobs newest first, filtered, one page of them, and the number of jobs that match."""
+        ...
+
+    def claim(self) -> Job | None:
+        """Atomically move the oldest queued job to `running` and return it (None when none is queued)."""
+        ...
+
+    def requeue_running(self) -> list[str]:
+        """Put jobs left `running` (by a service that died) back in the queue; returns their ids."""
+        ...
+
+    def update_progress(self, job_id: str, progress: Progress) -> None: ...
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once, or flag a running one; raises `JobNotFound`. Finished jobs are unchanged."""
+        ...
+
+    def finish(self, job_id: str, state: JobState, *, result: dict[str, Any] | None = None,
+               error: str | None = None) -> Job:
+        """Move a running job to a terminal state (and log it)."""
+        ...
+
+    def append_event(self, job_id: str, type: str, payload: dict[str, Any]) -> JobEvent: ...
+
+    def events(self, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
+        """The job's events with `seq >= since`, in order."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    progress_step INTEGER NOT NULL DEFAULT 0,
+    progress_total INTEGER NOT NULL DEFAULT 0,
+    progress_fraction REAL NOT NULL DEFAULT 0,
+    progress_message TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    error TEXT,
+    result TEXT,
+    idempotency_key TEXT UNIQUE,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_seq);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_seq);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL REFERENCES jobs (id),
+    seq INTEGER NOT NULL,
+    time REAL NOT NULL,
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+"""
+
+
+class SqliteJobStore:
+    """`JobStore` in one SQLite file (WAL). One connection per thread; writes take the database lock at once
+    (`BEGIN IMMEDIATE`), so claims and event numbers never race, across threads or processes.
+
+    Args:
+        path: the database file (its folder is created).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"SqliteJobStore({str(self.path)!r})"
+
+    # -- connections and transactions ---------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash of the process
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def _tx(self) -> "_Transaction":
+        return _Transaction(self._conn())
+
+    # -- jobs --------------------------------------------------------------------------------------------------
+    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None) -> tuple[Job, bool]:
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        params_json = json.dumps(params, sort_keys=True)
+        with self._tx() as db:
+            if idempotency_key is not None:
+                row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                if row is not None:
+                    existing = _job(row)
+                    if existing.kind != kind or row["params"] != params_json:
+                        raise IdempotencyConflict(
+                            f"Idempotency-Key {idempotency_key!r} was already used for job {existing.id} with a "
+                            "different request; use a new key for a new request")
+                    return existing, False
+            seq = db.execute("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM jobs").fetchone()[0]
+            db.execute(
+                "INSERT INTO jobs (id, kind, params, seed, state, created_at, idempotency_key, created_seq) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (job_id, kind, params_json, int(seed), now, idempotency_key, seq),
+            )
+            _append(db, job_id, "queued", {"kind": kind}, now)
+            return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
+
+    def get(self, job_id: str) -> Job:
+        row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return _job(row)
+
+    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50,
+             offset: int = 0) -> tuple[list[Job], int]:
+        where, args = [], []
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        conn = self._conn()
+        total = conn.execute(f"SELECT COUNT(*) FROM jobs {clause}", args).fetchone()[0]
+        rows = conn.execute(f"SELECT * FROM jobs {clause} ORDER BY created_seq DESC LIMIT ? OFFSET ?",
+                            [*args, int(limit), int(offset)]).fetchall()
+        return [_job(r) for r in rows], int(total)
+
+    def claim(self) -> Job | None:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_seq LIMIT 1").fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?), "
+                       "attempts = attempts + 1 WHERE id = ?", (now, row["id"]))
+            job = _job(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+            _append(db, job.id, "started", {"attempt": job.attempts}, now)
+            return job
+
+    def requeue_running(self) -> list[str]:
+        now = time.time()
+        with self._tx() as db:
+            ids = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE state = 'running' ORDER BY created_seq")]
+            for job_id in ids:
+                db.execute("UPDATE jobs SET state = 'queued' WHERE id = ?", (job_id,))
+                _append(db, job_id, "requeued", {"reason": "the service restarted while the job ran"}, now)
+            return ids
+
+    def update_progress(self, job_id: str, progress: Progress) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET progress_step = ?, progress_total = ?, progress_fraction = ?, "
+                       "progress_message = ? WHERE id = ?",
+                       (progress.step, progress.total, float(progress.fraction), progress.message, job_id))
+
+    def request_cancel(self, job_id: str) -> Job:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if row["state"] == "queued":
+                db.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
+                           "error = 'cancelled before it started' WHERE id = ?", (now, job_id))
+                _append(db, job_id, "cancelled", {"while": "queued"}, now)
+            elif row["state"] == "running" and not row["cancel_requested"]:
+                db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+                _append(db, job_id, "cancel_requested", {}, now)
+            return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    def finish(self, job_id: str, state: JobState, *, result: dict[str, Any] | None = None,
+               error: str | None = None) -> Job:
+        if state not in TERMINAL:
+            raise ValueError(f"finish() takes a terminal state {sorted(TERMINAL)}, got {state!r}")
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if row["state"] in TERMINAL:  # e.g. cancelled while queued, then a stale runner reports back
+                return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            fraction_sql = (", progress_fraction = 1.0, progress_step = progress_total, progress_message = 'done'"
+                            if state == "succeeded" else "")
+            db.execute(f"UPDATE jobs SET state = ?, finished_at = ?, result = ?, error = ?{fraction_sql} WHERE id = ?",
+                       (state, now, json.dumps(result) if result is not None else None, error, job_id))
+            _append(db, job_id, state, {"error": error} if error else {}, now)
+            return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    # -- events ------------------------------------------------------------------------------------------------
+    def append_event(self, job_id: str, type: str, payload: dict[str, Any]) -> JobEvent:
+        with self._tx() as db:
+            return _append(db, job_id, type, payload, time.time())
+
+    def events(self, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
+        rows = self._conn().execute(
+            "SELECT * FROM events WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?", (job_id, int(since), int(limit))
+        ).fetchall()
+        return [JobEvent(r["job_id"], r["seq"], r["time"], r["type"], json.loads(r["payload"])) for r in rows]
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE ... COMMIT`, rolled back when the body raises."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _append(db: sqlite3.Connection, job_id: str, type: str, payload: dict[str, Any], now: float) -> JobEvent:
+    seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE job_id = ?", (job_id,)).fetchone()[0]
+    db.execute("INSERT INTO events (job_id, seq, time, type, payload) VALUES (?, ?, ?, ?, ?)",
+               (job_id, seq, now, type, json.dumps(payload, default=str)))
+    return JobEvent(job_id, seq, now, type, payload)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"], kind=row["kind"], params=json.loads(row["params"]), seed=row["seed"], state=row["state"],
+        progress=Progress(row["progress_step"], row["progress_total"], row["progress_fraction"],
+                          row["progress_message"]),
+        created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
+        error=row["error"], result=json.loads(row["result"]) if row["result"] else None,
+        idempotency_key=row["idempotency_key"], cancel_requested=bool(row["cancel_requested"]),
+        attempts=row["attempts"],
+    )

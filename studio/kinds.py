@@ -1,0 +1,267 @@
+"""What each job kind is: its workflow graph, the graph's inputs from the job's parameters, and how its outputs
+become artifacts (files people look at) and a small JSON result.
+
+The graphs are the built-in ones (`workflows.BUILTIN_GRAPHS`); this module only translates parameters to graph
+inputs and renders outputs. Media URIs reach it already resolved (an upload becomes the URL of its file).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from workflows import BUILTIN_GRAPHS, BackendInfo, Graph
+
+Resolve = Callable[[str], str]
+
+
+class Sink:
+    """Writes one job's artifacts: files are made in a scratch folder, then stored under their names."""
+
+    def __init__(self, put: Callable[[str, bytes], Any]) -> None:
+        self._put = put
+        self._scratch = tempfile.TemporaryDirectory(prefix="studio-render-")
+        self.names: list[str] = []
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._scratch.cleanup()
+
+    @property
+    def folder(self) -> Path:
+        return Path(self._scratch.name)
+
+    def store(self, path: Path, name: str | None = None) -> str:
+        name = name or path.name
+        self._put(name, path.read_bytes())
+        self.names.append(name)
+        return name
+
+    def image(self, name: str, image: Any) -> str:
+        from tokenizers3d.video_io import write_image
+
+        path = self.folder / name
+        write_image(str(path), image)
+        return self.store(path)
+
+    def video(self, stem: str, frames: Any, fps: float) -> dict[str, str]:
+        """An MP4 and a GIF of a clip `(3, T, H, W)`."""
+        from tokenizers3d.video_io import write_gif, write_video
+
+        mp4, gif = self.folder / f"{stem}.mp4", self.folder / f"{stem}.gif"
+        write_video(str(mp4), frames, fps)
+        write_gif(str(gif), frames, fps)
+        return {"mp4": self.store(mp4), "gif": self.store(gif)}
+
+    def frames_sheet(self, stem: str, frames: Any, fps: float) -> dict[str, Any]:
+        """The frames a model saw: a contact sheet PNG and a GIF."""
+        from tokenizers3d.video_io import write_gif, write_image_grid
+
+        sheet, gif = self.folder / f"{stem}.png", self.folder / f"{stem}.gif"
+        count = int(frames.shape[1])
+        write_image_grid(str(sheet), [frames[:, t] for t in range(count)], nrow=min(count, 9), padding=4)
+        write_gif(str(gif), frames, fps)
+        return {"count": count, "fps": fps, "sheet": self.store(sheet), "gif": self.store(gif)}
+
+    def json(self, name: str, record: dict[str, Any]) -> str:
+        path = self.folder / name
+        path.write_text(json.dumps(record, indent=2))
+        return self.store(path)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One job kind.
+
+    Attributes:
+        graph: the workflow graph for the job's parameters.
+        inputs: the graph inputs for the job's parameters (media URIs resolved with `resolve`).
+        render: writes the outputs as artifacts and returns the job's JSON result.
+    """
+
+    graph: Callable[[dict[str, Any]], Graph]
+    inputs: Callable[[dict[str, Any], Resolve, BackendInfo], dict[str, Any]]
+    render: Callable[[dict[str, Any], dict[str, Any], BackendInfo, Sink], dict[str, Any]]
+
+
+def _pick(params: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {n: params[n] for n in names if n in params}
+
+
+# ---------------------------------------------------------------------------------------------- storyboard
+@dataclass
+class _Clip:
+    frames: Any
+    fps: float
+
+
+@dataclass
+class _Step:
+    caption: str
+    keyframe: Any
+    codes: Any
+    caption_ids: list[int] | None
+    clip: _Clip | None
+
+
+@dataclass
+class _Board:
+    question: str
+    steps: list[_Step]
+
+
+def _render_storyboard(params, outputs, info, sink: Sink) -> dict[str, Any]:
+    import torch
+
+    from studio.render import _upscale, render_storyboard
+    from tokenizers3d.video_io import write_video
+
+    clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
+    steps = [
+        _Step(caption=item.caption, keyframe=keyframe, codes=item.codes,
+              caption_ids=list(item.caption_ids) if item.caption_ids is not None else None,
+              clip=_Clip(clip, info.fps) if clip is not None else None)
+        for item, keyframe, clip in zip(outputs["history"], outputs["keyframes"], clips)
+    ]
+    board = _Board(params["question"], steps)
+    rendered = render_storyboard(board, sink.folder / "board", title="How-to storyboard")
+    for path in sorted((sink.folder / "board").iterdir()):
+        sink.store(path)
+    mp4 = sink.folder / "keyframes.mp4"
+    write_video(str(mp4), torch.stack([_upscale(s.keyframe) for s in steps], dim=1), 1.0)
+    sink.store(mp4)
+    return {
+        "question": params["question"],
+        "captions": list(outputs["captions"]),
+        "page": rendered.html.name,
+        "contact_sheet": rendered.contact_sheet.name,
+        "keyframes_gif": rendered.gif.name,
+        "keyframes_mp4": mp4.name,
+        "json": rendered.json.name,
+        "steps": [{"caption": s.caption, "keyframe": rendered.keyframes[i].name,
+                   "clip": f"step_{i + 1:02d}_clip.gif" if s.clip is not None else None}
+                  for i, s in enumerate(steps)],
+    }
+
+
+STORYBOARD = Kind(
+    graph=lambda p: BUILTIN_GRAPHS["storyboard"](p["num_steps"], clip_frames=p["clip_frames"]),
+    inputs=lambda p, resolve, info: _pick(p, "question", "steps", "guidance_scale", "max_caption_tokens"),
+    render=_render_storyboard,
+)
+
+
+# ---------------------------------------------------------------------------------------------- understanding
+def _video_inputs(p: dict[str, Any], resolve: Resolve, *names: str) -> dict[str, Any]:
+    return {"uri": resolve(p["video"]), "fps": float(p["fps"]), "num_frames": p["num_frames"], **_pick(p, *names)}
+
+
+def _understanding(answer: str):
+    def render(params, outputs, info, sink: Sink) -> dict[str, Any]:
+        record = {"question": params["question"], answer: outputs[answer],
+                  "frames": sink.frames_sheet("frames", outputs["frames"], float(params["fps"]))}
+        sink.json("result.json", record)
+        return record
+
+    return render
+
+
+CAPTION = Kind(
+    graph=lambda p: BUILTIN_GRAPHS["caption"](),
+    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "question", "max_new_tokens"),
+    render=_understanding("caption"),
+)
+QA = Kind(
+    graph=lambda p: BUILTIN_GRAPHS["qa"](),
+    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "question", "max_new_tokens"),
+    render=_understanding("answer"),
+)
+
+
+# ---------------------------------------------------------------------------------------------- video
+def _render_video(params, outputs, info, sink: Sink) -> dict[str, Any]:
+    video = outputs["video"]
+    record = {"prompt": params["prompt"], "num_frames": int(video.shape[1]), "fps": info.fps,
+              "video": sink.video("video", video, info.fps)}
+    if "frames" in outputs:
+        record["source_frames"] = int(outputs["frames"].shape[1])
+    sink.json("result.json", record)
+    return record
+
+
+T2V = Kind(
+    graph=lambda p: BUILTIN_GRAPHS["t2v"](),
+    inputs=lambda p, resolve, info: _pick(p, "prompt", "num_frames", "steps", "guidance_scale"),
+    render=_render_video,
+)
+CONTINUE_VIDEO = Kind(
+    graph=lambda p: BUILTIN_GRAPHS["continue_video"](),
+    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "prompt", "new_frames", "steps", "guidance_scale"),
+    render=_render_video,
+)
+
+
+# ---------------------------------------------------------------------------------------------- images
+def _render_image(params, outputs, info, sink: Sink) -> dict[str, Any]:
+    image = outputs["image"]
+    record = {"prompt": params["prompt"], "size": [int(image.shape[-2]), int(image.shape[-1])],
+              "image": sink.image("image.png", image)}
+    sink.json("result.json", record)
+    return record
+
+
+def _image_inputs(p: dict[str, Any], resolve: Resolve, *names: str) -> dict[str, Any]:
+    return {"uri": resolve(p["image"]), **_pick(p, "prompt", "steps", "guidance_scale", *names)}
+
+
+def _box_mask(box: list[float], info: BackendInfo) -> list[list[int]]:
+    """A pixel mask `(H, W)` (1 = regenerate) of a box given as fractions [x0, y0, x1, y1]."""
+    height, width = info.image_size
+    x0, x1 = int(box[0] * width), max(int(box[0] * width) + 1, round(box[2] * width))
+    y0, y1 = int(box[1] * height), max(int(box[1] * height) + 1, round(box[3] * height))
+    return [[int(y0 <= y < y1 and x0 <= x < x1) for x in range(width)] for y in range(height)]
+
+
+def _inpaint_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
+    mask = p["mask"] if p.get("mask") is not None else _box_mask(p["box"], info)
+    rows, cols = len(mask), len(mask[0])
+    if (rows, cols) not in (tuple(info.image_size), tuple(info.grid)):
+        raise ValueError(f"mask is {rows}x{cols}; it must match the image {tuple(info.image_size)} "
+                         f"or its code grid {tuple(info.grid)}")
+    return {**_image_inputs(p, resolve), "mask": mask}
+
+
+T2I = Kind(
+    graph=lambda p: BUILTIN_GRAPHS["t2i"](),
+    inputs=lambda p, resolve, info: _pick(p, "prompt", "steps", "guidance_scale"),
+    render=_render_image,
+)
+INPAINT = Kind(graph=lambda p: BUILTIN_GRAPHS["inpaint"](), inputs=_inpaint_inputs, render=_render_image)
+EXTRAPOLATE = Kind(
+    graph=lambda p: BUILTIN_GRAPHS["extrapolate"](p["directions"]),
+    inputs=lambda p, resolve, info: _image_inputs(p, resolve, "new_size"),
+    render=_render_image,
+)
+EDIT = Kind(
+    graph=lambda p: BUILTIN_GRAPHS["edit"](),
+    inputs=lambda p, resolve, info: _image_inputs(p, resolve, "strength"),
+    render=_render_image,
+)
+
+KINDS: dict[str, Kind] = {
+    "storyboard": STORYBOARD,
+    "caption": CAPTION,
+    "qa": QA,
+    "t2v": T2V,
+    "continue_video": CONTINUE_VIDEO,
+    "t2i": T2I,
+    "inpaint": INPAINT,
+    "extrapolate": EXTRAPOLATE,
+    "edit": EDIT,
+}
+"""Job kind -> what runs and what it renders (the same kinds as `studio.schemas.PARAMS`)."""

@@ -1,0 +1,208 @@
+"""The job runner: worker threads that claim queued jobs, run their workflow graphs, and render their artifacts.
+
+Each job runs as the workflow run whose id is the job id, with a persistent run store, so a job that was running
+when the service died resumes from its last finished step when the service starts again (`start` puts such
+jobs back in the queue first). The run's events go to the job's event log (progress events thinned out to a few
+per second) and the job's progress is kept up to date. Cancelling sets a flag that the run's `should_stop` reads;
+the backend stops between model steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from studio.artifacts import BlobStore
+from studio.jobs import Job, JobStore, Progress
+from studio.kinds import KINDS, Sink
+from workflows import ArtifactStore, Backend, BackendInfo, Cancelled, GraphError, StepFailed, run
+from workflows.events import Event, StepFinished, StepProgress, StepStarted
+
+log = logging.getLogger("studio.runner")
+
+
+class Runner:
+    """Runs queued jobs on `workers` threads.
+
+    Args:
+        jobs: the job store.
+        artifacts: where rendered outputs go (`<job id>/<name>`).
+        runs: the workflow run store (finished steps, for resume).
+        backend: the model operations (in-process or Ray).
+        resolve: turns a media parameter (`upload://...`, an allowed URL, a path) into what the backend reads.
+        workers: jobs run at once.
+        poll_s: how often an idle worker looks for jobs another process queued.
+        progress_interval_s: the least time between two stored progress events of one step.
+    """
+
+    def __init__(self, jobs: JobStore, artifacts: BlobStore, runs: ArtifactStore, backend: Backend,
+                 resolve: Callable[[str], str], *, workers: int = 2, poll_s: float = 0.5,
+                 progress_interval_s: float = 0.1) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.jobs = jobs
+        self.artifacts = artifacts
+        self.runs = runs
+        self.backend = backend
+        self.resolve = resolve
+        self.workers = workers
+        self.poll_s = poll_s
+        self.progress_interval_s = progress_interval_s
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._cancelled: set[str] = set()
+        self._running: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self._info: BackendInfo | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> list[str]:
+        """Requeue jobs a dead service left running, then start the workers; returns the requeued ids."""
+        requeued = self.jobs.requeue_running()
+        if requeued:
+            log.info("resuming %d job(s) left running: %s", len(requeued), ", ".join(requeued))
+        self._stopping.clear()
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._loop, name=f"studio-runner-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return requeued
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the workers: running jobs are interrupted and stay `running`, so the next start resumes them."""
+        self._stopping.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads = []
+
+    def wake(self) -> None:
+        """Tell idle workers that a job was queued."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a running job to stop (the job store already records the request)."""
+        self._cancelled.add(job_id)
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    def info(self) -> BackendInfo:
+        if self._info is None:
+            self._info = self.backend.info()
+        return self._info
+
+    # -- workers ---------------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = self.jobs.claim()
+            except Exception:  # noqa: BLE001 - a busy or broken database must not kill the worker
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                with self._wake:
+                    self._wake.wait(self.poll_s)
+                continue
+            self._running.add(job.id)
+            try:
+                self._run(job)
+            except Exception as err:  # noqa: BLE001 - the job fails, the worker lives on
+                log.exception("job %s failed in the runner", job.id)
+                self._finish(job.id, "failed", error=f"internal error: {type(err).__name__}: {err}")
+            finally:
+                self._running.discard(job.id)
+                self._cancelled.discard(job.id)
+
+    def _finish(self, job_id: str, state: str, **kwargs: Any) -> None:
+        try:
+            self.jobs.finish(job_id, state, **kwargs)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001
+            log.exception("recording the end of job %s failed", job_id)
+
+    def _run(self, job: Job) -> None:
+        if job.cancel_requested:
+            self._cancelled.add(job.id)
+        kind = KINDS.get(job.kind)
+        if kind is None:
+            self._finish(job.id, "failed", error=f"unknown job kind {job.kind!r}")
+            return
+        info = self.info()
+        try:
+            graph = kind.graph(job.params)
+            inputs = kind.inputs(job.params, self.resolve, info)
+        except (ValueError, KeyError, GraphError) as err:
+            self._finish(job.id, "failed", error=f"bad parameters: {err}")
+            return
+        tracker = _Tracker(self.jobs, job.id, len(graph.nodes), self.progress_interval_s)
+
+        def should_stop() -> bool:
+            return job.id in self._cancelled or self._stopping.is_set()
+
+        try:
+            result = run(graph, inputs, backend=self.backend, seed=job.seed, store=self.runs, run_id=job.id,
+                         on_event=tracker.on_event, should_stop=should_stop)
+        except Cancelled:
+            if job.id in self._cancelled:
+                self._finish(job.id, "cancelled", error="cancelled while running")
+            else:  # the service is stopping: leave the job running, the next start resumes it
+                self.jobs.append_event(job.id, "interrupted", {"reason": "the service stopped"})
+            return
+        except StepFailed as err:
+            self._finish(job.id, "failed", error=str(err))
+            return
+        except GraphError as err:
+            self._finish(job.id, "failed", error=f"bad parameters: {err}")
+            return
+        self.jobs.append_event(job.id, "rendering", {"steps_run": len(result.steps_run),
+                                                     "steps_resumed": len(result.steps_resumed)})
+        total = len(graph.nodes)
+        self.jobs.update_progress(job.id, Progress(total, total, 1.0, "rendering artifacts"))
+        with Sink(lambda name, data: self.artifacts.put(job.id, name, data)) as sink:
+            record = kind.render(job.params, result.outputs, info, sink)
+        record = {**record, "artifacts": sorted(set(sink.names)), "steps_run": result.steps_run,
+                  "steps_resumed": result.steps_resumed}
+        self._finish(job.id, "succeeded", result=record)
+
+
+class _Tracker:
+    """Turns workflow events into job events and job progress."""
+
+    def __init__(self, jobs: JobStore, job_id: str, total: int, interval_s: float) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.total = total
+        self.interval_s = interval_s
+        self.finished: set[str] = set()
+        self.running: dict[str, float] = {}
+        self.last_progress: dict[str, float] = {}
+
+    def on_event(self, event: Event) -> None:
+        payload = {k: v for k, v in event.to_dict().items() if k not in ("kind", "run_id", "seq", "time")}
+        message = ""
+        if isinstance(event, StepStarted):
+            self.running[event.step] = 0.0
+            message = f"{event.step} started"
+        elif isinstance(event, StepProgress):
+            self.running[event.step] = event.fraction
+            now = time.monotonic()
+            last_inner = event.inner_step >= event.inner_total and event.index >= event.total
+            if not last_inner and now - self.last_progress.get(event.step, 0.0) < self.interval_s:
+                return  # thinned out: the next one carries the news
+            self.last_progress[event.step] = now
+            message = f"{event.step}: {event.stage} {event.index}/{event.total}, {event.inner_step}/{event.inner_total}"
+        elif isinstance(event, StepFinished):
+            self.running.pop(event.step, None)
+            self.finished.add(event.step)
+            message = f"{event.step} finished" + (" (resumed)" if event.resumed else "")
+        else:
+            self.running.pop(getattr(event, "step", ""), None)
+        self.jobs.append_event(self.job_id, event.kind, payload)
+        if message:
+            done = len(self.finished)
+            fraction = (done + sum(self.running.values())) / self.total if self.total else 1.0
+            self.jobs.update_progress(self.job_id, Progress(done, self.total, min(1.0, fraction), message))

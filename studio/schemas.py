@@ -1,0 +1,259 @@
+"""The HTTP API's request and response models (pydantic lives at the edge; the service works with dataclasses).
+
+One parameter model per job kind, each with `extra="forbid"` so a misspelt field is an error naming it, and with
+the ranges the models accept. Media parameters (`video`, `image`) take an `upload://<id>` URI from
+`POST /v1/uploads`, an fsspec URL whose scheme the service allows, or a local path under the service's media
+root; the service checks which (the schema only checks the shape).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_FRAMES = 65  # 1 + 4*16: the longest clip a job may read or generate
+MAX_CLIP_FRAMES = 33
+TEMPORAL = 4  # frames per latent frame after the first (the causal video tokenizer's compression)
+
+Steps = Annotated[int, Field(ge=1, le=100, description="MaskGIT decoding steps per image or latent frame")]
+Guidance = Annotated[float, Field(ge=0.0, le=20.0, description="classifier-free guidance scale (0: off)")]
+Prompt = Annotated[str, Field(min_length=1, max_length=1000)]
+MediaUri = Annotated[str, Field(min_length=1, max_length=2048,
+                                description="upload://<id>, an allowed fsspec URL, or a path under the media root")]
+Fps = Annotated[float, Field(gt=0.0, le=60.0, description="sampling rate of the source video")]
+NewTokens = Annotated[int, Field(ge=1, le=256)]
+
+
+def _check_frames(name: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high or (value - 1) % TEMPORAL:
+        raise ValueError(f"{name} must be 1 + {TEMPORAL}k between {low} and {high} (e.g. 5, 9, 17, 33), got {value}")
+    return value
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoryboardParams(_Params):
+    """A how-to storyboard: `num_steps` captions and keyframes (and a short clip per step with `clip_frames`)."""
+
+    question: Prompt
+    num_steps: int = Field(3, ge=1, le=8, description="storyboard steps")
+    clip_frames: int = Field(0, ge=0, le=MAX_CLIP_FRAMES, description="0 (no clips) or 1 + 4k frames per step clip")
+    steps: Steps = 12
+    guidance_scale: Guidance = 0.0
+    max_caption_tokens: int = Field(24, ge=1, le=128)
+
+    @field_validator("clip_frames")
+    @classmethod
+    def _clip(cls, value: int) -> int:
+        return 0 if value == 0 else _check_frames("clip_frames", value, 1 + TEMPORAL, MAX_CLIP_FRAMES)
+
+
+class _VideoSource(_Params):
+    video: MediaUri
+    fps: Fps = 8.0
+    num_frames: int = Field(17, ge=1, le=MAX_FRAMES, description="frames read from the video (1 + 4k)")
+
+    @field_validator("num_frames")
+    @classmethod
+    def _frames(cls, value: int) -> int:
+        return _check_frames("num_frames", value, 1, MAX_FRAMES)
+
+
+class CaptionParams(_VideoSource):
+    """Caption a video."""
+
+    question: str = Field("describe the video .", min_length=1, max_length=1000)
+    max_new_tokens: NewTokens = 64
+
+
+class QaParams(_VideoSource):
+    """Answer a question about a video."""
+
+    question: Prompt
+    max_new_tokens: NewTokens = 64
+
+
+class T2vParams(_Params):
+    """Text to video."""
+
+    prompt: Prompt
+    num_frames: int = Field(17, ge=1, le=MAX_FRAMES, description="1 + 4k frames")
+    steps: Steps = 12
+    guidance_scale: Guidance = 0.0
+
+    @field_validator("num_frames")
+    @classmethod
+    def _frames(cls, value: int) -> int:
+        return _check_frames("num_frames", value, 1, MAX_FRAMES)
+
+
+class ContinueVideoParams(_VideoSource):
+    """Extend a video by `new_frames` frames."""
+
+    prompt: Prompt
+    new_frames: int = Field(8, ge=TEMPORAL, le=MAX_FRAMES - 1, description="a multiple of 4")
+    steps: Steps = 12
+    guidance_scale: Guidance = 0.0
+
+    @field_validator("new_frames")
+    @classmethod
+    def _new(cls, value: int) -> int:
+        if value % TEMPORAL:
+            raise ValueError(f"new_frames must be a multiple of {TEMPORAL}, got {value}")
+        return value
+
+
+class T2iParams(_Params):
+    """Text to image."""
+
+    prompt: Prompt
+    steps: Steps = 18
+    guidance_scale: Guidance = 0.0
+
+
+class _ImageSource(_Params):
+    image: MediaUri
+    prompt: Prompt
+    steps: Steps = 16
+    guidance_scale: Guidance = 0.0
+
+
+class InpaintParams(_ImageSource):
+    """Regenerate a region of an image: `box` [x0, y0, x1, y1] as fractions of the width and height, or `mask`,
+    a 2D list of 0/1 on the image's pixels or on its code grid (1 = regenerate)."""
+
+    box: tuple[float, float, float, float] | None = None
+    mask: list[list[Annotated[int, Field(ge=0, le=1)]]] | None = Field(None, max_length=1024)
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, box):
+        if box is not None:
+            x0, y0, x1, y1 = box
+            if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+                raise ValueError(f"box must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {list(box)}")
+        return box
+
+    @field_validator("mask")
+    @classmethod
+    def _mask(cls, mask):
+        if mask is not None:
+            if not mask or not mask[0] or any(len(row) != len(mask[0]) for row in mask):
+                raise ValueError("mask must be a non-empty rectangular 2D list of 0/1")
+            if not any(any(row) for row in mask):
+                raise ValueError("mask selects nothing (all zeros): nothing to regenerate")
+        return mask
+
+    @model_validator(mode="after")
+    def _one_region(self):
+        if (self.box is None) == (self.mask is None):
+            raise ValueError("give exactly one of box or mask")
+        return self
+
+
+class ExtrapolateParams(_ImageSource):
+    """Grow an image towards each direction in turn."""
+
+    directions: list[Literal["left", "right", "up", "down"]] = Field(
+        default_factory=lambda: ["left", "right"], min_length=1, max_length=4)
+    new_size: int | None = Field(None, ge=1, le=64, description="codes per growth (default: half the grid)")
+
+
+class EditParams(_ImageSource):
+    """Mask-free editing: regenerate a `strength` fraction of the image's codes."""
+
+    strength: float = Field(0.5, gt=0.0, le=1.0)
+
+
+PARAMS: dict[str, type[_Params]] = {
+    "storyboard": StoryboardParams,
+    "caption": CaptionParams,
+    "qa": QaParams,
+    "t2v": T2vParams,
+    "continue_video": ContinueVideoParams,
+    "t2i": T2iParams,
+    "inpaint": InpaintParams,
+    "extrapolate": ExtrapolateParams,
+    "edit": EditParams,
+}
+"""Job kind -> its parameter model."""
+
+Seed = Annotated[int | None, Field(None, ge=0, le=2**63 - 1, description="run seed (default: drawn at random)")]
+
+
+def _request(kind: str, params: type[_Params]) -> type[BaseModel]:
+    return type(
+        f"{params.__name__.removesuffix('Params')}Job",
+        (BaseModel,),
+        {
+            "__annotations__": {"kind": Literal[kind], "params": params, "seed": Seed},  # type: ignore[valid-type]
+            "model_config": ConfigDict(extra="forbid"),
+            "__doc__": f"A `{kind}` job. {params.__doc__}",
+        },
+    )
+
+
+_REQUESTS = tuple(_request(kind, model) for kind, model in PARAMS.items())
+JobRequest = Annotated[Union[_REQUESTS], Field(discriminator="kind")]  # type: ignore[valid-type]
+"""`POST /v1/jobs` body: `{"kind": ..., "params": {...}, "seed": ...}`, validated by the kind's model."""
+
+
+# ---------------------------------------------------------------------------------------------- responses
+class ProgressOut(BaseModel):
+    step: int = Field(description="workflow steps finished")
+    total: int = Field(description="workflow steps in the job")
+    fraction: float = Field(description="overall completion in [0, 1]")
+    message: str = ""
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    url: str
+    size: int
+    media_type: str
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    params: dict[str, Any]
+    seed: int
+    progress: ProgressOut
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    attempts: int = 0
+    artifacts: list[ArtifactOut] = Field(default_factory=list)
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class UploadOut(BaseModel):
+    id: str
+    uri: str = Field(description="use it as the `video` or `image` parameter of a job")
+    kind: Literal["video", "image"]
+    size: int
+    filename: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,61 @@
+"""Serving the API with uvicorn: in the foreground (`studio serve`) or on a background thread (`studio demo`)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from studio.api import create_app
+from studio.service import Service
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def serve(service: Service, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Serve until interrupted (SIGINT / SIGTERM stop the runner; running jobs resume at the next start)."""
+    import uvicorn
+
+    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class BackgroundServer:
+    """The API of `service` on a uvicorn thread of this process, for the demo and tests.
+
+    ```python
+    with BackgroundServer(service) as server:
+        client = StudioClient(server.url)
+    ```
+    """
+
+    def __init__(self, service: Service, host: str = "127.0.0.1", port: int | None = None) -> None:
+        import uvicorn
+
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(create_app(service), host=host, port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="studio-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> "BackgroundServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the service did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

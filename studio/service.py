@@ -1,0 +1,329 @@
+"""The Show Studio service: jobs, uploads and artifacts on top of the job store, the blob stores and the runner.
+
+This is the one place where the runtime is chosen (`build_backend`: the in-process `LocalBackend`, or
+`RayBackend` on an embedded or joined Ray); the HTTP layer (`studio.api`) only parses requests and calls
+`Service`. Errors the client can fix are `ServiceError`s carrying an HTTP status, a message and the field at
+fault.
+
+Data directory layout:
+
+```
+<data-dir>/jobs.sqlite3        the job store (jobs and their events)
+<data-dir>/runs/<job id>/      the workflow run store (finished steps, for resume)
+<data-dir>/artifacts/<job id>/ rendered outputs (or --artifacts URL)
+<data-dir>/uploads/<id>/       uploaded media and their description
+```
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.artifacts import BlobInfo, BlobStore, check_name
+from studio.jobs import TERMINAL, IdempotencyConflict, Job, JobEvent, JobNotFound, SqliteJobStore
+from studio.runner import Runner
+from studio.schemas import PARAMS
+from workflows import Backend, FsspecStore
+
+log = logging.getLogger("studio.service")
+
+UPLOAD_SCHEME = "upload://"
+UPLOAD_META = "meta.json"
+MEDIA_FIELDS = {"video": "video", "image": "image"}  # parameter name -> the upload kind it needs
+
+
+class ServiceError(Exception):
+    """A request the service refuses: `status` (an HTTP 4xx), a message and, when one is at fault, the field."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+@dataclass(kw_only=True)
+class ServiceConfig:
+    """Settings of one service.
+
+    Attributes:
+        data_dir: the job store, run store, uploads and (by default) artifacts live here.
+        artifacts_url: where artifacts go (None: `<data_dir>/artifacts`; e.g. `s3://bucket/studio`).
+        allowed_schemes: fsspec URL schemes accepted in media parameters (besides `upload://`), e.g. `("s3",)`.
+        media_root: local paths in media parameters must lie under this folder (None: no local paths).
+        max_upload_bytes: the largest upload accepted.
+        workers: jobs run at once.
+        token: when set, every `/v1` request needs `Authorization: Bearer <token>`.
+    """
+
+    data_dir: Path
+    artifacts_url: str | None = None
+    allowed_schemes: tuple[str, ...] = ()
+    media_root: Path | None = None
+    max_upload_bytes: int = 64 * 2**20
+    workers: int = 2
+    token: str | None = None
+
+
+@dataclass
+class Upload:
+    id: str
+    uri: str
+    kind: str
+    size: int
+    filename: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    """Jobs, uploads and artifacts; call `start()` before use and `close()` at the end.
+
+    Args:
+        config: the service's settings.
+        backend: the model operations the jobs run on (see `build_backend`).
+    """
+
+    def __init__(self, config: ServiceConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        data = Path(config.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.jobs = SqliteJobStore(data / "jobs.sqlite3")
+        self.artifacts = BlobStore(config.artifacts_url or str(data / "artifacts"))
+        self.uploads = BlobStore(str(data / "uploads"))
+        self.runs = FsspecStore(str(data / "runs"))
+        self.runner = Runner(self.jobs, self.artifacts, self.runs, backend, self.resolve_media, workers=config.workers)
+        self.started_at: float | None = None
+
+    def start(self) -> "Service":
+        """Start the runner (jobs a dead service left running are resumed)."""
+        self.runner.start()
+        self.started_at = time.time()
+        return self
+
+    def close(self) -> None:
+        """Stop the runner; running jobs stay `running` and resume at the next start."""
+        self.runner.stop()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+    # -- jobs ------------------------------------------------------------------------------------------------
+    def submit(self, kind: str, params: dict[str, Any], seed: int | None = None,
+               idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Queue a job whose `params` the kind's model validated; returns the job and whether it is new (False:
+        the idempotency key named an existing job)."""
+        if kind not in PARAMS:
+            raise ServiceError(422, f"unknown job kind {kind!r}; kinds are {sorted(PARAMS)}", "kind")
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200 and idempotency_key.isprintable()):
+            raise ServiceError(400, "Idempotency-Key must be 1 to 200 printable characters", "Idempotency-Key")
+        for name, needed in MEDIA_FIELDS.items():
+            if name in params:
+                self.check_media(params[name], needed, f"params.{name}")
+        try:
+            job, created = self.jobs.create(kind, params, secrets.randbelow(2**31) if seed is None else seed,
+                                            idempotency_key)
+        except IdempotencyConflict as err:
+            raise ServiceError(409, str(err), "Idempotency-Key") from err
+        if created:
+            self.runner.wake()
+        return job, created
+
+    def get(self, job_id: str) -> Job:
+        try:
+            return self.jobs.get(job_id)
+        except JobNotFound:
+            raise ServiceError(404, f"no job {job_id!r}", "job_id") from None
+
+    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50,
+             offset: int = 0) -> tuple[list[Job], int]:
+        return self.jobs.list(state=state, kind=kind, limit=limit, offset=offset)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job, or ask a running one to stop; a finished job is a 409."""
+        job = self.get(job_id)
+        if job.state in TERMINAL:
+            raise ServiceError(409, f"job {job_id} is already {job.state}; only queued or running jobs can be cancelled")
+        job = self.jobs.request_cancel(job_id)
+        if job.state == "running":
+            self.runner.cancel(job_id)
+        return job
+
+    def events(self, job_id: str, since: int = 0, limit: int = 1000) -> list[JobEvent]:
+        self.get(job_id)
+        return self.jobs.events(job_id, since, limit)
+
+    # -- artifacts ------------------------------------------------------------------------------------------
+    def list_artifacts(self, job_id: str) -> list[BlobInfo]:
+        return self.artifacts.list(job_id)
+
+    def artifact(self, job_id: str, name: str) -> tuple[bytes, BlobInfo]:
+        self.get(job_id)
+        try:
+            check_name("artifact name", name)
+            data = self.artifacts.get(job_id, name)
+        except ValueError as err:
+            raise ServiceError(400, str(err), "name") from None
+        except FileNotFoundError:
+            raise ServiceError(404, f"job {job_id} has no artifact {name!r}", "name") from None
+        infos = {b.name: b for b in self.artifacts.list(job_id)}
+        return data, infos.get(name) or BlobInfo(name, len(data), "application/octet-stream")
+
+    # -- uploads --------------------------------------------------------------------------------------------
+    def upload(self, filename: str, data: bytes, kind: str | None = None) -> Upload:
+        """Store an uploaded video or image after checking that it decodes; `kind` None sniffs which it is."""
+        if kind not in (None, "video", "image"):
+            raise ServiceError(422, f"kind must be 'video' or 'image', got {kind!r}", "kind")
+        if len(data) > self.config.max_upload_bytes:
+            raise ServiceError(413, f"the upload is {len(data)} bytes; the limit is {self.config.max_upload_bytes}", "file")
+        if not data:
+            raise ServiceError(422, "the upload is empty (0 bytes)", "file")
+        detail: dict[str, Any] | None = None
+        problems = []
+        if kind in (None, "image"):
+            detail, problem = _sniff_image(data)
+            if detail is not None:
+                kind = "image"
+            else:
+                problems.append(problem)
+        if detail is None and kind in (None, "video"):
+            detail, problem = _sniff_video(data, filename)
+            if detail is not None:
+                kind = "video"
+            else:
+                problems.append(problem)
+        if detail is None:
+            what = kind or "image or video"
+            raise ServiceError(422, f"{filename!r} is not a readable {what}: " + "; ".join(problems), "file")
+        upload_id = uuid.uuid4().hex
+        suffix = Path(filename).suffix.lower()
+        name = kind + (suffix if suffix[1:].isalnum() and len(suffix) <= 6 else "")
+        self.uploads.put(upload_id, name, data)
+        meta = {"id": upload_id, "kind": kind, "name": name, "filename": filename, "size": len(data), "detail": detail}
+        self.uploads.put(upload_id, UPLOAD_META, json.dumps(meta).encode())
+        return Upload(upload_id, UPLOAD_SCHEME + upload_id, kind, len(data), filename, detail)
+
+    def _upload_meta(self, upload_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.uploads.get(check_name("upload id", upload_id), UPLOAD_META))
+        except (ValueError, FileNotFoundError):
+            return None
+
+    # -- media parameters -----------------------------------------------------------------------------------
+    def check_media(self, uri: str, kind: str, field_name: str) -> None:
+        """Refuse a media parameter the service will not read (422 naming the field and the reason)."""
+        if uri.startswith(UPLOAD_SCHEME):
+            meta = self._upload_meta(uri[len(UPLOAD_SCHEME):])
+            if meta is None:
+                raise ServiceError(422, f"{uri!r} is not an upload of this service (POST /v1/uploads first)", field_name)
+            if meta["kind"] != kind:
+                raise ServiceError(422, f"{uri!r} is an {meta['kind']} upload; this parameter needs a {kind}", field_name)
+            return
+        if "://" in uri or "::" in uri:
+            scheme = uri.split("://", 1)[0].lower() if "://" in uri else "chained"
+            if scheme == "file":
+                self._local_path(uri[len("file://"):], field_name)
+                return
+            if scheme not in self.config.allowed_schemes:
+                allowed = ", ".join(["upload://"] + [f"{s}://" for s in self.config.allowed_schemes])
+                raise ServiceError(422, f"URL scheme {scheme!r} is not allowed here; allowed: {allowed}"
+                                   + ("" if self.config.media_root is None else ", or a path under the media root"),
+                                   field_name)
+            return
+        self._local_path(uri, field_name)
+
+    def _local_path(self, path: str, field_name: str) -> Path:
+        root = self.config.media_root
+        if root is None:
+            raise ServiceError(422, f"local paths are not accepted by this service ({path!r}); upload the file "
+                               "(POST /v1/uploads) and pass its upload:// URI", field_name)
+        if ".." in Path(path).parts or "\x00" in path:
+            raise ServiceError(422, f"path {path!r} may not contain '..' (paths must stay under the media root)",
+                               field_name)
+        root = Path(root).resolve()
+        target = (root / path).resolve()
+        if target != root and root not in target.parents:
+            raise ServiceError(422, f"path {path!r} is outside the media root", field_name)
+        if not target.is_file():
+            raise ServiceError(422, f"no such file under the media root: {path!r}", field_name)
+        return target
+
+    def resolve_media(self, uri: str) -> str:
+        """What the backend reads for a media parameter already accepted by `check_media`."""
+        if uri.startswith(UPLOAD_SCHEME):
+            meta = self._upload_meta(uri[len(UPLOAD_SCHEME):])
+            if meta is None:
+                raise ValueError(f"{uri!r}: the upload is gone")
+            return self.uploads.url_of(meta["id"], meta["name"])
+        if uri.lower().startswith("file://"):
+            return str(self._local_path(uri[len("file://"):], "uri"))
+        if "://" in uri or "::" in uri:
+            return uri
+        return str(self._local_path(uri, "uri"))
+
+    def health(self) -> dict[str, Any]:
+        _, queued = self.jobs.list(state="queued", limit=1)
+        _, running = self.jobs.list(state="running", limit=1)
+        return {"status": "ok", "backend": type(self.backend).__name__, "queued": queued, "running": running,
+                "workers": self.runner.workers, "uptime_s": time.time() - (self.started_at or time.time())}
+
+
+def _sniff_image(data: bytes) -> tuple[dict[str, Any] | None, str]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if getattr(image, "n_frames", 1) > 1:
+                return None, "an animated image (upload it as a video)"
+            image.load()
+            return {"width": image.width, "height": image.height, "format": image.format}, ""
+    except UnidentifiedImageError:
+        return None, "not an image format Pillow recognises"
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        return None, f"a broken image ({type(err).__name__}: {err})"
+
+
+def _sniff_video(data: bytes, filename: str) -> tuple[dict[str, Any] | None, str]:
+    from tokenizers3d.video_io import VideoReadError, read_video
+
+    try:
+        clip = read_video(data, num_frames=1)
+    except VideoReadError as err:
+        return None, str(err).replace(f"<{len(data)} bytes>", filename)
+    return {"frames": clip.num_source_frames, "fps": round(clip.source_fps, 3),
+            "height": int(clip.frames.shape[-2]), "width": int(clip.frames.shape[-1])}, ""
+
+
+# ---------------------------------------------------------------------------------------------- composition
+def build_backend(*, local: bool = False, address: str | None = None, cluster_config: str | None = None,
+                  num_cpus: float | None = None) -> Backend:
+    """The runtime the service runs jobs on.
+
+    Args:
+        local: the in-process `LocalBackend` on the default pipeline (no Ray).
+        address: a Ray cluster to join (None: `RAY_ADDRESS`, else an embedded local Ray).
+        cluster_config: a YAML file for the pools (`ray_cluster.load_config`).
+        num_cpus: CPUs of the embedded Ray (None: all).
+    """
+    if local:
+        from ray_cluster import LocalBackend
+        from studio.defaults import load_default_pipeline
+
+        return LocalBackend(load_default_pipeline().pipeline)
+    from ray_cluster import RayBackend, connect, load_config
+
+    connect(address, num_cpus=num_cpus)
+    return RayBackend(load_config(cluster_config), pipeline_factory="studio.defaults:load_default_pipeline")
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("STUDIO_DATA_DIR", "studio-data"))
