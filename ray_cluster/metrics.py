@@ -105,3 +105,32 @@ class WorkerMetrics:
             "queue_depth": self._queue,
             "busy": self._busy,
         }
+
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_LATENCY_BOUNDARIES_S = [1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
+
+
+class JobMetrics:
+    """Metrics of the job service, recorded by the driver that runs jobs (it must be connected to Ray):
+    `show_studio_jobs` (gauge by `state` and `kind`), `show_studio_job_latency_s` (histogram by `kind` and final
+    `state`, from submission to the end) and `show_studio_job_failures` (counter by `kind`)."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Counter, Gauge, Histogram
+
+        self.jobs = Gauge("show_studio_jobs", "Jobs by state and kind.", tag_keys=("state", "kind"))
+        self.latency = Histogram("show_studio_job_latency_s", "Seconds from a job's submission to its end.",
+                                 boundaries=JOB_LATENCY_BOUNDARIES_S, tag_keys=("kind", "state"))
+        self.failures = Counter("show_studio_job_failures", "Jobs that failed.", tag_keys=("kind",))
+
+    def set_counts(self, counts: dict[tuple[str, str], int], kinds: tuple[str, ...]) -> None:
+        """Publish the number of jobs per `(state, kind)`; missing pairs are published as 0."""
+        for kind in kinds:
+            for state in JOB_STATES:
+                self.jobs.set(counts.get((state, kind), 0), tags={"state": state, "kind": kind})
+
+    def finished(self, kind: str, state: str, seconds: float) -> None:
+        self.latency.observe(seconds, tags={"kind": kind, "state": state})
+        if state == "failed":
+            self.failures.inc(tags={"kind": kind})

@@ -35,11 +35,13 @@ class Runner:
         workers: jobs run at once.
         poll_s: how often an idle worker looks for jobs another process queued.
         progress_interval_s: the least time between two stored progress events of one step.
+        metrics: optional job metrics (`ray_cluster.metrics.JobMetrics` when jobs run on Ray): jobs by state and
+            kind, job latency, failures.
     """
 
     def __init__(self, jobs: JobStore, artifacts: BlobStore, runs: ArtifactStore, backend: Backend,
                  resolve: Callable[[str], str], *, workers: int = 2, poll_s: float = 0.5,
-                 progress_interval_s: float = 0.1) -> None:
+                 progress_interval_s: float = 0.1, metrics: Any = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.jobs = jobs
@@ -50,6 +52,7 @@ class Runner:
         self.workers = workers
         self.poll_s = poll_s
         self.progress_interval_s = progress_interval_s
+        self.metrics = metrics
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._cancelled: set[str] = set()
@@ -123,6 +126,22 @@ class Runner:
             self.jobs.finish(job_id, state, **kwargs)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001
             log.exception("recording the end of job %s failed", job_id)
+        self._record_metrics(job_id, state)
+
+    def _record_metrics(self, job_id: str, state: str) -> None:
+        """Publish the job's latency and the jobs-by-state gauge (metrics must never fail a job)."""
+        if self.metrics is None:
+            return
+        try:
+            job = self.jobs.get(job_id)
+            self.metrics.finished(job.kind, state, (job.finished_at or time.time()) - job.created_at)
+            counts = {}
+            for kind in KINDS:
+                for job_state in ("queued", "running", "succeeded", "failed", "cancelled"):
+                    counts[(job_state, kind)] = self.jobs.list(state=job_state, kind=kind, limit=1)[1]
+            self.metrics.set_counts(counts, tuple(KINDS))
+        except Exception:  # noqa: BLE001
+            log.exception("recording the metrics of job %s failed", job_id)
 
     def _run(self, job: Job) -> None:
         if job.cancel_requested:

@@ -101,7 +101,8 @@ class Service:
         self.artifacts = BlobStore(config.artifacts_url or str(data / "artifacts"))
         self.uploads = BlobStore(str(data / "uploads"))
         self.runs = FsspecStore(str(data / "runs"))
-        self.runner = Runner(self.jobs, self.artifacts, self.runs, backend, self.resolve_media, workers=config.workers)
+        self.runner = Runner(self.jobs, self.artifacts, self.runs, backend, self.resolve_media, workers=config.workers,
+                             metrics=_job_metrics(backend))
         self.started_at: float | None = None
 
     def start(self) -> "Service":
@@ -323,6 +324,15 @@ def build_backend(*, local: bool = False, address: str | None = None, cluster_co
 
     connect(address, num_cpus=num_cpus)
     return RayBackend(load_config(cluster_config), pipeline_factory="studio.defaults:load_default_pipeline")
+
+
+def _job_metrics(backend: Backend):
+    """Job metrics on Ray's metrics pipeline when the jobs run on Ray (None in-process)."""
+    if type(backend).__name__ != "RayBackend":
+        return None
+    from ray_cluster.metrics import JobMetrics
+
+    return JobMetrics()
 
 
 def default_data_dir() -> Path:
