@@ -1,8 +1,9 @@
 """What each job kind is: its workflow graph, the graph's inputs from the job's parameters, and how its outputs
 become artifacts (files people look at) and a small JSON result.
 
-The graphs are the built-in ones (`workflows.BUILTIN_GRAPHS`); this module only translates parameters to graph
-inputs and renders outputs. Media URIs reach it already resolved (an upload becomes the URL of its file).
+The graphs are the built-in ones (`workflows.BUILTIN_GRAPHS`), or for the `workflow` kind one the client sends as a
+JSON spec (`workflows.spec`); this module only translates parameters to graph inputs and renders outputs. Media
+URIs reach it already resolved (an upload becomes the URL of its file).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from workflows import BUILTIN_GRAPHS, BackendInfo, Graph
+from workflows import BUILTIN_GRAPHS, BackendInfo, Codes, Graph, GraphError, Image, Video, steps
+from workflows.spec import graph_from_spec
+from workflows.types import type_name
 
 Resolve = Callable[[str], str]
 
@@ -82,11 +85,14 @@ class Kind:
         graph: the workflow graph for the job's parameters.
         inputs: the graph inputs for the job's parameters (media URIs resolved with `resolve`).
         render: writes the outputs as artifacts and returns the job's JSON result.
+        media: the media parameters nested inside the parameters, for the service to check at submission:
+            field path -> (URI, "video" | "image"); None when the media are top-level `video` / `image` fields.
     """
 
     graph: Callable[[dict[str, Any]], Graph]
     inputs: Callable[[dict[str, Any], Resolve, BackendInfo], dict[str, Any]]
     render: Callable[[dict[str, Any], dict[str, Any], BackendInfo, Sink], dict[str, Any]]
+    media: Callable[[dict[str, Any]], dict[str, tuple[str, str]]] | None = None
 
 
 def _pick(params: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -253,6 +259,107 @@ EDIT = Kind(
     render=_render_image,
 )
 
+
+# ---------------------------------------------------------------------------------------------- scripted workflows
+_MEDIA_STEPS = ((steps.load_video, "video"), (steps.load_image, "image"))
+_SCALARS = (str, int, float, bool, str | None, int | None, float | None, bool | None)
+
+
+def workflow_media(graph: Graph) -> dict[str, str]:
+    """The graph inputs that name media (they feed a `load_video` / `load_image` URI): input name -> its kind.
+
+    Raises:
+        GraphError: a media URI is not fed by a graph input (a constant or another step's text would reach the
+            backend without the service's media checks), or one input feeds both a video and an image.
+    """
+    media: dict[str, str] = {}
+    for node in graph:
+        kind = next((k for s, k in _MEDIA_STEPS if node.step is s), None)
+        if kind is None:
+            continue
+        source = node.bindings.get("uri")
+        if getattr(source, "node", "") is not None:
+            raise GraphError(f"step {node.name!r} input 'uri' must be bound to a graph input ({{\"input\": ...}}), "
+                             "so that the service can check the media it names")
+        if media.setdefault(source.name, kind) != kind:
+            raise GraphError(f"graph input {source.name!r} feeds both a video and an image")
+    return media
+
+
+def check_workflow_outputs(graph: Graph, chosen: list[str] | None) -> list[str]:
+    """The outputs a `workflow` job renders (`chosen`, or all of them), checked to exist and to be renderable."""
+    names = list(graph.outputs) if chosen is None else list(chosen)
+    for name in names:
+        if name not in graph.outputs:
+            raise GraphError(f"graph {graph.name!r} has no output {name!r}; its outputs are {sorted(graph.outputs)}")
+        tp = graph.outputs[name].type
+        if _render_as(tp) is None:
+            raise GraphError(f"graph output {name!r} is a {type_name(tp)}, which a workflow job cannot render; "
+                             "leave it out with params.outputs")
+    return names
+
+
+def _render_as(tp: Any) -> str | None:
+    """How an output of port type `tp` is rendered (None: it cannot be)."""
+    if tp in _SCALARS:
+        return "json"
+    if tp in (Image, Video, Codes):
+        return tp.__name__.lower()
+    if getattr(tp, "__origin__", None) is list and len(tp.__args__) == 1 and _render_as(tp.__args__[0]):
+        return "list"
+    return None
+
+
+def _render_output(name: str, tp: Any, value: Any, info: BackendInfo, sink: Sink) -> Any:
+    how = _render_as(tp)
+    if how == "json":
+        return value
+    if how == "image":
+        return {"image": sink.image(f"{name}.png", value), "size": [int(value.shape[-2]), int(value.shape[-1])]}
+    if how == "video":
+        return {"video": sink.video(name, value, info.fps), "num_frames": int(value.shape[1]), "fps": info.fps}
+    if how == "codes":
+        codes = value.tolist() if hasattr(value, "tolist") else value
+        return {"codes": sink.json(f"{name}_codes.json", {"codes": codes}), "shape": list(getattr(value, "shape", ()))}
+    item_type = tp.__args__[0]
+    return [_render_output(f"{name}_{i + 1:02d}", item_type, item, info, sink) for i, item in enumerate(value)]
+
+
+def _workflow_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
+    graph = graph_from_spec(p["graph"])
+    inputs = dict(p.get("inputs") or {})
+    for name in workflow_media(graph):
+        if name in inputs:
+            inputs[name] = resolve(inputs[name])
+        elif not graph.inputs[name].required:
+            inputs[name] = resolve(graph.inputs[name].default)
+    return inputs
+
+
+def _workflow_media_params(p: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    graph = graph_from_spec(p["graph"])
+    inputs = p.get("inputs") or {}
+    found = {}
+    for name, kind in workflow_media(graph).items():
+        if name in inputs:
+            found[f"params.inputs.{name}"] = (inputs[name], kind)
+        elif not graph.inputs[name].required:
+            found[f"params.graph.inputs.{name}.default"] = (graph.inputs[name].default, kind)
+    return found
+
+
+def _render_workflow(params, outputs, info, sink: Sink) -> dict[str, Any]:
+    graph = graph_from_spec(params["graph"])
+    rendered = {name: _render_output(name, graph.outputs[name].type, outputs[name], info, sink)
+                for name in check_workflow_outputs(graph, params.get("outputs"))}
+    record = {"graph": graph.name, "outputs": rendered}
+    sink.json("result.json", record)
+    return record
+
+
+WORKFLOW = Kind(graph=lambda p: graph_from_spec(p["graph"]), inputs=_workflow_inputs, render=_render_workflow,
+                media=_workflow_media_params)
+
 KINDS: dict[str, Kind] = {
     "storyboard": STORYBOARD,
     "caption": CAPTION,
@@ -263,5 +370,6 @@ KINDS: dict[str, Kind] = {
     "inpaint": INPAINT,
     "extrapolate": EXTRAPOLATE,
     "edit": EDIT,
+    "workflow": WORKFLOW,
 }
 """Job kind -> what runs and what it renders (the same kinds as `studio.schemas.PARAMS`)."""

@@ -168,6 +168,53 @@ class EditParams(_ImageSource):
     strength: float = Field(0.5, gt=0.0, le=1.0)
 
 
+MAX_WORKFLOW_STEPS = 64
+
+
+class WorkflowParams(_Params):
+    """Run a graph described as JSON (`workflows.spec`): built-in steps by name, bindings to graph inputs
+    (`{"input": name}`), to other steps' outputs (`{"step": name, "port"?: output}`) or constants. Graph inputs
+    that feed a `load_video` / `load_image` URI take media like the other kinds' `video` / `image`."""
+
+    graph: dict[str, Any] = Field(description="the graph spec: {name, inputs, steps, outputs}")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="graph input name -> value")
+    outputs: list[str] | None = Field(None, min_length=1, max_length=64,
+                                      description="the graph outputs to render (default: all)")
+
+    @field_validator("graph")
+    @classmethod
+    def _graph(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        _workflow_graph(spec)
+        return spec
+
+    @model_validator(mode="after")
+    def _fits(self):
+        from studio.kinds import check_workflow_outputs, workflow_media
+        from workflows import GraphError
+
+        graph = _workflow_graph(self.graph)
+        try:
+            graph.check_inputs(self.inputs)
+            workflow_media(graph)
+            check_workflow_outputs(graph, self.outputs)
+        except GraphError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
+def _workflow_graph(spec: dict[str, Any]):
+    from workflows import GraphError
+    from workflows.spec import graph_from_spec
+
+    steps = spec.get("steps")
+    if isinstance(steps, list) and len(steps) > MAX_WORKFLOW_STEPS:
+        raise ValueError(f"steps: a workflow job may have at most {MAX_WORKFLOW_STEPS} steps, got {len(steps)}")
+    try:
+        return graph_from_spec(spec)
+    except GraphError as err:
+        raise ValueError(str(err)) from None
+
+
 PARAMS: dict[str, type[_Params]] = {
     "storyboard": StoryboardParams,
     "caption": CaptionParams,
@@ -178,6 +225,7 @@ PARAMS: dict[str, type[_Params]] = {
     "inpaint": InpaintParams,
     "extrapolate": ExtrapolateParams,
     "edit": EditParams,
+    "workflow": WorkflowParams,
 }
 """Job kind -> its parameter model."""
 

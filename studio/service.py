@@ -30,6 +30,7 @@ from typing import Any
 
 from studio.artifacts import BlobInfo, BlobStore, check_name
 from studio.jobs import TERMINAL, IdempotencyConflict, Job, JobEvent, JobNotFound, SqliteJobStore
+from studio.kinds import KINDS
 from studio.runner import Runner
 from studio.schemas import PARAMS
 from workflows import Backend, FsspecStore
@@ -130,6 +131,11 @@ class Service:
         for name, needed in MEDIA_FIELDS.items():
             if name in params:
                 self.check_media(params[name], needed, f"params.{name}")
+        nested = KINDS[kind].media
+        for field_name, (uri, needed) in (nested(params) if nested is not None else {}).items():
+            if not isinstance(uri, str):
+                raise ServiceError(422, f"a media input must be a string URI, got {uri!r:.60}", field_name)
+            self.check_media(uri, needed, field_name)
         try:
             job, created = self.jobs.create(kind, params, secrets.randbelow(2**31) if seed is None else seed,
                                             idempotency_key)
