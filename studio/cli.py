@@ -145,6 +145,18 @@ def _client_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _cmd_train_default(args: argparse.Namespace) -> int:
+    from studio.shapesworld.train_default import run_from_args
+
+    return run_from_args(args)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from studio.shapesworld.evaluate import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studio", description="Show Studio: video and interleaved generation with Show-o.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("job_id")
     fetch.add_argument("--out", default=None, help="folder (default: ./<job id>)")
     fetch.set_defaults(func=_cmd_fetch)
+    from studio.shapesworld import evaluate as shapes_eval
+    from studio.shapesworld import train_default as shapes_train
+
+    train = sub.add_parser("train-default", help="train the ShapesWorld default model (tokenizer, text tokenizer, Show-o)")
+    shapes_train.add_arguments(train)
+    train.set_defaults(func=_cmd_train_default)
+
+    evaluate = sub.add_parser("eval", help="measure a model on held-out ShapesWorld with the detector (table + JSON)")
+    shapes_eval.add_arguments(evaluate)
+    evaluate.set_defaults(func=_cmd_eval)
     return parser
 
 

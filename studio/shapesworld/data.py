@@ -1,0 +1,239 @@
+"""ShapesWorld as training data: a `model.data.DataSource` over a trained video tokenizer, and a clip sampler for
+training that tokenizer.
+
+    ShapesWorldSource   t2i / mmu / lm / t2v / v2t / interleaved samples (the dict format of `model.data`),
+                        a pure function of (seed, kind, index); visual codes come from the tokenizer through a
+                        `TokenCache`, so a frame is tokenized once however often it is drawn.
+    clip_sampler        `(torch.Generator) -> (3, T, H, W)` clips (moving scenes, stills, how-to keyframes) in
+                        the form `tokenizers3d.train.make_batch` takes.
+
+How the kinds map onto the world (`i` is the stream index):
+
+    t2i          image i: caption -> codes
+    mmu          even i: image i/2 with a captioning question; odd i: image question i/2 -> answer
+    lm           image caption, video caption, or a how-to (question and step captions), in turn
+    t2v          video i: caption -> latent frame codes
+    v2t          even i: video i/2 with the captioning question; odd i: video question i/2 -> answer
+    interleaved  how-to i: question, then per step its caption and keyframe codes
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import asdict
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from model.prompting import mmu_dialogue
+from studio.shapesworld.text import all_texts_for_vocab
+from studio.shapesworld.world import ShapesWorld, WorldConfig, to_tensor
+
+KINDS = ("t2i", "lm", "mmu", "t2v", "v2t", "interleaved")
+# The captioning questions; the video one is `ShowoPipeline.caption`'s default, so `pipe.caption(x)` asks
+# exactly what the model was trained on.
+IMAGE_CAPTION_QUESTION = "describe the image ."
+VIDEO_CAPTION_QUESTION = "describe the video ."
+CAPTION_QUESTIONS = (IMAGE_CAPTION_QUESTION, VIDEO_CAPTION_QUESTION)
+
+
+def corpus() -> list[str]:
+    """Every text the source emits can be tokenized from these: the world's grammar plus the dialogue frame."""
+    return all_texts_for_vocab() + [mmu_dialogue(q, "yes") for q in CAPTION_QUESTIONS]
+
+
+def as_world_config(world: WorldConfig | dict | None) -> WorldConfig:
+    if world is None:
+        return WorldConfig()
+    if isinstance(world, WorldConfig):
+        return world
+    if isinstance(world, dict):
+        return WorldConfig(**world)
+    raise TypeError(f"world must be a WorldConfig or a dict of its fields, got {type(world).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------- token cache
+
+
+class TokenCache:
+    """Codes of uint8 clips, keyed by the clip's bytes: the same frames (a still scene drawn again, a how-to
+    keyframe that is also an image) are tokenized once.
+
+    Args:
+        tokenizer: a video tokenizer (`encode((B, 3, T, H, W)) -> (B, t, h, w)`).
+        max_items: entries kept (least recently used dropped first); 0 = unbounded.
+    """
+
+    def __init__(self, tokenizer, *, max_items: int = 200_000) -> None:
+        self.tokenizer = tokenizer
+        self.max_items = max_items
+        self.hits = 0
+        self.misses = 0
+        self._codes: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def codes(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` frames, T = 1 + rk -> int64 codes ``(t, h*w)`` on the CPU."""
+        key = (frames.shape, hashlib.blake2b(frames.tobytes(), digest_size=16).digest())
+        found = self._codes.get(key)
+        if found is not None:
+            self.hits += 1
+            self._codes.move_to_end(key)
+            return found
+        self.misses += 1
+        device = next(self.tokenizer.parameters()).device
+        with torch.no_grad():
+            codes = self.tokenizer.encode(to_tensor(frames)[None].to(device))[0]  # (t, h, w)
+        codes = codes.reshape(codes.shape[0], -1).cpu()  # (t, h*w)
+        self._codes[key] = codes
+        if self.max_items and len(self._codes) > self.max_items:
+            self._codes.popitem(last=False)
+        return codes
+
+
+# ---------------------------------------------------------------------------------------------- source
+
+
+class ShapesWorldSource:
+    """Show-o training samples from `ShapesWorld` (implements `model.data.DataSource`).
+
+    Args:
+        tokenizer: a `tokenizers3d.VideoMagvit` (or anything with its `encode`, `codebook_size`,
+            `downsample_factor`), or the path of a saved one.
+        world: the world's frame size, clip length and scene sizes (a `WorldConfig` or a dict of its fields).
+        device: where a tokenizer loaded from a path runs.
+        cache_items: size of the token cache (0 = unbounded).
+    """
+
+    def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
+                 cache_items: int = 200_000) -> None:
+        if isinstance(tokenizer, str):
+            from tokenizers3d import load_tokenizer
+
+            tokenizer = load_tokenizer(tokenizer, device=device)
+        if getattr(tokenizer, "temporal_downsample", None) is None:
+            raise ValueError(f"ShapesWorldSource needs a video tokenizer, got {type(tokenizer).__name__}")
+        self.tokenizer = tokenizer.eval()
+        self.world_config = as_world_config(world)
+        cfg, f = self.world_config, tokenizer.downsample_factor
+        if cfg.height % f or cfg.width % f:
+            raise ValueError(f"frames of {cfg.height}x{cfg.width} are not a multiple of the tokenizer's "
+                             f"downsample factor {f}")
+        if (cfg.num_frames - 1) % tokenizer.temporal_downsample:
+            raise ValueError(f"clips of {cfg.num_frames} frames are not 1 + {tokenizer.temporal_downsample}k")
+        self.codebook_size = int(tokenizer.codebook_size)
+        self.num_image_tokens = (cfg.height // f) * (cfg.width // f)
+        self.num_latent_frames = 1 + (cfg.num_frames - 1) // tokenizer.temporal_downsample
+        self.cache = TokenCache(tokenizer, max_items=cache_items)
+
+    def corpus(self) -> list[str]:
+        return corpus()
+
+    def image_codes(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 ``(H, W, 3)`` -> ``(N,)`` codes (the image as a one-frame video)."""
+        return self.cache.codes(image[None])[0]
+
+    def video_codes(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` -> ``(F, N)`` latent frame codes."""
+        return self.cache.codes(frames)
+
+    def sample(self, kind: str, *, seed: int, index: int) -> dict:
+        """Sample `index` of the stream of `kind` (see the module docstring)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown sample kind {kind!r}; known: {', '.join(KINDS)}")
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index}")
+        world = ShapesWorld(seed, self.world_config)
+        half, odd = divmod(index, 2)
+        if kind == "t2i":
+            image = world.sample(index, "image")
+            return {"kind": kind, "text": image.caption, "image": self.image_codes(image.image)}
+        if kind == "mmu":
+            if odd:
+                qa = world.sample(half, "image_qa")
+                return {"kind": kind, "text": mmu_dialogue(qa.question, qa.answer), "image": self.image_codes(qa.frames[0])}
+            image = world.sample(half, "image")
+            return {"kind": kind, "text": mmu_dialogue(IMAGE_CAPTION_QUESTION, image.caption),
+                    "image": self.image_codes(image.image)}
+        if kind == "lm":
+            third, which = divmod(index, 3)
+            if which == 0:
+                return {"kind": kind, "text": world.sample(third, "image").caption}
+            if which == 1:
+                return {"kind": kind, "text": world.sample(third, "video").caption}
+            howto = world.sample(third, "howto")
+            return {"kind": kind, "text": " ".join([howto.question] + [s.caption for s in howto.steps])}
+        if kind == "t2v":
+            video = world.sample(index, "video")
+            return {"kind": kind, "text": video.caption, "frames": self.video_codes(video.frames)}
+        if kind == "v2t":
+            if odd:
+                qa = world.sample(half, "video_qa")
+                return {"kind": kind, "text": mmu_dialogue(qa.question, qa.answer), "frames": self.video_codes(qa.frames)}
+            video = world.sample(half, "video")
+            return {"kind": kind, "text": mmu_dialogue(VIDEO_CAPTION_QUESTION, video.caption),
+                    "frames": self.video_codes(video.frames)}
+        howto = world.sample(index, "howto")
+        steps = [{"caption": s.caption, "image": self.image_codes(s.keyframe)} for s in howto.steps]
+        return {"kind": kind, "text": howto.question, "steps": steps}
+
+    def samples(self, kind: str, *, seed: int, start: int = 0) -> Iterator[dict]:
+        index = start
+        while True:
+            yield self.sample(kind, seed=seed, index=index)
+            index += 1
+
+    def describe(self) -> dict:
+        """What the source draws (for run records)."""
+        return {"world": asdict(self.world_config), "codebook_size": self.codebook_size,
+                "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames}
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer data
+
+
+CLIP_KINDS = ("video", "image", "howto")
+
+
+def clip_sampler(world: WorldConfig | dict | None = None, *, seed: int = 0,
+                 weights: dict[str, float] | None = None) -> Callable[[torch.Generator], torch.Tensor]:
+    """Clips for tokenizer training: `(generator) -> float (3, T, H, W)` in [-1, 1].
+
+    Moving scenes teach the temporal path; still scenes and how-to keyframes (held for the whole clip) teach
+    the spatial path on exactly the frames the transformer will see as images. The world index is drawn from
+    the generator, so a batch is a pure function of the generator's seed (`tokenizers3d.train.make_batch`).
+
+    Args:
+        world: frame size and clip length.
+        seed: the world's seed.
+        weights: how often each kind of `CLIP_KINDS` is drawn (default video 0.6, image 0.2, howto 0.2).
+    """
+    shapes = ShapesWorld(seed, as_world_config(world))
+    weights = dict(weights or {"video": 0.6, "image": 0.2, "howto": 0.2})
+    unknown = set(weights) - set(CLIP_KINDS)
+    if unknown:
+        raise ValueError(f"unknown clip kinds {sorted(unknown)}; known: {', '.join(CLIP_KINDS)}")
+    kinds = list(weights)
+    probs = torch.tensor([float(weights[k]) for k in kinds])
+    if (probs < 0).any() or probs.sum() <= 0:
+        raise ValueError(f"clip weights must be non-negative and not all zero, got {weights}")
+    probs = probs / probs.sum()
+    num_frames = shapes.config.num_frames
+
+    def sample(gen: torch.Generator) -> torch.Tensor:
+        kind = kinds[int(torch.multinomial(probs, 1, generator=gen))]
+        index = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        if kind == "video":
+            return shapes.sample(index, "video").tensor  # (3, T, H, W)
+        if kind == "image":
+            frame = shapes.sample(index, "image").image
+        else:
+            howto = shapes.sample(index, "howto")
+            frame = howto.steps[int(torch.randint(len(howto.steps), (1,), generator=gen))].keyframe
+        return to_tensor(frame)[:, None].expand(-1, num_frames, -1, -1).contiguous()  # a still clip
+
+    return sample

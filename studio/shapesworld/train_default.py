@@ -1,0 +1,261 @@
+"""Train the embedded default model on ShapesWorld, from nothing, with one seeded command:
+
+    python -m studio.shapesworld.train_default [--quick] [--out DIR] [--work DIR] [--config YAML] [key=value ...]
+
+Stages (each resumable: a finished stage is skipped, the transformer resumes from its last checkpoint):
+
+    1. the video tokenizer on ShapesWorld clips (moving scenes, stills, how-to keyframes), then its PSNR on
+       clips of a held-out world seed;
+    2. the word-level text tokenizer over every text the world's grammar emits;
+    3. Show-o on all tasks at once (`model.train` with `ShapesWorldSource`).
+
+The result is written as `DIR/{tokenizer,showo,text_tokenizer}` (safetensors + JSON configs, the layout
+`studio.defaults` loads) plus `DIR/training.json` (config, timings, losses, PSNR). `--quick` merges
+`configs/quick.yaml` over `configs/default.yaml`: tiny steps, for smoke tests only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "default_model"
+SOURCE_FACTORY = "studio.shapesworld.data:ShapesWorldSource"
+Log = Callable[[str], None]
+
+
+def load_config(*, quick: bool = False, path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """`configs/default.yaml`, then `configs/quick.yaml` when `quick`, then the file at `path`, then `key=value`s."""
+    cfg = OmegaConf.load(CONFIG_DIR / "default.yaml")
+    if quick:
+        cfg = OmegaConf.merge(cfg, OmegaConf.load(CONFIG_DIR / "quick.yaml"))
+    if path is not None:
+        cfg = OmegaConf.merge(cfg, OmegaConf.load(str(path)))
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ---------------------------------------------------------------------------------------------- stage 1
+
+
+def _quantize_mix(step: int, continuous: int, ramp: int) -> float:
+    """How much of the LFQ step the decoder sees: 0 (continuous latents) for `continuous` steps, then a linear
+    ramp to 1 (pure LFQ) over `ramp` steps.
+
+    Why: on ShapesWorld (90% black background) a tokenizer trained with LFQ from the first step, or with an L1
+    term, settles on an all-background reconstruction (about 16 dB) and does not leave it; a short continuous
+    warm-up with L2 learns the objects first, then the codes are made binary gradually.
+    """
+    if step < continuous:
+        return 0.0
+    return 1.0 if ramp <= 0 else min(1.0, (step - continuous + 1) / ramp)
+
+
+
+def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
+    """Train the video tokenizer as `cfg.tokenizer` says and save it to `directory` (skipped when a finished one
+    is there). Returns the stage record (steps, seconds, final loss terms, held-out PSNR)."""
+    from tokenizers3d.losses import LossWeights, tokenizer_loss
+    from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
+    from tokenizers3d.train import make_batch
+    from tokenizers3d.video import VideoMagvit
+
+    from studio.shapesworld.data import clip_sampler
+    from studio.shapesworld.evaluate import tokenizer_psnr
+
+    tcfg, world = cfg.tokenizer, OmegaConf.to_container(cfg.world, resolve=True)
+    recipe = {"seed": int(cfg.seed), "world": world, "tokenizer": OmegaConf.to_container(tcfg, resolve=True)}
+    record_path = directory / "stage.json"
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("recipe") == recipe:
+            log(f"tokenizer: reusing the finished stage in {directory}")
+            return record
+        log(f"tokenizer: the stage in {directory} was trained with another recipe; training again")
+        record_path.unlink()
+    device = _device(cfg.device)
+    torch.manual_seed(int(cfg.seed))
+    image = MagvitV2(MagvitConfig.from_dict(OmegaConf.to_container(tcfg.architecture, resolve=True)))
+    model = VideoMagvit.from_image_tokenizer(image, temporal_downsample=int(tcfg.temporal_downsample)).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(tcfg.lr), betas=(0.9, 0.99))
+    steps = int(tcfg.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, int(tcfg.warmup_steps), steps, float(tcfg.min_lr_ratio)))
+    weights = LossWeights(**OmegaConf.to_container(tcfg.loss, resolve=True))
+    sample = clip_sampler(world, seed=int(cfg.seed), weights=OmegaConf.to_container(tcfg.clip_weights, resolve=True))
+    start, terms = time.perf_counter(), {}
+    for step in range(steps):
+        batch = make_batch(sample, int(cfg.seed), step, int(tcfg.batch_size)).to(device)  # (B, 3, T, H, W)
+        mix = _quantize_mix(step, int(tcfg.continuous_steps), int(tcfg.quantize_ramp_steps))
+        z = model.encode_latents(batch)  # (B, bits, t, h, w)
+        z_q, _ = model.quantize(z)
+        recon = model.decode_latents(z + mix * (z_q - z))  # (B, 3, T, H, W)
+        step_weights = dataclasses.replace(weights, entropy=mix * weights.entropy, commitment=mix * weights.commitment)
+        loss, terms = tokenizer_loss(batch, recon, z, step_weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg.grad_clip))
+        optimizer.step()
+        scheduler.step()
+        if (step + 1) % int(tcfg.log_every) == 0 or step + 1 == steps:
+            log(f"tokenizer step {step + 1}/{steps} " + " ".join(f"{k}={v:.4f}" for k, v in terms.items())
+                + f" ({time.perf_counter() - start:.0f}s)")
+    model.eval()
+    # Held-out world seed: the PSNR measures reconstruction of scenes the tokenizer never saw.
+    psnr = tokenizer_psnr(model, world, seed=int(cfg.seed) + 1000, count=int(tcfg.eval_clips))
+    log(f"tokenizer: held-out PSNR {psnr:.2f} dB after {steps} steps")
+    model.save_pretrained(str(directory))
+    record = {"recipe": recipe, "steps": steps, "seconds": round(time.perf_counter() - start, 1), "final": terms,
+              "psnr_db": psnr}
+    record_path.write_text(json.dumps(record, indent=2))  # written last: marks the stage finished
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- stages 2, 3
+
+
+def build_text_tokenizer(directory: Path) -> int:
+    """Stage 2: the word tokenizer over the source's corpus, saved to `directory`; returns its size."""
+    from model.text_tokenizer import build_word_tokenizer
+
+    from studio.shapesworld.data import corpus
+
+    return len(build_word_tokenizer(corpus(), directory))
+
+
+def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: Path) -> DictConfig:
+    """The `model.train` config of stage 3: `cfg.showo` plus the data source, tokenizer, device and seeds."""
+    device = "cuda" if _device(cfg.device).type == "cuda" else "cpu"
+    wired = {
+        "tokenizer": str(text_dir),
+        "data": {"source": SOURCE_FACTORY, "fixed": False,
+                 "source_args": {"tokenizer": str(tokenizer_dir), "world": OmegaConf.to_container(cfg.world),
+                                 "device": device}},
+        "training": {"device": device, "seed": int(cfg.seed)},
+        "checkpoint": {"dir": str(run_dir)},
+    }
+    return OmegaConf.merge(cfg.showo, OmegaConf.create(wired))
+
+
+def train_showo(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: Path, log: Log):
+    """Stage 3: train (or resume) Show-o; returns `model.train.TrainResult`."""
+    from model.train import train
+
+    log_every = int(cfg.showo.training.get("log_every", 25))
+    start = time.perf_counter()
+
+    def report(record: dict) -> None:
+        if log_every and record["step"] % log_every == 0:
+            terms = " ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("step", "lr"))
+            log(f"showo step {record['step']}/{cfg.showo.training.steps} lr {record['lr']:.2e} {terms} "
+                f"({time.perf_counter() - start:.0f}s)")
+
+    return train(showo_config(cfg, tokenizer_dir, text_dir, run_dir), on_step=report)
+
+
+def folder_mb(directory: Path) -> float:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 2**20
+
+
+def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) -> float:
+    """Write `out/{tokenizer,showo,text_tokenizer}` and `out/training.json`; raise when over `max_mb`."""
+    staging = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copytree(tokenizer_dir, staging / "tokenizer", ignore=shutil.ignore_patterns("stage.json"))
+    result.model.to("cpu").save_pretrained(str(staging / "showo"))
+    result.tokenizer.save_pretrained(str(staging / "text_tokenizer"))
+    (staging / "training.json").write_text(json.dumps(record, indent=2))
+    size = folder_mb(staging)
+    if size > max_mb:
+        raise ValueError(f"the model folder would be {size:.1f} MB, over the {max_mb} MB budget: shrink the "
+                         "tokenizer or transformer in the config")
+    for name in ("tokenizer", "showo", "text_tokenizer", "training.json"):
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    for child in staging.iterdir():
+        child.rename(out / child.name)
+    staging.rmdir()
+    return size
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print) -> dict:
+    """All three stages, then the export. Returns the training record written to `out/training.json`."""
+    out, work = Path(out), Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, work / "config.yaml")
+    started = time.perf_counter()
+    tokenizer_dir, text_dir = work / "tokenizer", work / "text_tokenizer"
+    tok = train_tokenizer(cfg, tokenizer_dir, log)
+    vocab = build_text_tokenizer(text_dir)
+    log(f"text tokenizer: {vocab} words")
+    t0 = time.perf_counter()
+    result = train_showo(cfg, tokenizer_dir, text_dir, work / "showo", log)
+    history = result.history
+    tail = history[-min(len(history), 25):]
+    showo = {"steps": result.step, "seconds": round(time.perf_counter() - t0, 1),
+             "first": history[0] if history else None,
+             "last_mean": {k: sum(r[k] for r in tail) / len(tail) for k in tail[0] if k != "step"} if tail else None}
+    record = {"config": OmegaConf.to_container(cfg, resolve=True), "tokenizer": tok, "text_vocab": vocab,
+              "showo": showo, "seconds": round(time.perf_counter() - started, 1)}
+    record["size_mb"] = round(export(out, tokenizer_dir, result, record, float(cfg.max_output_mb)), 2)
+    log(f"wrote {out} ({record['size_mb']} MB) in {record['seconds']}s")
+    return record
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's options (shared by `python -m studio.shapesworld.train_default` and `studio train-default`)."""
+    parser.add_argument("--quick", action="store_true", help="tiny steps (a smoke run; the model is not meaningful)")
+    parser.add_argument("--out", default=None, help="where the model goes (default: studio/default_model, "
+                                                     "or runs/default-quick with --quick)")
+    parser.add_argument("--work", default=None, help="stage outputs and checkpoints (default: <out>.work)")
+    parser.add_argument("--config", default=None, help="a YAML merged over the default (and quick) config")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. showo.training.steps=200")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    cfg = load_config(quick=args.quick, path=args.config, overrides=args.overrides)
+    out = Path(args.out) if args.out else (Path("runs/default-quick") if args.quick else DEFAULT_OUT)
+    work = Path(args.work) if args.work else out.with_name(out.name + ".work")
+    run(cfg, out=out, work=work, log=lambda m: print(m, flush=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.shapesworld.train_default", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The ShapesWorld default model: the data source (deterministic, cached, every kind collates), the training
+command (seeded, loadable, runs a storyboard), the evaluation (every metric with a target), and, when it is
+shipped, the default model itself against a low but meaningful bar."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from model.data import KINDS, collate
+from model.prompting import Prompting
+from studio.shapesworld import data as sw_data
+from studio.shapesworld import evaluate as sw_eval
+from studio.shapesworld import train_default
+from studio.shapesworld.world import ShapesWorld, WorldConfig, shapesworld_tiny
+
+WORLD = {"height": 32, "width": 32, "num_frames": 5, "fps": 4, "max_objects": 2, "min_steps": 2, "max_steps": 3}
+# Smaller than configs/quick.yaml so that two runs fit in a few seconds.
+TINY_RUN = [
+    "tokenizer.steps=2", "tokenizer.batch_size=1", "tokenizer.warmup_steps=1", "tokenizer.eval_clips=2",
+    "showo.training.steps=2", "showo.training.warmup_steps=1", "showo.training.log_every=0",
+    "showo.data.max_text_len=48",
+]
+
+
+def _tokenizer(seed: int = 0):
+    from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
+    from tokenizers3d.video import VideoMagvit
+
+    torch.manual_seed(seed)
+    config = MagvitConfig(base_channels=8, encoder_ch_mult=(1, 1, 1, 1), encoder_num_res_blocks=(1, 1, 1, 1),
+                          decoder_ch_mult=(1, 1, 1, 1), decoder_num_res_blocks=(1, 1, 1, 1), latent_bits=6,
+                          norm_groups=4)
+    return VideoMagvit.from_image_tokenizer(MagvitV2(config), temporal_downsample=4).eval()
+
+
+@pytest.fixture(scope="module")
+def source():
+    return sw_data.ShapesWorldSource(_tokenizer(), world=WORLD)
+
+
+@pytest.fixture(scope="module")
+def prompting(source):
+    from model.text_tokenizer import add_showo_special_tokens, build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(source.corpus())
+    layout = add_showo_special_tokens(tokenizer)
+    import dataclasses
+
+    return Prompting(tokenizer, dataclasses.replace(layout, codebook_size=source.codebook_size), max_text_len=48)
+
+
+# ---------------------------------------------------------------------------------------------- source
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_source_is_deterministic_and_restartable(source):
+    other = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD)
+    for kind in KINDS:
+        stream = source.samples(kind, seed=3)
+        first = [next(stream) for _ in range(4)]
+        assert all(_same(a, other.sample(kind, seed=3, index=i)) for i, a in enumerate(first)), kind
+        restarted = next(source.samples(kind, seed=3, start=2))
+        assert _same(restarted, first[2]), kind
+        assert not _same(source.sample(kind, seed=4, index=0), first[0]) or kind == "lm"
+
+
+def test_samples_have_the_documented_shapes(source):
+    n, frames = source.num_image_tokens, source.num_latent_frames
+    assert (n, frames, source.codebook_size) == (16, 2, 64)
+    for index in range(4):
+        t2i = source.sample("t2i", seed=0, index=index)
+        assert t2i["image"].shape == (n,) and t2i["image"].dtype == torch.long
+        assert int(t2i["image"].max()) < source.codebook_size
+        assert source.sample("t2v", seed=0, index=index)["frames"].shape == (frames, n)
+        assert source.sample("v2t", seed=0, index=index)["frames"].shape == (frames, n)
+        howto = source.sample("interleaved", seed=0, index=index)
+        assert 2 <= len(howto["steps"]) <= 3 and all(s["image"].shape == (n,) for s in howto["steps"])
+    caption = source.sample("mmu", seed=0, index=0)["text"]
+    assert sw_data.IMAGE_CAPTION_QUESTION in caption and "ASSISTANT:" in caption
+    assert sw_data.VIDEO_CAPTION_QUESTION in source.sample("v2t", seed=0, index=0)["text"]
+
+
+def test_t2i_codes_are_the_tokenizers_codes_of_the_rendered_image(source):
+    sample = source.sample("t2i", seed=5, index=1)
+    image = ShapesWorld(5, WorldConfig(**WORLD)).sample(1, "image")
+    assert sample["text"] == image.caption
+    with torch.no_grad():
+        expected = source.tokenizer.encode(image.tensor[None, :, None])[0, 0].flatten()
+    assert torch.equal(sample["image"], expected)
+
+
+def test_token_cache_tokenizes_each_clip_once(source):
+    source.sample("t2v", seed=9, index=7)
+    misses, hits = source.cache.misses, source.cache.hits
+    again = source.sample("t2v", seed=9, index=7)
+    assert (source.cache.misses, source.cache.hits) == (misses, hits + 1)
+    assert torch.equal(again["frames"], source.sample("t2v", seed=9, index=7)["frames"])
+
+
+def test_every_kind_collates_and_every_word_is_known(source, prompting):
+    samples = [source.sample(kind, seed=1, index=i) for kind in KINDS for i in range(3)]
+    batch = collate(prompting, samples, lm_length=prompting.t2i_length(source.num_image_tokens))
+    assert batch.batch_size == len(samples) and batch.labels is not None
+    texts = [s["text"] for s in samples] + [st["caption"] for s in samples for st in s.get("steps", [])]
+    unknown_id = prompting.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert all(unknown_id not in prompting.encode(t) for t in texts)
+
+
+def test_clip_sampler_is_seeded_and_in_range():
+    sample = sw_data.clip_sampler(shapesworld_tiny(), seed=0)
+    a = sample(torch.Generator().manual_seed(1))
+    b = sample(torch.Generator().manual_seed(1))
+    assert a.shape == (3, 5, 32, 32) and torch.equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1
+    with pytest.raises(ValueError, match="unknown clip kinds"):
+        sw_data.clip_sampler(shapesworld_tiny(), weights={"noise": 1.0})
+
+
+def test_source_rejects_mismatched_world():
+    with pytest.raises(ValueError, match="multiple of the tokenizer's downsample factor"):
+        sw_data.ShapesWorldSource(_tokenizer(), world={**WORLD, "height": 36})
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def quick_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("default-model")
+    cfg = train_default.load_config(quick=True, overrides=TINY_RUN)
+    record = train_default.run(cfg, out=root / "out", work=root / "work", log=lambda m: None)
+    return root, cfg, record
+
+
+def test_quick_run_writes_the_shipped_layout(quick_model):
+    root, cfg, record = quick_model
+    out = root / "out"
+    for part in ("showo/config.json", "tokenizer/config.json", "text_tokenizer/tokenizer.json", "training.json"):
+        assert (out / part).is_file(), part
+    assert record["size_mb"] <= cfg.max_output_mb
+    assert json.loads((out / "training.json").read_text())["showo"]["steps"] == 2
+
+
+def test_quick_run_is_reproducible(quick_model, tmp_path):
+    from safetensors.torch import load_file
+
+    root, cfg, _ = quick_model
+    train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
+    for part in ("showo/model.safetensors", "tokenizer/model.safetensors"):
+        a, b = load_file(str(root / "out" / part)), load_file(str(tmp_path / "out" / part))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def _pipeline(folder):
+    from model import ShowoPipeline
+
+    return ShowoPipeline.from_pretrained(str(folder / "showo"), str(folder / "tokenizer"),
+                                         str(folder / "text_tokenizer"), max_text_len=48)
+
+
+def test_quick_checkpoints_load_and_run_a_storyboard(quick_model):
+    pipe = _pipeline(quick_model[0] / "out")
+    assert pipe.image_size == (32, 32) and pipe.temporal_downsample == 4
+    board = pipe.storyboard("how do i build a tower with a red square and a blue circle?", num_steps=2, steps=2,
+                            max_caption_tokens=4, generator=torch.Generator().manual_seed(0))
+    assert len(board.steps) == 2 and board.steps[0].keyframe.shape == (3, 32, 32)
+
+
+def test_evaluate_returns_every_metric_with_a_target(quick_model):
+    results = sw_eval.evaluate(_pipeline(quick_model[0] / "out"), count=1, steps=2)
+    assert [r["metric"] for r in results] == list(sw_eval.TARGETS)
+    for r in results:
+        assert r["target"] == sw_eval.TARGETS[r["metric"]]
+        low, high = (0.0, 100.0) if r["metric"].endswith("_db") else (0.0, 1.0)
+        assert low <= r["value"] <= high, r
+    assert "tokenizer_psnr_db" in sw_eval.format_table(results)
+
+
+def test_psnr_of_identical_and_opposite_frames():
+    x = torch.rand(3, 5, 8, 8) * 2 - 1
+    assert sw_eval.psnr(x, x) == float("inf")
+    assert sw_eval.psnr(torch.ones(3, 4, 4), -torch.ones(3, 4, 4)) == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------------------------------------- shipped model
+
+
+@pytest.mark.skipif(not (train_default.DEFAULT_OUT / "showo").is_dir(), reason="no shipped default model")
+def test_shipped_model_captions_colours_well_above_chance():
+    from studio.defaults import load_default_pipeline
+
+    loaded = load_default_pipeline()
+    assert loaded.trained
+    pipe = loaded.pipeline
+    world = ShapesWorld(sw_eval.HELD_OUT_OFFSET, sw_eval.world_for(pipe))
+    results = {r["metric"]: r["value"] for r in sw_eval.caption_metrics(pipe, world, 12, 40)}
+    assert results["caption_colour_accuracy"] >= 0.5  # chance is 0.2 (five colours)
