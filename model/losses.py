@@ -73,7 +73,7 @@ def drop_conditions(batch: PromptBatch, null_blocks: Mapping[str, torch.Tensor],
 
 
 def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Generator,
-                       min_masking_rate: float = 0.0, last_blocks: int = 0) -> PromptBatch:
+                       min_masking_rate: float = 0.0, last_blocks: int = 0, one_block: bool = False) -> PromptBatch:
     """MaskGIT corruption of the visual codes of generation rows (t2i, t2v, interleaved).
 
     Per row: t ~ U(0, 1), ratio = max(cos(pi t / 2), min_masking_rate), `max(1, round(n * ratio))` of the row's n
@@ -83,17 +83,26 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
     Args:
         last_blocks: 0 masks all visual blocks of a row jointly; k > 0 masks only the last k (e.g. the last latent
             frame of a block-causal clip, so the model learns to continue a video from complete earlier frames).
+        one_block: mask one block per row, drawn uniformly (one extra draw per row), and keep the others clean:
+            every block, the first included, learns to be generated from a complete history, which is how
+            temporal autoregression and storyboards generate (frame k, or keyframe k, after finished ones).
     Returns:
         the batch with corrupted `input_ids` and MaskGIT `labels`.
     """
     if batch.labels is None:
         raise ValueError("masking needs a training batch with labels")
+    if one_block and last_blocks:
+        raise ValueError("one_block and last_blocks choose the masked blocks in two ways; pass one of them")
     ids, labels = batch.input_ids.clone(), batch.labels.clone()
     rows = [r for r, task in enumerate(batch.tasks) if task in GENERATION_TASKS and batch.visual_slices[r]]
     times = torch.rand(len(rows), generator=generator)
     for row, t in zip(rows, times):
         slices = batch.visual_slices[row]
-        chosen = slices[-last_blocks:] if last_blocks else slices
+        if one_block:
+            pick = int(torch.randint(len(slices), (1,), generator=generator))
+            chosen = slices[pick:pick + 1]
+        else:
+            chosen = slices[-last_blocks:] if last_blocks else slices
         candidates = torch.cat([torch.arange(s, e) for s, e in chosen]).to(ids.device)
         ratio = max(float(cosine_mask_ratio(t)), min_masking_rate)
         count = max(1, round(candidates.numel() * ratio))

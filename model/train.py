@@ -34,7 +34,7 @@ from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_51
 from model.data import KINDS, DataSource, SyntheticSource, collate
 from model.losses import drop_conditions, mask_visual_tokens, unified_loss
 from model.network import Showo
-from model.prompting import Prompting
+from model.prompting import PromptBatch, Prompting
 from model.vocab import VocabLayout
 
 PRESETS: dict[str, Callable[[], ShowoConfig]] = {
@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
         "min_masking_rate": 0.0,
         "cond_dropout_prob": 0.1,
         "mask_last_blocks": 0,  # >0: mask only the last k visual blocks of video / interleaved rows
+        "mask_one_block": False,  # true: mask one block per row, drawn uniformly, the others stay clean
         "coefficients": {"t2i": 1.0, "lm": 0.1, "mmu": 1.0},
         "log_every": 10,
     },
@@ -259,6 +260,30 @@ def _optimizer(model: Showo, cfg: DictConfig) -> torch.optim.Optimizer:
 
 
 # ----------------------------------------------------------------------------------------------- loop
+def grouped_logits(model: Showo, batch: PromptBatch) -> torch.Tensor:
+    """Logits `(B, L, V)` of a mixed batch, each task's rows run only up to their own last real token.
+
+    A mixed batch is right-padded to its longest row (a storyboard is several times longer than a t2i row);
+    trailing pads are invisible to every real position, so cutting them off changes no logit that a label
+    reads, and it saves most of the compute. Positions past a group's length stay zero (their labels are
+    ignored).
+    """
+    real = ~batch.segments.pad  # (B, L)
+    last = torch.where(real.any(1), real.shape[1] - real.flip(1).long().argmax(1), 0)  # (B,) one past the last real
+    logits = None
+    for task in dict.fromkeys(batch.tasks):
+        rows = [r for r, t in enumerate(batch.tasks) if t == task]
+        index = torch.tensor(rows, device=batch.input_ids.device)
+        length = max(1, int(last[index].max()))
+        group = batch.select(rows)
+        out = model(group.input_ids[:, :length], attention_mask=group.attention_mask()[:, :length, :length],
+                    position_ids=group.position_ids[:, :length])  # (b, length, V)
+        if logits is None:
+            logits = out.new_zeros(batch.batch_size, batch.length, out.shape[-1])
+        logits[index, :length] = out
+    return logits
+
+
 def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Run (or resume) training as configured; see `DEFAULTS` for the keys.
 
@@ -324,10 +349,11 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
         batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
                                 generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
-                                   min_masking_rate=tcfg.min_masking_rate, last_blocks=tcfg.mask_last_blocks)
+                                   min_masking_rate=tcfg.min_masking_rate, last_blocks=tcfg.mask_last_blocks,
+                                   one_block=tcfg.mask_one_block)
         batch = batch.to(device)
         with autocast:
-            logits = model(batch.input_ids, attention_mask=batch.attention_mask(), position_ids=batch.position_ids)
+            logits = grouped_logits(model, batch)
         loss = unified_loss(logits, batch, coefficients)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()

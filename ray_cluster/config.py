@@ -57,6 +57,8 @@ class PoolConfig:
         num_gpus: GPUs per worker; fractional values (0.5, 0.25) pack several workers on one GPU.
         max_concurrency: calls a worker accepts at once (they queue inside it and are batched where possible).
         request_timeout_s: the longest a caller waits for one call before a `TimeoutError`.
+        startup_timeout_s: the longest `ready()` waits for the workers to start and load their models (a busy
+            machine or a large checkpoint can take minutes).
         max_restarts: how often Ray restarts a worker that died (-1: forever).
         max_task_retries: how often a call that was in flight on a dead worker is retried (-1: forever).
         batch_wait_s: how long a worker waits for companions of a batchable call.
@@ -68,6 +70,7 @@ class PoolConfig:
     num_gpus: float = 0.0
     max_concurrency: int = 32
     request_timeout_s: float = 600.0
+    startup_timeout_s: float = 600.0
     max_restarts: int = 3
     max_task_retries: int = 3
     batch_wait_s: float = 0.01
@@ -82,8 +85,9 @@ class PoolConfig:
             raise ValueError(f"{name}.num_gpus above 1 must be a whole number, got {self.num_gpus}")
         if self.max_concurrency < 1 or self.max_batch_size < 1:
             raise ValueError(f"{name}.max_concurrency and max_batch_size must be >= 1")
-        if self.request_timeout_s <= 0 or self.batch_wait_s < 0:
-            raise ValueError(f"{name}.request_timeout_s must be > 0 and batch_wait_s >= 0")
+        if self.request_timeout_s <= 0 or self.startup_timeout_s <= 0 or self.batch_wait_s < 0:
+            raise ValueError(f"{name}.request_timeout_s and startup_timeout_s must be > 0 and batch_wait_s >= 0, "
+                             f"got {self.request_timeout_s}, {self.startup_timeout_s} and {self.batch_wait_s}")
         if self.max_restarts < -1 or self.max_task_retries < -1:
             raise ValueError(f"{name}.max_restarts and max_task_retries must be >= -1")
 

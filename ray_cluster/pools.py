@@ -89,7 +89,10 @@ class WorkerPool:
         """Wait until every worker has loaded its model; returns their `ping()` answers."""
         import ray
 
-        return ray.get([w.handle.ping.remote() for w in self.workers], timeout=timeout_s)
+        try:
+            return ray.get([w.handle.ping.remote() for w in self.workers], timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise TimeoutError(f"the {self.kind} pool's workers did not start within {timeout_s:g} s") from None
 
     def stats(self, timeout_s: float = 30.0) -> list[dict]:
         import ray
@@ -133,7 +136,7 @@ class RayBackend:
 
     def ready(self) -> dict[str, list[dict]]:
         """Block until every worker answers (model loaded); returns their `ping()` answers by pool."""
-        return {kind: pool.ready(pool.config.request_timeout_s) for kind, pool in self.pools.items()}
+        return {kind: pool.ready(pool.config.startup_timeout_s) for kind, pool in self.pools.items()}
 
     def close(self) -> None:
         """Stop every worker of both pools (Ray does not restart them)."""

@@ -30,16 +30,31 @@ class DefaultPipeline:
 def load_default_pipeline(device: str = "cpu", seed: int = 0) -> DefaultPipeline:
     """The pipeline `studio demo` and the service use when no checkpoint is configured."""
     if (DEFAULT_MODEL_DIR / "showo").is_dir():
-        from model import ShowoPipeline
-
-        pipe = ShowoPipeline.from_pretrained(
-            str(DEFAULT_MODEL_DIR / "showo"),
-            str(DEFAULT_MODEL_DIR / "tokenizer"),
-            str(DEFAULT_MODEL_DIR / "text_tokenizer"),
-            device=device,
-        )
-        return DefaultPipeline(pipe, True, "ShapesWorld default model")
+        return DefaultPipeline(load_model_folder(DEFAULT_MODEL_DIR, device=device), True, "ShapesWorld default model")
     return DefaultPipeline(_seeded_tiny_pipeline(device, seed), False, "seeded tiny model (untrained weights)")
+
+
+def load_model_folder(folder: str | Path, *, device: str = "cpu", **overrides):
+    """A `ShowoPipeline` from a folder laid out as `studio train-default` writes it: `showo/`, `tokenizer/`,
+    `text_tokenizer/` and, optionally, `pipeline.json` (pipeline fields the model was trained with, such as
+    `max_text_len` and `fps`; `overrides` win over it)."""
+    import json
+
+    from model import ShowoPipeline
+
+    folder = Path(folder)
+    missing = [part for part in ("showo", "tokenizer", "text_tokenizer") if not (folder / part).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a model folder: it lacks {', '.join(p + '/' for p in missing)}")
+    settings = folder / "pipeline.json"
+    fields = json.loads(settings.read_text()) if settings.is_file() else {}
+    known = {"max_text_len", "fps", "grid"}
+    unknown = set(fields) - known
+    if unknown:
+        raise ValueError(f"{settings}: unknown pipeline fields {sorted(unknown)}; known: {sorted(known)}")
+    fields.update(overrides)
+    return ShowoPipeline.from_pretrained(str(folder / "showo"), str(folder / "tokenizer"),
+                                         str(folder / "text_tokenizer"), device=device, **fields)
 
 
 def _seeded_tiny_pipeline(device: str, seed: int):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import asdict
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -78,21 +78,38 @@ class TokenCache:
 
     def codes(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)`` frames, T = 1 + rk -> int64 codes ``(t, h*w)`` on the CPU."""
-        key = (frames.shape, hashlib.blake2b(frames.tobytes(), digest_size=16).digest())
-        found = self._codes.get(key)
-        if found is not None:
-            self.hits += 1
-            self._codes.move_to_end(key)
-            return found
-        self.misses += 1
+        return self.codes_many([frames])[0]
+
+    def codes_many(self, clips: list[np.ndarray], *, batch_size: int = 64) -> list[torch.Tensor]:
+        """Codes of several clips; the ones not cached yet are encoded together, `batch_size` clips of one shape
+        per tokenizer call (one call for 16 clips costs about as much as two calls for one)."""
+        keys = [(c.shape, hashlib.blake2b(c.tobytes(), digest_size=16).digest()) for c in clips]
+        missing: dict[tuple, np.ndarray] = {}
+        for key, clip in zip(keys, clips):
+            if key in self._codes:
+                self.hits += 1
+                self._codes.move_to_end(key)
+            elif key not in missing:
+                self.misses += 1
+                missing[key] = clip
+        by_shape: dict[tuple, list[tuple]] = {}
+        for key in missing:
+            by_shape.setdefault(key[0], []).append(key)
+        found = {key: self._codes[key] for key in keys if key in self._codes}
         device = next(self.tokenizer.parameters()).device
-        with torch.no_grad():
-            codes = self.tokenizer.encode(to_tensor(frames)[None].to(device))[0]  # (t, h, w)
-        codes = codes.reshape(codes.shape[0], -1).cpu()  # (t, h*w)
-        self._codes[key] = codes
-        if self.max_items and len(self._codes) > self.max_items:
+        for group in by_shape.values():
+            for start in range(0, len(group), batch_size):
+                chunk = group[start:start + batch_size]
+                video = torch.stack([to_tensor(missing[k]) for k in chunk]).to(device)  # (b, 3, T, H, W)
+                with torch.no_grad():
+                    codes = self.tokenizer.encode(video).cpu()  # (b, t, h, w)
+                for key, c in zip(chunk, codes):
+                    found[key] = c.reshape(c.shape[0], -1)  # (t, h*w)
+        for key in missing:
+            self._codes[key] = found[key]
+        while self.max_items and len(self._codes) > self.max_items:
             self._codes.popitem(last=False)
-        return codes
+        return [found[key] for key in keys]
 
 
 # ---------------------------------------------------------------------------------------------- source
@@ -143,54 +160,69 @@ class ShapesWorldSource:
 
     def sample(self, kind: str, *, seed: int, index: int) -> dict:
         """Sample `index` of the stream of `kind` (see the module docstring)."""
+        return self.sample_many(kind, seed=seed, indices=[index])[0]
+
+    def sample_many(self, kind: str, *, seed: int, indices: Sequence[int]) -> list[dict]:
+        """Samples `indices` of the stream of `kind`, their frames tokenized in batches."""
         if kind not in KINDS:
             raise ValueError(f"unknown sample kind {kind!r}; known: {', '.join(KINDS)}")
-        if index < 0:
-            raise ValueError(f"index must be >= 0, got {index}")
+        if any(i < 0 for i in indices):
+            raise ValueError(f"indices must be >= 0, got {min(indices)}")
         world = ShapesWorld(seed, self.world_config)
-        half, odd = divmod(index, 2)
-        if kind == "t2i":
-            image = world.sample(index, "image")
-            return {"kind": kind, "text": image.caption, "image": self.image_codes(image.image)}
-        if kind == "mmu":
-            if odd:
-                qa = world.sample(half, "image_qa")
-                return {"kind": kind, "text": mmu_dialogue(qa.question, qa.answer), "image": self.image_codes(qa.frames[0])}
-            image = world.sample(half, "image")
-            return {"kind": kind, "text": mmu_dialogue(IMAGE_CAPTION_QUESTION, image.caption),
-                    "image": self.image_codes(image.image)}
-        if kind == "lm":
-            third, which = divmod(index, 3)
-            if which == 0:
-                return {"kind": kind, "text": world.sample(third, "image").caption}
-            if which == 1:
-                return {"kind": kind, "text": world.sample(third, "video").caption}
-            howto = world.sample(third, "howto")
-            return {"kind": kind, "text": " ".join([howto.question] + [s.caption for s in howto.steps])}
-        if kind == "t2v":
-            video = world.sample(index, "video")
-            return {"kind": kind, "text": video.caption, "frames": self.video_codes(video.frames)}
-        if kind == "v2t":
-            if odd:
-                qa = world.sample(half, "video_qa")
-                return {"kind": kind, "text": mmu_dialogue(qa.question, qa.answer), "frames": self.video_codes(qa.frames)}
-            video = world.sample(half, "video")
-            return {"kind": kind, "text": mmu_dialogue(VIDEO_CAPTION_QUESTION, video.caption),
-                    "frames": self.video_codes(video.frames)}
-        howto = world.sample(index, "howto")
-        steps = [{"caption": s.caption, "image": self.image_codes(s.keyframe)} for s in howto.steps]
-        return {"kind": kind, "text": howto.question, "steps": steps}
+        drafts = [_draft(kind, world, i) for i in indices]
+        # Every pixel field of the drafts, in order: images become one-frame clips, and their codes one row.
+        slots = [(holder, key) for draft in drafts for holder in [draft, *draft.get("steps", ())]
+                 for key in ("image", "frames") if key in holder]
+        clips = [holder[key][None] if key == "image" else holder[key] for holder, key in slots]
+        for (holder, key), codes in zip(slots, self.cache.codes_many(clips)):
+            holder[key] = codes[0] if key == "image" else codes
+        return drafts
 
-    def samples(self, kind: str, *, seed: int, start: int = 0) -> Iterator[dict]:
+    def samples(self, kind: str, *, seed: int, start: int = 0, chunk: int = 32) -> Iterator[dict]:
         index = start
         while True:
-            yield self.sample(kind, seed=seed, index=index)
-            index += 1
+            yield from self.sample_many(kind, seed=seed, indices=range(index, index + chunk))
+            index += chunk
 
     def describe(self) -> dict:
         """What the source draws (for run records)."""
         return {"world": asdict(self.world_config), "codebook_size": self.codebook_size,
                 "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames}
+
+
+def _draft(kind: str, world: ShapesWorld, index: int) -> dict:
+    """Sample `index` of `kind` with uint8 pixels (``image`` (H, W, 3), ``frames`` (T, H, W, 3)) where the
+    source puts codes."""
+    half, odd = divmod(index, 2)
+    if kind == "t2i":
+        image = world.sample(index, "image")
+        return {"kind": kind, "text": image.caption, "image": image.image}
+    if kind == "mmu":
+        if odd:
+            qa = world.sample(half, "image_qa")
+            return {"kind": kind, "text": mmu_dialogue(qa.question, qa.answer), "image": qa.frames[0]}
+        image = world.sample(half, "image")
+        return {"kind": kind, "text": mmu_dialogue(IMAGE_CAPTION_QUESTION, image.caption), "image": image.image}
+    if kind == "lm":
+        third, which = divmod(index, 3)
+        if which == 0:
+            return {"kind": kind, "text": world.sample(third, "image").caption}
+        if which == 1:
+            return {"kind": kind, "text": world.sample(third, "video").caption}
+        howto = world.sample(third, "howto")
+        return {"kind": kind, "text": " ".join([howto.question] + [s.caption for s in howto.steps])}
+    if kind == "t2v":
+        video = world.sample(index, "video")
+        return {"kind": kind, "text": video.caption, "frames": video.frames}
+    if kind == "v2t":
+        if odd:
+            qa = world.sample(half, "video_qa")
+            return {"kind": kind, "text": mmu_dialogue(qa.question, qa.answer), "frames": qa.frames}
+        video = world.sample(half, "video")
+        return {"kind": kind, "text": mmu_dialogue(VIDEO_CAPTION_QUESTION, video.caption), "frames": video.frames}
+    howto = world.sample(index, "howto")
+    return {"kind": kind, "text": howto.question,
+            "steps": [{"caption": s.caption, "image": s.keyframe} for s in howto.steps]}
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer data

@@ -236,16 +236,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from studio.defaults import DEFAULT_MODEL_DIR
+    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder
 
     folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
-    if not (folder / "showo").is_dir():
-        print(f"no model in {folder} (expected showo/, tokenizer/, text_tokenizer/)", file=sys.stderr)
+    try:
+        pipeline = load_model_folder(folder, device=args.device)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
         return 2
-    from model import ShowoPipeline
-
-    pipeline = ShowoPipeline.from_pretrained(str(folder / "showo"), str(folder / "tokenizer"),
-                                             str(folder / "text_tokenizer"), device=args.device)
     torch.manual_seed(args.seed)
     results = evaluate(pipeline, quick=args.quick, seed=args.seed, count=args.count, steps=args.steps,
                        guidance_scale=args.guidance)

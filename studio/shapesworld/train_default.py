@@ -189,11 +189,15 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
     result.model.to("cpu").save_pretrained(str(staging / "showo"))
     result.tokenizer.save_pretrained(str(staging / "text_tokenizer"))
     (staging / "training.json").write_text(json.dumps(record, indent=2))
+    # What the pipeline must know to prompt the model as it was trained (`studio.defaults.load_model_folder`).
+    world = record["config"]["world"]
+    (staging / "pipeline.json").write_text(json.dumps(
+        {"max_text_len": int(record["config"]["showo"]["data"]["max_text_len"]), "fps": float(world["fps"])}, indent=2))
     size = folder_mb(staging)
     if size > max_mb:
         raise ValueError(f"the model folder would be {size:.1f} MB, over the {max_mb} MB budget: shrink the "
                          "tokenizer or transformer in the config")
-    for name in ("tokenizer", "showo", "text_tokenizer", "training.json"):
+    for name in ("tokenizer", "showo", "text_tokenizer", "training.json", "pipeline.json"):
         target = out / name
         if target.is_dir():
             shutil.rmtree(target)

@@ -18,7 +18,7 @@ from model.losses import (
 )
 from model.prompting import IGNORE_INDEX, PromptBatch, Prompting
 from model.text_tokenizer import add_showo_special_tokens, build_word_tokenizer
-from model.train import latest_checkpoint, load_config, load_model, lr_factor, main, train
+from model.train import grouped_logits, latest_checkpoint, load_config, load_model, lr_factor, main, train
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,27 @@ def test_masking_only_the_last_frame_of_block_causal_clips(prompting):
         assert masked.input_ids[row, c:d].eq(prompting.layout.mask_id).any()
 
 
+def test_one_block_masking_keeps_every_other_block_clean_and_reaches_every_block(prompting):
+    batch = mixed_batch(prompting, {"t2v": 4, "interleaved": 4})
+    chosen = set()
+    for seed in range(6):
+        masked = mask_visual_tokens(batch, mask_id=prompting.layout.mask_id,
+                                    generator=torch.Generator().manual_seed(seed), one_block=True)
+        for row, slices in enumerate(batch.visual_slices):
+            hit = [k for k, (a, b) in enumerate(slices)
+                   if masked.input_ids[row, a:b].eq(prompting.layout.mask_id).any()]
+            assert len(hit) == 1, "exactly one block is corrupted"
+            chosen.add(hit[0])
+            for k, (a, b) in enumerate(slices):
+                if k != hit[0]:
+                    assert torch.equal(masked.input_ids[row, a:b], batch.input_ids[row, a:b])
+                    assert masked.labels[row, a:b].eq(IGNORE_INDEX).all(), "clean blocks carry no target"
+    assert chosen == {0, 1}, "the first block is drawn too (it is generated from the text alone)"
+    with pytest.raises(ValueError, match="one_block and last_blocks"):
+        mask_visual_tokens(batch, mask_id=prompting.layout.mask_id, generator=torch.Generator(), one_block=True,
+                           last_blocks=1)
+
+
 def test_condition_dropout_substitutes_the_null_prompt(prompting):
     batch = mixed_batch(prompting, {"t2i": 3, "mmu": 1})
     null = {"t2i": prompting.null_text_block("t2i")}
@@ -125,6 +146,25 @@ def test_condition_dropout_substitutes_the_null_prompt(prompting):
     half = drop_conditions(batch, null, prob=0.5, pad_id=pad_id, generator=torch.Generator().manual_seed(3))
     for row in range(3):
         assert torch.equal(half.input_ids[row, :T], null["t2i"]) == bool(draws[row] < 0.5)
+
+
+def test_grouped_logits_equal_the_padded_batch_wherever_a_label_reads(prompting):
+    from model import Showo, showo_tiny
+
+    # Interleaved rows are several times longer than the others: each group runs at its own length.
+    batch = mixed_batch(prompting, {"t2i": 2, "lm": 2, "mmu": 1, "t2v": 1, "v2t": 1, "interleaved": 2})
+    batch = mask_visual_tokens(batch, mask_id=prompting.layout.mask_id, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = Showo(showo_tiny(llm_vocab_size=prompting.layout.llm_vocab_size, codebook_size=64, num_vq_tokens=16))
+    full = model(batch.input_ids, attention_mask=batch.attention_mask(), position_ids=batch.position_ids)
+    grouped = grouped_logits(model, batch)
+    assert grouped.shape == full.shape
+    real = ~batch.segments.pad
+    assert real.any(1).all() and not real[:2, -1].any()  # t2i rows end in padding, so they are cut
+    torch.testing.assert_close(grouped[real], full[real], atol=1e-5, rtol=1e-4)
+    a, b = unified_loss(grouped, batch), unified_loss(full, batch)
+    assert a.terms.keys() == b.terms.keys()
+    torch.testing.assert_close(a.total, b.total, atol=1e-5, rtol=1e-5)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():

@@ -11,8 +11,8 @@ def cluster_config(**overrides):
     """A small cluster for tests: half a CPU per worker, short timeouts, Ray restarts and retries on."""
     values = {
         "transformer.batch_wait_s": 0.05,
-        "transformer.request_timeout_s": 60,
-        "tokenizer.request_timeout_s": 60,
+        "transformer.request_timeout_s": 120,
+        "tokenizer.request_timeout_s": 120,
         "transformer.max_restarts": 3,
         "transformer.max_task_retries": 3,
         **overrides,

@@ -31,6 +31,7 @@ def test_yaml_and_overrides(tmp_path):
         ("transformer.num_replicas=0", "num_replicas"),
         ("tokenizer.num_gpus=1.5", "num_gpus"),
         ("transformer.request_timeout_s=0", "request_timeout_s"),
+        ("tokenizer.startup_timeout_s=-1", "startup_timeout_s"),
         ("transformer.max_restarts=-2", "max_restarts"),
         ("transformer.bogus=1", "bogus"),
         ("transformer.num_cpus=lots", "num_cpus"),

@@ -143,6 +143,17 @@ def test_a_hung_call_times_out_naming_the_op_and_the_worker(backend, make_config
     assert backend.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
 
 
+def test_workers_that_do_not_start_in_time_raise_a_timeout_naming_the_pool(ray_local, make_config):
+    # Fresh actor names, so nothing is loaded yet: 10 ms is far too short for a worker to start.
+    slow = RayBackend(make_config(**{"name_prefix": "show-studio-slow", "tokenizer.startup_timeout_s": 0.01}),
+                      pipeline_factory=FACTORY, wait=False)
+    try:
+        with pytest.raises(TimeoutError, match="the tokenizer pool's workers did not start within 0.01 s"):
+            slow.ready()
+    finally:
+        slow.close()
+
+
 def test_a_killed_worker_is_restarted_and_its_requests_still_complete(backend, local):
     import ray
 

@@ -164,18 +164,33 @@ def test_quick_run_is_reproducible(quick_model, tmp_path):
 
 
 def _pipeline(folder):
-    from model import ShowoPipeline
+    from studio.defaults import load_model_folder
 
-    return ShowoPipeline.from_pretrained(str(folder / "showo"), str(folder / "tokenizer"),
-                                         str(folder / "text_tokenizer"), max_text_len=48)
+    return load_model_folder(folder)
 
 
 def test_quick_checkpoints_load_and_run_a_storyboard(quick_model):
     pipe = _pipeline(quick_model[0] / "out")
+    # pipeline.json carries what the model was trained with: the text block and the clips' frame rate.
+    assert (pipe.max_text_len, pipe.fps) == (48, 4.0)
     assert pipe.image_size == (32, 32) and pipe.temporal_downsample == 4
     board = pipe.storyboard("how do i build a tower with a red square and a blue circle?", num_steps=2, steps=2,
                             max_caption_tokens=4, generator=torch.Generator().manual_seed(0))
     assert len(board.steps) == 2 and board.steps[0].keyframe.shape == (3, 32, 32)
+
+
+def test_model_folder_errors_name_the_problem(quick_model, tmp_path):
+    import shutil
+
+    from studio.defaults import load_model_folder
+
+    with pytest.raises(FileNotFoundError, match="lacks showo/, tokenizer/, text_tokenizer/"):
+        load_model_folder(tmp_path)
+    folder = tmp_path / "copy"
+    shutil.copytree(quick_model[0] / "out", folder)
+    (folder / "pipeline.json").write_text(json.dumps({"max_text_len": 48, "colour": "red"}))
+    with pytest.raises(ValueError, match="unknown pipeline fields \\['colour'\\]"):
+        load_model_folder(folder)
 
 
 def test_evaluate_returns_every_metric_with_a_target(quick_model):
