@@ -89,7 +89,9 @@ class TokenCache:
             if key in self._codes:
                 self.hits += 1
                 self._codes.move_to_end(key)
-            elif key not in missing:
+            elif key in missing:
+                self.hits += 1  # repeated within this call: encoded once
+            else:
                 self.misses += 1
                 missing[key] = clip
         by_shape: dict[tuple, list[tuple]] = {}
@@ -104,7 +106,7 @@ class TokenCache:
                 with torch.no_grad():
                     codes = self.tokenizer.encode(video).cpu()  # (b, t, h, w)
                 for key, c in zip(chunk, codes):
-                    found[key] = c.reshape(c.shape[0], -1)  # (t, h*w)
+                    found[key] = c.reshape(c.shape[0], -1).clone()  # (t, h*w), not a view of the batch
         for key in missing:
             self._codes[key] = found[key]
         while self.max_items and len(self._codes) > self.max_items:
@@ -149,14 +151,6 @@ class ShapesWorldSource:
 
     def corpus(self) -> list[str]:
         return corpus()
-
-    def image_codes(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 ``(H, W, 3)`` -> ``(N,)`` codes (the image as a one-frame video)."""
-        return self.cache.codes(image[None])[0]
-
-    def video_codes(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 ``(T, H, W, 3)`` -> ``(F, N)`` latent frame codes."""
-        return self.cache.codes(frames)
 
     def sample(self, kind: str, *, seed: int, index: int) -> dict:
         """Sample `index` of the stream of `kind` (see the module docstring)."""

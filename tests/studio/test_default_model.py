@@ -109,6 +109,18 @@ def test_token_cache_tokenizes_each_clip_once(source):
     assert torch.equal(again["frames"], source.sample("t2v", seed=9, index=7)["frames"])
 
 
+def test_batched_tokenization_equals_one_clip_at_a_time():
+    cache = sw_data.TokenCache(_tokenizer())
+    world = ShapesWorld(2, WorldConfig(**WORLD))
+    clips = [world.sample(i, "video").frames for i in range(3)] + [world.sample(0, "image").image[None]]
+    many = cache.codes_many(clips + clips[:2], batch_size=2)  # two shapes, a repeat, several tokenizer calls
+    assert (cache.misses, cache.hits, len(cache)) == (4, 2, 4), "a clip repeated within one call is encoded once"
+    alone = sw_data.TokenCache(_tokenizer())
+    for clip, codes in zip(clips + clips[:2], many):
+        assert torch.equal(codes, alone.codes(clip))
+    assert [tuple(c.shape) for c in many[:4]] == [(2, 16)] * 3 + [(1, 16)]
+
+
 def test_every_kind_collates_and_every_word_is_known(source, prompting):
     samples = [source.sample(kind, seed=1, index=i) for kind in KINDS for i in range(3)]
     batch = collate(prompting, samples, lm_length=prompting.t2i_length(source.num_image_tokens))

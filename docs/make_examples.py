@@ -1,0 +1,68 @@
+"""Regenerate the README's example outputs from the shipped default model:
+
+    python docs/make_examples.py [--out docs]
+
+Writes `shapesworld_storyboard.png` (a how-to storyboard's contact sheet), `shapesworld_t2v.gif` (text-to-video
+clips, one per prompt, side by side) and `shapesworld_t2i.png` (text-to-image, one per prompt). Seeded: the same
+model gives the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+QUESTION = "how do i build a tower with a red square and a blue circle?"
+PROMPTS = (
+    "a large red circle at the top left moves to the right",
+    "a small blue square at the bottom right moves up",
+    "a large yellow triangle at the center moves to the left",
+    "a large green square at the top right moves down",
+)
+
+
+def _upscale(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
+    return x.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from studio.defaults import load_default_pipeline
+    from studio.render import render_storyboard
+    from tokenizers3d.video_io import write_gif, write_image_grid
+
+    loaded = load_default_pipeline()
+    if not loaded.trained:
+        raise SystemExit("no trained default model in studio/default_model/: run `studio train-default` first")
+    pipe, out = loaded.pipeline, Path(args.out)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    board = pipe.storyboard(QUESTION, num_steps=2, steps=12, generator=generator)
+    with tempfile.TemporaryDirectory() as scratch:
+        rendered = render_storyboard(board, scratch)
+        (out / "shapesworld_storyboard.png").write_bytes(rendered.contact_sheet.read_bytes())
+
+    clips = [pipe.text_to_video(p, num_frames=9, steps=12, generator=generator).frames for p in PROMPTS]
+    row = torch.cat([_upscale(c) for c in clips], dim=-1)  # (3, T, H, W * n)
+    write_gif(str(out / "shapesworld_t2v.gif"), row, pipe.fps)
+
+    stills = [p.split(" moves")[0] for p in PROMPTS]  # image captions name no motion
+    images = pipe.text_to_image(stills, steps=12, generator=generator).images
+    write_image_grid(str(out / "shapesworld_t2i.png"), [_upscale(i) for i in images], nrow=len(stills),
+                     padding=4, captions=stills)
+    for prompt, caption in zip(PROMPTS, pipe.caption(clips).texts):
+        print(f"t2v prompt: {prompt}\n  caption of the generated clip: {caption}")
+    for step in board.steps:
+        print(f"storyboard step: {step.caption}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
