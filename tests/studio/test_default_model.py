@@ -20,6 +20,7 @@ WORLD = {"height": 32, "width": 32, "num_frames": 5, "fps": 4, "max_objects": 2,
 # Smaller than configs/quick.yaml so that two runs fit in a few seconds.
 TINY_RUN = [
     "tokenizer.steps=2", "tokenizer.batch_size=1", "tokenizer.warmup_steps=1", "tokenizer.eval_clips=2",
+    "decoder_finetune.steps=2", "decoder_finetune.batch_size=1",
     "showo.training.steps=2", "showo.training.warmup_steps=1", "showo.training.log_every=0",
     "showo.data.max_text_len=48",
 ]
@@ -173,6 +174,29 @@ def test_quick_run_is_reproducible(quick_model, tmp_path):
     for part in ("showo/model.safetensors", "tokenizer/model.safetensors"):
         a, b = load_file(str(root / "out" / part)), load_file(str(tmp_path / "out" / part))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_decoder_stage_keeps_the_codes_and_lowers_the_error(quick_model, tmp_path):
+    from tokenizers3d.video import VideoMagvit
+
+    root, cfg, record = quick_model
+    stage1 = VideoMagvit.from_pretrained(str(root / "work" / "tokenizer"))
+    shipped = VideoMagvit.from_pretrained(str(root / "out" / "tokenizer"))
+    clips = torch.stack([s.tensor for s in (ShapesWorld(7, WorldConfig(**cfg.world)).sample(i, "video")
+                                            for i in range(3))])
+    with torch.no_grad():
+        assert torch.equal(stage1.encode(clips), shipped.encode(clips)), "the transformer's codes must not change"
+    assert "psnr_db_before" in record["tokenizer"]["decoder_finetune"]
+    # Longer than the quick run, on a fresh folder: the decoder learns, the encoder stays bit for bit.
+    longer = train_default.load_config(quick=True, overrides=["decoder_finetune.steps=12", "decoder_finetune.lr=3e-3"])
+    train_default.finetune_decoder(longer, root / "work" / "tokenizer", tmp_path / "dec", log=lambda m: None)
+    tuned = VideoMagvit.from_pretrained(str(tmp_path / "dec"))
+    for name, value in stage1.encoder.state_dict().items():
+        assert torch.equal(value, tuned.encoder.state_dict()[name]), name
+    with torch.no_grad():
+        before = torch.mean((stage1.decode(stage1.encode(clips)) - clips) ** 2)
+        after = torch.mean((tuned.decode(tuned.encode(clips)) - clips) ** 2)
+    assert after < 0.9 * before
 
 
 def _pipeline(folder):
