@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         rendered = render_storyboard(board, scratch)
         (out / "shapesworld_storyboard.png").write_bytes(rendered.contact_sheet.read_bytes())
 
-    clips = [pipe.text_to_video(p, num_frames=9, steps=12, generator=generator).frames for p in PROMPTS]
+    clips = [pipe.text_to_video(p, num_frames=5, steps=12, generator=generator).frames for p in PROMPTS]
     row = torch.cat([_upscale(c) for c in clips], dim=-1)  # (3, T, H, W * n)
     write_gif(str(out / "shapesworld_t2v.gif"), row, pipe.fps)
 

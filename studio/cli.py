@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="studio-demo", help="output directory (default: ./studio-demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--question", default=None, help="the how-to question (default: a built-in example)")
-    demo.add_argument("--steps", type=int, default=3, help="number of storyboard steps")
+    demo.add_argument("--steps", type=int, default=2, help="number of storyboard steps (the default question, a two-object tower, has two)")
     demo.set_defaults(func=_cmd_demo)
 
     serve = sub.add_parser("serve", help="serve the HTTP API (jobs run on an embedded Ray, or in-process with --local)")

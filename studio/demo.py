@@ -15,7 +15,7 @@ from pathlib import Path
 DEFAULT_QUESTION = "how do i build a tower with a red square and a blue circle ?"
 
 
-def run_demo(*, out_dir: str = "studio-demo", seed: int = 0, question: str | None = None, num_steps: int = 3) -> Path:
+def run_demo(*, out_dir: str = "studio-demo", seed: int = 0, question: str | None = None, num_steps: int = 2) -> Path:
     """Run a storyboard job through a local service and download it into `out_dir`; returns the HTML page."""
     from studio.client import StudioClient, progress_line
     from studio.server import BackgroundServer
