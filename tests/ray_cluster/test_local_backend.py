@@ -21,19 +21,21 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def picture(seed, size=(64, 64)):
+def picture(seed, size):
     return torch.rand(3, *size, generator=gen(seed)) * 2 - 1
 
 
 def test_it_is_a_backend(local):
     assert isinstance(local, Backend)
     info = local.info()
-    assert info.image_size == (64, 64) and info.grid == (8, 8) and info.codebook_size == 64
+    pipe = local.pipeline
+    assert info.image_size == pipe.image_size and info.grid == pipe.grid
+    assert info.codebook_size == pipe.model.config.codebook_size and info.fps == pipe.fps
 
 
 def test_images_equal_the_pipeline_methods(local):
     pipe = local.pipeline
-    image = picture(1)
+    image = picture(1, pipe.image_size)
     codes = local.encode_image(image)
     assert torch.equal(codes, pipe.encode_images(image)[0])
     assert torch.equal(local.decode_image(codes), pipe.decode_images(codes[None])[0])
@@ -41,11 +43,12 @@ def test_images_equal_the_pipeline_methods(local):
     t2i = local.generate_image("a red square", options=ImageOptions(steps=4), seed=7)
     assert torch.equal(t2i, pipe.text_to_image(["a red square"], steps=4, generator=gen(7)).codes[0])
 
-    mask = torch.zeros(64, 64)
-    mask[:, :32] = 1
+    (h, w), (_, grid_w) = pipe.image_size, pipe.grid
+    mask = torch.zeros(h, w)
+    mask[:, : w // 2] = 1
     inpainted = local.generate_image("a blue circle", codes, mask, options=ImageOptions(steps=4), seed=3)
     assert torch.equal(inpainted, pipe.inpaint(image, mask, "a blue circle", steps=4, generator=gen(3)).codes[0])
-    assert torch.equal(inpainted[:, 4:], codes[:, 4:])  # known codes stay
+    assert torch.equal(inpainted[:, grid_w // 2:], codes[:, grid_w // 2:])  # known codes stay
 
     edited = local.generate_image("a green triangle", codes, RandomTokens(fraction=0.4), options=ImageOptions(steps=4), seed=5)
     assert torch.equal(edited, pipe.edit(image, "a green triangle", strength=0.4, steps=4, generator=gen(5)).codes[0])
@@ -104,7 +107,7 @@ def test_media_loading(local, tmp_path):
     pixels = (torch.rand(80, 96, 3, generator=gen(0)) * 255).to(torch.uint8).numpy()
     Image.fromarray(pixels).save(tmp_path / "a.png")
     image = local.load_image(str(tmp_path / "a.png"))
-    assert image.shape == (3, 64, 64) and image.min() >= -1 and image.max() <= 1
+    assert image.shape == (3, *local.info().image_size) and image.min() >= -1 and image.max() <= 1
     assert local.load_image(f"file://{tmp_path / 'a.png'}", size=32).shape == (3, 32, 32)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         local.load_image(str(tmp_path / "missing.png"))

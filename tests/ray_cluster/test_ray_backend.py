@@ -30,16 +30,22 @@ def queries(n=8):
     return codes, kinds, questions
 
 
+def assert_same_pixels(a, b):
+    """Codes and text match exactly across processes; decoded pixels match up to float rounding, because a Ray
+    worker runs the tokenizer's convolutions with another thread count than this process."""
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
 def transformer_stats(backend):
     return backend.stats()["transformer"][0]
 
 
 def test_ray_backend_gives_the_local_results(backend, local):
     assert isinstance(backend, Backend) and backend.info() == local.info()
-    image = torch.rand(3, 64, 64, generator=gen(0)) * 2 - 1
+    image = torch.rand(3, *local.info().image_size, generator=gen(0)) * 2 - 1
     codes = backend.encode_image(image)
     assert torch.equal(codes, local.encode_image(image))
-    assert torch.equal(backend.decode_image(codes), local.decode_image(codes))
+    assert_same_pixels(backend.decode_image(codes), local.decode_image(codes))
 
     c, k, q = queries(3)
     options = TextOptions(max_new_tokens=6)
@@ -57,7 +63,7 @@ def test_ray_backend_gives_the_local_results(backend, local):
     video_options = VideoOptions(steps=3)
     clip = backend.generate_video("a ball rolls", codes, 3, options=video_options, seed=4)
     assert torch.equal(clip, local.generate_video("a ball rolls", codes, 3, options=video_options, seed=4))
-    assert torch.equal(backend.decode_video(clip), local.decode_video(clip))
+    assert_same_pixels(backend.decode_video(clip), local.decode_video(clip))
 
     story = StoryOptions(steps=3, max_caption_tokens=5)
     remote_history, local_history = [], []
@@ -208,7 +214,7 @@ def test_a_workflow_graph_runs_the_same_in_process_and_on_ray(backend, local):
     assert here.status == there.status == "finished", (here.error, there.error)
     assert here.outputs["captions"] == there.outputs["captions"]
     for a, b in zip(here.outputs["keyframes"] + here.outputs["clips"], there.outputs["keyframes"] + there.outputs["clips"]):
-        assert torch.equal(a, b)
+        assert_same_pixels(a, b)
 
 
 def test_custom_metrics_reach_rays_prometheus_endpoint(backend):
@@ -238,7 +244,8 @@ def test_a_scripted_caption_then_continue_graph_is_identical_in_process_and_on_r
     from tokenizers3d import write_video
     from workflows import Graph, Text, run, steps
 
-    frames = torch.linspace(-1, 1, 17)[None, :, None, None].expand(3, 17, 64, 64).contiguous()
+    size = local.info().image_size
+    frames = torch.linspace(-1, 1, 17)[None, :, None, None].expand(3, 17, *size).contiguous()
     uri = write_video(str(tmp_path / "ramp.mp4"), frames, fps=8)
 
     graph = Graph("caption_then_continue")
@@ -253,5 +260,5 @@ def test_a_scripted_caption_then_continue_graph_is_identical_in_process_and_on_r
     there = run(graph, {"uri": uri}, backend=backend, seed=4)
     assert here.status == there.status == "finished", (here.error, there.error)
     assert here.outputs["caption"] == there.outputs["caption"]
-    assert here.outputs["clip"].shape == (3, 17, 64, 64)
-    assert torch.equal(here.outputs["clip"], there.outputs["clip"])
+    assert here.outputs["clip"].shape == (3, 17, *size)
+    assert_same_pixels(here.outputs["clip"], there.outputs["clip"])

@@ -43,7 +43,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("kind", list(CASES))
-def test_every_kind_runs_end_to_end(client, media, upload, wait_job, kind):
+def test_every_kind_runs_end_to_end(client, backend, media, upload, wait_job, kind):
     params = dict(CASES[kind])
     for key, value in params.items():
         if value in ("@video", "@image"):
@@ -79,12 +79,15 @@ def test_every_kind_runs_end_to_end(client, media, upload, wait_job, kind):
         expected = 9
         clip = read_video(artifact(client, job, "video.mp4"))
         assert clip.num_frames == expected == result["num_frames"]
-        assert tuple(clip.frames.shape[-2:]) == (64, 64)
+        assert tuple(clip.frames.shape[-2:]) == backend.info().image_size
         assert artifact(client, job, "video.gif")[:3] == b"GIF"
     else:
         size = png_size(artifact(client, job, "image.png"))
-        grown = {"extrapolate": (64 + 32, 64 + 32)}.get(kind, (64, 64))
-        assert size == grown and list(size)[::-1] == result["size"]
+        info = backend.info()
+        (h, w), pixels_per_code = info.image_size, info.image_size[0] // info.grid[0]
+        grow = CASES["extrapolate"]["new_size"] * pixels_per_code  # one growth up, one to the left
+        assert size == ((w + grow, h + grow) if kind == "extrapolate" else (w, h))
+        assert list(size)[::-1] == result["size"]
 
 
 def test_the_same_seed_gives_the_same_image(client, wait_job):
