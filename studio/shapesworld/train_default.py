@@ -61,6 +61,20 @@ def _lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 # ---------------------------------------------------------------------------------------------- stage 1
 
 
+def _finished_stage(record_path: Path, recipe: dict, name: str, log: Log) -> dict | None:
+    """The record of a stage finished with `recipe` (its `stage.json` is written last), or None when the stage
+    must run: never run, or run with another recipe (that record is removed)."""
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    if record.get("recipe") == recipe:
+        log(f"{name}: reusing the finished stage in {record_path.parent}")
+        return record
+    log(f"{name}: the stage in {record_path.parent} was trained with another recipe; training again")
+    record_path.unlink()
+    return None
+
+
 def _quantize_mix(step: int, continuous: int, ramp: int) -> float:
     """How much of the LFQ step the decoder sees: 0 (continuous latents) for `continuous` steps, then a linear
     ramp to 1 (pure LFQ) over `ramp` steps.
@@ -89,13 +103,9 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     tcfg, world = cfg.tokenizer, OmegaConf.to_container(cfg.world, resolve=True)
     recipe = {"seed": int(cfg.seed), "world": world, "tokenizer": OmegaConf.to_container(tcfg, resolve=True)}
     record_path = directory / "stage.json"
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("recipe") == recipe:
-            log(f"tokenizer: reusing the finished stage in {directory}")
-            return record
-        log(f"tokenizer: the stage in {directory} was trained with another recipe; training again")
-        record_path.unlink()
+    finished = _finished_stage(record_path, recipe, "tokenizer", log)
+    if finished is not None:
+        return finished
     device = _device(cfg.device)
     torch.manual_seed(int(cfg.seed))
     image = MagvitV2(MagvitConfig.from_dict(OmegaConf.to_container(tcfg.architecture, resolve=True)))
@@ -153,9 +163,9 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
     base = json.loads((source_dir / "stage.json").read_text())
     recipe = {"base": base["recipe"], "decoder_finetune": OmegaConf.to_container(dcfg, resolve=True)}
     record_path = directory / "stage.json"
-    if record_path.is_file() and json.loads(record_path.read_text()).get("recipe") == recipe:
-        log(f"decoder: reusing the finished stage in {directory}")
-        return json.loads(record_path.read_text())
+    finished = _finished_stage(record_path, recipe, "decoder", log)
+    if finished is not None:
+        return finished
     device, steps = _device(cfg.device), int(dcfg.steps)
     torch.manual_seed(int(cfg.seed) + 1)
     model = VideoMagvit.from_pretrained(str(source_dir)).to(device)
