@@ -353,7 +353,7 @@ def load_showo(
     model.to(dtype=dtype or model.showo.model.embed_tokens.weight.dtype)
     if device is not None:
         model.to(device)
-    if eager:
+    if eager and source.local:  # tensors read from an fsspec URL were copied out of its bytes already
         _read_eagerly(model, state)
     return model.eval()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -94,23 +93,3 @@ def write_bytes(path_or_url: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a local path or an fsspec URL atomically."""
     atomic_write(path_or_url, lambda path: Path(path).write_bytes(data))
 
-
-def write_folder_files(directory: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call `write(folder)` on a fresh temporary folder inside the local `directory`, then rename each file it
-    wrote onto its place in `directory` (for writers that fill a folder, such as a tokenizer's `save_pretrained`).
-
-    Each file is replaced atomically; files of `directory` that `write` does not produce are left alone.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory, prefix=".tmp-"))
-    try:
-        write(str(staging))
-        for file in sorted(p for p in staging.rglob("*") if p.is_file()):
-            _fsync(file)
-            target = directory / file.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(file, target)
-        _fsync(directory, directory=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

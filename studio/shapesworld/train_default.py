@@ -28,6 +28,7 @@ from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
 from tokenizers3d.files import write_bytes
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
