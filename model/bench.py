@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from model.config import ShowoConfig, showo_cpu_mid, showo_tiny
+from model.files import write_bytes
 from model.network import Showo
 from model.pipelines import PatchCodec, ShowoPipeline
 from model.pipelines.common import left_stack
@@ -141,8 +142,7 @@ def report(records: list[Record], json_path: str | None = None) -> None:
     for r in records:
         print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x |")
     if json_path:
-        with open(json_path, "w") as handle:
-            json.dump([asdict(r) for r in records], handle, indent=2)
+        write_bytes(json_path, json.dumps([asdict(r) for r in records], indent=2).encode())
         print(f"wrote {json_path}")
 
 

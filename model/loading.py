@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from model.config import ShowoConfig
+from model.files import atomic_write, write_bytes
 from model.network import Showo
 
 CONFIG_NAME = "config.json"
@@ -170,19 +171,23 @@ def _describe(keys: list[str]) -> str:
 
 # ----------------------------------------------------------------------------------------------- config
 def _phi_config(path: str, source: _Source) -> dict[str, Any]:
-    """ShowoConfig fields from a local Phi `config.json` under `llm_model_path` (empty when there is none)."""
+    """ShowoConfig fields from the Phi `config.json` under `llm_model_path` (empty when there is none).
+
+    A relative path is looked up inside the checkpoint folder first and in the working directory only after, so an
+    unrelated `llm/` where the process happens to run cannot override the checkpoint's own.
+    """
     if not path:
         return {}
-    candidates = [Path(path).expanduser()]
-    if source.local and not os.path.isabs(path):
-        candidates.append(Path(source.root) / path)
-    for folder in candidates:
-        file = folder / CONFIG_NAME
-        if file.is_file():
-            phi = json.loads(file.read_text())
-            phi.update({k: v for k, v in (phi.get("rope_parameters") or {}).items() if k not in phi})  # transformers 5
-            return {ours: phi[theirs] for theirs, ours in _PHI_FIELDS.items() if phi.get(theirs) is not None}
-    return {}
+    raw = None
+    if not os.path.isabs(path) and source.exists(posixpath.join(path, CONFIG_NAME)):
+        raw = source.read_bytes(posixpath.join(path, CONFIG_NAME))
+    elif (file := Path(path).expanduser() / CONFIG_NAME).is_file():
+        raw = file.read_bytes()
+    if raw is None:
+        return {}
+    phi = json.loads(raw)
+    phi.update({k: v for k, v in (phi.get("rope_parameters") or {}).items() if k not in phi})  # transformers 5
+    return {ours: phi[theirs] for theirs, ours in _PHI_FIELDS.items() if phi.get(theirs) is not None}
 
 
 def _infer_from_shapes(state: dict[str, torch.Tensor], label: str) -> dict[str, Any]:
@@ -304,8 +309,13 @@ def load_showo(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     strict: bool = True,
+    eager: bool = False,
 ) -> Showo:
     """Load a Show-o transformer (released or saved by `save_showo`).
+
+    Loading from a local folder is lazy: the tensors stay memory-mapped from the weight file and the first forward
+    reads them (the whole file, from a cold disk). `eager=True` copies them into ordinary memory before returning,
+    which pays that read at load time and detaches the model from the file.
 
     Args:
         path_or_url: a local folder, an fsspec URL (`file://`, `memory://`, `s3://`, ...) of a folder, or a hub id
@@ -313,6 +323,7 @@ def load_showo(
         dtype: cast the model to this dtype (default: the checkpoint's, fp32 for the released ones).
         device: move the model there (default: CPU).
         strict: when False, unexpected keys only warn; missing or mis-shaped tensors always raise.
+        eager: read every tensor now instead of on first use.
 
     Returns:
         The model in eval mode.
@@ -342,7 +353,18 @@ def load_showo(
     model.to(dtype=dtype or model.showo.model.embed_tokens.weight.dtype)
     if device is not None:
         model.to(device)
+    if eager and source.local:  # tensors read from an fsspec URL were copied out of its bytes already
+        _read_eagerly(model, state)
     return model.eval()
+
+
+def _read_eagerly(model: Showo, state: dict[str, torch.Tensor]) -> None:
+    """Copy every tensor of `model` that still shares storage with the loaded files into memory of its own."""
+    mapped = {t.untyped_storage().data_ptr() for t in state.values()}
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.untyped_storage().data_ptr() in mapped:
+                tensor.data = tensor.data.clone()
 
 
 def save_showo(model: Showo, path_or_url: str | os.PathLike, *, weights_name: str = "model.safetensors") -> None:
@@ -363,17 +385,13 @@ def save_showo(model: Showo, path_or_url: str | os.PathLike, *, weights_name: st
         warnings.warn(f"{path_or_url} already holds {', '.join(others)}; load_showo reads the first present of "
                       f"{', '.join(WEIGHT_NAMES)}", stacklevel=2)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    target = posixpath.join(root, weights_name)
+    # Never in place: the tensors being saved may be mapped from the very file this replaces (see model.files).
+    target = posixpath.join(os.fspath(path_or_url).rstrip("/"), weights_name)
     if weights_name.endswith(".safetensors"):
         import safetensors.torch
 
-        if _is_local(fs):  # straight to disk, no second copy in memory
-            safetensors.torch.save_file(state, target, metadata={"format": "pt"})
-        else:
-            with fs.open(target, "wb") as f:
-                f.write(safetensors.torch.save(state, metadata={"format": "pt"}))
+        atomic_write(target, lambda path: safetensors.torch.save_file(state, path, metadata={"format": "pt"}))
     else:
-        with fs.open(target, "wb") as f:
-            torch.save(state, f)
-    with fs.open(posixpath.join(root, CONFIG_NAME), "w") as f:
-        json.dump(_config_json(model.config), f, indent=2)
+        atomic_write(target, lambda path: torch.save(state, path))
+    config = json.dumps(_config_json(model.config), indent=2).encode()
+    write_bytes(posixpath.join(os.fspath(path_or_url).rstrip("/"), CONFIG_NAME), config)

@@ -238,14 +238,17 @@ class Showo(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         strict: bool = True,
+        eager: bool = False,
     ) -> "Showo":
-        """Load a released or saved checkpoint (a local folder, an fsspec URL or a hub id); see `model.loading`."""
+        """Load a released or saved checkpoint (a local folder, an fsspec URL or a hub id); see `model.loading`.
+        Local weights stay memory-mapped until first use unless `eager` is True."""
         from model.loading import load_showo
 
-        return load_showo(path_or_url, dtype=dtype, device=device, strict=strict)
+        return load_showo(path_or_url, dtype=dtype, device=device, strict=strict, eager=eager)
 
     def save_pretrained(self, path_or_url: str, *, weights_name: str = "model.safetensors") -> None:
-        """Write `config.json` and safetensors weights to a folder or an fsspec URL; see `model.loading`."""
+        """Write `config.json` and the weights to a folder or an fsspec URL, each file through a temporary file
+        renamed into place (safe over the folder this model was loaded from); see `model.loading`."""
         from model.loading import save_showo
 
         save_showo(self, path_or_url, weights_name=weights_name)

@@ -213,6 +213,7 @@ def _save_checkpoint(directory: Path, cfg: DictConfig, state: _State, model, tok
     tmp = directory / f".tmp-checkpoint-{state.step}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    # Everything goes to a fresh folder renamed into place at the end; nothing is rewritten in place.
     save_model(model, tmp / "model")
     tokenizer.save_pretrained(str(tmp / "tokenizer"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
@@ -222,8 +223,14 @@ def _save_checkpoint(directory: Path, cfg: DictConfig, state: _State, model, tok
     torch.save(rng, tmp / "rng.pt")
     OmegaConf.save(cfg, tmp / "config.yaml")
     (tmp / "trainer_state.json").write_text(json.dumps(dataclasses.asdict(state)))  # written last: marks completeness
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    if final.exists():  # moved aside, not deleted first: a crash leaves a whole checkpoint under one of the names
+        retired = directory / f".old-checkpoint-{state.step}"
+        shutil.rmtree(retired, ignore_errors=True)
+        final.rename(retired)
+        tmp.rename(final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        tmp.rename(final)
     if keep > 0:
         older = sorted((int(p.name.split("-")[1]), p) for p in directory.glob("checkpoint-*") if p.name[11:].isdigit())
         for _, path in older[:-keep]:

@@ -35,6 +35,8 @@ class ModelConfig:
         device: "auto" (CUDA when the worker was given a GPU, else CPU), "cpu" or "cuda".
         dtype: "float32", "bfloat16" or "float16" for the transformer (None: as stored).
         seed: the seed of the embedded default model's weights when it is untrained.
+        eager: read the transformer's weights while the worker starts instead of on its first request (local
+            checkpoints are memory-mapped and read lazily otherwise; see `model.loading.load_showo`).
     """
 
     showo: str = DEFAULT_MODEL
@@ -45,6 +47,7 @@ class ModelConfig:
     device: str = "auto"
     dtype: str | None = None
     seed: int = 0
+    eager: bool = False
 
 
 @dataclass(kw_only=True)

@@ -59,5 +59,5 @@ def load_pipeline(model: ModelConfig, device: str, factory: PipelineFactory | st
         dtype = getattr(torch, _DTYPES[model.dtype])
     return ShowoPipeline.from_pretrained(
         model.showo, model.tokenizer, model.text_tokenizer,
-        video_tokenizer_path=model.video_tokenizer, dtype=dtype, device=device,
+        video_tokenizer_path=model.video_tokenizer, dtype=dtype, device=device, eager=model.eager,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import posixpath
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,10 +82,15 @@ class BlobStore:
         """Write a file (replacing one of the same name) via a temporary name, so readers never see half of it."""
         target = self.path(owner, name)
         self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        temp = target + ".part"
-        with self.fs.open(temp, "wb") as f:
-            f.write(data)
-        self.fs.mv(temp, target)
+        temp = f"{target}.{secrets.token_hex(4)}.part"  # its own name: concurrent writers never share one
+        try:
+            with self.fs.open(temp, "wb") as f:
+                f.write(data)
+            self.fs.mv(temp, target)
+        except BaseException:
+            if self.fs.exists(temp):
+                self.fs.rm(temp)
+            raise
         return BlobInfo(name, len(data), media_type(name))
 
     def get(self, owner: str, name: str) -> bytes:

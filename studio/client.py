@@ -130,7 +130,9 @@ class StudioClient:
         written = []
         for artifact in self.get(job_id)["artifacts"]:
             target = out / Path(artifact["name"]).name
-            target.write_bytes(self._request("GET", artifact["url"]).content)
+            partial = target.with_name(f".{target.name}.part")  # renamed into place: never half a file there
+            partial.write_bytes(self._request("GET", artifact["url"]).content)
+            partial.replace(target)
             written.append(target)
         return written
 

@@ -30,6 +30,7 @@ def _upscale(image: torch.Tensor, min_side: int = 256) -> torch.Tensor:
 def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio storyboard") -> RenderedStoryboard:
     """Write `board` (a `StoryboardResult`) into `out_dir`: `index.html`, `contact_sheet.png`, `keyframes.gif`,
     `storyboard.json`, one PNG per keyframe and, where steps have clips, one GIF per clip."""
+    from tokenizers3d.files import write_bytes
     from tokenizers3d.video_io import write_gif, write_image, write_image_grid
 
     out = Path(out_dir)
@@ -59,9 +60,9 @@ def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio s
         ],
     }
     json_path = out / "storyboard.json"
-    json_path.write_text(json.dumps(record, indent=2))
+    write_bytes(json_path, json.dumps(record, indent=2).encode())
     page = out / "index.html"
-    page.write_text(_page(title, board, keyframes))
+    write_bytes(page, _page(title, board, keyframes).encode())
     return RenderedStoryboard(page, sheet, gif, json_path, keyframes, clips)
 
 

@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import torch
 
+from tokenizers3d.files import atomic_write, write_bytes
 from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
 from tokenizers3d.video import VideoMagvit, VideoMagvitConfig
 
@@ -206,18 +207,14 @@ def load_tokenizer(path: str | os.PathLike, *, dtype: torch.dtype | None = None,
 
 
 def save_tokenizer(model: MagvitV2 | VideoMagvit, path: str | os.PathLike) -> None:
-    """Write `config.json` (kind, full architecture) and `model.safetensors` to a directory or fsspec URL."""
-    import fsspec
-    from safetensors.torch import save
+    """Write `model.safetensors` and `config.json` (kind, full architecture) to a directory or fsspec URL, each
+    through a temporary file renamed into place, so a folder can be saved over while it is being read."""
+    from safetensors.torch import save_file
 
     kind = "video" if isinstance(model, VideoMagvit) else "image"
     meta = {"_class_name": type(model).__name__, "kind": kind, "format_version": FORMAT_VERSION,
             "architecture": model.config.to_dict()}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fs, root = fsspec.core.url_to_fs(os.fspath(path))
-    root = root.rstrip("/")
-    fs.makedirs(root, exist_ok=True)
-    with fs.open(f"{root}/{CONFIG_FILE}", "w") as f:
-        json.dump(meta, f, indent=2)
-    with fs.open(f"{root}/model.safetensors", "wb") as f:
-        f.write(save(tensors, metadata={"format": "pt"}))
+    root = os.fspath(path).rstrip("/")
+    atomic_write(f"{root}/model.safetensors", lambda temp: save_file(tensors, temp, metadata={"format": "pt"}))
+    write_bytes(f"{root}/{CONFIG_FILE}", json.dumps(meta, indent=2).encode())

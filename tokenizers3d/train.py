@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tokenizers3d import magvit2
 from tokenizers3d import video as video_module
 from tokenizers3d.causal3d import CausalConv3d
+from tokenizers3d.files import atomic_write
 from tokenizers3d.losses import LossWeights, tokenizer_loss
 from tokenizers3d.magvit2 import MagvitV2
 from tokenizers3d.video import VideoMagvit
@@ -235,10 +236,7 @@ def save_checkpoint(output_dir: str, model: VideoMagvit, optimizer, step: int, h
     model.save_pretrained(path)
     state = {"step": step, "optimizer": optimizer.state_dict(), "history": history,
              "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    with fs.open(f"{base}/step_{step:08d}/trainer.pt", "wb") as f:  # written last: it marks the folder complete
-        f.write(buffer.getvalue())
+    atomic_write(f"{path}/trainer.pt", lambda temp: torch.save(state, temp))  # written last: marks the folder complete
     return path
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -440,28 +439,10 @@ def read_video(
 # ------------------------------------------------------------------------------------------------ writers
 
 
-def _local_target(path_or_url: str | os.PathLike) -> str | None:
-    """The local file path a target names, or None when it is a remote fsspec URL."""
-    text = os.fspath(path_or_url)
-    if not _is_url(text):
-        return text
-    import fsspec
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs, path = fsspec.core.url_to_fs(text)
-    return path if isinstance(fs, LocalFileSystem) else None
-
-
 def _write_bytes(path_or_url: str | os.PathLike, data: bytes) -> str:
-    import fsspec
+    from tokenizers3d.files import write_bytes
 
-    local = _local_target(path_or_url)
-    if local is not None:
-        Path(local).parent.mkdir(parents=True, exist_ok=True)
-        Path(local).write_bytes(data)
-    else:
-        with fsspec.open(os.fspath(path_or_url), "wb") as f:
-            f.write(data)
+    write_bytes(path_or_url, data)  # a temporary file renamed into place: readers never see half a file
     return os.fspath(path_or_url)
 
 
@@ -508,18 +489,13 @@ def write_video(
         raise ValueError(f"fps must be positive, got {fps}")
     t, h, w, _ = video.shape
     video = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    local = _local_target(path_or_url)
-    suffix = Path(local or os.fspath(path_or_url)).suffix
-    fmt = None if suffix else "mp4"
-    if local is not None:
-        Path(local).parent.mkdir(parents=True, exist_ok=True)
-        _encode_video(local, video, fps, codec, crf, fmt)
-        return os.fspath(path_or_url)
-    # the MP4 muxer seeks back into the file to move the index to the front, so it needs a real file
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = os.path.join(tmp, "video" + (suffix or ".mp4"))
-        _encode_video(tmp_path, video, fps, codec, crf, fmt)
-        return _write_bytes(path_or_url, Path(tmp_path).read_bytes())
+    from tokenizers3d.files import atomic_write
+
+    fmt = None if Path(os.fspath(path_or_url)).suffix else "mp4"
+    # Encoded into a local temporary file with the target's suffix (the MP4 muxer seeks back to move the index to
+    # the front, so it needs a real file), then renamed into place or uploaded whole.
+    atomic_write(path_or_url, lambda temp: _encode_video(temp, video, fps, codec, crf, fmt))
+    return os.fspath(path_or_url)
 
 
 def write_gif(path_or_url: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float) -> str:

@@ -18,6 +18,7 @@ import json
 import pickle
 import posixpath
 import re
+import secrets
 from hashlib import sha256
 from typing import Any, Protocol, runtime_checkable
 
@@ -92,10 +93,15 @@ class FsspecStore:
     def _write(self, path: str, data: bytes) -> None:
         # A temporary name then a move, so readers never see half a file where the filesystem can move.
         self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        temp = path + ".part"
-        with self.fs.open(temp, "wb") as f:
-            f.write(data)
-        self.fs.mv(temp, path)
+        temp = f"{path}.{secrets.token_hex(4)}.part"  # its own name: concurrent writers never share one
+        try:
+            with self.fs.open(temp, "wb") as f:
+                f.write(data)
+            self.fs.mv(temp, path)
+        except BaseException:
+            if self.fs.exists(temp):
+                self.fs.rm(temp)
+            raise
 
     def read_manifest(self, run_id: str) -> dict[str, Any] | None:
         path = self._path(run_id, MANIFEST)

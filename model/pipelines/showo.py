@@ -90,6 +90,7 @@ class ShowoPipeline(VideoTasks):
         video_tokenizer_path: str | None = None,
         dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
+        eager: bool = False,
         **kwargs,
     ) -> "ShowoPipeline":
         """Load the three parts from local directories or fsspec URLs.
@@ -99,12 +100,14 @@ class ShowoPipeline(VideoTasks):
             tokenizer_path: a MAGVIT-v2 image tokenizer, or one of our video tokenizers (used for images too).
             text_tokenizer_path: a transformers tokenizer directory (Phi-1.5's for the released checkpoints).
             video_tokenizer_path: a video tokenizer when `tokenizer_path` is an image tokenizer.
+            eager: read the transformer's weights now rather than on its first forward (the tokenizers are always
+                read in full at load).
             kwargs: further `ShowoPipeline` fields (grid, max_text_len, fps).
         """
         from model.text_tokenizer import load_text_tokenizer
         from tokenizers3d import load_tokenizer
 
-        model = Showo.from_pretrained(showo_path, dtype=dtype, device=device)
+        model = Showo.from_pretrained(showo_path, dtype=dtype, device=device, eager=eager)
         text_tokenizer, layout = load_text_tokenizer(text_tokenizer_path, codebook_size=model.config.codebook_size)
         visual = load_tokenizer(tokenizer_path, device=device)
         video = load_tokenizer(video_tokenizer_path, device=device) if video_tokenizer_path else None

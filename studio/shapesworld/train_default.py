@@ -29,6 +29,8 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from tokenizers3d.files import write_bytes
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "default_model"
 SOURCE_FACTORY = "studio.shapesworld.data:ShapesWorldSource"
@@ -140,7 +142,7 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     model.save_pretrained(str(directory))
     record = {"recipe": recipe, "steps": steps, "seconds": round(time.perf_counter() - start, 1), "final": terms,
               "psnr_db": psnr}
-    record_path.write_text(json.dumps(record, indent=2))  # written last: marks the stage finished
+    write_bytes(record_path, json.dumps(record, indent=2).encode())  # written last: marks the stage finished
     return record
 
 
@@ -201,7 +203,7 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
     model.save_pretrained(str(directory))
     record = {"recipe": recipe, "steps": steps, "seconds": round(time.perf_counter() - start, 1), "final": terms,
               "psnr_db_before": base["psnr_db"], "psnr_db": psnr}
-    record_path.write_text(json.dumps(record, indent=2))  # written last: marks the stage finished
+    write_bytes(record_path, json.dumps(record, indent=2).encode())  # written last: marks the stage finished
     return record
 
 
@@ -268,15 +270,18 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
     if size > max_mb:
         raise ValueError(f"the model folder would be {size:.1f} MB, over the {max_mb} MB budget: shrink the "
                          "tokenizer or transformer in the config")
-    for name in ("tokenizer", "showo", "text_tokenizer", "training.json", "pipeline.json"):
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    # Each part is renamed into place and the old one only deleted after: a worker that has the old model mapped
+    # keeps reading its files, and a crash leaves one whole version of each part.
     out.mkdir(parents=True, exist_ok=True)
+    retired = out.parent / f".{out.name}.old"
+    shutil.rmtree(retired, ignore_errors=True)
+    retired.mkdir()
     for child in staging.iterdir():
-        child.rename(out / child.name)
+        target = out / child.name
+        if target.is_dir():
+            target.rename(retired / child.name)
+        child.replace(target)  # a file replaces the old one in one step; a folder has just been moved aside
+    shutil.rmtree(retired)
     staging.rmdir()
     return size
 
@@ -288,7 +293,7 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print)
     """All three stages, then the export. Returns the training record written to `out/training.json`."""
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, work / "config.yaml")
+    write_bytes(work / "config.yaml", OmegaConf.to_yaml(cfg).encode())
     started = time.perf_counter()
     tokenizer_dir, text_dir = work / "tokenizer", work / "text_tokenizer"
     tok = train_tokenizer(cfg, tokenizer_dir, log)

@@ -165,6 +165,36 @@ def test_local_llm_model_path_phi_config_is_honoured(tmp_path, style):
             model(ids(length=41))
 
 
+def write_phi_config(folder, **fields) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "phi", **fields}))
+
+
+def test_relative_llm_model_path_is_read_from_the_checkpoint_folder_first(tmp_path, monkeypatch):
+    # The process runs where an unrelated model's `llm/` lies; the checkpoint carries its own `llm/`.
+    workdir = tmp_path / "workdir"
+    write_phi_config(workdir / "llm", hidden_size=2048, num_hidden_layers=24, num_attention_heads=32)
+    write_phi_config(tmp_path / "ckpt" / "llm", hidden_size=HIDDEN, rope_theta=500.0, max_position_embeddings=40)
+    state = official_state_dict()
+    write_checkpoint(tmp_path / "ckpt", state, official_config(llm_model_path="llm"))
+    monkeypatch.chdir(workdir)
+
+    model = load_showo(tmp_path / "ckpt")
+
+    assert (model.config.rope_theta, model.config.max_position_embeddings) == (500.0, 40)
+    with torch.no_grad():
+        assert torch.equal(model(ids()), reference(state, expected_config(rope_theta=500.0,
+                                                                          max_position_embeddings=40))(ids()))
+
+
+def test_relative_llm_model_path_falls_back_to_the_working_directory(tmp_path, monkeypatch):
+    # The released loader's behaviour: a path relative to where the process runs.
+    write_phi_config(tmp_path / "workdir" / "phi", rope_theta=321.0)
+    write_checkpoint(tmp_path / "ckpt", official_state_dict(), official_config(llm_model_path="phi"))
+    monkeypatch.chdir(tmp_path / "workdir")
+    assert load_showo(tmp_path / "ckpt").config.rope_theta == 321.0
+
+
 def test_phi_config_that_contradicts_the_weights_is_an_error(tmp_path):
     phi_dir = tmp_path / "phi"
     phi_dir.mkdir()

@@ -166,14 +166,29 @@ def test_quick_run_writes_the_shipped_layout(quick_model):
     assert json.loads((out / "training.json").read_text())["showo"]["steps"] == 2
 
 
-def test_quick_run_is_reproducible(quick_model, tmp_path):
+def test_quick_run_is_reproducible_and_replaces_a_loaded_model_folder(quick_model, tmp_path):
+    import shutil
+
     from safetensors.torch import load_file
 
+    from model.network import Showo
+
     root, cfg, _ = quick_model
+    # The second run exports over a copy of the first one's folder while a model loaded from it is in use.
+    shutil.copytree(root / "out", tmp_path / "out")
+    weights = tmp_path / "out" / "showo" / "model.safetensors"
+    serving, inode = Showo.from_pretrained(str(weights.parent)), weights.stat().st_ino  # lazy: mapped from the file
+    ids = torch.arange(8)[None] % serving.config.llm_vocab_size
+    with torch.no_grad():
+        before = serving(ids)
     train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
     for part in ("showo/model.safetensors", "tokenizer/model.safetensors"):
         a, b = load_file(str(root / "out" / part)), load_file(str(tmp_path / "out" / part))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    assert weights.stat().st_ino != inode
+    with torch.no_grad():
+        assert torch.equal(serving(ids), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]  # nothing left aside
 
 
 def test_decoder_stage_keeps_the_codes_and_lowers_the_error(quick_model, tmp_path):

@@ -114,6 +114,25 @@ def test_save_pretrained_round_trips_through_a_directory(tiny_image, tmp_path):
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
+def test_save_pretrained_over_the_loaded_folder_replaces_each_file(tiny_image, tmp_path):
+    folder = tmp_path / "ours"
+    tiny_image.save_pretrained(str(folder))
+    loaded = MagvitV2.from_pretrained(str(folder))
+    inodes = {name: (folder / name).stat().st_ino for name in ("model.safetensors", "config.json")}
+    with torch.no_grad():
+        for param in loaded.parameters():
+            param.add_(0.5)
+
+    loaded.save_pretrained(str(folder))
+
+    assert {name: (folder / name).stat().st_ino for name in inodes} != inodes  # new files renamed into place
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temporaries left
+    reloaded = MagvitV2.from_pretrained(str(folder))
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+    assert not torch.equal(reloaded.state_dict()["encoder.conv_in.weight"], tiny_image.state_dict()["encoder.conv_in.weight"])
+
+
 def test_save_pretrained_round_trips_through_memory_fs(tiny_image):
     url = f"memory://tok-{uuid.uuid4().hex}/image"
     tiny_image.save_pretrained(url)

@@ -404,6 +404,18 @@ def test_write_video_round_trips(tmp_path):
     assert [square_x(f) for f in to_uint8_frames(clip.frames)] == pytest.approx([2 * i for i in range(T)], abs=1)
 
 
+def test_writers_replace_an_existing_file_without_touching_its_readers(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_video(path, sample_frames(5), fps=FPS)
+    first = path.read_bytes()
+    with open(path, "rb") as reader:  # e.g. a download of the old artifact in progress
+        write_video(path, sample_frames(9), fps=FPS)
+        assert reader.read() == first
+    assert read_video(path, backend="av").num_frames == 9
+    write_gif(tmp_path / "clip.gif", sample_frames(3), fps=FPS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif", "clip.mp4"]  # no temporaries left
+
+
 def test_write_video_to_a_memory_url_with_a_fractional_rate():
     url = f"memory://video-io-{uuid.uuid4().hex}/clip.mp4"
     assert write_video(url, sample_frames(10), fps=12.5) == url
