@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.backend import DIRECTIONS, ImageOptions, StoryOptions, TextOptions, VideoOptions
+from core import ImageOptions, StoryOptions, TextOptions, VideoOptions
+from workflows.backend import DIRECTIONS
 from workflows.step import Step, StepContext, step
 from workflows.types import Codes, Image, Mask, RandomTokens, StoryHistory, Text, Video, type_name
 
@@ -77,11 +78,8 @@ def continue_video(
     ctx: StepContext, prompt: Text, codes: Codes, num_frames: int = 8, steps: int = 12, guidance_scale: float = 0.0
 ) -> Any:
     """Extend a clip's codes by `num_frames` frames (a multiple of r); returns the whole clip's codes."""
-    r = ctx.backend.info().temporal_downsample
-    if num_frames < 1 or num_frames % r:
-        raise ValueError(f"num_frames must be a positive multiple of {r}, got {num_frames}")
+    latent = len(codes) + ctx.backend.info().new_latent_frames(num_frames)
     options = VideoOptions(steps=steps, guidance_scale=guidance_scale)
-    latent = len(codes) + num_frames // r
     return ctx.backend.generate_video(prompt, codes, latent, options=options, seed=ctx.seed, **ctx.ops())
 
 
