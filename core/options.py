@@ -1,7 +1,8 @@
 """The options of each task family, from the HTTP schema (generated from these dataclasses) down to the sampler.
 
-Each field's range lives in its `metadata` (`ge`, `gt`, `le`, `description`): the dataclass checks it here, and
-the service's request models are built from the same fields, defaults and ranges included. Values are checked
+Each field's range lives in its `metadata`: `ge` / `gt` / `le` bound what is valid (checked here), `cap` is the
+largest value the service accepts in a request (a cost limit, not a validity one), `description` documents it.
+The service's request models are built from the same fields, defaults, ranges and caps. Values are checked
 strictly: a bool is not a number, a string is not a number, and NaN is refused by name.
 """
 
@@ -47,9 +48,9 @@ class _Options:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-STEPS = _range("MaskGIT decoding steps per image or latent frame", ge=1, le=100)
-GUIDANCE = _range("classifier-free guidance scale (0: off)", ge=0.0, le=20.0)
-TEMPERATURE = _range("initial temperature of the confidence noise", ge=0.0, le=10.0)
+STEPS = _range("MaskGIT decoding steps per image or latent frame", ge=1, cap=100)
+GUIDANCE = _range("classifier-free guidance scale (0: off)", ge=0.0, cap=20.0)
+TEMPERATURE = _range("initial temperature of the confidence noise", ge=0.0, cap=10.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,17 +89,17 @@ class VideoOptions(ImageOptions):
     """How a clip is generated: `ImageOptions` for each latent frame, `chunk_frames` latent frames at a time."""
 
     steps: int = field(default=12, metadata=STEPS)
-    chunk_frames: int = field(default=1, metadata=_range("latent frames decoded together", ge=1, le=64))
+    chunk_frames: int = field(default=1, metadata=_range("latent frames decoded together", ge=1, cap=64))
 
 
 @dataclass(frozen=True, kw_only=True)
 class TextOptions(_Options):
     """Autoregressive decoding of answers and captions; `top_k=1` is greedy (then the seed does not matter)."""
 
-    max_new_tokens: int = field(default=64, metadata=_range("the longest answer in tokens", ge=1, le=256))
+    max_new_tokens: int = field(default=64, metadata=_range("the longest answer in tokens", ge=1, cap=256))
     top_k: int | None = field(default=1, metadata=_range("1: greedy; otherwise top-k sampling", ge=1))
     top_p: float | None = field(default=None, metadata=_range("nucleus sampling mass", gt=0.0, le=1.0))
-    temperature: float = field(default=1.0, metadata=_range("sampling temperature", gt=0.0, le=10.0))
+    temperature: float = field(default=1.0, metadata=_range("sampling temperature", gt=0.0, cap=10.0))
 
     @property
     def greedy(self) -> bool:
@@ -111,6 +112,6 @@ class StoryOptions(ImageOptions):
     and a keyframe (`ImageOptions`; clips after a keyframe use the same settings without guidance)."""
 
     steps: int = field(default=12, metadata=STEPS)
-    max_caption_tokens: int = field(default=24, metadata=_range("the longest caption in tokens", ge=1, le=128))
+    max_caption_tokens: int = field(default=24, metadata=_range("the longest caption in tokens", ge=1, cap=128))
     caption_top_k: int | None = field(default=1, metadata=_range("1: greedy captions; otherwise top-k", ge=1))
-    caption_temperature: float = field(default=1.0, metadata=_range("caption sampling temperature", gt=0.0, le=10.0))
+    caption_temperature: float = field(default=1.0, metadata=_range("caption sampling temperature", gt=0.0, cap=10.0))

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
+from studio.schemas import options_of
 from workflows import BUILTIN_GRAPHS, BackendInfo, Codes, Graph, GraphError, Image, Video, steps
-from workflows.spec import graph_from_spec
+from workflows.spec import graph_from_spec, inputs_from_json
 from workflows.types import type_name
 
 Resolve = Callable[[str], str]
@@ -95,8 +97,6 @@ class Kind:
     media: Callable[[dict[str, Any]], dict[str, tuple[str, str]]] | None = None
 
 
-def _pick(params: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {n: params[n] for n in names if n in params}
 
 
 # ---------------------------------------------------------------------------------------------- storyboard
@@ -157,14 +157,21 @@ def _render_storyboard(params, outputs, info, sink: Sink) -> dict[str, Any]:
 
 STORYBOARD = Kind(
     graph=lambda p: BUILTIN_GRAPHS["storyboard"](p["num_steps"], clip_frames=p["clip_frames"]),
-    inputs=lambda p, resolve, info: _pick(p, "question", "steps", "guidance_scale", "max_caption_tokens"),
+    inputs=lambda p, resolve, info: {
+        "question": p["question"], "options": options_of(p, StoryOptions()),
+        **({"clip_options": VideoOptions(steps=p["steps"])} if p["clip_frames"] else {}),
+    },
     render=_render_storyboard,
 )
 
 
 # ---------------------------------------------------------------------------------------------- understanding
-def _video_inputs(p: dict[str, Any], resolve: Resolve, *names: str) -> dict[str, Any]:
-    return {"uri": resolve(p["video"]), "fps": float(p["fps"]), "num_frames": p["num_frames"], **_pick(p, *names)}
+def _video_inputs(p: dict[str, Any], resolve: Resolve) -> dict[str, Any]:
+    return {"uri": resolve(p["video"]), "fps": float(p["fps"]), "num_frames": p["num_frames"]}
+
+
+def _understanding_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
+    return {**_video_inputs(p, resolve), "question": p["question"], "options": options_of(p, TextOptions())}
 
 
 def _understanding(answer: str):
@@ -177,16 +184,9 @@ def _understanding(answer: str):
     return render
 
 
-CAPTION = Kind(
-    graph=lambda p: BUILTIN_GRAPHS["caption"](),
-    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "question", "max_new_tokens"),
-    render=_understanding("caption"),
-)
-QA = Kind(
-    graph=lambda p: BUILTIN_GRAPHS["qa"](),
-    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "question", "max_new_tokens"),
-    render=_understanding("answer"),
-)
+CAPTION = Kind(graph=lambda p: BUILTIN_GRAPHS["caption"](), inputs=_understanding_inputs,
+               render=_understanding("caption"))
+QA = Kind(graph=lambda p: BUILTIN_GRAPHS["qa"](), inputs=_understanding_inputs, render=_understanding("answer"))
 
 
 # ---------------------------------------------------------------------------------------------- video
@@ -202,12 +202,14 @@ def _render_video(params, outputs, info, sink: Sink) -> dict[str, Any]:
 
 T2V = Kind(
     graph=lambda p: BUILTIN_GRAPHS["t2v"](),
-    inputs=lambda p, resolve, info: _pick(p, "prompt", "num_frames", "steps", "guidance_scale"),
+    inputs=lambda p, resolve, info: {"prompt": p["prompt"], "num_frames": p["num_frames"],
+                                     "options": options_of(p, VideoOptions())},
     render=_render_video,
 )
 CONTINUE_VIDEO = Kind(
     graph=lambda p: BUILTIN_GRAPHS["continue_video"](),
-    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "prompt", "new_frames", "steps", "guidance_scale"),
+    inputs=lambda p, resolve, info: {**_video_inputs(p, resolve), "prompt": p["prompt"], "new_frames": p["new_frames"],
+                                     "options": options_of(p, VideoOptions())},
     render=_render_video,
 )
 
@@ -221,8 +223,8 @@ def _render_image(params, outputs, info, sink: Sink) -> dict[str, Any]:
     return record
 
 
-def _image_inputs(p: dict[str, Any], resolve: Resolve, *names: str) -> dict[str, Any]:
-    return {"uri": resolve(p["image"]), **_pick(p, "prompt", "steps", "guidance_scale", *names)}
+def _image_inputs(p: dict[str, Any], resolve: Resolve, **extra: Any) -> dict[str, Any]:
+    return {"uri": resolve(p["image"]), "prompt": p["prompt"], "options": options_of(p, editing_options()), **extra}
 
 
 def _box_mask(box: list[float], info: BackendInfo) -> list[list[int]]:
@@ -244,18 +246,18 @@ def _inpaint_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> d
 
 T2I = Kind(
     graph=lambda p: BUILTIN_GRAPHS["t2i"](),
-    inputs=lambda p, resolve, info: _pick(p, "prompt", "steps", "guidance_scale"),
+    inputs=lambda p, resolve, info: {"prompt": p["prompt"], "options": options_of(p, ImageOptions())},
     render=_render_image,
 )
 INPAINT = Kind(graph=lambda p: BUILTIN_GRAPHS["inpaint"](), inputs=_inpaint_inputs, render=_render_image)
 EXTRAPOLATE = Kind(
     graph=lambda p: BUILTIN_GRAPHS["extrapolate"](p["directions"]),
-    inputs=lambda p, resolve, info: _image_inputs(p, resolve, "new_size"),
+    inputs=lambda p, resolve, info: _image_inputs(p, resolve, new_size=p.get("new_size")),
     render=_render_image,
 )
 EDIT = Kind(
     graph=lambda p: BUILTIN_GRAPHS["edit"](),
-    inputs=lambda p, resolve, info: _image_inputs(p, resolve, "strength"),
+    inputs=lambda p, resolve, info: _image_inputs(p, resolve, strength=p["strength"]),
     render=_render_image,
 )
 
@@ -327,7 +329,7 @@ def _render_output(name: str, tp: Any, value: Any, info: BackendInfo, sink: Sink
 
 def _workflow_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
     graph = graph_from_spec(p["graph"])
-    inputs = dict(p.get("inputs") or {})
+    inputs = inputs_from_json(graph, p.get("inputs") or {})
     for name in workflow_media(graph):
         if name in inputs:
             inputs[name] = resolve(inputs[name])

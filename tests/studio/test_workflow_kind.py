@@ -19,9 +19,11 @@ SPEC = {
         {"name": "video", "step": "load_video", "inputs": {"uri": {"input": "uri"}, "num_frames": 5}},
         {"name": "codes", "step": "encode_video", "inputs": {"video": {"step": "video"}}},
         {"name": "caption", "step": "understand",
-         "inputs": {"codes": {"step": "codes"}, "question": "describe the video .", "max_new_tokens": 4}},
+         "inputs": {"codes": {"step": "codes"}, "question": "describe the video .",
+                    "options": {"max_new_tokens": 4}}},
         {"name": "longer", "step": "continue_video",
-         "inputs": {"prompt": {"step": "caption"}, "codes": {"step": "codes"}, "num_frames": 4, "steps": 2}},
+         "inputs": {"prompt": {"step": "caption"}, "codes": {"step": "codes"}, "num_frames": 4,
+                    "options": {"steps": 2}}},
         {"name": "clip", "step": "decode_video", "inputs": {"codes": {"step": "longer"}}},
     ],
     "outputs": {"caption": {"step": "caption"}, "clip": {"step": "clip", "port": "video"}},
@@ -57,7 +59,7 @@ def test_a_scripted_graph_runs_end_to_end_and_matches_a_direct_run(client, media
 def test_outputs_are_rendered_by_type_and_can_be_picked(client, backend, wait_job):
     graph = graph_to_spec(BUILTIN_GRAPHS["t2i"]())  # outputs: image (Image), codes (Codes)
     body = {"kind": "workflow", "seed": 1, "params": {"graph": graph, "inputs": {"prompt": "a blue circle",
-                                                                                  "steps": 2}}}
+                                                                                  "options": {"steps": 2}}}}
     job = wait_job(client, client.post("/v1/jobs", json=body).json()["id"])
     assert job["state"] == "succeeded", job["error"]
     outputs = job["result"]["outputs"]
