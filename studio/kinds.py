@@ -236,11 +236,7 @@ def _box_mask(box: list[float], info: BackendInfo) -> list[list[int]]:
 
 
 def _inpaint_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
-    mask = p["mask"] if p.get("mask") is not None else _box_mask(p["box"], info)
-    rows, cols = len(mask), len(mask[0])
-    if (rows, cols) not in (tuple(info.image_size), tuple(info.grid)):
-        raise ValueError(f"mask is {rows}x{cols}; it must match the image {tuple(info.image_size)} "
-                         f"or its code grid {tuple(info.grid)}")
+    mask = p["mask"] if p.get("mask") is not None else _box_mask(p["box"], info)  # its shape: studio.limits
     return {**_image_inputs(p, resolve), "mask": mask}
 
 

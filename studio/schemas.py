@@ -15,10 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, mode
 
 from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
 
-MAX_FRAMES = 65  # 1 + 4*16: the longest clip a job may read or generate
-MAX_CLIP_FRAMES = 33
-TEMPORAL = 4  # frames per latent frame after the first (the causal video tokenizer's compression)
-
 def option(options: Any, name: str) -> Any:
     """The request field of option `name`: its type (strict: no bools, no strings, finite floats), default (from
     the `options` instance) and range (from the dataclass field's metadata), so that the HTTP schema and the
@@ -48,12 +44,6 @@ Fps = Annotated[float, Strict(), Field(gt=0.0, le=60.0, allow_inf_nan=False,
                                        description="sampling rate of the source video")]
 
 
-def _check_frames(name: str, value: int, low: int, high: int) -> int:
-    if not low <= value <= high or (value - 1) % TEMPORAL:
-        raise ValueError(f"{name} must be 1 + {TEMPORAL}k between {low} and {high} (e.g. 5, 9, 17, 33), got {value}")
-    return value
-
-
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,26 +53,18 @@ class StoryboardParams(_Params):
 
     question: Prompt
     num_steps: Int = Field(3, ge=1, le=8, description="storyboard steps")
-    clip_frames: Int = Field(0, ge=0, le=MAX_CLIP_FRAMES, description="0 (no clips) or 1 + 4k frames per step clip")
+    clip_frames: Int = Field(0, ge=0, description="0 (no clips) or a clip length the model's frame rule allows "
+                             "(GET /v1/kinds)")
     steps: option(StoryOptions(), "steps")
     guidance_scale: option(StoryOptions(), "guidance_scale")
     max_caption_tokens: option(StoryOptions(), "max_caption_tokens")
-
-    @field_validator("clip_frames")
-    @classmethod
-    def _clip(cls, value: int) -> int:
-        return 0 if value == 0 else _check_frames("clip_frames", value, 1 + TEMPORAL, MAX_CLIP_FRAMES)
 
 
 class _VideoSource(_Params):
     video: MediaUri
     fps: Fps = 8.0
-    num_frames: Int = Field(17, ge=1, le=MAX_FRAMES, description="frames read from the video (1 + 4k)")
-
-    @field_validator("num_frames")
-    @classmethod
-    def _frames(cls, value: int) -> int:
-        return _check_frames("num_frames", value, 1, MAX_FRAMES)
+    num_frames: Int = Field(17, ge=1, description="frames read from the video (the model's frame rule and limit: "
+                            "GET /v1/kinds)")
 
 
 class CaptionParams(_VideoSource):
@@ -103,30 +85,20 @@ class T2vParams(_Params):
     """Text to video."""
 
     prompt: Prompt
-    num_frames: Int = Field(17, ge=1, le=MAX_FRAMES, description="1 + 4k frames")
+    num_frames: Int = Field(17, ge=1, description="frames of the clip (the model's frame rule and limit: "
+                            "GET /v1/kinds)")
     steps: option(VideoOptions(), "steps")
     guidance_scale: option(VideoOptions(), "guidance_scale")
-
-    @field_validator("num_frames")
-    @classmethod
-    def _frames(cls, value: int) -> int:
-        return _check_frames("num_frames", value, 1, MAX_FRAMES)
 
 
 class ContinueVideoParams(_VideoSource):
     """Extend a video by `new_frames` frames."""
 
     prompt: Prompt
-    new_frames: Int = Field(8, ge=TEMPORAL, le=MAX_FRAMES - 1, description="a multiple of 4")
+    new_frames: Int = Field(8, ge=1, description="frames added (a multiple of the model's temporal compression: "
+                            "GET /v1/kinds)")
     steps: option(VideoOptions(), "steps")
     guidance_scale: option(VideoOptions(), "guidance_scale")
-
-    @field_validator("new_frames")
-    @classmethod
-    def _new(cls, value: int) -> int:
-        if value % TEMPORAL:
-            raise ValueError(f"new_frames must be a multiple of {TEMPORAL}, got {value}")
-        return value
 
 
 class T2iParams(_Params):

@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import time
 import uuid
@@ -31,6 +32,7 @@ from typing import Any
 from studio.artifacts import BlobInfo, BlobStore, check_name
 from studio.jobs import TERMINAL, IdempotencyConflict, Job, JobEvent, JobNotFound, SqliteJobStore
 from studio.kinds import KINDS
+from studio.limits import LimitError, check_job
 from studio.runner import Runner
 from studio.schemas import PARAMS
 from workflows import Backend, FsspecStore
@@ -103,7 +105,7 @@ class Service:
         self.uploads = BlobStore(str(data / "uploads"))
         self.runs = FsspecStore(str(data / "runs"))
         self.runner = Runner(self.jobs, self.artifacts, self.runs, backend, self.resolve_media, workers=config.workers,
-                             metrics=_job_metrics(backend))
+                             metrics=_job_metrics(backend), redact=self.redact)
         self.started_at: float | None = None
 
     def start(self) -> "Service":
@@ -136,6 +138,10 @@ class Service:
             if not isinstance(uri, str):
                 raise ServiceError(422, f"a media input must be a string URI, got {uri!r:.60}", field_name)
             self.check_media(uri, needed, field_name)
+        try:
+            check_job(kind, params, self.backend.info(), self.probe)
+        except LimitError as err:
+            raise ServiceError(422, str(err), err.field) from None
         try:
             job, created = self.jobs.create(kind, params, secrets.randbelow(2**31) if seed is None else seed,
                                             idempotency_key)
@@ -224,6 +230,23 @@ class Service:
             return json.loads(self.uploads.get(check_name("upload id", upload_id), UPLOAD_META))
         except (ValueError, FileNotFoundError):
             return None
+
+    def probe(self, uri: str) -> dict[str, Any] | None:
+        """What an upload was found to hold when it was uploaded (None for other media)."""
+        if not isinstance(uri, str) or not uri.startswith(UPLOAD_SCHEME):
+            return None
+        meta = self._upload_meta(uri[len(UPLOAD_SCHEME):])
+        return None if meta is None else meta.get("detail")
+
+    def redact(self, message: str) -> str:
+        """`message` without the service's own paths: an upload's file becomes its `upload://` URI, other paths
+        under the data folder or the media root become `<data>/...` or `<media>/...`."""
+        uploads = re.escape(str(Path(self.config.data_dir).resolve() / "uploads"))
+        message = re.sub(uploads + r"/([0-9a-f]+)/[^\s'\"]*", UPLOAD_SCHEME + r"\1", message)
+        for root, label in ((self.config.data_dir, "<data>"), (self.config.media_root, "<media>")):
+            if root is not None:
+                message = message.replace(str(Path(root).resolve()), label).replace(str(root), label)
+        return message
 
     # -- media parameters -----------------------------------------------------------------------------------
     def check_media(self, uri: str, kind: str, field_name: str) -> None:
