@@ -8,6 +8,7 @@ URIs reach it already resolved (an upload becomes the URL of its file).
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from dataclasses import dataclass
@@ -323,8 +324,24 @@ def _render_output(name: str, tp: Any, value: Any, info: BackendInfo, sink: Sink
     return [_render_output(f"{name}_{i + 1:02d}", item_type, item, info, sink) for i, item in enumerate(value)]
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> Graph:
+    return graph_from_spec(json.loads(text))
+
+
+def workflow_graph(spec: dict[str, Any]) -> Graph:
+    """The graph of a workflow job's spec, parsed once (when the job is submitted, or once after a restart) and
+    then shared by everything that needs it: the media checks, the runner, the inputs and the renderer. Graphs are
+    only read once built, so jobs with the same spec share one.
+
+    Raises:
+        GraphError: the spec is malformed or the graph invalid.
+    """
+    return _parse(json.dumps(spec, sort_keys=True))
+
+
 def _workflow_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
-    graph = graph_from_spec(p["graph"])
+    graph = workflow_graph(p["graph"])
     inputs = inputs_from_json(graph, p.get("inputs") or {})
     for name in workflow_media(graph):
         if name in inputs:
@@ -335,7 +352,7 @@ def _workflow_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> 
 
 
 def _workflow_media_params(p: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    graph = graph_from_spec(p["graph"])
+    graph = workflow_graph(p["graph"])
     inputs = p.get("inputs") or {}
     found = {}
     for name, kind in workflow_media(graph).items():
@@ -347,7 +364,7 @@ def _workflow_media_params(p: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def _render_workflow(params, outputs, info, sink: Sink) -> dict[str, Any]:
-    graph = graph_from_spec(params["graph"])
+    graph = workflow_graph(params["graph"])
     rendered = {name: _render_output(name, graph.outputs[name].type, outputs[name], info, sink)
                 for name in check_workflow_outputs(graph, params.get("outputs"))}
     record = {"graph": graph.name, "outputs": rendered}
@@ -355,7 +372,7 @@ def _render_workflow(params, outputs, info, sink: Sink) -> dict[str, Any]:
     return record
 
 
-WORKFLOW = Kind(graph=lambda p: graph_from_spec(p["graph"]), inputs=_workflow_inputs, render=_render_workflow,
+WORKFLOW = Kind(graph=lambda p: workflow_graph(p["graph"]), inputs=_workflow_inputs, render=_render_workflow,
                 media=_workflow_media_params)
 
 KINDS: dict[str, Kind] = {

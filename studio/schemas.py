@@ -176,39 +176,23 @@ class WorkflowParams(_Params):
     outputs: list[str] | None = Field(None, min_length=1, max_length=64,
                                       description="the graph outputs to render (default: all)")
 
-    @field_validator("graph")
-    @classmethod
-    def _graph(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        _workflow_graph(spec)
-        return spec
-
     @model_validator(mode="after")
     def _fits(self):
-        from studio.kinds import check_workflow_outputs, workflow_media
+        from studio.kinds import check_workflow_outputs, workflow_graph, workflow_media
         from workflows import GraphError
         from workflows.spec import inputs_from_json
 
-        graph = _workflow_graph(self.graph)
+        steps = self.graph.get("steps")
+        if isinstance(steps, list) and len(steps) > MAX_WORKFLOW_STEPS:
+            raise ValueError(f"steps: a workflow job may have at most {MAX_WORKFLOW_STEPS} steps, got {len(steps)}")
         try:
+            graph = workflow_graph(self.graph)  # the one parse; the runner and the renderer reuse it
             graph.check_inputs(inputs_from_json(graph, self.inputs))
             workflow_media(graph)
             check_workflow_outputs(graph, self.outputs)
         except GraphError as err:
             raise ValueError(str(err)) from None
         return self
-
-
-def _workflow_graph(spec: dict[str, Any]):
-    from workflows import GraphError
-    from workflows.spec import graph_from_spec
-
-    steps = spec.get("steps")
-    if isinstance(steps, list) and len(steps) > MAX_WORKFLOW_STEPS:
-        raise ValueError(f"steps: a workflow job may have at most {MAX_WORKFLOW_STEPS} steps, got {len(steps)}")
-    try:
-        return graph_from_spec(spec)
-    except GraphError as err:
-        raise ValueError(str(err)) from None
 
 
 PARAMS: dict[str, type[_Params]] = {

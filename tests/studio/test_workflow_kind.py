@@ -126,3 +126,23 @@ def test_bad_inputs_and_media_are_refused_at_submission(client):
 
 def test_the_kind_is_listed_with_its_schema(client):
     assert "graph" in client.get("/v1/kinds").json()["workflow"]["properties"]
+
+
+def test_the_spec_is_parsed_once_per_job(client, wait_job, monkeypatch):
+    import studio.kinds
+
+    parses = []
+
+    def counting(spec):
+        parses.append(spec["name"])
+        return graph_from_spec(spec)
+
+    studio.kinds._parse.cache_clear()
+    monkeypatch.setattr(studio.kinds, "graph_from_spec", counting)
+    graph = graph_to_spec(BUILTIN_GRAPHS["t2i"]())
+    graph["name"] = "parsed_once"
+    body = {"kind": "workflow", "seed": 3, "params": {"graph": graph, "inputs": {"prompt": "a red square",
+                                                                                 "options": {"steps": 1}}}}
+    job = wait_job(client, client.post("/v1/jobs", json=body).json()["id"])
+    assert job["state"] == "succeeded", job["error"]
+    assert parses == ["parsed_once"]  # submission parsed it; the runner, the inputs and the renderer reused it
