@@ -10,74 +10,17 @@ from __future__ import annotations
 
 import functools
 import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
+from studio.media import Sink
 from studio.schemas import options_of
 from workflows import BUILTIN_GRAPHS, BackendInfo, Codes, Graph, GraphError, Image, Video, steps
 from workflows.spec import graph_from_spec, inputs_from_json
 from workflows.types import type_name
 
 Resolve = Callable[[str], str]
-
-
-class Sink:
-    """Writes one job's artifacts: files are made in a scratch folder, then stored under their names."""
-
-    def __init__(self, put: Callable[[str, bytes], Any]) -> None:
-        self._put = put
-        self._scratch = tempfile.TemporaryDirectory(prefix="studio-render-")
-        self.names: list[str] = []
-
-    def __enter__(self) -> "Sink":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._scratch.cleanup()
-
-    @property
-    def folder(self) -> Path:
-        return Path(self._scratch.name)
-
-    def store(self, path: Path, name: str | None = None) -> str:
-        name = name or path.name
-        self._put(name, path.read_bytes())
-        self.names.append(name)
-        return name
-
-    def image(self, name: str, image: Any) -> str:
-        from tokenizers3d.video_io import write_image
-
-        path = self.folder / name
-        write_image(str(path), image)
-        return self.store(path)
-
-    def video(self, stem: str, frames: Any, fps: float) -> dict[str, str]:
-        """An MP4 and a GIF of a clip `(3, T, H, W)`."""
-        from tokenizers3d.video_io import write_gif, write_video
-
-        mp4, gif = self.folder / f"{stem}.mp4", self.folder / f"{stem}.gif"
-        write_video(str(mp4), frames, fps)
-        write_gif(str(gif), frames, fps)
-        return {"mp4": self.store(mp4), "gif": self.store(gif)}
-
-    def frames_sheet(self, stem: str, frames: Any, fps: float) -> dict[str, Any]:
-        """The frames a model saw: a contact sheet PNG and a GIF."""
-        from tokenizers3d.video_io import write_gif, write_image_grid
-
-        sheet, gif = self.folder / f"{stem}.png", self.folder / f"{stem}.gif"
-        count = int(frames.shape[1])
-        write_image_grid(str(sheet), [frames[:, t] for t in range(count)], nrow=min(count, 9), padding=4)
-        write_gif(str(gif), frames, fps)
-        return {"count": count, "fps": fps, "sheet": self.store(sheet), "gif": self.store(gif)}
-
-    def json(self, name: str, record: dict[str, Any]) -> str:
-        path = self.folder / name
-        path.write_text(json.dumps(record, indent=2))
-        return self.store(path)
 
 
 @dataclass(frozen=True)
@@ -101,68 +44,13 @@ class Kind:
 
 
 # ---------------------------------------------------------------------------------------------- storyboard
-@dataclass
-class _Clip:
-    frames: Any
-    fps: float
-
-
-@dataclass
-class _Step:
-    caption: str
-    keyframe: Any
-    codes: Any
-    caption_ids: list[int] | None
-    clip: _Clip | None
-
-
-@dataclass
-class _Board:
-    question: str
-    steps: list[_Step]
-
-
-def _render_storyboard(params, outputs, info, sink: Sink) -> dict[str, Any]:
-    import torch
-
-    from studio.render import _upscale, render_storyboard
-    from tokenizers3d.video_io import write_video
-
-    clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
-    steps = [
-        _Step(caption=item.caption, keyframe=keyframe, codes=item.codes,
-              caption_ids=list(item.caption_ids) if item.caption_ids is not None else None,
-              clip=_Clip(clip, info.fps) if clip is not None else None)
-        for item, keyframe, clip in zip(outputs["history"], outputs["keyframes"], clips)
-    ]
-    board = _Board(params["question"], steps)
-    rendered = render_storyboard(board, sink.folder / "board", title="How-to storyboard")
-    for path in sorted((sink.folder / "board").iterdir()):
-        sink.store(path)
-    mp4 = sink.folder / "keyframes.mp4"
-    write_video(str(mp4), torch.stack([_upscale(s.keyframe) for s in steps], dim=1), 1.0)
-    sink.store(mp4)
-    return {
-        "question": params["question"],
-        "captions": list(outputs["captions"]),
-        "page": rendered.html.name,
-        "contact_sheet": rendered.contact_sheet.name,
-        "keyframes_gif": rendered.gif.name,
-        "keyframes_mp4": mp4.name,
-        "json": rendered.json.name,
-        "steps": [{"caption": s.caption, "keyframe": rendered.keyframes[i].name,
-                   "clip": f"step_{i + 1:02d}_clip.gif" if s.clip is not None else None}
-                  for i, s in enumerate(steps)],
-    }
-
-
 STORYBOARD = Kind(
     graph=lambda p: BUILTIN_GRAPHS["storyboard"](p["num_steps"], clip_frames=p["clip_frames"]),
     inputs=lambda p, resolve, info: {
         "question": p["question"], "options": options_of(p, StoryOptions()),
         **({"clip_options": VideoOptions(steps=p["steps"])} if p["clip_frames"] else {}),
     },
-    render=_render_storyboard,
+    render=lambda p, outputs, info, sink: sink.storyboard(p["question"], outputs, info.fps),
 )
 
 
