@@ -59,7 +59,7 @@ class ImageOptions(_Options):
 
     Attributes:
         steps: MaskGIT decoding steps.
-        guidance_scale: classifier-free guidance scale; 0 disables it (`guided` says whether it is on).
+        guidance_scale: classifier-free guidance scale; 0 disables it (`MaskGitConfig.guided` decides).
         schedule: the mask schedule's name.
         temperature: initial temperature of the confidence noise.
         guidance: `"muse"` `(1+w)c - wu` (as released) or `"standard"` `u + w(c-u)`.
@@ -72,11 +72,6 @@ class ImageOptions(_Options):
     temperature: float = field(default=1.0, metadata=TEMPERATURE)
     guidance: str = "muse"
     reference: bool = False
-
-    @property
-    def guided(self) -> bool:
-        """Whether classifier-free guidance is on (the one place this is decided)."""
-        return self.guidance_scale > 0
 
 
 def editing_options(**changes: Any) -> ImageOptions:
