@@ -155,13 +155,29 @@ class Showo(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.showo.lm_head.weight.dtype
 
+    def check_inputs(self, input_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> None:
+        """Raise ValueError for ids outside the vocabulary or positions outside `[0, max_position_embeddings)`.
+
+        The boundary check of a sequence: it reads the values back to the host, so the entry points call it once
+        per piece (`prefill`, a MaskGIT block's closure), never `forward` on every step or token.
+        """
+        vocab, limit = self.config.vocab_size, self.config.max_position_embeddings
+        if input_ids is not None and input_ids.numel():
+            low, high = (int(v) for v in torch.aminmax(input_ids))
+            if low < 0 or high >= vocab:
+                raise ValueError(f"input_ids must lie in [0, {vocab}), got [{low}, {high}]")
+        if position_ids is not None and position_ids.numel():
+            low, high = (int(v) for v in torch.aminmax(position_ids))
+            if low < 0:
+                raise ValueError(f"position_ids must be >= 0, got {low}")
+            if high >= limit:
+                raise ValueError(f"position {high} exceeds the model's max_position_embeddings ({limit}); "
+                                 "shorten the sequence")
+
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings `(B, L, D)`; ids outside the vocabulary raise."""
+        """Token embeddings `(B, L, D)` (ids are checked at the boundary: `check_inputs`)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
-        vocab = self.config.vocab_size
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
-            raise ValueError(f"input_ids must lie in [0, {vocab}), got [{int(input_ids.min())}, {int(input_ids.max())}]")
         return self.showo.model.embed_tokens(input_ids)
 
     def project_clip(self, features: torch.Tensor) -> torch.Tensor:
@@ -187,6 +203,7 @@ class Showo(nn.Module):
                 mask `(B, 1, L, S+L)` (negative = blocked), or a FlexAttention `BlockMask` built from the same segments
                 (`model.attention.flex_block_mask`), where S is the cache's committed length. None = causal.
             position_ids: `(B, L)`; defaults to `S .. S+L-1` (absolute slots, left pads included, as released).
+                Given ids and positions are not value-checked here (see `check_inputs`).
             cache: a `KVCache`; the new tokens' keys/values are written past its committed prefix (see
                 `KVCache.commit`).
         """
@@ -198,17 +215,17 @@ class Showo(nn.Module):
         batch, length, _ = x.shape
         past = cache.length if cache is not None else 0
 
+        # No value checks here: reading tensors back would sync the host on every MaskGIT step and every token.
+        # Given ids and positions are checked once per piece by the entry points (`check_inputs`).
         if position_ids is None:
+            if past + length > self.config.max_position_embeddings:  # host integers: no sync
+                raise ValueError(
+                    f"position {past + length - 1} exceeds the model's max_position_embeddings "
+                    f"({self.config.max_position_embeddings}); shorten the sequence"
+                )
             position_ids = torch.arange(past, past + length, device=x.device).expand(batch, length)
         if position_ids.shape != (batch, length):
             raise ValueError(f"position_ids must be ({batch}, {length}), got {tuple(position_ids.shape)}")
-        if int(position_ids.min()) < 0:
-            raise ValueError(f"position_ids must be >= 0, got {int(position_ids.min())}")
-        if int(position_ids.max()) >= self.config.max_position_embeddings:
-            raise ValueError(
-                f"position {int(position_ids.max())} exceeds the model's max_position_embeddings "
-                f"({self.config.max_position_embeddings}); shorten the sequence"
-            )
         cos_sin = rotary_cos_sin(position_ids, self.config.rotary_dim, self.config.rope_theta, x.dtype)
 
         mask = None

@@ -38,7 +38,7 @@ def bench_ray_batching(
     from ray_cluster.cluster import connect, shutdown
     from ray_cluster.config import load_config
     from ray_cluster.pools import RayBackend
-    from workflows.backend import TextOptions
+    from core import TextOptions
 
     started_ray = owned = False
     if backend is None:

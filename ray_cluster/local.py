@@ -1,56 +1,35 @@
-"""`LocalBackend`: the workflow `Backend` operations run in this process on a `ShowoPipeline` (no Ray).
+"""`LocalBackend`: the workflow `Backend` operations (`workflows.backend.OPS`) run in this process on a
+`ShowoPipeline` (no Ray).
 
-Every operation is a thin translation: the explicit seed becomes a `torch.Generator`, the options dataclass
-becomes the pipeline's keyword arguments, the pipeline's progress events and `Cancelled` become the workflow
-ones, and results come back as plain values or CPU tensors. The Ray workers wrap exactly this class, so a graph
-gives the same output in-process and on a cluster.
+Every operation is a thin translation onto one pipeline entry point: the explicit seed becomes a `torch.Generator`,
+the options dataclass is handed to the pipeline as it is, progress events pass through unchanged, the sampler's
+`Cancelled` becomes the workflow one, and results come back as CPU tensors. The algorithms (mask to token grid,
+the extrapolation windows, temporal autoregression, storyboard replay) live in the pipeline. The Ray workers wrap
+exactly this class, so a graph gives the same output in-process and on a cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any, Iterator
 
 import torch
 
-from model.pipelines import GenerationOptions, ShowoPipeline
+from core import ImageOptions, ModelInfo, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
+from model.pipelines import ShowoPipeline
 from model.pipelines import StoryHistoryItem as PipelineStoryItem
-from model.pipelines.common import cpu_generator
-from model.pipelines.editing import extrapolation_windows, grow_canvas, mask_to_token_grid, random_token_mask
+from model.pipelines.common import make_generator
 from model.sampling import UNKNOWN
 from model.sampling import Cancelled as SamplerCancelled
-from workflows.backend import (
-    BackendInfo,
-    ImageOptions,
-    Progress,
-    ProgressFn,
-    StopFn,
-    StoryOptions,
-    TextOptions,
-    VideoOptions,
-)
 from workflows.errors import Cancelled
 from workflows.types import RandomTokens, StoryHistoryItem
 
 
-def make_generator(seed: int, device) -> torch.Generator:
-    """The generator an op draws all its randomness from."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int, got {seed!r}")
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def as_options(options: Any, kind: type) -> Any:
-    """The options dataclass `kind` from an instance of it or a mapping of its fields."""
-    if isinstance(options, kind):
-        return options
-    if isinstance(options, dict):
-        try:
-            return kind(**options)
-        except TypeError as err:
-            raise ValueError(f"options: {err}") from err
-    raise ValueError(f"options must be a {kind.__name__}, got {type(options).__name__}")
+def check_options(options: Any, kind: type) -> Any:
+    """`options` when it is a `kind` (the options dataclass of the operation); ValueError otherwise."""
+    if not isinstance(options, kind):
+        raise ValueError(f"options must be a {kind.__name__}, got {type(options).__name__}")
+    return options
 
 
 def as_codes(codes: Any) -> torch.Tensor:
@@ -65,13 +44,6 @@ def workflow_errors() -> Iterator[None]:
         yield
     except SamplerCancelled as err:
         raise Cancelled(str(err)) from err
-
-
-def adapt_progress(progress: ProgressFn | None):
-    """A pipeline progress callback that forwards workflow `Progress` events to `progress`."""
-    if progress is None:
-        return None
-    return lambda e: progress(Progress(e.task, e.stage, e.step, e.total, e.inner_step, e.inner_total))
 
 
 class LocalBackend:
@@ -89,15 +61,8 @@ class LocalBackend:
     def device(self) -> torch.device:
         return self.pipeline.model.device
 
-    def info(self) -> BackendInfo:
-        pipe = self.pipeline
-        return BackendInfo(
-            image_size=tuple(pipe.image_size),
-            grid=tuple(pipe.grid),
-            temporal_downsample=pipe.temporal_downsample,
-            fps=pipe.fps,
-            codebook_size=pipe.layout.codebook_size,
-        )
+    def info(self) -> ModelInfo:
+        return self.pipeline.info()
 
     # ------------------------------------------------------------------------------------------ media I/O
     def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
@@ -126,7 +91,7 @@ class LocalBackend:
                 image = Image.open(handle)
                 image.load()
             except Exception as err:
-                raise ValueError(f"cannot read {uri!r} as an image: {err}") from err
+                raise ValueError(f"cannot read the image: {err}") from err
         return image_transform(image.convert("RGB"), size or height)
 
     # ------------------------------------------------------------------------------------------ tokenizer
@@ -156,12 +121,11 @@ class LocalBackend:
 
     def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
         """`understand` that also returns the generated token ids: `(answers, ids)`."""
-        options = as_options(options, TextOptions)
-        visual_codes, kinds, questions = list(visual_codes), list(kinds), list(questions)
         with workflow_errors():
             result = self.pipeline.understand_codes(
-                [as_codes(c) for c in visual_codes], kinds, questions, **dataclasses.asdict(options),
-                generator=make_generator(seed, self.device), progress=adapt_progress(progress), should_stop=should_stop,
+                [as_codes(c) for c in visual_codes], list(kinds), list(questions),
+                options=check_options(options, TextOptions), generator=make_generator(seed, self.device),
+                progress=progress, should_stop=should_stop,
             )
         return list(result.texts), [list(map(int, t)) for t in result.token_ids]
 
@@ -176,91 +140,56 @@ class LocalBackend:
 
     def image_tokens(self, known_codes, regenerate, generator: torch.Generator) -> torch.Tensor:
         """The `(1, h*w)` row of known codes and `UNKNOWN` that `generate_image` starts from."""
-        pipe = self.pipeline
         if known_codes is None:
             if regenerate is not None:
                 raise ValueError("regenerate must be None without known_codes")
-            return torch.full((1, pipe.num_image_tokens), UNKNOWN, dtype=torch.long)
-        codes = as_codes(known_codes).cpu()
-        if tuple(codes.shape) != tuple(pipe.grid):
-            raise ValueError(f"known_codes must be {tuple(pipe.grid)}, got {tuple(codes.shape)}")
+            return torch.full((1, self.pipeline.num_image_tokens), UNKNOWN, dtype=torch.long)
         if regenerate is None:
             raise ValueError("known_codes needs regenerate (a mask or RandomTokens); without it nothing is generated")
-        if isinstance(regenerate, RandomTokens):
-            where = random_token_mask(pipe.grid, regenerate.fraction, cpu_generator(generator))
-        else:
-            mask = torch.as_tensor(regenerate).cpu()
-            if tuple(mask.shape[-2:]) == tuple(pipe.grid) and mask.dim() == 2:
-                where = mask.bool()
-            elif tuple(mask.shape[-2:]) == tuple(pipe.image_size):
-                where = mask_to_token_grid(mask, pipe.grid)
-            else:
-                raise ValueError(f"regenerate must be a pixel mask {tuple(pipe.image_size)} or a token mask "
-                                 f"{tuple(pipe.grid)}, got {tuple(mask.shape)}")
-            if not bool(where.any()):
-                raise ValueError("the regenerate mask covers no token of the image: nothing to generate")
-        return torch.where(where, torch.full_like(codes, UNKNOWN), codes).view(1, -1)
+        where = regenerate.fraction if isinstance(regenerate, RandomTokens) else regenerate
+        return self.pipeline.known_tokens(as_codes(known_codes), where, generator)
 
     def generate_image_rows(self, prompts: list[str], tokens: torch.Tensor, options: ImageOptions,
                             generator: torch.Generator, progress: ProgressFn | None = None,
-                            should_stop: StopFn | None = None, task: str = "generate_image") -> torch.Tensor:
+                            should_stop: StopFn | None = None) -> torch.Tensor:
         """Codes `(B, h, w)` of one image per prompt from the token rows `(B, h*w)`, sampled from one generator."""
-        options = as_options(options, ImageOptions)
-        opts = GenerationOptions(**dataclasses.asdict(options))
         with workflow_errors():
-            codes = self.pipeline.generate_image_codes(
-                list(prompts), tokens, opts, generator, adapt_progress(progress), should_stop, task
-            )
+            codes = self.pipeline.generate_image_codes(list(prompts), tokens, check_options(options, ImageOptions),
+                                                       generator, progress, should_stop)
         return codes.cpu()
 
     def extrapolate_image(self, prompt: str, codes, direction: str, new_size: int | None = None, *,
                           options: ImageOptions, seed: int, progress: ProgressFn | None = None,
                           should_stop: StopFn | None = None) -> torch.Tensor:
-        """The canvas `codes` `(h', w')` grown by `new_size` rows/columns towards `direction` (as one direction of
-        `ShowoPipeline.extrapolate`, on codes)."""
-        h, w = self.pipeline.grid
-        generator = make_generator(seed, self.device)
-        canvas = as_codes(codes).cpu()
-        if canvas.dim() != 2:
-            raise ValueError(f"codes must be a canvas (h, w), got {tuple(canvas.shape)}")
-        size = new_size or ((w if direction in ("left", "right") else h) // 2)
-        canvas = grow_canvas(canvas, direction, size, UNKNOWN)
-        windows = extrapolation_windows(tuple(canvas.shape), direction, (h, w), size)
-        for top, left in windows:
-            window = canvas[top : top + h, left : left + w]
-            if not bool((window == UNKNOWN).any()):
-                continue
-            out = self.generate_image_rows([prompt], window.reshape(1, -1), options, generator, progress, should_stop,
-                                           "extrapolate")
-            canvas[top : top + h, left : left + w] = out[0]
-        return canvas
+        """The canvas `codes` `(h', w')` grown by `new_size` rows/columns towards `direction`."""
+        with workflow_errors():
+            return self.pipeline.extrapolate_codes(prompt, as_codes(codes), direction, new_size,
+                                                   check_options(options, ImageOptions),
+                                                   make_generator(seed, self.device), progress, should_stop)
 
     # ------------------------------------------------------------------------------------------ video, storyboard
     def generate_video(self, prompt: str, given_codes, num_latent_frames: int, *, options: VideoOptions, seed: int,
                        progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
         """Latent codes `(num_latent_frames, h, w)` starting with `given_codes` (`(t0, h, w)` or a keyframe `(h, w)`)."""
-        options = as_options(options, VideoOptions)
         given = None
         if given_codes is not None:
             given = as_codes(given_codes)
-            given = given[None] if given.dim() == 2 else given
-            given = given.to(self.device)
+            given = (given[None] if given.dim() == 2 else given).to(self.device)
         with workflow_errors():
             codes = self.pipeline.generate_video_codes(
-                prompt, given, num_latent_frames, generator=make_generator(seed, self.device),
-                progress=adapt_progress(progress), should_stop=should_stop, **dataclasses.asdict(options),
+                prompt, given, num_latent_frames, options=check_options(options, VideoOptions),
+                generator=make_generator(seed, self.device), progress=progress, should_stop=should_stop,
             )
         return codes.cpu()
 
     def storyboard_step(self, question: str, history: list[StoryHistoryItem], *, options: StoryOptions, seed: int,
                         progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> StoryHistoryItem:
         """The next (caption, keyframe) step after `history`, replayed from scratch (stateless)."""
-        options = as_options(options, StoryOptions)
         items = [self._history_item(item) for item in history]
         with workflow_errors():
             step = self.pipeline.storyboard_step(
-                question, items, generator=make_generator(seed, self.device), progress=adapt_progress(progress),
-                should_stop=should_stop, **dataclasses.asdict(options),
+                question, items, options=check_options(options, StoryOptions),
+                generator=make_generator(seed, self.device), progress=progress, should_stop=should_stop,
             )
         caption = self.pipeline.text_tokenizer.decode(step.caption_ids, skip_special_tokens=True).strip()
         return StoryHistoryItem(caption=caption, codes=step.codes.cpu(), caption_ids=tuple(int(i) for i in step.caption_ids))

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ray_cluster.config import ClusterConfig, PoolConfig
 from ray_cluster.loading import PipelineFactory
+from workflows.backend import OPS, routed_ops
 
 POLL_S = 0.05  # how often a waiting caller checks should_stop and fetches progress
 
@@ -100,6 +101,7 @@ class WorkerPool:
         return ray.get([w.handle.stats.remote() for w in self.workers if not w.dead], timeout=timeout_s)
 
 
+@routed_ops
 class RayBackend:
     """The workflow `Backend` on Ray pools: the same operations, arguments and results as `LocalBackend`
     (see `workflows.backend.Backend` for each operation).
@@ -153,51 +155,21 @@ class RayBackend:
 
     # ------------------------------------------------------------------------------------------ operations
     def info(self):
-        """The `BackendInfo` of the served model (asked once, then cached)."""
+        """The `ModelInfo` of the served model (asked once, then cached)."""
         if self._info is None:
-            self._info = self._call(self.tokenizer, "info", (), {}, None, None)
+            self._info = self.run("info")
         return self._info
 
-    def load_video(self, uri: str, *, fps=None, num_frames=None, size=None):
-        return self._call(self.tokenizer, "load_video", (uri,), dict(fps=fps, num_frames=num_frames, size=size))
-
-    def load_image(self, uri: str, *, size=None):
-        return self._call(self.tokenizer, "load_image", (uri,), dict(size=size))
-
-    def encode_image(self, image, *, progress=None, should_stop=None):
-        return self._call(self.tokenizer, "encode_image", (image,), {}, progress, should_stop)
-
-    def decode_image(self, codes, *, progress=None, should_stop=None):
-        return self._call(self.tokenizer, "decode_image", (codes,), {}, progress, should_stop)
-
-    def encode_video(self, video, *, progress=None, should_stop=None):
-        return self._call(self.tokenizer, "encode_video", (video,), {}, progress, should_stop)
-
-    def decode_video(self, codes, *, progress=None, should_stop=None):
-        return self._call(self.tokenizer, "decode_video", (codes,), {}, progress, should_stop)
-
-    def understand(self, visual_codes, kinds, questions, *, options, seed: int, progress=None, should_stop=None):
-        return self._call(self.transformer, "understand", (list(visual_codes), list(kinds), list(questions)),
-                          dict(options=options, seed=seed), progress, should_stop)
-
-    def generate_image(self, prompt, known_codes=None, regenerate=None, *, options, seed: int, progress=None,
-                       should_stop=None):
-        return self._call(self.transformer, "generate_image", (prompt, known_codes, regenerate),
-                          dict(options=options, seed=seed), progress, should_stop)
-
-    def extrapolate_image(self, prompt, codes, direction, new_size=None, *, options, seed: int, progress=None,
-                          should_stop=None):
-        return self._call(self.transformer, "extrapolate_image", (prompt, codes, direction, new_size),
-                          dict(options=options, seed=seed), progress, should_stop)
-
-    def generate_video(self, prompt, given_codes, num_latent_frames: int, *, options, seed: int, progress=None,
-                       should_stop=None):
-        return self._call(self.transformer, "generate_video", (prompt, given_codes, num_latent_frames),
-                          dict(options=options, seed=seed), progress, should_stop)
-
-    def storyboard_step(self, question, history, *, options, seed: int, progress=None, should_stop=None):
-        return self._call(self.transformer, "storyboard_step", (question, list(history)),
-                          dict(options=options, seed=seed), progress, should_stop)
+    def run(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        """Run operation `op` of `workflows.backend.OPS` on a worker of the pool the table names; every other
+        operation method of this class is generated from the table and calls this one."""
+        spec = OPS.get(op)
+        if spec is None:
+            raise ValueError(f"unknown operation {op!r}; operations are {sorted(OPS)}")
+        spec.bind(args, kwargs)  # a bad call fails here, not on the worker
+        progress = kwargs.pop("progress", None) if spec.interactive else None
+        should_stop = kwargs.pop("should_stop", None) if spec.interactive else None
+        return self._call(self.pools[spec.pool], op, args, kwargs, progress, should_stop)
 
     # ------------------------------------------------------------------------------------------ calling
     def _call(self, pool: WorkerPool, op: str, args: tuple, kwargs: dict,
@@ -213,7 +185,7 @@ class RayBackend:
             worker = pool.acquire()
             request_id = uuid.uuid4().hex
             try:
-                ref = getattr(worker.handle, op).remote(request_id, *args, **kwargs)
+                ref = worker.handle.run.remote(request_id, op, args, kwargs)
                 return _await(ref, worker, op, request_id, deadline, timeout, progress, should_stop)
             except ActorDiedError as err:
                 worker.dead = True
@@ -232,8 +204,6 @@ def _await(ref, worker: Worker, op: str, request_id: str, deadline: float, timeo
            progress: Callable | None, should_stop: Callable[[], bool] | None) -> Any:
     """`ray.get` with a deadline, forwarding the worker's progress and the caller's cancellation meanwhile."""
     import ray
-
-    from workflows.backend import Progress
 
     interactive = progress is not None or should_stop is not None
     last, cancelled = None, False
@@ -256,7 +226,7 @@ def _await(ref, worker: Worker, op: str, request_id: str, deadline: float, timeo
                 event = None  # progress is best effort; the call itself is still awaited
             if event is not None and event != last:
                 last = event
-                progress(Progress(*event))
+                progress(event)
 
 
 def _unwrap(err) -> BaseException:

@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio.jobs import TERMINAL, Job
+from studio.limits import kind_limits
 from studio.schemas import PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut
 from studio.service import Service, ServiceError
 
@@ -136,8 +137,10 @@ def _v1(service: Service) -> APIRouter:
 
     @router.get("/kinds", tags=["jobs"])
     def kinds() -> dict[str, Any]:
-        """Every job kind with the JSON schema of its parameters."""
-        return {kind: model.model_json_schema() for kind, model in PARAMS.items()}
+        """Every job kind with the JSON schema of its parameters and, under `x-limits`, what the loaded model
+        allows (frame rule, longest clips, most storyboard steps)."""
+        limits = kind_limits(service.backend.info())
+        return {kind: {**model.model_json_schema(), "x-limits": limits.get(kind, {})} for kind, model in PARAMS.items()}
 
     @router.get("/artifacts/{job_id}/{name}", tags=["media"],
                 responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"}})

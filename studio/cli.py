@@ -38,8 +38,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
+    from studio.compose import build_runtime
     from studio.server import LOOPBACK, serve
-    from studio.service import Service, ServiceConfig, build_backend
+    from studio.service import Service, ServiceConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = args.token or os.environ.get("STUDIO_TOKEN") or None
@@ -51,9 +52,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         media_root=Path(args.media_root) if args.media_root else None,
         max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers, token=token,
     )
-    backend = build_backend(local=args.local, address=args.address, cluster_config=args.cluster_config,
+    runtime = build_runtime(local=args.local, address=args.address, cluster_config=args.cluster_config,
                             num_cpus=args.num_cpus)
-    serve(Service(config, backend), host=args.host, port=args.port)
+    serve(Service(config, runtime.backend, metrics=runtime.metrics), host=args.host, port=args.port)
     return 0
 
 

@@ -19,7 +19,8 @@ def run_demo(*, out_dir: str = "studio-demo", seed: int = 0, question: str | Non
     """Run a storyboard job through a local service and download it into `out_dir`; returns the HTML page."""
     from studio.client import StudioClient, progress_line
     from studio.server import BackgroundServer
-    from studio.service import Service, ServiceConfig, build_backend
+    from studio.compose import build_backend
+    from studio.service import Service, ServiceConfig
 
     started = time.perf_counter()
     print(f"model: {_describe_default()}")

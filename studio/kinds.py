@@ -8,73 +8,19 @@ URIs reach it already resolved (an upload becomes the URL of its file).
 
 from __future__ import annotations
 
+import functools
 import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
+from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
+from studio.media import Sink
+from studio.schemas import options_of
 from workflows import BUILTIN_GRAPHS, BackendInfo, Codes, Graph, GraphError, Image, Video, steps
-from workflows.spec import graph_from_spec
+from workflows.spec import graph_from_spec, inputs_from_json
 from workflows.types import type_name
 
 Resolve = Callable[[str], str]
-
-
-class Sink:
-    """Writes one job's artifacts: files are made in a scratch folder, then stored under their names."""
-
-    def __init__(self, put: Callable[[str, bytes], Any]) -> None:
-        self._put = put
-        self._scratch = tempfile.TemporaryDirectory(prefix="studio-render-")
-        self.names: list[str] = []
-
-    def __enter__(self) -> "Sink":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._scratch.cleanup()
-
-    @property
-    def folder(self) -> Path:
-        return Path(self._scratch.name)
-
-    def store(self, path: Path, name: str | None = None) -> str:
-        name = name or path.name
-        self._put(name, path.read_bytes())
-        self.names.append(name)
-        return name
-
-    def image(self, name: str, image: Any) -> str:
-        from tokenizers3d.video_io import write_image
-
-        path = self.folder / name
-        write_image(str(path), image)
-        return self.store(path)
-
-    def video(self, stem: str, frames: Any, fps: float) -> dict[str, str]:
-        """An MP4 and a GIF of a clip `(3, T, H, W)`."""
-        from tokenizers3d.video_io import write_gif, write_video
-
-        mp4, gif = self.folder / f"{stem}.mp4", self.folder / f"{stem}.gif"
-        write_video(str(mp4), frames, fps)
-        write_gif(str(gif), frames, fps)
-        return {"mp4": self.store(mp4), "gif": self.store(gif)}
-
-    def frames_sheet(self, stem: str, frames: Any, fps: float) -> dict[str, Any]:
-        """The frames a model saw: a contact sheet PNG and a GIF."""
-        from tokenizers3d.video_io import write_gif, write_image_grid
-
-        sheet, gif = self.folder / f"{stem}.png", self.folder / f"{stem}.gif"
-        count = int(frames.shape[1])
-        write_image_grid(str(sheet), [frames[:, t] for t in range(count)], nrow=min(count, 9), padding=4)
-        write_gif(str(gif), frames, fps)
-        return {"count": count, "fps": fps, "sheet": self.store(sheet), "gif": self.store(gif)}
-
-    def json(self, name: str, record: dict[str, Any]) -> str:
-        path = self.folder / name
-        path.write_text(json.dumps(record, indent=2))
-        return self.store(path)
 
 
 @dataclass(frozen=True)
@@ -95,76 +41,26 @@ class Kind:
     media: Callable[[dict[str, Any]], dict[str, tuple[str, str]]] | None = None
 
 
-def _pick(params: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {n: params[n] for n in names if n in params}
 
 
 # ---------------------------------------------------------------------------------------------- storyboard
-@dataclass
-class _Clip:
-    frames: Any
-    fps: float
-
-
-@dataclass
-class _Step:
-    caption: str
-    keyframe: Any
-    codes: Any
-    caption_ids: list[int] | None
-    clip: _Clip | None
-
-
-@dataclass
-class _Board:
-    question: str
-    steps: list[_Step]
-
-
-def _render_storyboard(params, outputs, info, sink: Sink) -> dict[str, Any]:
-    import torch
-
-    from studio.render import _upscale, render_storyboard
-    from tokenizers3d.video_io import write_video
-
-    clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
-    steps = [
-        _Step(caption=item.caption, keyframe=keyframe, codes=item.codes,
-              caption_ids=list(item.caption_ids) if item.caption_ids is not None else None,
-              clip=_Clip(clip, info.fps) if clip is not None else None)
-        for item, keyframe, clip in zip(outputs["history"], outputs["keyframes"], clips)
-    ]
-    board = _Board(params["question"], steps)
-    rendered = render_storyboard(board, sink.folder / "board", title="How-to storyboard")
-    for path in sorted((sink.folder / "board").iterdir()):
-        sink.store(path)
-    mp4 = sink.folder / "keyframes.mp4"
-    write_video(str(mp4), torch.stack([_upscale(s.keyframe) for s in steps], dim=1), 1.0)
-    sink.store(mp4)
-    return {
-        "question": params["question"],
-        "captions": list(outputs["captions"]),
-        "page": rendered.html.name,
-        "contact_sheet": rendered.contact_sheet.name,
-        "keyframes_gif": rendered.gif.name,
-        "keyframes_mp4": mp4.name,
-        "json": rendered.json.name,
-        "steps": [{"caption": s.caption, "keyframe": rendered.keyframes[i].name,
-                   "clip": f"step_{i + 1:02d}_clip.gif" if s.clip is not None else None}
-                  for i, s in enumerate(steps)],
-    }
-
-
 STORYBOARD = Kind(
     graph=lambda p: BUILTIN_GRAPHS["storyboard"](p["num_steps"], clip_frames=p["clip_frames"]),
-    inputs=lambda p, resolve, info: _pick(p, "question", "steps", "guidance_scale", "max_caption_tokens"),
-    render=_render_storyboard,
+    inputs=lambda p, resolve, info: {
+        "question": p["question"], "options": options_of(p, StoryOptions()),
+        **({"clip_options": VideoOptions(steps=p["steps"])} if p["clip_frames"] else {}),
+    },
+    render=lambda p, outputs, info, sink: sink.storyboard(p["question"], outputs, info.fps),
 )
 
 
 # ---------------------------------------------------------------------------------------------- understanding
-def _video_inputs(p: dict[str, Any], resolve: Resolve, *names: str) -> dict[str, Any]:
-    return {"uri": resolve(p["video"]), "fps": float(p["fps"]), "num_frames": p["num_frames"], **_pick(p, *names)}
+def _video_inputs(p: dict[str, Any], resolve: Resolve) -> dict[str, Any]:
+    return {"uri": resolve(p["video"]), "fps": float(p["fps"]), "num_frames": p["num_frames"]}
+
+
+def _understanding_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
+    return {**_video_inputs(p, resolve), "question": p["question"], "options": options_of(p, TextOptions())}
 
 
 def _understanding(answer: str):
@@ -177,16 +73,9 @@ def _understanding(answer: str):
     return render
 
 
-CAPTION = Kind(
-    graph=lambda p: BUILTIN_GRAPHS["caption"](),
-    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "question", "max_new_tokens"),
-    render=_understanding("caption"),
-)
-QA = Kind(
-    graph=lambda p: BUILTIN_GRAPHS["qa"](),
-    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "question", "max_new_tokens"),
-    render=_understanding("answer"),
-)
+CAPTION = Kind(graph=lambda p: BUILTIN_GRAPHS["caption"](), inputs=_understanding_inputs,
+               render=_understanding("caption"))
+QA = Kind(graph=lambda p: BUILTIN_GRAPHS["qa"](), inputs=_understanding_inputs, render=_understanding("answer"))
 
 
 # ---------------------------------------------------------------------------------------------- video
@@ -202,12 +91,14 @@ def _render_video(params, outputs, info, sink: Sink) -> dict[str, Any]:
 
 T2V = Kind(
     graph=lambda p: BUILTIN_GRAPHS["t2v"](),
-    inputs=lambda p, resolve, info: _pick(p, "prompt", "num_frames", "steps", "guidance_scale"),
+    inputs=lambda p, resolve, info: {"prompt": p["prompt"], "num_frames": p["num_frames"],
+                                     "options": options_of(p, VideoOptions())},
     render=_render_video,
 )
 CONTINUE_VIDEO = Kind(
     graph=lambda p: BUILTIN_GRAPHS["continue_video"](),
-    inputs=lambda p, resolve, info: _video_inputs(p, resolve, "prompt", "new_frames", "steps", "guidance_scale"),
+    inputs=lambda p, resolve, info: {**_video_inputs(p, resolve), "prompt": p["prompt"], "new_frames": p["new_frames"],
+                                     "options": options_of(p, VideoOptions())},
     render=_render_video,
 )
 
@@ -221,8 +112,8 @@ def _render_image(params, outputs, info, sink: Sink) -> dict[str, Any]:
     return record
 
 
-def _image_inputs(p: dict[str, Any], resolve: Resolve, *names: str) -> dict[str, Any]:
-    return {"uri": resolve(p["image"]), **_pick(p, "prompt", "steps", "guidance_scale", *names)}
+def _image_inputs(p: dict[str, Any], resolve: Resolve, **extra: Any) -> dict[str, Any]:
+    return {"uri": resolve(p["image"]), "prompt": p["prompt"], "options": options_of(p, editing_options()), **extra}
 
 
 def _box_mask(box: list[float], info: BackendInfo) -> list[list[int]]:
@@ -234,28 +125,24 @@ def _box_mask(box: list[float], info: BackendInfo) -> list[list[int]]:
 
 
 def _inpaint_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
-    mask = p["mask"] if p.get("mask") is not None else _box_mask(p["box"], info)
-    rows, cols = len(mask), len(mask[0])
-    if (rows, cols) not in (tuple(info.image_size), tuple(info.grid)):
-        raise ValueError(f"mask is {rows}x{cols}; it must match the image {tuple(info.image_size)} "
-                         f"or its code grid {tuple(info.grid)}")
+    mask = p["mask"] if p.get("mask") is not None else _box_mask(p["box"], info)  # its shape: studio.limits
     return {**_image_inputs(p, resolve), "mask": mask}
 
 
 T2I = Kind(
     graph=lambda p: BUILTIN_GRAPHS["t2i"](),
-    inputs=lambda p, resolve, info: _pick(p, "prompt", "steps", "guidance_scale"),
+    inputs=lambda p, resolve, info: {"prompt": p["prompt"], "options": options_of(p, ImageOptions())},
     render=_render_image,
 )
 INPAINT = Kind(graph=lambda p: BUILTIN_GRAPHS["inpaint"](), inputs=_inpaint_inputs, render=_render_image)
 EXTRAPOLATE = Kind(
     graph=lambda p: BUILTIN_GRAPHS["extrapolate"](p["directions"]),
-    inputs=lambda p, resolve, info: _image_inputs(p, resolve, "new_size"),
+    inputs=lambda p, resolve, info: _image_inputs(p, resolve, new_size=p.get("new_size")),
     render=_render_image,
 )
 EDIT = Kind(
     graph=lambda p: BUILTIN_GRAPHS["edit"](),
-    inputs=lambda p, resolve, info: _image_inputs(p, resolve, "strength"),
+    inputs=lambda p, resolve, info: _image_inputs(p, resolve, strength=p["strength"]),
     render=_render_image,
 )
 
@@ -325,9 +212,25 @@ def _render_output(name: str, tp: Any, value: Any, info: BackendInfo, sink: Sink
     return [_render_output(f"{name}_{i + 1:02d}", item_type, item, info, sink) for i, item in enumerate(value)]
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> Graph:
+    return graph_from_spec(json.loads(text))
+
+
+def workflow_graph(spec: dict[str, Any]) -> Graph:
+    """The graph of a workflow job's spec, parsed once (when the job is submitted, or once after a restart) and
+    then shared by everything that needs it: the media checks, the runner, the inputs and the renderer. Graphs are
+    only read once built, so jobs with the same spec share one.
+
+    Raises:
+        GraphError: the spec is malformed or the graph invalid.
+    """
+    return _parse(json.dumps(spec, sort_keys=True))
+
+
 def _workflow_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
-    graph = graph_from_spec(p["graph"])
-    inputs = dict(p.get("inputs") or {})
+    graph = workflow_graph(p["graph"])
+    inputs = inputs_from_json(graph, p.get("inputs") or {})
     for name in workflow_media(graph):
         if name in inputs:
             inputs[name] = resolve(inputs[name])
@@ -337,7 +240,7 @@ def _workflow_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> 
 
 
 def _workflow_media_params(p: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    graph = graph_from_spec(p["graph"])
+    graph = workflow_graph(p["graph"])
     inputs = p.get("inputs") or {}
     found = {}
     for name, kind in workflow_media(graph).items():
@@ -349,7 +252,7 @@ def _workflow_media_params(p: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def _render_workflow(params, outputs, info, sink: Sink) -> dict[str, Any]:
-    graph = graph_from_spec(params["graph"])
+    graph = workflow_graph(params["graph"])
     rendered = {name: _render_output(name, graph.outputs[name].type, outputs[name], info, sink)
                 for name in check_workflow_outputs(graph, params.get("outputs"))}
     record = {"graph": graph.name, "outputs": rendered}
@@ -357,7 +260,7 @@ def _render_workflow(params, outputs, info, sink: Sink) -> dict[str, Any]:
     return record
 
 
-WORKFLOW = Kind(graph=lambda p: graph_from_spec(p["graph"]), inputs=_workflow_inputs, render=_render_workflow,
+WORKFLOW = Kind(graph=lambda p: workflow_graph(p["graph"]), inputs=_workflow_inputs, render=_render_workflow,
                 media=_workflow_media_params)
 
 KINDS: dict[str, Kind] = {

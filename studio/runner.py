@@ -41,7 +41,8 @@ class Runner:
 
     def __init__(self, jobs: JobStore, artifacts: BlobStore, runs: ArtifactStore, backend: Backend,
                  resolve: Callable[[str], str], *, workers: int = 2, poll_s: float = 0.5,
-                 progress_interval_s: float = 0.1, metrics: Any = None) -> None:
+                 progress_interval_s: float = 0.1, metrics: Any = None,
+                 redact: Callable[[str], str] = str) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.jobs = jobs
@@ -53,6 +54,7 @@ class Runner:
         self.poll_s = poll_s
         self.progress_interval_s = progress_interval_s
         self.metrics = metrics
+        self.redact = redact  # takes server paths out of the error messages clients see
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._cancelled: set[str] = set()
@@ -122,6 +124,8 @@ class Runner:
                 self._cancelled.discard(job.id)
 
     def _finish(self, job_id: str, state: str, **kwargs: Any) -> None:
+        if kwargs.get("error"):
+            kwargs["error"] = self.redact(kwargs["error"])
         try:
             self.jobs.finish(job_id, state, **kwargs)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001

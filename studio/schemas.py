@@ -8,27 +8,40 @@ root; the service checks which (the schema only checks the shape).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-MAX_FRAMES = 65  # 1 + 4*16: the longest clip a job may read or generate
-MAX_CLIP_FRAMES = 33
-TEMPORAL = 4  # frames per latent frame after the first (the causal video tokenizer's compression)
+from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
 
-Steps = Annotated[int, Field(ge=1, le=100, description="MaskGIT decoding steps per image or latent frame")]
-Guidance = Annotated[float, Field(ge=0.0, le=20.0, description="classifier-free guidance scale (0: off)")]
+def option(options: Any, name: str) -> Any:
+    """The request field of option `name`: its type (strict: no bools, no strings, finite floats), default (from
+    the `options` instance) and range (from the dataclass field's metadata), so that the HTTP schema and the
+    options dataclasses cannot disagree."""
+    spec = {f.name: f for f in dataclasses.fields(options)}[name]
+    kind = {"int": int, "float": float}[str(spec.type)]
+    bounds = {k: v for k, v in spec.metadata.items() if k in ("ge", "gt", "le")}
+    if "cap" in spec.metadata:
+        bounds["le"] = spec.metadata["cap"]
+    extra = {"allow_inf_nan": False} if kind is float else {}
+    return Annotated[kind, Strict(), Field(getattr(options, name), description=spec.metadata.get("description"),
+                                           **bounds, **extra)]
+
+
+def options_of(params: dict[str, Any], base: Any) -> Any:
+    """The options dataclass `base` with the job parameters that are its fields applied."""
+    names = {f.name for f in dataclasses.fields(base)}
+    return base.replace(**{k: v for k, v in params.items() if k in names})
+
+
+Int = Annotated[int, Strict()]
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Prompt = Annotated[str, Field(min_length=1, max_length=1000)]
 MediaUri = Annotated[str, Field(min_length=1, max_length=2048,
                                 description="upload://<id>, an allowed fsspec URL, or a path under the media root")]
-Fps = Annotated[float, Field(gt=0.0, le=60.0, description="sampling rate of the source video")]
-NewTokens = Annotated[int, Field(ge=1, le=256)]
-
-
-def _check_frames(name: str, value: int, low: int, high: int) -> int:
-    if not low <= value <= high or (value - 1) % TEMPORAL:
-        raise ValueError(f"{name} must be 1 + {TEMPORAL}k between {low} and {high} (e.g. 5, 9, 17, 33), got {value}")
-    return value
+Fps = Annotated[float, Strict(), Field(gt=0.0, le=60.0, allow_inf_nan=False,
+                                       description="sampling rate of the source video")]
 
 
 class _Params(BaseModel):
@@ -39,94 +52,76 @@ class StoryboardParams(_Params):
     """A how-to storyboard: `num_steps` captions and keyframes (and a short clip per step with `clip_frames`)."""
 
     question: Prompt
-    num_steps: int = Field(3, ge=1, le=8, description="storyboard steps")
-    clip_frames: int = Field(0, ge=0, le=MAX_CLIP_FRAMES, description="0 (no clips) or 1 + 4k frames per step clip")
-    steps: Steps = 12
-    guidance_scale: Guidance = 0.0
-    max_caption_tokens: int = Field(24, ge=1, le=128)
-
-    @field_validator("clip_frames")
-    @classmethod
-    def _clip(cls, value: int) -> int:
-        return 0 if value == 0 else _check_frames("clip_frames", value, 1 + TEMPORAL, MAX_CLIP_FRAMES)
+    num_steps: Int = Field(3, ge=1, le=8, description="storyboard steps")
+    clip_frames: Int = Field(0, ge=0, description="0 (no clips) or a clip length the model's frame rule allows "
+                             "(GET /v1/kinds)")
+    steps: option(StoryOptions(), "steps")
+    guidance_scale: option(StoryOptions(), "guidance_scale")
+    max_caption_tokens: option(StoryOptions(), "max_caption_tokens")
 
 
 class _VideoSource(_Params):
     video: MediaUri
     fps: Fps = 8.0
-    num_frames: int = Field(17, ge=1, le=MAX_FRAMES, description="frames read from the video (1 + 4k)")
-
-    @field_validator("num_frames")
-    @classmethod
-    def _frames(cls, value: int) -> int:
-        return _check_frames("num_frames", value, 1, MAX_FRAMES)
+    num_frames: Int = Field(17, ge=1, description="frames read from the video (the model's frame rule and limit: "
+                            "GET /v1/kinds)")
 
 
 class CaptionParams(_VideoSource):
     """Caption a video."""
 
     question: str = Field("describe the video .", min_length=1, max_length=1000)
-    max_new_tokens: NewTokens = 64
+    max_new_tokens: option(TextOptions(), "max_new_tokens")
 
 
 class QaParams(_VideoSource):
     """Answer a question about a video."""
 
     question: Prompt
-    max_new_tokens: NewTokens = 64
+    max_new_tokens: option(TextOptions(), "max_new_tokens")
 
 
 class T2vParams(_Params):
     """Text to video."""
 
     prompt: Prompt
-    num_frames: int = Field(17, ge=1, le=MAX_FRAMES, description="1 + 4k frames")
-    steps: Steps = 12
-    guidance_scale: Guidance = 0.0
-
-    @field_validator("num_frames")
-    @classmethod
-    def _frames(cls, value: int) -> int:
-        return _check_frames("num_frames", value, 1, MAX_FRAMES)
+    num_frames: Int = Field(17, ge=1, description="frames of the clip (the model's frame rule and limit: "
+                            "GET /v1/kinds)")
+    steps: option(VideoOptions(), "steps")
+    guidance_scale: option(VideoOptions(), "guidance_scale")
 
 
 class ContinueVideoParams(_VideoSource):
     """Extend a video by `new_frames` frames."""
 
     prompt: Prompt
-    new_frames: int = Field(8, ge=TEMPORAL, le=MAX_FRAMES - 1, description="a multiple of 4")
-    steps: Steps = 12
-    guidance_scale: Guidance = 0.0
-
-    @field_validator("new_frames")
-    @classmethod
-    def _new(cls, value: int) -> int:
-        if value % TEMPORAL:
-            raise ValueError(f"new_frames must be a multiple of {TEMPORAL}, got {value}")
-        return value
+    new_frames: Int = Field(8, ge=1, description="frames added (a multiple of the model's temporal compression: "
+                            "GET /v1/kinds)")
+    steps: option(VideoOptions(), "steps")
+    guidance_scale: option(VideoOptions(), "guidance_scale")
 
 
 class T2iParams(_Params):
     """Text to image."""
 
     prompt: Prompt
-    steps: Steps = 18
-    guidance_scale: Guidance = 0.0
+    steps: option(ImageOptions(), "steps")
+    guidance_scale: option(ImageOptions(), "guidance_scale")
 
 
 class _ImageSource(_Params):
     image: MediaUri
     prompt: Prompt
-    steps: Steps = 16
-    guidance_scale: Guidance = 0.0
+    steps: option(editing_options(), "steps")
+    guidance_scale: option(editing_options(), "guidance_scale")
 
 
 class InpaintParams(_ImageSource):
     """Regenerate a region of an image: `box` [x0, y0, x1, y1] as fractions of the width and height, or `mask`,
     a 2D list of 0/1 on the image's pixels or on its code grid (1 = regenerate)."""
 
-    box: tuple[float, float, float, float] | None = None
-    mask: list[list[Annotated[int, Field(ge=0, le=1)]]] | None = Field(None, max_length=1024)
+    box: tuple[Number, Number, Number, Number] | None = None
+    mask: list[list[Annotated[int, Strict(), Field(ge=0, le=1)]]] | None = Field(None, max_length=1024)
 
     @field_validator("box")
     @classmethod
@@ -159,13 +154,13 @@ class ExtrapolateParams(_ImageSource):
 
     directions: list[Literal["left", "right", "up", "down"]] = Field(
         default_factory=lambda: ["left", "right"], min_length=1, max_length=4)
-    new_size: int | None = Field(None, ge=1, le=64, description="codes per growth (default: half the grid)")
+    new_size: Int | None = Field(None, ge=1, le=64, description="codes per growth (default: half the grid)")
 
 
 class EditParams(_ImageSource):
     """Mask-free editing: regenerate a `strength` fraction of the image's codes."""
 
-    strength: float = Field(0.5, gt=0.0, le=1.0)
+    strength: Number = Field(0.5, gt=0.0, le=1.0)
 
 
 MAX_WORKFLOW_STEPS = 64
@@ -181,38 +176,23 @@ class WorkflowParams(_Params):
     outputs: list[str] | None = Field(None, min_length=1, max_length=64,
                                       description="the graph outputs to render (default: all)")
 
-    @field_validator("graph")
-    @classmethod
-    def _graph(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        _workflow_graph(spec)
-        return spec
-
     @model_validator(mode="after")
     def _fits(self):
-        from studio.kinds import check_workflow_outputs, workflow_media
+        from studio.kinds import check_workflow_outputs, workflow_graph, workflow_media
         from workflows import GraphError
+        from workflows.spec import inputs_from_json
 
-        graph = _workflow_graph(self.graph)
+        steps = self.graph.get("steps")
+        if isinstance(steps, list) and len(steps) > MAX_WORKFLOW_STEPS:
+            raise ValueError(f"steps: a workflow job may have at most {MAX_WORKFLOW_STEPS} steps, got {len(steps)}")
         try:
-            graph.check_inputs(self.inputs)
+            graph = workflow_graph(self.graph)  # the one parse; the runner and the renderer reuse it
+            graph.check_inputs(inputs_from_json(graph, self.inputs))
             workflow_media(graph)
             check_workflow_outputs(graph, self.outputs)
         except GraphError as err:
             raise ValueError(str(err)) from None
         return self
-
-
-def _workflow_graph(spec: dict[str, Any]):
-    from workflows import GraphError
-    from workflows.spec import graph_from_spec
-
-    steps = spec.get("steps")
-    if isinstance(steps, list) and len(steps) > MAX_WORKFLOW_STEPS:
-        raise ValueError(f"steps: a workflow job may have at most {MAX_WORKFLOW_STEPS} steps, got {len(steps)}")
-    try:
-        return graph_from_spec(spec)
-    except GraphError as err:
-        raise ValueError(str(err)) from None
 
 
 PARAMS: dict[str, type[_Params]] = {
@@ -229,7 +209,7 @@ PARAMS: dict[str, type[_Params]] = {
 }
 """Job kind -> its parameter model."""
 
-Seed = Annotated[int | None, Field(None, ge=0, le=2**63 - 1, description="run seed (default: drawn at random)")]
+Seed = Annotated[Int | None, Field(None, ge=0, le=2**63 - 1, description="run seed (default: drawn at random)")]
 
 
 def _request(kind: str, params: type[_Params]) -> type[BaseModel]:

@@ -1,7 +1,7 @@
 """The Show Studio service: jobs, uploads and artifacts on top of the job store, the blob stores and the runner.
 
-This is the one place where the runtime is chosen (`build_backend`: the in-process `LocalBackend`, or
-`RayBackend` on an embedded or joined Ray); the HTTP layer (`studio.api`) only parses requests and calls
+The runtime is chosen in one place, `studio.compose` (the in-process `LocalBackend`, or `RayBackend` on an
+embedded or joined Ray, with its job metrics); the HTTP layer (`studio.api`) only parses requests and calls
 `Service`. Errors the client can fix are `ServiceError`s carrying an HTTP status, a message and the field at
 fault.
 
@@ -17,10 +17,10 @@ Data directory layout:
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
+import re
 import secrets
 import time
 import uuid
@@ -31,7 +31,10 @@ from typing import Any
 from studio.artifacts import BlobInfo, BlobStore, check_name
 from studio.jobs import TERMINAL, IdempotencyConflict, Job, JobEvent, JobNotFound, SqliteJobStore
 from studio.kinds import KINDS
+from studio.limits import LimitError, check_job
+from studio.media import probe_upload
 from studio.runner import Runner
+from studio.compose import build_backend  # noqa: F401  (its home was here; callers still import it from here)
 from studio.schemas import PARAMS
 from workflows import Backend, FsspecStore
 
@@ -90,10 +93,11 @@ class Service:
 
     Args:
         config: the service's settings.
-        backend: the model operations the jobs run on (see `build_backend`).
+        backend: the model operations the jobs run on (`studio.compose` builds it).
+        metrics: the recorder of job metrics the runtime offers (`studio.compose.Runtime.metrics`; None: none).
     """
 
-    def __init__(self, config: ServiceConfig, backend: Backend) -> None:
+    def __init__(self, config: ServiceConfig, backend: Backend, *, metrics: Any = None) -> None:
         self.config = config
         self.backend = backend
         data = Path(config.data_dir)
@@ -103,7 +107,7 @@ class Service:
         self.uploads = BlobStore(str(data / "uploads"))
         self.runs = FsspecStore(str(data / "runs"))
         self.runner = Runner(self.jobs, self.artifacts, self.runs, backend, self.resolve_media, workers=config.workers,
-                             metrics=_job_metrics(backend))
+                             metrics=metrics, redact=self.redact)
         self.started_at: float | None = None
 
     def start(self) -> "Service":
@@ -136,6 +140,10 @@ class Service:
             if not isinstance(uri, str):
                 raise ServiceError(422, f"a media input must be a string URI, got {uri!r:.60}", field_name)
             self.check_media(uri, needed, field_name)
+        try:
+            check_job(kind, params, self.backend.info(), self.probe)
+        except LimitError as err:
+            raise ServiceError(422, str(err), err.field) from None
         try:
             job, created = self.jobs.create(kind, params, secrets.randbelow(2**31) if seed is None else seed,
                                             idempotency_key)
@@ -194,23 +202,10 @@ class Service:
             raise ServiceError(413, f"the upload is {len(data)} bytes; the limit is {self.config.max_upload_bytes}", "file")
         if not data:
             raise ServiceError(422, "the upload is empty (0 bytes)", "file")
-        detail: dict[str, Any] | None = None
-        problems = []
-        if kind in (None, "image"):
-            detail, problem = _sniff_image(data)
-            if detail is not None:
-                kind = "image"
-            else:
-                problems.append(problem)
-        if detail is None and kind in (None, "video"):
-            detail, problem = _sniff_video(data, filename)
-            if detail is not None:
-                kind = "video"
-            else:
-                problems.append(problem)
-        if detail is None:
-            what = kind or "image or video"
-            raise ServiceError(422, f"{filename!r} is not a readable {what}: " + "; ".join(problems), "file")
+        try:
+            kind, detail = probe_upload(data, filename, kind)  # the probe, stored with the upload and used by jobs
+        except ValueError as err:
+            raise ServiceError(422, str(err), "file") from None
         upload_id = uuid.uuid4().hex
         suffix = Path(filename).suffix.lower()
         name = kind + (suffix if suffix[1:].isalnum() and len(suffix) <= 6 else "")
@@ -224,6 +219,23 @@ class Service:
             return json.loads(self.uploads.get(check_name("upload id", upload_id), UPLOAD_META))
         except (ValueError, FileNotFoundError):
             return None
+
+    def probe(self, uri: str) -> dict[str, Any] | None:
+        """What an upload was found to hold when it was uploaded (None for other media)."""
+        if not isinstance(uri, str) or not uri.startswith(UPLOAD_SCHEME):
+            return None
+        meta = self._upload_meta(uri[len(UPLOAD_SCHEME):])
+        return None if meta is None else meta.get("detail")
+
+    def redact(self, message: str) -> str:
+        """`message` without the service's own paths: an upload's file becomes its `upload://` URI, other paths
+        under the data folder or the media root become `<data>/...` or `<media>/...`."""
+        uploads = re.escape(str(Path(self.config.data_dir).resolve() / "uploads"))
+        message = re.sub(uploads + r"/([0-9a-f]+)/[^\s'\"]*", UPLOAD_SCHEME + r"\1", message)
+        for root, label in ((self.config.data_dir, "<data>"), (self.config.media_root, "<media>")):
+            if root is not None:
+                message = message.replace(str(Path(root).resolve()), label).replace(str(root), label)
+        return message
 
     # -- media parameters -----------------------------------------------------------------------------------
     def check_media(self, uri: str, kind: str, field_name: str) -> None:
@@ -282,63 +294,6 @@ class Service:
         _, running = self.jobs.list(state="running", limit=1)
         return {"status": "ok", "backend": type(self.backend).__name__, "queued": queued, "running": running,
                 "workers": self.runner.workers, "uptime_s": time.time() - (self.started_at or time.time())}
-
-
-def _sniff_image(data: bytes) -> tuple[dict[str, Any] | None, str]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if getattr(image, "n_frames", 1) > 1:
-                return None, "an animated image (upload it as a video)"
-            image.load()
-            return {"width": image.width, "height": image.height, "format": image.format}, ""
-    except UnidentifiedImageError:
-        return None, "not an image format Pillow recognises"
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        return None, f"a broken image ({type(err).__name__}: {err})"
-
-
-def _sniff_video(data: bytes, filename: str) -> tuple[dict[str, Any] | None, str]:
-    from tokenizers3d.video_io import VideoReadError, read_video
-
-    try:
-        clip = read_video(data, num_frames=1)
-    except VideoReadError as err:
-        return None, str(err).replace(f"<{len(data)} bytes>", filename)
-    return {"frames": clip.num_source_frames, "fps": round(clip.source_fps, 3),
-            "height": int(clip.frames.shape[-2]), "width": int(clip.frames.shape[-1])}, ""
-
-
-# ---------------------------------------------------------------------------------------------- composition
-def build_backend(*, local: bool = False, address: str | None = None, cluster_config: str | None = None,
-                  num_cpus: float | None = None) -> Backend:
-    """The runtime the service runs jobs on.
-
-    Args:
-        local: the in-process `LocalBackend` on the default pipeline (no Ray).
-        address: a Ray cluster to join (None: `RAY_ADDRESS`, else an embedded local Ray).
-        cluster_config: a YAML file for the pools (`ray_cluster.load_config`).
-        num_cpus: CPUs of the embedded Ray (None: all).
-    """
-    if local:
-        from ray_cluster import LocalBackend
-        from studio.defaults import load_default_pipeline
-
-        return LocalBackend(load_default_pipeline().pipeline)
-    from ray_cluster import RayBackend, connect, load_config
-
-    connect(address, num_cpus=num_cpus)
-    return RayBackend(load_config(cluster_config), pipeline_factory="studio.defaults:load_default_pipeline")
-
-
-def _job_metrics(backend: Backend):
-    """Job metrics on Ray's metrics pipeline when the jobs run on Ray (None in-process)."""
-    if type(backend).__name__ != "RayBackend":
-        return None
-    from ray_cluster.metrics import JobMetrics
-
-    return JobMetrics()
 
 
 def default_data_dir() -> Path:

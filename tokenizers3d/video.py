@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.frames import is_added_length, is_clip_length, latent_frames, pad_frames, snap_frames
 from tokenizers3d import lfq
 from tokenizers3d.blocks import swish
 from tokenizers3d.causal3d import (
@@ -214,7 +215,7 @@ class VideoMagvit(nn.Module):
     def num_latent_frames(self, num_frames: int) -> int:
         """Latent frames of a `1 + r*k`-frame video (`1 + k`); raises for other counts."""
         self._check_frame_count(num_frames)
-        return 1 + (num_frames - 1) // self.temporal_downsample
+        return latent_frames(num_frames, self.temporal_downsample)
 
     def temporal_layers(self) -> list[nn.Module]:
         """The layers inflation adds (time down/upsampling); `freeze_spatial` training updates them."""
@@ -265,9 +266,9 @@ class VideoMagvit(nn.Module):
         """
         n, r = self._check_chunk(frames), self.temporal_downsample
         first = state.frames_seen == 0
-        if first and (n - 1) % r:
+        if first and not is_clip_length(n, r):
             raise ValueError(f"the first chunk of a stream needs 1 + {r}k frames, got {n}")
-        if not first and (n == 0 or n % r):
+        if not first and not is_added_length(n, r):
             raise ValueError(f"chunks after the first need a positive multiple of {r} frames, got {n}")
         cache = dict(state.cache)
         z = self.encoder(frames.to(self.dtype), cache)  # (B, bits, t, h, w)
@@ -286,8 +287,8 @@ class VideoMagvit(nn.Module):
     # ---------------------------------------------------------------------------------------- checks
     def _check_frame_count(self, n: int) -> None:
         r = self.temporal_downsample
-        if n < 1 or (n - 1) % r:
-            below = 1 + max(n - 1, 0) // r * r
+        if not is_clip_length(n, r):
+            below = snap_frames(max(n, 1), r)
             nearest = sorted({below, below + r} - {n}) if n >= 1 else [1]
             raise ValueError(f"a video of {n} frames cannot be tokenized: the frame count must be 1 + {r}k "
                              f"(nearest valid: {', '.join(map(str, nearest))}); pass pad='replicate_last' to pad it")
@@ -310,7 +311,7 @@ class VideoMagvit(nn.Module):
             raise ValueError(f"pad must be None or one of {PAD_POLICIES}, got {pad!r}")
         if n < 1:
             raise ValueError("cannot pad a video with no frames")
-        missing = (-(n - 1)) % r
+        missing = pad_frames(n, r) - n
         return F.pad(video, (0, 0, 0, 0, 0, missing), mode="replicate") if missing else video
 
     def _codes_to_values(self, codes: torch.Tensor) -> torch.Tensor:

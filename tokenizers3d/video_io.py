@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.frames import samples_at, snap_frames
+
 __all__ = [
     "VideoClip",
     "VideoReadError",
@@ -86,7 +88,7 @@ def valid_frame_count(n: int, temporal_downsample: int = 4) -> int:
     accepts (the first frame alone, then one latent frame per ``temporal_downsample`` frames)."""
     if n < 1 or temporal_downsample < 1:
         raise ValueError(f"need n >= 1 and temporal_downsample >= 1, got n={n}, {temporal_downsample=}")
-    return 1 + (n - 1) // temporal_downsample * temporal_downsample
+    return snap_frames(n, temporal_downsample)
 
 
 def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
@@ -152,7 +154,7 @@ def _select_frames(
     else:
         duration = timestamps[-1] + 1.0 / source_fps
         # the small epsilon keeps t == duration (the end of the last frame) out of the grid
-        targets = np.arange(int(np.floor(duration * fps - 1e-6)) + 1) / fps
+        targets = np.arange(samples_at(duration, fps)) / fps
         available = _nearest(timestamps, targets)
     count = len(available) if num_frames is None else num_frames
     if snap_to is not None:

@@ -20,17 +20,8 @@ Ray, so the same graph runs in-process and on a cluster.
 """
 
 from workflows import steps
-from workflows.backend import (
-    Backend,
-    BackendInfo,
-    ImageOptions,
-    Progress,
-    ProgressFn,
-    StopFn,
-    StoryOptions,
-    TextOptions,
-    VideoOptions,
-)
+from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
+from workflows.backend import OPS, Backend, BackendInfo, Op
 from workflows.builtin import (
     BUILTIN_GRAPHS,
     caption,
@@ -63,7 +54,7 @@ from workflows.types import (
 )
 
 __all__ = [
-    "ArtifactStore", "BUILTIN_GRAPHS", "Backend", "BackendInfo", "Cancelled", "Codes", "Event", "FsspecStore",
+    "ArtifactStore", "BUILTIN_GRAPHS", "Backend", "BackendInfo", "ModelInfo", "OPS", "Op", "Cancelled", "Codes", "Event", "FsspecStore",
     "Graph", "GraphError", "Image", "ImageOptions", "Mask", "Node", "Opaque", "Port", "Progress", "ProgressFn",
     "RandomTokens", "RunFinished", "RunResult", "Step", "StepContext", "StepFailed", "StepFailedEvent",
     "StepFinished", "StepProgress", "StepStarted", "StopFn", "StoryHistory", "StoryHistoryItem", "StoryOptions",

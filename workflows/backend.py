@@ -14,143 +14,68 @@ Contract shared by every op:
 - `should_stop`, when given, is polled between model steps; when it returns True the op raises
   `workflows.errors.Cancelled` (a backend wrapping `ShowoPipeline` translates the sampler's own `Cancelled`).
 - Bad arguments raise `ValueError` naming the argument; a missing file raises `FileNotFoundError`.
+
+Every operation is declared once, as a method of `Backend` marked with `@op` (which pool serves it, whether it
+reports progress); `OPS` is that table. The in-process backend and the fake implement the methods; the Ray
+backend is generated from the table (`routed_ops`) and its workers run `run(op, ...)`. A second model family adds
+a backend implementing the same table: workflows see opaque visual values (codes or latents) and `info()`.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Protocol, runtime_checkable
 
+from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
 from workflows.types import RandomTokens, StoryHistoryItem
 
 VisualKind = Literal["image", "video"]
 Direction = Literal["left", "right", "up", "down"]
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
+Pool = Literal["tokenizer", "transformer"]
+
+BackendInfo = ModelInfo  # the name workflow code has always used for the model facts a backend states
+
+__all__ = [
+    "DIRECTIONS", "OPS", "Backend", "BackendInfo", "ImageOptions", "Op", "Progress", "ProgressFn", "StopFn",
+    "StoryOptions", "TextOptions", "VideoOptions", "routed_ops",
+]
 
 
+# ---------------------------------------------------------------------------------------------- the table
 @dataclass(frozen=True)
-class Progress:
-    """One progress report of a running op (the fields of the pipeline's own progress events).
+class Op:
+    """One backend operation.
 
     Attributes:
-        task: the op or pipeline method (`"generate_image"`, `"storyboard"`, ...).
-        stage: what is being generated (`"caption"`, `"keyframe"`, `"frame"`, `"image"`, `"answer"`).
-        step, total: the outer step (latent frame k of n), 1-based.
-        inner_step, inner_total: the inner step (MaskGIT step j of T, or token j of the maximum), 1-based.
+        name: the method name.
+        pool: the worker pool that serves it on a cluster (`"tokenizer"`: media and the visual tokenizer;
+            `"transformer"`: the unified transformer).
+        interactive: it takes `progress` and `should_stop`.
+        signature: the method's signature without `self`.
+        doc: the method's docstring.
     """
 
-    task: str
-    stage: str
-    step: int
-    total: int
-    inner_step: int
-    inner_total: int
+    name: str
+    pool: Pool
+    interactive: bool
+    signature: inspect.Signature
+    doc: str
 
-    @property
-    def fraction(self) -> float:
-        """Completion of the op in [0, 1]."""
-        inner = self.inner_step / self.inner_total if self.inner_total else 1.0
-        return min(1.0, ((self.step - 1) + inner) / self.total) if self.total else 1.0
+    def bind(self, args: tuple, kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        """The call's arguments by name (raises TypeError for a call the signature refuses)."""
+        return self.signature.bind(*args, **kwargs)
 
 
-ProgressFn = Callable[[Progress], None]
-StopFn = Callable[[], bool]
+def op(pool: Pool, *, interactive: bool = True) -> Callable[[Callable], Callable]:
+    """Mark a `Backend` method as an operation served by `pool`."""
 
+    def mark(fn: Callable) -> Callable:
+        fn.__backend_op__ = (pool, interactive)
+        return fn
 
-# ---------------------------------------------------------------------------------------------- options
-def _check_positive(name: str, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImageOptions:
-    """MaskGIT settings of one image (`steps` decoding steps; `guidance_scale` 0 disables CFG; `reference=True`
-    reproduces the released `t2i_generate`; `guidance` is `"muse"` `(1+w)c - wu` or `"standard"` `u + w(c-u)`)."""
-
-    steps: int = 18
-    guidance_scale: float = 0.0
-    schedule: str = "cosine"
-    temperature: float = 1.0
-    guidance: str = "muse"
-    reference: bool = False
-
-    def __post_init__(self) -> None:
-        _check_positive("steps", self.steps)
-
-
-@dataclass(frozen=True, kw_only=True)
-class VideoOptions:
-    """MaskGIT settings of each latent frame of a clip; `chunk_frames` latent frames are decoded together."""
-
-    steps: int = 12
-    guidance_scale: float = 0.0
-    schedule: str = "cosine"
-    temperature: float = 1.0
-    guidance: str = "muse"
-    chunk_frames: int = 1
-
-    def __post_init__(self) -> None:
-        _check_positive("steps", self.steps)
-        _check_positive("chunk_frames", self.chunk_frames)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TextOptions:
-    """Autoregressive decoding of answers; `top_k=1` is greedy (then the seed does not matter)."""
-
-    max_new_tokens: int = 64
-    top_k: int | None = 1
-    top_p: float | None = None
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check_positive("max_new_tokens", self.max_new_tokens)
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoryOptions:
-    """One storyboard step: a caption (AR, at most `max_caption_tokens`; `caption_top_k=1` is greedy) and a
-    keyframe (MaskGIT with `steps`, `guidance_scale`, `schedule`, `temperature`)."""
-
-    max_caption_tokens: int = 24
-    caption_top_k: int | None = 1
-    caption_temperature: float = 1.0
-    steps: int = 12
-    guidance_scale: float = 0.0
-    schedule: str = "cosine"
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check_positive("max_caption_tokens", self.max_caption_tokens)
-        _check_positive("steps", self.steps)
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    """What workflow code needs to know about the models behind a backend.
-
-    Attributes:
-        image_size: `(H, W)` pixels of an image or a frame.
-        grid: `(h, w)` codes of an image or a latent frame.
-        temporal_downsample: frames per latent frame after the first (a clip of t latent frames has
-            `1 + temporal_downsample * (t - 1)` frames).
-        fps: frame rate of generated clips.
-        codebook_size: number of visual codes.
-    """
-
-    image_size: tuple[int, int]
-    grid: tuple[int, int]
-    temporal_downsample: int
-    fps: float
-    codebook_size: int
-
-    def latent_frames(self, num_frames: int) -> int:
-        """The latent frames of a clip of `num_frames` frames; raises ValueError unless `num_frames = 1 + r*k`."""
-        r = self.temporal_downsample
-        if num_frames < 1 or (num_frames - 1) % r:
-            raise ValueError(f"num_frames must be 1 + {r}k (e.g. {1 + r}, {1 + 2 * r}, {1 + 4 * r}), got {num_frames}")
-        return 1 + (num_frames - 1) // r
+    return mark
 
 
 # ---------------------------------------------------------------------------------------------- the protocol
@@ -159,13 +84,17 @@ class Backend(Protocol):
     """The model operations of Show Studio (see the module docstring for the contract every op follows).
 
     Types: `Video`, `Image`, `Codes`, `Mask` are opaque values (`workflows.types`); `Codes` supports `len()`.
+    `Codes` is whatever the family's transformer works on: discrete codes for Show-o, continuous latents for a
+    family with a VAE; workflows never look inside.
     """
 
+    @op("tokenizer", interactive=False)
     def info(self) -> BackendInfo:
         """Sizes and rates of the models behind this backend (cheap; may be cached by callers)."""
         ...
 
     # -- media (pure I/O, may run anywhere) --------------------------------------------------------------------
+    @op("tokenizer", interactive=False)
     def load_video(
         self, uri: str, *, fps: float | None = None, num_frames: int | None = None, size: int | None = None
     ) -> Any:
@@ -182,29 +111,35 @@ class Backend(Protocol):
         """
         ...
 
+    @op("tokenizer", interactive=False)
     def load_image(self, uri: str, *, size: int | None = None) -> Any:
         """Read an image from a local path or an fsspec URL, resized and center-cropped to `size` (None: the
         backend's image size). Returns an `Image`."""
         ...
 
     # -- tokenizer ------------------------------------------------------------------------------------------
+    @op("tokenizer")
     def encode_image(self, image: Any, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> Any:
         """`Image` at the backend's image size -> `Codes` `(h, w)`."""
         ...
 
+    @op("tokenizer")
     def decode_image(self, codes: Any, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> Any:
         """`Codes` `(h', w')` (any canvas, e.g. an extrapolated one) -> `Image` `(3, h'*f, w'*f)`."""
         ...
 
+    @op("tokenizer")
     def encode_video(self, video: Any, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> Any:
         """`Video` with `1 + r*k` frames -> `Codes` `(1 + k, h, w)`."""
         ...
 
+    @op("tokenizer")
     def decode_video(self, codes: Any, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> Any:
         """`Codes` `(t, h, w)` -> `Video` with `1 + r*(t - 1)` frames."""
         ...
 
     # -- transformer (on codes) -----------------------------------------------------------------------------
+    @op("transformer")
     def understand(
         self,
         visual_codes: list[Any],
@@ -228,6 +163,7 @@ class Backend(Protocol):
         """
         ...
 
+    @op("transformer")
     def generate_image(
         self,
         prompt: str,
@@ -255,6 +191,7 @@ class Backend(Protocol):
         """
         ...
 
+    @op("transformer")
     def extrapolate_image(
         self,
         prompt: str,
@@ -272,6 +209,7 @@ class Backend(Protocol):
         codes, window by window). Returns the grown `Codes` canvas `(h', w')`."""
         ...
 
+    @op("transformer")
     def generate_video(
         self,
         prompt: str,
@@ -296,6 +234,7 @@ class Backend(Protocol):
         """
         ...
 
+    @op("transformer")
     def storyboard_step(
         self,
         question: str,
@@ -313,3 +252,38 @@ class Backend(Protocol):
             The new step, with `caption_ids` filled in, ready to append to the history.
         """
         ...
+
+
+def _table() -> dict[str, Op]:
+    table = {}
+    for name, fn in vars(Backend).items():
+        mark = getattr(fn, "__backend_op__", None)
+        if mark is not None:
+            signature = inspect.signature(fn)
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])  # without self
+            table[name] = Op(name, mark[0], mark[1], signature, inspect.getdoc(fn) or "")
+    return table
+
+
+OPS: dict[str, Op] = _table()
+"""Operation name -> `Op`: the one declaration of what a backend does (the methods of `Backend`)."""
+
+
+def routed_ops(cls: type) -> type:
+    """Give `cls` one method per operation in `OPS` that calls `self.run(name, *args, **kwargs)`, with the
+    operation's signature and docstring (a class decorator for backends that forward every call, such as the Ray
+    backend). Methods `cls` defines itself are kept."""
+    for spec in OPS.values():
+        if spec.name in vars(cls):
+            continue
+
+        def method(self, *args: Any, _op: str = spec.name, **kwargs: Any) -> Any:
+            return self.run(_op, *args, **kwargs)
+
+        method.__name__ = method.__qualname__ = spec.name
+        method.__doc__ = spec.doc
+        self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        params = [self_param, *spec.signature.parameters.values()]
+        method.__signature__ = spec.signature.replace(parameters=params)  # type: ignore[attr-defined]
+        setattr(cls, spec.name, method)
+    return cls

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from workflows.backend import DIRECTIONS
-from workflows.graph import Graph, Node
+from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
+from workflows.graph import Graph, Node, Port
 from workflows.steps import (
     continue_video as continue_video_step,
     decode_image,
@@ -38,7 +39,8 @@ DEFAULT_CAPTION_QUESTION = "describe the video ."
 def storyboard(num_steps: int = 3, *, clip_frames: int = 0) -> Graph:
     """A how-to storyboard: `num_steps` chained storyboard steps, each conditioned on the history before it.
 
-    Inputs: `question`; `steps`, `guidance_scale` (keyframe MaskGIT), `max_caption_tokens`.
+    Inputs: `question`; `options` (`StoryOptions`: captions and keyframes); with clips `clip_options`
+    (`VideoOptions`, default: the keyframes' steps without guidance).
     Outputs: `captions` (list[str]), `keyframes` (list[Image]), `history` (the steps' captions and codes), and
     with `clip_frames` (1 + r*k frames) `clips` (list[Video]), each starting from its step's keyframe.
     Each step is its own node (`story_1`, `story_2`, ...), so a resumed run restarts after the last finished one.
@@ -49,20 +51,19 @@ def storyboard(num_steps: int = 3, *, clip_frames: int = 0) -> Graph:
         raise ValueError(f"clip_frames must be >= 0, got {clip_frames}")
     g = Graph("storyboard", doc=storyboard.__doc__.split("\n")[0])
     question = g.input("question", Text)
-    steps = g.input("steps", int, default=12)
-    guidance = g.input("guidance_scale", float, default=0.0)
-    max_caption_tokens = g.input("max_caption_tokens", int, default=24)
+    options = g.input("options", StoryOptions, default=StoryOptions())
+    clip_options = g.input("clip_options", VideoOptions, default=VideoOptions(steps=StoryOptions().steps)) \
+        if clip_frames else None
     history: object = []
     keyframes: list[Node] = []
     clips: list[Node] = []
     for index in range(1, num_steps + 1):
-        story = g.add(storyboard_step, name=f"story_{index}", question=question, history=history, steps=steps,
-                      guidance_scale=guidance, max_caption_tokens=max_caption_tokens)
+        story = g.add(storyboard_step, name=f"story_{index}", question=question, history=history, options=options)
         history = story["history"]
         keyframes.append(g.add(decode_image, name=f"keyframe_{index}", codes=story["codes"]))
         if clip_frames:
             codes = g.add(keyframe_clip, name=f"clip_codes_{index}", caption=story["caption"], keyframe=story["codes"],
-                          num_frames=clip_frames, steps=steps)
+                          num_frames=clip_frames, options=clip_options)
             clips.append(g.add(decode_video, name=f"clip_{index}", codes=codes))
     g.output("captions", g.add(story_captions, name="captions", history=history))
     g.output("keyframes", g.add(gather("keyframes", Image, num_steps), **_items(keyframes)))
@@ -91,8 +92,7 @@ def caption() -> Graph:
     g = Graph("caption", doc="caption a video")
     codes = _video_source(g)
     question = g.input("question", Text, default=DEFAULT_CAPTION_QUESTION)
-    max_new_tokens = g.input("max_new_tokens", int, default=64)
-    g.output("caption", g.add(understand, codes=codes, question=question, max_new_tokens=max_new_tokens))
+    g.output("caption", g.add(understand, codes=codes, question=question, options=_text_options(g)))
     return g
 
 
@@ -101,16 +101,15 @@ def qa() -> Graph:
     g = Graph("qa", doc="answer a question about a video")
     codes = _video_source(g)
     question = g.input("question", Text)
-    max_new_tokens = g.input("max_new_tokens", int, default=64)
-    g.output("answer", g.add(understand, codes=codes, question=question, max_new_tokens=max_new_tokens))
+    g.output("answer", g.add(understand, codes=codes, question=question, options=_text_options(g)))
     return g
 
 
 def t2v() -> Graph:
-    """Text to video. Inputs: `prompt`, `num_frames` (1 + r*k), `steps`, `guidance_scale`. Outputs: `video`, `codes`."""
+    """Text to video. Inputs: `prompt`, `num_frames` (1 + r*k), `options`. Outputs: `video`, `codes`."""
     g = Graph("t2v", doc="text to video")
     codes = g.add(text_to_video, prompt=g.input("prompt", Text), num_frames=g.input("num_frames", int, default=17),
-                  steps=g.input("steps", int, default=12), guidance_scale=g.input("guidance_scale", float, default=0.0))
+                  options=g.input("options", VideoOptions, default=VideoOptions()))
     g.output("video", g.add(decode_video, codes=codes))
     g.output("codes", codes)
     return g
@@ -118,25 +117,33 @@ def t2v() -> Graph:
 
 def continue_video() -> Graph:
     """Extend a video. Inputs: `uri`, `fps`, `num_frames` (read from the source), `prompt`, `new_frames` (a multiple
-    of r), `steps`, `guidance_scale`. Outputs: `video` (the whole clip), `codes`."""
+    of r), `options`. Outputs: `video` (the whole clip), `codes`."""
     g = Graph("continue_video", doc="extend a video")
     given = _video_source(g)
     codes = g.add(continue_video_step, prompt=g.input("prompt", Text), codes=given,
-                  num_frames=g.input("new_frames", int, default=8), steps=g.input("steps", int, default=12),
-                  guidance_scale=g.input("guidance_scale", float, default=0.0))
+                  num_frames=g.input("new_frames", int, default=8),
+                  options=g.input("options", VideoOptions, default=VideoOptions()))
     g.output("video", g.add(decode_video, codes=codes))
     g.output("codes", codes)
     return g
 
 
 def t2i() -> Graph:
-    """Text to image. Inputs: `prompt`, `steps`, `guidance_scale`. Outputs: `image`, `codes`."""
+    """Text to image. Inputs: `prompt`, `options`. Outputs: `image`, `codes`."""
     g = Graph("t2i", doc="text to image")
-    codes = g.add(text_to_image, prompt=g.input("prompt", Text), steps=g.input("steps", int, default=18),
-                  guidance_scale=g.input("guidance_scale", float, default=0.0))
+    codes = g.add(text_to_image, prompt=g.input("prompt", Text),
+                  options=g.input("options", ImageOptions, default=ImageOptions()))
     g.output("image", g.add(decode_image, codes=codes))
     g.output("codes", codes)
     return g
+
+
+def _editing(g: Graph) -> Port:
+    return g.input("options", ImageOptions, default=editing_options())
+
+
+def _text_options(g: Graph) -> Port:
+    return g.input("options", TextOptions, default=TextOptions())
 
 
 def _image_source(g: Graph) -> Node:
@@ -151,28 +158,26 @@ def _image_result(g: Graph, codes: Node) -> Graph:
 
 
 def inpaint() -> Graph:
-    """Inpainting. Inputs: `uri`, `mask` (pixel or token mask, 1 = regenerate), `prompt`, `steps`, `guidance_scale`.
+    """Inpainting. Inputs: `uri`, `mask` (pixel or token mask, 1 = regenerate), `prompt`, `options`.
     Outputs: `image`, `codes`."""
     g = Graph("inpaint", doc="regenerate a masked region of an image")
     codes = g.add(inpaint_codes, codes=_image_source(g), mask=g.input("mask", Mask), prompt=g.input("prompt", Text),
-                  steps=g.input("steps", int, default=16), guidance_scale=g.input("guidance_scale", float, default=0.0))
+                  options=_editing(g))
     return _image_result(g, codes)
 
 
 def edit() -> Graph:
-    """Mask-free editing. Inputs: `uri`, `prompt`, `strength` (fraction of codes redone), `steps`,
-    `guidance_scale`. Outputs: `image`, `codes`."""
+    """Mask-free editing. Inputs: `uri`, `prompt`, `strength` (fraction of codes redone), `options`. Outputs: `image`, `codes`."""
     g = Graph("edit", doc="mask-free editing of an image")
     codes = g.add(edit_codes, codes=_image_source(g), prompt=g.input("prompt", Text),
-                  strength=g.input("strength", float, default=0.5), steps=g.input("steps", int, default=16),
-                  guidance_scale=g.input("guidance_scale", float, default=0.0))
+                  strength=g.input("strength", float, default=0.5), options=_editing(g))
     return _image_result(g, codes)
 
 
 def extrapolate(directions: Sequence[str] = ("left", "right")) -> Graph:
     """Grow an image towards each direction in turn, one step per direction (`extend_1`, `extend_2`, ...).
 
-    Inputs: `uri`, `prompt`, `new_size` (codes per growth; None: half the grid), `steps`, `guidance_scale`.
+    Inputs: `uri`, `prompt`, `new_size` (codes per growth; None: half the grid), `options`.
     Outputs: `image` (the whole canvas), `codes`.
     """
     directions = [directions] if isinstance(directions, str) else list(directions)
@@ -185,11 +190,10 @@ def extrapolate(directions: Sequence[str] = ("left", "right")) -> Graph:
     codes = _image_source(g)
     prompt = g.input("prompt", Text)
     new_size = g.input("new_size", int | None, default=None)
-    steps = g.input("steps", int, default=16)
-    guidance = g.input("guidance_scale", float, default=0.0)
+    options = _editing(g)
     for index, direction in enumerate(directions, start=1):
         codes = g.add(extrapolate_codes, name=f"extend_{index}", prompt=prompt, codes=codes, direction=direction,
-                      new_size=new_size, steps=steps, guidance_scale=guidance)
+                      new_size=new_size, options=options)
     return _image_result(g, codes)
 
 

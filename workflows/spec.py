@@ -27,9 +27,11 @@ with the spec path at fault (`steps[2].inputs.codes: ...`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Mapping
 
+from core import ImageOptions, StoryOptions, TextOptions, VideoOptions
 from workflows import steps as _steps_module
 from workflows.errors import GraphError
 from workflows.graph import Constant, Graph, Node, Port
@@ -42,6 +44,7 @@ STEPS: dict[str, Step] = {s.name: s for s in vars(_steps_module).values() if isi
 TYPES: dict[str, Any] = {
     "str": str, "int": int, "float": float, "bool": bool,
     "str | None": str | None, "int | None": int | None, "float | None": float | None, "bool | None": bool | None,
+    **{tp.__name__: tp for tp in (ImageOptions, VideoOptions, TextOptions, StoryOptions)},
 }
 """Type name -> the port type of a graph input declared in a spec."""
 
@@ -103,7 +106,7 @@ def graph_from_spec(spec: Mapping[str, Any]) -> Graph:
             if port not in node.step.inputs:
                 raise GraphError(f"{path}: step {node.step.name!r} has no input {port!r}; "
                                  f"its inputs are {sorted(node.step.inputs)}")
-            bound = _source(graph, source, path)
+            bound = _options(node.step.inputs[port], _source(graph, source, path), path)
             _at(path, lambda: graph.connect(node, **{port: bound}))
         for port in node.step.inputs:
             if port not in bindings and port not in node.step.defaults:
@@ -123,6 +126,12 @@ def graph_from_spec(spec: Mapping[str, Any]) -> Graph:
 
     _at("steps", graph.validate)  # what is left: cycles
     return graph
+
+
+def inputs_from_json(graph: Graph, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's graph inputs given as JSON: objects for options inputs (`ImageOptions`, ...) become the dataclass."""
+    return {name: _options(graph.inputs[name].type, value, f"inputs.{name}") if name in graph.inputs else value
+            for name, value in values.items()}
 
 
 def graph_to_spec(graph: Graph) -> dict[str, Any]:
@@ -173,7 +182,8 @@ def _declare_input(graph: Graph, name: Any, declared: Any, path: str) -> None:
         raise GraphError(f"{path}.type: unknown type {type_label!r}; the types are {sorted(TYPES)}")
     doc = declared.get("doc", "")
     _expect(doc, str, f"{path}.doc")
-    options = {"default": declared["default"]} if "default" in declared else {}
+    tp = TYPES[type_label]
+    options = {"default": _options(tp, declared["default"], f"{path}.default")} if "default" in declared else {}
     _at(path, lambda: graph.input(name, TYPES[type_label], doc=doc, **options))
 
 
@@ -205,6 +215,16 @@ def _source(graph: Graph, source: Any, path: str) -> Port | Node | Any:
     return node[port]
 
 
+def _options(tp: Any, value: Any, path: str) -> Any:
+    """A JSON object given for an options port (`ImageOptions`, ...) as that dataclass; other values unchanged."""
+    if not (isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict)):
+        return value
+    try:
+        return tp(**value)
+    except (TypeError, ValueError) as err:
+        raise GraphError(f"{path}: not a {tp.__name__}: {err}") from None
+
+
 def _reference(binding: Port | Constant, where: str) -> Any:
     if isinstance(binding, Constant):
         value = _json_value(binding.value, where)
@@ -216,6 +236,8 @@ def _reference(binding: Port | Constant, where: str) -> Any:
 
 
 def _json_value(value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)  # an options value, read back by `_options`
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError):

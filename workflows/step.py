@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any, Callable, Mapping
 
-from workflows.backend import Backend, Progress
+from core import Progress
+from workflows.backend import Backend
 from workflows.errors import Cancelled, GraphError
 from workflows.types import check_value, is_port_type
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.backend import DIRECTIONS, ImageOptions, StoryOptions, TextOptions, VideoOptions
+from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
+from workflows.backend import DIRECTIONS
 from workflows.step import Step, StepContext, step
 from workflows.types import Codes, Image, Mask, RandomTokens, StoryHistory, Text, Video, type_name
 
@@ -53,61 +54,51 @@ def decode_image(ctx: StepContext, codes: Codes) -> Any:
 
 # ---------------------------------------------------------------------------------------------- understanding
 @step(outputs={"answer": Text})
-def understand(ctx: StepContext, codes: Codes, question: Text, kind: Text = "video", max_new_tokens: int = 64) -> str:
-    """Answer a question about a video (or an image, with kind="image"), greedily."""
+def understand(ctx: StepContext, codes: Codes, question: Text, kind: Text = "video",
+               options: TextOptions = TextOptions()) -> str:
+    """Answer a question about a video (or an image, with kind="image"); greedy with the default options."""
     if kind not in ("image", "video"):
         raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
-    options = TextOptions(max_new_tokens=max_new_tokens)
     return ctx.backend.understand([codes], [kind], [question], options=options, seed=ctx.seed, **ctx.ops())[0]
 
 
 # ---------------------------------------------------------------------------------------------- video
 @step(outputs={"codes": Codes})
-def text_to_video(
-    ctx: StepContext, prompt: Text, num_frames: int = 17, steps: int = 12, guidance_scale: float = 0.0
-) -> Any:
+def text_to_video(ctx: StepContext, prompt: Text, num_frames: int = 17, options: VideoOptions = VideoOptions()) -> Any:
     """A clip of `num_frames` (1 + r*k) frames from a prompt, latent frame by latent frame."""
     latent = ctx.backend.info().latent_frames(num_frames)
-    options = VideoOptions(steps=steps, guidance_scale=guidance_scale)
     return ctx.backend.generate_video(prompt, None, latent, options=options, seed=ctx.seed, **ctx.ops())
 
 
 @step(outputs={"codes": Codes})
 def continue_video(
-    ctx: StepContext, prompt: Text, codes: Codes, num_frames: int = 8, steps: int = 12, guidance_scale: float = 0.0
+    ctx: StepContext, prompt: Text, codes: Codes, num_frames: int = 8, options: VideoOptions = VideoOptions()
 ) -> Any:
     """Extend a clip's codes by `num_frames` frames (a multiple of r); returns the whole clip's codes."""
-    r = ctx.backend.info().temporal_downsample
-    if num_frames < 1 or num_frames % r:
-        raise ValueError(f"num_frames must be a positive multiple of {r}, got {num_frames}")
-    options = VideoOptions(steps=steps, guidance_scale=guidance_scale)
-    latent = len(codes) + num_frames // r
+    latent = len(codes) + ctx.backend.info().new_latent_frames(num_frames)
     return ctx.backend.generate_video(prompt, codes, latent, options=options, seed=ctx.seed, **ctx.ops())
 
 
 # ---------------------------------------------------------------------------------------------- images
 @step(outputs={"codes": Codes})
-def text_to_image(ctx: StepContext, prompt: Text, steps: int = 18, guidance_scale: float = 0.0) -> Any:
+def text_to_image(ctx: StepContext, prompt: Text, options: ImageOptions = ImageOptions()) -> Any:
     """An image from a prompt."""
-    options = ImageOptions(steps=steps, guidance_scale=guidance_scale)
     return ctx.backend.generate_image(prompt, options=options, seed=ctx.seed, **ctx.ops())
 
 
 @step(outputs={"codes": Codes})
 def inpaint_codes(
-    ctx: StepContext, prompt: Text, codes: Codes, mask: Mask, steps: int = 16, guidance_scale: float = 0.0
+    ctx: StepContext, prompt: Text, codes: Codes, mask: Mask, options: ImageOptions = editing_options()
 ) -> Any:
     """Regenerate the masked region of an image's codes."""
-    options = ImageOptions(steps=steps, guidance_scale=guidance_scale)
     return ctx.backend.generate_image(prompt, codes, mask, options=options, seed=ctx.seed, **ctx.ops())
 
 
 @step(outputs={"codes": Codes})
 def edit_codes(
-    ctx: StepContext, prompt: Text, codes: Codes, strength: float = 0.5, steps: int = 16, guidance_scale: float = 0.0
+    ctx: StepContext, prompt: Text, codes: Codes, strength: float = 0.5, options: ImageOptions = editing_options()
 ) -> Any:
     """Mask-free editing: regenerate a random `strength` fraction of the codes."""
-    options = ImageOptions(steps=steps, guidance_scale=guidance_scale)
     return ctx.backend.generate_image(
         prompt, codes, RandomTokens(fraction=strength), options=options, seed=ctx.seed, **ctx.ops()
     )
@@ -120,13 +111,11 @@ def extrapolate_codes(
     codes: Codes,
     direction: Text,
     new_size: int | None = None,
-    steps: int = 16,
-    guidance_scale: float = 0.0,
+    options: ImageOptions = editing_options(),
 ) -> Any:
     """Grow the canvas of codes towards one direction."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    options = ImageOptions(steps=steps, guidance_scale=guidance_scale)
     return ctx.backend.extrapolate_image(
         prompt, codes, direction, new_size, options=options, seed=ctx.seed, **ctx.ops()
     )
@@ -142,26 +131,22 @@ def storyboard_step(
     ctx: StepContext,
     question: Text,
     history: StoryHistory,
-    max_caption_tokens: int = 24,
-    steps: int = 12,
-    guidance_scale: float = 0.0,
+    options: StoryOptions = StoryOptions(),
 ) -> dict[str, Any]:
     """The next caption and keyframe after `history`; outputs the history with the new step appended."""
-    options = StoryOptions(max_caption_tokens=max_caption_tokens, steps=steps, guidance_scale=guidance_scale)
     item = ctx.backend.storyboard_step(question, list(history), options=options, seed=ctx.seed, **ctx.ops())
     return {"history": [*history, item], "caption": item.caption, "codes": item.codes}
 
 
 @step(outputs={"codes": Codes})
 def keyframe_clip(
-    ctx: StepContext, caption: Text, keyframe: Codes, num_frames: int = 5, steps: int = 12, guidance_scale: float = 0.0
+    ctx: StepContext, caption: Text, keyframe: Codes, num_frames: int = 5, options: VideoOptions = VideoOptions()
 ) -> Any:
     """A short clip of `num_frames` (1 + r*k) frames that starts from a keyframe and follows its caption."""
     info = ctx.backend.info()
     latent = info.latent_frames(num_frames)
     if latent < 2:
-        raise ValueError(f"a clip after the keyframe needs at least {1 + info.temporal_downsample} frames")
-    options = VideoOptions(steps=steps, guidance_scale=guidance_scale)
+        raise ValueError(f"a clip after the keyframe needs at least {info.clip_frames(2)} frames")
     return ctx.backend.generate_video(caption, keyframe, latent, options=options, seed=ctx.seed, **ctx.ops())
 
 

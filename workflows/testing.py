@@ -15,17 +15,8 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
 
-from workflows.backend import (
-    DIRECTIONS,
-    BackendInfo,
-    ImageOptions,
-    Progress,
-    ProgressFn,
-    StopFn,
-    StoryOptions,
-    TextOptions,
-    VideoOptions,
-)
+from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
+from workflows.backend import DIRECTIONS
 from workflows.errors import Cancelled
 from workflows.types import RandomTokens, StoryHistoryItem
 
@@ -150,10 +141,10 @@ class FakeBackend:
             raise ValueError(f"{what} must be {(h * f, w * f)} pixels, got {got}")
         return tuple(tuple(row[::f]) for row in pixels[::f])
 
-    def info(self) -> BackendInfo:
+    def info(self) -> ModelInfo:
         h, w = self.grid
-        return BackendInfo((h * self.downsample, w * self.downsample), self.grid, self.temporal_downsample,
-                           self.fps, self.codebook_size)
+        return ModelInfo((h * self.downsample, w * self.downsample), self.grid, self.temporal_downsample,
+                         self.fps, self.codebook_size)
 
     # -- media ----------------------------------------------------------------------------------------------
     def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
@@ -161,8 +152,7 @@ class FakeBackend:
         if not isinstance(uri, str) or not uri:
             raise ValueError(f"uri must be a non-empty string, got {uri!r}")
         self._run("load_video", {"uri": uri, "fps": fps, "num_frames": num_frames}, None, 1, None, None)
-        r = self.temporal_downsample
-        count = 1 + r * (((num_frames or 17) - 1) // r)
+        count = self.info().snap_frames(num_frames or 17)
         side = size or self.info().image_size[0]
         return tuple(_grid(_digest("video", uri, fps, i), side, side, self.codebook_size) for i in range(count))
 
@@ -186,9 +176,8 @@ class FakeBackend:
 
     def encode_video(self, video: tuple[Grid, ...], *, progress=None, should_stop=None) -> tuple[Grid, ...]:
         self._run("encode_video", {}, None, 1, progress, should_stop)
+        self.info().latent_frames(len(video), name="the video's frame count")
         r = self.temporal_downsample
-        if not video or (len(video) - 1) % r:
-            raise ValueError(f"a video must have 1 + {r}k frames, got {len(video)}")
         return tuple(self._down(video[i], "frame") for i in range(0, len(video), r))
 
     def decode_video(self, codes: tuple[Grid, ...], *, progress=None, should_stop=None) -> tuple[Grid, ...]:
@@ -197,7 +186,7 @@ class FakeBackend:
         for grid in codes[1:]:
             # frame 1 + r(k-1) carries latent frame k exactly, so encode_video(decode_video(c)) == c
             frames.extend([self._up(grid)] * self.temporal_downsample)
-        return tuple(frames[: 1 + self.temporal_downsample * (len(codes) - 1)])
+        return tuple(frames[: self.info().clip_frames(len(codes))])
 
     # -- transformer ----------------------------------------------------------------------------------------
     def understand(self, visual_codes: list[Any], kinds: list[str], questions: list[str], *,

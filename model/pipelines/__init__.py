@@ -3,12 +3,10 @@
 from model.pipelines.codec import PatchCodec
 from model.pipelines.progress import Progress
 from model.pipelines.results import ImageResult, StoryboardResult, StoryStep, TextResult, VideoResult
-from model.pipelines.common import GenerationOptions
 from model.pipelines.showo import ShowoPipeline
 from model.pipelines.video import StoryHistoryItem
 
 __all__ = [
-    "GenerationOptions",
     "ImageResult",
     "PatchCodec",
     "Progress",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from core import ImageOptions, VideoOptions
+from model.pipelines.common import maskgit_config
 from model.pipelines.progress import ProgressFn
 from model.pipelines.results import ImageResult, VideoResult
 from model.prompt_batch import PromptBatch
@@ -35,16 +37,14 @@ def recompute_text_to_image(
     reference: bool = False,
 ) -> ImageResult:
     """`ShowoPipeline.text_to_image` the released way: `[cond; uncond]` full sequences recomputed every step."""
-    from model.pipelines.common import GenerationOptions
-
+    config = maskgit_config(ImageOptions(steps=steps, guidance_scale=guidance_scale, reference=reference))
     prompting, batch = pipeline.prompting, len(prompts)
     sequence = prompting.t2i(prompts, num_image_tokens=pipeline.num_image_tokens)
-    if guidance_scale > 0:
+    if config.guided:
         sequence = PromptBatch.stack([sequence, prompting.t2i_null(batch, num_image_tokens=pipeline.num_image_tokens)], pipeline.layout.pad_id)
     sequence = sequence.to(pipeline.model.device)
     positions = sequence.visual_index()[0]
     tokens = torch.full((batch, pipeline.num_image_tokens), UNKNOWN, dtype=torch.long, device=pipeline.model.device)
-    config = GenerationOptions(steps=steps, guidance_scale=guidance_scale, reference=reference).maskgit()
     result = maskgit_decode(
         _recompute_logits_fn(pipeline, sequence, positions), tokens, config, generator=generator,
         codebook_size=pipeline.layout.codebook_size,
@@ -59,10 +59,8 @@ def recompute_text_to_video(
 ) -> VideoResult:
     """`ShowoPipeline.text_to_video` without the frame cache: for every latent frame, every MaskGIT step runs the
     text, all earlier frames and the current frame from scratch."""
-    from model.pipelines.common import GenerationOptions
-
     latent = pipeline._latent_frames(num_frames)
-    config = GenerationOptions(steps=steps, guidance_scale=guidance_scale).maskgit()
+    config = maskgit_config(VideoOptions(steps=steps, guidance_scale=guidance_scale))
     prompting, layout = pipeline.prompting, pipeline.layout
     frames: list[torch.Tensor] = []
     for index in range(latent):
@@ -72,7 +70,7 @@ def recompute_text_to_video(
             codes[:index] = known.cpu()
         cond = prompting.t2v([prompt], codes.clamp(min=0)[None], num_frames=index + 1, tokens_per_frame=pipeline.num_image_tokens)
         rows = [cond]
-        if guidance_scale > 0:
+        if config.guided:
             rows.append(prompting.t2v([""], codes.clamp(min=0)[None], num_frames=index + 1, tokens_per_frame=pipeline.num_image_tokens))
         sequence = PromptBatch.stack(rows, layout.pad_id) if len(rows) > 1 else cond
         sequence = _drop_last_token(sequence).to(pipeline.model.device)  # no <|eov|>: the clip is still growing

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from core.frames import is_clip_length
 
 
 class PatchCodec:
@@ -27,7 +28,7 @@ class PatchCodec:
         """Images `(B, 3, H, W)` -> `(B, h, w)`, or videos `(B, 3, T, H, W)` -> `(B, t, h, w)`."""
         if x.dim() == 5:
             r = self.temporal_downsample
-            if r is None or (x.shape[2] - 1) % r:
+            if r is None or not is_clip_length(x.shape[2], r):
                 raise ValueError(f"video of {x.shape[2]} frames is not 1 + {r}k")
             frames = x[:, :, ::r]  # (B, 3, t, H, W)
             codes = self.encode(rearrange(frames, "b c t h w -> (b t) c h w"))

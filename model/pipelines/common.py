@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 import torch
 
-from model.pipelines.progress import Progress, ProgressFn
+from core import ImageOptions
+from model.pipelines.progress import ProgressFn
 from model.sampling import MaskGitConfig
 
+O = TypeVar("O")
 
-@dataclass(kw_only=True)
-class GenerationOptions:
-    """Sampling settings shared by the visual tasks (see `MaskGitConfig`)."""
 
-    steps: int = 18
-    guidance_scale: float = 0.0
-    schedule: str = "cosine"
-    temperature: float = 1.0
-    reference: bool = False  # reproduce the released t2i_generate exactly
-    guidance: str = "muse"
+def maskgit_config(options: ImageOptions) -> MaskGitConfig:
+    """The sampler's config for one image or latent frame (the one place options become a `MaskGitConfig`)."""
+    if options.reference:
+        return MaskGitConfig.reference(steps=options.steps, schedule=options.schedule,
+                                       guidance_scale=options.guidance_scale, temperature=options.temperature)
+    return MaskGitConfig(steps=options.steps, schedule=options.schedule, guidance_scale=options.guidance_scale,
+                         temperature=options.temperature, guidance=options.guidance)
 
-    def maskgit(self) -> MaskGitConfig:
-        if self.reference:
-            return MaskGitConfig.reference(
-                steps=self.steps, schedule=self.schedule, guidance_scale=self.guidance_scale, temperature=self.temperature
-            )
-        return MaskGitConfig(
-            steps=self.steps,
-            schedule=self.schedule,
-            guidance_scale=self.guidance_scale,
-            temperature=self.temperature,
-            guidance=self.guidance,
-        )
+
+def with_settings(options: O | None, default: Callable[[], O], settings: dict[str, Any]) -> O:
+    """`options` (or `default()`) with the keyword `settings` of a convenience call applied (checked again)."""
+    base = default() if options is None else options
+    return base.replace(**settings) if settings else base
 
 
 def is_video(tokenizer) -> bool:
@@ -49,10 +42,18 @@ def as_prompts(prompts) -> list[str]:
     return prompts
 
 
-def make_generator(generator: torch.Generator | None, device) -> torch.Generator:
-    if generator is None:
-        generator = torch.Generator(device=device)
+def make_generator(seed: int | torch.Generator | None, device) -> torch.Generator:
+    """The generator an operation draws all its randomness from: `seed` itself when it is a generator, a generator
+    seeded with it when it is an int, a randomly seeded one when None."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    generator = torch.Generator(device=device)
+    if seed is None:
         generator.seed()
+    elif isinstance(seed, int) and not isinstance(seed, bool):
+        generator.manual_seed(seed)
+    else:
+        raise ValueError(f"seed must be an int, got {seed!r}")
     return generator
 
 
@@ -63,7 +64,7 @@ def cpu_generator(generator: torch.Generator) -> torch.Generator:
 
 
 def restep(progress: ProgressFn, step: int, total: int) -> ProgressFn:
-    return lambda event: progress(Progress(event.task, event.stage, step, total, event.inner_step, event.inner_total))
+    return lambda event: progress(event.restep(step, total))
 
 
 def left_stack(rows, pad_id: int):

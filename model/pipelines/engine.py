@@ -95,7 +95,7 @@ def generate_block(
     """
     batch = tokens.shape[0]
     code_index = block_codes(block)
-    guided = config.guidance_scale > 0
+    guided = config.guided
 
     def closure(context: Context):
         rows = context.batch.batch_size

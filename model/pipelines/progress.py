@@ -1,37 +1,11 @@
-"""Progress reporting and cancellation shared by the pipelines."""
+"""Progress reporting shared by the pipelines: the one `Progress` type (`core.Progress`) and the adapter from the
+samplers' `(inner_step, inner_total)` callback."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from core import Progress, ProgressFn
 
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress event.
-
-    Attributes:
-        task: the pipeline method (`"text_to_image"`, `"storyboard"`, ...).
-        stage: what is being generated (`"caption"`, `"keyframe"`, `"frame"`, `"image"`, `"answer"`).
-        step, total: the outer step (storyboard step k of n, latent frame k of n), 1-based.
-        inner_step, inner_total: the inner step (MaskGIT step j of T, or token j of the maximum), 1-based.
-    """
-
-    task: str
-    stage: str
-    step: int
-    total: int
-    inner_step: int
-    inner_total: int
-
-    @property
-    def fraction(self) -> float:
-        """Overall completion in [0, 1]."""
-        inner = self.inner_step / self.inner_total if self.inner_total else 1.0
-        return min(1.0, ((self.step - 1) + inner) / self.total) if self.total else 1.0
-
-
-ProgressFn = Callable[[Progress], None]
+__all__ = ["Progress", "ProgressFn", "inner_reporter"]
 
 
 def inner_reporter(progress: ProgressFn | None, task: str, stage: str, step: int, total: int):

@@ -12,14 +12,17 @@ import torch
 
 from model.network import Showo
 from model.pipelines import engine
+from core import ImageOptions, ModelInfo, SequencePositions, TextOptions, editing_options
+from core.frames import latent_frames
 from model.pipelines.common import (
-    GenerationOptions,
     as_prompts,
     cpu_generator,
     is_video,
     left_stack,
     make_generator,
+    maskgit_config,
     restep,
+    with_settings,
 )
 from model.pipelines.editing import extrapolation_windows, grow_canvas, mask_to_token_grid, random_token_mask
 from model.pipelines.progress import ProgressFn, inner_reporter
@@ -62,6 +65,7 @@ class ShowoPipeline(VideoTasks):
     max_text_len: int = 128
     fps: float = 8.0
     prompting: Prompting = field(init=False)
+    _info: ModelInfo | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         config = self.model.config
@@ -124,6 +128,25 @@ class ShowoPipeline(VideoTasks):
             **kwargs,
         )
 
+    # ------------------------------------------------------------------------------------------ facts
+    def info(self) -> ModelInfo:
+        """The facts this pipeline states about itself: sizes, the frame rule, positions (computed once)."""
+        if self._info is None:
+            frame = torch.zeros(1, 1, self.num_image_tokens, dtype=torch.long)
+            visual = self.num_image_tokens + 2
+            positions = SequencePositions(
+                text=self.prompting.text_block_len,
+                visual=visual,
+                story_head=self.prompting.interleaved([""], [[]]).length,
+                understand_head=self.prompting.v2t(frame, [""]).length - visual,
+            )
+            self._info = ModelInfo(
+                image_size=tuple(self.image_size), grid=tuple(self.grid), temporal_downsample=self.temporal_downsample,
+                fps=self.fps, codebook_size=self.layout.codebook_size,
+                max_positions=self.model.config.max_position_embeddings, positions=positions,
+            )
+        return self._info
+
     # ------------------------------------------------------------------------------------------ visual I/O
     @property
     def image_size(self) -> tuple[int, int]:
@@ -168,10 +191,7 @@ class ShowoPipeline(VideoTasks):
         return self.video_tokenizer
 
     def _latent_frames(self, num_frames: int) -> int:
-        r = self.temporal_downsample
-        if num_frames < 1 or (num_frames - 1) % r:
-            raise ValueError(f"num_frames must be 1 + {r}k (e.g. {1 + r}, {1 + 2 * r}, {1 + 4 * r}), got {num_frames}")
-        return 1 + (num_frames - 1) // r
+        return latent_frames(num_frames, self.temporal_downsample)
 
     @torch.no_grad()
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
@@ -192,24 +212,20 @@ class ShowoPipeline(VideoTasks):
         self,
         prompts: str | list[str],
         *,
-        steps: int = 18,
-        guidance_scale: float = 0.0,
+        options: ImageOptions | None = None,
         generator: torch.Generator | None = None,
-        schedule: str = "cosine",
-        reference: bool = False,
         max_text_len: int | None = None,
-        temperature: float = 1.0,
         progress: ProgressFn | None = None,
         should_stop=None,
+        **settings,
     ) -> ImageResult:
         """Generate one image per prompt (MaskGIT over the image block, the prompt computed once).
 
+        `options` (default `ImageOptions()`), or single `ImageOptions` fields as keywords (`steps=...`);
         `reference=True` reproduces the released `t2i_generate` token for token for the same generator.
         """
         prompts = as_prompts(prompts)
-        options = GenerationOptions(
-            steps=steps, guidance_scale=guidance_scale, schedule=schedule, reference=reference, temperature=temperature
-        )
+        options = with_settings(options, ImageOptions, settings)
         tokens = torch.full((len(prompts), self.num_image_tokens), UNKNOWN, dtype=torch.long)
         codes = self.generate_image_codes(prompts, tokens, options, generator, progress, should_stop, "text_to_image", max_text_len)
         return ImageResult(images=self.decode_images(codes), codes=codes)
@@ -218,8 +234,8 @@ class ShowoPipeline(VideoTasks):
         self,
         prompts: list[str],
         tokens: torch.Tensor,
-        options: GenerationOptions,
-        generator: torch.Generator | None = None,
+        options: ImageOptions,
+        generator: torch.Generator | int | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
         task: str = "generate_image",
@@ -230,10 +246,11 @@ class ShowoPipeline(VideoTasks):
         if tokens.shape != (len(prompts), self.num_image_tokens):
             raise ValueError(f"tokens must be ({len(prompts)}, {self.num_image_tokens}), got {tuple(tokens.shape)}")
         generator = make_generator(generator, self.model.device)
+        config = maskgit_config(options)
         prompting = self.prompting if max_text_len is None else Prompting(self.text_tokenizer, self.layout, max_text_len)
         batch = len(prompts)
         text = prompting.text_block(prompts, "t2i")
-        if options.guidance_scale > 0:
+        if config.guided:
             text = engine.PromptBatch.stack([text, prompting.text_block([""] * batch, "t2i")], self.layout.pad_id)
         text = text.to(self.model.device)
         engine.check_length(self.model, text.length + self.num_image_tokens + 2, task)
@@ -244,7 +261,7 @@ class ShowoPipeline(VideoTasks):
             [context],
             block,
             tokens.to(self.model.device),
-            options.maskgit(),
+            config,
             layout=self.layout,
             generator=generator,
             progress=inner_reporter(progress, task, "image", 1, 1),
@@ -253,28 +270,50 @@ class ShowoPipeline(VideoTasks):
         return codes.view(batch, *self.grid)
 
     # ------------------------------------------------------------------------------------------ editing
+    def known_tokens(self, codes: torch.Tensor, regenerate: torch.Tensor | float,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """The `(1, h*w)` row that `generate_image_codes` starts from: `codes` `(h, w)` kept, `UNKNOWN` where
+        `regenerate` says: a pixel mask `image_size` or a token mask `grid` (1 = regenerate; a pixel mask is
+        brought to the grid as released), or a fraction in (0, 1] of positions drawn from `generator` (mask-free
+        editing). Raises ValueError for a mask of another shape or one that covers no token."""
+        codes = torch.as_tensor(codes).long().cpu()
+        if tuple(codes.shape) != tuple(self.grid):
+            raise ValueError(f"known codes must be {tuple(self.grid)}, got {tuple(codes.shape)}")
+        if isinstance(regenerate, float):
+            where = random_token_mask(self.grid, regenerate, cpu_generator(make_generator(generator, self.model.device)))
+        else:
+            mask = torch.as_tensor(regenerate).cpu()
+            if mask.dim() == 2 and tuple(mask.shape) == tuple(self.grid):
+                where = mask.bool()
+            elif tuple(mask.shape[-2:]) == tuple(self.image_size):
+                where = mask_to_token_grid(mask, self.grid)
+            else:
+                raise ValueError(f"the mask must be {tuple(self.image_size)} pixels or {tuple(self.grid)} tokens, "
+                                 f"got {tuple(mask.shape)}")
+            if not bool(where.any()):
+                raise ValueError("the mask covers no token of the image: nothing to regenerate")
+        return torch.where(where, torch.full_like(codes, UNKNOWN), codes).view(1, -1)
+
     def inpaint(
         self,
         image: torch.Tensor,
         mask: torch.Tensor,
         prompt: str,
         *,
-        steps: int = 16,
-        guidance_scale: float = 0.0,
+        options: ImageOptions | None = None,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
-        **options,
+        **settings,
     ) -> ImageResult:
-        """Regenerate the region of `image` `(3, H, W)` where `mask` `(H, W)` is 1, following `prompt`."""
+        """Regenerate the region of `image` `(3, H, W)` where `mask` `(H, W)` is 1, following `prompt`
+        (`options` default: `editing_options()`)."""
         image = self._one_image(image, "inpaint")
         if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
             raise ValueError(f"mask {tuple(mask.shape)} does not match the image {tuple(image.shape[-2:])}")
-        regenerate = mask_to_token_grid(mask, self.grid)
-        if not bool(regenerate.any()):
-            raise ValueError("the mask covers no token of the image: nothing to inpaint")
-        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        return self._regenerate(image, regenerate, prompt, opts, generator, progress, should_stop, "inpaint")
+        options = with_settings(options, editing_options, settings)
+        tokens = self.known_tokens(self.encode_images(image)[0], mask)
+        return self._regenerate(tokens, prompt, options, generator, progress, should_stop, "inpaint")
 
     def edit(
         self,
@@ -282,19 +321,18 @@ class ShowoPipeline(VideoTasks):
         prompt: str,
         *,
         strength: float = 0.5,
-        steps: int = 16,
-        guidance_scale: float = 0.0,
+        options: ImageOptions | None = None,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
-        **options,
+        **settings,
     ) -> ImageResult:
         """Mask-free editing: re-mask a random `strength` fraction of the image's tokens and regenerate them."""
         image = self._one_image(image, "edit")
         generator = make_generator(generator, self.model.device)
-        remask = random_token_mask(self.grid, strength, cpu_generator(generator))
-        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        return self._regenerate(image, remask, prompt, opts, generator, progress, should_stop, "edit")
+        options = with_settings(options, editing_options, settings)
+        tokens = self.known_tokens(self.encode_images(image)[0], float(strength), generator)
+        return self._regenerate(tokens, prompt, options, generator, progress, should_stop, "edit")
 
     def _one_image(self, image: torch.Tensor, task: str) -> torch.Tensor:
         image = self._check_images(image)
@@ -302,13 +340,37 @@ class ShowoPipeline(VideoTasks):
             raise ValueError(f"{task} takes one image, got {image.shape[0]}")
         return image
 
-    def _regenerate(self, image, regenerate, prompt, options, generator, progress, should_stop, task) -> ImageResult:
-        """Encode `image`, forget the codes where `regenerate` `(h, w)` is True, and generate them again."""
-        codes = self.encode_images(image)[0]
-        regenerate = regenerate.to(codes.device)
-        tokens = torch.where(regenerate, torch.full_like(codes, UNKNOWN), codes).view(1, -1)
+    def _regenerate(self, tokens, prompt, options, generator, progress, should_stop, task) -> ImageResult:
         out = self.generate_image_codes([prompt], tokens, options, generator, progress, should_stop, task)
         return ImageResult(images=self.decode_images(out), codes=out)
+
+    def extrapolate_codes(
+        self,
+        prompt: str,
+        canvas: torch.Tensor,
+        direction: str,
+        new_size: int | None,
+        options: ImageOptions,
+        generator: torch.Generator,
+        progress: ProgressFn | None = None,
+        should_stop=None,
+    ) -> torch.Tensor:
+        """The canvas of codes `(h', w')` grown by `new_size` rows or columns (default: half the grid) towards
+        `direction`, the new strip generated in model-sized windows that overlap the canvas."""
+        h, w = self.grid
+        canvas = torch.as_tensor(canvas).long().cpu()
+        if canvas.dim() != 2:
+            raise ValueError(f"codes must be a canvas (h, w), got {tuple(canvas.shape)}")
+        size = new_size or ((w if direction in ("left", "right") else h) // 2)
+        canvas = grow_canvas(canvas, direction, size, UNKNOWN)
+        for top, left in extrapolation_windows(tuple(canvas.shape), direction, self.grid, size):
+            window = canvas[top : top + h, left : left + w]
+            if not bool((window == UNKNOWN).any()):
+                continue
+            out = self.generate_image_codes([prompt], window.reshape(1, -1), options, generator, progress, should_stop,
+                                            "extrapolate")
+            canvas[top : top + h, left : left + w] = out[0].cpu()
+        return canvas
 
     def extrapolate(
         self,
@@ -317,12 +379,11 @@ class ShowoPipeline(VideoTasks):
         prompts: str | list[str],
         *,
         new_size: int | None = None,
-        steps: int = 16,
-        guidance_scale: float = 0.0,
+        options: ImageOptions | None = None,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
-        **options,
+        **settings,
     ) -> ImageResult:
         """Grow `image` towards each direction in turn (`left`, `right`, `up`, `down`), one prompt per direction.
 
@@ -336,19 +397,11 @@ class ShowoPipeline(VideoTasks):
         image = self._check_images(image)
         generator = make_generator(generator, self.model.device)
         canvas = self.encode_images(image)[0].cpu()
-        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
-        h, w = self.grid
+        options = with_settings(options, editing_options, settings)
         for index, (direction, prompt) in enumerate(zip(directions, prompts)):
-            size = new_size or ((w if direction in ("left", "right") else h) // 2)
-            canvas = grow_canvas(canvas, direction, size, UNKNOWN)
-            origins = extrapolation_windows(tuple(canvas.shape), direction, self.grid, size)
             step_progress = None if progress is None else restep(progress, index + 1, len(directions))
-            for top, left in origins:
-                window = canvas[top : top + h, left : left + w]
-                if not bool((window == UNKNOWN).any()):
-                    continue
-                out = self.generate_image_codes([prompt], window.reshape(1, -1), opts, generator, step_progress, should_stop, "extrapolate")
-                canvas[top : top + h, left : left + w] = out[0].cpu()
+            canvas = self.extrapolate_codes(prompt, canvas, direction, new_size, options, generator, step_progress,
+                                            should_stop)
         canvas = canvas.to(self.model.device)
         return ImageResult(images=self.decode_images(canvas[None]), codes=canvas[None])
 
@@ -358,17 +411,15 @@ class ShowoPipeline(VideoTasks):
         visuals: torch.Tensor | list[torch.Tensor],
         questions: str | list[str],
         *,
-        max_new_tokens: int = 64,
-        top_k: int | None = 1,
-        top_p: float | None = None,
-        temperature: float = 1.0,
+        options: TextOptions | None = None,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
+        **settings,
     ) -> TextResult:
         """Answer one question per image `(3, H, W)` or video `(3, T, H, W)`, all queries decoded as one batch.
 
-        `top_k=1` (default) is greedy decoding, as the released scripts do.
+        `options` default `TextOptions()` (or its fields as keywords): `top_k=1` is greedy decoding, as released.
         """
         visuals = [visuals] if torch.is_tensor(visuals) else list(visuals)
         questions = as_prompts(questions)
@@ -384,10 +435,8 @@ class ShowoPipeline(VideoTasks):
                 kinds.append("video")
             else:
                 raise ValueError(f"each visual must be an image (3, H, W) or a video (3, T, H, W), got {tuple(visual.shape)}")
-        result = self.understand_codes(
-            codes, kinds, questions, max_new_tokens=max_new_tokens, top_k=top_k, top_p=top_p, temperature=temperature,
-            generator=generator, progress=progress, should_stop=should_stop,
-        )
+        result = self.understand_codes(codes, kinds, questions, options=with_settings(options, TextOptions, settings),
+                                       generator=generator, progress=progress, should_stop=should_stop)
         result.frames_used = [v.detach().cpu() for v in visuals]
         return result
 
@@ -397,15 +446,14 @@ class ShowoPipeline(VideoTasks):
         kinds: list[str],
         questions: list[str],
         *,
-        max_new_tokens: int = 64,
-        top_k: int | None = 1,
-        top_p: float | None = None,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        options: TextOptions | None = None,
+        generator: torch.Generator | int | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
+        **settings,
     ) -> TextResult:
         """`understand` on visual codes: `(h, w)` for an image, `(t, h, w)` for a video (`kinds[i]` says which)."""
+        options = with_settings(options, TextOptions, settings)
         if not (len(codes) == len(kinds) == len(questions)) or not codes:
             raise ValueError(f"give one kind and one question per visual: {len(codes)} codes, {len(kinds)} kinds, "
                              f"{len(questions)} questions")
@@ -418,19 +466,19 @@ class ShowoPipeline(VideoTasks):
             else:
                 raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
         batch = left_stack(rows, self.layout.pad_id).to(self.model.device)
-        engine.check_length(self.model, batch.length + max_new_tokens, "understand")
-        greedy = top_k == 1
+        engine.check_length(self.model, batch.length + options.max_new_tokens, "understand")
+        greedy = options.greedy
         tokens = engine.generate_text_after(
             self.model,
             None,
             batch,
             layout=self.layout,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=options.max_new_tokens,
             generator=None if greedy else make_generator(generator, self.model.device),
             greedy=greedy,
-            temperature=temperature,
-            top_k=None if greedy else top_k,
-            top_p=top_p,
+            temperature=options.temperature,
+            top_k=None if greedy else options.top_k,
+            top_p=options.top_p,
             progress=inner_reporter(progress, "understand", "answer", 1, 1),
             should_stop=should_stop,
         )

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from core import StoryOptions, VideoOptions
+from core.frames import new_latent_frames
 from model.pipelines import engine
-from model.pipelines.common import GenerationOptions, make_generator
+from model.pipelines.common import make_generator, maskgit_config, with_settings
 from model.pipelines.progress import ProgressFn, inner_reporter
 from model.pipelines.results import StoryboardResult, StoryStep, VideoResult
 from model.sampling import UNKNOWN
@@ -29,8 +31,8 @@ class VideoTasks:
         """Generate a clip latent frame by latent frame, each conditioned on the text and all earlier frames
         through the cache (any `1 + rk` length the model's positions allow).
 
-        Keyword args: `steps` (MaskGIT steps per frame, 12), `guidance_scale`, `chunk_frames` (latent frames
-        decoded together, 1), `generator`, `progress`, `should_stop`, and `GenerationOptions` fields.
+        Keyword args: `options` (`VideoOptions`) or its fields (`steps`, `guidance_scale`, `chunk_frames`, ...),
+        `generator`, `progress`, `should_stop`.
         """
         latent = self._latent_frames(num_frames)
         codes = self.generate_video_codes(prompt, None, latent, task="text_to_video", **kwargs)
@@ -38,10 +40,9 @@ class VideoTasks:
 
     def continue_video(self, video: torch.Tensor, prompt: str, *, num_frames: int = 8, **kwargs) -> VideoResult:
         """Extend `video` `(3, T, H, W)` by `num_frames` frames (a multiple of r); returns the whole clip."""
-        if num_frames < 1 or num_frames % self.temporal_downsample:
-            raise ValueError(f"num_frames must be a positive multiple of {self.temporal_downsample}, got {num_frames}")
+        added = new_latent_frames(num_frames, self.temporal_downsample)
         given = self.encode_video(video)
-        latent = self._latent_frames(video.shape[1] + num_frames)
+        latent = given.shape[0] + added
         codes = self.generate_video_codes(prompt, given, latent, task="continue_video", **kwargs)
         return VideoResult(frames=self.decode_video(codes), codes=codes, fps=self.fps)
 
@@ -51,14 +52,12 @@ class VideoTasks:
         given: torch.Tensor | None,
         num_latent_frames: int,
         *,
+        options: VideoOptions | None = None,
         task: str = "generate_video",
-        steps: int = 12,
-        guidance_scale: float = 0.0,
-        chunk_frames: int = 1,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | int | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
-        **options,
+        **settings,
     ) -> torch.Tensor:
         """Latent codes `(num_latent_frames, h, w)` of a clip that starts with `given` `(t0, h, w)` (or nothing).
 
@@ -67,17 +66,17 @@ class VideoTasks:
         """
         if not isinstance(prompt, str):
             raise ValueError("prompt must be a string")
-        if chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        options = with_settings(options, VideoOptions, settings)
+        chunk_frames = options.chunk_frames
         given_count = 0 if given is None else given.shape[0]
         if num_latent_frames <= given_count:
             raise ValueError(f"num_latent_frames ({num_latent_frames}) must exceed the given frames ({given_count})")
-        opts = GenerationOptions(steps=steps, guidance_scale=guidance_scale, **options)
+        config = maskgit_config(options)
         generator = make_generator(generator, self.model.device)
         text = self.prompting.text_block([prompt], "t2v")
-        total_len = text.length + 1 + num_latent_frames * (self.num_image_tokens + 2)
+        total_len = self.info().video_positions(num_latent_frames)
         engine.check_length(self.model, total_len, f"a clip of {num_latent_frames} latent frames")
-        if opts.guidance_scale > 0:
+        if config.guided:
             text = engine.PromptBatch.stack([text, self.prompting.text_block([""], "t2v")], self.layout.pad_id)
         rows = text.batch_size
         head = text.append(self.prompting.token_piece(self.layout.sov_id, rows)).to(self.model.device)
@@ -94,7 +93,7 @@ class VideoTasks:
             block = self._frame_chunk(count)
             tokens = torch.full((1, count * self.num_image_tokens), UNKNOWN, dtype=torch.long, device=self.model.device)
             codes = engine.generate_block(
-                self.model, [context], block, tokens, opts.maskgit(), layout=self.layout, generator=generator,
+                self.model, [context], block, tokens, config, layout=self.layout, generator=generator,
                 progress=inner_reporter(progress, task, "frame", index + 1, len(chunk_starts)), should_stop=should_stop,
             )
             filled = engine.fill_block(block, codes, self.layout)
@@ -116,16 +115,12 @@ class VideoTasks:
         question: str,
         *,
         num_steps: int = 3,
-        max_caption_tokens: int = 24,
-        steps: int = 12,
-        guidance_scale: float = 0.0,
-        caption_top_k: int | None = 1,
-        caption_temperature: float = 1.0,
         clip_frames: int = 0,
+        options: StoryOptions | None = None,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
-        **options,
+        **settings,
     ) -> StoryboardResult:
         """A how-to storyboard: alternately a caption (autoregressive) and a keyframe (MaskGIT), each conditioned on
         everything before it, so later keyframes stay consistent with earlier ones.
@@ -136,25 +131,23 @@ class VideoTasks:
         Args:
             question: the how-to question.
             num_steps: number of (caption, keyframe) steps.
-            max_caption_tokens: the longest caption.
-            steps, guidance_scale: MaskGIT settings of the keyframes; the unconditional branch sees the history
-                without the question and captions (images only).
-            caption_top_k: 1 = greedy captions; otherwise top-k sampling at `caption_temperature`.
             clip_frames: when > 0, each step also gets a clip of `1 + r*k` frames that starts from its keyframe.
+            options: `StoryOptions` (or its fields as keywords): caption decoding and the keyframes' MaskGIT
+                settings; the unconditional branch sees the history without the question and captions.
         """
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question must be a non-empty string")
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        options = with_settings(options, StoryOptions, settings)
         latent_clip = self._latent_frames(clip_frames) - 1 if clip_frames else 0
-        per_step = max_caption_tokens + 1 + (1 + latent_clip) * (self.num_image_tokens + 2) + 2
         head = self.prompting.interleaved([question], [[]]).to(self.model.device)
-        engine.check_length(self.model, head.length + num_steps * per_step, f"a storyboard of {num_steps} steps")
+        needed = self.info().storyboard_positions(num_steps, clip_frames=clip_frames, head=head.length,
+                                                  max_caption_tokens=options.max_caption_tokens)
+        engine.check_length(self.model, needed, f"a storyboard of {num_steps} steps")
         generator = make_generator(generator, self.model.device)
         step_seeds = torch.randint(0, 2**62, (num_steps,), generator=generator, device=generator.device).tolist()
-        settings = dict(max_caption_tokens=max_caption_tokens, steps=steps, guidance_scale=guidance_scale,
-                        caption_top_k=caption_top_k, caption_temperature=caption_temperature, **options)
-        story = _Story(self, question, settings)
+        story = _Story(self, question, options)
         result = StoryboardResult(question=question, steps=[])
         per = 2 + latent_clip
         for index in range(num_steps):
@@ -174,14 +167,16 @@ class VideoTasks:
         question: str,
         history: list[StoryHistoryItem],
         *,
-        generator: torch.Generator,
+        options: StoryOptions | None = None,
+        generator: torch.Generator | int,
         progress: ProgressFn | None = None,
         should_stop=None,
         **settings,
     ) -> StoryHistoryItem:
         """The next storyboard step after `history`, recomputing the history's cache first (a stateless step, for
-        graphs that persist each step and resume). Same settings as `storyboard` (without clips)."""
-        story = _Story(self, question, settings)
+        graphs that persist each step and resume). Same options as `storyboard` (without clips)."""
+        generator = make_generator(generator, self.model.device)
+        story = _Story(self, question, with_settings(options, StoryOptions, settings))
         for item in history:
             story.replay(item)
         return story.next_step(generator, progress, 0, 2, should_stop)
@@ -191,18 +186,15 @@ class _Story:
     """The growing interleaved sequence of one storyboard: conditional context, optional unconditional one, and
     the piece (question, or last keyframe / clip end) not yet in the cache, which prompts the next caption."""
 
-    def __init__(self, pipe, question: str, settings: dict) -> None:
-        settings = dict(settings)
+    def __init__(self, pipe, question: str, options: StoryOptions) -> None:
         self.pipe = pipe
-        self.max_caption_tokens = settings.pop("max_caption_tokens", 24)
-        self.caption_top_k = settings.pop("caption_top_k", 1)
-        self.caption_temperature = settings.pop("caption_temperature", 1.0)
-        self.options = GenerationOptions(steps=settings.pop("steps", 12), **settings)
+        self.options = options
+        self.config = maskgit_config(options)
         device = pipe.model.device
         self.pending = pipe.prompting.interleaved([question], [[]]).to(device)
         self.context = None
         self.uncond = None
-        if self.options.guidance_scale > 0:
+        if self.config.guided:
             self.uncond = engine.start(pipe.model, pipe.prompting.interleaved([""], [[]]).to(device))
 
     def _caption_piece(self, caption_ids: list[int]):
@@ -232,11 +224,12 @@ class _Story:
 
     def next_step(self, generator, progress, offset: int, total: int, should_stop) -> StoryHistoryItem:
         pipe = self.pipe
-        greedy = self.caption_top_k == 1
+        options = self.options
+        greedy = options.caption_top_k == 1
         caption_ids = engine.generate_text_after(
-            pipe.model, self.context, self.pending, layout=pipe.layout, max_new_tokens=self.max_caption_tokens,
-            generator=None if greedy else generator, greedy=greedy, temperature=self.caption_temperature,
-            top_k=None if greedy else self.caption_top_k, top_p=None,
+            pipe.model, self.context, self.pending, layout=pipe.layout, max_new_tokens=options.max_caption_tokens,
+            generator=None if greedy else generator, greedy=greedy, temperature=options.caption_temperature,
+            top_k=None if greedy else options.caption_top_k, top_p=None,
             progress=inner_reporter(progress, "storyboard", "caption", offset + 1, total), should_stop=should_stop,
         )[0]
         self._commit_caption(caption_ids)
@@ -244,7 +237,7 @@ class _Story:
         tokens = torch.full((1, pipe.num_image_tokens), UNKNOWN, dtype=torch.long, device=pipe.model.device)
         contexts = [self.context] if self.uncond is None else [self.context, self.uncond]
         codes = engine.generate_block(
-            pipe.model, contexts, block, tokens, self.options.maskgit(), layout=pipe.layout, generator=generator,
+            pipe.model, contexts, block, tokens, self.config, layout=pipe.layout, generator=generator,
             progress=inner_reporter(progress, "storyboard", "keyframe", offset + 2, total), should_stop=should_stop,
         )
         self._finish_keyframe(engine.fill_block(block, codes, pipe.layout))
@@ -258,7 +251,7 @@ class _Story:
         sov = pipe.prompting.token_piece(pipe.layout.sov_id, 1).to(device)
         self.context = engine.extend(model, self.context, self.pending.append(sov).append(self._image_block(keyframe_codes)))
         frames = [keyframe_codes.view(*pipe.grid)]
-        config = self.options.maskgit().replace(guidance_scale=0.0)
+        config = self.config.replace(guidance_scale=0.0)
         for index in range(latent_clip):
             block = self._image_block(None)
             tokens = torch.full((1, pipe.num_image_tokens), UNKNOWN, dtype=torch.long, device=device)

@@ -147,6 +147,12 @@ class MaskGitConfig:
             mask_length_rule="official",
         )
 
+    @property
+    def guided(self) -> bool:
+        """Whether classifier-free guidance is on (the one place this is decided: pipelines, the engine and the
+        sampler all ask here)."""
+        return self.guidance_scale > 0
+
     def replace(self, **changes) -> "MaskGitConfig":
         return dataclasses.replace(self, **changes)
 
@@ -198,7 +204,7 @@ def _code_logits(
 ) -> torch.Tensor:
     """Logits `(B, N, K)`, guided when `guidance_scale > 0` (one call on the stacked [cond; uncond] batch)."""
     batch, n = codes.shape
-    guided = config.guidance_scale > 0
+    guided = config.guided
     rows = 2 * batch if guided else batch
     out = logits_fn(torch.cat([codes, codes]) if guided else codes)
     if not torch.is_tensor(out) or out.dim() != 3 or out.shape[:2] != (rows, n):

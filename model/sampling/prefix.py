@@ -34,6 +34,12 @@ def positions_for(segments: Segments, mode: Positions = "pad_aware") -> torch.Te
     raise ValueError(f"positions must be 'pad_aware' or 'absolute', got {mode!r}")
 
 
+def _check_inputs(model, ids: torch.Tensor, position_ids: torch.Tensor | None) -> None:
+    check = getattr(model, "check_inputs", None)  # a stand-in network in a test may have none
+    if check is not None:
+        check(ids, position_ids)
+
+
 def prefill(
     model,
     ids: torch.Tensor,
@@ -65,6 +71,7 @@ def prefill(
             f"segments {tuple(segments.block.shape)} must describe the cached prefix and the new tokens: "
             f"({batch}, {start} + {length})"
         )
+    _check_inputs(model, ids, position_ids)
     with torch.no_grad():
         mask = omni_mask(segments, start, start + length)  # (B, L, S + L)
         logits = model(ids, attention_mask=mask, position_ids=position_ids, cache=cache)
@@ -124,6 +131,7 @@ def block_logits_fn(
         raise ValueError(f"code_index must be a non-empty (N,) index into a block of {block_len} tokens")
     if position_ids is not None and position_ids.shape != (rows, block_len):
         raise ValueError(f"position_ids must be ({rows}, {block_len}), got {tuple(position_ids.shape)}")
+    _check_inputs(model, block_ids.clamp(min=0), position_ids)  # once per block; the steps only change codes
     mask = omni_mask(segments, start, start + block_len)  # (R, Lb, S + Lb), built once
     template = block_ids.clone()
     num_codes = code_index.numel()

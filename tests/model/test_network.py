@@ -10,6 +10,7 @@ from model.attention import Segments, official_additive, omni_mask, to_additive
 from model.cache import KVCache
 from model.config import showo_phi15, showo_tiny
 from model.network import Showo
+from model.sampling.prefix import prefill
 
 CFG = showo_tiny()  # vocab 175 = 100 text + 10 special + 64 codes + 1 mask; 2 layers x 64, 4 heads of 16
 
@@ -227,12 +228,14 @@ def test_official_additive_mask_equals_boolean_mask(dtype):
 def test_bad_inputs_raise_naming_the_problem():
     model = tiny_model()
     ids = rand_ids(2, 4)
+    # ids and positions are checked at the boundary (once per piece), not in every forward
     with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 175\), got \[0, 175\]"):
-        model(torch.tensor([[0, 175]]))
+        model.check_inputs(torch.tensor([[0, 175]]))
     with pytest.raises(ValueError, match=r"got \[-1,"):
-        model(torch.tensor([[-1, 3]]))
+        prefill(model, torch.tensor([[-1, 3]]), Segments.causal(1, 2))
     with pytest.raises(ValueError, match="max_position_embeddings"):
-        model(ids, position_ids=torch.tensor([[0, 1, 2, CFG.max_position_embeddings]] * 2))
+        prefill(model, ids, Segments.causal(2, 4),
+                position_ids=torch.tensor([[0, 1, 2, CFG.max_position_embeddings]] * 2))
     with pytest.raises(ValueError, match="attention_mask has shape"):
         model(ids, attention_mask=torch.ones(2, 1, 4, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
@@ -328,4 +331,22 @@ def test_negative_positions_are_rejected():
 
     model = Showo(showo_tiny())
     with pytest.raises(ValueError, match="position_ids must be >= 0"):
-        model(torch.zeros(1, 3, dtype=torch.long), position_ids=torch.tensor([[-1, 0, 1]]))
+        prefill(model, torch.zeros(1, 3, dtype=torch.long), Segments.causal(1, 3),
+                position_ids=torch.tensor([[-1, 0, 1]]))
+
+
+def test_forward_reads_nothing_back_to_the_host(monkeypatch):
+    # every MaskGIT step and every generated token runs a forward: it must not wait for the device
+    model = tiny_model()
+    ids, positions = rand_ids(2, 4), torch.arange(4).expand(2, 4)
+    cache = model.new_cache(2, capacity=8)
+    for name in ("__int__", "__bool__", "__float__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, _no_sync(name))
+    assert model(ids, position_ids=positions, cache=cache).shape == (2, 4, CFG.vocab_size)
+
+
+def _no_sync(name):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"Tensor.{name} reads a value back to the host inside forward")
+
+    return refuse

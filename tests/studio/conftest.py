@@ -14,7 +14,7 @@ from studio.service import Service, ServiceConfig
 
 @pytest.fixture(scope="session")
 def backend():
-    from studio.service import build_backend
+    from studio.compose import build_backend
 
     return build_backend(local=True)
 

@@ -13,11 +13,12 @@ def test_jobs_run_on_ray_pools_and_match_the_in_process_backend(tmp_path, client
 
     from ray_cluster import shutdown
     from studio.api import create_app
-    from studio.service import Service, ServiceConfig, build_backend
+    from studio.compose import build_runtime
+    from studio.service import Service, ServiceConfig
 
-    backend = build_backend(local=False, num_cpus=2)
+    runtime = build_runtime(local=False, num_cpus=2)
     try:
-        service = Service(ServiceConfig(data_dir=tmp_path / "ray-data"), backend)
+        service = Service(ServiceConfig(data_dir=tmp_path / "ray-data"), runtime.backend, metrics=runtime.metrics)
         with TestClient(create_app(service)) as on_ray:
             assert on_ray.get("/healthz").json()["backend"] == "RayBackend"
             body = {"kind": "t2i", "params": {"prompt": "a blue circle", "steps": 3}, "seed": 21}

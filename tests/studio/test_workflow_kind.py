@@ -19,9 +19,11 @@ SPEC = {
         {"name": "video", "step": "load_video", "inputs": {"uri": {"input": "uri"}, "num_frames": 5}},
         {"name": "codes", "step": "encode_video", "inputs": {"video": {"step": "video"}}},
         {"name": "caption", "step": "understand",
-         "inputs": {"codes": {"step": "codes"}, "question": "describe the video .", "max_new_tokens": 4}},
+         "inputs": {"codes": {"step": "codes"}, "question": "describe the video .",
+                    "options": {"max_new_tokens": 4}}},
         {"name": "longer", "step": "continue_video",
-         "inputs": {"prompt": {"step": "caption"}, "codes": {"step": "codes"}, "num_frames": 4, "steps": 2}},
+         "inputs": {"prompt": {"step": "caption"}, "codes": {"step": "codes"}, "num_frames": 4,
+                    "options": {"steps": 2}}},
         {"name": "clip", "step": "decode_video", "inputs": {"codes": {"step": "longer"}}},
     ],
     "outputs": {"caption": {"step": "caption"}, "clip": {"step": "clip", "port": "video"}},
@@ -57,7 +59,7 @@ def test_a_scripted_graph_runs_end_to_end_and_matches_a_direct_run(client, media
 def test_outputs_are_rendered_by_type_and_can_be_picked(client, backend, wait_job):
     graph = graph_to_spec(BUILTIN_GRAPHS["t2i"]())  # outputs: image (Image), codes (Codes)
     body = {"kind": "workflow", "seed": 1, "params": {"graph": graph, "inputs": {"prompt": "a blue circle",
-                                                                                  "steps": 2}}}
+                                                                                  "options": {"steps": 2}}}}
     job = wait_job(client, client.post("/v1/jobs", json=body).json()["id"])
     assert job["state"] == "succeeded", job["error"]
     outputs = job["result"]["outputs"]
@@ -124,3 +126,23 @@ def test_bad_inputs_and_media_are_refused_at_submission(client):
 
 def test_the_kind_is_listed_with_its_schema(client):
     assert "graph" in client.get("/v1/kinds").json()["workflow"]["properties"]
+
+
+def test_the_spec_is_parsed_once_per_job(client, wait_job, monkeypatch):
+    import studio.kinds
+
+    parses = []
+
+    def counting(spec):
+        parses.append(spec["name"])
+        return graph_from_spec(spec)
+
+    studio.kinds._parse.cache_clear()
+    monkeypatch.setattr(studio.kinds, "graph_from_spec", counting)
+    graph = graph_to_spec(BUILTIN_GRAPHS["t2i"]())
+    graph["name"] = "parsed_once"
+    body = {"kind": "workflow", "seed": 3, "params": {"graph": graph, "inputs": {"prompt": "a red square",
+                                                                                 "options": {"steps": 1}}}}
+    job = wait_job(client, client.post("/v1/jobs", json=body).json()["id"])
+    assert job["state"] == "succeeded", job["error"]
+    assert parses == ["parsed_once"]  # submission parsed it; the runner, the inputs and the renderer reused it

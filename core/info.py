@@ -1,0 +1,113 @@
+"""`ModelInfo`: the facts a backend states about the model it serves. Workflows and the service read sizes, the
+frame rule and the limits from here, never from constants of their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core import frames
+
+
+@dataclass(frozen=True)
+class SequencePositions:
+    """How many transformer positions the pieces of a sequence take (stated by the pipeline from its prompt
+    formats; the limits of `ModelInfo` are computed from these).
+
+    Attributes:
+        text: the prompt text block of text-to-image and text-to-video rows.
+        visual: one image or latent frame with its delimiters.
+        story_head: a storyboard's head for an empty question (the question's own tokens come on top).
+        understand_head: an understanding row around its visual tokens for an empty question (the question's own
+            tokens and the answer come on top).
+    """
+
+    text: int
+    visual: int
+    story_head: int
+    understand_head: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What workflow code and the service need to know about the models behind a backend.
+
+    Attributes:
+        image_size: `(H, W)` pixels of an image or a frame.
+        grid: `(h, w)` visual tokens of an image or a latent frame.
+        temporal_downsample: `r`, frames per latent frame after the first (a clip has `1 + r*k` frames).
+        fps: frame rate of generated clips.
+        codebook_size: number of visual codes (0 for a family with continuous latents).
+        max_positions: the transformer's positions (every sequence must fit; None: no limit known).
+        positions: what each piece of a sequence costs (None: no limit known).
+    """
+
+    image_size: tuple[int, int]
+    grid: tuple[int, int]
+    temporal_downsample: int
+    fps: float
+    codebook_size: int
+    max_positions: int | None = None
+    positions: SequencePositions | None = None
+
+    def latent_frames(self, num_frames: int, *, name: str = "num_frames") -> int:
+        """The latent frames of a clip of `num_frames` frames; raises ValueError unless `num_frames = 1 + r*k`."""
+        return frames.latent_frames(num_frames, self.temporal_downsample, name=name)
+
+    def clip_frames(self, latent: int) -> int:
+        """The frames of a clip of `latent` latent frames."""
+        return frames.clip_frames(latent, self.temporal_downsample)
+
+    def snap_frames(self, num_frames: int) -> int:
+        """The longest valid clip within `num_frames` frames."""
+        return frames.snap_frames(num_frames, self.temporal_downsample)
+
+    def new_latent_frames(self, num_frames: int, *, name: str = "num_frames") -> int:
+        """The latent frames `num_frames` new frames add after a clip (a positive multiple of r)."""
+        return frames.new_latent_frames(num_frames, self.temporal_downsample, name=name)
+
+    # -- sequence lengths and the limits they imply -------------------------------------------------------------
+    def video_positions(self, latent: int) -> int:
+        """Positions of a text-to-video sequence of `latent` latent frames (prompt, `<|sov|>`, the frames)."""
+        p = self._positions()
+        return p.text + 1 + latent * p.visual
+
+    def storyboard_positions(self, num_steps: int, *, clip_frames: int = 0, max_caption_tokens: int,
+                             head: int | None = None) -> int:
+        """Positions of a storyboard of `num_steps` steps at most (`head`: the actual head, None: the empty
+        question's); each step is a caption, `<eos>`, a keyframe and an optional clip after `<|sov|>`...`<|eov|>`."""
+        p = self._positions()
+        clip_latent = self.latent_frames(clip_frames, name="clip_frames") - 1 if clip_frames else 0
+        per_step = max_caption_tokens + 1 + (1 + clip_latent) * p.visual + 2
+        return (p.story_head if head is None else head) + num_steps * per_step
+
+    def understand_positions(self, latent: int, max_new_tokens: int) -> int:
+        """Positions of an understanding row on a clip of `latent` latent frames with an empty question."""
+        p = self._positions()
+        return p.understand_head + latent * p.visual + max_new_tokens
+
+    def max_video_frames(self) -> int | None:
+        """The longest clip text-to-video can make (None: no limit known)."""
+        if self.positions is None:
+            return None
+        latent = (self.max_positions - self.video_positions(0)) // self.positions.visual
+        return self.clip_frames(latent) if latent >= 1 else 0
+
+    def max_understood_frames(self, max_new_tokens: int) -> int | None:
+        """The longest clip a question about a video can show the model (None: no limit known)."""
+        if self.positions is None:
+            return None
+        latent = (self.max_positions - self.understand_positions(0, max_new_tokens)) // self.positions.visual
+        return self.clip_frames(latent) if latent >= 1 else 0
+
+    def max_storyboard_steps(self, *, clip_frames: int = 0, max_caption_tokens: int) -> int | None:
+        """The most storyboard steps that fit (None: no limit known)."""
+        if self.positions is None:
+            return None
+        head = self.storyboard_positions(0, clip_frames=clip_frames, max_caption_tokens=max_caption_tokens)
+        per_step = self.storyboard_positions(1, clip_frames=clip_frames, max_caption_tokens=max_caption_tokens) - head
+        return max(0, (self.max_positions - head) // per_step)
+
+    def _positions(self) -> SequencePositions:
+        if self.positions is None or self.max_positions is None:
+            raise ValueError("this backend states no sequence positions")
+        return self.positions

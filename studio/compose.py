@@ -1,0 +1,51 @@
+"""The composition point: the one module of the service that chooses the runtime and wires it.
+
+It builds the backend the jobs run on (the in-process `LocalBackend` on the default pipeline, or `RayBackend` on
+an embedded or joined Ray) together with what that runtime offers the service (the job metrics of Ray's metrics
+pipeline), and hands the pipeline factory to the Ray workers as a callable. Nothing else in `studio` imports
+`ray_cluster` or `model`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workflows import Backend
+
+
+@dataclass
+class Runtime:
+    """A backend and the job metrics recorder that goes with it (None: the runtime has none)."""
+
+    backend: Backend
+    metrics: Any = None
+
+
+def build_runtime(*, local: bool = False, address: str | None = None, cluster_config: str | None = None,
+                  num_cpus: float | None = None) -> Runtime:
+    """The runtime the service runs jobs on.
+
+    Args:
+        local: the in-process `LocalBackend` on the default pipeline (no Ray, no job metrics).
+        address: a Ray cluster to join (None: `RAY_ADDRESS`, else an embedded local Ray).
+        cluster_config: a YAML file for the pools (`ray_cluster.load_config`).
+        num_cpus: CPUs of the embedded Ray (None: all).
+    """
+    from studio.defaults import load_default_pipeline
+
+    if local:
+        from ray_cluster import LocalBackend
+
+        return Runtime(LocalBackend(load_default_pipeline().pipeline))
+    from ray_cluster import RayBackend, connect, load_config
+    from ray_cluster.metrics import JobMetrics
+
+    connect(address, num_cpus=num_cpus)
+    backend = RayBackend(load_config(cluster_config), pipeline_factory=load_default_pipeline)
+    return Runtime(backend, JobMetrics())
+
+
+def build_backend(**options: Any) -> Backend:
+    """The backend of `build_runtime(**options)` (for callers that wire no job metrics)."""
+    return build_runtime(**options).backend

@@ -1,0 +1,178 @@
+"""Media rendering: the files a job leaves (images, MP4 and GIF, contact sheets, the storyboard page), and the
+probe of an uploaded file (what it holds, read once when it is uploaded).
+
+The room of the service that touches pixels and codecs: the job runner hands outputs to a `Sink`, the upload
+path asks `probe_upload`; neither the HTTP layer nor the runner reads or writes media themselves.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+class Sink:
+    """Writes one job's artifacts: files are made in a scratch folder, then stored under their names."""
+
+    def __init__(self, put: Callable[[str, bytes], Any]) -> None:
+        self._put = put
+        self._scratch = tempfile.TemporaryDirectory(prefix="studio-render-")
+        self.names: list[str] = []
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._scratch.cleanup()
+
+    @property
+    def folder(self) -> Path:
+        return Path(self._scratch.name)
+
+    def store(self, path: Path, name: str | None = None) -> str:
+        name = name or path.name
+        self._put(name, path.read_bytes())
+        self.names.append(name)
+        return name
+
+    def image(self, name: str, image: Any) -> str:
+        from tokenizers3d.video_io import write_image
+
+        path = self.folder / name
+        write_image(str(path), image)
+        return self.store(path)
+
+    def video(self, stem: str, frames: Any, fps: float) -> dict[str, str]:
+        """An MP4 and a GIF of a clip `(3, T, H, W)`."""
+        from tokenizers3d.video_io import write_gif, write_video
+
+        mp4, gif = self.folder / f"{stem}.mp4", self.folder / f"{stem}.gif"
+        write_video(str(mp4), frames, fps)
+        write_gif(str(gif), frames, fps)
+        return {"mp4": self.store(mp4), "gif": self.store(gif)}
+
+    def frames_sheet(self, stem: str, frames: Any, fps: float) -> dict[str, Any]:
+        """The frames a model saw: a contact sheet PNG and a GIF."""
+        from tokenizers3d.video_io import write_gif, write_image_grid
+
+        sheet, gif = self.folder / f"{stem}.png", self.folder / f"{stem}.gif"
+        count = int(frames.shape[1])
+        write_image_grid(str(sheet), [frames[:, t] for t in range(count)], nrow=min(count, 9), padding=4)
+        write_gif(str(gif), frames, fps)
+        return {"count": count, "fps": fps, "sheet": self.store(sheet), "gif": self.store(gif)}
+
+    def storyboard(self, question: str, outputs: dict[str, Any], fps: float) -> dict[str, Any]:
+        """A storyboard's page, contact sheet, keyframe GIF and MP4, clips and JSON, from the outputs of the
+        storyboard graph; returns the job's JSON result."""
+        return _storyboard(self, question, outputs, fps)
+
+    def json(self, name: str, record: dict[str, Any]) -> str:
+        path = self.folder / name
+        path.write_text(json.dumps(record, indent=2))
+        return self.store(path)
+
+
+@dataclass
+class _Clip:
+    frames: Any
+    fps: float
+
+
+@dataclass
+class _Step:
+    caption: str
+    keyframe: Any
+    codes: Any
+    caption_ids: list[int] | None
+    clip: _Clip | None
+
+
+@dataclass
+class _Board:
+    question: str
+    steps: list[_Step]
+
+
+def _storyboard(sink: "Sink", question: str, outputs: dict[str, Any], fps: float) -> dict[str, Any]:
+    import torch
+
+    from studio.render import _upscale, render_storyboard
+    from tokenizers3d.video_io import write_video
+
+    clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
+    steps = [
+        _Step(caption=item.caption, keyframe=keyframe, codes=item.codes,
+              caption_ids=list(item.caption_ids) if item.caption_ids is not None else None,
+              clip=_Clip(clip, fps) if clip is not None else None)
+        for item, keyframe, clip in zip(outputs["history"], outputs["keyframes"], clips)
+    ]
+    board = _Board(question, steps)
+    rendered = render_storyboard(board, sink.folder / "board", title="How-to storyboard")
+    for path in sorted((sink.folder / "board").iterdir()):
+        sink.store(path)
+    mp4 = sink.folder / "keyframes.mp4"
+    write_video(str(mp4), torch.stack([_upscale(s.keyframe) for s in steps], dim=1), 1.0)
+    sink.store(mp4)
+    return {
+        "question": question,
+        "captions": list(outputs["captions"]),
+        "page": rendered.html.name,
+        "contact_sheet": rendered.contact_sheet.name,
+        "keyframes_gif": rendered.gif.name,
+        "keyframes_mp4": mp4.name,
+        "json": rendered.json.name,
+        "steps": [{"caption": s.caption, "keyframe": rendered.keyframes[i].name,
+                   "clip": f"step_{i + 1:02d}_clip.gif" if s.clip is not None else None}
+                  for i, s in enumerate(steps)],
+    }
+
+
+def probe_upload(data: bytes, filename: str, kind: str | None) -> tuple[str, dict[str, Any]]:
+    """What an upload holds: its kind (`"image"` or `"video"`; `kind` None tells them apart) and its facts (an
+    image's width, height and format; a video's frames, fps, height and width).
+
+    Raises:
+        ValueError: the data is not a readable image or video; the message says why, naming `filename` only.
+    """
+    problems = []
+    if kind in (None, "image"):
+        detail, problem = _sniff_image(data)
+        if detail is not None:
+            return "image", detail
+        problems.append(problem)
+    if kind in (None, "video"):
+        detail, problem = _sniff_video(data, filename)
+        if detail is not None:
+            return "video", detail
+        problems.append(problem)
+    raise ValueError(f"{filename!r} is not a readable {kind or 'image or video'}: " + "; ".join(problems))
+
+
+def _sniff_image(data: bytes) -> tuple[dict[str, Any] | None, str]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if getattr(image, "n_frames", 1) > 1:
+                return None, "an animated image (upload it as a video)"
+            image.load()
+            return {"width": image.width, "height": image.height, "format": image.format}, ""
+    except UnidentifiedImageError:
+        return None, "not an image format Pillow recognises"
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        return None, f"a broken image ({type(err).__name__}: {err})"
+
+
+def _sniff_video(data: bytes, filename: str) -> tuple[dict[str, Any] | None, str]:
+    from tokenizers3d.video_io import VideoReadError, read_video
+
+    try:
+        clip = read_video(data, num_frames=1)
+    except VideoReadError as err:
+        return None, str(err).replace(f"<{len(data)} bytes>", filename)
+    return {"frames": clip.num_source_frames, "fps": round(clip.source_fps, 3),
+            "height": int(clip.frames.shape[-2]), "width": int(clip.frames.shape[-1])}, ""
