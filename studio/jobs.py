@@ -12,13 +12,14 @@ the event log and the job never disagree.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -181,6 +182,7 @@ class SqliteJobStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._listeners: list[Callable[[list[JobEvent]], None]] = []
         self._conn().executescript(_SCHEMA)
 
     def __repr__(self) -> str:
@@ -199,7 +201,19 @@ class SqliteJobStore:
         return conn
 
     def _tx(self) -> "_Transaction":
-        return _Transaction(self._conn())
+        return _Transaction(self._conn(), self._publish)
+
+    def listen(self, listener: Callable[[list[JobEvent]], None]) -> None:
+        """Call `listener(events)` with the events of each transaction once it has committed (in the thread that
+        committed it), so every event is published exactly once, by whoever wrote it."""
+        self._listeners.append(listener)
+
+    def _publish(self, events: list[JobEvent]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:  # noqa: BLE001 - a listener must never undo or fail a committed change
+                logging.getLogger("studio.jobs").exception("an event listener failed")
 
     # -- jobs --------------------------------------------------------------------------------------------------
     def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None) -> tuple[Job, bool]:
@@ -320,24 +334,34 @@ class SqliteJobStore:
 
 
 class _Transaction:
-    """`BEGIN IMMEDIATE ... COMMIT`, rolled back when the body raises."""
+    """`BEGIN IMMEDIATE ... COMMIT`, rolled back when the body raises; the events appended in it are handed to
+    `publish` after the commit."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, publish: Callable[[list[JobEvent]], None]) -> None:
         self.conn = conn
+        self.publish = publish
+        self.events: list[JobEvent] = []
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> "_Transaction":
         self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
+        return self
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, args)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None and self.events:
+            self.publish(self.events)
 
 
-def _append(db: sqlite3.Connection, job_id: str, type: str, payload: dict[str, Any], now: float) -> JobEvent:
+def _append(db: _Transaction, job_id: str, type: str, payload: dict[str, Any], now: float) -> JobEvent:
     seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE job_id = ?", (job_id,)).fetchone()[0]
     db.execute("INSERT INTO events (job_id, seq, time, type, payload) VALUES (?, ?, ?, ?, ?)",
                (job_id, seq, now, type, json.dumps(payload, default=str)))
-    return JobEvent(job_id, seq, now, type, payload)
+    event = JobEvent(job_id, seq, now, type, payload)
+    db.events.append(event)
+    return event
 
 
 def _job(row: sqlite3.Row) -> Job:

@@ -12,6 +12,7 @@ Data directory layout:
 <data-dir>/runs/<job id>/      the workflow run store (finished steps, for resume)
 <data-dir>/artifacts/<job id>/ rendered outputs (or --artifacts URL)
 <data-dir>/uploads/<id>/       uploaded media and their description
+<data-dir>/tmp/                uploads while they stream in (emptied at start)
 ```
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.artifacts import BlobInfo, BlobStore, check_name
+from studio.events import EventHub
 from studio.jobs import TERMINAL, IdempotencyConflict, Job, JobEvent, JobNotFound, SqliteJobStore
 from studio.kinds import KINDS
 from studio.runner import Runner
@@ -62,8 +64,10 @@ class ServiceConfig:
         allowed_schemes: fsspec URL schemes accepted in media parameters (besides `upload://`), e.g. `("s3",)`.
         media_root: local paths in media parameters must lie under this folder (None: no local paths).
         max_upload_bytes: the largest upload accepted.
+        max_body_bytes: the largest JSON request body (None: room for a base64 data URL of the upload limit).
         workers: jobs run at once.
         token: when set, every `/v1` request needs `Authorization: Bearer <token>`.
+        max_streams: event streams open at once (more are refused with a 429).
     """
 
     data_dir: Path
@@ -71,8 +75,10 @@ class ServiceConfig:
     allowed_schemes: tuple[str, ...] = ()
     media_root: Path | None = None
     max_upload_bytes: int = 64 * 2**20
+    max_body_bytes: int | None = None
     workers: int = 2
     token: str | None = None
+    max_streams: int = 256
 
 
 @dataclass
@@ -99,6 +105,8 @@ class Service:
         data = Path(config.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         self.jobs = SqliteJobStore(data / "jobs.sqlite3")
+        self.hub = EventHub(max_streams=config.max_streams)
+        self.jobs.listen(self.hub.publish)  # every committed event, once, to the open streams
         self.artifacts = BlobStore(config.artifacts_url or str(data / "artifacts"))
         self.uploads = BlobStore(str(data / "uploads"))
         self.runs = FsspecStore(str(data / "runs"))
@@ -106,8 +114,23 @@ class Service:
                              metrics=_job_metrics(backend))
         self.started_at: float | None = None
 
+    @property
+    def body_limit(self) -> int:
+        """The largest JSON body: the configured one, else 4/3 of the upload limit (base64) plus 1 MiB."""
+        if self.config.max_body_bytes is not None:
+            return self.config.max_body_bytes
+        return -(-self.config.max_upload_bytes * 4 // 3) + 2**20
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where uploads stream to before they are checked (inside the data directory)."""
+        return Path(self.config.data_dir) / "tmp"
+
     def start(self) -> "Service":
-        """Start the runner (jobs a dead service left running are resumed)."""
+        """Start the runner (jobs a dead service left running are resumed); remove temporary files a dead
+        service left behind."""
+        for leftover in self.tmp_dir.glob("upload-*.part"):
+            leftover.unlink(missing_ok=True)
         self.runner.start()
         self.started_at = time.time()
         return self
