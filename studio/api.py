@@ -129,7 +129,8 @@ def _v1(service: Service) -> APIRouter:
             sub = service.hub.subscribe(job_id)
         except TooManyStreams as err:
             raise ServiceError(429, str(err)) from None
-        stream = event_stream(sub, service.jobs.events, first, heartbeat_s=SSE_HEARTBEAT_S)
+        stream = event_stream(sub, service.jobs.events, lambda job: service.jobs.get(job).finished, first,
+                              heartbeat_s=SSE_HEARTBEAT_S)
         return _ReleasingStream(stream, sub.close, media_type="text/event-stream",
                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -34,7 +34,7 @@ def parse_position(text: str, name: str) -> int:
     if not (value and value.isascii() and value.isdigit()):
         raise BadPosition(f"{name} must be an event number (ASCII digits), got {text[:40]!r}")
     if len(value) > 19 or int(value) > MAX_SEQ:
-        raise BadPosition(f"{name} must be at most {MAX_SEQ}, got {value[:40]}")
+        raise BadPosition(f"{name} must be an event number of at most {MAX_SEQ}, got {value[:40]}")
     return int(value)
 
 
@@ -130,19 +130,21 @@ def format_event(event: JobEvent) -> str:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def event_stream(sub: Subscription, read: Callable[[str, int], list[JobEvent]], since: int, *,
-                       heartbeat_s: float = 15.0) -> AsyncIterator[str]:
+async def event_stream(sub: Subscription, read: Callable[[str, int], list[JobEvent]],
+                       finished: Callable[[str], bool], since: int, *, heartbeat_s: float = 15.0) -> AsyncIterator[str]:
     """The job's events from `since` as SSE text, ending after its terminal event; closes `sub` at the end.
 
     Args:
         sub: a subscription opened before the call (so nothing published meanwhile is missed).
         read: `read(job_id, since)`, one page of stored events with `seq >= since` (the store's `events`).
+        finished: `finished(job_id)`, whether the job has ended (then its stored events are all there is).
         since: the first event number to send.
         heartbeat_s: how long the stream may stay silent; each heartbeat also re-reads the store.
     """
     next_seq = since
     try:
         while True:  # catch up from the store (at the start, after a lag, at each heartbeat)
+            ended = await asyncio.to_thread(finished, sub.job_id)  # before the read: nothing is missed
             events = await asyncio.to_thread(read, sub.job_id, next_seq)
             for event in events:
                 yield format_event(event)
@@ -151,6 +153,8 @@ async def event_stream(sub: Subscription, read: Callable[[str, int], list[JobEve
                     return
             if events:
                 continue  # there may be another page
+            if ended:
+                return  # e.g. `since` past the job's last event
             item = await sub.next(heartbeat_s)
             while isinstance(item, JobEvent) and item.seq <= next_seq:  # live, in order: no store read
                 if item.seq == next_seq:
