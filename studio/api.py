@@ -26,16 +26,27 @@ from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from studio.jobs import TERMINAL, Job
 from studio.schemas import PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut
 from studio.edge import EdgeGuard, EdgeLimits
 from studio.events import BadPosition, TooManyStreams, event_stream, parse_position
-from studio.service import Service, ServiceError
+from studio.service import IDEMPOTENCY_KEY, Service, ServiceError
 from studio.uploads import receive_upload
 
 SSE_HEARTBEAT_S = 15.0
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 422)}
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "the job was queued"},
+    200: {"model": JobOut, "description": "an idempotent replay: this Idempotency-Key was used before for the same "
+                                          "request (kind, params and seed), and this is the job it made"},
+}
+KEY_HELP = ("makes a retried submission return the first job (200) instead of queueing another; reused with a "
+            "different request (any of kind, params, seed) it is a 409. 1 to 200 visible ASCII characters")
+KEY_SCHEMA = {"minLength": 1, "maxLength": 200, "pattern": IDEMPOTENCY_KEY.pattern}  # the service's rule (a 400)
+ARTIFACT_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for media in (
+    "image/png", "image/gif", "video/mp4", "text/html; charset=utf-8", "application/json")}
 _SEQ = {"pattern": r"^[0-9]{1,19}$"}  # described, and parsed strictly by the handler (a 400 when bad)
 _LOCATIONS = {"body", "query", "path", "header", "form"}
 
@@ -63,23 +74,55 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.service = service
     _install_error_handlers(app)
     app.add_middleware(EdgeGuard, limits=EdgeLimits(token=service.config.token, max_body_bytes=service.body_limit,
-                                                   max_upload_bytes=service.config.max_upload_bytes))
+                                                   max_upload_bytes=service.config.max_upload_bytes,
+                                                   methods=lambda path: allowed_methods(app, path)))
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
         return service.health()
 
     app.include_router(_v1(service))
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods `path` answers (with OPTIONS), from the app's routes; empty when no route has that path."""
+    found = []
+    for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"):
+        scope = {"type": "http", "path": path, "method": method, "root_path": ""}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            found.append(method)
+    return sorted(found + ["OPTIONS"]) if found else []
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the `OPTIONS` operation every path answers (204 with `Allow`)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path, operations in schema["paths"].items():
+            params = [p for op in operations.values() for p in op.get("parameters", []) if p.get("in") == "path"]
+            unique = list({p["name"]: p for p in params}.values())
+            operations["options"] = {
+                "summary": "The methods of this path", "operationId": "options_" + path.strip("/").replace("/", "_"),
+                "tags": ["service"], **({"parameters": unique} if unique else {}),
+                "responses": {"204": {"description": "no body; `Allow` lists the methods", "headers": {
+                    "Allow": {"schema": {"type": "string"}, "description": "e.g. `GET, OPTIONS, POST`"}}}},
+            }
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 # ---------------------------------------------------------------------------------------------- /v1 routes
 def _v1(service: Service) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=ERRORS)
 
-    @router.post("/jobs", status_code=202, response_model=JobOut, tags=["jobs"])
+    @router.post("/jobs", status_code=202, response_model=JobOut, tags=["jobs"], responses=SUBMIT_RESPONSES)
     def submit(request: JobRequest, response: Response,  # type: ignore[valid-type]
-               idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> JobOut:
+               idempotency_key: Annotated[str, Header(alias="Idempotency-Key", description=KEY_HELP,  # type: ignore[assignment]
+                                                      json_schema_extra=KEY_SCHEMA)] = None) -> JobOut:
         """Queue a job. With an `Idempotency-Key` used before for the same request, the existing job (200)."""
         job, created = service.submit(request.kind, request.params.model_dump(mode="json"), request.seed,
                                       idempotency_key)
@@ -115,9 +158,9 @@ def _v1(service: Service) -> APIRouter:
                            429: {"model": ErrorOut, "description": "too many event streams are open"}})
     async def job_events(
         job_id: str,
-        since: Annotated[str | None, Query(json_schema_extra=_SEQ, description="the first event number to send")] = None,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", json_schema_extra=_SEQ,
-                                                    description="the last event number received")] = None,
+        since: Annotated[str, Query(json_schema_extra=_SEQ, description="the first event number to send")] = None,  # type: ignore[assignment]
+        last_event_id: Annotated[str, Header(alias="Last-Event-ID", json_schema_extra=_SEQ,  # type: ignore[assignment]
+                                             description="the last event number received")] = None,
     ) -> StreamingResponse:
         """The job's events in order as Server-Sent Events (`id` = seq, `event` = type, `data` = JSON), from
         `since` (or after `Last-Event-ID`); the stream ends when the job has ended."""
@@ -142,7 +185,7 @@ def _v1(service: Service) -> APIRouter:
         usable as a job's `video` / `image` parameter. The file streams to the data directory and is refused
         (413) as soon as it passes the upload limit."""
         async with receive_upload(request, tmp_dir=service.tmp_dir, max_bytes=service.config.max_upload_bytes) as got:
-            kind = got.fields.get("kind") or None
+            kind = got.fields.get("kind")
             if kind not in (None, "video", "image"):
                 raise ServiceError(422, f"kind must be 'video' or 'image', got {kind!r:.40}", "kind")
             data = await asyncio.to_thread(got.path.read_bytes)
@@ -155,8 +198,8 @@ def _v1(service: Service) -> APIRouter:
         """Every job kind with the JSON schema of its parameters."""
         return {kind: model.model_json_schema() for kind, model in PARAMS.items()}
 
-    @router.get("/artifacts/{job_id}/{name}", tags=["media"],
-                responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"}})
+    @router.get("/artifacts/{job_id}/{name}", tags=["media"], response_class=Response,
+                responses={200: {"content": ARTIFACT_CONTENT, "description": "the file, typed by its name"}})
     def artifact(job_id: str, name: str) -> Response:
         data, info = service.artifact(job_id, name)
         return Response(data, media_type=info.media_type)
@@ -234,7 +277,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _error(err.status_code, str(err.detail), headers=getattr(err, "headers", None))
+        headers = getattr(err, "headers", None)
+        if err.status_code == 405:  # all the path's methods, not only those of the first route that matched it
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.url.path))}
+            return _error(405, f"{request.method} is not allowed here; use {headers['Allow']}", headers=headers)
+        return _error(err.status_code, str(err.detail), headers=headers)
 
 
 def describe_validation_error(errors: list[dict[str, Any]]) -> tuple[str, str | None]:

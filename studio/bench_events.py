@@ -1,9 +1,11 @@
 """Benchmark: what open event streams cost a running job.
 
-`studio serve --local` runs in its own process; the same storyboard job runs with no event stream open, then with
-`--streams` streams (Server-Sent Events, one asyncio client) reading it from its start to its end, alternately,
-`--repeats` times. A row reports the job's run time (the service's `started_at` to `finished_at`, best of the
-repeats) both ways and their ratio, and the p50 latency of `GET /v1/jobs` while the job runs.
+`studio serve --local --workers 1` runs in its own process. The measured storyboard job is queued behind a
+blocking job; its `--streams` streams (Server-Sent Events, one asyncio client) are opened while it waits, and once
+every stream has received the job's first event the blocker is cancelled, so the job runs from start to end with
+the streams open. The same is done with no stream, alternately, `--repeats` times. A row reports the job's run
+time (the service's `started_at` to `finished_at`, best of the repeats) both ways and their ratio, and the p50
+latency of `GET /v1/jobs` while the job runs.
 
 ```bash
 python -m studio.bench_events --json events.json            # table + JSON
@@ -27,7 +29,8 @@ from pathlib import Path
 import httpx
 
 JOB = {"kind": "storyboard", "seed": 0,
-       "params": {"question": "how do i build a tower ?", "num_steps": 2, "steps": 12, "clip_frames": 5}}
+       "params": {"question": "how do i build a tower ?", "num_steps": 3, "steps": 40, "clip_frames": 5}}
+BLOCKER = {"kind": "storyboard", "seed": 1, "params": {"question": "how do i build a tower ?", "num_steps": 8, "steps": 60}}
 
 
 def _start(data_dir: Path, port: int, source: str | None, log: Path) -> subprocess.Popen:
@@ -50,23 +53,43 @@ def _start(data_dir: Path, port: int, source: str | None, log: Path) -> subproce
         time.sleep(0.2)
 
 
-async def _read_stream(client: httpx.AsyncClient, job_id: str, counts: list[int]) -> None:
+async def _read_stream(client: httpx.AsyncClient, job_id: str, counts: list[int], ready: list[int],
+                       all_ready: asyncio.Event, streams: int) -> None:
     events = 0
     async with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
         if response.status_code != 200:
-            counts.append(-response.status_code)
-            return
+            raise RuntimeError(f"a stream was refused with {response.status_code}")
         async for line in response.aiter_lines():
-            events += line.startswith("id: ")
+            if line.startswith("id: "):
+                events += 1
+                if events == 1:
+                    ready.append(1)
+                    if len(ready) == streams:
+                        all_ready.set()
     counts.append(events)
+
+
+async def _wait_state(client: httpx.AsyncClient, job_id: str, states: tuple[str, ...]) -> dict:
+    while (job := (await client.get(f"/v1/jobs/{job_id}")).json())["state"] not in states:
+        await asyncio.sleep(0.05)
+    return job
 
 
 async def _one_job(url: str, streams: int) -> dict[str, float]:
     limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        blocker = (await client.post("/v1/jobs", json=BLOCKER)).json()
+        await _wait_state(client, blocker["id"], ("running",))
         job = (await client.post("/v1/jobs", json=JOB)).json()
         counts: list[int] = []
-        readers = [asyncio.create_task(_read_stream(client, job["id"], counts)) for _ in range(streams)]
+        ready: list[int] = []
+        all_ready = asyncio.Event()
+        readers = [asyncio.create_task(_read_stream(client, job["id"], counts, ready, all_ready, streams))
+                   for _ in range(streams)]
+        if streams:
+            await asyncio.wait_for(all_ready.wait(), 300)
+        await client.post(f"/v1/jobs/{blocker['id']}/cancel")
+        await _wait_state(client, job["id"], ("running", "succeeded", "failed", "cancelled"))
         latencies = []
         while True:
             start = time.perf_counter()

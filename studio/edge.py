@@ -3,6 +3,7 @@ bodies are counted while they arrive, so no request makes the service hold more 
 
 Order for every `/v1` request:
 
+0. `OPTIONS` on a known path answers 204 with `Allow` (the path's methods);
 1. with a token configured, a missing or wrong `Authorization: Bearer` header is a 401 at once (the body is
    never read; the server closes the connection instead of draining it);
 2. a declared `Content-Length` over the route's cap is a 413 at once;
@@ -47,12 +48,14 @@ class EdgeLimits:
         max_body_bytes: the largest body of a JSON request.
         max_upload_bytes: the largest uploaded file (`/v1/uploads` may carry `MULTIPART_ROOM` more).
         protected_prefix: the paths the token and the caps apply to.
+        methods: `methods(path)`, the methods a path answers (empty: no such path); OPTIONS answers with them.
     """
 
     token: str | None
     max_body_bytes: int
     max_upload_bytes: int
     protected_prefix: str = "/v1/"
+    methods: Callable[[str], list[str]] | None = None
 
     def cap(self, path: str) -> tuple[int, str]:
         """The body cap of a path and what to call that body in an error."""
@@ -69,6 +72,13 @@ class EdgeGuard:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS" and self.limits.methods is not None:
+            allowed = self.limits.methods(scope["path"])
+            if allowed:  # what this path answers, without a body and without the token (nothing is revealed)
+                await send({"type": "http.response.start", "status": 204,
+                            "headers": [(b"allow", ", ".join(allowed).encode())]})
+                await send({"type": "http.response.body", "body": b""})
+                return
         if scope["type"] != "http" or not scope["path"].startswith(self.limits.protected_prefix):
             await self.app(scope, receive, send)
             return

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
 from studio.jobs import TERMINAL, JobEvent
 
 MAX_SEQ = 2**63 - 2  # SQLite's int64, less one so that `Last-Event-ID + 1` still fits
+PAGE = 1000  # stored events read at once
 LAGGED = object()  # put in a subscription's queue instead of events it had no room for
 
 
@@ -38,6 +40,15 @@ def parse_position(text: str, name: str) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class Published:
+    """A committed event as the streams send it."""
+
+    seq: int
+    type: str
+    text: str
+
+
 class Subscription:
     """One stream's view of one job's live events (created by `EventHub.subscribe`, in the stream's event loop)."""
 
@@ -49,7 +60,7 @@ class Subscription:
         self.queue_limit = queue_limit
         self.closed = False
 
-    def deliver(self, event: JobEvent) -> None:
+    def deliver(self, event: "Published") -> None:
         """Runs in the subscription's loop."""
         if self.queue.qsize() >= self.queue_limit:
             while not self.queue.empty():
@@ -58,7 +69,7 @@ class Subscription:
         else:
             self.queue.put_nowait(event)
 
-    async def next(self, timeout_s: float) -> JobEvent | object | None:
+    async def next(self, timeout_s: float) -> "Published | object | None":
         """The next live event, `LAGGED`, or None when `timeout_s` passed without one."""
         try:
             return await asyncio.wait_for(self.queue.get(), timeout_s)
@@ -108,9 +119,12 @@ class EventHub:
         with self._lock:
             targets = [(e, list(self._subs.get(e.job_id, ()))) for e in events]
         for event, subs in targets:
+            if not subs:
+                continue
+            published = Published(event.seq, event.type, format_event(event))  # formatted once for all streams
             for sub in subs:
                 try:
-                    sub.loop.call_soon_threadsafe(sub.deliver, event)
+                    sub.loop.call_soon_threadsafe(sub.deliver, published)
                 except RuntimeError:  # its loop has closed; the stream is gone
                     pass
 
@@ -130,13 +144,14 @@ def format_event(event: JobEvent) -> str:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def event_stream(sub: Subscription, read: Callable[[str, int], list[JobEvent]],
+async def event_stream(sub: Subscription, read: Callable[[str, int, int], list[JobEvent]],
                        finished: Callable[[str], bool], since: int, *, heartbeat_s: float = 15.0) -> AsyncIterator[str]:
     """The job's events from `since` as SSE text, ending after its terminal event; closes `sub` at the end.
 
     Args:
         sub: a subscription opened before the call (so nothing published meanwhile is missed).
-        read: `read(job_id, since)`, one page of stored events with `seq >= since` (the store's `events`).
+        read: `read(job_id, since, limit)`, the first `limit` stored events with `seq >= since` (the store's
+            `events`).
         finished: `finished(job_id)`, whether the job has ended (then its stored events are all there is).
         since: the first event number to send.
         heartbeat_s: how long the stream may stay silent; each heartbeat also re-reads the store.
@@ -145,20 +160,20 @@ async def event_stream(sub: Subscription, read: Callable[[str, int], list[JobEve
     try:
         while True:  # catch up from the store (at the start, after a lag, at each heartbeat)
             ended = await asyncio.to_thread(finished, sub.job_id)  # before the read: nothing is missed
-            events = await asyncio.to_thread(read, sub.job_id, next_seq)
+            events = await asyncio.to_thread(read, sub.job_id, next_seq, PAGE)
             for event in events:
                 yield format_event(event)
                 next_seq = event.seq + 1
                 if event.type in TERMINAL:
                     return
-            if events:
+            if len(events) == PAGE:
                 continue  # there may be another page
             if ended:
                 return  # e.g. `since` past the job's last event
             item = await sub.next(heartbeat_s)
-            while isinstance(item, JobEvent) and item.seq <= next_seq:  # live, in order: no store read
+            while isinstance(item, Published) and item.seq <= next_seq:  # live, in order: no store read
                 if item.seq == next_seq:
-                    yield format_event(item)
+                    yield item.text
                     next_seq += 1
                     if item.type in TERMINAL:
                         return

@@ -96,9 +96,11 @@ class JobEvent:
 class JobStore(Protocol):
     """Where jobs and their events live. Every method may be called from several threads at once."""
 
-    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None, *,
+               request: dict[str, Any] | None = None) -> tuple[Job, bool]:
         """Store a new queued job; with a key already used for the same request, the existing job and False.
-        Raises `IdempotencyConflict` when the key was used for a different request."""
+        Raises `IdempotencyConflict` when the key was used for a different request. `request` is the request as
+        the client made it (e.g. with the seed it gave or None), compared whole; without it, kind and params."""
         ...
 
     def get(self, job_id: str) -> Job:
@@ -155,7 +157,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     idempotency_key TEXT UNIQUE,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
-    created_seq INTEGER NOT NULL
+    created_seq INTEGER NOT NULL,
+    request TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_seq);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_seq);
@@ -183,7 +186,10 @@ class SqliteJobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._listeners: list[Callable[[list[JobEvent]], None]] = []
-        self._conn().executescript(_SCHEMA)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        if "request" not in {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}:
+            conn.execute("ALTER TABLE jobs ADD COLUMN request TEXT")  # files written before it was kept
 
     def __repr__(self) -> str:
         return f"SqliteJobStore({str(self.path)!r})"
@@ -216,25 +222,29 @@ class SqliteJobStore:
                 logging.getLogger("studio.jobs").exception("an event listener failed")
 
     # -- jobs --------------------------------------------------------------------------------------------------
-    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None, *,
+               request: dict[str, Any] | None = None) -> tuple[Job, bool]:
         job_id = uuid.uuid4().hex
         now = time.time()
         params_json = json.dumps(params, sort_keys=True)
+        request_json = json.dumps(request, sort_keys=True) if request is not None else None
         with self._tx() as db:
             if idempotency_key is not None:
                 row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
                 if row is not None:
                     existing = _job(row)
-                    if existing.kind != kind or row["params"] != params_json:
+                    same = (row["request"] == request_json if row["request"] is not None and request_json is not None
+                            else existing.kind == kind and row["params"] == params_json)
+                    if not same:
                         raise IdempotencyConflict(
                             f"Idempotency-Key {idempotency_key!r} was already used for job {existing.id} with a "
                             "different request; use a new key for a new request")
                     return existing, False
             seq = db.execute("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
-                "INSERT INTO jobs (id, kind, params, seed, state, created_at, idempotency_key, created_seq) "
-                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (job_id, kind, params_json, int(seed), now, idempotency_key, seq),
+                "INSERT INTO jobs (id, kind, params, seed, state, created_at, idempotency_key, created_seq, request) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (job_id, kind, params_json, int(seed), now, idempotency_key, seq, request_json),
             )
             _append(db, job_id, "queued", {"kind": kind}, now)
             return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True

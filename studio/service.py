@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import time
 import uuid
@@ -41,6 +42,7 @@ log = logging.getLogger("studio.service")
 
 UPLOAD_SCHEME = "upload://"
 UPLOAD_META = "meta.json"
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 MEDIA_FIELDS = {"video": "video", "image": "image"}  # parameter name -> the upload kind it needs
 
 
@@ -149,8 +151,9 @@ class Service:
         the idempotency key named an existing job)."""
         if kind not in PARAMS:
             raise ServiceError(422, f"unknown job kind {kind!r}; kinds are {sorted(PARAMS)}", "kind")
-        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200 and idempotency_key.isprintable()):
-            raise ServiceError(400, "Idempotency-Key must be 1 to 200 printable characters", "Idempotency-Key")
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise ServiceError(400, "Idempotency-Key must be 1 to 200 visible ASCII characters (no spaces)",
+                               "Idempotency-Key")
         for name, needed in MEDIA_FIELDS.items():
             if name in params:
                 self.check_media(params[name], needed, f"params.{name}")
@@ -161,7 +164,7 @@ class Service:
             self.check_media(uri, needed, field_name)
         try:
             job, created = self.jobs.create(kind, params, secrets.randbelow(2**31) if seed is None else seed,
-                                            idempotency_key)
+                                            idempotency_key, request={"kind": kind, "params": params, "seed": seed})
         except IdempotencyConflict as err:
             raise ServiceError(409, str(err), "Idempotency-Key") from err
         if created:
@@ -279,12 +282,15 @@ class Service:
         if ".." in Path(path).parts or "\x00" in path:
             raise ServiceError(422, f"path {path!r} may not contain '..' (paths must stay under the media root)",
                                field_name)
-        root = Path(root).resolve()
-        target = (root / path).resolve()
-        if target != root and root not in target.parents:
-            raise ServiceError(422, f"path {path!r} is outside the media root", field_name)
-        if not target.is_file():
-            raise ServiceError(422, f"no such file under the media root: {path!r}", field_name)
+        try:
+            root = Path(root).resolve()
+            target = (root / path).resolve()
+            if target != root and root not in target.parents:
+                raise ServiceError(422, f"path {path!r} is outside the media root", field_name)
+            if not target.is_file():
+                raise ServiceError(422, f"no such file under the media root: {path!r:.200}", field_name)
+        except OSError as err:  # e.g. a name longer than the filesystem allows
+            raise ServiceError(422, f"path {path[:60]!r}... cannot be read ({err.strerror})", field_name) from None
         return target
 
     def resolve_media(self, uri: str) -> str:
