@@ -54,7 +54,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
     )
     backend = build_backend(local=args.local, address=args.address, cluster_config=args.cluster_config,
-                            num_cpus=args.num_cpus)
+                            num_cpus=args.num_cpus, data_dir=Path(args.data_dir))
     serve(Service(config, backend), host=args.host, port=args.port)
     return 0
 

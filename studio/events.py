@@ -76,6 +76,13 @@ class Subscription:
         except asyncio.TimeoutError:
             return None
 
+    def drain(self) -> list:
+        """Everything already queued, without waiting."""
+        items = []
+        while not self.queue.empty():
+            items.append(self.queue.get_nowait())
+        return items
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -122,10 +129,13 @@ class EventHub:
             if not subs:
                 continue
             published = Published(event.seq, event.type, format_event(event))  # formatted once for all streams
+            by_loop: dict[asyncio.AbstractEventLoop, list[Subscription]] = {}
             for sub in subs:
+                by_loop.setdefault(sub.loop, []).append(sub)
+            for loop, group in by_loop.items():  # one wake-up per event loop, not one per stream
                 try:
-                    sub.loop.call_soon_threadsafe(sub.deliver, published)
-                except RuntimeError:  # its loop has closed; the stream is gone
+                    loop.call_soon_threadsafe(_deliver_all, group, published)
+                except RuntimeError:  # the loop has closed; its streams are gone
                     pass
 
     def _remove(self, sub: Subscription) -> None:
@@ -138,6 +148,12 @@ class EventHub:
                 self._subs.pop(sub.job_id, None)
 
 
+def _deliver_all(subs: list[Subscription], published: Published) -> None:
+    for sub in subs:
+        if not sub.closed:
+            sub.deliver(published)
+
+
 def format_event(event: JobEvent) -> str:
     """One Server-Sent Event: `id` = seq, `event` = type, `data` = the event as JSON."""
     data = {"seq": event.seq, "time": event.time, "type": event.type, **event.payload}
@@ -145,7 +161,8 @@ def format_event(event: JobEvent) -> str:
 
 
 async def event_stream(sub: Subscription, read: Callable[[str, int, int], list[JobEvent]],
-                       finished: Callable[[str], bool], since: int, *, heartbeat_s: float = 15.0) -> AsyncIterator[str]:
+                       finished: Callable[[str], bool], since: int, *, heartbeat_s: float = 15.0,
+                       batch_s: float = 0.05) -> AsyncIterator[str]:
     """The job's events from `since` as SSE text, ending after its terminal event; closes `sub` at the end.
 
     Args:
@@ -155,31 +172,49 @@ async def event_stream(sub: Subscription, read: Callable[[str, int, int], list[J
         finished: `finished(job_id)`, whether the job has ended (then its stored events are all there is).
         since: the first event number to send.
         heartbeat_s: how long the stream may stay silent; each heartbeat also re-reads the store.
+        batch_s: live events arriving this close together are sent in one write (fewer wake-ups per stream).
     """
     next_seq = since
     try:
         while True:  # catch up from the store (at the start, after a lag, at each heartbeat)
             ended = await asyncio.to_thread(finished, sub.job_id)  # before the read: nothing is missed
             events = await asyncio.to_thread(read, sub.job_id, next_seq, PAGE)
+            chunk, last = [], False
             for event in events:
-                yield format_event(event)
+                chunk.append(format_event(event))
                 next_seq = event.seq + 1
                 if event.type in TERMINAL:
-                    return
+                    last = True
+                    break
+            if chunk:
+                yield "".join(chunk)
+            if last or (ended and len(events) < PAGE):
+                return  # the job's last event was sent (or `since` is past it)
             if len(events) == PAGE:
                 continue  # there may be another page
-            if ended:
-                return  # e.g. `since` past the job's last event
-            item = await sub.next(heartbeat_s)
-            while isinstance(item, Published) and item.seq <= next_seq:  # live, in order: no store read
-                if item.seq == next_seq:
-                    yield item.text
-                    next_seq += 1
-                    if item.type in TERMINAL:
-                        return
+            while True:  # live events, in order, without reading the store
                 item = await sub.next(heartbeat_s)
-            if item is None:
-                yield ": keep-alive\n\n"
-            # a gap (item.seq > next_seq), LAGGED or a quiet heartbeat: read the store from next_seq
+                if item is None:
+                    yield ": keep-alive\n\n"
+                    break
+                if batch_s:
+                    await asyncio.sleep(batch_s)
+                chunk, resync, done = [], False, False
+                for got in [item, *sub.drain()]:
+                    if not isinstance(got, Published) or got.seq > next_seq:
+                        resync = True  # LAGGED, or a gap: the store has what was missed
+                        break
+                    if got.seq == next_seq:
+                        chunk.append(got.text)
+                        next_seq += 1
+                        if got.type in TERMINAL:
+                            done = True
+                            break
+                if chunk:
+                    yield "".join(chunk)
+                if done:
+                    return
+                if resync:
+                    break
     finally:
         sub.close()

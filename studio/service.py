@@ -13,6 +13,8 @@ Data directory layout:
 <data-dir>/artifacts/<job id>/ rendered outputs (or --artifacts URL)
 <data-dir>/uploads/<id>/       uploaded media and their description
 <data-dir>/tmp/                uploads while they stream in (emptied at start)
+<data-dir>/ray-processes.json  the embedded Ray's processes (pid + start time), stopped at the next start if a
+                               killed service left them running
 ```
 """
 
@@ -40,6 +42,7 @@ from workflows import Backend, FsspecStore
 
 log = logging.getLogger("studio.service")
 
+RAY_RECORD = "ray-processes.json"
 UPLOAD_SCHEME = "upload://"
 UPLOAD_META = "meta.json"
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
@@ -341,7 +344,7 @@ def _sniff_video(data: bytes, filename: str) -> tuple[dict[str, Any] | None, str
 
 # ---------------------------------------------------------------------------------------------- composition
 def build_backend(*, local: bool = False, address: str | None = None, cluster_config: str | None = None,
-                  num_cpus: float | None = None) -> Backend:
+                  num_cpus: float | None = None, data_dir: Path | None = None) -> Backend:
     """The runtime the service runs jobs on.
 
     Args:
@@ -349,6 +352,8 @@ def build_backend(*, local: bool = False, address: str | None = None, cluster_co
         address: a Ray cluster to join (None: `RAY_ADDRESS`, else an embedded local Ray).
         cluster_config: a YAML file for the pools (`ray_cluster.load_config`).
         num_cpus: CPUs of the embedded Ray (None: all).
+        data_dir: the service's data directory; an embedded Ray lists its processes in `ray-processes.json`
+            there, and what a killed service's embedded Ray left behind is stopped before a new one starts.
     """
     if local:
         from ray_cluster import LocalBackend
@@ -357,7 +362,7 @@ def build_backend(*, local: bool = False, address: str | None = None, cluster_co
         return LocalBackend(load_default_pipeline().pipeline)
     from ray_cluster import RayBackend, connect, load_config
 
-    connect(address, num_cpus=num_cpus)
+    connect(address, num_cpus=num_cpus, record=None if data_dir is None else Path(data_dir) / RAY_RECORD)
     return RayBackend(load_config(cluster_config), pipeline_factory="studio.defaults:load_default_pipeline")
 
 
