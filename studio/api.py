@@ -5,20 +5,23 @@ POST /v1/jobs                      {"kind", "params", "seed"?} (+ Idempotency-Ke
 GET  /v1/jobs                      ?state=&kind=&limit=&offset=
 GET  /v1/jobs/{id}                 state, progress, timestamps, error, result, artifacts with URLs
 POST /v1/jobs/{id}/cancel
-GET  /v1/jobs/{id}/events          Server-Sent Events from ?since=<seq> (or Last-Event-ID), ends with the job
+GET  /v1/jobs/{id}/events          Server-Sent Events from ?since=<seq> (or Last-Event-ID), ends with the job (429: too
+                                   many streams open)
 POST /v1/uploads                   multipart `file` (+ `kind` video|image) -> {"uri": "upload://<id>", ...}
 GET  /v1/artifacts/{id}/{name}
 GET  /v1/kinds                     the parameter schema of every job kind
 GET  /healthz
+OPTIONS <any path>                 204 with Allow
 ```
 
-Errors are JSON `{"error": {"message": ..., "field": ...}}` with a 4xx status.
+Errors are JSON `{"error": {"message": ..., "field": ...}}` with a 4xx status. The token and the body limits are
+enforced before a handler runs (`studio.edge`); event streams subscribe to the job store's publisher
+(`studio.events`); uploads stream to the data directory (`studio.uploads`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Callable, Literal
 
@@ -28,7 +31,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from studio.jobs import TERMINAL, Job
+from studio.jobs import Job
 from studio.schemas import PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut
 from studio.edge import EdgeGuard, EdgeLimits
 from studio.events import BadPosition, TooManyStreams, event_stream, parse_position

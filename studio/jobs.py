@@ -1,8 +1,12 @@
 """The durable job store: jobs, their progress and results, and each job's ordered event log.
 
 `JobStore` is the interface the service and the runner use; `SqliteJobStore` implements it in one SQLite file
-(WAL journal, one transaction per change), so a job accepted by the service survives a crash of the service and
-the runner can pick it up again. A server database implements the same protocol.
+(WAL journal, one transaction per change, `synchronous=NORMAL`). What that promises: a committed change (a job
+accepted with a 202) survives a crash of the service process (`kill -9`, out of memory), because the commit is
+in the WAL file in the operating system's cache; it does not promise to survive a power cut or a crash of the
+operating system, where the transactions since the WAL was last synced to disk (at checkpoints) can be lost. A
+server database implements the same protocol. Committed events are handed to `listen`ers once, after the commit
+(the service's event streams subscribe to them).
 
 States: `queued -> running -> succeeded | failed | cancelled`; `queued -> cancelled`; `running -> queued` when a
 killed service restarts (`requeue_running`). Every change of state appends an event in the same transaction, so
@@ -201,7 +205,7 @@ class SqliteJobStore:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash of the process
+            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: survives a crash of the process, not of the machine
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
