@@ -4,8 +4,10 @@ local Ray on this machine (CPU-only works)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 NAMESPACE = "show-studio"
+_record = None  # the ProcessRecord of the embedded Ray this process started (Ray itself is per process)
 
 
 def connect(
@@ -14,6 +16,7 @@ def connect(
     num_cpus: float | None = None,
     namespace: str = NAMESPACE,
     dashboard: bool = True,
+    record: str | Path | None = None,
 ):
     """Connect this process to Ray and return the `ray.init` context.
 
@@ -25,6 +28,9 @@ def connect(
         namespace: the Ray namespace of the named actors (pools created in one namespace are found by name
             from another process in the same namespace).
         dashboard: start the dashboard with the embedded Ray (http://127.0.0.1:8265 by default).
+        record: a file that lists the embedded Ray's processes while this process runs
+            (`ray_cluster.leftovers`); before starting, what a killed previous owner of that file left behind is
+            stopped. Only the processes listed there are touched, never another Ray on the machine.
 
     Returns:
         Ray's context (`.dashboard_url`, `.address_info`). Calling it again in a connected process returns the
@@ -32,23 +38,35 @@ def connect(
     """
     import ray
 
+    global _record
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         return ray.init(address=address, namespace=namespace, ignore_reinit_error=True)
-    return ray.init(
+    if record is not None and not ray.is_initialized():
+        from ray_cluster.leftovers import ProcessRecord, stop_leftovers
+
+        stop_leftovers(Path(record))
+    context = ray.init(
         num_cpus=num_cpus,
         namespace=namespace,
         include_dashboard=dashboard,
         ignore_reinit_error=True,
     )
+    if record is not None and _record is None:
+        _record = ProcessRecord(Path(record)).start()
+    return context
 
 
 def shutdown() -> None:
     """Disconnect from Ray (and stop the embedded Ray when this process started it)."""
     import ray
 
+    global _record
     if ray.is_initialized():
         ray.shutdown()
+    if _record is not None:
+        _record.close()
+        _record = None
 
 
 def dashboard_url() -> str | None:

@@ -5,38 +5,53 @@ POST /v1/jobs                      {"kind", "params", "seed"?} (+ Idempotency-Ke
 GET  /v1/jobs                      ?state=&kind=&limit=&offset=
 GET  /v1/jobs/{id}                 state, progress, timestamps, error, result, artifacts with URLs
 POST /v1/jobs/{id}/cancel
-GET  /v1/jobs/{id}/events          Server-Sent Events from ?since=<seq> (or Last-Event-ID), ends with the job
+GET  /v1/jobs/{id}/events          Server-Sent Events from ?since=<seq> (or Last-Event-ID), ends with the job (429: too
+                                   many streams open)
 POST /v1/uploads                   multipart `file` (+ `kind` video|image) -> {"uri": "upload://<id>", ...}
 GET  /v1/artifacts/{id}/{name}
 GET  /v1/kinds                     the parameter schema of every job kind
 GET  /healthz
+OPTIONS <any path>                 204 with Allow
 ```
 
-Errors are JSON `{"error": {"message": ..., "field": ...}}` with a 4xx status.
+Errors are JSON `{"error": {"message": ..., "field": ...}}` with a 4xx status. The token and the body limits are
+enforced before a handler runs (`studio.edge`); event streams subscribe to the job store's publisher
+(`studio.events`); uploads stream to the data directory (`studio.uploads`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from studio.jobs import TERMINAL, Job
+from studio.jobs import Job
 from studio.limits import kind_limits
 from studio.schemas import PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut
-from studio.service import Service, ServiceError
+from studio.edge import EdgeGuard, EdgeLimits
+from studio.events import BadPosition, TooManyStreams, event_stream, parse_position
+from studio.service import IDEMPOTENCY_KEY, Service, ServiceError
+from studio.uploads import receive_upload
 
-UPLOAD_CHUNK = 1 << 20
-SSE_POLL_S = 0.1
 SSE_HEARTBEAT_S = 15.0
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 422)}
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "the job was queued"},
+    200: {"model": JobOut, "description": "an idempotent replay: this Idempotency-Key was used before for the same "
+                                          "request (kind, params and seed), and this is the job it made"},
+}
+KEY_HELP = ("makes a retried submission return the first job (200) instead of queueing another; reused with a "
+            "different request (any of kind, params, seed) it is a 409. 1 to 200 visible ASCII characters")
+KEY_SCHEMA = {"minLength": 1, "maxLength": 200, "pattern": IDEMPOTENCY_KEY.pattern}  # the service's rule (a 400)
+ARTIFACT_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for media in (
+    "image/png", "image/gif", "video/mp4", "text/html; charset=utf-8", "application/json")}
+_SEQ = {"pattern": r"^[0-9]{1,19}$"}  # described, and parsed strictly by the handler (a 400 when bad)
 _LOCATIONS = {"body", "query", "path", "header", "form"}
 
 
@@ -62,23 +77,56 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
                   description="Video and interleaved generation with Show-o: jobs, events, uploads, artifacts.")
     app.state.service = service
     _install_error_handlers(app)
-    app.middleware("http")(_upload_size_guard(service.config.max_upload_bytes))
+    app.add_middleware(EdgeGuard, limits=EdgeLimits(token=service.config.token, max_body_bytes=service.body_limit,
+                                                   max_upload_bytes=service.config.max_upload_bytes,
+                                                   methods=lambda path: allowed_methods(app, path)))
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
         return service.health()
 
-    app.include_router(_v1(service), dependencies=[Depends(_auth(service.config.token))])
+    app.include_router(_v1(service))
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods `path` answers (with OPTIONS), from the app's routes; empty when no route has that path."""
+    found = []
+    for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"):
+        scope = {"type": "http", "path": path, "method": method, "root_path": ""}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            found.append(method)
+    return sorted(found + ["OPTIONS"]) if found else []
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the `OPTIONS` operation every path answers (204 with `Allow`)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path, operations in schema["paths"].items():
+            params = [p for op in operations.values() for p in op.get("parameters", []) if p.get("in") == "path"]
+            unique = list({p["name"]: p for p in params}.values())
+            operations["options"] = {
+                "summary": "The methods of this path", "operationId": "options_" + path.strip("/").replace("/", "_"),
+                "tags": ["service"], **({"parameters": unique} if unique else {}),
+                "responses": {"204": {"description": "no body; `Allow` lists the methods", "headers": {
+                    "Allow": {"schema": {"type": "string"}, "description": "e.g. `GET, OPTIONS, POST`"}}}},
+            }
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 # ---------------------------------------------------------------------------------------------- /v1 routes
 def _v1(service: Service) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=ERRORS)
 
-    @router.post("/jobs", status_code=202, response_model=JobOut, tags=["jobs"])
+    @router.post("/jobs", status_code=202, response_model=JobOut, tags=["jobs"], responses=SUBMIT_RESPONSES)
     def submit(request: JobRequest, response: Response,  # type: ignore[valid-type]
-               idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> JobOut:
+               idempotency_key: Annotated[str, Header(alias="Idempotency-Key", description=KEY_HELP,  # type: ignore[assignment]
+                                                      json_schema_extra=KEY_SCHEMA)] = None) -> JobOut:
         """Queue a job. With an `Idempotency-Key` used before for the same request, the existing job (200)."""
         job, created = service.submit(request.kind, request.params.model_dump(mode="json"), request.seed,
                                       idempotency_key)
@@ -109,29 +157,43 @@ def _v1(service: Service) -> APIRouter:
         return _job_out(service, service.cancel(job_id))
 
     @router.get("/jobs/{job_id}/events", tags=["jobs"],
-                responses={200: {"content": {"text/event-stream": {}}, "description": "the job's events"}})
-    def job_events(job_id: str, since: Annotated[int, Query(ge=0, le=10**9)] = 0,
-                   last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> StreamingResponse:
+                responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                                 "description": "the job's events"},
+                           429: {"model": ErrorOut, "description": "too many event streams are open"}})
+    async def job_events(
+        job_id: str,
+        since: Annotated[str, Query(json_schema_extra=_SEQ, description="the first event number to send")] = None,  # type: ignore[assignment]
+        last_event_id: Annotated[str, Header(alias="Last-Event-ID", json_schema_extra=_SEQ,  # type: ignore[assignment]
+                                             description="the last event number received")] = None,
+    ) -> StreamingResponse:
         """The job's events in order as Server-Sent Events (`id` = seq, `event` = type, `data` = JSON), from
         `since` (or after `Last-Event-ID`); the stream ends when the job has ended."""
-        service.get(job_id)
-        if last_event_id is not None and last_event_id.strip().isdigit():
-            since = max(since, int(last_event_id) + 1)
-        return StreamingResponse(_sse(service, job_id, since), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        first = _position(since, "since", 0)
+        if last_event_id is not None:
+            first = max(first, _position(last_event_id, "Last-Event-ID", 0) + 1)
+        await asyncio.to_thread(service.get, job_id)
+        try:
+            sub = service.hub.subscribe(job_id)
+        except TooManyStreams as err:
+            raise ServiceError(429, str(err)) from None
+        stream = event_stream(sub, service.jobs.events, lambda job: service.jobs.get(job).finished, first,
+                              heartbeat_s=SSE_HEARTBEAT_S)
+        return _ReleasingStream(stream, sub.close, media_type="text/event-stream",
+                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @router.post("/uploads", status_code=201, response_model=UploadOut, tags=["media"])
-    async def upload(file: Annotated[UploadFile, File(description="a video or an image")],
-                     kind: Annotated[Literal["video", "image"] | None, Form()] = None) -> UploadOut:
-        """Upload a video or an image; the answer's `uri` is usable as a job's `video` / `image` parameter."""
-        limit = service.config.max_upload_bytes
-        chunks, size = [], 0
-        while chunk := await file.read(UPLOAD_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise ServiceError(413, f"the upload is larger than the limit of {limit} bytes", "file")
-            chunks.append(chunk)
-        stored = await asyncio.to_thread(service.upload, file.filename or "upload", b"".join(chunks), kind)
+    @router.post("/uploads", status_code=201, response_model=UploadOut, tags=["media"],
+                 openapi_extra=_upload_body(service.config.max_upload_bytes),
+                 responses={413: {"model": ErrorOut, "description": "the file is over the upload limit"}})
+    async def upload(request: Request) -> UploadOut:
+        """Upload a video or an image (multipart `file`, optional `kind`: video or image); the answer's `uri` is
+        usable as a job's `video` / `image` parameter. The file streams to the data directory and is refused
+        (413) as soon as it passes the upload limit."""
+        async with receive_upload(request, tmp_dir=service.tmp_dir, max_bytes=service.config.max_upload_bytes) as got:
+            kind = got.fields.get("kind")
+            if kind not in (None, "video", "image"):
+                raise ServiceError(422, f"kind must be 'video' or 'image', got {kind!r:.40}", "kind")
+            data = await asyncio.to_thread(got.path.read_bytes)
+        stored = await asyncio.to_thread(service.upload, got.filename, data, kind)
         return UploadOut(id=stored.id, uri=stored.uri, kind=stored.kind, size=stored.size, filename=stored.filename,
                          detail=stored.detail)
 
@@ -142,8 +204,8 @@ def _v1(service: Service) -> APIRouter:
         limits = kind_limits(service.backend.info())
         return {kind: {**model.model_json_schema(), "x-limits": limits.get(kind, {})} for kind, model in PARAMS.items()}
 
-    @router.get("/artifacts/{job_id}/{name}", tags=["media"],
-                responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"}})
+    @router.get("/artifacts/{job_id}/{name}", tags=["media"], response_class=Response,
+                responses={200: {"content": ARTIFACT_CONTENT, "description": "the file, typed by its name"}})
     def artifact(job_id: str, name: str) -> Response:
         data, info = service.artifact(job_id, name)
         return Response(data, media_type=info.media_type)
@@ -166,52 +228,35 @@ def _job_out(service: Service, job: Job, *, artifacts: bool = True) -> JobOut:
     )
 
 
-async def _sse(service: Service, job_id: str, since: int):
-    next_seq = since
-    idle = 0.0
-    while True:
-        finished = service.jobs.get(job_id).state in TERMINAL  # read before the events: nothing is missed
-        events = await asyncio.to_thread(service.jobs.events, job_id, next_seq)
-        for event in events:
-            data = {"seq": event.seq, "time": event.time, "type": event.type, **event.payload}
-            yield f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(data, default=str)}\n\n"
-            next_seq = event.seq + 1
-        if events:
-            idle = 0.0
-            continue  # there may be more than one page
-        if finished:
-            return
-        await asyncio.sleep(SSE_POLL_S)
-        idle += SSE_POLL_S
-        if idle >= SSE_HEARTBEAT_S:
-            idle = 0.0
-            yield ": keep-alive\n\n"
+def _position(text: str | None, name: str, default: int) -> int:
+    try:
+        return default if text is None else parse_position(text, name)
+    except BadPosition as err:
+        raise ServiceError(400, str(err), name) from None
+
+
+class _ReleasingStream(StreamingResponse):
+    """A streaming response that runs `release` however it ends (done, client gone, never started)."""
+
+    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 # ---------------------------------------------------------------------------------------------- edges
-def _auth(token: str | None):
-    def check(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
-        if token is None:
-            return
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
-            raise ServiceError(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
-                               "Authorization")
-
-    return check
-
-
-def _upload_size_guard(limit: int):
-    """Refuse an upload whose declared size is over the limit before reading it (multipart adds a little)."""
-
-    async def guard(request: Request, call_next):
-        if request.url.path == "/v1/uploads":
-            length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > limit + 64 * 1024:
-                return _error(413, f"the upload is {int(length)} bytes; the limit is {limit}", "file")
-        return await call_next(request)
-
-    return guard
+def _upload_body(limit: int) -> dict[str, Any]:
+    """The OpenAPI request body of `POST /v1/uploads` (the handler parses the stream itself)."""
+    form = {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": f"a video or an image, at most {limit} bytes"},
+        "kind": {"type": "string", "enum": ["video", "image"], "description": "what the file is (default: sniffed)"},
+    }}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}}}
 
 
 def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -238,7 +283,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _error(err.status_code, str(err.detail), headers=getattr(err, "headers", None))
+        headers = getattr(err, "headers", None)
+        if err.status_code == 405:  # all the path's methods, not only those of the first route that matched it
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.url.path))}
+            return _error(405, f"{request.method} is not allowed here; use {headers['Allow']}", headers=headers)
+        return _error(err.status_code, str(err.detail), headers=headers)
 
 
 def describe_validation_error(errors: list[dict[str, Any]]) -> tuple[str, str | None]:

@@ -51,9 +51,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir), artifacts_url=args.artifacts, allowed_schemes=tuple(args.allow_scheme),
         media_root=Path(args.media_root) if args.media_root else None,
         max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers, token=token,
+        max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * 2**20),
+        max_streams=args.max_streams,
     )
     runtime = build_runtime(local=args.local, address=args.address, cluster_config=args.cluster_config,
-                            num_cpus=args.num_cpus)
+                            num_cpus=args.num_cpus, data_dir=Path(args.data_dir))
     serve(Service(config, runtime.backend, metrics=runtime.metrics), host=args.host, port=args.port)
     return 0
 
@@ -193,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-scheme", action="append", default=[],
                        help="allow fsspec URLs with this scheme in media parameters (repeatable, e.g. s3)")
     serve.add_argument("--max-upload-mb", type=float, default=64.0, help="largest upload (default: 64 MiB)")
+    serve.add_argument("--max-body-mb", type=float, default=None,
+                       help="largest JSON request body (default: room for a base64 data URL of the upload limit)")
+    serve.add_argument("--max-streams", type=int, default=256, help="event streams open at once (default: 256)")
     serve.add_argument("--token", default=None, help="require this bearer token (default: $STUDIO_TOKEN, else none)")
     serve.set_defaults(func=_cmd_serve)
 

@@ -9,9 +9,12 @@ pipeline), and hands the pipeline factory to the Ray workers as a callable. Noth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from workflows import Backend
+
+RAY_RECORD = "ray-processes.json"  # in the data directory: the processes of the service's embedded Ray
 
 
 @dataclass
@@ -23,7 +26,7 @@ class Runtime:
 
 
 def build_runtime(*, local: bool = False, address: str | None = None, cluster_config: str | None = None,
-                  num_cpus: float | None = None) -> Runtime:
+                  num_cpus: float | None = None, data_dir: Path | None = None) -> Runtime:
     """The runtime the service runs jobs on.
 
     Args:
@@ -31,6 +34,8 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
         address: a Ray cluster to join (None: `RAY_ADDRESS`, else an embedded local Ray).
         cluster_config: a YAML file for the pools (`ray_cluster.load_config`).
         num_cpus: CPUs of the embedded Ray (None: all).
+        data_dir: the service's data directory; an embedded Ray lists its processes in `ray-processes.json`
+            there, and what a killed service's embedded Ray left behind is stopped before a new one starts.
     """
     from studio.defaults import load_default_pipeline
 
@@ -41,7 +46,7 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
     from ray_cluster import RayBackend, connect, load_config
     from ray_cluster.metrics import JobMetrics
 
-    connect(address, num_cpus=num_cpus)
+    connect(address, num_cpus=num_cpus, record=None if data_dir is None else Path(data_dir) / RAY_RECORD)
     backend = RayBackend(load_config(cluster_config), pipeline_factory=load_default_pipeline)
     return Runtime(backend, JobMetrics())
 

@@ -1,8 +1,12 @@
 """The durable job store: jobs, their progress and results, and each job's ordered event log.
 
 `JobStore` is the interface the service and the runner use; `SqliteJobStore` implements it in one SQLite file
-(WAL journal, one transaction per change), so a job accepted by the service survives a crash of the service and
-the runner can pick it up again. A server database implements the same protocol.
+(WAL journal, one transaction per change, `synchronous=NORMAL`). What that promises: a committed change (a job
+accepted with a 202) survives a crash of the service process (`kill -9`, out of memory), because the commit is
+in the WAL file in the operating system's cache; it does not promise to survive a power cut or a crash of the
+operating system, where the transactions since the WAL was last synced to disk (at checkpoints) can be lost. A
+server database implements the same protocol. Committed events are handed to `listen`ers once, after the commit
+(the service's event streams subscribe to them).
 
 States: `queued -> running -> succeeded | failed | cancelled`; `queued -> cancelled`; `running -> queued` when a
 killed service restarts (`requeue_running`). Every change of state appends an event in the same transaction, so
@@ -12,13 +16,14 @@ the event log and the job never disagree.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -95,9 +100,11 @@ class JobEvent:
 class JobStore(Protocol):
     """Where jobs and their events live. Every method may be called from several threads at once."""
 
-    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None, *,
+               request: dict[str, Any] | None = None) -> tuple[Job, bool]:
         """Store a new queued job; with a key already used for the same request, the existing job and False.
-        Raises `IdempotencyConflict` when the key was used for a different request."""
+        Raises `IdempotencyConflict` when the key was used for a different request. `request` is the request as
+        the client made it (e.g. with the seed it gave or None), compared whole; without it, kind and params."""
         ...
 
     def get(self, job_id: str) -> Job:
@@ -154,7 +161,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     idempotency_key TEXT UNIQUE,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
-    created_seq INTEGER NOT NULL
+    created_seq INTEGER NOT NULL,
+    request TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_seq);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_seq);
@@ -181,7 +189,11 @@ class SqliteJobStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(_SCHEMA)
+        self._listeners: list[Callable[[list[JobEvent]], None]] = []
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        if "request" not in {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}:
+            conn.execute("ALTER TABLE jobs ADD COLUMN request TEXT")  # files written before it was kept
 
     def __repr__(self) -> str:
         return f"SqliteJobStore({str(self.path)!r})"
@@ -193,34 +205,50 @@ class SqliteJobStore:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash of the process
+            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: survives a crash of the process, not of the machine
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
 
     def _tx(self) -> "_Transaction":
-        return _Transaction(self._conn())
+        return _Transaction(self._conn(), self._publish)
+
+    def listen(self, listener: Callable[[list[JobEvent]], None]) -> None:
+        """Call `listener(events)` with the events of each transaction once it has committed (in the thread that
+        committed it), so every event is published exactly once, by whoever wrote it."""
+        self._listeners.append(listener)
+
+    def _publish(self, events: list[JobEvent]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:  # noqa: BLE001 - a listener must never undo or fail a committed change
+                logging.getLogger("studio.jobs").exception("an event listener failed")
 
     # -- jobs --------------------------------------------------------------------------------------------------
-    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None, *,
+               request: dict[str, Any] | None = None) -> tuple[Job, bool]:
         job_id = uuid.uuid4().hex
         now = time.time()
         params_json = json.dumps(params, sort_keys=True)
+        request_json = json.dumps(request, sort_keys=True) if request is not None else None
         with self._tx() as db:
             if idempotency_key is not None:
                 row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
                 if row is not None:
                     existing = _job(row)
-                    if existing.kind != kind or row["params"] != params_json:
+                    same = (row["request"] == request_json if row["request"] is not None and request_json is not None
+                            else existing.kind == kind and row["params"] == params_json)
+                    if not same:
                         raise IdempotencyConflict(
                             f"Idempotency-Key {idempotency_key!r} was already used for job {existing.id} with a "
                             "different request; use a new key for a new request")
                     return existing, False
             seq = db.execute("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
-                "INSERT INTO jobs (id, kind, params, seed, state, created_at, idempotency_key, created_seq) "
-                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (job_id, kind, params_json, int(seed), now, idempotency_key, seq),
+                "INSERT INTO jobs (id, kind, params, seed, state, created_at, idempotency_key, created_seq, request) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (job_id, kind, params_json, int(seed), now, idempotency_key, seq, request_json),
             )
             _append(db, job_id, "queued", {"kind": kind}, now)
             return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
@@ -320,24 +348,34 @@ class SqliteJobStore:
 
 
 class _Transaction:
-    """`BEGIN IMMEDIATE ... COMMIT`, rolled back when the body raises."""
+    """`BEGIN IMMEDIATE ... COMMIT`, rolled back when the body raises; the events appended in it are handed to
+    `publish` after the commit."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, publish: Callable[[list[JobEvent]], None]) -> None:
         self.conn = conn
+        self.publish = publish
+        self.events: list[JobEvent] = []
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> "_Transaction":
         self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
+        return self
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, args)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None and self.events:
+            self.publish(self.events)
 
 
-def _append(db: sqlite3.Connection, job_id: str, type: str, payload: dict[str, Any], now: float) -> JobEvent:
+def _append(db: _Transaction, job_id: str, type: str, payload: dict[str, Any], now: float) -> JobEvent:
     seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE job_id = ?", (job_id,)).fetchone()[0]
     db.execute("INSERT INTO events (job_id, seq, time, type, payload) VALUES (?, ?, ?, ?, ?)",
                (job_id, seq, now, type, json.dumps(payload, default=str)))
-    return JobEvent(job_id, seq, now, type, payload)
+    event = JobEvent(job_id, seq, now, type, payload)
+    db.events.append(event)
+    return event
 
 
 def _job(row: sqlite3.Row) -> Job:

@@ -12,6 +12,9 @@ Data directory layout:
 <data-dir>/runs/<job id>/      the workflow run store (finished steps, for resume)
 <data-dir>/artifacts/<job id>/ rendered outputs (or --artifacts URL)
 <data-dir>/uploads/<id>/       uploaded media and their description
+<data-dir>/tmp/                uploads while they stream in (emptied at start)
+<data-dir>/ray-processes.json  the embedded Ray's processes (pid + start time), stopped at the next start if a
+                               killed service left them running
 ```
 """
 
@@ -29,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from studio.artifacts import BlobInfo, BlobStore, check_name
+from studio.events import EventHub
 from studio.jobs import TERMINAL, IdempotencyConflict, Job, JobEvent, JobNotFound, SqliteJobStore
 from studio.kinds import KINDS
 from studio.limits import LimitError, check_job
 from studio.media import probe_upload
 from studio.runner import Runner
-from studio.compose import build_backend  # noqa: F401  (its home was here; callers still import it from here)
 from studio.schemas import PARAMS
 from workflows import Backend, FsspecStore
 
@@ -42,6 +45,7 @@ log = logging.getLogger("studio.service")
 
 UPLOAD_SCHEME = "upload://"
 UPLOAD_META = "meta.json"
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 MEDIA_FIELDS = {"video": "video", "image": "image"}  # parameter name -> the upload kind it needs
 
 
@@ -65,8 +69,10 @@ class ServiceConfig:
         allowed_schemes: fsspec URL schemes accepted in media parameters (besides `upload://`), e.g. `("s3",)`.
         media_root: local paths in media parameters must lie under this folder (None: no local paths).
         max_upload_bytes: the largest upload accepted.
+        max_body_bytes: the largest JSON request body (None: room for a base64 data URL of the upload limit).
         workers: jobs run at once.
         token: when set, every `/v1` request needs `Authorization: Bearer <token>`.
+        max_streams: event streams open at once (more are refused with a 429).
     """
 
     data_dir: Path
@@ -74,8 +80,10 @@ class ServiceConfig:
     allowed_schemes: tuple[str, ...] = ()
     media_root: Path | None = None
     max_upload_bytes: int = 64 * 2**20
+    max_body_bytes: int | None = None
     workers: int = 2
     token: str | None = None
+    max_streams: int = 256
 
 
 @dataclass
@@ -103,6 +111,8 @@ class Service:
         data = Path(config.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         self.jobs = SqliteJobStore(data / "jobs.sqlite3")
+        self.hub = EventHub(max_streams=config.max_streams)
+        self.jobs.listen(self.hub.publish)  # every committed event, once, to the open streams
         self.artifacts = BlobStore(config.artifacts_url or str(data / "artifacts"))
         self.uploads = BlobStore(str(data / "uploads"))
         self.runs = FsspecStore(str(data / "runs"))
@@ -110,8 +120,23 @@ class Service:
                              metrics=metrics, redact=self.redact)
         self.started_at: float | None = None
 
+    @property
+    def body_limit(self) -> int:
+        """The largest JSON body: the configured one, else 4/3 of the upload limit (base64) plus 1 MiB."""
+        if self.config.max_body_bytes is not None:
+            return self.config.max_body_bytes
+        return -(-self.config.max_upload_bytes * 4 // 3) + 2**20
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where uploads stream to before they are checked (inside the data directory)."""
+        return Path(self.config.data_dir) / "tmp"
+
     def start(self) -> "Service":
-        """Start the runner (jobs a dead service left running are resumed)."""
+        """Start the runner (jobs a dead service left running are resumed); remove temporary files a dead
+        service left behind."""
+        for leftover in self.tmp_dir.glob("upload-*.part"):
+            leftover.unlink(missing_ok=True)
         self.runner.start()
         self.started_at = time.time()
         return self
@@ -130,8 +155,9 @@ class Service:
         the idempotency key named an existing job)."""
         if kind not in PARAMS:
             raise ServiceError(422, f"unknown job kind {kind!r}; kinds are {sorted(PARAMS)}", "kind")
-        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200 and idempotency_key.isprintable()):
-            raise ServiceError(400, "Idempotency-Key must be 1 to 200 printable characters", "Idempotency-Key")
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise ServiceError(400, "Idempotency-Key must be 1 to 200 visible ASCII characters (no spaces)",
+                               "Idempotency-Key")
         for name, needed in MEDIA_FIELDS.items():
             if name in params:
                 self.check_media(params[name], needed, f"params.{name}")
@@ -146,7 +172,7 @@ class Service:
             raise ServiceError(422, str(err), err.field) from None
         try:
             job, created = self.jobs.create(kind, params, secrets.randbelow(2**31) if seed is None else seed,
-                                            idempotency_key)
+                                            idempotency_key, request={"kind": kind, "params": params, "seed": seed})
         except IdempotencyConflict as err:
             raise ServiceError(409, str(err), "Idempotency-Key") from err
         if created:
@@ -268,12 +294,15 @@ class Service:
         if ".." in Path(path).parts or "\x00" in path:
             raise ServiceError(422, f"path {path!r} may not contain '..' (paths must stay under the media root)",
                                field_name)
-        root = Path(root).resolve()
-        target = (root / path).resolve()
-        if target != root and root not in target.parents:
-            raise ServiceError(422, f"path {path!r} is outside the media root", field_name)
-        if not target.is_file():
-            raise ServiceError(422, f"no such file under the media root: {path!r}", field_name)
+        try:
+            root = Path(root).resolve()
+            target = (root / path).resolve()
+            if target != root and root not in target.parents:
+                raise ServiceError(422, f"path {path!r} is outside the media root", field_name)
+            if not target.is_file():
+                raise ServiceError(422, f"no such file under the media root: {path!r:.200}", field_name)
+        except OSError as err:  # e.g. a name longer than the filesystem allows
+            raise ServiceError(422, f"path {path[:60]!r}... cannot be read ({err.strerror})", field_name) from None
         return target
 
     def resolve_media(self, uri: str) -> str:

@@ -1,0 +1,136 @@
+"""Receiving an upload: the multipart body is parsed while it streams in (python-multipart), the file part is
+written to a temporary file inside the data directory and counted as it arrives, so a body past the limit
+stops at the limit (chunked or not) and its temporary file is removed on every path.
+
+```python
+async with receive_upload(request, tmp_dir=..., max_bytes=...) as upload:
+    data = upload.path.read_bytes()   # at most max_bytes
+```
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from studio.service import ServiceError
+
+FILE_FIELD = "file"
+MAX_FIELD_BYTES = 1024  # the small text fields beside the file (`kind`)
+MAX_PARTS = 8
+
+
+@dataclass
+class ReceivedUpload:
+    """The uploaded file (a temporary file, removed when the `receive_upload` block ends) and the form fields."""
+
+    path: Path
+    filename: str
+    size: int
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class _Parts:
+    """Collects the parts the parser reports: the file into `sink`, small fields into memory."""
+
+    def __init__(self, sink, max_bytes: int) -> None:
+        self.sink = sink
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.filename: str | None = None
+        self.fields: dict[str, str] = {}
+        self.parts = 0
+        self._header_name = b""
+        self._header_value = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._name: str | None = None
+        self._is_file = False
+        self._value = bytearray()
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._begin, "on_header_field": self._field, "on_header_value": self._hvalue,
+            "on_header_end": self._header_end, "on_headers_finished": self._headers_done,
+            "on_part_data": self._data, "on_part_end": self._end,
+        }
+
+    def _begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise ServiceError(422, f"the form has more than {MAX_PARTS} parts", FILE_FIELD)
+        self._headers, self._name, self._is_file, self._value = {}, None, False, bytearray()
+
+    def _field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _hvalue(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._header_name.lower()] = self._header_value
+        self._header_name, self._header_value = b"", b""
+
+    def _headers_done(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = options.get(b"name", b"").decode("utf-8", "replace")
+        self._is_file = self._name == FILE_FIELD
+        if self._is_file:
+            if self.filename is not None:
+                raise ServiceError(422, "send one file per upload", FILE_FIELD)
+            self.filename = options.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._is_file:
+            self.size += end - start
+            if self.size > self.max_bytes:
+                raise ServiceError(413, f"the upload is larger than the limit of {self.max_bytes} bytes", FILE_FIELD)
+            self.sink.write(data[start:end])
+        else:
+            self._value += data[start:end]
+            if len(self._value) > MAX_FIELD_BYTES:
+                raise ServiceError(422, f"form field {self._name!r} is longer than {MAX_FIELD_BYTES} bytes",
+                                   self._name)
+
+    def _end(self) -> None:
+        if not self._is_file and self._name:
+            self.fields[self._name] = self._value.decode("utf-8", "replace")
+
+
+@asynccontextmanager
+async def receive_upload(request: Request, *, tmp_dir: Path, max_bytes: int) -> AsyncIterator[ReceivedUpload]:
+    """Stream a `multipart/form-data` body with a `file` part into a temporary file under `tmp_dir`.
+
+    Raises `ServiceError` 413 as soon as the file passes `max_bytes`, 422 for a body that is not such a form.
+    The temporary file is removed when the block ends, whatever happens.
+    """
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise ServiceError(422, "an upload is a multipart/form-data body with a 'file' part", FILE_FIELD)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            parts = _Parts(sink, max_bytes)
+            parser = MultipartParser(boundary, parts.callbacks())
+            try:
+                async for chunk in request.stream():
+                    if chunk:
+                        parser.write(chunk)
+                parser.finalize()
+            except MultipartParseError:
+                raise ServiceError(422, "the upload is not a well-formed multipart/form-data body", FILE_FIELD) from None
+        if parts.filename is None:
+            raise ServiceError(422, "file is required (a multipart part named 'file')", FILE_FIELD)
+        yield ReceivedUpload(path=path, filename=parts.filename, size=parts.size, fields=parts.fields)
+    finally:
+        path.unlink(missing_ok=True)
