@@ -208,7 +208,8 @@ def test_a_workflow_graph_runs_the_same_in_process_and_on_ray(backend, local):
     from workflows import builtin, run
 
     graph = builtin.storyboard(2, clip_frames=5)
-    inputs = {"question": "how do i build a tower ?", "steps": 3, "max_caption_tokens": 5}
+    inputs = {"question": "how do i build a tower ?", "options": StoryOptions(steps=3, max_caption_tokens=5),
+              "clip_options": VideoOptions(steps=3)}
     here = run(graph, inputs, backend=local, seed=21)
     there = run(graph, inputs, backend=backend, seed=21)
     assert here.status == there.status == "finished", (here.error, there.error)
@@ -251,7 +252,8 @@ def test_a_scripted_caption_then_continue_graph_is_identical_in_process_and_on_r
     graph = Graph("caption_then_continue")
     video = graph.add(steps.load_video, uri=graph.input("uri", Text), num_frames=9)
     codes = graph.add(steps.encode_video, video=video)
-    caption = graph.add(steps.understand, codes=codes, question="describe the video .", max_new_tokens=6)
+    caption = graph.add(steps.understand, codes=codes, question="describe the video .",
+                        options=TextOptions(max_new_tokens=6))
     more = graph.add(steps.continue_video, prompt=caption, codes=codes, num_frames=8)
     graph.output("caption", caption)
     graph.output("clip", graph.add(steps.decode_video, codes=more))
