@@ -125,3 +125,21 @@ def mmu_prefix(tokenizer, tokens: Showo2Tokens) -> list[int]:
 def mmu_suffix(tokenizer, question: str) -> list[int]:
     """The question and the assistant turn opener (after `[eoi]`)."""
     return [*encode(tokenizer, question), *encode(tokenizer, ASSISTANT_TURN)]
+
+
+QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|image_pad|>", "<|video_pad|>")
+
+
+def build_word_tokenizer(texts, save_dir: str | Path | None = None):
+    """A small word-level tokenizer carrying the Qwen2.5 special strings and the Show-o2 additions (for tiny
+    models, tests and benchmarks); returns `(tokenizer, Showo2Tokens)`."""
+    from model.text_tokenizer import build_word_tokenizer as build_words
+
+    tokenizer = build_words(texts)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIALS)})
+    tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+    tokenizer.add_tokens(list(ADDED_TOKENS))
+    if save_dir is not None:
+        tokenizer.save_pretrained(str(save_dir))
+    return tokenizer, Showo2Tokens.from_tokenizer(tokenizer)
