@@ -15,6 +15,8 @@ from tokenizers3d import WanVAE
 from tokenizers3d.wan_loading import save_wan_vae
 from tokenizers3d.wan_vae import CausalCache, WanVAEConfig, wan21_vae_tiny
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 MEAN = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
         0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921]
 STD = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
