@@ -296,6 +296,16 @@ class Showo2Pipeline:
 
         `latents` fixes the initial noise `(B, C, h, w)`; otherwise it is drawn from `generator`. `steps` counts
         model evaluations (grid points in reference mode, as released)."""
+        z = self.sample_image_latents(prompts, steps=steps, guidance_scale=guidance_scale, generator=generator,
+                                      latents=latents, max_text_len=max_text_len, reference=reference, method=method,
+                                      progress=progress, should_stop=should_stop)
+        return Showo2ImageResult(self.decode(z[:, :, None])[:, :, 0], z)
+
+    def sample_image_latents(self, prompts: str | list[str], *, steps: int = 50, guidance_scale: float = 5.0,
+                             generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
+                             max_text_len: int | None = None, reference: bool = False, method: str = "euler",
+                             progress=None, should_stop=None) -> torch.Tensor:
+        """`text_to_image` without the VAE decode: the sampled normalised latents `(B, C, h, w)`."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if max_text_len is not None:
             self.max_text_len = max_text_len
@@ -307,9 +317,7 @@ class Showo2Pipeline:
         else:
             rows = prompts + ([""] * len(prompts) if config.guidance_scale > 0 else [])
             velocity = self._velocity_fn(self._prefix_context(rows), None)
-        result = flow_sample(velocity, noise, config, progress=progress, should_stop=should_stop)
-        z = result.latents
-        return Showo2ImageResult(self.decode(z[:, :, None])[:, :, 0], z)
+        return flow_sample(velocity, noise, config, progress=progress, should_stop=should_stop).latents
 
     def _noise(self, shape, latents, generator, config) -> torch.Tensor:
         if latents is not None:
