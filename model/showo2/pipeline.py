@@ -257,7 +257,8 @@ class Showo2Pipeline:
         return out
 
     # ------------------------------------------------------------------------------------------- generation
-    def _prefix_context(self, prompts: list[str], *, video: bool = False) -> gen.Context:
+    def _prefix_context(self, prompts: list[str], *, video: bool = False,
+                        max_text_len: int | None = None) -> gen.Context:
         """The cached `[bos] text [boi]` prefixes of `prompts` (cut to `max_text_len`), left-padded."""
         tok, model = self.tokens, self.model
         begin = tok.bov if video else tok.boi
@@ -265,7 +266,7 @@ class Showo2Pipeline:
         rows = []
         with torch.no_grad():
             for p in prompts:
-                ids = [tok.bos, *encode(self.tokenizer, p)[: self.max_text_len], begin]
+                ids = [tok.bos, *encode(self.tokenizer, p)[: max_text_len or self.max_text_len], begin]
                 rows.append(table(torch.tensor(ids, device=self.device)))
             embeds, pad = gen.left_pad(rows, table.weight[tok.pad])
             ctx = gen.new_context(model, len(prompts), capacity=embeds.shape[1] + 1)
@@ -307,16 +308,15 @@ class Showo2Pipeline:
                              progress=None, should_stop=None) -> torch.Tensor:
         """`text_to_image` without the VAE decode: the sampled normalised latents `(B, C, h, w)`."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if max_text_len is not None:
-            self.max_text_len = max_text_len
+        text_len = self.max_text_len if max_text_len is None else max_text_len
         config = self._flow_config(steps, guidance_scale, method, reference)
         shape = (len(prompts), self.model.config.latent_channels, *self.latent_size)
         noise = self._noise(shape, latents, generator, config)
         if reference:
-            velocity = self._recompute_velocity_fn(prompts, config, video_frames=0)
+            velocity = self._recompute_velocity_fn(prompts, config, video_frames=0, max_text_len=text_len)
         else:
             rows = prompts + ([""] * len(prompts) if config.guidance_scale > 0 else [])
-            velocity = self._velocity_fn(self._prefix_context(rows), None)
+            velocity = self._velocity_fn(self._prefix_context(rows, max_text_len=text_len), None)
         return flow_sample(velocity, noise, config, progress=progress, should_stop=should_stop).latents
 
     def _noise(self, shape, latents, generator, config) -> torch.Tensor:
@@ -328,12 +328,14 @@ class Showo2Pipeline:
             raise ValueError("pass a torch.Generator (or latents=) so the sample is reproducible")
         return initial_noise(shape, generator=generator, config=config, device=self.device)
 
-    def _recompute_velocity_fn(self, prompts: list[str], config: FlowConfig, *, video_frames: int) -> Callable:
+    def _recompute_velocity_fn(self, prompts: list[str], config: FlowConfig, *, video_frames: int,
+                               max_text_len: int | None = None) -> Callable:
         """The released loop: `[cond; uncond]` right-padded rows, the whole sequence every evaluation."""
         tok, n = self.tokens, self.model.config.num_image_tokens
         slots = (video_frames or 1) * n + 1
         rows = prompts + ([""] * len(prompts) if config.guidance_scale > 0 else [])
-        layouts = [t2i_layout(encode(self.tokenizer, p), slots, self.max_text_len, tok, video=video_frames > 0)
+        layouts = [t2i_layout(encode(self.tokenizer, p), slots, max_text_len or self.max_text_len, tok,
+                              video=video_frames > 0)
                    for p in rows]
         ids = torch.tensor([lay.ids for lay in layouts], device=self.device)
         spans = torch.tensor([[list(lay.spans[0])] for lay in layouts], device=self.device)

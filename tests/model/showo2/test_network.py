@@ -172,3 +172,27 @@ def test_presets_have_the_released_sizes():
 def test_bad_inputs():
     with pytest.raises(ValueError, match="num_kv_heads"):
         Showo2Config(num_heads=12, num_kv_heads=5)
+
+
+def test_loads_from_an_fsspec_url(ckpt, model):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for path in ckpt.rglob("*"):
+        if path.is_file():
+            fs.pipe(f"/showo2-ckpt/{path.relative_to(ckpt).as_posix()}", path.read_bytes())
+    other = Showo2.from_pretrained("memory://showo2-ckpt")
+    assert other.config == model.config
+    torch.testing.assert_close(other.state_dict()["fusion_proj.1.weight"], model.state_dict()["fusion_proj.1.weight"])
+
+
+def test_our_checkpoints_round_trip_sharded(tmp_path, model):
+    from model.showo2.loading import save_showo2
+
+    save_showo2(model, tmp_path / "ours", max_shard_size=20_000)
+    assert (tmp_path / "ours" / "model.safetensors.index.json").exists()
+    assert not list((tmp_path / "ours").glob(".*tmp*"))
+    again = Showo2.from_pretrained(str(tmp_path / "ours"))
+    assert again.config == model.config
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value)
