@@ -402,7 +402,8 @@ class WanVAE(nn.Module):
         return out
 
     def decode(self, z: torch.Tensor, *, clamp: bool = True) -> torch.Tensor:
-        """Normalised latents `(B, z, T', h, w)` (or `(B, z, h, w)`) -> pixels `(B, 3, 1 + 4(T'-1), H, W)` in [-1, 1]."""
+        """Normalised latents `(B, z, T', h, w)` (or `(B, z, h, w)`) -> pixels `(B, 3, 1 + 4(T'-1), H, W)`
+        in [-1, 1]."""
         image = z.dim() == 4
         if image:
             z = z[:, :, None]

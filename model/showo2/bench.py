@@ -90,7 +90,8 @@ def bench_t2i(pipe: Showo2Pipeline, grid_points: int, repeats: int) -> tuple[flo
     prompt = [" ".join(WORDS[:20])]
     c = pipe.model.config
     noise = torch.randn(1, c.latent_channels, *pipe.latent_size, generator=torch.Generator().manual_seed(0)).to(dev)
-    ours = lambda: pipe.sample_image_latents(prompt, steps=grid_points - 1, guidance_scale=5.0, latents=noise)  # noqa: E731
+    ours = lambda: pipe.sample_image_latents(prompt, steps=grid_points - 1, guidance_scale=5.0,  # noqa: E731
+                                             latents=noise)
     base = lambda: pipe.sample_image_latents(prompt, steps=grid_points, guidance_scale=5.0, latents=noise,  # noqa: E731
                                              reference=True)
     return _time(base, dev.type, repeats), _time(ours, dev.type, repeats)
@@ -103,7 +104,7 @@ def run_benchmarks(*, quick: bool = False, presets: list[str] | None = None, dev
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     devices = [device] if device else (["cuda"] if torch.cuda.is_available() else ["cpu"])
-    repeats = 1 if quick else 2
+    repeats = 1
     records: list[Record] = []
     with torch.no_grad():
         for dev in devices:

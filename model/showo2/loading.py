@@ -45,7 +45,8 @@ BUILTIN_LLMS = {
     "7b": dict(hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4, head_dim=128, intermediate_size=18944,
                rms_norm_eps=1e-6, rope_theta=1_000_000.0, tie_word_embeddings=False),
 }
-BUILTIN_SIGLIP_SO400M = dict(clip_hidden_size=1152, clip_heads=16, clip_intermediate_size=4304, clip_layer_norm_eps=1e-6)
+BUILTIN_SIGLIP_SO400M = dict(clip_hidden_size=1152, clip_heads=16, clip_intermediate_size=4304,
+                             clip_layer_norm_eps=1e-6)
 _QWEN_FIELDS = {
     "hidden_size": "hidden_size", "num_hidden_layers": "num_layers", "num_attention_heads": "num_heads",
     "num_key_value_heads": "num_kv_heads", "intermediate_size": "intermediate_size", "rms_norm_eps": "rms_norm_eps",
@@ -136,7 +137,8 @@ def _from_shapes(state: dict[str, torch.Tensor]) -> dict[str, Any]:
         fields["head_layers"] = n
     if (s := shape("diffusion_head_a.0.mlp.gate_proj.weight")) is not None:
         fields["head_intermediate_size"] = s[0]
-    q_norm, k_proj = shape("diffusion_head_a.0.self_attn.q_norm.weight"), shape("diffusion_head_a.0.self_attn.k_proj.weight")
+    q_norm = shape("diffusion_head_a.0.self_attn.q_norm.weight")
+    k_proj = shape("diffusion_head_a.0.self_attn.k_proj.weight")
     if q_norm is not None and "head_hidden_size" in fields:
         fields["head_heads"] = fields["head_hidden_size"] // q_norm[0]
         if k_proj is not None:
@@ -170,7 +172,8 @@ def resolve_config(source: _Source, state: dict[str, torch.Tensor], overrides: d
     if isinstance(raw.get("showo2"), dict):
         fields = dict(raw["showo2"])
     else:
-        llm_ref, clip_ref = raw.get("llm_model_path"), raw.get("clip_pretrained_model_path", "google/siglip-so400m-patch14-384")
+        llm_ref = raw.get("llm_model_path")
+        clip_ref = raw.get("clip_pretrained_model_path", "google/siglip-so400m-patch14-384")
         fields = {}
         fields.update(_siglip_fields(_find_config(source, clip_ref)))
         llm = _llm_fields(_find_config(source, llm_ref), llm_ref)

@@ -193,7 +193,8 @@ class Qwen2LM(nn.Module):
 
         self.model = nn.Module()
         self.model.embed_tokens = nn.Embedding(llm_config.vocab_size, llm_config.hidden_size)
-        self.model.layers = nn.ModuleList([Qwen2DecoderLayer(llm_config, i) for i in range(llm_config.num_hidden_layers)])
+        layers = [Qwen2DecoderLayer(llm_config, i) for i in range(llm_config.num_hidden_layers)]
+        self.model.layers = nn.ModuleList(layers)
         self.model.norm = Qwen2RMSNorm(llm_config.hidden_size, eps=llm_config.rms_norm_eps)
         self.rotary = Qwen2RotaryEmbedding(llm_config)
         self.lm_head = nn.Linear(llm_config.hidden_size, llm_config.vocab_size, bias=False)
@@ -303,7 +304,8 @@ class Showo2(nn.Module):
         x = rearrange(latents, "n c t h w -> (n t) c h w") if frames else latents
         p = self.config.patch_size
         if x.shape[-2] % p or x.shape[-1] % p:
-            raise ValueError(f"latent height and width must be multiples of the patch size {p}, got {tuple(x.shape[-2:])}")
+            raise ValueError(f"latent height and width must be multiples of the patch size {p}, "
+                             f"got {tuple(x.shape[-2:])}")
         x = x.to(self.dtype)
         und = self.image_embedder_und(x)  # (nT, N, Dc)
         und = self.und_trans(und + self.position_table(x.shape[-2] // p, x.shape[-1] // p).to(und.dtype))

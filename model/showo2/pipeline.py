@@ -439,5 +439,6 @@ class Showo2Pipeline:
                 gen.commit_block(model, ctx, z.to(model.dtype), t=1.0)
                 hidden = feed([tok.eoi])
                 image = self.decode(z[:, :, None])[0, :, 0]
-                out.append(Showo2StoryStep(self.tokenizer.decode(ids[0], skip_special_tokens=True), ids[0], image, z[0]))
+                caption = self.tokenizer.decode(ids[0], skip_special_tokens=True)
+                out.append(Showo2StoryStep(caption, ids[0], image, z[0]))
         return out

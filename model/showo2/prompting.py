@@ -113,7 +113,8 @@ def t2i_layout(text_ids: list[int], num_slots: int, max_text_len: int, tokens: S
     slot. `video=True` uses `bov`/`eov` and video pads."""
     text = list(text_ids)[:max_text_len]
     begin, end, fill = (tokens.bov, tokens.eov, tokens.vid_pad) if video else (tokens.boi, tokens.eoi, tokens.img_pad)
-    ids = [tokens.bos, *text, begin, *([fill] * num_slots), end, tokens.eos, *([tokens.pad] * (max_text_len - len(text)))]
+    ids = [tokens.bos, *text, begin, *([fill] * num_slots), end, tokens.eos]
+    ids += [tokens.pad] * (max_text_len - len(text))
     return Layout(ids, [(len(text) + 2, num_slots)])
 
 
