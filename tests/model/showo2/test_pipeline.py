@@ -199,3 +199,17 @@ def _embeds(state, ids, latents, t, spans):
 def test_masks_in_bool_and_additive_forms_agree():
     spans = torch.tensor([[[2, 3]]])
     torch.testing.assert_close(additive_mask(omni_mask(1, 7, spans)), ref.omni_additive(1, 7, spans))
+
+
+def test_from_pretrained_loads_the_three_parts(tmp_path, state, pipe):
+    from tokenizers3d.wan_loading import save_wan_vae
+
+    ckpt = ref.write_checkpoint(tmp_path / "ckpt", C, state)
+    save_wan_vae(pipe.vae, tmp_path / "Wan2.1_VAE.pth")
+    build_word_tokenizer([" ".join(WORDS)], tmp_path / "tok")
+    loaded = Showo2Pipeline.from_pretrained(str(ckpt), str(tmp_path / "Wan2.1_VAE.pth"), str(tmp_path / "tok"))
+    assert loaded.tokens == pipe.tokens and loaded.vae.config.base_dim == 4
+    image = torch.rand(3, 80, 64, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    a = loaded.understand("what happens", image=image, max_new_tokens=3)
+    b = pipe.understand("what happens", image=image, max_new_tokens=3)
+    assert a.token_ids == b.token_ids
