@@ -9,6 +9,7 @@ from model.network import Showo
 from model.prompting import PromptBatch, Prompting, Step
 from model.vocab import SPECIAL_TOKENS, VocabLayout
 from model.pipelines import ShowoPipeline  # noqa: E402  (after the modules it builds on)
+from model.showo2 import Showo2, Showo2Config, Showo2Pipeline  # noqa: E402
 
 __all__ = [
     "ClipVisionTower",
@@ -20,6 +21,9 @@ __all__ = [
     "Showo",
     "ShowoConfig",
     "ShowoPipeline",
+    "Showo2",
+    "Showo2Config",
+    "Showo2Pipeline",
     "Step",
     "VocabLayout",
     "load_showo",

@@ -1,5 +1,5 @@
 """Visual tokenizers for Show Studio: the MAGVIT-v2 image tokenizer, the inflated causal video tokenizer,
-LFQ, checkpoint loading, and video I/O.
+LFQ, checkpoint loading, video I/O, and the Wan2.1 3D causal VAE of Show-o2.
 
 Importing the package is cheap: submodules load on first use of a name.
 """
@@ -31,6 +31,12 @@ _EXPORTS = {
     "write_video": "tokenizers3d.video_io",
     "write_gif": "tokenizers3d.video_io",
     "write_image_grid": "tokenizers3d.video_io",
+    "WanVAE": "tokenizers3d.wan_vae",
+    "WanVAEConfig": "tokenizers3d.wan_vae",
+    "CausalCache": "tokenizers3d.wan_vae",
+    "wan21_vae": "tokenizers3d.wan_vae",
+    "wan21_vae_tiny": "tokenizers3d.wan_vae",
+    "load_wan_vae": "tokenizers3d.wan_loading",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -41,6 +47,8 @@ if TYPE_CHECKING:
     from tokenizers3d.preprocess import image_transform, postprocess, to_uint8
     from tokenizers3d.video import StreamState, VideoMagvit, VideoMagvitConfig, video_magvit_released, video_magvit_tiny
     from tokenizers3d.video_io import VideoClip, read_video, write_gif, write_image_grid, write_video
+    from tokenizers3d.wan_loading import load_wan_vae
+    from tokenizers3d.wan_vae import CausalCache, WanVAE, WanVAEConfig, wan21_vae, wan21_vae_tiny
 
 
 def __getattr__(name: str):

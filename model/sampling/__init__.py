@@ -16,6 +16,7 @@ from model.sampling.ar import (
     sample_next,
 )
 from model.sampling.errors import Cancelled
+from model.sampling.flow import FlowConfig, FlowResult, FlowState, flow_sample, flow_step, initial_noise, time_grid
 from model.sampling.maskgit import (
     GUIDANCE,
     TEMPERATURE_DECAYS,
@@ -30,6 +31,13 @@ from model.sampling.prefix import block_logits_fn, pad_aware_positions, position
 from model.sampling.schedules import SCHEDULES, get_schedule, pow_schedule
 
 __all__ = [
+    "FlowConfig",
+    "FlowResult",
+    "FlowState",
+    "flow_sample",
+    "flow_step",
+    "initial_noise",
+    "time_grid",
     "Cancelled",
     "GUIDANCE",
     "MaskGitConfig",

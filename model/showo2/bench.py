@@ -1,0 +1,174 @@
+"""Show-o2 benchmark rows: our cached pipelines against the released loops, side by side in one run.
+
+Records: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio"}` with ratio = baseline / ours.
+
+- `showo2_und/b{B}/new{T}`: answering about an image with T new tokens, the KV cache (batched over B questions)
+  against the released `mmu_generate` (the whole sequence again for every token, one question at a time). The
+  stop token is disabled so both produce exactly T tokens.
+- `showo2_t2i/cfg/steps{S}`: one image with guidance, the cached text prefix + batched CFG rows against the released
+  loop (the full right-padded `[cond; uncond]` sequence every evaluation), the same number of evaluations, VAE
+  decode excluded.
+
+Weights are random (speed does not depend on them).
+
+    python -m model.showo2.bench --json out.json [--quick] [--preset cpu_mid] [--device cuda] [--batch 4]
+                                 [--clock process]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from model.showo2.config import Showo2Config, showo2_cpu_mid, showo2_tiny
+from model.showo2.network import Showo2
+from model.showo2.pipeline import Showo2Pipeline
+from model.showo2.prompting import build_word_tokenizer
+
+PRESETS: dict[str, Callable[..., Showo2Config]] = {"tiny": showo2_tiny, "cpu_mid": showo2_cpu_mid}
+WORDS = [f"w{i}" for i in range(200)]
+
+
+@dataclass
+class Record:
+    name: str
+    preset: str
+    device: str
+    baseline_s: float
+    ours_s: float
+    ratio: float
+
+
+class _NoVAE:
+    """The benchmarks pass latents and skip decoding: no VAE is needed."""
+
+
+def build_pipeline(preset: str, device: str, *, seed: int = 0, never_stop: bool = False) -> Showo2Pipeline:
+    """A random-weight pipeline of `preset`; with `never_stop` its answers never end at the stop token."""
+    tokenizer, tokens = build_word_tokenizer([" ".join(WORDS)])
+    torch.manual_seed(seed)
+    model = Showo2(PRESETS[preset]()).eval().to(device)
+    if never_stop:
+        tokens = dataclasses.replace(tokens, eos=-1)
+    return Showo2Pipeline(model=model, vae=_NoVAE(), tokenizer=tokenizer, tokens=tokens, max_text_len=32)
+
+
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+_clock = time.perf_counter
+
+
+def _time(fn: Callable[[], object], device: str, repeats: int, warm: Callable[[], object] | None = None) -> float:
+    """Best time of `repeats` runs after a warm-up (`warm`, a short version of `fn`, or `fn` itself)."""
+    (warm or fn)()
+    best = float("inf")
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = _clock()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, _clock() - start)
+    return best
+
+
+def bench_understanding(pipe: Showo2Pipeline, batch: int, new_tokens: int, repeats: int) -> tuple[float, float]:
+    dev = pipe.device
+    c = pipe.model.config
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(batch, c.latent_channels, *pipe.latent_size, generator=g).to(dev)
+    questions = [" ".join(WORDS[(i * 7 + j) % 200] for j in range(8 + i % 5)) for i in range(batch)]
+    def ours(n: int = new_tokens):
+        return pipe.understand(questions, image_latents=z, max_new_tokens=n)
+
+    def base(n: int = new_tokens):
+        return [pipe.understand(q, image_latents=z[i], max_new_tokens=n, reference=True) for i, q in enumerate(questions)]
+
+    return (_time(base, dev.type, repeats, warm=lambda: base(2)),
+            _time(ours, dev.type, repeats, warm=lambda: ours(2)))
+
+
+def bench_t2i(pipe: Showo2Pipeline, grid_points: int, repeats: int) -> tuple[float, float]:
+    dev = pipe.device
+    prompt = [" ".join(WORDS[:20])]
+    c = pipe.model.config
+    noise = torch.randn(1, c.latent_channels, *pipe.latent_size, generator=torch.Generator().manual_seed(0)).to(dev)
+    def ours(points: int = grid_points):
+        return pipe.sample_image_latents(prompt, steps=points - 1, guidance_scale=5.0, latents=noise)
+
+    def base(points: int = grid_points):
+        return pipe.sample_image_latents(prompt, steps=points, guidance_scale=5.0, latents=noise, reference=True)
+
+    return (_time(base, dev.type, repeats, warm=lambda: base(3)),
+            _time(ours, dev.type, repeats, warm=lambda: ours(3)))
+
+
+def run_benchmarks(*, quick: bool = False, presets: list[str] | None = None, device: str | None = None,
+                   batches: tuple[int, ...] = (1,), clock: str = "wall") -> list[Record]:
+    """Every Show-o2 row, printed as measured. `clock="process"` measures the CPU time of one intra-op thread, for
+    a machine shared with other work (wall times there measure the neighbours)."""
+    global _clock
+    _clock = CLOCKS[clock]
+    if clock == "process":
+        torch.set_num_threads(1)
+    presets = presets or (["tiny"] if quick else ["cpu_mid"])
+    for name in presets:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    devices = [device] if device else (["cuda"] if torch.cuda.is_available() else ["cpu"])
+    repeats = 1
+    records: list[Record] = []
+    with torch.no_grad():
+        for dev in devices:
+            for preset in presets:
+                pipe = build_pipeline(preset, dev)
+                und = build_pipeline(preset, dev, never_stop=True)
+                new = 16 if quick else 128
+                cases = [(f"showo2_und/b{b}/new{new}", lambda b=b: bench_understanding(und, b, new, repeats))
+                         for b in batches]
+                points = 5 if quick else 20
+                cases.append((f"showo2_t2i/cfg/steps{points}", lambda p=points: bench_t2i(pipe, p, repeats)))
+                for name, case in cases:
+                    baseline, ours = case()
+                    record = Record(name, preset, dev, round(baseline, 4), round(ours, 4), round(baseline / ours, 2))
+                    records.append(record)
+                    print(f"{record.name:26s} {record.preset:8s} {record.device:5s} {record.baseline_s:10.4f} "
+                          f"{record.ours_s:10.4f} {record.ratio:7.2f}x", flush=True)
+    return records
+
+
+def report(records: list[Record], json_path: str | None = None) -> None:
+    """A markdown table, and the records as JSON (written atomically) when `json_path` is given."""
+    print()
+    print("| benchmark | preset | device | released loop (s) | ours (s) | speed-up |")
+    print("|---|---|---|---:|---:|---:|")
+    for r in records:
+        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x |")
+    if json_path:
+        tmp = f"{json_path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as handle:
+            json.dump([asdict(r) for r in records], handle, indent=2)
+        os.replace(tmp, json_path)
+        print(f"wrote {json_path}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--preset", action="append", default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--batch", type=int, action="append", default=None, help="understanding batch sizes (1)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    args = parser.parse_args()
+    records = run_benchmarks(quick=args.quick, presets=args.preset, device=args.device,
+                             batches=tuple(args.batch or (1,)), clock=args.clock)
+    report(records, args.json)

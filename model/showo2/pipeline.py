@@ -1,0 +1,444 @@
+"""`Showo2Pipeline`: one method per Show-o2 task, on a `Showo2`, a `WanVAE` and the text tokenizer.
+
+Default mode uses the KV-cached primitives of `model.showo2.generation` (batched understanding, a text prefix
+computed once per image, batched CFG). `reference=True` reproduces the released scripts where they differ:
+
+- understanding: the full-attention block starts one slot late (image + `<|vision_end|>`, the time slot causal);
+  the VAE latents are a posterior sample (`WanVAE.sample`), not the mean; videos mark only the first `N + 1` slots
+  bidirectional; each token recomputes the whole sequence, batch 1 (the released `mmu_generate`);
+- text-to-image: `steps` counts grid points (50 -> 49 model calls), the initial noise is rounded to bfloat16,
+  Euler, and every step recomputes the full right-padded sequence of `[cond; uncond]` rows.
+
+Not reproduced (documented in the README): `inference_t2i.py` dropping half the prompts at guidance 0, and the
+mixed-modality script's mangled null branch (the storyboard has no reference mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from model.sampling.flow import FlowConfig, flow_sample, initial_noise
+from model.showo2 import generation as gen
+from model.showo2.network import Showo2
+from model.showo2.prompting import (
+    Showo2Tokens, additive_mask, encode, load_showo2_tokenizer, mmu_prefix, mmu_suffix, omni_mask, t2i_layout,
+)
+
+VAE_FACTOR = 8  # Wan2.1: 8x spatial, 4x temporal
+
+
+# ----------------------------------------------------------------------------------------------- results
+@dataclass
+class Showo2ImageResult:
+    """`images (B, 3, H, W)` in [-1, 1] and the sampled normalised `latents (B, C, h, w)`."""
+
+    images: torch.Tensor
+    latents: torch.Tensor
+
+
+@dataclass
+class Showo2VideoResult:
+    """`frames (B, 3, T, H, W)` in [-1, 1] and `latents (B, C, T', h, w)`."""
+
+    frames: torch.Tensor
+    latents: torch.Tensor
+
+
+@dataclass
+class Showo2TextResult:
+    """The answer(s): a str and a list of ids for one question, lists of them for a batch."""
+
+    text: str | list[str]
+    token_ids: list[int] | list[list[int]]
+
+
+@dataclass
+class Showo2StoryStep:
+    caption: str
+    caption_ids: list[int]
+    keyframe: torch.Tensor  # (3, H, W) in [-1, 1]
+    latents: torch.Tensor  # (C, h, w)
+
+
+# ----------------------------------------------------------------------------------------------- pixels
+def _as_batch(pixels: torch.Tensor) -> torch.Tensor:
+    if pixels.dtype == torch.uint8:
+        pixels = pixels.float() / 127.5 - 1
+    return pixels[None] if pixels.dim() == 3 else pixels
+
+
+def resize_crop(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """Shorter side to `size` (bicubic), then a centre crop: `(B, 3, H, W)` in [-1, 1]."""
+    h, w = pixels.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = F.interpolate(pixels.float(), size=(nh, nw), mode="bicubic", align_corners=False).clamp(-1, 1)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def resize_pad(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """Longer side to `size`, then padded to a square with black (-1), as the released video script."""
+    h, w = pixels.shape[-2:]
+    scale = size / max(h, w)
+    nh, nw = min(size, round(h * scale)), min(size, round(w * scale))
+    x = F.interpolate(pixels.float(), size=(nh, nw), mode="bicubic", align_corners=False).clamp(-1, 1)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    return F.pad(x, (left, size - nw - left, top, size - nh - top), value=-1.0)
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+class Showo2Pipeline:
+    """Show-o2 tasks. Args: `model`, `vae` (a `WanVAE` or anything with `encode` / `sample` / `decode`),
+    `tokenizer`, `tokens` (special ids; read from the tokenizer when omitted), `max_text_len` (text-to-image
+    prompt cut; the release's 290 at 432 px)."""
+
+    def __init__(self, *, model: Showo2, vae, tokenizer, tokens: Showo2Tokens | None = None,
+                 max_text_len: int | None = None, video_pool: int | None = None) -> None:
+        self.model, self.vae, self.tokenizer = model, vae, tokenizer
+        self.tokens = tokens or Showo2Tokens.from_tokenizer(tokenizer)
+        c = model.config
+        self.grid = (c.image_latent_height, c.image_latent_width)
+        self.latent_size = (c.image_latent_height * c.patch_size, c.image_latent_width * c.patch_size)
+        self.resolution = self.latent_size[0] * VAE_FACTOR
+        self.max_text_len = max_text_len or (290 if c.num_image_tokens == 729 else 251)
+        self.video_pool = video_pool or (c.image_latent_height + 1) // 2  # 27 -> 14 as released
+
+    @classmethod
+    def from_pretrained(cls, model_path: str, vae_path: str, tokenizer_path: str, *,
+                        dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                        **overrides) -> "Showo2Pipeline":
+        """Load a Show-o2 checkpoint folder, the `Wan2.1_VAE.pth` (file or folder) and the Qwen2.5 tokenizer."""
+        from tokenizers3d import WanVAE
+
+        model = Showo2.from_pretrained(model_path, dtype=dtype, device=device, **overrides)
+        vae = WanVAE.from_pretrained(vae_path, device=device)
+        tokenizer, tokens = load_showo2_tokenizer(tokenizer_path)
+        return cls(model=model, vae=vae, tokenizer=tokenizer, tokens=tokens)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------------------------------- latents
+    def encode_images(self, pixels: torch.Tensor, *, reference: bool = False, generator=None,
+                      pad: bool = False) -> torch.Tensor:
+        """Pixels `(B, 3, H, W)` (or one image) -> normalised latents `(B, C, h, w)` at the model's resolution:
+        the posterior mean, or a posterior sample in reference mode (as released)."""
+        x = _as_batch(pixels).to(self.device)
+        x = (resize_pad if pad else resize_crop)(x, self.resolution)
+        with torch.no_grad():
+            z = self.vae.sample(x[:, :, None], generator=generator) if reference else self.vae.encode(x[:, :, None])
+        return z[:, :, 0].to(self.model.dtype)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.vae.decode(latents.float())
+
+    # ------------------------------------------------------------------------------------------- understanding
+    def _mmu_visual(self, latents: torch.Tensor, video: bool) -> torch.Tensor:
+        """Fused tokens of one query: `(N, H)` for an image, `(T * pool^2, H)` for video frames (pooled as released)."""
+        with torch.no_grad():
+            fused = self.model.visual_embeddings(latents)  # (n, N, H)
+        if not video:
+            return fused[0]
+        gh, gw = latents.shape[-2] // self.model.config.patch_size, latents.shape[-1] // self.model.config.patch_size
+        grid = fused.reshape(fused.shape[0], gh, gw, -1).permute(0, 3, 1, 2)
+        pooled = F.interpolate(grid, size=(self.video_pool, self.video_pool), mode="bilinear")
+        return pooled.permute(0, 2, 3, 1).reshape(-1, fused.shape[-1])
+
+    def _mmu_row(self, question: str, visual: torch.Tensor, reference: bool) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Embeddings `(L, H)` of `[bos] system user [boi] [time] visual [eoi] question assistant` and its span."""
+        model, tok = self.model, self.tokens
+        prefix = mmu_prefix(self.tokenizer, tok)
+        embed = model.showo.model.embed_tokens
+        ids_a = torch.tensor(prefix + [tok.boi], device=self.device)
+        ids_b = torch.tensor([tok.eoi] + mmu_suffix(self.tokenizer, question), device=self.device)
+        _, token = model.time_embeddings(torch.ones(1, device=self.device))
+        with torch.no_grad():
+            row = torch.cat([embed(ids_a), token.to(visual.dtype), visual, embed(ids_b)])
+        n = visual.shape[0]
+        if reference:  # one slot late, and only N + 1 slots long (the image slot count, also for videos)
+            return row, (len(prefix) + 2, model.config.num_image_tokens + 1)
+        return row, (len(prefix) + 1, n + 1)
+
+    def understand(self, question: str | list[str], *, image: torch.Tensor | None = None,
+                   video: torch.Tensor | list[torch.Tensor] | None = None,
+                   image_latents: torch.Tensor | None = None, max_new_tokens: int = 300, reference: bool = False,
+                   num_frames: int = 32, generator: torch.Generator | None = None, greedy: bool = True,
+                   temperature: float = 1.0, top_k: int | None = None) -> Showo2TextResult:
+        """Answer a question about an image or a video.
+
+        Args:
+            question: one question, or a list (a batch: one image / video / latent per question).
+            image: pixels `(3, H, W)` or `(B, 3, H, W)` in [-1, 1] (or uint8).
+            video: frames `(T, 3, H, W)` (or a list of them, one per question); `num_frames` are taken uniformly
+                and each is encoded as an image, as in the released video script.
+            image_latents: normalised latents `(C, h, w)` or `(B, C, h, w)` instead of pixels.
+            max_new_tokens: the answer length cap (stops at `<|im_end|>`).
+            reference: the released script (see the module docstring).
+        """
+        single = isinstance(question, str)
+        questions = [question] if single else list(question)
+        given = sum(x is not None for x in (image, video, image_latents))
+        if given != 1:
+            raise ValueError("understand needs exactly one of image=, video= or image_latents=")
+        visuals = self._understanding_inputs(len(questions), image, video, image_latents, reference, num_frames,
+                                             generator)
+        rows = [self._mmu_row(q, v, reference) for q, v in zip(questions, visuals)]
+        kwargs = dict(max_new_tokens=max_new_tokens, generator=generator, greedy=greedy, temperature=temperature,
+                      top_k=top_k)
+        if reference:
+            ids = [self._recompute_decode(r, s, **kwargs) for r, s in rows]
+        else:
+            ids = self._cached_decode(rows, **kwargs)
+        texts = [self.tokenizer.decode(i, skip_special_tokens=True) for i in ids]
+        return Showo2TextResult(texts[0], ids[0]) if single else Showo2TextResult(texts, ids)
+
+    def _understanding_inputs(self, batch, image, video, latents, reference, num_frames, generator):
+        if latents is not None:
+            z = latents[None] if latents.dim() == 3 else latents
+            z = z.to(self.device, self.model.dtype)
+            return [self._mmu_visual(z[i : i + 1], False) for i in range(self._check_batch(batch, z.shape[0]))]
+        if image is not None:
+            z = self.encode_images(image, reference=reference, generator=generator)
+            return [self._mmu_visual(z[i : i + 1], False) for i in range(self._check_batch(batch, z.shape[0]))]
+        clips = [video] if torch.is_tensor(video) else list(video)
+        self._check_batch(batch, len(clips))
+        out = []
+        for clip in clips:
+            if clip.dim() != 4:
+                raise ValueError(f"a video is frames (T, 3, H, W), got {tuple(clip.shape)}")
+            index = torch.linspace(0, clip.shape[0] - 1, min(num_frames, clip.shape[0])).long()
+            z = self.encode_images(clip[index], reference=reference, generator=generator, pad=True)
+            out.append(self._mmu_visual(z, True))
+        return out
+
+    @staticmethod
+    def _check_batch(questions: int, visuals: int) -> int:
+        if questions != visuals:
+            raise ValueError(f"{questions} question(s) but {visuals} image(s) / video(s): give one per question")
+        return visuals
+
+    def _cached_decode(self, rows, **kwargs) -> list[list[int]]:
+        model, tok = self.model, self.tokens
+        embeds, pad = gen.left_pad([r for r, _ in rows], model.showo.model.embed_tokens.weight[tok.pad])
+        width = embeds.shape[1]
+        spans = [[(s[0] + int(p.sum()), s[1])] for (_, s), p in zip(rows, pad)]
+        ctx = gen.new_context(model, len(rows), capacity=width + kwargs["max_new_tokens"] + 1, with_head=False)
+        with torch.no_grad():
+            hidden = gen.extend(model, ctx, embeds, pad, spans=spans)
+            first = model.logits(hidden[:, -1])
+            ids, _ = gen.decode_text(model, ctx, first, stop_ids={tok.eos}, pad_id=tok.pad, **kwargs)
+        return ids
+
+    @torch.no_grad()
+    def _recompute_decode(self, row: torch.Tensor, span: tuple[int, int], *, max_new_tokens: int,
+                          generator=None, greedy=True, temperature=1.0, top_k=None) -> list[int]:
+        """The released `mmu_generate`: the whole sequence again for every token, batch 1, no cache."""
+        from model.sampling.ar import sample_next
+
+        model, embed = self.model, self.model.showo.model.embed_tokens
+        spans = torch.tensor([[list(span)]], device=self.device)
+        seq, out = row[None], []
+        for _ in range(max_new_tokens):
+            length = seq.shape[1]
+            mask = additive_mask(omni_mask(1, length, spans, device=self.device), seq.dtype)
+            logits = model.logits(model.run_llm(seq, mask))[:, -1]
+            nxt = sample_next(logits, generator=generator, temperature=temperature, top_k=top_k, greedy=greedy)
+            if int(nxt) == self.tokens.eos:
+                break
+            out.append(int(nxt))
+            seq = torch.cat([seq, embed(nxt)[:, None]], dim=1)
+        return out
+
+    # ------------------------------------------------------------------------------------------- generation
+    def _prefix_context(self, prompts: list[str], *, video: bool = False,
+                        max_text_len: int | None = None) -> gen.Context:
+        """The cached `[bos] text [boi]` prefixes of `prompts` (cut to `max_text_len`), left-padded."""
+        tok, model = self.tokens, self.model
+        begin = tok.bov if video else tok.boi
+        table = model.showo.model.embed_tokens
+        rows = []
+        with torch.no_grad():
+            for p in prompts:
+                ids = [tok.bos, *encode(self.tokenizer, p)[: max_text_len or self.max_text_len], begin]
+                rows.append(table(torch.tensor(ids, device=self.device)))
+            embeds, pad = gen.left_pad(rows, table.weight[tok.pad])
+            ctx = gen.new_context(model, len(prompts), capacity=embeds.shape[1] + 1)
+            gen.extend(model, ctx, embeds, pad)
+        return ctx
+
+    def _velocity_fn(self, ctx: gen.Context, cond_frame: torch.Tensor | None) -> Callable:
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if cond_frame is not None:
+                x = torch.cat([cond_frame.to(x).expand(x.shape[0], -1, -1, -1, -1), x[:, :, 1:]], dim=2)
+            with torch.no_grad():
+                v = gen.block_velocity(self.model, ctx, x.to(self.model.dtype), t)
+            if cond_frame is not None:  # the first frame is given: its velocity is zero (image-to-video)
+                v = torch.cat([torch.zeros_like(v[:, :, :1]), v[:, :, 1:]], dim=2)
+            return v
+        return velocity
+
+    def _flow_config(self, steps, guidance_scale, method, reference) -> FlowConfig:
+        if reference:
+            return FlowConfig.reference(steps=steps, guidance_scale=guidance_scale)
+        return FlowConfig(steps=steps, guidance_scale=guidance_scale, method=method)
+
+    def text_to_image(self, prompts: str | list[str], *, steps: int = 50, guidance_scale: float = 5.0,
+                      generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
+                      max_text_len: int | None = None, reference: bool = False, method: str = "euler",
+                      progress=None, should_stop=None) -> Showo2ImageResult:
+        """Images for prompts at the model's resolution.
+
+        `latents` fixes the initial noise `(B, C, h, w)`; otherwise it is drawn from `generator`. `steps` counts
+        model evaluations (grid points in reference mode, as released)."""
+        z = self.sample_image_latents(prompts, steps=steps, guidance_scale=guidance_scale, generator=generator,
+                                      latents=latents, max_text_len=max_text_len, reference=reference, method=method,
+                                      progress=progress, should_stop=should_stop)
+        return Showo2ImageResult(self.decode(z[:, :, None])[:, :, 0], z)
+
+    def sample_image_latents(self, prompts: str | list[str], *, steps: int = 50, guidance_scale: float = 5.0,
+                             generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
+                             max_text_len: int | None = None, reference: bool = False, method: str = "euler",
+                             progress=None, should_stop=None) -> torch.Tensor:
+        """`text_to_image` without the VAE decode: the sampled normalised latents `(B, C, h, w)`."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        text_len = self.max_text_len if max_text_len is None else max_text_len
+        config = self._flow_config(steps, guidance_scale, method, reference)
+        shape = (len(prompts), self.model.config.latent_channels, *self.latent_size)
+        noise = self._noise(shape, latents, generator, config)
+        if reference:
+            velocity = self._recompute_velocity_fn(prompts, config, video_frames=0, max_text_len=text_len)
+        else:
+            rows = prompts + ([""] * len(prompts) if config.guidance_scale > 0 else [])
+            velocity = self._velocity_fn(self._prefix_context(rows, max_text_len=text_len), None)
+        return flow_sample(velocity, noise, config, progress=progress, should_stop=should_stop).latents
+
+    def _noise(self, shape, latents, generator, config) -> torch.Tensor:
+        if latents is not None:
+            if tuple(latents.shape) != tuple(shape):
+                raise ValueError(f"latents must have shape {tuple(shape)}, got {tuple(latents.shape)}")
+            return latents.to(self.device).float()
+        if generator is None:
+            raise ValueError("pass a torch.Generator (or latents=) so the sample is reproducible")
+        return initial_noise(shape, generator=generator, config=config, device=self.device)
+
+    def _recompute_velocity_fn(self, prompts: list[str], config: FlowConfig, *, video_frames: int,
+                               max_text_len: int | None = None) -> Callable:
+        """The released loop: `[cond; uncond]` right-padded rows, the whole sequence every evaluation."""
+        tok, n = self.tokens, self.model.config.num_image_tokens
+        slots = (video_frames or 1) * n + 1
+        rows = prompts + ([""] * len(prompts) if config.guidance_scale > 0 else [])
+        layouts = [t2i_layout(encode(self.tokenizer, p), slots, max_text_len or self.max_text_len, tok,
+                              video=video_frames > 0)
+                   for p in rows]
+        ids = torch.tensor([lay.ids for lay in layouts], device=self.device)
+        spans = torch.tensor([[list(lay.spans[0])] for lay in layouts], device=self.device)
+        mask = additive_mask(omni_mask(len(rows), ids.shape[1], spans, device=self.device), self.model.dtype)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return self.model(ids, image_latents=x.to(self.model.dtype), t=t, attention_mask=mask,
+                                  modality_positions=spans).velocity.float()
+        return velocity
+
+    # ------------------------------------------------------------------------------------------- video
+    def text_to_video(self, prompt: str, *, latent_frames: int = 5, first_frame: torch.Tensor | None = None,
+                      steps: int = 50, guidance_scale: float = 5.0, generator: torch.Generator | None = None,
+                      latents: torch.Tensor | None = None, reference: bool = False, method: str = "euler",
+                      progress=None, should_stop=None) -> Showo2VideoResult:
+        """A clip of `latent_frames` latent frames (1 + 4(T-1) frames) as one 5-D block; with `first_frame`
+        (pixels `(3, H, W)` or latents `(C, h, w)`) it is image-to-video: that latent frame is given and its
+        velocity is zero, as the release's `first_frame_as_cond`. No released weights generate video: the path is
+        verified on parity data and tiny models."""
+        config = self._flow_config(steps, guidance_scale, method, reference)
+        shape = (1, self.model.config.latent_channels, latent_frames, *self.latent_size)
+        noise = self._noise(shape, latents, generator, config)
+        cond = None
+        if first_frame is not None:
+            cond = (first_frame[None] if first_frame.shape[0] == self.model.config.latent_channels
+                    else self.encode_images(first_frame)).float().to(self.device)[:, :, None]  # (1, C, 1, h, w)
+            noise = torch.cat([cond, noise[:, :, 1:]], dim=2)
+        if reference:
+            base = self._recompute_velocity_fn([prompt], config, video_frames=latent_frames)
+
+            def velocity(x, t):
+                v = base(x, t)
+                return torch.cat([torch.zeros_like(v[:, :, :1]), v[:, :, 1:]], 2) if cond is not None else v
+        else:
+            rows = [prompt] + ([""] if config.guidance_scale > 0 else [])
+            velocity = self._velocity_fn(self._prefix_context(rows, video=True), cond)
+        z = flow_sample(velocity, noise, config, progress=progress, should_stop=should_stop).latents
+        return Showo2VideoResult(self.decode(z), z)
+
+    def extend_video(self, prompt: str, *, chunks: int, chunk_frames: int = 3,
+                     first_frame: torch.Tensor | None = None, steps: int = 50, guidance_scale: float = 5.0,
+                     generator: torch.Generator | None = None, method: str = "euler") -> Showo2VideoResult:
+        """Temporal autoregression: `chunks` 5-D clips of `chunk_frames` latent frames, each conditioned on the last
+        latent frame of the previous one (image-to-video on it), so clips of any length come out:
+        1 + chunks * (chunk_frames - 1) latent frames."""
+        if chunks < 1 or chunk_frames < 2:
+            raise ValueError("extend_video needs chunks >= 1 and chunk_frames >= 2")
+        kwargs = dict(latent_frames=chunk_frames, steps=steps, guidance_scale=guidance_scale, generator=generator,
+                      method=method)
+        parts: list[torch.Tensor] = []
+        cond = first_frame
+        for k in range(chunks):
+            z = self.text_to_video(prompt, first_frame=cond, **kwargs).latents  # (1, C, T, h, w)
+            parts.append(z if k == 0 else z[:, :, 1:])
+            cond = z[0, :, -1]
+        z = torch.cat(parts, dim=2)
+        return Showo2VideoResult(self.decode(z), z)
+
+    # ------------------------------------------------------------------------------------------- storyboard
+    def storyboard(self, prompt: str, *, num_steps: int = 3, max_caption_tokens: int = 40, steps: int = 50,
+                   guidance_scale: float = 5.0, generator: torch.Generator | None = None, greedy: bool = False,
+                   temperature: float = 1.0, top_k: int | None = None, method: str = "euler") -> list[Showo2StoryStep]:
+        """Mixed-modality generation in the Show-o2 way: `[bos] prompt (caption [boi] image [eoi])...`; each caption
+        is decoded with the LM (stopping at `<|vision_start|>` or `<|im_end|>`), each image is sampled on top of the
+        whole cached history (earlier images clean, t = 1). With guidance the unconditional branch is the null
+        prompt `[bos] [boi]`."""
+        if generator is None:
+            raise ValueError("storyboard needs a torch.Generator")
+        model, tok = self.model, self.tokens
+        table = model.showo.model.embed_tokens
+        ctx = gen.new_context(model, 1, capacity=512)
+        null = self._prefix_context([""]) if guidance_scale > 0 else None
+        config = FlowConfig(steps=steps, guidance_scale=guidance_scale, method=method)
+
+        def feed(ids: list[int]) -> torch.Tensor:
+            embeds = table(torch.tensor([ids], device=self.device))
+            return gen.extend(model, ctx, embeds, torch.zeros(1, len(ids), dtype=torch.bool, device=self.device))
+
+        out = []
+        with torch.no_grad():
+            hidden = feed([tok.bos, *encode(self.tokenizer, prompt)])
+            for _ in range(num_steps):
+                ids, done = gen.decode_text(model, ctx, model.logits(hidden[:, -1]), max_new_tokens=max_caption_tokens,
+                                            stop_ids={tok.eos, tok.boi}, pad_id=tok.pad, generator=generator,
+                                            greedy=greedy, temperature=temperature, top_k=top_k)
+                if not done[0] and ids[0]:
+                    feed([ids[0][-1]])  # the last token of a capped caption was never fed back
+                feed([tok.boi])
+                cond_v = self._velocity_fn(ctx, None)
+                null_v = self._velocity_fn(null, None) if null is not None else None
+
+                def velocity(x, t, cond_v=cond_v, null_v=null_v):
+                    if null_v is None:
+                        return cond_v(x, t)
+                    half = x.shape[0] // 2
+                    return torch.cat([cond_v(x[:half], t[:half]), null_v(x[half:], t[half:])])
+
+                shape = (1, model.config.latent_channels, *self.latent_size)
+                z = flow_sample(velocity, initial_noise(shape, generator=generator, device=self.device), config).latents
+                gen.commit_block(model, ctx, z.to(model.dtype), t=1.0)
+                hidden = feed([tok.eoi])
+                image = self.decode(z[:, :, None])[0, :, 0]
+                caption = self.tokenizer.decode(ids[0], skip_special_tokens=True)
+                out.append(Showo2StoryStep(caption, ids[0], image, z[0]))
+        return out

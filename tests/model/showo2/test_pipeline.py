@@ -1,0 +1,215 @@
+"""Show-o2 pipelines on a seeded tiny model, against the released loops re-implemented with `reference.py`:
+greedy understanding ids (reference mode: span one slot late, recompute per token; default: KV cache, batched),
+a sampled image for a fixed noise (the released Euler/CFG loop over full sequences), cached == uncached for
+text-to-image and the 5-D video path, chunked video, the storyboard, and a training step's two losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model import Showo2, Showo2Pipeline
+from model.showo2.losses import patch_rows, showo2_losses, training_t
+from model.showo2.prompting import (
+    ASSISTANT_TURN, SYSTEM_PROMPT, USER_TURN, additive_mask, build_word_tokenizer, encode, omni_mask, t2i_layout,
+)
+from tests.model.showo2 import reference as ref
+from tokenizers3d import WanVAE, wan21_vae_tiny
+
+C = ref.TINY
+WORDS = "a red blue green circle square moves left right up down what happens in the video picture is there".split()
+
+
+@pytest.fixture(scope="module")
+def state():
+    return ref.random_state(C, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory, state):
+    ckpt = ref.write_checkpoint(tmp_path_factory.mktemp("p"), C, state)
+    torch.manual_seed(0)
+    tokenizer, tokens = build_word_tokenizer([" ".join(WORDS)])
+    return Showo2Pipeline(model=Showo2.from_pretrained(str(ckpt)), vae=WanVAE(wan21_vae_tiny()).eval(),
+                          tokenizer=tokenizer, tokens=tokens, max_text_len=6)
+
+
+def _greedy_released(state, embeds, span, steps, eos):
+    """`mmu_generate` with top_k = 1: the whole sequence every token, the mask grown causally."""
+    out = []
+    seq = embeds[None]
+    spans = torch.tensor([[list(span)]])
+    for _ in range(steps):
+        L = seq.shape[1]
+        logits = torch.nn.functional.linear(ref.qwen2(state, C, seq, ref.omni_additive(1, L, spans)),
+                                            state["showo.lm_head.weight"])[:, -1]
+        nxt = int(logits.argmax())
+        if nxt == eos:
+            break
+        out.append(nxt)
+        seq = torch.cat([seq, state["showo.model.embed_tokens.weight"][nxt][None, None]], dim=1)
+    return out
+
+
+def _script_embeds(pipe, state, latents, question):
+    """The released understanding prompt built from embeddings as `inference_mmu.py` does."""
+    tok, table = pipe.tokens, state["showo.model.embed_tokens.weight"]
+    a = [tok.bos] + encode(pipe.tokenizer, SYSTEM_PROMPT) + encode(pipe.tokenizer, USER_TURN)
+    b = [tok.boi, tok.eoi] + encode(pipe.tokenizer, question) + encode(pipe.tokenizer, ASSISTANT_TURN)
+    _, time_token = ref.time_embed(state, C, torch.tensor([1.0]))
+    img = ref.fused(state, C, latents[None])[0]
+    embeds = torch.cat([table[a], table[b[:1]], time_token, img, table[b[1:]]])
+    return embeds, len(a)
+
+
+def test_understanding_reference_matches_the_released_loop(pipe, state):
+    z = torch.randn(16, 8, 8, generator=torch.Generator().manual_seed(1))
+    ans = pipe.understand("what happens", image_latents=z, max_new_tokens=6, reference=True)
+    embeds, prefix = _script_embeds(pipe, state, z, "what happens")
+    expected = _greedy_released(state, embeds, (prefix + 2, 17), 6, pipe.tokens.eos)
+    assert ans.token_ids == expected and len(expected) > 0
+    assert isinstance(ans.text, str)
+
+
+def test_understanding_cached_batch_equals_recompute(pipe, state):
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(2, 16, 8, 8, generator=g)
+    questions = ["what happens", "is there a red circle in the picture"]  # different lengths: left padding
+    ans = pipe.understand(questions, image_latents=z, max_new_tokens=6)
+    for i, q in enumerate(questions):
+        embeds, prefix = _script_embeds(pipe, state, z[i], q)
+        assert ans.token_ids[i] == _greedy_released(state, embeds, (prefix + 1, 17), 6, pipe.tokens.eos)
+
+
+def test_video_understanding_pools_frames(pipe):
+    frames = torch.rand(9, 3, 48, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    a = pipe.understand("what happens in the video", video=frames, num_frames=4, max_new_tokens=4)
+    b = pipe.understand("what happens in the video", video=frames, num_frames=4, max_new_tokens=4, reference=True,
+                        generator=torch.Generator().manual_seed(0))
+    assert len(a.token_ids) <= 4 and len(b.token_ids) <= 4
+    with pytest.raises(ValueError, match="exactly one"):
+        pipe.understand("x", video=frames, image_latents=torch.zeros(16, 8, 8))
+
+
+def _released_t2i(pipe, state, prompts, noise, grid_points, w):
+    """`inference_t2i.py`: [cond; null] rows from `prepare_gen_input`, Euler over the warped grid, CFG."""
+    tok = pipe.tokens
+    rows = prompts + [""] * len(prompts)
+    lay = [t2i_layout(encode(pipe.tokenizer, p), 17, 6, tok) for p in rows]
+    ids = torch.tensor([x.ids for x in lay])
+    spans = torch.tensor([[list(x.spans[0])] for x in lay])
+    mask = ref.omni_additive(len(rows), ids.shape[1], spans)
+    x = torch.cat([noise, noise])
+    t = torch.linspace(0, 1, grid_points)
+    t = t / (t + 3 - 3 * t)
+    for k in range(grid_points - 1):
+        _, v = ref.forward(state, C, ids, x, torch.ones(x.shape[0]) * t[k], mask, spans)
+        c, u = v.chunk(2)
+        v = u + w * (c - u)
+        x = x + (t[k + 1] - t[k]) * torch.cat([v, v])
+    return x[: len(prompts)]
+
+
+def test_text_to_image_reference_matches_released_loop_and_cached(pipe, state):
+    prompts = ["a red circle moves left", "blue square"]
+    g = torch.Generator().manual_seed(4)
+    out = pipe.text_to_image(prompts, steps=4, guidance_scale=3.0, generator=g, reference=True)
+    noise = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16).float()
+    expected = _released_t2i(pipe, state, prompts, noise, 4, 3.0)
+    torch.testing.assert_close(out.latents, expected, atol=1e-4, rtol=1e-4)
+    assert out.images.shape == (2, 3, 64, 64) and out.images.abs().max() <= 1
+    cached = pipe.text_to_image(prompts, steps=3, guidance_scale=3.0, latents=noise)  # 3 steps = 4 grid points
+    torch.testing.assert_close(cached.latents, out.latents, atol=1e-4, rtol=1e-4)
+
+
+def test_video_5d_cached_equals_recompute_and_i2v_keeps_the_first_frame(pipe):
+    g = torch.Generator().manual_seed(5)
+    noise = torch.randn(1, 16, 2, 8, 8, generator=g)
+    first = torch.randn(16, 8, 8, generator=g)
+    kw = dict(latent_frames=2, guidance_scale=2.0, first_frame=first, latents=noise)
+    ref_out = pipe.text_to_video("a red circle", steps=3, reference=True, **kw)
+    ours = pipe.text_to_video("a red circle", steps=2, **kw)
+    torch.testing.assert_close(ours.latents, ref_out.latents, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours.latents[0, :, 0], first)
+    assert ours.frames.shape == (1, 3, 5, 64, 64)
+
+
+def test_extend_video_chains_chunks(pipe):
+    out = pipe.extend_video("a red circle moves", chunks=3, chunk_frames=2, steps=2, guidance_scale=0.0,
+                            generator=torch.Generator().manual_seed(6))
+    assert out.latents.shape[2] == 1 + 3 * 1 and out.frames.shape[2] == 1 + 4 * 3
+
+
+def test_storyboard_is_seeded_and_conditioned_on_history(pipe):
+    run = lambda: pipe.storyboard("what happens", num_steps=2, max_caption_tokens=3, steps=2,  # noqa: E731
+                                  guidance_scale=2.0, generator=torch.Generator().manual_seed(7))
+    a, b = run(), run()
+    assert len(a) == 2 and [s.caption_ids for s in a] == [s.caption_ids for s in b]
+    torch.testing.assert_close(a[1].latents, b[1].latents)
+    assert a[0].keyframe.shape == (3, 64, 64)
+
+
+def test_training_step_losses_match_the_release(pipe, state):
+    model = pipe.model
+    g = torch.Generator().manual_seed(8)
+    tok = pipe.tokens
+    lay = [t2i_layout(encode(pipe.tokenizer, p), 17, 6, tok) for p in ("a red circle", "blue")]
+    ids = torch.tensor([x.ids for x in lay])
+    spans = torch.tensor([[list(x.spans[0])] for x in lay])
+    x1, x0 = torch.randn(2, 16, 8, 8, generator=g), torch.randn(2, 16, 8, 8, generator=g)
+    t = training_t(2, num_tokens=17, generator=g)
+    xt = t.view(-1, 1, 1, 1) * x1 + (1 - t.view(-1, 1, 1, 1)) * x0
+    labels = ids.clone()
+    labels[ids == tok.img_pad] = -100
+    image_masks = (ids == tok.img_pad).long()
+    mask = ref.omni_additive(2, ids.shape[1], spans)
+    ntp, flow = showo2_losses(model, ids, xt, t, mask, spans, labels, x1 - x0, image_masks)
+    # released: CE over shifted logits; MSE of head outputs vs the reshaped target at image slots minus time slots
+    logits, _ = ref.forward(state, C, ids, xt, t, mask, spans)
+    ref_ntp = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, C["vocab"]), labels[:, 1:].reshape(-1),
+                                                ignore_index=-100)
+    hidden = ref.qwen2(state, C, _embeds(state, ids, xt, t, spans), mask)
+    temb, _ = ref.time_embed(state, C, t)
+    vals = ref.flow_head(state, C, hidden, temb, spans, mask)
+    target = torch.zeros_like(vals)
+    m = image_masks.clone()
+    for i in range(2):
+        off, ln = spans[i, 0].tolist()
+        rows = (x1 - x0)[i].permute(1, 2, 0).reshape(-1, 64)  # raster positions, 4 per row
+        target[i, off + 1:off + ln] = rows
+        m[i, off] = 0
+    ref_flow = ((vals - target) ** 2)[m.bool()].mean()
+    torch.testing.assert_close(ntp, ref_ntp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(flow, ref_flow, atol=1e-5, rtol=1e-5)
+    assert patch_rows(torch.zeros(1, 16, 2, 8, 8), 2).shape == (1, 32, 64)
+    ntp.backward()  # the losses train the model
+
+
+def _embeds(state, ids, latents, t, spans):
+    e = state["showo.model.embed_tokens.weight"][ids].clone()
+    img = ref.fused(state, C, latents)
+    _, tok = ref.time_embed(state, C, t)
+    for i in range(ids.shape[0]):
+        off, ln = spans[i, 0].tolist()
+        e[i, off] = tok[i]
+        e[i, off + 1:off + ln] = img[i]
+    return e
+
+
+def test_masks_in_bool_and_additive_forms_agree():
+    spans = torch.tensor([[[2, 3]]])
+    torch.testing.assert_close(additive_mask(omni_mask(1, 7, spans)), ref.omni_additive(1, 7, spans))
+
+
+def test_from_pretrained_loads_the_three_parts(tmp_path, state, pipe):
+    from tokenizers3d.wan_loading import save_wan_vae
+
+    ckpt = ref.write_checkpoint(tmp_path / "ckpt", C, state)
+    save_wan_vae(pipe.vae, tmp_path / "Wan2.1_VAE.pth")
+    build_word_tokenizer([" ".join(WORDS)], tmp_path / "tok")
+    loaded = Showo2Pipeline.from_pretrained(str(ckpt), str(tmp_path / "Wan2.1_VAE.pth"), str(tmp_path / "tok"))
+    assert loaded.tokens == pipe.tokens and loaded.vae.config.base_dim == 4
+    image = torch.rand(3, 80, 64, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    a = loaded.understand("what happens", image=image, max_new_tokens=3)
+    b = pipe.understand("what happens", image=image, max_new_tokens=3)
+    assert a.token_ids == b.token_ids
