@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from model.config import ShowoConfig, showo_cpu_mid, showo_tiny
-from model.files import write_bytes
+from core.files import write_bytes
 from model.network import Showo
 from model.pipelines import PatchCodec, ShowoPipeline
 from model.pipelines.common import left_stack

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from model.config import ShowoConfig
-from model.files import atomic_write, write_bytes
+from core.files import atomic_write, write_bytes
 from model.network import Showo
 
 CONFIG_NAME = "config.json"
@@ -385,7 +385,7 @@ def save_showo(model: Showo, path_or_url: str | os.PathLike, *, weights_name: st
         warnings.warn(f"{path_or_url} already holds {', '.join(others)}; load_showo reads the first present of "
                       f"{', '.join(WEIGHT_NAMES)}", stacklevel=2)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    # Never in place: the tensors being saved may be mapped from the very file this replaces (see model.files).
+    # Never in place: the tensors being saved may be mapped from the very file this replaces (see core.files).
     target = posixpath.join(os.fspath(path_or_url).rstrip("/"), weights_name)
     if weights_name.endswith(".safetensors"):
         import safetensors.torch

@@ -84,7 +84,7 @@ def build_word_tokenizer(texts: Iterable[str], save_dir: str | Path | None = Non
         tokenizer_object=core, bos_token=ENDOFTEXT, eos_token=ENDOFTEXT, unk_token=ENDOFTEXT, padding_side="left"
     )
     if save_dir is not None:
-        from model.files import write_folder_files
+        from core.files import write_folder_files
 
         write_folder_files(save_dir, tokenizer.save_pretrained)  # each file renamed into place
     return tokenizer

@@ -30,7 +30,7 @@ def _upscale(image: torch.Tensor, min_side: int = 256) -> torch.Tensor:
 def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio storyboard") -> RenderedStoryboard:
     """Write `board` (a `StoryboardResult`) into `out_dir`: `index.html`, `contact_sheet.png`, `keyframes.gif`,
     `storyboard.json`, one PNG per keyframe and, where steps have clips, one GIF per clip."""
-    from tokenizers3d.files import write_bytes
+    from core.files import write_bytes
     from tokenizers3d.video_io import write_gif, write_image, write_image_grid
 
     out = Path(out_dir)

@@ -18,7 +18,7 @@ from collections import defaultdict
 
 import torch
 
-from tokenizers3d.files import atomic_write, write_bytes
+from core.files import atomic_write, write_bytes
 from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
 from tokenizers3d.video import VideoMagvit, VideoMagvitConfig
 

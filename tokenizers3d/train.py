@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tokenizers3d import magvit2
 from tokenizers3d import video as video_module
 from tokenizers3d.causal3d import CausalConv3d
-from tokenizers3d.files import atomic_write
+from core.files import atomic_write
 from tokenizers3d.losses import LossWeights, tokenizer_loss
 from tokenizers3d.magvit2 import MagvitV2
 from tokenizers3d.video import VideoMagvit

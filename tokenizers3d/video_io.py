@@ -442,7 +442,7 @@ def read_video(
 
 
 def _write_bytes(path_or_url: str | os.PathLike, data: bytes) -> str:
-    from tokenizers3d.files import write_bytes
+    from core.files import write_bytes
 
     write_bytes(path_or_url, data)  # a temporary file renamed into place: readers never see half a file
     return os.fspath(path_or_url)
@@ -491,7 +491,7 @@ def write_video(
         raise ValueError(f"fps must be positive, got {fps}")
     t, h, w, _ = video.shape
     video = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    from tokenizers3d.files import atomic_write
+    from core.files import atomic_write
 
     fmt = None if Path(os.fspath(path_or_url)).suffix else "mp4"
     # Encoded into a local temporary file with the target's suffix (the MP4 muxer seeks back to move the index to

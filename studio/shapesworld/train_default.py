@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from tokenizers3d.files import write_bytes
+from core.files import write_bytes
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "default_model"

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from model.config import ShowoConfig
-from model.files import atomic_path, atomic_write, write_bytes, write_folder_files
+from core.files import atomic_path, atomic_write, write_bytes, write_folder_files
 from model.loading import load_showo
 from model.network import Showo
 

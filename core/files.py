@@ -1,17 +1,19 @@
-"""Atomic file writes for tokenizer checkpoints, training state and media.
+"""Atomic file writes for checkpoints, tokenizers, training state, media and rendered pages.
 
-A file may be memory-mapped by a reader (a loaded checkpoint, a video being decoded), so a file is never
-rewritten in place: the new content goes to a temporary file in the target's folder, which is then renamed over
-the target. The old inode lives on for whoever still maps it, and a crash leaves either the old file or the new
+A file may be memory-mapped by a reader (`load_showo` adopts the mapped tensors of a loaded checkpoint; a video
+may be being decoded), so a file is never rewritten in place: the new content goes to a temporary file in the
+target's folder, which is then renamed over the target. The old inode lives on for whoever still maps it, and a crash leaves either the old file or the new
 one, never half of one. Remote fsspec targets (object stores) get a local temporary file uploaded in one piece.
 
-`model.files` is the same helper for the transformer layer: the import rules keep the two layers apart.
+Every layer writes through this module (it sits in `core`, below all of them); fsspec is imported only for
+remote targets.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -93,3 +95,23 @@ def write_bytes(path_or_url: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a local path or an fsspec URL atomically."""
     atomic_write(path_or_url, lambda path: Path(path).write_bytes(data))
 
+
+def write_folder_files(directory: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call `write(folder)` on a fresh temporary folder inside the local `directory`, then rename each file it
+    wrote onto its place in `directory` (for writers that fill a folder, such as a tokenizer's `save_pretrained`).
+
+    Each file is replaced atomically; files of `directory` that `write` does not produce are left alone.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory, prefix=".tmp-"))
+    try:
+        write(str(staging))
+        for file in sorted(p for p in staging.rglob("*") if p.is_file()):
+            _fsync(file)
+            target = directory / file.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+        _fsync(directory, directory=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
