@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,8 @@ class Progress:
         stage: what is being generated (`"caption"`, `"keyframe"`, `"frame"`, `"image"`, `"answer"`).
         step, total: the outer step (storyboard step k of n, latent frame k of n), 1-based.
         inner_step, inner_total: the inner step (MaskGIT step j of T, or token j of the maximum), 1-based.
+        frames: on the event that finishes a latent frame of a clip (stage "frame", last inner step), the
+            pixel frames it decodes to, `(3, n, H, W)` in [-1, 1]; None on every other event.
     """
 
     task: str
@@ -23,6 +25,7 @@ class Progress:
     total: int
     inner_step: int
     inner_total: int
+    frames: Any = None
 
     @property
     def fraction(self) -> float:

@@ -49,6 +49,8 @@ class ShowoPipeline(VideoTasks):
         temporal_downsample: frames per latent frame after the first.
         max_text_len: text block length of t2i / t2v prompts, as released (128).
         fps: frame rate of generated clips.
+        window_frames: latent frames the model sees at once when a clip is longer than that (the sliding
+            window of `model.pipelines.window`); None: as many as the model's positions hold.
     """
 
     model: Showo
@@ -61,6 +63,7 @@ class ShowoPipeline(VideoTasks):
     temporal_downsample: int = 4
     max_text_len: int = 128
     fps: float = 8.0
+    window_frames: int | None = None
     prompting: Prompting = field(init=False)
 
     def __post_init__(self) -> None:
