@@ -4,13 +4,15 @@ Rendering is deterministic, so two samples with the same objects in the same pla
 Every sample therefore gets a canonical **key** that such samples share, and the key alone decides its split:
 
     key         images, clips and questions about them: the frame size and the sorted (shape, colour, size,
-                cell) of every object at the start (motion and speed left out, so a still image and the first
-                frame of a clip of the same layout share a key); how-tos: the question (the input of a
-                storyboard; every plan answering one question lands in one split).
-    split       a hash of the key in [0, 1): train below `dev`, dev below `test`, test above (80/10/10).
-    held out    a sample holding a combination of `HeldOut` (a colour x shape pair, a shape x motion pair,
-                or one how-to object placed right after another of a given colour) is "compositional" whatever
-                its key: it is never in train, dev or test.
+                start cell, motion) of every object; how-tos: the question (the input of a storyboard; every
+                plan answering one question lands in one split).
+    bucket      a hash of the key's LAYOUT (the key without motions) in [0, 1): train below `dev`, dev below
+                `test`, test above (80/10/10). A still image and the first frame of a clip of the same layout
+                are the same pixels, so they always land in the same split.
+    held out    a key holding a combination of `HeldOut` (a colour x shape pair, a shape x motion pair, or a
+                how-to placing an object of one colour right after one of another) is "compositional" whatever
+                its bucket: never in train, dev or test. (The first frame of a compositional clip whose only
+                held-out part is its motion can equal a training image: what is held out is the motion.)
 
 `SplitWorld` draws samples of one split: the candidates of sample `index` are the world's sample `index`,
 then further draws from `(seed, kind, index, attempt)`, and the first candidate of the split is taken, so a
@@ -65,16 +67,31 @@ class SplitConfig:
 
 
 def layout_key(scene: Scene) -> str:
-    """The key of a scene: frame size and the sorted (shape, colour, size, start cell) of its objects."""
+    """The layout of a scene: frame size and the sorted (shape, colour, size, start cell) of its objects."""
     objects = sorted((o.shape, o.colour, o.size, o.cell) for o in scene.objects)
     return f"scene {scene.height}x{scene.width} " + " | ".join(" ".join(o) for o in objects)
+
+
+def scene_key(scene: Scene) -> str:
+    """The key of a scene: its layout and every object's motion and the speed (what decides its pixels)."""
+    objects = sorted((o.shape, o.colour, o.size, o.cell, o.motion) for o in scene.objects)
+    return (f"scene {scene.height}x{scene.width} speed {scene.speed:g} "
+            + " | ".join(" ".join(o) for o in objects))
 
 
 def sample_key(sample: Sample) -> str:
     """The canonical key of any sample of `world.KINDS` (see the module docstring)."""
     if isinstance(sample, HowTo):
-        return f"howto {sample.steps[0].state.height}x{sample.steps[0].state.width} {sample.question}"
-    return layout_key(sample.scene)
+        return _howto_key(sample)
+    return scene_key(sample.scene)
+
+
+def _howto_key(howto: HowTo) -> str:
+    return f"howto {howto.steps[0].state.height}x{howto.steps[0].state.width} {howto.question}"
+
+
+def _bucket_key(sample: Sample) -> str:
+    return _howto_key(sample) if isinstance(sample, HowTo) else layout_key(sample.scene)
 
 
 def _unit_hash(key: str) -> float:
@@ -99,7 +116,7 @@ def split_of(sample: Sample, config: SplitConfig | None = None) -> str:
     config = config or SplitConfig()
     if is_compositional(sample, config.held_out):
         return "compositional"
-    u = _unit_hash(sample_key(sample))
+    u = _unit_hash(_bucket_key(sample))
     return "train" if u < config.dev else "dev" if u < config.test else "test"
 
 
