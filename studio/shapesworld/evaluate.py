@@ -297,6 +297,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=8, help="MaskGIT steps per image / frame")
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (the tiny model runs fastest on one thread of a busy CPU)")
     parser.add_argument("--json", default=None, help="write the records to this JSON file")
 
 
@@ -315,6 +317,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"--splits: unknown or no splits {sorted(unknown)}; known: train, dev, test, compositional",
               file=sys.stderr)
         return 2
+    if args.threads < 1:
+        print(f"--threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     results = evaluate(pipeline, quick=args.quick, count=args.count, long_count=args.long_count, seed=args.seed,
                        world=trained_world(folder), steps=args.steps, guidance_scale=args.guidance, splits=splits,
