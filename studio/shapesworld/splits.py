@@ -187,3 +187,10 @@ def world_for_split(seed: int, config: WorldConfig | dict | None, split: str | N
 
     config = as_world_config(config)
     return ShapesWorld(seed, config) if split is None else SplitWorld(seed, config, split=split)
+
+
+def seen_in_stream(samples, world: ShapesWorld, counts: dict[str, int]) -> float:
+    """Fraction of `samples` whose key appears among the first `counts[kind]` samples of `world` (a model trained
+    on the whole world before splits existed saw those): how far such a model's test numbers are held out."""
+    seen = {sample_key(world.sample(i, kind)) for kind, n in counts.items() for i in range(n)}
+    return float(np.mean([sample_key(s) in seen for s in samples])) if samples else 0.0

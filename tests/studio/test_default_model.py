@@ -5,6 +5,7 @@ shipped, the default model itself against a low but meaningful bar."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -215,6 +216,7 @@ def test_a_resumed_run_adds_its_time_to_every_stage_it_works_on(quick_model, tmp
     assert again["showo"]["invocations"] == 2 and again["showo"]["seconds"] >= first["showo"]["seconds"]
     # An interrupted invocation keeps the time it had ticked.
     clock = StageClock(tmp_path / "stage", every=0.0)
+    time.sleep(0.2)
     clock.tick()
     del clock  # the process dies here: no stop
     resumed = StageClock(tmp_path / "stage")
