@@ -198,7 +198,8 @@ def make_record(name: str, split: str, units: M.Units, baseline: M.Units, *, see
 def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_count: int | None = None,
              seed: int = 0, world: WorldConfig | dict | None = None, steps: int = 8, guidance_scale: float = 0.0,
              window_frames: int | None = None, splits: Sequence[str] = REPORTED_SPLITS,
-             log: Callable[[str], None] = lambda message: None) -> list[dict]:
+             log: Callable[[str], None] = lambda message: None,
+             on_split: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Every metric of the module docstring on every split of `splits`.
 
     Args:
@@ -211,6 +212,7 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
         world: the world the model was trained in (default `world_for(pipeline)`).
         steps, guidance_scale: MaskGIT settings of the generation tasks.
         window_frames: latent frames the model sees at once in long clips (default: the pipeline's).
+        on_split: called with the records so far after each split (a long run keeps what it finished).
     Returns:
         `[{"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline"}, ...]`, per split in the
         order of `TARGETS`.
@@ -248,6 +250,8 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
                 log(f"{split}: {what}")
                 scored.update(run())
             results += [make_record(name, split, *scored[name], seed=seed) for name in TARGETS]
+            if on_split is not None:
+                on_split(list(results))
     finally:
         pipeline.model.train(was_training)
     return results
@@ -324,7 +328,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     results = evaluate(pipeline, quick=args.quick, count=args.count, long_count=args.long_count, seed=args.seed,
                        world=trained_world(folder), steps=args.steps, guidance_scale=args.guidance, splits=splits,
-                       log=lambda m: print(m, file=sys.stderr, flush=True))
+                       log=lambda m: print(m, file=sys.stderr, flush=True),
+                       on_split=(lambda records: write_json(args.json, records)) if args.json else None)
     print(format_table(results))
     if args.json:
         write_json(args.json, results)
