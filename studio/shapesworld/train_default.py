@@ -5,7 +5,7 @@
 Stages (each resumable: a finished stage is skipped, the transformer resumes from its last checkpoint):
 
     1. the video tokenizer on ShapesWorld clips (moving scenes, stills, how-to keyframes), then its PSNR on
-       clips of a held-out world seed; 1b. its decoder alone, the codes fixed, with a sharpening L1 term;
+       clips of the dev split; 1b. its decoder alone, the codes fixed, with a sharpening L1 term;
     2. the word-level text tokenizer over every text the world's grammar emits;
     3. Show-o on all tasks at once (`model.train` with `ShapesWorldSource`).
 
