@@ -15,8 +15,9 @@ class Progress:
         stage: what is being generated (`"caption"`, `"keyframe"`, `"frame"`, `"image"`, `"answer"`).
         step, total: the outer step (storyboard step k of n, latent frame k of n), 1-based.
         inner_step, inner_total: the inner step (MaskGIT step j of T, or token j of the maximum), 1-based.
-        frames: on the event that finishes a latent frame of a clip (stage "frame", last inner step), the
-            pixel frames it decodes to, `(3, n, H, W)` in [-1, 1]; None on every other event.
+        frames: on the event that reports a finished latent frame of a clip (stage "frame_decoded", sent after
+            that frame's last MaskGIT step), the pixel frames it decodes to, `(3, n, H, W)` in [-1, 1]; None on
+            every other event.
     """
 
     task: str

@@ -117,7 +117,7 @@ class VideoTasks:
             frames.extend(made)
             if decoding is not None:
                 pixels, decoding = window.decode_next(self._video_tokenizer(), codes.view(count, *self.grid), decoding)
-                progress(Progress(task, "frame", index + 1, len(chunk_starts), opts.steps, opts.steps, frames=pixels))
+                progress(Progress(task, "frame_decoded", index + 1, len(chunk_starts), opts.steps, opts.steps, frames=pixels))
         return torch.stack(frames)
 
     def _frame_chunk(self, count: int):

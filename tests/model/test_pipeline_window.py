@@ -77,7 +77,7 @@ def test_each_finished_frame_is_reported_with_its_pixels(pipe):
     clip = pipe.text_to_video(PROMPT, num_frames=21, steps=2, generator=gen(7), progress=events.append)
     finished = [e for e in events if e.frames is not None]
     assert [e.step for e in finished] == [1, 2, 3, 4, 5, 6]
-    assert all(e.stage == "frame" and e.inner_step == e.inner_total for e in finished)
+    assert all(e.stage == "frame_decoded" and e.inner_step == e.inner_total for e in finished)
     assert [e.frames.shape[1] for e in finished] == [1, 4, 4, 4, 4, 4]
     # Pieces reported while the clip grows are the clip's frames.
     assert torch.equal(torch.cat([e.frames for e in finished], dim=1), clip.frames)
