@@ -39,6 +39,8 @@ class ModelInfo:
         codebook_size: number of visual codes (0 for a family with continuous latents).
         max_positions: the transformer's positions (every sequence must fit; None: no limit known).
         positions: what each piece of a sequence costs (None: no limit known).
+        window_frames: text-to-video slides a window of this many latent frames over a longer clip, so a clip
+            of any length is made (None: a clip must fit the positions).
     """
 
     image_size: tuple[int, int]
@@ -48,6 +50,7 @@ class ModelInfo:
     codebook_size: int
     max_positions: int | None = None
     positions: SequencePositions | None = None
+    window_frames: int | None = None
 
     def latent_frames(self, num_frames: int, *, name: str = "num_frames") -> int:
         """The latent frames of a clip of `num_frames` frames; raises ValueError unless `num_frames = 1 + r*k`."""
@@ -86,8 +89,8 @@ class ModelInfo:
         return p.understand_head + latent * p.visual + max_new_tokens
 
     def max_video_frames(self) -> int | None:
-        """The longest clip text-to-video can make (None: no limit known)."""
-        if self.positions is None:
+        """The longest clip text-to-video can make (None: no limit: unknown positions, or a sliding window)."""
+        if self.positions is None or self.window_frames is not None:
             return None
         latent = (self.max_positions - self.video_positions(0)) // self.positions.visual
         return self.clip_frames(latent) if latent >= 1 else 0

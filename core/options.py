@@ -85,6 +85,8 @@ class VideoOptions(ImageOptions):
 
     steps: int = field(default=12, metadata=STEPS)
     chunk_frames: int = field(default=1, metadata=_range("latent frames decoded together", ge=1, cap=64))
+    window_frames: int | None = field(default=None, metadata=_range(
+        "latent frames the model sees at once in a longer clip (None: the window the model was trained with)", ge=2))
 
 
 @dataclass(frozen=True, kw_only=True)

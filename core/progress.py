@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,9 @@ class Progress:
         stage: what is being generated (`"caption"`, `"keyframe"`, `"frame"`, `"image"`, `"answer"`).
         step, total: the outer step (storyboard step k of n, latent frame k of n), 1-based.
         inner_step, inner_total: the inner step (MaskGIT step j of T, or token j of the maximum), 1-based.
+        frames: on the event that reports a finished latent frame of a clip (stage "frame_decoded", sent after
+            that frame's last MaskGIT step), the pixel frames it decodes to, `(3, n, H, W)` in [-1, 1]; None on
+            every other event.
     """
 
     task: str
@@ -23,6 +26,7 @@ class Progress:
     total: int
     inner_step: int
     inner_total: int
+    frames: Any = None
 
     @property
     def fraction(self) -> float:
@@ -32,7 +36,7 @@ class Progress:
 
     def restep(self, step: int, total: int) -> "Progress":
         """The same inner progress placed at outer step `step` of `total`."""
-        return Progress(self.task, self.stage, step, total, self.inner_step, self.inner_total)
+        return replace(self, step=step, total=total)
 
 
 ProgressFn = Callable[[Progress], None]

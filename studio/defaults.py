@@ -48,13 +48,22 @@ def load_model_folder(folder: str | Path, *, device: str = "cpu", **overrides):
         raise FileNotFoundError(f"{folder} is not a model folder: it lacks {', '.join(p + '/' for p in missing)}")
     settings = folder / "pipeline.json"
     fields = json.loads(settings.read_text()) if settings.is_file() else {}
-    known = {"max_text_len", "fps", "grid"}
+    known = {"max_text_len", "fps", "grid", "window_frames", "world"}
     unknown = set(fields) - known
     if unknown:
         raise ValueError(f"{settings}: unknown pipeline fields {sorted(unknown)}; known: {sorted(known)}")
+    fields.pop("world", None)  # what the model was trained on, read by `trained_world`
     fields.update(overrides)
     return ShowoPipeline.from_pretrained(str(folder / "showo"), str(folder / "tokenizer"),
                                          str(folder / "text_tokenizer"), device=device, **fields)
+
+
+def trained_world(folder: str | Path) -> dict | None:
+    """The ShapesWorld config a model folder was trained on (`pipeline.json`'s "world"), None when unrecorded."""
+    import json
+
+    settings = Path(folder) / "pipeline.json"
+    return json.loads(settings.read_text()).get("world") if settings.is_file() else None
 
 
 def _seeded_tiny_pipeline(device: str, seed: int):

@@ -52,6 +52,8 @@ class ShowoPipeline(VideoTasks):
         temporal_downsample: frames per latent frame after the first.
         max_text_len: text block length of t2i / t2v prompts, as released (128).
         fps: frame rate of generated clips.
+        window_frames: latent frames the model sees at once when a clip is longer than that (the sliding
+            window of `model.pipelines.window`); None: as many as the model's positions hold.
     """
 
     model: Showo
@@ -64,6 +66,7 @@ class ShowoPipeline(VideoTasks):
     temporal_downsample: int = 4
     max_text_len: int = 128
     fps: float = 8.0
+    window_frames: int | None = None
     prompting: Prompting = field(init=False)
     _info: ModelInfo | None = field(init=False, default=None, repr=False)
 
@@ -144,6 +147,7 @@ class ShowoPipeline(VideoTasks):
                 image_size=tuple(self.image_size), grid=tuple(self.grid), temporal_downsample=self.temporal_downsample,
                 fps=self.fps, codebook_size=self.layout.codebook_size,
                 max_positions=self.model.config.max_position_embeddings, positions=positions,
+                window_frames=self.window_frames,
             )
         return self._info
 

@@ -8,9 +8,9 @@ import torch
 
 from core import StoryOptions, VideoOptions
 from core.frames import new_latent_frames
-from model.pipelines import engine
+from model.pipelines import engine, window
 from model.pipelines.common import make_generator, maskgit_config, with_settings
-from model.pipelines.progress import ProgressFn, inner_reporter
+from model.pipelines.progress import Progress, ProgressFn, inner_reporter
 from model.pipelines.results import StoryboardResult, StoryStep, VideoResult
 from model.sampling import UNKNOWN
 
@@ -62,43 +62,62 @@ class VideoTasks:
         """Latent codes `(num_latent_frames, h, w)` of a clip that starts with `given` `(t0, h, w)` (or nothing).
 
         The text and the given frames are prefilled once; each new frame (or chunk of `chunk_frames`) is a
-        MaskGIT block on top of the cache and is committed when finished.
+        MaskGIT block on top of the cache and is committed when finished. Clips longer than the model's
+        positions (or than `window_frames` latent frames, default the pipeline's `window_frames`) slide a window:
+        see `model.pipelines.window`. With `progress`, each finished frame is decoded and reported with its
+        pixels (`Progress.frames`).
         """
         if not isinstance(prompt, str):
             raise ValueError("prompt must be a string")
         options = with_settings(options, VideoOptions, settings)
         chunk_frames = options.chunk_frames
         given_count = 0 if given is None else given.shape[0]
+        window_frames = options.window_frames
         if num_latent_frames <= given_count:
             raise ValueError(f"num_latent_frames ({num_latent_frames}) must exceed the given frames ({given_count})")
         config = maskgit_config(options)
         generator = make_generator(generator, self.model.device)
         text = self.prompting.text_block([prompt], "t2v")
-        total_len = self.info().video_positions(num_latent_frames)
-        engine.check_length(self.model, total_len, f"a clip of {num_latent_frames} latent frames")
         if config.guided:
             text = engine.PromptBatch.stack([text, self.prompting.text_block([""], "t2v")], self.layout.pad_id)
         rows = text.batch_size
         head = text.append(self.prompting.token_piece(self.layout.sov_id, rows)).to(self.model.device)
-        context = engine.start(self.model, head, capacity=total_len)
-        frames: list[torch.Tensor] = []
-        for frame in [] if given is None else given:
-            block = self.prompting.frame_block(frame.flatten()[None].repeat(rows, 1).cpu()).to(self.model.device)
-            context = engine.extend(self.model, context, block)
-            frames.append(frame.to(self.model.device))
+        # Clips longer than the model's positions slide a window over latent frames (model/pipelines/window.py).
+        frame_length = self.num_image_tokens + 2
+        size = window.window_size(self.model, head.length, frame_length, window_frames or self.window_frames)
+        if num_latent_frames > size and chunk_frames >= size:
+            raise ValueError(f"chunk_frames ({chunk_frames}) must be smaller than the window of {size} latent frames")
+        blocks = [self.prompting.frame_block(f.flatten()[None].repeat(rows, 1).cpu()).to(self.model.device)
+                  for f in ([] if given is None else given)]
+        frames = [] if given is None else [f.to(self.model.device) for f in given]
         to_make = num_latent_frames - given_count
         chunk_starts = list(range(0, to_make, chunk_frames))
+        context = window.first_context(self.model, head, blocks, upcoming=min(chunk_frames, to_make), window=size,
+                                       frame_length=frame_length)
+        decoding = None
+        if progress is not None:  # finished frames are decoded and reported as they are made
+            decoding = window.decode_start(self._video_tokenizer())
+            if given is not None:
+                _, decoding = window.decode_next(self._video_tokenizer(), given.to(self.model.device), decoding)
         for index, offset in enumerate(chunk_starts):
             count = min(chunk_frames, to_make - offset)
+            if index:
+                context = window.next_context(self.model, context, head, blocks, added=chunk_frames, upcoming=count,
+                                              window=size)
             block = self._frame_chunk(count)
             tokens = torch.full((1, count * self.num_image_tokens), UNKNOWN, dtype=torch.long, device=self.model.device)
             codes = engine.generate_block(
                 self.model, [context], block, tokens, config, layout=self.layout, generator=generator,
                 progress=inner_reporter(progress, task, "frame", index + 1, len(chunk_starts)), should_stop=should_stop,
             )
-            filled = engine.fill_block(block, codes, self.layout)
-            context = engine.extend(self.model, context, engine.repeat_rows(filled, rows))
-            frames.extend(codes.view(count, *self.grid))
+            made = codes.view(count, *self.grid)
+            blocks.extend(self.prompting.frame_block(f.flatten()[None].repeat(rows, 1).cpu()).to(self.model.device)
+                          for f in made)
+            frames.extend(made)
+            if decoding is not None:
+                pixels, decoding = window.decode_next(self._video_tokenizer(), codes.view(count, *self.grid), decoding)
+                progress(Progress(task, "frame_decoded", index + 1, len(chunk_starts), options.steps, options.steps,
+                                  frames=pixels))
         return torch.stack(frames)
 
     def _frame_chunk(self, count: int):
@@ -263,3 +282,4 @@ class _Story:
             frames.append(codes.view(*pipe.grid))
         self.pending = pipe.prompting.token_piece(pipe.layout.eov_id, 1).to(device)
         return torch.stack(frames)
+

@@ -12,7 +12,8 @@ How the kinds map onto the world (`i` is the stream index):
     t2i          image i: caption -> codes
     mmu          even i: image i/2 with a captioning question; odd i: image question i/2 -> answer
     lm           image caption, video caption, or a how-to (question and step captions), in turn
-    t2v          video i: caption -> latent frame codes
+    t2v          video i: caption -> latent frame codes (with `window_frames`, a window of that many
+                 consecutive latent frames at a random offset: the windows a sliding-window generation sees)
     v2t          even i: video i/2 with the captioning question; odd i: video question i/2 -> answer
     interleaved  how-to i: question, then per step its caption and keyframe codes
 """
@@ -28,8 +29,9 @@ import numpy as np
 import torch
 
 from model.prompting import mmu_dialogue
+from studio.shapesworld.splits import world_for_split
 from studio.shapesworld.text import all_texts_for_vocab
-from studio.shapesworld.world import ShapesWorld, WorldConfig, to_tensor
+from studio.shapesworld.world import WorldConfig, to_tensor
 
 KINDS = ("t2i", "lm", "mmu", "t2v", "v2t", "interleaved")
 # The captioning questions; the video one is `ShowoPipeline.caption`'s default, so `pipe.caption(x)` asks
@@ -126,10 +128,14 @@ class ShapesWorldSource:
         world: the world's frame size, clip length and scene sizes (a `WorldConfig` or a dict of its fields).
         device: where a tokenizer loaded from a path runs.
         cache_items: size of the token cache (0 = unbounded).
+        split: draw only from this split of `splits.SPLITS` ("train" for training); None: the whole world.
+        window_frames: when set and a clip has more latent frames, text-to-video samples hold a window of this
+            many consecutive latent frames at an offset drawn per sample (uniform, from the sample's seed and
+            index), laid out from position 0 as `model.pipelines.window` lays out a sliding window.
     """
 
     def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
-                 cache_items: int = 200_000) -> None:
+                 cache_items: int = 200_000, split: str | None = None, window_frames: int | None = None) -> None:
         if isinstance(tokenizer, str):
             from tokenizers3d import load_tokenizer
 
@@ -147,6 +153,11 @@ class ShapesWorldSource:
         self.codebook_size = int(tokenizer.codebook_size)
         self.num_image_tokens = (cfg.height // f) * (cfg.width // f)
         self.num_latent_frames = 1 + (cfg.num_frames - 1) // tokenizer.temporal_downsample
+        if window_frames is not None and window_frames < 2:
+            raise ValueError(f"window_frames must be >= 2 (a frame and one to predict), got {window_frames}")
+        self.split = split
+        world_for_split(0, cfg, split)  # validates the split name early
+        self.window_frames = window_frames
         self.cache = TokenCache(tokenizer, max_items=cache_items)
 
     def corpus(self) -> list[str]:
@@ -162,7 +173,7 @@ class ShapesWorldSource:
             raise ValueError(f"unknown sample kind {kind!r}; known: {', '.join(KINDS)}")
         if any(i < 0 for i in indices):
             raise ValueError(f"indices must be >= 0, got {min(indices)}")
-        world = ShapesWorld(seed, self.world_config)
+        world = world_for_split(seed, self.world_config, self.split)
         drafts = [_draft(kind, world, i) for i in indices]
         # Every pixel field of the drafts, in order: images become one-frame clips, and their codes one row.
         slots = [(holder, key) for draft in drafts for holder in [draft, *draft.get("steps", ())]
@@ -170,6 +181,9 @@ class ShapesWorldSource:
         clips = [holder[key][None] if key == "image" else holder[key] for holder, key in slots]
         for (holder, key), codes in zip(slots, self.cache.codes_many(clips)):
             holder[key] = codes[0] if key == "image" else codes
+        if kind == "t2v" and self.window_frames is not None:
+            for index, draft in zip(indices, drafts):
+                draft["frames"] = window_of(draft["frames"], self.window_frames, seed=seed, index=index)
         return drafts
 
     def samples(self, kind: str, *, seed: int, start: int = 0, chunk: int = 32) -> Iterator[dict]:
@@ -181,10 +195,21 @@ class ShapesWorldSource:
     def describe(self) -> dict:
         """What the source draws (for run records)."""
         return {"world": asdict(self.world_config), "codebook_size": self.codebook_size,
-                "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames}
+                "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames,
+                "split": self.split, "window_frames": self.window_frames}
 
 
-def _draft(kind: str, world: ShapesWorld, index: int) -> dict:
+def window_of(frames: torch.Tensor, window: int, *, seed: int, index: int) -> torch.Tensor:
+    """`window` consecutive latent frames of `frames` `(t, P)` at an offset uniform over ``0..t - window``,
+    a pure function of (seed, index); the whole clip when it is not longer than the window."""
+    t = frames.shape[0]
+    if t <= window:
+        return frames
+    offset = int(np.random.default_rng([int(seed), int(index), 0x77]).integers(0, t - window + 1))
+    return frames[offset:offset + window]
+
+
+def _draft(kind: str, world, index: int) -> dict:
     """Sample `index` of `kind` with uint8 pixels (``image`` (H, W, 3), ``frames`` (T, H, W, 3)) where the
     source puts codes."""
     half, odd = divmod(index, 2)
@@ -226,7 +251,8 @@ CLIP_KINDS = ("video", "image", "howto")
 
 
 def clip_sampler(world: WorldConfig | dict | None = None, *, seed: int = 0,
-                 weights: dict[str, float] | None = None) -> Callable[[torch.Generator], torch.Tensor]:
+                 weights: dict[str, float] | None = None,
+                 split: str | None = None) -> Callable[[torch.Generator], torch.Tensor]:
     """Clips for tokenizer training: `(generator) -> float (3, T, H, W)` in [-1, 1].
 
     Moving scenes teach the temporal path; still scenes and how-to keyframes (held for the whole clip) teach
@@ -237,8 +263,9 @@ def clip_sampler(world: WorldConfig | dict | None = None, *, seed: int = 0,
         world: frame size and clip length.
         seed: the world's seed.
         weights: how often each kind of `CLIP_KINDS` is drawn (default video 0.6, image 0.2, howto 0.2).
+        split: draw only from this split (`splits.SPLITS`); None: the whole world.
     """
-    shapes = ShapesWorld(seed, as_world_config(world))
+    shapes = world_for_split(seed, as_world_config(world), split)
     weights = dict(weights or {"video": 0.6, "image": 0.2, "howto": 0.2})
     unknown = set(weights) - set(CLIP_KINDS)
     if unknown:

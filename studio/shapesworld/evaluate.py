@@ -1,41 +1,47 @@
-"""Measure a Show-o pipeline on ShapesWorld with the analytic detector, on a held-out world seed:
+"""ShapesEval: measure a Show-o pipeline on ShapesWorld splits it was not trained on, with the analytic detector:
 
-    python -m studio.shapesworld.evaluate [--model DIR] [--quick] [--seed N] [--json PATH]
+    python -m studio.shapesworld.evaluate [--model DIR] [--quick] [--count N] [--json PATH]
 
-Every metric is a fraction in [0, 1] except the PSNR (dB); each comes with the target the default model
-aims at:
+Samples come from the **test** split and the **compositional** split (`splits`: combinations no training
+sample holds), each set without repeated scenes. Every metric is reported per split with its sample count,
+a seeded 95% bootstrap interval and the score of a trivial output computed by scoring that output (what counts
+as correct is in `metrics`):
 
-    tokenizer_psnr_db          reconstruction of held-out clips                                  >= 28 dB
-    tokenizer_detector_agreement  the detector reads the same objects (colour, shape, size, cell) in a
-                               reconstructed frame as in the original                           >= 0.9
-    caption_colour/shape/motion   video captions parsed back, per object, against the scene       >= 0.9
-    qa_accuracy                image and video questions answered exactly                        >= 0.9
-    t2i_prompt_match           generated images where every prompted object is found at its cell >= 0.8
-    t2v_motion_accuracy        prompted objects that the detector sees moving the prompted way   >= 0.7
-    t2v_object_persistence     frames of generated clips that keep every object of frame 0       >= 0.9
-    storyboard_step_match      steps whose keyframe shows what their own caption says            >= 0.7
-    storyboard_consistency     steps that keep every object of the previous keyframe             >= 0.8
+    metric                        what                                                   trivial output      target
+    tokenizer_psnr_db             reconstruction of clips                                all background       28 dB
+    tokenizer_detector_agreement  frames whose reconstruction the detector reads alike   all background       0.9
+    caption_colour/shape/motion   video captions, per object, against the clip           a fixed caption      0.9
+    qa_accuracy                   image and video questions answered exactly             blind, by type       0.9
+    t2i_prompt_match              images holding exactly the prompted objects            all background       0.8
+    t2v_motion_accuracy           prompted objects present throughout and moving right   static clip          0.7
+    t2v_object_persistence        clips where every prompted object does so              static clip          0.9
+    storyboard_step_match         steps whose keyframe matches the question's plan       repeated keyframe    0.7
+    storyboard_consistency        steps that keep the earlier objects and show the step  repeated keyframe    0.8
+    long_t2v_motion_accuracy      as t2v, clips of 17 latent frames (sliding window)     static clip          0.7
+    long_t2v_object_persistence   as t2v, clips of 17 latent frames (sliding window)     static clip          0.9
 
-Empty outputs never pass: a generated clip with nothing in its first frame has persistence 0, and a step after
-an empty keyframe is inconsistent.
+The world is the one the model was trained in (`pipeline.json`'s "world"; clips of 1 + r frames at r fps when
+it says nothing); long clips are that world's clips at 17 latent frames with objects free to leave the frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import re
+import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from studio.shapesworld import metrics as M
 from studio.shapesworld.data import VIDEO_CAPTION_QUESTION, as_world_config
-from studio.shapesworld.detector import detect, detect_motion, object_persistence, step_satisfied
-from studio.shapesworld.text import parse_caption, parse_step_caption
-from studio.shapesworld.world import ShapesWorld, WorldConfig
+from studio.shapesworld.splits import SplitWorld
+from studio.shapesworld.world import WorldConfig
 
 TARGETS = {
     "tokenizer_psnr_db": 28.0,
@@ -49,11 +55,43 @@ TARGETS = {
     "t2v_object_persistence": 0.9,
     "storyboard_step_match": 0.7,
     "storyboard_consistency": 0.8,
+    "long_t2v_motion_accuracy": 0.7,
+    "long_t2v_object_persistence": 0.9,
 }
-HELD_OUT_OFFSET = 1000  # evaluation worlds use seed + this; training uses the seed itself
+REPORTED_SPLITS = ("test", "compositional")
+LONG_LATENT_FRAMES = 17
+FULL_COUNT = 200  # samples per task and split in the full run
+QUICK_COUNT = 4
+BASELINE_SAMPLES = 400  # training-split samples the trivial captioner and the blind answerer are fitted on
+TEXT_TOKENS = 40
+
+Scored = dict[str, tuple[M.Units, M.Units]]  # metric -> (the model's units, the trivial output's units)
 
 
-# ---------------------------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------------------------- worlds
+
+
+def world_for(pipeline, trained: WorldConfig | dict | None = None) -> WorldConfig:
+    """The world a pipeline was trained in: `trained` (a `pipeline.json` "world"), else clips of `1 + r` frames
+    at `r` fps (one second), at most two objects, how-tos of 2-4 steps. Frames are the pipeline's size."""
+    height, width = pipeline.image_size
+    if trained is not None:
+        world = as_world_config(trained)
+        if (world.height, world.width) != (height, width):
+            raise ValueError(f"the trained world is {world.height}x{world.width}, the pipeline works at "
+                             f"{height}x{width}")
+        return world
+    r = pipeline.temporal_downsample
+    return WorldConfig(height=height, width=width, num_frames=1 + r, fps=float(r), max_objects=2,
+                       min_steps=2, max_steps=4)
+
+
+def long_world(world: WorldConfig, temporal_downsample: int = 4) -> WorldConfig:
+    """`world` with clips of `LONG_LATENT_FRAMES` latent frames, objects free to leave the frame."""
+    return dataclasses.replace(world, num_frames=1 + temporal_downsample * (LONG_LATENT_FRAMES - 1), exits=True)
+
+
+# ---------------------------------------------------------------------------------------------- tasks
 
 
 def psnr(target: torch.Tensor, recon: torch.Tensor) -> float:
@@ -63,149 +101,157 @@ def psnr(target: torch.Tensor, recon: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def tokenizer_psnr(tokenizer, world: WorldConfig | dict | None, *, seed: int, count: int,
+def tokenizer_psnr(tokenizer, world: WorldConfig | dict | None, *, seed: int, count: int, split: str = "dev",
                    batch_size: int = 16) -> float:
-    """PSNR over `count` clips of `ShapesWorld(seed)` through `tokenizer.encode` / `decode` (pooled MSE)."""
-    videos = torch.stack([s.tensor for s in (ShapesWorld(seed, as_world_config(world)).sample(i, "video")
-                                            for i in range(count))])  # (N, 3, T, H, W)
+    """PSNR over `count` clips of a split (dev: for recipe decisions) through `tokenizer.encode` / `decode`."""
+    shapes = SplitWorld(seed, as_world_config(world), split=split)
+    videos = torch.stack([shapes.sample(i, "video").tensor for i in range(count)])  # (N, 3, T, H, W)
     device = next(tokenizer.parameters()).device
     recon = torch.cat([tokenizer.decode(tokenizer.encode(chunk.to(device))).cpu()
                        for chunk in videos.split(batch_size)])
     return psnr(videos, recon)
 
 
-def _objects(detections) -> list[tuple]:
-    return sorted((d.colour, d.shape, d.size, d.cell) for d in detections)
+def _pairs_by_metric(rows: Sequence[dict[str, tuple]]) -> dict[str, M.Units]:
+    return {name: M.Units.of(r[name] for r in rows) for name in rows[0]} if rows else {}
 
 
-def _normalise_answer(text: str) -> str:
-    return " ".join(re.findall(r"[a-z]+", text.lower()))
+def tokenizer_task(pipeline, clips: Sequence) -> Scored:
+    rows, trivial = [], []
+    for clip in clips:
+        video = clip.tensor  # (3, T, H, W)
+        rebuilt = pipeline.decode_video(pipeline.encode_video(video)).cpu()
+        for out, target in ((rebuilt, rows), (torch.full_like(video, -1.0), trivial)):
+            error, agree = M.reconstruction_units(video, out)
+            target.append({"tokenizer_psnr_db": error, "tokenizer_detector_agreement": agree})
+    model, base = _pairs_by_metric(rows), _pairs_by_metric(trivial)
+    return {name: (model[name], base[name]) for name in model}
 
 
-def _metric(name: str, value: float) -> dict:
-    return {"metric": name, "value": float(value), "target": TARGETS[name]}
-
-
-def world_for(pipeline) -> WorldConfig:
-    """The world a pipeline works in: its frame size, clips of `1 + r` frames lasting one second (an object
-    moves half a cell), at most two objects, how-tos of 2-4 steps (the default model's training world)."""
-    height, width = pipeline.image_size
-    r = pipeline.temporal_downsample
-    return WorldConfig(height=height, width=width, num_frames=1 + r, fps=float(r), max_objects=2,
-                       min_steps=2, max_steps=4)
-
-
-# ---------------------------------------------------------------------------------------------- metrics
-
-
-def tokenizer_metrics(pipeline, world: ShapesWorld, n: int) -> list[dict]:
-    clips = [world.sample(i, "video") for i in range(n)]
-    videos = torch.stack([c.tensor for c in clips])  # (n, 3, T, H, W)
-    recon = torch.stack([pipeline.decode_video(pipeline.encode_video(v)).cpu() for v in videos])
-    agree = []
-    for original, rebuilt in zip(videos, recon):
-        agree += [_objects(detect(original[:, t])) == _objects(detect(rebuilt[:, t])) for t in range(videos.shape[2])]
-    return [_metric("tokenizer_psnr_db", psnr(videos, recon)),
-            _metric("tokenizer_detector_agreement", float(np.mean(agree)))]
-
-
-def caption_metrics(pipeline, world: ShapesWorld, n: int, max_new_tokens: int) -> list[dict]:
-    clips = [world.sample(i, "video") for i in range(n)]
+def caption_task(pipeline, clips: Sequence, training_clips: Sequence) -> Scored:
     texts = pipeline.caption([c.tensor for c in clips], question=VIDEO_CAPTION_QUESTION,
-                             max_new_tokens=max_new_tokens).texts
-    hits = {"colour": [], "shape": [], "motion": []}
-    for clip, text in zip(clips, texts):
-        parsed = parse_caption(text)
-        for k, obj in enumerate(clip.scene.objects):
-            said = parsed[k] if k < len(parsed) else None
-            for attribute in hits:
-                hits[attribute].append(said is not None and getattr(said, attribute) == getattr(obj, attribute))
-    return [_metric(f"caption_{a}_accuracy", float(np.mean(v))) for a, v in hits.items()]
+                             max_new_tokens=TEXT_TOKENS).texts
+    fixed = M.majority_caption(training_clips)
+    model = [M.caption_units(t, c) for t, c in zip(texts, clips)]
+    base = [M.caption_units(fixed, c) for c in clips]
+    return {f"caption_{a}_accuracy": (M.Units.of(r[a] for r in model), M.Units.of(r[a] for r in base))
+            for a in ("colour", "shape", "motion")}
 
 
-def qa_metrics(pipeline, world: ShapesWorld, n: int, max_new_tokens: int) -> list[dict]:
-    samples = [world.sample(i, "image_qa" if i % 2 else "video_qa") for i in range(n)]
+def qa_task(pipeline, samples: Sequence, training_samples: Sequence) -> Scored:
     visuals = [s.tensor[:, 0] if s.frames.shape[0] == 1 else s.tensor for s in samples]
-    answers = pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=max_new_tokens).texts
-    correct = [_normalise_answer(a) == _normalise_answer(s.answer) for s, a in zip(samples, answers)]
-    return [_metric("qa_accuracy", float(np.mean(correct)))]
+    answers = pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=8).texts
+    blind = M.blind_answerer(training_samples)
+    return {"qa_accuracy": (M.Units.of(M.answer_units(a, s) for a, s in zip(answers, samples)),
+                            M.Units.of(M.answer_units(blind(s.question), s) for s in samples))}
 
 
-def t2i_metrics(pipeline, world: ShapesWorld, n: int, steps: int, guidance_scale: float, seed: int) -> list[dict]:
-    scenes = [world.sample(i, "image") for i in range(n)]
+def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, seed: int) -> Scored:
     generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
-    images = pipeline.text_to_image([s.caption for s in scenes], steps=steps, guidance_scale=guidance_scale,
+    images = pipeline.text_to_image([s.caption for s in samples], steps=steps, guidance_scale=guidance_scale,
                                     generator=generator).images.cpu()
-    match = [all(any((d.colour, d.shape, d.cell) == (o.colour, o.shape, o.cell) for d in detect(image))
-                 for o in s.scene.objects) for s, image in zip(scenes, images)]
-    return [_metric("t2i_prompt_match", float(np.mean(match)))]
+    background = torch.full_like(images[0], -1.0)
+    return {"t2i_prompt_match": (M.Units.of(M.image_units(i, s.scene) for i, s in zip(images, samples)),
+                                 M.Units.of(M.image_units(background, s.scene) for s in samples))}
 
 
-def t2v_metrics(pipeline, world: ShapesWorld, n: int, steps: int, guidance_scale: float, seed: int) -> list[dict]:
+def t2v_task(pipeline, clips: Sequence, *, steps: int, guidance_scale: float, seed: int, prefix: str = "",
+             window_frames: int | None = None) -> Scored:
     generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
-    directions, persistence = [], []
-    for i in range(n):
-        clip = world.sample(i, "video")
-        video = pipeline.text_to_video(clip.caption, num_frames=world.config.num_frames, steps=steps,
-                                       guidance_scale=guidance_scale, generator=generator).frames.cpu()
-        tracks = detect_motion(video)
-        for obj in clip.scene.objects:
-            track = next((t for t in tracks if (t.colour, t.shape) == (obj.colour, obj.shape)), None)
-            directions.append(track is not None and track.direction == obj.motion)
-        # A clip whose first frame holds nothing keeps "everything" trivially: it counts as a failure here.
-        persistence.append(object_persistence(video) if tracks else 0.0)
-    return [_metric("t2v_motion_accuracy", float(np.mean(directions))),
-            _metric("t2v_object_persistence", float(np.mean(persistence)))]
+    model, base = [], []
+    for clip in clips:
+        video = pipeline.text_to_video(clip.caption, num_frames=clip.frames.shape[0], steps=steps,
+                                       guidance_scale=guidance_scale, generator=generator,
+                                       window_frames=window_frames).frames.cpu()
+        model.append(M.video_units(video, clip))
+        base.append(M.video_units(M.static_clip(clip), clip))
+    return {f"{prefix}t2v_motion_accuracy": (M.Units.of(m[0] for m in model), M.Units.of(b[0] for b in base)),
+            f"{prefix}t2v_object_persistence": (M.Units.of(m[1] for m in model), M.Units.of(b[1] for b in base))}
 
 
-def storyboard_metrics(pipeline, world: ShapesWorld, n: int, steps: int, seed: int) -> list[dict]:
+def storyboard_task(pipeline, howtos: Sequence, *, steps: int, seed: int) -> Scored:
     generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
-    step_match, consistency = [], []
-    for i in range(n):
-        howto = world.sample(i, "howto")
+    model, base = [], []
+    for howto in howtos:
         board = pipeline.storyboard(howto.question, num_steps=len(howto.steps), steps=steps, generator=generator)
-        previous = None
-        for step in board.steps:
-            detections = detect(step.keyframe.cpu())
-            action = parse_step_caption(step.caption)
-            ok = action is not None and (action.verb != "move" or previous is not None)
-            step_match.append(ok and step_satisfied(action, detections, previous))
-            if previous is not None:
-                # An empty previous keyframe has nothing to keep: that transition fails rather than passes.
-                kept = {(d.colour, d.shape) for d in previous} <= {(d.colour, d.shape) for d in detections}
-                consistency.append(bool(previous) and kept)
-            previous = detections
-    return [_metric("storyboard_step_match", float(np.mean(step_match))),
-            _metric("storyboard_consistency", float(np.mean(consistency)) if consistency else 0.0)]
+        model.append(M.storyboard_units([s.keyframe.cpu() for s in board.steps], howto))
+        base.append(M.storyboard_units(M.repeated_keyframe(howto), howto))
+    return {"storyboard_step_match": (M.Units.of(m[0] for m in model), M.Units.of(b[0] for b in base)),
+            "storyboard_consistency": (M.Units.of(m[1] for m in model), M.Units.of(b[1] for b in base))}
 
 
-def evaluate(pipeline, *, quick: bool = False, seed: int = 0, world: WorldConfig | None = None,
-             count: int | None = None, steps: int = 8, guidance_scale: float = 0.0) -> list[dict]:
-    """Every metric of the module docstring on `ShapesWorld(seed + HELD_OUT_OFFSET)`.
+# ---------------------------------------------------------------------------------------------- records
+
+
+def make_record(name: str, split: str, units: M.Units, baseline: M.Units, *, seed: int) -> dict:
+    """One result record: value, 95% bootstrap interval (seeded), n, the trivial output's value, the target."""
+    if name.endswith("_db"):
+        value, base = float(M.psnr_of_mse(units.value)), float(M.psnr_of_mse(baseline.value))
+        low, high = M.bootstrap_interval(units, seed=seed, transform=M.psnr_of_mse)
+    else:
+        value, base = units.value, baseline.value
+        low, high = M.bootstrap_interval(units, seed=seed)
+    return {"metric": name, "split": split, "value": value, "target": TARGETS.get(name), "n": units.n,
+            "ci_low": low, "ci_high": high, "baseline": base}
+
+
+def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_count: int | None = None,
+             seed: int = 0, world: WorldConfig | dict | None = None, steps: int = 8, guidance_scale: float = 0.0,
+             window_frames: int | None = None, splits: Sequence[str] = REPORTED_SPLITS,
+             log: Callable[[str], None] = lambda message: None,
+             on_split: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Every metric of the module docstring on every split of `splits`.
 
     Args:
         pipeline: a `model.ShowoPipeline` with a video tokenizer.
-        quick: 4 samples per task (a smoke run) instead of 48 (storyboards: 2 instead of 24).
-        seed: the training seed; the evaluation world is held out from it.
-        world: frames, clips and scenes to draw (default `world_for(pipeline)`).
-        count: samples per task, overriding `quick`.
+        quick: `QUICK_COUNT` samples per task (a smoke run) instead of `FULL_COUNT`.
+        count: samples per task and split (overrides `quick`); storyboards too.
+        long_count: long clips per split (default `count`).
+        seed: the world's seed and the generation seed (the splits keep evaluation scenes out of training
+            whatever the seed).
+        world: the world the model was trained in (default `world_for(pipeline)`).
         steps, guidance_scale: MaskGIT settings of the generation tasks.
+        window_frames: latent frames the model sees at once in long clips (default: the pipeline's).
+        on_split: called with the records so far after each split (a long run keeps what it finished).
     Returns:
-        `[{"metric": str, "value": float, "target": float}, ...]` in the order of `TARGETS`.
+        `[{"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline"}, ...]`, per split in the
+        order of `TARGETS`.
     """
-    n = count or (4 if quick else 48)
-    boards = max(1, n // 2)
-    shapes = ShapesWorld(seed + HELD_OUT_OFFSET, world or world_for(pipeline))
-    text_tokens = 40
+    n = count or (QUICK_COUNT if quick else FULL_COUNT)
+    n_long = long_count or n
+    world = world_for(pipeline, world)
+    train = SplitWorld(seed, world, split="train")
+    training_clips = [train.sample(i, "video") for i in range(BASELINE_SAMPLES)]
+    training_qa = [train.sample(i, kind) for i in range(BASELINE_SAMPLES // 2) for kind in ("image_qa", "video_qa")]
     was_training = pipeline.model.training
     pipeline.model.eval()
+    results = []
     try:
-        results = (tokenizer_metrics(pipeline, shapes, n)
-                   + caption_metrics(pipeline, shapes, n, text_tokens)
-                   + qa_metrics(pipeline, shapes, n, 8)
-                   + t2i_metrics(pipeline, shapes, n, steps, guidance_scale, seed)
-                   + t2v_metrics(pipeline, shapes, n, steps, guidance_scale, seed)
-                   + storyboard_metrics(pipeline, shapes, boards, steps, seed))
+        for split in splits:
+            shapes = SplitWorld(seed, world, split=split)
+            longs = SplitWorld(seed, long_world(world, pipeline.temporal_downsample), split=split)
+            clips = shapes.distinct("video", n)
+            qa = shapes.distinct("image_qa", (n + 1) // 2) + shapes.distinct("video_qa", n // 2)
+            scored: Scored = {}
+            for what, run in (
+                ("tokenizer", lambda: tokenizer_task(pipeline, clips)),
+                ("captions", lambda: caption_task(pipeline, clips, training_clips)),
+                ("questions", lambda: qa_task(pipeline, qa, training_qa)),
+                ("text to image", lambda: t2i_task(pipeline, shapes.distinct("image", n), steps=steps,
+                                                   guidance_scale=guidance_scale, seed=seed)),
+                ("text to video", lambda: t2v_task(pipeline, clips, steps=steps, guidance_scale=guidance_scale,
+                                                   seed=seed)),
+                ("storyboards", lambda: storyboard_task(pipeline, shapes.distinct("howto", n), steps=steps,
+                                                        seed=seed)),
+                ("long clips", lambda: t2v_task(pipeline, longs.distinct("video", n_long), steps=steps,
+                                                guidance_scale=guidance_scale, seed=seed, prefix="long_",
+                                                window_frames=window_frames)),
+            ):
+                log(f"{split}: {what}")
+                scored.update(run())
+            results += [make_record(name, split, *scored[name], seed=seed) for name in TARGETS]
+            if on_split is not None:
+                on_split(list(results))
     finally:
         pipeline.model.train(was_training)
     return results
@@ -214,29 +260,54 @@ def evaluate(pipeline, *, quick: bool = False, seed: int = 0, world: WorldConfig
 # ---------------------------------------------------------------------------------------------- report
 
 
+def met(record: dict) -> str:
+    """"met" / "missed" for a record with a target (its point estimate against it), "" without one."""
+    if record["target"] is None:
+        return ""
+    return "met" if record["value"] >= record["target"] else "missed"
+
+
 def format_table(results: Sequence[dict]) -> str:
-    lines = [f"{'metric':<30} {'value':>8} {'target':>8}  ok", "-" * 52]
+    lines = [f"{'metric':<30} {'split':<13} {'value':>7} {'95% interval':>15} {'n':>5} {'baseline':>8} "
+             f"{'target':>7}  ", "-" * 100]
     for r in results:
-        ok = "yes" if r["value"] >= r["target"] else "no"
-        lines.append(f"{r['metric']:<30} {r['value']:>8.3f} {r['target']:>8.3f}  {ok}")
+        target = "" if r["target"] is None else f"{r['target']:.2f}"
+        lines.append(f"{r['metric']:<30} {r['split']:<13} {r['value']:>7.3f} "
+                     f"{'[' + format(r['ci_low'], '.3f') + ', ' + format(r['ci_high'], '.3f') + ']':>15} "
+                     f"{r['n']:>5} {r['baseline']:>8.3f} {target:>7}  {met(r)}")
     return "\n".join(lines)
+
+
+def write_json(path: str | Path, results: Sequence[dict]) -> None:
+    """Write the records to `path` atomically (a temporary file beside it, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(list(results), out, indent=2)
+    os.replace(temporary, path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's options (shared by `python -m studio.shapesworld.evaluate` and `studio eval`)."""
     parser.add_argument("--model", default=None,
                         help="a folder holding showo/, tokenizer/ and text_tokenizer/ (default: the shipped model)")
-    parser.add_argument("--quick", action="store_true", help="4 samples per task")
-    parser.add_argument("--count", type=int, default=None, help="samples per task (overrides --quick)")
-    parser.add_argument("--seed", type=int, default=0, help="the training seed (evaluation uses a held-out one)")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT} samples per task (a smoke run)")
+    parser.add_argument("--count", type=int, default=None,
+                        help=f"samples per task and split (default {FULL_COUNT}; overrides --quick)")
+    parser.add_argument("--long-count", type=int, default=None, help="long clips per split (default: --count)")
+    parser.add_argument("--splits", default=",".join(REPORTED_SPLITS), help="comma-separated splits to report")
+    parser.add_argument("--seed", type=int, default=0, help="world and generation seed")
     parser.add_argument("--steps", type=int, default=8, help="MaskGIT steps per image / frame")
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (the tiny model runs fastest on one thread of a busy CPU)")
+    parser.add_argument("--json", default=None, help="write the records to this JSON file")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder
+    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
 
     folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
@@ -244,13 +315,24 @@ def run_from_args(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(error, file=sys.stderr)
         return 2
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    unknown = set(splits) - {"train", "dev", "test", "compositional"}
+    if unknown or not splits:
+        print(f"--splits: unknown or no splits {sorted(unknown)}; known: train, dev, test, compositional",
+              file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        print(f"--threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    results = evaluate(pipeline, quick=args.quick, seed=args.seed, count=args.count, steps=args.steps,
-                       guidance_scale=args.guidance)
+    results = evaluate(pipeline, quick=args.quick, count=args.count, long_count=args.long_count, seed=args.seed,
+                       world=trained_world(folder), steps=args.steps, guidance_scale=args.guidance, splits=splits,
+                       log=lambda m: print(m, file=sys.stderr, flush=True),
+                       on_split=(lambda records: write_json(args.json, records)) if args.json else None)
     print(format_table(results))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
     return 0
 
 

@@ -5,10 +5,12 @@ Conventions (the words are in `text`):
                 no anti-aliasing, so a clean frame holds only these colours.
     grid        the frame is cut into 3x3 cells; an object starts centred in its cell.
     sizes       a sprite's side is `SIZE_FRACTIONS[size] * min(H, W)` pixels, rounded.
-    motion      a moving object travels exactly one cell every `HORIZON_FRAMES` frames at `BASE_FPS`
-                (2 seconds), i.e. ``cell / 16`` pixels per frame at 8 fps, and only towards a cell that
-                exists, so it stays inside the frame for the whole clip; clips may last at most 2 seconds.
-                The cell a caption names is the START cell.
+    motion      a moving object travels `speed` cells per second in a straight line (a scene's `speed`,
+                `DEFAULT_SPEED` = one cell every `HORIZON_FRAMES` frames at `BASE_FPS`, i.e. 2 seconds).
+                In a world without exits (the default) a start cell is drawn only where the object stays
+                inside the frame for the whole clip; with `exits`, any start cell is drawn, objects run
+                across the frame and leave it (sprites are cut at the border). The cell a caption names
+                is the START cell.
     time        `render_frame(scene, t)` takes `t` in frames at `BASE_FPS`; a clip at another fps samples
                 ``t = k * BASE_FPS / fps``.
     tensors     float ``[3, T, H, W]`` / ``[3, H, W]`` in ``[-1, 1]``, uint8 ``[T, H, W, 3]`` / ``[H, W, 3]``
@@ -41,6 +43,7 @@ SIZE_FRACTIONS = {"small": 0.2, "large": 0.28}
 BASE_FPS = 8
 HORIZON_FRAMES = 16
 MIN_SIDE = 32
+DEFAULT_SPEED = 1 / (HORIZON_FRAMES / BASE_FPS)  # cells per second: one cell in 2 s
 MOTION_STEPS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0)}
 HOWTO_STEPS = {"tower": (2, 3), "row": (2, 3), "move": (2, 5), "picture": (2, 5)}
 
@@ -60,22 +63,23 @@ class ObjectSpec:
                             ("motion", MOTIONS)):
             if getattr(self, name) not in vocab:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; known: {', '.join(vocab)}")
-        if neighbour(self.cell, self.motion) is None:
-            raise ValueError(f"an object at the {self.cell} cannot move {self.motion}: it would leave the frame")
 
 
 @dataclass(frozen=True)
 class Scene:
-    """Objects on a canvas of `height` x `width` pixels."""
+    """Objects on a canvas of `height` x `width` pixels, moving at `speed` cells per second."""
 
     objects: tuple[ObjectSpec, ...]
     height: int = 64
     width: int = 64
+    speed: float = DEFAULT_SPEED
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objects", tuple(self.objects))
         if min(self.height, self.width) < MIN_SIDE:
             raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {self.height}x{self.width}")
+        if not self.speed > 0:
+            raise ValueError(f"speed must be positive (cells per second), got {self.speed}")
 
 
 @dataclass(frozen=True)
@@ -124,33 +128,43 @@ def sprite(shape: str, side: int) -> np.ndarray:
     return mask
 
 
-def object_center(obj: ObjectSpec, t: float, height: int, width: int) -> tuple[float, float]:
-    """(y, x) of the object's centre at time `t` (frames at `BASE_FPS`)."""
+def object_center(obj: ObjectSpec, t: float, height: int, width: int, *,
+                  speed: float = DEFAULT_SPEED) -> tuple[float, float]:
+    """(y, x) of the object's centre at time `t` (frames at `BASE_FPS`), moving `speed` cells per second."""
     row, column = cell_rc(obj.cell)
     cell_h, cell_w = height / 3, width / 3
     dy, dx = MOTION_STEPS[obj.motion]
-    progress = t / HORIZON_FRAMES
+    progress = t / BASE_FPS * speed
     return (row + 0.5 + dy * progress) * cell_h, (column + 0.5 + dx * progress) * cell_w
 
 
-def object_box(obj: ObjectSpec, t: float, height: int, width: int) -> tuple[int, int, int, int]:
-    """(y0, x0, y1, x1), end exclusive, of the object's sprite at time `t`; sprites sit on whole pixels."""
+def object_box(obj: ObjectSpec, t: float, height: int, width: int, *,
+               speed: float = DEFAULT_SPEED) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1), end exclusive, of the object's sprite at time `t`; sprites sit on whole pixels and
+    may reach past the frame (an object leaving it)."""
     side = sprite_side(obj.size, height, width)
-    cy, cx = object_center(obj, t, height, width)
+    cy, cx = object_center(obj, t, height, width, speed=speed)
     y0, x0 = int(np.floor(cy - side / 2 + 0.5)), int(np.floor(cx - side / 2 + 0.5))
     return y0, x0, y0 + side, x0 + side
 
 
 def _check_time(t: float) -> None:
-    if not 0 <= t <= HORIZON_FRAMES:
-        raise ValueError(f"time {t} is outside the world's clip of 0..{HORIZON_FRAMES} frames at {BASE_FPS} fps")
+    if not t >= 0:
+        raise ValueError(f"time {t} is before the clip's start (0)")
 
 
-def overlaps(scene: Scene, *, margin: int = 2) -> bool:
-    """Whether any two objects come closer than `margin` pixels at any time of the clip (with at least
-    two background pixels between them, a 3x3 blur never mixes two objects in one pixel)."""
-    times = np.linspace(0, HORIZON_FRAMES, 4 * HORIZON_FRAMES + 1)
-    boxes = [[object_box(o, t, scene.height, scene.width) for t in times] for o in scene.objects]
+def in_frame(obj: ObjectSpec, t: float, height: int, width: int, *, speed: float = DEFAULT_SPEED) -> bool:
+    """Whether the whole sprite is inside the frame at time `t`."""
+    y0, x0, y1, x1 = object_box(obj, t, height, width, speed=speed)
+    return 0 <= y0 and 0 <= x0 and y1 <= height and x1 <= width
+
+
+def overlaps(scene: Scene, *, margin: int = 2, duration: float = HORIZON_FRAMES) -> bool:
+    """Whether any two objects come closer than `margin` pixels at any time of a clip lasting `duration`
+    frames at `BASE_FPS` (with at least two background pixels between them, a 3x3 blur never mixes two
+    objects in one pixel). Objects that have left the frame still count: a simple, safe rule."""
+    times = np.linspace(0, duration, int(np.ceil(4 * duration)) + 1)
+    boxes = [[object_box(o, t, scene.height, scene.width, speed=scene.speed) for t in times] for o in scene.objects]
     for i in range(len(boxes)):
         for j in range(i + 1, len(boxes)):
             for a, b in zip(boxes[i], boxes[j]):
@@ -169,10 +183,13 @@ def render_frame(scene: Scene, t: float = 0.0) -> np.ndarray:
     frame = np.empty((scene.height, scene.width, 3), dtype=np.uint8)
     frame[:] = BACKGROUND
     for obj in scene.objects:
-        y0, x0, y1, x1 = object_box(obj, t, scene.height, scene.width)
-        assert 0 <= y0 and 0 <= x0 and y1 <= scene.height and x1 <= scene.width, (obj, t)
+        y0, x0, y1, x1 = object_box(obj, t, scene.height, scene.width, speed=scene.speed)
         mask = sprite(obj.shape, y1 - y0)
-        frame[y0:y1, x0:x1][mask] = PALETTE[obj.colour]
+        # The part of the sprite inside the frame (all of it unless the object is leaving).
+        top, left = max(0, -y0), max(0, -x0)
+        bottom, right = (y1 - y0) - max(0, y1 - scene.height), (x1 - x0) - max(0, x1 - scene.width)
+        if top < bottom and left < right:
+            frame[y0 + top:y0 + bottom, x0 + left:x0 + right][mask[top:bottom, left:right]] = PALETTE[obj.colour]
     return frame
 
 
@@ -182,11 +199,7 @@ def clip_times(num_frames: int, fps: float = BASE_FPS) -> np.ndarray:
         raise ValueError(f"num_frames must be 1 + 4k (the causal video tokenizer's counts), got {num_frames}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    times = np.arange(num_frames) * (BASE_FPS / fps)
-    if times[-1] > HORIZON_FRAMES + 1e-9:
-        raise ValueError(f"{num_frames} frames at {fps} fps last longer than the world's "
-                         f"{HORIZON_FRAMES / BASE_FPS:g} s clips")
-    return times
+    return np.arange(num_frames) * (BASE_FPS / fps)
 
 
 def render_video_uint8(scene: Scene, num_frames: int = 9, fps: float = BASE_FPS) -> np.ndarray:
@@ -225,12 +238,14 @@ def _choice(rng: np.random.Generator, items: Sequence):
 
 
 def sample_scene(rng: np.random.Generator, num_objects: int = 1, *, height: int = 64, width: int = 64,
-                 still: bool = False, max_tries: int = 1000) -> Scene:
+                 still: bool = False, speed: float = DEFAULT_SPEED, duration: float = HORIZON_FRAMES,
+                 exits: bool = False, max_tries: int = 1000) -> Scene:
     """A random scene of 1 to 3 objects with distinct colours and distinct shapes (so "the circle" and "the
     red object" are unambiguous), sorted by start cell in reading order, never overlapping during the clip.
 
-    Each object's motion is drawn first (uniform over `MOTIONS`, or "still" when `still`), then its cell
-    among those it can leave that way; scenes with overlaps are drawn again.
+    Each object's motion is drawn first (uniform over `MOTIONS`, or "still" when `still`), then its cell:
+    with `exits` any cell, otherwise among those from which it stays in the frame for `duration` frames at
+    `BASE_FPS` moving `speed` cells per second. Scenes with overlaps are drawn again.
     """
     _check_rng(rng)
     if not 1 <= num_objects <= len(SHAPES):
@@ -241,14 +256,27 @@ def sample_scene(rng: np.random.Generator, num_objects: int = 1, *, height: int 
         objects = []
         for colour, shape in zip(colours, shapes):
             motion = "still" if still else _choice(rng, MOTIONS)
-            cell = _choice(rng, [c for c in CELLS if neighbour(c, motion) is not None])
+            cell = _choice(rng, CELLS if exits else _staying_cells(motion, speed, duration))
             objects.append(ObjectSpec(SHAPES[shape], COLOURS[colour], _choice(rng, SIZES), cell, motion))
         if len({o.cell for o in objects}) < num_objects:
             continue
-        scene = Scene(tuple(sorted(objects, key=lambda o: CELLS.index(o.cell))), height, width)
-        if not overlaps(scene):
+        scene = Scene(tuple(sorted(objects, key=lambda o: CELLS.index(o.cell))), height, width, speed)
+        if not overlaps(scene, duration=duration):
             return scene
     raise RuntimeError(f"no non-overlapping scene of {num_objects} objects in {max_tries} tries")
+
+
+def _staying_cells(motion: str, speed: float, duration: float) -> list[str]:
+    """Cells from which an object moving `motion` keeps its centre on the grid's cell centres for a clip of
+    `duration` frames at `BASE_FPS` (so, centred in the cell it reaches, it stays inside the frame)."""
+    travel = speed * duration / BASE_FPS  # cells
+    dy, dx = MOTION_STEPS[motion]
+    cells = [c for c in CELLS if 0 <= cell_rc(c)[0] + dy * travel <= 2 + 1e-9
+             and 0 <= cell_rc(c)[1] + dx * travel <= 2 + 1e-9]
+    if not cells:
+        raise ValueError(f"no cell keeps an object moving {motion} at {speed:g} cells/s in the frame for "
+                         f"{duration / BASE_FPS:g} s; allow exits or shorten the clip")
+    return cells
 
 
 def apply_step(scene: Scene, action: StepAction, *, size: str = "large") -> Scene:
@@ -370,12 +398,21 @@ def sample_howto(rng: np.random.Generator, num_steps: int | None = None, *, task
 
 @dataclass(frozen=True, kw_only=True)
 class WorldConfig:
-    """What a `ShapesWorld` draws: frame size, clip length and rate, scene and how-to sizes."""
+    """What a `ShapesWorld` draws: frame size, clip length and rate, motion, scene and how-to sizes.
+
+    Args:
+        num_frames, fps: clips of `num_frames` (1 + 4k) frames at `fps`.
+        speed: cells per second of moving objects.
+        exits: objects may start anywhere and leave the frame; otherwise they stay in it for the whole clip
+            (which then may not be longer than it takes to cross the grid).
+    """
 
     height: int = 64
     width: int = 64
     num_frames: int = 9
     fps: float = BASE_FPS
+    speed: float = DEFAULT_SPEED
+    exits: bool = False
     max_objects: int = 2
     min_steps: int = 2
     max_steps: int = 5
@@ -384,11 +421,28 @@ class WorldConfig:
         if min(self.height, self.width) < MIN_SIDE:
             raise ValueError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {self.height}x{self.width}")
         clip_times(self.num_frames, self.fps)
+        if not self.speed > 0:
+            raise ValueError(f"speed must be positive (cells per second), got {self.speed}")
+        if not self.exits:
+            for motion in MOTIONS:
+                _staying_cells(motion, self.speed, self.scene_duration)
         if not 1 <= self.max_objects <= len(SHAPES):
             raise ValueError(f"max_objects must be 1..{len(SHAPES)}, got {self.max_objects}")
         if not 2 <= self.min_steps <= self.max_steps <= 5:
             raise ValueError(f"how-to steps must satisfy 2 <= min_steps <= max_steps <= 5, "
                              f"got {self.min_steps}..{self.max_steps}")
+
+    @property
+    def duration(self) -> float:
+        """The clip's length in frames at `BASE_FPS` (the time of its last frame)."""
+        return float(clip_times(self.num_frames, self.fps)[-1])
+
+    @property
+    def scene_duration(self) -> float:
+        """How long (frames at `BASE_FPS`) a scene is drawn to last: the clip, and at least the
+        `HORIZON_FRAMES` every world's scenes have always been drawn for (so shorter clips draw the same
+        scenes as before)."""
+        return max(self.duration, float(HORIZON_FRAMES))
 
 
 def shapesworld_64() -> WorldConfig:
@@ -462,11 +516,18 @@ class ShapesWorld:
     def scene(self, rng: np.random.Generator, *, still: bool) -> Scene:
         cfg = self.config
         num_objects = int(rng.integers(1, cfg.max_objects + 1))
-        return sample_scene(rng, num_objects, height=cfg.height, width=cfg.width, still=still)
+        return sample_scene(rng, num_objects, height=cfg.height, width=cfg.width, still=still, speed=cfg.speed,
+                            duration=cfg.scene_duration, exits=cfg.exits)
 
     def sample(self, index: int, kind: str = "video") -> Sample:
         """Sample `index` of `kind` (one of `KINDS`)."""
-        cfg, rng = self.config, self.rng(kind, index)
+        return self.sample_from(self.rng(kind, index), kind)
+
+    def sample_from(self, rng: np.random.Generator, kind: str) -> Sample:
+        """A sample of `kind` drawn with `rng` (what `sample` does with the rng of its index)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown sample kind {kind!r}; known: {', '.join(KINDS)}")
+        cfg = self.config
         if kind == "image":
             scene = self.scene(rng, still=True)
             return ImageSample(scene, render_image(scene), _text.caption_image(scene))

@@ -5,6 +5,7 @@ shipped, the default model itself against a low but meaningful bar."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -141,6 +142,38 @@ def test_clip_sampler_is_seeded_and_in_range():
         sw_data.clip_sampler(shapesworld_tiny(), weights={"noise": 1.0})
 
 
+def test_t2v_windows_are_slices_of_the_clip_at_seeded_offsets():
+    long_world = {**WORLD, "num_frames": 17}  # 5 latent frames
+    whole = sw_data.ShapesWorldSource(_tokenizer(), world=long_world)
+    windowed = sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=3)
+    offsets = set()
+    for index in range(12):
+        clip = whole.sample("t2v", seed=2, index=index)["frames"]  # (5, P)
+        window = windowed.sample("t2v", seed=2, index=index)["frames"]  # (3, P)
+        assert window.shape == (3, clip.shape[1])
+        starts = [o for o in range(3) if torch.equal(clip[o:o + 3], window)]
+        assert starts, index
+        offsets.add(starts[0])
+        assert torch.equal(window, windowed.sample("t2v", seed=2, index=index)["frames"])
+    assert len(offsets) > 1  # not always the clip's start
+    # Other kinds keep whole clips (captions describe the clip from its first frame).
+    assert windowed.sample("v2t", seed=2, index=0)["frames"].shape[0] == 5
+    with pytest.raises(ValueError, match="window_frames must be >= 2"):
+        sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=1)
+
+
+def test_source_draws_from_its_split_only():
+    from studio.shapesworld.splits import split_of
+
+    source = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, split="train")
+    world = sw_data.world_for_split(4, WORLD, "train")
+    for index in range(6):
+        assert source.sample("t2i", seed=4, index=index)["text"] == world.sample(index, "image").caption
+        assert split_of(world.sample(index, "image")) == "train"
+    with pytest.raises(ValueError, match="unknown split"):
+        sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, split="heldout")
+
+
 def test_source_rejects_mismatched_world():
     with pytest.raises(ValueError, match="multiple of the tokenizer's downsample factor"):
         sw_data.ShapesWorldSource(_tokenizer(), world={**WORLD, "height": 36})
@@ -163,7 +196,31 @@ def test_quick_run_writes_the_shipped_layout(quick_model):
     for part in ("showo/config.json", "tokenizer/config.json", "text_tokenizer/tokenizer.json", "training.json"):
         assert (out / part).is_file(), part
     assert record["size_mb"] <= cfg.max_output_mb
-    assert json.loads((out / "training.json").read_text())["showo"]["steps"] == 2
+    written = json.loads((out / "training.json").read_text())
+    assert written["showo"]["steps"] == 2
+    # Every stage's wall time, summed over invocations; the total is their sum.
+    stages = [written["tokenizer"], written["tokenizer"]["decoder_finetune"], written["showo"]]
+    assert all(s["invocations"] == 1 and s["seconds"] > 0 for s in stages)
+    assert written["seconds"] == pytest.approx(sum(s["seconds"] for s in stages), abs=0.2)
+    settings = json.loads((out / "pipeline.json").read_text())
+    assert settings["world"] == written["config"]["world"] and settings["window_frames"] == cfg.window_frames
+
+
+def test_a_resumed_run_adds_its_time_to_every_stage_it_works_on(quick_model, tmp_path):
+    from studio.shapesworld.stage_clock import StageClock
+
+    root, cfg, first = quick_model
+    # A second invocation on the same work folder: finished stages are reused, the transformer resumes.
+    again = train_default.run(cfg, out=tmp_path / "out", work=root / "work", log=lambda m: None)
+    assert again["tokenizer"]["seconds"] == first["tokenizer"]["seconds"]  # reused: no new work
+    assert again["showo"]["invocations"] == 2 and again["showo"]["seconds"] >= first["showo"]["seconds"]
+    # An interrupted invocation keeps the time it had ticked.
+    clock = StageClock(tmp_path / "stage", every=0.0)
+    time.sleep(0.2)
+    clock.tick()
+    del clock  # the process dies here: no stop
+    resumed = StageClock(tmp_path / "stage")
+    assert resumed.invocations == 2 and resumed.before > 0
 
 
 def test_quick_run_is_reproducible_and_replaces_a_loaded_model_folder(quick_model, tmp_path):
@@ -222,8 +279,8 @@ def _pipeline(folder):
 
 def test_quick_checkpoints_load_and_run_a_storyboard(quick_model):
     pipe = _pipeline(quick_model[0] / "out")
-    # pipeline.json carries what the model was trained with: the text block and the clips' frame rate.
-    assert (pipe.max_text_len, pipe.fps) == (48, 4.0)
+    # pipeline.json carries what the model was trained with: the text block, the clips' frame rate, the window.
+    assert (pipe.max_text_len, pipe.fps, pipe.window_frames) == (48, 8.0, 2)
     assert pipe.image_size == (32, 32) and pipe.temporal_downsample == 4
     board = pipe.storyboard("how do i build a tower with a red square and a blue circle?", num_steps=2, steps=2,
                             max_caption_tokens=4, generator=torch.Generator().manual_seed(0))
@@ -244,14 +301,23 @@ def test_model_folder_errors_name_the_problem(quick_model, tmp_path):
         load_model_folder(folder)
 
 
-def test_evaluate_returns_every_metric_with_a_target(quick_model):
-    results = sw_eval.evaluate(_pipeline(quick_model[0] / "out"), count=1, steps=2)
-    assert [r["metric"] for r in results] == list(sw_eval.TARGETS)
+def test_evaluate_returns_every_metric_per_split_with_interval_and_baseline(quick_model, tmp_path):
+    from studio.defaults import trained_world
+
+    folder = quick_model[0] / "out"
+    results = sw_eval.evaluate(_pipeline(folder), count=2, long_count=1, steps=2, world=trained_world(folder))
+    assert [(r["split"], r["metric"]) for r in results] == [(s, m) for s in ("test", "compositional")
+                                                             for m in sw_eval.TARGETS]
     for r in results:
+        assert set(r) == {"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline"}
         assert r["target"] == sw_eval.TARGETS[r["metric"]]
+        assert r["n"] == (1 if r["metric"].startswith("long_") else 2)
         low, high = (0.0, 100.0) if r["metric"].endswith("_db") else (0.0, 1.0)
-        assert low <= r["value"] <= high, r
+        assert low <= r["ci_low"] <= r["value"] + 1e-9 and r["value"] <= r["ci_high"] + 1e-9 <= high + 1e-9, r
+        assert low <= r["baseline"] <= high, r
     assert "tokenizer_psnr_db" in sw_eval.format_table(results)
+    sw_eval.write_json(tmp_path / "eval.json", results)
+    assert json.loads((tmp_path / "eval.json").read_text()) == results
 
 
 def test_psnr_of_identical_and_opposite_frames():
@@ -264,20 +330,37 @@ def test_psnr_of_identical_and_opposite_frames():
 
 
 @pytest.mark.skipif(not (train_default.DEFAULT_OUT / "showo").is_dir(), reason="no shipped default model")
-def test_shipped_model_understands_and_generates_well_above_chance():
-    from studio.defaults import load_default_pipeline
+def test_shipped_model_understands_and_generates_well_above_its_trivial_baselines():
+    """On test-split samples (small sets, so each bar sits well below ShapesEval's value and clearly above the
+    trivial output's score, which the test measures itself)."""
+    from studio.defaults import DEFAULT_MODEL_DIR, load_default_pipeline, trained_world
+    from studio.shapesworld.splits import SplitWorld
 
     loaded = load_default_pipeline()
     assert loaded.trained
     pipe = loaded.pipeline
-    assert (pipe.max_text_len, pipe.fps, pipe.image_size) == (32, 4.0, (32, 32))  # from pipeline.json
-    world = ShapesWorld(sw_eval.HELD_OUT_OFFSET, sw_eval.world_for(pipe))
-    results = {r["metric"]: r["value"] for r in sw_eval.caption_metrics(pipe, world, 12, 40)}
-    results.update({r["metric"]: r["value"] for r in sw_eval.qa_metrics(pipe, world, 12, 8)})
-    results.update({r["metric"]: r["value"] for r in sw_eval.t2i_metrics(pipe, world, 8, 8, 0.0, 0)})
-    # Chance: 1/5 for a colour, 1/3 for a shape; an answer is one of about 20 words; a prompted object in its
-    # cell is about 1/135 (9 cells x 15 colour-shape pairs). ShapesEval on 48 samples: 0.97, 0.87, 0.83, 0.83.
-    assert results["caption_colour_accuracy"] >= 0.7
-    assert results["caption_shape_accuracy"] >= 0.6
-    assert results["qa_accuracy"] >= 0.5
-    assert results["t2i_prompt_match"] >= 0.5
+    assert (pipe.max_text_len, pipe.fps, pipe.image_size, pipe.window_frames) == (32, 4.0, (32, 32), 2)
+    world = sw_eval.world_for(pipe, trained_world(DEFAULT_MODEL_DIR))
+    test, train = SplitWorld(0, world, split="test"), SplitWorld(0, world, split="train")
+    clips = test.distinct("video", 24)
+    scored = sw_eval.caption_task(pipe, clips, [train.sample(i, "video") for i in range(200)])
+    questions = test.distinct("image_qa", 24) + test.distinct("video_qa", 24)
+    scored.update(sw_eval.qa_task(pipe, questions, [train.sample(i, k) for i in range(100)
+                                                    for k in ("image_qa", "video_qa")]))
+    scored.update(sw_eval.t2i_task(pipe, test.distinct("image", 24), steps=8, guidance_scale=0.0, seed=0))
+    # Values and trivial baselines on the full test split are in docs/shapesworld_eval.json (README table).
+    for name, bar in SHIPPED_BARS.items():
+        value, baseline = scored[name][0].value, scored[name][1].value
+        assert bar >= baseline + 0.1, (name, baseline)  # the bar itself is clearly above trivial output
+        assert value >= bar, (name, value)
+
+
+# Test split, n=100 (docs/shapesworld_eval.json): value [95% interval] / trivial output
+#   caption colour 0.98 [0.95, 1.00] / 0.14, shape 0.84 [0.77, 0.90] / 0.28, QA 0.67 [0.58, 0.76] / 0.43 (blind),
+#   t2i 0.63 [0.54, 0.72] / 0.00 (all background). Each bar sits near its interval's low end.
+SHIPPED_BARS = {
+    "caption_colour_accuracy": 0.85,
+    "caption_shape_accuracy": 0.65,
+    "qa_accuracy": 0.55,
+    "t2i_prompt_match": 0.4,
+}

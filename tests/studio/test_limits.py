@@ -41,15 +41,28 @@ def test_clips_and_clip_lengths_beyond_the_model_are_refused(client, media, uplo
     message = _refused(client, "storyboard", {"question": "q", "clip_frames": too_long}, "params.clip_frames")
     assert str(too_long) in message
     assert "1 + 4k" in _refused(client, "storyboard", {"question": "q", "clip_frames": 4}, "params.clip_frames")
-    longest = info.max_video_frames()
-    assert info.video_positions(info.latent_frames(longest)) <= _positions(client) \
-        < info.video_positions(info.latent_frames(longest) + 1)
-    message = _refused(client, "t2v", {"prompt": "x", "num_frames": longest + 4}, "params.num_frames")
-    assert f"at most {longest}" in message
     video = upload(client, media["video"])
     message = _refused(client, "continue_video", {"video": video, "prompt": "x", "num_frames": 9,
                                                   "new_frames": 6}, "params.new_frames")
     assert "multiple of 4" in message
+
+
+def test_text_to_video_is_bounded_by_positions_unless_the_model_slides_a_window(client):
+    from dataclasses import replace
+
+    from studio.limits import LimitError, check_job
+
+    info = client.service.backend.info()
+    assert info.window_frames is not None and info.max_video_frames() is None  # the default model slides a window
+    beyond = info.clip_frames(_positions(client) // info.positions.visual + 1)  # more latent frames than positions
+    response = client.post("/v1/jobs", json={"kind": "t2v", "params": {"prompt": "x", "num_frames": beyond}})
+    assert response.status_code == 202, response.text
+    fixed = replace(info, window_frames=None)  # the same model without a window: the positions bound the clip
+    longest = fixed.max_video_frames()
+    assert fixed.video_positions(fixed.latent_frames(longest)) <= _positions(client) \
+        < fixed.video_positions(fixed.latent_frames(longest) + 1)
+    with pytest.raises(LimitError, match=f"at most {longest}"):
+        check_job("t2v", {"prompt": "x", "num_frames": longest + 4}, fixed, lambda uri: None)
 
 
 def _gif(frames: int, side: int = 32) -> bytes:

@@ -78,14 +78,14 @@ def test_stream_restarts_at_any_index():
 
 
 def test_bad_arguments_fail_loudly():
-    with pytest.raises(ValueError, match="leave the frame"):
-        wd.ObjectSpec("circle", "red", "small", "top left", "left")
+    with pytest.raises(ValueError, match="allow exits"):
+        wd.WorldConfig(num_frames=41, fps=8)  # 5 s at one cell per 2 s: more than the grid holds
     with pytest.raises(ValueError, match="colour"):
         wd.ObjectSpec("circle", "pink", "small", "center")
     with pytest.raises(ValueError, match="1 \\+ 4k"):
         wd.render_video(wd.Scene(()), num_frames=8)
-    with pytest.raises(ValueError, match="longer"):
-        wd.render_video(wd.Scene(()), num_frames=17, fps=4)
+    with pytest.raises(ValueError, match="speed"):
+        wd.WorldConfig(speed=0)
     with pytest.raises(ValueError, match="kind"):
         wd.ShapesWorld(0).sample(0, "audio")
     with pytest.raises(ValueError, match="at least"):

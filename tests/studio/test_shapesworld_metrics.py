@@ -1,0 +1,130 @@
+"""ShapesEval scoring: the ground truth scores high and each task's trivial output scores low, so a number can
+only be earned by correct output; intervals are seeded and cover the value."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from studio.shapesworld import metrics as M
+from studio.shapesworld import world as wd
+from studio.shapesworld.splits import SplitWorld
+from studio.shapesworld.text import caption_video
+
+WORLD = wd.WorldConfig(height=32, width=32, num_frames=5, fps=4, max_objects=2, min_steps=2, max_steps=4)
+NEW_WORLD = wd.WorldConfig(height=32, width=32, num_frames=17, fps=8, speed=1.0, exits=True, max_objects=2)
+LONG_WORLD = dataclasses.replace(WORLD, num_frames=65, exits=True)
+
+
+def _test(kind: str, n: int, world=WORLD):
+    return SplitWorld(0, world, split="test").distinct(kind, n)
+
+
+@pytest.mark.parametrize("world", [WORLD, NEW_WORLD, LONG_WORLD], ids=["5 frames", "17 frames exits", "65 frames"])
+def test_t2v_ground_truth_scores_high_and_a_static_or_empty_clip_low(world):
+    clips = _test("video", 40, world)
+    truth = [M.video_units(c.frames, c) for c in clips]
+    static = [M.video_units(M.static_clip(c), c) for c in clips]
+    empty = [M.video_units(np.zeros_like(c.frames), c) for c in clips]
+    moving = np.mean([o.motion != "still" for c in clips for o in c.scene.objects])
+    for index in (0, 1):  # motion accuracy (per object), persistence (per clip)
+        assert M.Units.of(t[index] for t in truth).value >= 0.9
+        # A static clip only gets still objects right; an empty clip nothing.
+        assert M.Units.of(s[index] for s in static).value <= 1 - moving + 1e-9
+        assert M.Units.of(s[index] for s in static).value < 0.45
+        assert M.Units.of(e[index] for e in empty).value == 0.0
+
+
+def test_t2v_object_missing_in_one_frame_fails_the_clip():
+    clip = next(c for c in _test("video", 40) if all(o.motion != "still" for o in c.scene.objects))
+    assert M.video_units(clip.frames, clip) == ((len(clip.scene.objects),) * 2, (1, 1))
+    broken = clip.frames.copy()
+    broken[2] = 0  # everything vanishes in one frame
+    (good, _), (whole, _) = M.video_units(broken, clip)
+    assert good == 0 and whole == 0
+
+
+def test_storyboard_ground_truth_matches_and_a_repeated_keyframe_does_not():
+    howtos = _test("howto", 60)
+    truth = [M.storyboard_units([s.keyframe for s in h.steps], h) for h in howtos]
+    repeated = [M.storyboard_units(M.repeated_keyframe(h), h) for h in howtos]
+    assert M.Units.of(t[0] for t in truth).value == 1.0
+    assert M.Units.of(t[1] for t in truth).value == 1.0
+    steps = sum(len(h.steps) for h in howtos)
+    # Only the first step of a repeated keyframe can match; no transition shows a change.
+    assert M.Units.of(r[0] for r in repeated).value == pytest.approx(len(howtos) / steps)
+    assert M.Units.of(r[1] for r in repeated).value == 0.0
+    empty = [M.storyboard_units([np.zeros_like(s.keyframe) for s in h.steps], h) for h in howtos]
+    assert M.Units.of(e[0] for e in empty).value == 0.0
+
+
+def test_storyboard_step_is_judged_against_the_question_not_its_own_caption():
+    """Another valid plan of the same question (a tower in another column) counts; a step that moves the
+    earlier object does not."""
+    from studio.shapesworld.text import cell_name, cell_rc
+
+    howto = wd.sample_howto(np.random.default_rng(5), 2, task="tower", height=32, width=32)
+
+    def shifted(cell: str) -> str:
+        row, column = cell_rc(cell)
+        return cell_name(row, (column + 1) % 3)
+
+    other = [wd.render_image(wd.Scene(tuple(dataclasses.replace(o, cell=shifted(o.cell)) for o in step.state.objects),
+                                      32, 32)) for step in howto.steps]
+    assert M.storyboard_units(other, howto) == ((2, 2), (1, 1))
+    moved_base = [howto.steps[0].keyframe, other[1]]  # step 2 also moved the base to another column
+    (matched, _), (kept, _) = M.storyboard_units(moved_base, howto)
+    assert matched == 1 and kept == 0
+
+
+def test_caption_and_answers_against_ground_truth_and_their_trivial_baselines():
+    clips = _test("video", 80)
+    train = SplitWorld(0, WORLD, split="train")
+    fixed = M.majority_caption([train.sample(i, "video") for i in range(200)])
+    for attribute in ("colour", "shape", "motion"):
+        truth = M.Units.of(M.caption_units(caption_video(c.scene), c)[attribute] for c in clips)
+        trivial = M.Units.of(M.caption_units(fixed, c)[attribute] for c in clips)
+        assert truth.value == 1.0 and trivial.value < 0.5, attribute
+    questions = _test("image_qa", 60) + _test("video_qa", 60)
+    blind = M.blind_answerer([train.sample(i, k) for i in range(200) for k in ("image_qa", "video_qa")])
+    assert M.Units.of(M.answer_units(q.answer, q) for q in questions).value == 1.0
+    blind_score = M.Units.of(M.answer_units(blind(q.question), q) for q in questions).value
+    assert 0.1 < blind_score < 0.6  # by type it gets yes/no and counts partly right, never a colour or cell
+    assert M.question_type("what colour is the circle?") == M.question_type("what colour is the square?")
+
+
+def test_t2i_needs_exactly_the_prompted_objects():
+    images = _test("image", 60)
+    assert M.Units.of(M.image_units(s.image, s.scene) for s in images).value == 1.0
+    background = np.zeros_like(images[0].image)
+    assert M.Units.of(M.image_units(background, s.scene) for s in images).value == 0.0
+    one, two = next((a, b) for a, b in zip(images, images[1:]) if not {o.cell for o in a.scene.objects}
+                    & {o.cell for o in b.scene.objects} and not {o.colour for o in a.scene.objects}
+                    & {o.colour for o in b.scene.objects})
+    both = np.maximum(one.image, two.image)  # every prompted object, plus others
+    assert M.image_units(both, one.scene) == (0, 1)
+
+
+def test_reconstruction_units_and_psnr():
+    clip = torch.from_numpy(_test("video", 1)[0].frames).float().permute(3, 0, 1, 2) / 127.5 - 1
+    (error, values), (agree, frames) = M.reconstruction_units(clip, clip)
+    assert error == 0 and values == clip.numel() and agree == frames == 5
+    (_, _), (agree, _) = M.reconstruction_units(clip, torch.full_like(clip, -1.0))
+    assert agree == 0
+    assert M.psnr_of_mse(4.0) == pytest.approx(0.0) and M.psnr_of_mse(0.04) == pytest.approx(20.0)
+
+
+def test_bootstrap_interval_is_seeded_covers_the_value_and_narrows_with_n():
+    rng = np.random.default_rng(0)
+    small = M.Units.of((float(x), 1.0) for x in rng.random(50) < 0.7)
+    large = M.Units.of((float(x), 1.0) for x in rng.random(800) < 0.7)
+    a, b = M.bootstrap_interval(small, seed=3), M.bootstrap_interval(small, seed=3)
+    assert a == b and a[0] <= small.value <= a[1]
+    low, high = M.bootstrap_interval(large, seed=3)
+    assert low <= large.value <= high and (high - low) < (a[1] - a[0])
+    # Clustered units: a sample's objects move together.
+    clustered = M.Units.of([(2, 2), (0, 2), (1, 2)])
+    assert clustered.value == pytest.approx(0.5) and clustered.n == 3
