@@ -39,6 +39,8 @@ class ModelInfo:
         codebook_size: number of visual codes (0 for a family with continuous latents).
         max_positions: the transformer's positions (every sequence must fit; None: no limit known).
         positions: what each piece of a sequence costs (None: no limit known).
+        kinds: the job kinds the backend can run (None: all of them); the service refuses the others at
+            submission.
     """
 
     image_size: tuple[int, int]
@@ -48,6 +50,11 @@ class ModelInfo:
     codebook_size: int
     max_positions: int | None = None
     positions: SequencePositions | None = None
+    kinds: frozenset[str] | None = None
+
+    def runs(self, kind: str) -> bool:
+        """Whether the backend can run jobs of `kind`."""
+        return self.kinds is None or kind in self.kinds
 
     def latent_frames(self, num_frames: int, *, name: str = "num_frames") -> int:
         """The latent frames of a clip of `num_frames` frames; raises ValueError unless `num_frames = 1 + r*k`."""

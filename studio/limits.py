@@ -26,6 +26,8 @@ class LimitError(ValueError):
 
 def check_job(kind: str, params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
     """Raise `LimitError` when the loaded model cannot run a `kind` job with `params` (already schema-checked)."""
+    if not info.runs(kind):
+        raise LimitError("kind", f"the loaded model does not run {kind!r} jobs; it runs: {', '.join(sorted(info.kinds))}")
     check = _CHECKS.get(kind)
     if check is not None:
         check(params, info, probe)
