@@ -128,8 +128,9 @@ def _check_results(client, done, pipe, media) -> None:
 
 
 def test_showo2_jobs_run_end_to_end_through_the_http_api(o2client, showo2_config, media, upload, wait_job):
+    assert o2client.get("/healthz").json()["backend"] == "Showo2Backend"
     kinds = o2client.get("/v1/kinds").json()
-    assert o2client.get("/healthz").json()["backend"] == "Showo2Backend", kinds
+    assert kinds["inpaint"]["x-limits"]["runs"] is False and kinds["t2v"]["x-limits"]["frame_rule"] == "1 + 4k"
     done = _run_jobs(o2client, wait_job, upload, media)
     _check_results(o2client, done, showo2_config[1], media)
 
@@ -168,7 +169,7 @@ def test_an_unknown_family_is_refused_by_the_config():
 
 
 @pytest.mark.ray
-def test_showo2_jobs_run_on_ray_pools(tmp_path, showo2_config, media, upload, wait_job):
+def test_showo2_jobs_run_on_ray_pools(tmp_path, monkeypatch, showo2_config, media, upload, wait_job):
     from fastapi.testclient import TestClient
 
     from ray_cluster import shutdown
@@ -176,6 +177,7 @@ def test_showo2_jobs_run_on_ray_pools(tmp_path, showo2_config, media, upload, wa
     from studio.compose import build_runtime
     from studio.service import Service, ServiceConfig
 
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # an embedded Ray of its own, never another one on the machine
     runtime = build_runtime(local=False, cluster_config=str(showo2_config[0]), num_cpus=2)
     try:
         service = Service(ServiceConfig(data_dir=tmp_path / "ray-data", artifacts_url="memory://studio-showo2-ray",
