@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from core import ImageOptions, ModelInfo, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
+from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
 from model.pipelines.common import make_generator
 from ray_cluster.local import _check_exists, check_options, workflow_errors
 from workflows.types import StoryHistoryItem
@@ -29,6 +29,13 @@ KINDS = frozenset({"caption", "qa", "t2i", "t2v", "continue_video", "storyboard"
 def _latents(value: Any) -> torch.Tensor:
     """A latent value as a float tensor (tensors pass through; nested lists, as from JSON, are converted)."""
     return value.float() if torch.is_tensor(value) else torch.as_tensor(value, dtype=torch.float32)
+
+
+def _steps(progress: ProgressFn | None, task: str, stage: str):
+    """The sampler's `progress(step, total)` as `Progress` events of `task` (None passes through)."""
+    if progress is None:
+        return None
+    return lambda step, total: progress(Progress(task, stage, 1, 1, step, total))
 
 
 class Showo2Backend:
@@ -141,7 +148,8 @@ class Showo2Backend:
         with workflow_errors():
             z = self.pipeline.sample_image_latents(list(prompts), steps=options.steps,
                                                    guidance_scale=options.guidance_scale, generator=generator,
-                                                   reference=options.reference, progress=progress,
+                                                   reference=options.reference,
+                                                   progress=_steps(progress, "text_to_image", "image"),
                                                    should_stop=should_stop)
         return z.float().cpu()
 
@@ -170,7 +178,8 @@ class Showo2Backend:
             z = self.pipeline.text_to_video(
                 prompt, latent_frames=block, first_frame=None if given is None else given[-1].to(self.device),
                 steps=options.steps, guidance_scale=options.guidance_scale,
-                generator=make_generator(seed, self.device), progress=progress, should_stop=should_stop,
+                generator=make_generator(seed, self.device), progress=_steps(progress, "text_to_video", "frame"),
+                should_stop=should_stop,
             ).latents[0].transpose(0, 1).float().cpu()  # (block, C, h, w)
         return z if given is None else torch.cat([given, z[1:]])
 
@@ -194,7 +203,7 @@ class Showo2Backend:
                 question, items, max_caption_tokens=options.max_caption_tokens, steps=options.steps,
                 guidance_scale=options.guidance_scale, generator=make_generator(seed, self.device), greedy=greedy,
                 temperature=options.caption_temperature, top_k=None if greedy else options.caption_top_k,
-                progress=progress, should_stop=should_stop,
+                progress=_steps(progress, "storyboard", "keyframe"), should_stop=should_stop,
             )
         return StoryHistoryItem(caption=step.caption.strip(), codes=step.latents.float().cpu(),
                                 caption_ids=tuple(int(i) for i in step.caption_ids))

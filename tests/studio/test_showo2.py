@@ -114,8 +114,11 @@ def _check_results(client, done, pipe, media) -> None:
 
     # t2i: the pixels of the pipeline's own text-to-image for the job's seed
     image = _png(_artifact(client, done["t2i"], "image.png"))
+    from workflows.step import derive_seed
+
+    seed = derive_seed(5, "text_to_image")  # the executor's seed of the graph's one step
     want = pipe.text_to_image("a red circle", steps=3, guidance_scale=2.0,
-                              generator=torch.Generator().manual_seed(5)).images[0]
+                              generator=torch.Generator().manual_seed(seed)).images[0]
     want = ((want.clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy()
     assert image.shape == (64, 64, 3) and np.abs(image - want).max() <= 1.5
 
@@ -156,7 +159,7 @@ def test_the_backend_names_an_unsupported_operation(showo2_backend):
 
     latents = torch.zeros(16, 8, 8)
     with pytest.raises(ValueError, match="not supported by Show-o2"):
-        showo2_backend.generate_image("x", latents, RandomTokens(0.5), options=ImageOptions(), seed=0)
+        showo2_backend.generate_image("x", latents, RandomTokens(fraction=0.5), options=ImageOptions(), seed=0)
     with pytest.raises(ValueError, match="extrapolate_image is not supported"):
         showo2_backend.extrapolate_image("x", latents, "left", options=ImageOptions(), seed=0)
 
