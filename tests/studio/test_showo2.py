@@ -138,6 +138,25 @@ def test_showo2_jobs_run_end_to_end_through_the_http_api(o2client, showo2_config
     _check_results(o2client, done, showo2_config[1], media)
 
 
+def test_showo2_video_jobs_make_clips_of_the_frame_rule(o2client, media, upload, wait_job):
+    from tokenizers3d import read_video
+
+    video = upload(o2client, media["video"])
+    bodies = {
+        "t2v": {"prompt": "a red square moves left", "num_frames": 9, "steps": 2},
+        "continue_video": {"video": video, "prompt": "the square stays", "num_frames": 5, "new_frames": 4, "steps": 2},
+    }
+    ids = {kind: o2client.post("/v1/jobs", json={"kind": kind, "params": params, "seed": 2}).json()["id"]
+           for kind, params in bodies.items()}
+    for kind, job_id in ids.items():
+        job = wait_job(o2client, job_id, timeout_s=240)
+        assert job["state"] == "succeeded", (kind, job["error"])
+        clip = read_video(_artifact(o2client, job, "video.mp4"))
+        assert clip.num_frames == 9 == job["result"]["num_frames"], kind
+    response = o2client.post("/v1/jobs", json={"kind": "t2v", "params": {"prompt": "x", "num_frames": 8}})
+    assert response.status_code == 422 and "1 + 4k" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("body", [
     {"kind": "inpaint", "params": {"image": "@image", "prompt": "x", "box": [0, 0, 0.5, 0.5]}},
     {"kind": "edit", "params": {"image": "@image", "prompt": "x"}},
@@ -162,6 +181,21 @@ def test_the_backend_names_an_unsupported_operation(showo2_backend):
         showo2_backend.generate_image("x", latents, RandomTokens(fraction=0.5), options=ImageOptions(), seed=0)
     with pytest.raises(ValueError, match="extrapolate_image is not supported"):
         showo2_backend.extrapolate_image("x", latents, "left", options=ImageOptions(), seed=0)
+
+
+def test_generated_clips_start_with_the_given_latent_frames(showo2_backend):
+    from core import VideoOptions
+
+    given = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(3))
+    options = VideoOptions(steps=2, guidance_scale=0.0)
+    clip = showo2_backend.generate_video("x", given, 4, options=options, seed=1)
+    assert clip.shape == (4, 16, 8, 8) and torch.equal(clip[:2], given)
+    again = showo2_backend.generate_video("x", given, 4, options=options, seed=1)
+    assert torch.equal(clip, again) and not torch.equal(clip[2:], showo2_backend.generate_video(
+        "x", given, 4, options=options, seed=2)[2:])
+    assert showo2_backend.decode_video(clip).shape == (3, 13, 64, 64)
+    with pytest.raises(ValueError, match="must exceed the given frames"):
+        showo2_backend.generate_video("x", given, 2, options=options, seed=1)
 
 
 def test_an_unknown_family_is_refused_by_the_config():
