@@ -4,7 +4,8 @@ A YAML file (or nothing) read through omegaconf into kw-only dataclasses, with d
 
 ```yaml
 model: {showo: default}            # or {showo: ckpt/show-o, tokenizer: ckpt/magvitv2, text_tokenizer: ckpt/phi-1_5}
-# Show-o2: model: {family: showo2, showo: ckpt/show-o2-1.5B, vae: ckpt/Wan2.1_VAE.pth, text_tokenizer: ckpt/Qwen2.5-1.5B-Instruct}
+# Show-o2: {family: showo2, showo: ckpt/show-o2-1.5B, vae: ckpt/Wan2.1_VAE.pth,
+#           text_tokenizer: ckpt/Qwen2.5-1.5B-Instruct}
 transformer: {num_replicas: 2, num_cpus: 1, num_gpus: 0.5, max_batch_size: 8, batch_wait_s: 0.01}
 tokenizer: {num_replicas: 1, num_cpus: 0.5, num_gpus: 0.25}
 ```
@@ -30,7 +31,8 @@ class ModelConfig:
     Attributes:
         family: "showo" (discrete codes, MaskGIT) or "showo2" (Wan2.1 VAE latents, flow matching); chooses the
             pipeline and the backend the workers serve.
-        showo: the family's checkpoint (a Show-o or Show-o2 folder; local or an fsspec URL) (local folder or fsspec URL), or "default" for the embedded default pipeline.
+        showo: the family's checkpoint (a Show-o or Show-o2 folder; local or an fsspec URL), or "default" for the
+            pipeline `factory` builds (the embedded default model for Show-o).
         factory: `"package.module:function"` that builds the default pipeline (`function(device=..., seed=...)`);
             the service can also hand the backend a callable instead.
         tokenizer: the visual tokenizer checkpoint (ignored for "default").

@@ -18,7 +18,7 @@ import torch
 
 from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
 from model.pipelines.common import make_generator
-from ray_cluster.local import _check_exists, check_options, workflow_errors
+from ray_cluster.local import check_exists, check_options, workflow_errors
 from workflows.types import StoryHistoryItem
 
 TEMPORAL_DOWNSAMPLE = 4  # Wan2.1 VAE: 1 + 4k frames -> 1 + k latent frames
@@ -60,7 +60,7 @@ class Showo2Backend:
         """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + 4k`, square at `size` (None: the model's)."""
         from tokenizers3d import read_video
 
-        _check_exists(uri)
+        check_exists(uri)
         side = size or self.pipeline.resolution
         return read_video(uri, fps=fps, num_frames=num_frames, snap_to=TEMPORAL_DOWNSAMPLE, size=(side, side)).frames
 
@@ -71,7 +71,7 @@ class Showo2Backend:
 
         from tokenizers3d import image_transform
 
-        _check_exists(uri)
+        check_exists(uri)
         with fsspec.open(uri, "rb") as handle:
             try:
                 image = Image.open(handle)

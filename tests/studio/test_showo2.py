@@ -31,10 +31,9 @@ def showo2_config(tmp_path_factory):
     torch.manual_seed(0)
     save_wan_vae(WanVAE(wan21_vae_tiny()).eval(), root / "Wan2.1_VAE.pth")
     config = root / "cluster.yaml"
-    config.write_text(
-        f"model: {{family: showo2, showo: {ckpt}, vae: {root / 'Wan2.1_VAE.pth'}, text_tokenizer: {root / 'tokenizer'}}}\n"
-        "tokenizer: {num_cpus: 0.5}\ntransformer: {num_cpus: 0.5}\n"
-    )
+    vae, tokenizer = root / "Wan2.1_VAE.pth", root / "tokenizer"
+    config.write_text(f"model: {{family: showo2, showo: {ckpt}, vae: {vae}, text_tokenizer: {tokenizer}}}\n"
+                      "tokenizer: {num_cpus: 0.5}\ntransformer: {num_cpus: 0.5}\n")
     pipe = Showo2Pipeline.from_pretrained(str(ckpt), str(root / "Wan2.1_VAE.pth"), str(root / "tokenizer"))
     return config, pipe
 
