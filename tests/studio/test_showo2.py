@@ -137,19 +137,23 @@ def test_showo2_jobs_run_end_to_end_through_the_http_api(o2client, showo2_config
     _check_results(o2client, done, showo2_config[1], media)
 
 
-def test_showo2_video_jobs_make_clips_of_the_frame_rule(o2client, media, upload, wait_job):
+def test_showo2_video_jobs_and_storyboard_clips_follow_the_frame_rule(o2client, media, upload, wait_job):
     from tokenizers3d import read_video
 
     video = upload(o2client, media["video"])
     bodies = {
         "t2v": {"prompt": "a red square moves left", "num_frames": 9, "steps": 2},
         "continue_video": {"video": video, "prompt": "the square stays", "num_frames": 5, "new_frames": 4, "steps": 2},
+        "storyboard": {"question": "a red circle", "num_steps": 1, "clip_frames": 5, "steps": 2, "max_caption_tokens": 3},
     }
     ids = {kind: o2client.post("/v1/jobs", json={"kind": kind, "params": params, "seed": 2}).json()["id"]
            for kind, params in bodies.items()}
     for kind, job_id in ids.items():
         job = wait_job(o2client, job_id, timeout_s=240)
         assert job["state"] == "succeeded", (kind, job["error"])
+        if kind == "storyboard":  # a keyframe, then a clip that starts from it (image-to-video)
+            assert job["result"]["steps"][0]["clip"], job["result"]
+            continue
         clip = read_video(_artifact(o2client, job, "video.mp4"))
         assert clip.num_frames == 9 == job["result"]["num_frames"], kind
     response = o2client.post("/v1/jobs", json={"kind": "t2v", "params": {"prompt": "x", "num_frames": 8}})
