@@ -41,6 +41,8 @@ class ModelInfo:
         positions: what each piece of a sequence costs (None: no limit known).
         window_frames: text-to-video slides a window of this many latent frames over a longer clip, so a clip
             of any length is made (None: a clip must fit the positions).
+        kinds: the job kinds the backend can run (None: all of them); the service refuses the others at
+            submission.
     """
 
     image_size: tuple[int, int]
@@ -51,6 +53,11 @@ class ModelInfo:
     max_positions: int | None = None
     positions: SequencePositions | None = None
     window_frames: int | None = None
+    kinds: frozenset[str] | None = None
+
+    def runs(self, kind: str) -> bool:
+        """Whether the backend can run jobs of `kind`."""
+        return self.kinds is None or kind in self.kinds
 
     def latent_frames(self, num_frames: int, *, name: str = "num_frames") -> int:
         """The latent frames of a clip of `num_frames` frames; raises ValueError unless `num_frames = 1 + r*k`."""

@@ -9,7 +9,8 @@ backend = RayBackend(load_config("cluster.yaml", ["transformer.num_gpus=0.5"]))
 answers = backend.understand([codes], ["video"], ["what happens ?"], options=TextOptions(), seed=0)
 ```
 
-`LocalBackend(pipeline)` runs the same operations in-process without Ray. Importing the package is cheap: Ray,
+`LocalBackend(pipeline)` runs the same operations in-process without Ray (`Showo2Backend(pipeline)` for Show-o2;
+`build_backend(model_config, device)` picks by `model.family`). Importing the package is cheap: Ray,
 torch and the model load on first use of a name.
 """
 
@@ -27,6 +28,8 @@ _EXPORTS = {
     "PoolConfig": "ray_cluster.config",
     "load_config": "ray_cluster.config",
     "LocalBackend": "ray_cluster.local",
+    "Showo2Backend": "ray_cluster.showo2_backend",
+    "build_backend": "ray_cluster.loading",
     "RayBackend": "ray_cluster.pools",
     "PoolUnavailableError": "ray_cluster.pools",
     "bench_ray_batching": "ray_cluster.bench",
@@ -38,7 +41,9 @@ if TYPE_CHECKING:
     from ray_cluster.bench import bench_ray_batching
     from ray_cluster.cluster import connect, dashboard_url, shutdown
     from ray_cluster.config import ClusterConfig, ModelConfig, PoolConfig, load_config
+    from ray_cluster.loading import build_backend
     from ray_cluster.local import LocalBackend
+    from ray_cluster.showo2_backend import Showo2Backend
     from ray_cluster.pools import PoolUnavailableError, RayBackend
 
 

@@ -1,4 +1,5 @@
-"""The Ray workers: thin shells around `LocalBackend` (the in-process pipeline), one model per actor.
+"""The Ray workers: thin shells around the in-process backend of the configured family (`LocalBackend`,
+`Showo2Backend`), one model per actor.
 
 Why pools of named actors rather than Ray Serve deployments: a workflow graph calls a handful of request/response
 operations (encode, understand, generate a frame block, a storyboard step) from Python, not over HTTP, so an actor
@@ -45,8 +46,7 @@ class _Worker:
         import ray
         import torch
 
-        from ray_cluster.loading import load_pipeline
-        from ray_cluster.local import LocalBackend
+        from ray_cluster.loading import build_backend
         from ray_cluster.metrics import WorkerMetrics
 
         device = model.device
@@ -55,7 +55,7 @@ class _Worker:
         self.name = name
         self.config = pool
         self.batch_images = batch_images
-        self.backend = LocalBackend(load_pipeline(model, device, factory))
+        self.backend = build_backend(model, device, factory)  # LocalBackend or Showo2Backend, by model.family
         self.metrics = WorkerMetrics(self.pool, name)
         self.batcher = Batcher(wait_s=pool.batch_wait_s, max_rows=pool.max_batch_size,
                                on_queue=self.metrics.queued, on_busy=self.metrics.working)

@@ -4,6 +4,8 @@ A YAML file (or nothing) read through omegaconf into kw-only dataclasses, with d
 
 ```yaml
 model: {showo: default}            # or {showo: ckpt/show-o, tokenizer: ckpt/magvitv2, text_tokenizer: ckpt/phi-1_5}
+# Show-o2: {family: showo2, showo: ckpt/show-o2-1.5B, vae: ckpt/Wan2.1_VAE.pth,
+#           text_tokenizer: ckpt/Qwen2.5-1.5B-Instruct}
 transformer: {num_replicas: 2, num_cpus: 1, num_gpus: 0.5, max_batch_size: 8, batch_wait_s: 0.01}
 tokenizer: {num_replicas: 1, num_cpus: 0.5, num_gpus: 0.25}
 ```
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MODEL = "default"
+FAMILIES = ("showo", "showo2")  # the model families a backend exists for (`ray_cluster.loading.BACKENDS`)
 
 
 @dataclass(kw_only=True)
@@ -26,11 +29,15 @@ class ModelConfig:
     """What every worker loads.
 
     Attributes:
-        showo: a Show-o checkpoint (local folder or fsspec URL), or "default" for the embedded default pipeline.
+        family: "showo" (discrete codes, MaskGIT) or "showo2" (Wan2.1 VAE latents, flow matching); chooses the
+            pipeline and the backend the workers serve.
+        showo: the family's checkpoint (a Show-o or Show-o2 folder; local or an fsspec URL), or "default" for the
+            pipeline `factory` builds (the embedded default model for Show-o).
         factory: `"package.module:function"` that builds the default pipeline (`function(device=..., seed=...)`);
             the service can also hand the backend a callable instead.
         tokenizer: the visual tokenizer checkpoint (ignored for "default").
         text_tokenizer: the text tokenizer directory (ignored for "default").
+        vae: the Wan2.1 VAE file or folder (Show-o2 only).
         video_tokenizer: an optional video tokenizer when `tokenizer` is an image tokenizer.
         device: "auto" (CUDA when the worker was given a GPU, else CPU), "cpu" or "cuda".
         dtype: "float32", "bfloat16" or "float16" for the transformer (None: as stored).
@@ -39,10 +46,12 @@ class ModelConfig:
             checkpoints are memory-mapped and read lazily otherwise; see `model.loading.load_showo`).
     """
 
+    family: str = "showo"
     showo: str = DEFAULT_MODEL
     factory: str | None = None
     tokenizer: str | None = None
     text_tokenizer: str | None = None
+    vae: str | None = None
     video_tokenizer: str | None = None
     device: str = "auto"
     dtype: str | None = None
@@ -117,6 +126,8 @@ class ClusterConfig:
     batch_images: bool = False
 
     def validate(self) -> "ClusterConfig":
+        if self.model.family not in FAMILIES:
+            raise ValueError(f"model.family must be one of {list(FAMILIES)}, got {self.model.family!r}")
         self.tokenizer.validate("tokenizer")
         self.transformer.validate("transformer")
         if not self.name_prefix or "/" in self.name_prefix:

@@ -1,4 +1,4 @@
-"""Build the `ShowoPipeline` a worker serves, from checkpoint paths or from a factory."""
+"""Build the pipeline a worker serves, from checkpoint paths or from a factory, and the backend of its family."""
 
 from __future__ import annotations
 
@@ -28,6 +28,20 @@ def resolve_factory(spec: PipelineFactory | str | None) -> PipelineFactory | Non
         raise ValueError(f"cannot import the pipeline factory {spec!r}: {err}") from err
 
 
+def build_backend(model: ModelConfig, device: str, factory: PipelineFactory | str | None = None):
+    """The backend of `model.family` (`LocalBackend` for Show-o, `Showo2Backend` for Show-o2) on the pipeline
+    `load_pipeline` builds: the one place that maps a family to its backend."""
+    if model.family == "showo2":
+        from ray_cluster.showo2_backend import Showo2Backend
+
+        return Showo2Backend(load_pipeline(model, device, factory))
+    if model.family != "showo":
+        raise ValueError(f"model.family must be 'showo' or 'showo2', got {model.family!r}")
+    from ray_cluster.local import LocalBackend
+
+    return LocalBackend(load_pipeline(model, device, factory))
+
+
 def load_pipeline(model: ModelConfig, device: str, factory: PipelineFactory | str | None = None):
     """The pipeline described by `model` on `device`.
 
@@ -46,6 +60,8 @@ def load_pipeline(model: ModelConfig, device: str, factory: PipelineFactory | st
             )
         built = factory(device=device, seed=model.seed)
         return getattr(built, "pipeline", built)
+    if model.family == "showo2":
+        return _load_showo2(model, device)
     if not model.tokenizer or not model.text_tokenizer:
         raise ValueError(f"model.showo is {model.showo!r}: model.tokenizer and model.text_tokenizer must be set too")
     import torch
@@ -61,3 +77,19 @@ def load_pipeline(model: ModelConfig, device: str, factory: PipelineFactory | st
         model.showo, model.tokenizer, model.text_tokenizer,
         video_tokenizer_path=model.video_tokenizer, dtype=dtype, device=device, eager=model.eager,
     )
+
+
+def _load_showo2(model: ModelConfig, device: str):
+    if not model.vae or not model.text_tokenizer:
+        raise ValueError(f"model.family is 'showo2' with model.showo {model.showo!r}: model.vae and "
+                         "model.text_tokenizer must be set too")
+    import torch
+
+    from model import Showo2Pipeline
+
+    dtype = torch.float32
+    if model.dtype is not None:
+        if model.dtype not in _DTYPES:
+            raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {model.dtype!r}")
+        dtype = getattr(torch, _DTYPES[model.dtype])
+    return Showo2Pipeline.from_pretrained(model.showo, model.vae, model.text_tokenizer, dtype=dtype, device=device)

@@ -70,7 +70,7 @@ class LocalBackend:
         """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + r*k`, square at `size` (None: the model's)."""
         from tokenizers3d import read_video
 
-        _check_exists(uri)
+        check_exists(uri)
         clip = read_video(uri, fps=fps, num_frames=num_frames, snap_to=self.pipeline.temporal_downsample,
                           size=size or tuple(self.pipeline.image_size))
         return clip.frames
@@ -82,7 +82,7 @@ class LocalBackend:
 
         from tokenizers3d import image_transform
 
-        _check_exists(uri)
+        check_exists(uri)
         height, width = self.pipeline.image_size
         if size is None and height != width:
             raise ValueError(f"the model works at {height}x{width}; give size= (load_image makes square images)")
@@ -201,7 +201,8 @@ class LocalBackend:
         return PipelineStoryItem(caption_ids=[int(i) for i in ids], codes=as_codes(item.codes))
 
 
-def _check_exists(uri: str) -> None:
+def check_exists(uri: str) -> None:
+    """ValueError for an empty `uri`, FileNotFoundError when nothing is there (local path or fsspec URL)."""
     import fsspec
 
     if not isinstance(uri, str) or not uri:

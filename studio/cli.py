@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="job store, run store, uploads and artifacts (default: ./studio-data)")
     serve.add_argument("--address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, else embedded)")
     serve.add_argument("--local", action="store_true", help="run jobs in this process, without Ray")
-    serve.add_argument("--cluster-config", default=None, help="YAML file sizing the Ray pools")
+    serve.add_argument("--cluster-config", default=None,
+                       help="YAML file: the model (family, checkpoints) and the Ray pools")
     serve.add_argument("--num-cpus", type=float, default=None, help="CPUs of the embedded Ray (default: all)")
     serve.add_argument("--workers", type=int, default=2, help="jobs run at once (default: 2)")
     serve.add_argument("--artifacts", default=None, help="artifact store URL (default: <data-dir>/artifacts)")

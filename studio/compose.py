@@ -30,9 +30,11 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
     """The runtime the service runs jobs on.
 
     Args:
-        local: the in-process `LocalBackend` on the default pipeline (no Ray, no job metrics).
+        local: the in-process backend (no Ray, no job metrics): `LocalBackend` on the default pipeline, or the
+            backend of the family `cluster_config`'s `model` names, on its checkpoints (`model: {family: showo2}`
+            serves Show-o2).
         address: a Ray cluster to join (None: `RAY_ADDRESS`, else an embedded local Ray).
-        cluster_config: a YAML file for the pools (`ray_cluster.load_config`).
+        cluster_config: a YAML file for the model and the pools (`ray_cluster.load_config`).
         num_cpus: CPUs of the embedded Ray (None: all).
         data_dir: the service's data directory; an embedded Ray lists its processes in `ray-processes.json`
             there, and what a killed service's embedded Ray left behind is stopped before a new one starts.
@@ -42,7 +44,16 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
     if local:
         from ray_cluster import LocalBackend
 
-        return Runtime(LocalBackend(load_default_pipeline().pipeline))
+        if cluster_config is None:
+            return Runtime(LocalBackend(load_default_pipeline().pipeline))
+        import torch
+
+        from ray_cluster import load_config
+        from ray_cluster.loading import build_backend
+
+        model = load_config(cluster_config).model
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if model.device == "auto" else model.device
+        return Runtime(build_backend(model, device, load_default_pipeline))
     from ray_cluster import RayBackend, connect, load_config
     from ray_cluster.metrics import JobMetrics
 

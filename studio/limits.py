@@ -26,19 +26,23 @@ class LimitError(ValueError):
 
 def check_job(kind: str, params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
     """Raise `LimitError` when the loaded model cannot run a `kind` job with `params` (already schema-checked)."""
+    if not info.runs(kind):
+        raise LimitError("kind", f"the loaded model does not run {kind!r} jobs; it runs: "
+                                 f"{', '.join(sorted(info.kinds or ()))}")
     check = _CHECKS.get(kind)
     if check is not None:
         check(params, info, probe)
 
 
 def kind_limits(info: ModelInfo) -> dict[str, dict[str, Any]]:
-    """The limits of each job kind on the loaded model, as `GET /v1/kinds` shows them."""
+    """The limits of each job kind on the loaded model (`runs: false` for a kind it does not run), as
+    `GET /v1/kinds` shows them."""
     r = info.temporal_downsample
     frames = {"frame_rule": f"1 + {r}k", "temporal_downsample": r}
     story = {f"max_num_steps_with_clip_frames_{c}": info.max_storyboard_steps(clip_frames=c, max_caption_tokens=24)
              for c in (0, info.clip_frames(2))}
     video = {**frames, "max_num_frames": info.max_video_frames()}
-    return {
+    table = {
         "storyboard": {**frames, "min_clip_frames": info.clip_frames(2), **story,
                        "note": "with max_caption_tokens=24; fewer caption tokens allow more steps"},
         "caption": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
@@ -51,6 +55,8 @@ def kind_limits(info: ModelInfo) -> dict[str, dict[str, Any]]:
         "t2i": {"image_size": list(info.image_size)},
         "edit": {"image_size": list(info.image_size)},
     }
+    refused = {"runs": False, "note": "the loaded model does not run this kind"}
+    return {kind: (limits if info.runs(kind) else refused) for kind, limits in table.items()}
 
 
 # ---------------------------------------------------------------------------------------------- checks

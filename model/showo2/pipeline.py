@@ -199,6 +199,28 @@ class Showo2Pipeline:
         texts = [self.tokenizer.decode(i, skip_special_tokens=True) for i in ids]
         return Showo2TextResult(texts[0], ids[0]) if single else Showo2TextResult(texts, ids)
 
+    def understand_latents(self, questions: list[str], latents: list[torch.Tensor], videos: list[bool], *,
+                           max_new_tokens: int = 300, generator: torch.Generator | None = None, greedy: bool = True,
+                           temperature: float = 1.0, top_k: int | None = None) -> Showo2TextResult:
+        """Answer one question per visual given as normalised latents, decoded as one cached batch: an image
+        `(C, h, w)`, or a clip's latent frames `(T, C, h, w)` (`videos[i]` True), each frame pooled as the
+        released video understanding pools its frames. Returns lists of texts and ids."""
+        if not len(questions) == len(latents) == len(videos):
+            raise ValueError(f"{len(questions)} question(s), {len(latents)} visual(s) and {len(videos)} kind(s): "
+                             "give one visual and one kind per question")
+        rows = []
+        for question, z, video in zip(questions, latents, videos):
+            want = 4 if video else 3
+            if z.dim() != want or z.shape[-3] != self.model.config.latent_channels:
+                what = "(T, C, h, w)" if video else "(C, h, w)"
+                raise ValueError(f"a {'video' if video else 'image'} is latents {what} with "
+                                 f"C={self.model.config.latent_channels}, got {tuple(z.shape)}")
+            z = (z if video else z[None]).to(self.device, self.model.dtype)
+            rows.append(self._mmu_row(question, self._mmu_visual(z, video), False))
+        ids = self._cached_decode(rows, max_new_tokens=max_new_tokens, generator=generator, greedy=greedy,
+                                  temperature=temperature, top_k=top_k)
+        return Showo2TextResult([self.tokenizer.decode(i, skip_special_tokens=True) for i in ids], ids)
+
     def _understanding_inputs(self, batch, image, video, latents, reference, num_frames, generator):
         if latents is not None:
             z = latents[None] if latents.dim() == 3 else latents
@@ -419,26 +441,74 @@ class Showo2Pipeline:
         with torch.no_grad():
             hidden = feed([tok.bos, *encode(self.tokenizer, prompt)])
             for _ in range(num_steps):
-                ids, done = gen.decode_text(model, ctx, model.logits(hidden[:, -1]), max_new_tokens=max_caption_tokens,
-                                            stop_ids={tok.eos, tok.boi}, pad_id=tok.pad, generator=generator,
-                                            greedy=greedy, temperature=temperature, top_k=top_k)
-                if not done[0] and ids[0]:
-                    feed([ids[0][-1]])  # the last token of a capped caption was never fed back
-                feed([tok.boi])
-                cond_v = self._velocity_fn(ctx, None)
-                null_v = self._velocity_fn(null, None) if null is not None else None
-
-                def velocity(x, t, cond_v=cond_v, null_v=null_v):
-                    if null_v is None:
-                        return cond_v(x, t)
-                    half = x.shape[0] // 2
-                    return torch.cat([cond_v(x[:half], t[:half]), null_v(x[half:], t[half:])])
-
-                shape = (1, model.config.latent_channels, *self.latent_size)
-                z = flow_sample(velocity, initial_noise(shape, generator=generator, device=self.device), config).latents
-                gen.commit_block(model, ctx, z.to(model.dtype), t=1.0)
-                hidden = feed([tok.eoi])
-                image = self.decode(z[:, :, None])[0, :, 0]
-                caption = self.tokenizer.decode(ids[0], skip_special_tokens=True)
-                out.append(Showo2StoryStep(caption, ids[0], image, z[0]))
+                step, hidden = self._story_next(ctx, hidden, feed, null, config, max_caption_tokens=max_caption_tokens,
+                                                generator=generator, greedy=greedy, temperature=temperature,
+                                                top_k=top_k)
+                out.append(step)
         return out
+
+    def storyboard_step(self, prompt: str, history: list[tuple[list[int], torch.Tensor]], *,
+                        max_caption_tokens: int = 40, steps: int = 50, guidance_scale: float = 5.0,
+                        generator: torch.Generator | None = None, greedy: bool = False, temperature: float = 1.0,
+                        top_k: int | None = None, method: str = "euler", progress=None,
+                        should_stop=None) -> Showo2StoryStep:
+        """The next step of `storyboard(prompt)` after `history` (`(caption_ids, latents (C, h, w))` per earlier
+        step), which is replayed into a fresh cache: stateless, for a service that keeps no model state between
+        calls. Replaying the steps `storyboard` made gives the same sequence `storyboard` continues from."""
+        if generator is None:
+            raise ValueError("storyboard_step needs a torch.Generator")
+        model, tok = self.model, self.tokens
+        table = model.showo.model.embed_tokens
+        capacity = 2 + len(encode(self.tokenizer, prompt)) + (len(history) + 1) * (
+            max_caption_tokens + 3 + model.config.num_image_tokens + 1)
+        ctx = gen.new_context(model, 1, capacity=capacity)
+        null = self._prefix_context([""]) if guidance_scale > 0 else None
+        config = FlowConfig(steps=steps, guidance_scale=guidance_scale, method=method)
+
+        def feed(ids: list[int]) -> torch.Tensor:
+            embeds = table(torch.tensor([ids], device=self.device))
+            return gen.extend(model, ctx, embeds, torch.zeros(1, len(ids), dtype=torch.bool, device=self.device))
+
+        with torch.no_grad():
+            hidden = feed([tok.bos, *encode(self.tokenizer, prompt)])
+            for ids, latents in history:
+                if tuple(latents.shape) != (model.config.latent_channels, *self.latent_size):
+                    raise ValueError(f"history latents must be {(model.config.latent_channels, *self.latent_size)}, "
+                                     f"got {tuple(latents.shape)}")
+                feed([*map(int, ids), tok.boi])
+                gen.commit_block(model, ctx, latents[None].to(self.device, model.dtype), t=1.0)
+                hidden = feed([tok.eoi])
+            step, _ = self._story_next(ctx, hidden, feed, null, config, max_caption_tokens=max_caption_tokens,
+                                       generator=generator, greedy=greedy, temperature=temperature, top_k=top_k,
+                                       progress=progress, should_stop=should_stop)
+        return step
+
+    def _story_next(self, ctx, hidden, feed, null, config: FlowConfig, *, max_caption_tokens: int, generator,
+                    greedy: bool, temperature: float, top_k: int | None, progress=None,
+                    should_stop=None) -> tuple[Showo2StoryStep, torch.Tensor]:
+        """One storyboard step on the cache `ctx` whose last hidden state is `hidden`: a caption, then an image
+        sampled on top of the whole history; returns the step and the hidden state after its `<|vision_end|>`."""
+        model, tok = self.model, self.tokens
+        ids, done = gen.decode_text(model, ctx, model.logits(hidden[:, -1]), max_new_tokens=max_caption_tokens,
+                                    stop_ids={tok.eos, tok.boi}, pad_id=tok.pad, generator=generator,
+                                    greedy=greedy, temperature=temperature, top_k=top_k)
+        if not done[0] and ids[0]:
+            feed([ids[0][-1]])  # the last token of a capped caption was never fed back
+        feed([tok.boi])
+        cond_v = self._velocity_fn(ctx, None)
+        null_v = self._velocity_fn(null, None) if null is not None else None
+
+        def velocity(x, t):
+            if null_v is None:
+                return cond_v(x, t)
+            half = x.shape[0] // 2
+            return torch.cat([cond_v(x[:half], t[:half]), null_v(x[half:], t[half:])])
+
+        shape = (1, model.config.latent_channels, *self.latent_size)
+        z = flow_sample(velocity, initial_noise(shape, generator=generator, device=self.device), config,
+                        progress=progress, should_stop=should_stop).latents
+        gen.commit_block(model, ctx, z.to(model.dtype), t=1.0)
+        hidden = feed([tok.eoi])
+        image = self.decode(z[:, :, None])[0, :, 0]
+        caption = self.tokenizer.decode(ids[0], skip_special_tokens=True)
+        return Showo2StoryStep(caption, ids[0], image, z[0]), hidden

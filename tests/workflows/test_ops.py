@@ -11,8 +11,9 @@ from workflows.testing import FakeBackend
 def _backends():
     from ray_cluster.local import LocalBackend
     from ray_cluster.pools import RayBackend
+    from ray_cluster.showo2_backend import Showo2Backend
 
-    return [FakeBackend, LocalBackend, RayBackend]
+    return [FakeBackend, LocalBackend, RayBackend, Showo2Backend]
 
 
 def test_the_table_is_the_protocol():

@@ -149,6 +149,32 @@ def test_storyboard_is_seeded_and_conditioned_on_history(pipe):
     assert a[0].keyframe.shape == (3, 64, 64)
 
 
+def test_storyboard_step_replays_the_history_into_the_same_sequence(pipe):
+    kwargs = dict(max_caption_tokens=3, steps=2, guidance_scale=2.0, greedy=True)
+    whole = pipe.storyboard("what happens", num_steps=2, generator=torch.Generator().manual_seed(7), **kwargs)
+    g = torch.Generator().manual_seed(7)  # one stream across the two calls, as the storyboard draws it
+    first = pipe.storyboard_step("what happens", [], generator=g, **kwargs)
+    second = pipe.storyboard_step("what happens", [(first.caption_ids, first.latents)], generator=g, **kwargs)
+    assert [first.caption_ids, second.caption_ids] == [s.caption_ids for s in whole]
+    torch.testing.assert_close(first.latents, whole[0].latents)
+    torch.testing.assert_close(second.latents, whole[1].latents, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="history latents must be"):
+        pipe.storyboard_step("what happens", [(first.caption_ids, first.latents[:, :4])], generator=g, **kwargs)
+
+
+def test_understand_latents_equals_understanding_from_pixels(pipe):
+    g = torch.Generator().manual_seed(9)
+    clip = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1  # (T, 3, H, W)
+    frames = pipe.encode_images(clip, pad=True)  # (T, C, h, w): each frame as an image, as the video script
+    image = torch.randn(16, 8, 8, generator=g)
+    out = pipe.understand_latents(["what happens", "is there a red circle"], [frames, image], [True, False],
+                                  max_new_tokens=5)
+    assert out.token_ids[0] == pipe.understand("what happens", video=clip, num_frames=3, max_new_tokens=5).token_ids
+    assert out.token_ids[1] == pipe.understand("is there a red circle", image_latents=image, max_new_tokens=5).token_ids
+    with pytest.raises(ValueError, match=r"a video is latents \(T, C, h, w\)"):
+        pipe.understand_latents(["q"], [image], [True])
+
+
 def test_training_step_losses_match_the_release(pipe, state):
     model = pipe.model
     g = torch.Generator().manual_seed(8)

@@ -1,0 +1,209 @@
+"""`Showo2Backend`: the workflow `Backend` operations (`workflows.backend.OPS`) on a `Showo2Pipeline`, in this
+process (the Ray workers wrap it exactly as they wrap `LocalBackend`).
+
+The visual values are normalised Wan2.1 VAE latents instead of discrete codes: an image is `(C, h, w)`, a clip is
+its latent frames `(T, C, h, w)`, so `len()` of a clip is its latent frames as workflows expect, and a clip's frame
+is an image. The tokenizer ops run the VAE, the transformer ops the flow-matching head and the language model.
+
+What Show-o2 does not do is stated in `info().kinds` (the service refuses those jobs at submission) and raises a
+`ValueError` naming the operation when called anyway (a workflow spec): regenerating part of an image (inpainting,
+mask-free editing) and extrapolation, for which Show-o2 has no released method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
+from model.pipelines.common import make_generator
+from ray_cluster.local import check_exists, check_options, workflow_errors
+from workflows.types import StoryHistoryItem
+
+TEMPORAL_DOWNSAMPLE = 4  # Wan2.1 VAE: 1 + 4k frames -> 1 + k latent frames
+FPS = 8.0
+KINDS = frozenset({"caption", "qa", "t2i", "t2v", "continue_video", "storyboard", "workflow"})
+
+
+def _latents(value: Any) -> torch.Tensor:
+    """A latent value as a float tensor (tensors pass through; nested lists, as from JSON, are converted)."""
+    return value.float() if torch.is_tensor(value) else torch.as_tensor(value, dtype=torch.float32)
+
+
+def _steps(progress: ProgressFn | None, task: str, stage: str):
+    """The sampler's `progress(step, total)` as `Progress` events of `task` (None passes through)."""
+    if progress is None:
+        return None
+    return lambda step, total: progress(Progress(task, stage, 1, 1, step, total))
+
+
+class Showo2Backend:
+    """The `Backend` operations on one in-process `Showo2Pipeline` (one thread at a time, as `LocalBackend`)."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.device
+
+    def info(self) -> ModelInfo:
+        """Sizes of the loaded Show-o2; no sequence limits are stated (the caches grow to fit)."""
+        side = self.pipeline.resolution
+        return ModelInfo(image_size=(side, side), grid=self.pipeline.grid, temporal_downsample=TEMPORAL_DOWNSAMPLE,
+                         fps=FPS, codebook_size=0, kinds=KINDS)
+
+    # ------------------------------------------------------------------------------------------ media I/O
+    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
+                   size: int | None = None) -> torch.Tensor:
+        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + 4k`, square at `size` (None: the model's)."""
+        from tokenizers3d import read_video
+
+        check_exists(uri)
+        side = size or self.pipeline.resolution
+        return read_video(uri, fps=fps, num_frames=num_frames, snap_to=TEMPORAL_DOWNSAMPLE, size=(side, side)).frames
+
+    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
+        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
+        import fsspec
+        from PIL import Image
+
+        from tokenizers3d import image_transform
+
+        check_exists(uri)
+        with fsspec.open(uri, "rb") as handle:
+            try:
+                image = Image.open(handle)
+                image.load()
+            except Exception as err:
+                raise ValueError(f"cannot read the image: {err}") from err
+        return image_transform(image.convert("RGB"), size or self.pipeline.resolution)
+
+    # ------------------------------------------------------------------------------------------ VAE
+    def encode_image(self, image, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+        """`(3, H, W)` -> latents `(C, h, w)` (the posterior mean)."""
+        return self.pipeline.encode_images(image)[0].float().cpu()
+
+    def decode_image(self, codes, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+        """Latents `(C, h, w)` -> image `(3, 8h, 8w)` in [-1, 1]."""
+        z = _latents(codes)
+        if z.dim() != 3:
+            raise ValueError(f"an image is latents (C, h, w), got {tuple(z.shape)}")
+        return self.pipeline.decode(z[None, :, None].to(self.device))[0, :, 0].cpu()
+
+    def encode_video(self, video, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+        """`(3, 1 + 4k, H, W)` -> latent frames `(1 + k, C, h, w)`."""
+        with torch.no_grad():
+            z = self.pipeline.vae.encode(video[None].float().to(self.device))  # (1, C, T', h, w)
+        return z[0].transpose(0, 1).float().cpu()
+
+    def decode_video(self, codes, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+        """Latent frames `(t, C, h, w)` -> clip `(3, 1 + 4(t - 1), H, W)` in [-1, 1]."""
+        z = _latents(codes)
+        if z.dim() != 4:
+            raise ValueError(f"a clip is latent frames (T, C, h, w), got {tuple(z.shape)}")
+        return self.pipeline.decode(z.transpose(0, 1)[None].to(self.device))[0].cpu()
+
+    # ------------------------------------------------------------------------------------------ understanding
+    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
+                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
+        """One answer per (visual, question), decoded as one cached batch."""
+        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed)[0]
+
+    def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
+        """`understand` that also returns the generated token ids: `(answers, ids)`."""
+        options = check_options(options, TextOptions)
+        if any(k not in ("image", "video") for k in kinds):
+            raise ValueError(f"kinds must be 'image' or 'video', got {list(kinds)}")
+        greedy = options.top_k == 1
+        result = self.pipeline.understand_latents(
+            list(questions), [_latents(c) for c in visual_codes], [k == "video" for k in kinds],
+            max_new_tokens=options.max_new_tokens, generator=make_generator(seed, self.device), greedy=greedy,
+            temperature=options.temperature, top_k=None if greedy else options.top_k,
+        )
+        return [t.strip() for t in result.text], [list(map(int, ids)) for ids in result.token_ids]
+
+    # ------------------------------------------------------------------------------------------ images
+    def generate_image(self, prompt: str, known_codes=None, regenerate=None, *, options: ImageOptions, seed: int,
+                       progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
+        """Latents `(C, h, w)` of one image following `prompt` (text-to-image only)."""
+        generator = make_generator(seed, self.device)
+        tokens = self.image_tokens(known_codes, regenerate, generator)
+        return self.generate_image_rows([prompt], tokens, options, generator, progress, should_stop)[0]
+
+    def image_tokens(self, known_codes, regenerate, generator: torch.Generator) -> torch.Tensor:
+        """The empty start row of text-to-image `(1, 0)` (the Ray worker batches rows); Show-o2 regenerates no part
+        of a given image, so `known_codes` raises ValueError."""
+        if known_codes is not None or regenerate is not None:
+            raise ValueError("generate_image with known_codes/regenerate (inpainting, editing) is not supported by "
+                             "Show-o2: it only generates whole images")
+        return torch.zeros(1, 0)
+
+    def generate_image_rows(self, prompts: list[str], tokens: torch.Tensor, options: ImageOptions,
+                            generator: torch.Generator, progress: ProgressFn | None = None,
+                            should_stop: StopFn | None = None) -> torch.Tensor:
+        """Latents `(B, C, h, w)`, one image per prompt, sampled from one generator."""
+        options = check_options(options, ImageOptions)
+        with workflow_errors():
+            z = self.pipeline.sample_image_latents(list(prompts), steps=options.steps,
+                                                   guidance_scale=options.guidance_scale, generator=generator,
+                                                   reference=options.reference,
+                                                   progress=_steps(progress, "text_to_image", "image"),
+                                                   should_stop=should_stop)
+        return z.float().cpu()
+
+    def extrapolate_image(self, prompt: str, codes, direction: str, new_size: int | None = None, *,
+                          options: ImageOptions, seed: int, progress: ProgressFn | None = None,
+                          should_stop: StopFn | None = None) -> torch.Tensor:
+        raise ValueError("extrapolate_image is not supported by Show-o2 (it has no outpainting method)")
+
+    # ------------------------------------------------------------------------------------------ video, storyboard
+    def generate_video(self, prompt: str, given_codes, num_latent_frames: int, *, options: VideoOptions, seed: int,
+                       progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
+        """Latent frames `(num_latent_frames, C, h, w)` starting with `given_codes` (`(t0, C, h, w)` or a keyframe
+        `(C, h, w)`): one 5-D block, conditioned on the last given frame (image-to-video) when there is one."""
+        options = check_options(options, VideoOptions)
+        given = None
+        if given_codes is not None:
+            given = _latents(given_codes)
+            given = given[None] if given.dim() == 3 else given
+            if given.dim() != 4:
+                raise ValueError(f"given_codes must be latents (C, h, w) or (t0, C, h, w), got {tuple(given.shape)}")
+        t0 = 0 if given is None else given.shape[0]
+        if num_latent_frames <= t0:
+            raise ValueError(f"num_latent_frames ({num_latent_frames}) must exceed the given frames ({t0})")
+        block = num_latent_frames - t0 + (1 if given is not None else 0)  # the last given frame starts the block
+        with workflow_errors():
+            z = self.pipeline.text_to_video(
+                prompt, latent_frames=block, first_frame=None if given is None else given[-1].to(self.device),
+                steps=options.steps, guidance_scale=options.guidance_scale,
+                generator=make_generator(seed, self.device), progress=_steps(progress, "text_to_video", "frame"),
+                should_stop=should_stop,
+            ).latents[0].transpose(0, 1).float().cpu()  # (block, C, h, w)
+        return z if given is None else torch.cat([given, z[1:]])
+
+    def storyboard_step(self, question: str, history: list[StoryHistoryItem], *, options: StoryOptions, seed: int,
+                        progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> StoryHistoryItem:
+        """The next (caption, keyframe latents) step after `history`, replayed from scratch (stateless)."""
+        options = check_options(options, StoryOptions)
+        items = []
+        for item in history:
+            if not isinstance(item, StoryHistoryItem):
+                raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
+            ids = item.caption_ids
+            if ids is None:
+                from model.showo2.prompting import encode
+
+                ids = encode(self.pipeline.tokenizer, item.caption)
+            items.append(([int(i) for i in ids], _latents(item.codes)))
+        greedy = options.caption_top_k == 1
+        with workflow_errors():
+            step = self.pipeline.storyboard_step(
+                question, items, max_caption_tokens=options.max_caption_tokens, steps=options.steps,
+                guidance_scale=options.guidance_scale, generator=make_generator(seed, self.device), greedy=greedy,
+                temperature=options.caption_temperature, top_k=None if greedy else options.caption_top_k,
+                progress=_steps(progress, "storyboard", "keyframe"), should_stop=should_stop,
+            )
+        return StoryHistoryItem(caption=step.caption.strip(), codes=step.latents.float().cpu(),
+                                caption_ids=tuple(int(i) for i in step.caption_ids))
