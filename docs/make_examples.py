@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from studio.defaults import load_default_pipeline
     from studio.render import render_storyboard
-    from tokenizers3d.video_io import write_gif, write_image_grid
+    from studio.render import write_image_grid
+    from tokenizers3d.video_write import write_gif
 
     loaded = load_default_pipeline()
     if not loaded.trained:
