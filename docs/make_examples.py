@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from studio.defaults import load_default_pipeline
     from studio.render import render_storyboard
-    from tokenizers3d.video_io import write_gif, write_image_grid
+    from studio.render import write_image_grid
+    from tokenizers3d.video_write import write_gif
 
     loaded = load_default_pipeline()
     if not loaded.trained:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 def long_clips(pipe, out: Path, seed: int) -> None:
     """Clips of 17 latent frames (65 frames) for `PROMPTS`, longer than the shipped model ever saw, generated with
     its sliding window (`pipeline.json`'s `window_frames`)."""
-    from tokenizers3d.video_io import write_gif
+    from tokenizers3d.video_write import write_gif
 
     generator = torch.Generator().manual_seed(seed)
     clips = [pipe.text_to_video(p, num_frames=65, steps=12, generator=generator).frames for p in PROMPTS]

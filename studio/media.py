@@ -40,7 +40,7 @@ class Sink:
         return name
 
     def image(self, name: str, image: Any) -> str:
-        from tokenizers3d.video_io import write_image
+        from tokenizers3d.video_write import write_image
 
         path = self.folder / name
         write_image(str(path), image)
@@ -48,7 +48,7 @@ class Sink:
 
     def video(self, stem: str, frames: Any, fps: float) -> dict[str, str]:
         """An MP4 and a GIF of a clip `(3, T, H, W)`."""
-        from tokenizers3d.video_io import write_gif, write_video
+        from tokenizers3d.video_write import write_gif, write_video
 
         mp4, gif = self.folder / f"{stem}.mp4", self.folder / f"{stem}.gif"
         write_video(str(mp4), frames, fps)
@@ -57,7 +57,8 @@ class Sink:
 
     def frames_sheet(self, stem: str, frames: Any, fps: float) -> dict[str, Any]:
         """The frames a model saw: a contact sheet PNG and a GIF."""
-        from tokenizers3d.video_io import write_gif, write_image_grid
+        from studio.render import write_image_grid
+        from tokenizers3d.video_write import write_gif
 
         sheet, gif = self.folder / f"{stem}.png", self.folder / f"{stem}.gif"
         count = int(frames.shape[1])
@@ -101,7 +102,7 @@ def _storyboard(sink: "Sink", question: str, outputs: dict[str, Any], fps: float
     import torch
 
     from studio.render import _upscale, render_storyboard
-    from tokenizers3d.video_io import write_video
+    from tokenizers3d.video_write import write_video
 
     clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
     steps = [
@@ -168,7 +169,7 @@ def _sniff_image(data: bytes) -> tuple[dict[str, Any] | None, str]:
 
 
 def _sniff_video(data: bytes, filename: str) -> tuple[dict[str, Any] | None, str]:
-    from tokenizers3d.video_io import VideoReadError, read_video
+    from tokenizers3d.video_read import VideoReadError, read_video
 
     try:
         clip = read_video(data, num_frames=1)

@@ -1,12 +1,15 @@
-"""Outputs people look at: the storyboard HTML page, its contact sheet, a GIF of the keyframes, and JSON."""
+"""Outputs people look at: the storyboard HTML page, captioned contact sheets, a GIF of the keyframes, and JSON."""
 
 from __future__ import annotations
 
 import html
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 
 
@@ -31,7 +34,7 @@ def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio s
     """Write `board` (a `StoryboardResult`) into `out_dir`: `index.html`, `contact_sheet.png`, `keyframes.gif`,
     `storyboard.json`, one PNG per keyframe and, where steps have clips, one GIF per clip."""
     from core.files import write_bytes
-    from tokenizers3d.video_io import write_gif, write_image, write_image_grid
+    from tokenizers3d.video_write import write_gif, write_image
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,3 +94,102 @@ h1 {{ font-size: 1.4rem; }} .question {{ font-size: 1.2rem; color: #444; }}
 <p><img src="contact_sheet.png" alt="contact sheet" style="max-width:100%"></p>
 </body></html>
 """
+
+
+# ------------------------------------------------------------------------------------------- contact sheets
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """Greedy word wrap to ``width`` pixels; a word wider than a line is cut."""
+    lines: list[str] = []
+    for word in text.split():
+        line = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(line) <= width:
+            lines[-1] = line
+            continue
+        while len(word) > 1 and font.getlength(word) > width:
+            cut = len(word) - 1
+            while cut > 1 and font.getlength(word[:cut]) > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return lines
+
+
+def make_grid(
+    images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
+    *,
+    nrow: int = 8,
+    padding: int = 2,
+    pad_value: int = 255,
+    captions: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Lay images out as a contact sheet.
+
+    Args:
+        images: same-sized images, each float ``[3, H, W]`` in [-1, 1] or uint8 ``[H, W, 3]``, or a batch
+            float ``[N, 3, H, W]`` / uint8 ``[N, H, W, 3]``.
+        nrow: images per row.
+        padding: pixels between tiles and around the sheet.
+        pad_value: grey level of the padding and caption background.
+        captions: one string per image, word-wrapped under its tile in PIL's default font.
+
+    Returns:
+        uint8 ``[H_grid, W_grid, 3]`` where ``W_grid = cols * (W + padding) + padding`` and
+        ``H_grid = rows * (H + caption_height + padding) + padding``.
+    """
+    from tokenizers3d.video_write import as_uint8_image
+
+    tiles = [as_uint8_image(im) for im in images]
+    if not tiles:
+        raise ValueError("make_grid needs at least one image")
+    if nrow < 1 or padding < 0:
+        raise ValueError(f"need nrow >= 1 and padding >= 0, got nrow={nrow}, padding={padding}")
+    h, w, _ = tiles[0].shape
+    if any(t.shape != (h, w, 3) for t in tiles):
+        raise ValueError(f"make_grid needs same-sized images, got {sorted({t.shape for t in tiles})}")
+    if captions is not None and len(captions) != len(tiles):
+        raise ValueError(f"got {len(captions)} captions for {len(tiles)} images")
+
+    cols, rows = min(nrow, len(tiles)), -(-len(tiles) // nrow)
+    caption_h, wrapped, font, line_h = 0, [], None, 0
+    if captions is not None:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default()
+        line_h = font.getbbox("Ag")[3] + 2
+        wrapped = [_wrap(c, font, w) for c in captions]
+        caption_h = max(len(lines) for lines in wrapped) * line_h + 2
+    cell_h, cell_w = h + caption_h + padding, w + padding
+    grid = np.full((rows * cell_h + padding, cols * cell_w + padding, 3), pad_value, dtype=np.uint8)
+    for k, tile in enumerate(tiles):
+        top, left = padding + (k // nrow) * cell_h, padding + (k % nrow) * cell_w
+        grid[top : top + h, left : left + w] = tile
+    if captions is not None:
+        from PIL import Image, ImageDraw
+
+        sheet = Image.fromarray(grid)
+        draw, ink = ImageDraw.Draw(sheet), (0, 0, 0) if pad_value >= 128 else (255, 255, 255)
+        for k, lines in enumerate(wrapped):
+            top, left = padding + (k // nrow) * cell_h + h + 1, padding + (k % nrow) * cell_w
+            for j, line in enumerate(lines):
+                draw.text((left, top + j * line_h), line, fill=ink, font=font)
+        grid = np.asarray(sheet).copy()
+    return grid
+
+
+def write_image_grid(
+    path_or_url: str | os.PathLike,
+    images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
+    *,
+    nrow: int = 8,
+    padding: int = 2,
+    pad_value: int = 255,
+    captions: Sequence[str] | None = None,
+) -> str:
+    """Write a contact sheet of ``images`` (see ``make_grid``) as an image file. Returns ``path_or_url``."""
+    from tokenizers3d.video_write import write_image
+
+    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value, captions=captions)
+    return write_image(path_or_url, grid)

@@ -81,12 +81,17 @@ class QaParams(_VideoSource):
     max_new_tokens: option(TextOptions(), "max_new_tokens")
 
 
+# A service cap, not a model fact: a model that slides a window makes clips of any length, and one job should
+# still not hold a worker for hours. The model's own limit (positions, frame rule) is in GET /v1/kinds.
+MAX_GENERATED_FRAMES = 257
+
+
 class T2vParams(_Params):
     """Text to video."""
 
     prompt: Prompt
-    num_frames: Int = Field(17, ge=1, description="frames of the clip (the model's frame rule and limit: "
-                            "GET /v1/kinds)")
+    num_frames: Int = Field(17, ge=1, le=MAX_GENERATED_FRAMES,
+                            description="frames of the clip (the model's frame rule and limit: GET /v1/kinds)")
     steps: option(VideoOptions(), "steps")
     guidance_scale: option(VideoOptions(), "guidance_scale")
 
@@ -95,8 +100,8 @@ class ContinueVideoParams(_VideoSource):
     """Extend a video by `new_frames` frames."""
 
     prompt: Prompt
-    new_frames: Int = Field(8, ge=1, description="frames added (a multiple of the model's temporal compression: "
-                            "GET /v1/kinds)")
+    new_frames: Int = Field(8, ge=1, le=MAX_GENERATED_FRAMES,
+                            description="frames added (a multiple of the model's temporal compression: GET /v1/kinds)")
     steps: option(VideoOptions(), "steps")
     guidance_scale: option(VideoOptions(), "guidance_scale")
 

@@ -26,11 +26,12 @@ _EXPORTS = {
     "image_transform": "tokenizers3d.preprocess",
     "postprocess": "tokenizers3d.preprocess",
     "to_uint8": "tokenizers3d.preprocess",
-    "VideoClip": "tokenizers3d.video_io",
-    "read_video": "tokenizers3d.video_io",
-    "write_video": "tokenizers3d.video_io",
-    "write_gif": "tokenizers3d.video_io",
-    "write_image_grid": "tokenizers3d.video_io",
+    "VideoClip": "tokenizers3d.video_read",
+    "VideoReadError": "tokenizers3d.video_read",
+    "read_video": "tokenizers3d.video_read",
+    "write_video": "tokenizers3d.video_write",
+    "write_gif": "tokenizers3d.video_write",
+    "write_image": "tokenizers3d.video_write",
     "WanVAE": "tokenizers3d.wan_vae",
     "WanVAEConfig": "tokenizers3d.wan_vae",
     "CausalCache": "tokenizers3d.wan_vae",
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
     from tokenizers3d.magvit2 import MagvitConfig, MagvitV2, magvit2_released, magvit2_tiny
     from tokenizers3d.preprocess import image_transform, postprocess, to_uint8
     from tokenizers3d.video import StreamState, VideoMagvit, VideoMagvitConfig, video_magvit_released, video_magvit_tiny
-    from tokenizers3d.video_io import VideoClip, read_video, write_gif, write_image_grid, write_video
+    from tokenizers3d.video_read import VideoClip, VideoReadError, read_video
+    from tokenizers3d.video_write import write_gif, write_image, write_video
     from tokenizers3d.wan_loading import load_wan_vae
     from tokenizers3d.wan_vae import CausalCache, WanVAE, WanVAEConfig, wan21_vae, wan21_vae_tiny
 

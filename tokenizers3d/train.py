@@ -115,7 +115,7 @@ def build_sampler(data: DictConfig):
             squares = int(src.get("squares", 2))
             samplers.append(lambda g, n=squares: synthetic_clip(g, frames, res, n))
         elif kind == "videos":
-            from tokenizers3d.video_io import read_video  # the video readers load only when video data is used
+            from tokenizers3d.video_read import read_video  # the video readers load only when video data is used
 
             files, fps = _FileSource(src.path, VIDEO_SUFFIXES), src.get("fps")
             samplers.append(lambda g, f=files, r=fps: read_video(f.url(g), fps=r, num_frames=frames, size=res).frames)

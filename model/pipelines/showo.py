@@ -1,12 +1,15 @@
 """`ShowoPipeline`: the Show-o transformer, a visual tokenizer and a text tokenizer put together, one method per task.
 
-Image tasks and understanding live here; video and storyboard tasks in `model.pipelines.video`.
+Image tasks and understanding live here; the video and storyboard tasks are a `VideoTasks` object the pipeline owns
+(`model.pipelines.video`) and forwards to.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
@@ -36,9 +39,19 @@ from model.vocab import VocabLayout
 DEFAULT_CAPTION_QUESTION = "describe the video ."
 
 
+def _video_task(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A `ShowoPipeline` method that calls `method` on the pipeline's `video_tasks` (same signature and docs)."""
+
+    @functools.wraps(method)
+    def call(self: "ShowoPipeline", *args: Any, **kwargs: Any) -> Any:
+        return method(self.video_tasks, *args, **kwargs)
+
+    return call
+
+
 
 @dataclass
-class ShowoPipeline(VideoTasks):
+class ShowoPipeline:
     """Show-o for every task.
 
     Attributes:
@@ -68,6 +81,7 @@ class ShowoPipeline(VideoTasks):
     fps: float = 8.0
     window_frames: int | None = None
     prompting: Prompting = field(init=False)
+    video_tasks: VideoTasks = field(init=False, repr=False, compare=False)
     _info: ModelInfo | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +99,7 @@ class ShowoPipeline(VideoTasks):
                 raise ValueError(f"num_vq_tokens {config.num_vq_tokens} is not square; pass grid=(h, w)")
             self.grid = (side, side)
         self.prompting = Prompting(self.text_tokenizer, self.layout, max_text_len=self.max_text_len)
+        self.video_tasks = VideoTasks(self)
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -495,3 +510,9 @@ class ShowoPipeline(VideoTasks):
         return self.understand(visuals, [question] * len(visuals), **kwargs)
 
     # ------------------------------------------------------------------------------------------ video
+    # the video and storyboard tasks are `self.video_tasks` (`model.pipelines.video.VideoTasks`)
+    text_to_video = _video_task(VideoTasks.text_to_video)
+    continue_video = _video_task(VideoTasks.continue_video)
+    generate_video_codes = _video_task(VideoTasks.generate_video_codes)
+    storyboard = _video_task(VideoTasks.storyboard)
+    storyboard_step = _video_task(VideoTasks.storyboard_step)

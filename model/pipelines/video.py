@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
@@ -23,8 +24,87 @@ class StoryHistoryItem:
     codes: torch.Tensor
 
 
+class VideoHost(Protocol):
+    """What the video and storyboard tasks use of the pipeline that owns them (`ShowoPipeline`)."""
+
+    model: Any
+    text_tokenizer: Any
+    layout: Any
+    prompting: Any
+    grid: tuple[int, int] | None
+    temporal_downsample: int
+    fps: float
+
+    @property
+    def num_image_tokens(self) -> int: ...
+
+    def info(self) -> Any: ...
+
+    def _latent_frames(self, num_frames: int) -> int: ...
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor: ...
+
+    def decode_video(self, codes: torch.Tensor) -> torch.Tensor: ...
+
+    def decode_images(self, codes: torch.Tensor) -> torch.Tensor: ...
+
+
 class VideoTasks:
-    """Mixed into `ShowoPipeline`; relies on its model, layout, prompting, grid and tokenizers."""
+    """The video and storyboard tasks of a pipeline, held by it (`ShowoPipeline.video_tasks`).
+
+    Everything the tasks use of the pipeline is declared here, read from `host` (a `VideoHost`) when used.
+    """
+
+    def __init__(self, host: VideoHost) -> None:
+        self.host = host
+
+    # ------------------------------------------------------------------------------------------ the host's parts
+    @property
+    def model(self):
+        return self.host.model
+
+    @property
+    def text_tokenizer(self):
+        return self.host.text_tokenizer
+
+    @property
+    def layout(self):
+        return self.host.layout
+
+    @property
+    def prompting(self):
+        return self.host.prompting
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.host.grid
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.host.num_image_tokens
+
+    @property
+    def temporal_downsample(self) -> int:
+        return self.host.temporal_downsample
+
+    @property
+    def fps(self) -> float:
+        return self.host.fps
+
+    def info(self):
+        return self.host.info()
+
+    def _latent_frames(self, num_frames: int) -> int:
+        return self.host._latent_frames(num_frames)
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        return self.host.encode_video(video)
+
+    def decode_video(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.host.decode_video(codes)
+
+    def decode_images(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.host.decode_images(codes)
 
     # ------------------------------------------------------------------------------------------ text to video
     def text_to_video(self, prompt: str, *, num_frames: int = 17, **kwargs) -> VideoResult:

@@ -79,7 +79,9 @@ def test_workers_are_named_actors_with_metrics(backend):
     import ray
     from ray.util.state import list_actors
 
-    alive = {a.name: a for a in list_actors(filters=[("state", "=", "ALIVE")])}
+    # this test's own cluster, named explicitly (another Ray may run on the same machine)
+    address = ray.get_runtime_context().gcs_address
+    alive = {a.name: a for a in list_actors(address=address, filters=[("state", "=", "ALIVE")])}
     assert alive["show-studio/tokenizer-0"].class_name == "TokenizerWorker"
     assert alive["show-studio/transformer-0"].class_name == "TransformerWorker"
     assert ray.get_actor("show-studio/transformer-0", namespace="show-studio") is not None

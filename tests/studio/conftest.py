@@ -62,7 +62,7 @@ def _wait_job(client, job_id: str, timeout_s: float = 60.0, states=("succeeded",
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> dict[str, Path]:
     """A 9-frame 64x64 MP4 with a moving square, a 64x64 PNG, and a corrupt MP4 (valid header, then garbage)."""
-    from tokenizers3d.video_io import write_image, write_video
+    from tokenizers3d.video_write import write_image, write_video
 
     folder = tmp_path_factory.mktemp("media")
     frames = -torch.ones(3, 9, 64, 64)

@@ -9,7 +9,7 @@ import json
 import pytest
 from PIL import Image
 
-from tokenizers3d.video_io import read_video
+from tokenizers3d.video_read import read_video
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tokenizers3d.video_io import read_video
+from tokenizers3d.video_read import read_video
 from workflows import BUILTIN_GRAPHS, run
 from workflows.spec import graph_from_spec, graph_to_spec
 

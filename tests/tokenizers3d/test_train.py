@@ -86,11 +86,11 @@ def test_image_and_video_folder_sources(tmp_path):
     clip = build_sampler(cfg.data)(torch.Generator().manual_seed(0))
     assert clip.shape == (3, 5, 8, 8) and torch.equal(clip[:, 0], clip[:, -1])
 
-    video_io = pytest.importorskip("tokenizers3d.video_io")
+    video_write = pytest.importorskip("tokenizers3d.video_write")
     pytest.importorskip("av")
     videos = tmp_path / "videos"
     videos.mkdir()
-    video_io.write_video(str(videos / "clip.mp4"), synthetic_clip(torch.Generator().manual_seed(0), 9, 16), fps=8)
+    video_write.write_video(str(videos / "clip.mp4"), synthetic_clip(torch.Generator().manual_seed(0), 9, 16), fps=8)
     cfg = load_config(None, ["data.num_frames=5", "data.resolution=16",
                              f"data.sources=[{{kind: videos, path: {videos}}}]"])
     assert build_sampler(cfg.data)(torch.Generator().manual_seed(0)).shape == (3, 5, 16, 16)

@@ -1,13 +1,12 @@
-"""Tests for tokenizers3d.video_io: both readers against known content, sampling, sources, writers, bad input.
+"""Tests for tokenizers3d.video_read: both readers against known content, sampling, sources, frame helpers, bad
+input.
 
 The sample video is written here with PyAV (not with write_video) so reading is tested independently of
-writing: frame i has a background whose red level is 10 * i and a white 8x8 square whose left edge is at
-x = 2 * i, so every frame can be identified from its pixels.
+writing (see `video_samples`).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -24,54 +23,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from tokenizers3d.video_io import (
-    VideoReadError,
-    from_uint8_frames,
-    make_grid,
-    read_video,
-    to_uint8_frames,
-    valid_frame_count,
-    write_gif,
-    write_image,
-    write_image_grid,
-    write_video,
-)
+from tests.tokenizers3d.video_samples import FPS, H, T, W, encode_with_pyav, red_level, sample_frames, square_x
+from tokenizers3d.video_read import VideoReadError, from_uint8_frames, read_video, to_uint8_frames, valid_frame_count
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-T, H, W, FPS = 25, 48, 64, 8
-SQUARE_Y, SQUARE = 20, 8
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-
-
-def sample_frames(n: int = T, h: int = H, w: int = W) -> np.ndarray:
-    """uint8 (n, h, w, 3): red ramp background, moving white square."""
-    frames = np.zeros((n, h, w, 3), np.uint8)
-    for i in range(n):
-        frames[i, ..., 0] = 10 * i
-        frames[i, ..., 2] = 80
-        frames[i, SQUARE_Y : SQUARE_Y + SQUARE, 2 * i : 2 * i + SQUARE] = 255
-    return frames
-
-
-def encode_with_pyav(path: Path, frames: np.ndarray, fps: int, *, codec: str = "libx264", **options) -> None:
-    with av.open(str(path), "w", options=options) as out:
-        stream = out.add_stream(codec, rate=fps, options={"crf": "12"} if codec == "libx264" else {})
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode(None))
-
-
-def square_x(frame: np.ndarray) -> float:
-    """Left edge of the white square in a uint8 (H, W, 3) frame (green is 0 everywhere else)."""
-    cols = np.nonzero((frame[..., 1] > 128).any(axis=0))[0]
-    return (cols.min() + cols.max() + 1) / 2 - SQUARE / 2
-
-
-def red_level(frame: np.ndarray) -> float:
-    return float(np.median(frame[..., 0][frame[..., 1] < 64]))
 
 
 @pytest.fixture(scope="module")
@@ -224,12 +179,12 @@ def test_missing_remote_source_names_it():
 
 
 def test_auto_falls_back_to_av_when_decord_fails(video_path, full_clips, monkeypatch):
-    import tokenizers3d.video_io as video_io
+    import tokenizers3d.video_read as video_read
 
     def broken(src):
         raise RuntimeError("simulated decord failure")
 
-    monkeypatch.setattr(video_io, "_open_decord", broken)
+    monkeypatch.setattr(video_read, "_open_decord", broken)
     clip = read_video(video_path)
     assert clip.backend == "av" and torch.equal(clip.frames, full_clips["av"].frames)
     with pytest.raises(VideoReadError, match="simulated decord failure"):
@@ -311,8 +266,8 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    import tokenizers3d.video_io as video_io
-    assert not {"decord", "av", "moviepy"} & set(sys.modules), "video_io imported a heavy library eagerly"
+    import tokenizers3d.video_read as video_read
+    assert not {"decord", "av", "moviepy"} & set(sys.modules), "video_read imported a heavy library eagerly"
     folder, names = Path(sys.argv[1]), json.loads(sys.argv[2])
     results = []
     for name in names:
@@ -321,9 +276,9 @@ CHILD = textwrap.dedent(
             sources = [("path", str(path))] + ([("bytes", path.read_bytes())] if path.is_file() else [])
             for kind, source in sources:
                 try:
-                    video_io.read_video(source, backend=backend)
+                    video_read.read_video(source, backend=backend)
                     outcome, message = "no error", ""
-                except video_io.VideoReadError as err:
+                except video_read.VideoReadError as err:
                     outcome, message = "VideoReadError", str(err)
                 except BaseException as err:
                     outcome, message = type(err).__name__, str(err)
@@ -368,7 +323,7 @@ def test_unreadable_source_type_raises_type_error():
         read_video(42)
 
 
-# ------------------------------------------------------------------------------------------------ writers
+# ------------------------------------------------------------------------------------------- frame helpers
 
 
 def test_uint8_conversions_round_trip_exactly():
@@ -387,110 +342,3 @@ def test_uint8_conversions_round_trip_exactly():
 def test_frame_conversions_reject_wrong_layouts(bad):
     with pytest.raises(ValueError, match="shape"):
         (to_uint8_frames if isinstance(bad, torch.Tensor) else from_uint8_frames)(bad)
-
-
-def test_write_video_round_trips(tmp_path):
-    frames = from_uint8_frames(sample_frames())
-    path = write_video(tmp_path / "out" / "clip.mp4", frames, fps=FPS)
-    assert path == str(tmp_path / "out" / "clip.mp4")
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
-    data = Path(path).read_bytes()
-    assert data.index(b"moov") < data.index(b"mdat")  # index first, so playback can start while streaming
-    clip = read_video(path)
-    assert clip.frames.shape == frames.shape and clip.source_fps == FPS
-    assert (clip.frames - frames).abs().mean() < 0.03
-    assert [square_x(f) for f in to_uint8_frames(clip.frames)] == pytest.approx([2 * i for i in range(T)], abs=1)
-
-
-def test_writers_replace_an_existing_file_without_touching_its_readers(tmp_path):
-    path = tmp_path / "clip.mp4"
-    write_video(path, sample_frames(5), fps=FPS)
-    first = path.read_bytes()
-    with open(path, "rb") as reader:  # e.g. a download of the old artifact in progress
-        write_video(path, sample_frames(9), fps=FPS)
-        assert reader.read() == first
-    assert read_video(path, backend="av").num_frames == 9
-    write_gif(tmp_path / "clip.gif", sample_frames(3), fps=FPS)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif", "clip.mp4"]  # no temporaries left
-
-
-def test_write_video_to_a_memory_url_with_a_fractional_rate():
-    url = f"memory://video-io-{uuid.uuid4().hex}/clip.mp4"
-    assert write_video(url, sample_frames(10), fps=12.5) == url
-    clip = read_video(url, backend="av")
-    assert clip.num_frames == 10 and clip.source_fps == pytest.approx(12.5)
-    np.testing.assert_allclose(clip.timestamps, np.arange(10) / 12.5, atol=1e-3)
-
-
-def test_write_video_pads_odd_sizes_with_the_edge(tmp_path):
-    frames = np.zeros((3, 31, 33, 3), np.uint8)
-    frames[:, -1, :, 1] = 255  # a green last row that the padding row must copy
-    clip = read_video(write_video(tmp_path / "odd.mp4", frames, fps=4), backend="av")
-    assert clip.frames.shape == (3, 3, 32, 34)
-    out = to_uint8_frames(clip.frames)
-    assert out[:, -1, :, 1].mean() > 200 and out[:, 10, :, 1].mean() < 30
-
-
-def test_write_video_rejects_float_frames_in_uint8_layout(tmp_path):
-    with pytest.raises(ValueError, match="shape"):
-        write_video(tmp_path / "bad.mp4", torch.zeros(T, H, W, 3), fps=FPS)
-
-
-@pytest.mark.parametrize("target", ["local", "memory"])
-def test_write_gif_loops_with_one_frame_per_input_frame(tmp_path, target):
-    path = str(tmp_path / "clip.gif") if target == "local" else f"memory://video-io-{uuid.uuid4().hex}/clip.gif"
-    write_gif(path, from_uint8_frames(sample_frames(6)), fps=FPS)
-    with fsspec.open(path, "rb") as f:
-        gif = Image.open(io.BytesIO(f.read()))
-        assert gif.format == "GIF" and gif.n_frames == 6 and gif.info["loop"] == 0
-        assert abs(gif.info["duration"] - 1000 / FPS) <= 10
-        gif.seek(3)
-        frame = np.asarray(gif.convert("RGB"))
-    assert frame.shape == (H, W, 3) and abs(square_x(frame) - 6) <= 1
-
-
-def test_write_image_float_and_uint8(tmp_path):
-    u8 = sample_frames(1)[0]
-    for name, image in [("a.png", u8), ("b.png", from_uint8_frames(u8[None])[:, 0])]:
-        write_image(tmp_path / name, image)
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)), u8)
-    assert Image.open(tmp_path / "a.png").format == "PNG"
-
-
-def test_make_grid_places_tiles_and_padding():
-    tiles = [np.full((10, 12, 3), 40 * (k + 1), np.uint8) for k in range(5)]
-    grid = make_grid(tiles, nrow=2, padding=3, pad_value=7)
-    assert grid.shape == (3 * (10 + 3) + 3, 2 * (12 + 3) + 3, 3) and grid.dtype == np.uint8
-    mask = np.ones(grid.shape[:2], bool)
-    for k in range(5):
-        top, left = 3 + (k // 2) * 13, 3 + (k % 2) * 15
-        assert (grid[top : top + 10, left : left + 12] == 40 * (k + 1)).all(), k
-        mask[top : top + 10, left : left + 12] = False
-    assert (grid[mask] == 7).all()  # padding, and the empty sixth slot
-
-
-def test_make_grid_accepts_a_float_batch():
-    batch = from_uint8_frames(sample_frames(4)).permute(1, 0, 2, 3)  # (4, 3, H, W)
-    grid = make_grid(batch, nrow=4, padding=0)
-    np.testing.assert_array_equal(grid, np.concatenate(list(sample_frames(4)), axis=1))
-
-
-def test_make_grid_draws_captions_under_tiles():
-    tiles = [np.zeros((16, 40, 3), np.uint8)] * 2
-    plain = make_grid(tiles, nrow=2, padding=2)
-    captioned = make_grid(tiles, nrow=2, padding=2, captions=["step one of a long caption", ""])
-    assert captioned.shape[1] == plain.shape[1] and captioned.shape[0] > plain.shape[0]
-    under_first, under_second = captioned[18:-2, 2:42], captioned[18:-2, 44:84]
-    assert (under_first < 128).any() and (under_second == 255).all()
-    with pytest.raises(ValueError, match="captions"):
-        make_grid(tiles, captions=["only one"])
-
-
-def test_write_image_grid_writes_the_grid(tmp_path):
-    tiles = list(sample_frames(3))
-    path = write_image_grid(tmp_path / "sheet.png", tiles, nrow=3, padding=4, captions=["a", "b", "c"])
-    np.testing.assert_array_equal(
-        np.asarray(Image.open(path)), make_grid(tiles, nrow=3, padding=4, captions=["a", "b", "c"])
-    )

@@ -1,4 +1,4 @@
-"""Video and image I/O for the visual tokenizers: read clips into tensors, write MP4 / GIF / PNG / grids.
+"""Reading videos for the visual tokenizers: frame helpers, source resolution, and the decord / PyAV readers.
 
 Tensor convention (the tokenizers' own): frames are float32 ``[3, T, H, W]`` in ``[-1, 1]``; images are
 ``[3, H, W]``. Files and PIL speak uint8 ``[T, H, W, 3]`` / ``[H, W, 3]``; ``to_uint8_frames`` and
@@ -10,7 +10,8 @@ rejects empty files, garbage, still images, containers without a video stream or
 codecs with a ``VideoReadError``, so decord (fast, but able to crash or hang on malformed input) only
 ever sees a well-formed container. Decord then decodes, and PyAV decodes when decord is missing or fails.
 
-Heavy libraries (av, decord, PIL, fsspec) are imported inside the functions that use them.
+Heavy libraries (av, decord, fsspec) are imported inside the functions that use them. Writing lives in
+``tokenizers3d.video_write``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import functools
 import io
 import os
 from dataclasses import dataclass
-from fractions import Fraction
-from pathlib import Path
-from typing import Callable, Literal, Sequence, Union
+from typing import Callable, Literal, Union
 
 import numpy as np
 import torch
@@ -32,15 +31,11 @@ from core.frames import samples_at, snap_frames
 __all__ = [
     "VideoClip",
     "VideoReadError",
+    "VideoSource",
     "from_uint8_frames",
-    "make_grid",
     "read_video",
     "to_uint8_frames",
     "valid_frame_count",
-    "write_gif",
-    "write_image",
-    "write_image_grid",
-    "write_video",
 ]
 
 VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
@@ -105,27 +100,6 @@ def from_uint8_frames(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames of shape [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
     return (x.permute(3, 0, 1, 2).float() / 127.5 - 1).contiguous()  # (3, T, H, W)
-
-
-def _as_uint8_video(frames: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Float ``[3, T, H, W]`` in [-1, 1] or uint8 ``[T, H, W, 3]`` -> uint8 ``[T, H, W, 3]``."""
-    if isinstance(frames, torch.Tensor) and frames.is_floating_point():
-        return to_uint8_frames(frames)
-    arr = np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(
-            f"expected float frames [3, T, H, W] in [-1, 1] or uint8 frames [T, H, W, 3], got {arr.dtype} {arr.shape}"
-        )
-    return arr
-
-
-def _as_uint8_image(image: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Float ``[3, H, W]`` in [-1, 1] or uint8 ``[H, W, 3]`` -> uint8 ``[H, W, 3]``."""
-    if isinstance(image, torch.Tensor) and image.is_floating_point():
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"expected a float image of shape [3, H, W], got {tuple(image.shape)}")
-        return to_uint8_frames(image[:, None])[0]
-    return _as_uint8_video(np.asarray(image.cpu() if isinstance(image, torch.Tensor) else image)[None])[0]
 
 
 def _nearest(timestamps: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -436,201 +410,3 @@ def read_video(
         num_source_frames=len(opened.timestamps),
         backend=used,
     )
-
-
-# ------------------------------------------------------------------------------------------------ writers
-
-
-def _write_bytes(path_or_url: str | os.PathLike, data: bytes) -> str:
-    from core.files import write_bytes
-
-    write_bytes(path_or_url, data)  # a temporary file renamed into place: readers never see half a file
-    return os.fspath(path_or_url)
-
-
-def _encode_video(path: str, frames: np.ndarray, fps: float, codec: str, crf: int | None, fmt: str | None) -> None:
-    import av
-
-    options = {"crf": str(crf)} if crf is not None and codec in ("libx264", "libx265") else {}
-    # the index goes in front so that players can start before the whole file has arrived
-    is_mp4 = fmt == "mp4" or Path(path).suffix.lower() in (".mp4", ".m4v", ".mov")
-    with av.open(path, "w", format=fmt, options={"movflags": "+faststart"} if is_mp4 else {}) as out:
-        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        out.mux(stream.encode(None))
-
-
-def write_video(
-    path_or_url: str | os.PathLike,
-    frames: torch.Tensor | np.ndarray,
-    fps: float,
-    *,
-    codec: str = "libx264",
-    crf: int | None = 18,
-) -> str:
-    """Write frames as a yuv420p video (H.264 in MP4 by default) with PyAV.
-
-    Args:
-        path_or_url: a local path or an fsspec URL; the container follows the extension (MP4 without one).
-        frames: float ``[3, T, H, W]`` in ``[-1, 1]`` or uint8 ``[T, H, W, 3]``. An odd height or width is
-            padded by one edge-replicated row or column, since 4:2:0 chroma needs even sizes.
-        fps: frame rate of the output.
-        codec: an FFmpeg encoder name.
-        crf: constant rate factor for libx264/libx265 (lower is better; 18 is visually lossless); ignored
-            by other encoders.
-
-    Returns:
-        ``path_or_url``, as a string.
-    """
-    video = _as_uint8_video(frames)
-    if len(video) == 0:
-        raise ValueError("cannot write a video with no frames")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    t, h, w, _ = video.shape
-    video = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    from core.files import atomic_write
-
-    fmt = None if Path(os.fspath(path_or_url)).suffix else "mp4"
-    # Encoded into a local temporary file with the target's suffix (the MP4 muxer seeks back to move the index to
-    # the front, so it needs a real file), then renamed into place or uploaded whole.
-    atomic_write(path_or_url, lambda temp: _encode_video(temp, video, fps, codec, crf, fmt))
-    return os.fspath(path_or_url)
-
-
-def write_gif(path_or_url: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float) -> str:
-    """Write an animated GIF that loops forever (Pillow; needs no FFmpeg binary).
-
-    Args:
-        path_or_url: a local path or an fsspec URL.
-        frames: float ``[3, T, H, W]`` in ``[-1, 1]`` or uint8 ``[T, H, W, 3]``.
-        fps: frame rate; GIF stores delays in 10 ms steps, so the rate is approximate. Pillow merges
-            identical consecutive frames into one longer frame.
-
-    Returns:
-        ``path_or_url``, as a string.
-    """
-    from PIL import Image
-
-    video = _as_uint8_video(frames)
-    if len(video) == 0:
-        raise ValueError("cannot write a GIF with no frames")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    images = [Image.fromarray(frame) for frame in video]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-    return _write_bytes(path_or_url, buf.getvalue())
-
-
-def write_image(path_or_url: str | os.PathLike, image: torch.Tensor | np.ndarray) -> str:
-    """Write one image; the format follows the extension (PNG without one).
-
-    Args:
-        path_or_url: a local path or an fsspec URL.
-        image: float ``[3, H, W]`` in ``[-1, 1]`` or uint8 ``[H, W, 3]``.
-
-    Returns:
-        ``path_or_url``, as a string.
-    """
-    from PIL import Image
-
-    suffix = Path(os.fspath(path_or_url)).suffix.lower()
-    fmt = Image.registered_extensions().get(suffix, "PNG")
-    buf = io.BytesIO()
-    Image.fromarray(_as_uint8_image(image)).save(buf, format=fmt)
-    return _write_bytes(path_or_url, buf.getvalue())
-
-
-def _wrap(text: str, font, width: int) -> list[str]:
-    """Greedy word wrap to ``width`` pixels; a word wider than a line is cut."""
-    lines: list[str] = []
-    for word in text.split():
-        line = f"{lines[-1]} {word}" if lines else word
-        if lines and font.getlength(line) <= width:
-            lines[-1] = line
-            continue
-        while len(word) > 1 and font.getlength(word) > width:
-            cut = len(word) - 1
-            while cut > 1 and font.getlength(word[:cut]) > width:
-                cut -= 1
-            lines.append(word[:cut])
-            word = word[cut:]
-        lines.append(word)
-    return lines
-
-
-def make_grid(
-    images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
-    *,
-    nrow: int = 8,
-    padding: int = 2,
-    pad_value: int = 255,
-    captions: Sequence[str] | None = None,
-) -> np.ndarray:
-    """Lay images out as a contact sheet.
-
-    Args:
-        images: same-sized images, each float ``[3, H, W]`` in [-1, 1] or uint8 ``[H, W, 3]``, or a batch
-            float ``[N, 3, H, W]`` / uint8 ``[N, H, W, 3]``.
-        nrow: images per row.
-        padding: pixels between tiles and around the sheet.
-        pad_value: grey level of the padding and caption background.
-        captions: one string per image, word-wrapped under its tile in PIL's default font.
-
-    Returns:
-        uint8 ``[H_grid, W_grid, 3]`` where ``W_grid = cols * (W + padding) + padding`` and
-        ``H_grid = rows * (H + caption_height + padding) + padding``.
-    """
-    tiles = [_as_uint8_image(im) for im in images]
-    if not tiles:
-        raise ValueError("make_grid needs at least one image")
-    if nrow < 1 or padding < 0:
-        raise ValueError(f"need nrow >= 1 and padding >= 0, got nrow={nrow}, padding={padding}")
-    h, w, _ = tiles[0].shape
-    if any(t.shape != (h, w, 3) for t in tiles):
-        raise ValueError(f"make_grid needs same-sized images, got {sorted({t.shape for t in tiles})}")
-    if captions is not None and len(captions) != len(tiles):
-        raise ValueError(f"got {len(captions)} captions for {len(tiles)} images")
-
-    cols, rows = min(nrow, len(tiles)), -(-len(tiles) // nrow)
-    caption_h, wrapped, font, line_h = 0, [], None, 0
-    if captions is not None:
-        from PIL import ImageFont
-
-        font = ImageFont.load_default()
-        line_h = font.getbbox("Ag")[3] + 2
-        wrapped = [_wrap(c, font, w) for c in captions]
-        caption_h = max(len(lines) for lines in wrapped) * line_h + 2
-    cell_h, cell_w = h + caption_h + padding, w + padding
-    grid = np.full((rows * cell_h + padding, cols * cell_w + padding, 3), pad_value, dtype=np.uint8)
-    for k, tile in enumerate(tiles):
-        top, left = padding + (k // nrow) * cell_h, padding + (k % nrow) * cell_w
-        grid[top : top + h, left : left + w] = tile
-    if captions is not None:
-        from PIL import Image, ImageDraw
-
-        sheet = Image.fromarray(grid)
-        draw, ink = ImageDraw.Draw(sheet), (0, 0, 0) if pad_value >= 128 else (255, 255, 255)
-        for k, lines in enumerate(wrapped):
-            top, left = padding + (k // nrow) * cell_h + h + 1, padding + (k % nrow) * cell_w
-            for j, line in enumerate(lines):
-                draw.text((left, top + j * line_h), line, fill=ink, font=font)
-        grid = np.asarray(sheet).copy()
-    return grid
-
-
-def write_image_grid(
-    path_or_url: str | os.PathLike,
-    images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
-    *,
-    nrow: int = 8,
-    padding: int = 2,
-    pad_value: int = 255,
-    captions: Sequence[str] | None = None,
-) -> str:
-    """Write a contact sheet of ``images`` (see ``make_grid``) as an image file. Returns ``path_or_url``."""
-    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value, captions=captions)
-    return write_image(path_or_url, grid)

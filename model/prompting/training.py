@@ -1,0 +1,102 @@
+"""The training formats, right-padded as released: language modelling, captioning and instruction tuning, video
+captioning, and the null text block of condition dropout."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from model.prompt_batch import IGNORE_INDEX, PromptBatch, Row
+from model.prompting.rows import RowBuilder
+
+__all__ = ["TrainingFormats", "mmu_dialogue"]
+
+def mmu_dialogue(question: str, answer: str) -> str:
+    """The captioning-pretraining text: question and answer in one string, all of it labelled."""
+    return f"USER: \n{question} ASSISTANT: {answer}"
+
+
+class TrainingFormats:
+    """Builds the training-only `PromptBatch`es (labels on the text) and the condition-dropout text block."""
+
+    def __init__(self, rows: RowBuilder) -> None:
+        self.rows = rows
+        self.layout = rows.layout
+
+    def null_text_block(self, task: str = "t2i") -> torch.Tensor:
+        """The empty-prompt text block `(max_text_len + 1,)` of `t2i` or `t2v` rows (condition dropout)."""
+        task_id = {"t2i": self.layout.t2i_id, "t2v": self.layout.t2v_id}.get(task)
+        if task_id is None:
+            raise ValueError(f"only t2i and t2v rows have a text block, got {task!r}")
+        return torch.tensor(self.rows.text_block_ids(task_id, ""), dtype=torch.long)
+
+    def mmu_train(self, image_codes: torch.Tensor, texts: str | Sequence[str]) -> PromptBatch:
+        """Captioning-pretraining rows, as released: `<|mmu|> <|soi|> codes <|eoi|> <bos> text <eos>`, the text
+        right-padded to max_text_len (L = N + 3 + max_text_len); labels on all the text (bos included)."""
+        texts = self.rows.as_list(texts)
+        images = self.rows.images(image_codes, None, None, len(texts))
+        rows = []
+        for image, text in zip(images, texts):
+            row = Row()
+            self.rows.add_prefix_block(row, [image], video=False)
+            self._add_train_text(row, text)
+            rows.append(row)
+        return self.rows.stack(rows, "mmu", side="right", with_labels=True)
+
+    def mmu_chat_train(self, image_codes: torch.Tensor, conversations: Sequence[Sequence[tuple[str, str]]], *,
+                       text_len: int | None = None) -> PromptBatch:
+        """Instruction-tuning rows in the phi-1.5 style: `<|mmu|> <|soi|> codes <|eoi|>` then, per turn,
+        `"USER: {q} ASSISTANT:"` and `" {a}" <eos>`, with no bos; the text is right-padded (or cut) to `text_len`
+        (default max_text_len) and only the answers and their eos are labelled."""
+        images = self.rows.images(image_codes, None, None, len(conversations))
+        text_len = self.rows.max_text_len if text_len is None else text_len
+        rows = []
+        for image, turns in zip(images, conversations):
+            ids, labels = [], []
+            for question, answer in turns:
+                asked = self.rows.encode(f"USER: {question} ASSISTANT:")
+                answered = self.rows.encode(f" {answer}") + [self.layout.eos_id]
+                ids += asked + answered
+                labels += [IGNORE_INDEX] * len(asked) + answered
+            ids, labels = ids[:text_len], labels[:text_len]
+            row = Row()
+            self.rows.add_prefix_block(row, [image], video=False)
+            row.add(ids, labels=labels)
+            row.add([self.layout.pad_id] * (text_len - len(ids)), pad=True)
+            rows.append(row)
+        return self.rows.stack(rows, "mmu", side="right", with_labels=True)
+
+    def v2t_train(self, frame_codes: torch.Tensor, texts: str | Sequence[str]) -> PromptBatch:
+        """Video-captioning training rows: `<|mmu|> <|sov|> frames <|eov|> <bos> text <eos>`, the text right-padded
+        to max_text_len; labels on all the text (as `mmu_train`)."""
+        texts = self.rows.as_list(texts)
+        clips = self.rows.frames(frame_codes, None, None, None, len(texts))
+        rows = []
+        for frames, text in zip(clips, texts):
+            row = Row()
+            self.rows.add_prefix_block(row, frames, video=True)
+            self._add_train_text(row, text)
+            rows.append(row)
+        return self.rows.stack(rows, "v2t", side="right", with_labels=True)
+
+    def _add_train_text(self, row: Row, text: str) -> None:
+        ids = self.rows.with_bos(self.rows.encode(text)) + [self.layout.eos_id]
+        if len(ids) > self.rows.max_text_len:  # released truncation keeps the closing eos
+            ids = ids[: self.rows.max_text_len - 1] + [self.layout.eos_id]
+        row.add(ids, labels=ids)
+        row.add([self.layout.pad_id] * (self.rows.max_text_len - len(ids)), pad=True)
+
+    # -------------------------------------------------------------------------------------- text only
+    def lm(self, texts: str | Sequence[str], *, length: int) -> PromptBatch:
+        """Language-modelling rows, as released: `<bos> text <eos>` right-padded with `[PAD]` to `length`
+        (usually the t2i length); a text that does not fit is cut to `length` ids with no eos. Labels are the ids,
+        `IGNORE_INDEX` on pads."""
+        rows = []
+        for text in self.rows.as_list(texts):
+            ids = (self.rows.with_bos(self.rows.encode(text)) + [self.layout.eos_id])[:length]
+            row = Row()
+            row.add(ids, labels=ids)
+            row.add([self.layout.pad_id] * (length - len(ids)), pad=True)
+            rows.append(row)
+        return self.rows.stack(rows, "lm", side="right", with_labels=True)
