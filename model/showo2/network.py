@@ -73,7 +73,7 @@ def timestep_frequencies(t: torch.Tensor, dim: int, max_period: float = 10000.0)
 
 def interpolate_positions(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bicubic resize (align_corners False) of a square `(S*S, D)` position table to `(height * width, D)`."""
-    side, dim = round(table.shape[0] ** 0.5), table.shape[1]
+    side = round(table.shape[0] ** 0.5)
     grid = rearrange(table, "(h w) d -> 1 d h w", h=side, w=side)
     grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
     return rearrange(grid, "1 d h w -> (h w) d")
