@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from model.config import ShowoConfig
+from core.checkpoints import compare_shapes
 from core.files import atomic_write, write_bytes
+from model.config import ShowoConfig
 from model.network import Showo
 
 CONFIG_NAME = "config.json"
@@ -281,21 +282,10 @@ def check_state_dict(
 ) -> None:
     """Compare a state dict with a model's: missing keys and mis-shaped tensors raise one `ValueError` naming all
     of them; unexpected keys raise too, or only warn when `strict` is False."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k}: expected {list(expected[k])}, found {list(state[k].shape)}"
-        for k in sorted(set(expected) & set(state))
-        if tuple(state[k].shape) != expected[k]
-    ]
-    lines = []
-    if missing:
-        lines.append(f"missing keys ({len(missing)}): " + ", ".join(missing))
-    if wrong:
-        lines.append(f"mis-shaped tensors ({len(wrong)}):\n    " + "\n    ".join(wrong))
-    if unexpected and strict:
-        lines.append(f"unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
+    mismatch = compare_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                              {k: tuple(v.shape) for k, v in state.items()})
+    lines = mismatch.lines(unexpected=strict)
+    unexpected = mismatch.unexpected
     if lines:
         raise ValueError(f"{label} does not match the Show-o architecture {model.config}:\n  " + "\n  ".join(lines))
     if unexpected:

@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from core.checkpoints import compare_shapes
 from tokenizers3d.wan_vae import WanVAE, WanVAEConfig, wan21_vae
 
 WAN_VAE_FILES = ("Wan2.1_VAE.pth", "wan2.1_vae.pth", "Wan2.1_VAE.safetensors", "diffusion_pytorch_model.safetensors")
@@ -77,18 +78,8 @@ def infer_wan_config(state: dict[str, torch.Tensor]) -> WanVAEConfig:
 
 def check_wan_state_dict(model: WanVAE, state: dict[str, torch.Tensor]) -> None:
     """Raise one `ValueError` naming every missing, unexpected and mis-shaped key."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: expected {list(expected[k])}, found {list(state[k].shape)}"
-             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != expected[k]]
-    lines = []
-    if missing:
-        lines.append(f"missing keys ({len(missing)}): " + ", ".join(missing))
-    if unexpected:
-        lines.append(f"unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
-    if wrong:
-        lines.append(f"mis-shaped tensors ({len(wrong)}): " + "; ".join(wrong))
+    lines = compare_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                           {k: tuple(v.shape) for k, v in state.items()}).lines()
     if lines:
         raise ValueError("the state dict does not match the Wan2.1 VAE (base width "
                          f"{model.config.base_dim}):\n  " + "\n  ".join(lines))

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from core.checkpoints import compare_shapes
 from model.loading import _load_state_dict, _open_source, _Source
 from model.showo2.config import Showo2Config
 from model.showo2.network import Showo2
@@ -201,20 +202,11 @@ def resolve_config(source: _Source, state: dict[str, torch.Tensor], overrides: d
 def check_showo2_state_dict(model: Showo2, state: dict[str, torch.Tensor], *, label: str = "checkpoint") -> None:
     """Raise one `ValueError` naming every missing, unexpected and mis-shaped key (a tied LM head may be absent)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
     if model.config.tie_word_embeddings:
         expected.pop("showo.lm_head.weight", None)
-        state = {k: v for k, v in state.items() if k != "showo.lm_head.weight"}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: expected {list(expected[k])}, found {list(state[k].shape)}"
-             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != expected[k]]
-    lines = []
-    if missing:
-        lines.append(f"missing keys ({len(missing)}): " + ", ".join(missing))
-    if unexpected:
-        lines.append(f"unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
-    if wrong:
-        lines.append(f"mis-shaped tensors ({len(wrong)}):\n    " + "\n    ".join(wrong))
+        found.pop("showo.lm_head.weight", None)
+    lines = compare_shapes(expected, found).lines()
     if lines:
         raise ValueError(f"{label} does not match the Show-o2 architecture:\n  " + "\n  ".join(lines))
 
