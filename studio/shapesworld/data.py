@@ -28,6 +28,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from core.frames import latent_frames
 from model.prompting import mmu_dialogue
 from studio.shapesworld.splits import world_for_split
 from studio.shapesworld.text import all_texts_for_vocab
@@ -148,11 +149,10 @@ class ShapesWorldSource:
         if cfg.height % f or cfg.width % f:
             raise ValueError(f"frames of {cfg.height}x{cfg.width} are not a multiple of the tokenizer's "
                              f"downsample factor {f}")
-        if (cfg.num_frames - 1) % tokenizer.temporal_downsample:
-            raise ValueError(f"clips of {cfg.num_frames} frames are not 1 + {tokenizer.temporal_downsample}k")
         self.codebook_size = int(tokenizer.codebook_size)
         self.num_image_tokens = (cfg.height // f) * (cfg.width // f)
-        self.num_latent_frames = 1 + (cfg.num_frames - 1) // tokenizer.temporal_downsample
+        self.num_latent_frames = latent_frames(cfg.num_frames, tokenizer.temporal_downsample,
+                                                      name="the world's num_frames")
         if window_frames is not None and window_frames < 2:
             raise ValueError(f"window_frames must be >= 2 (a frame and one to predict), got {window_frames}")
         self.split = split

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from core.frames import latent_frames
 from studio.shapesworld import text as _text
 from studio.shapesworld.text import CELLS, COLOURS, HOWTO_TASKS, MOTIONS, SHAPES, SIZES, StepAction, cell_rc, neighbour
 
@@ -193,10 +194,13 @@ def render_frame(scene: Scene, t: float = 0.0) -> np.ndarray:
     return frame
 
 
+# The world's clips are made for causal video tokenizers with 4x temporal compression (1 + 4k frames).
+CLIP_TEMPORAL_DOWNSAMPLE = 4
+
+
 def clip_times(num_frames: int, fps: float = BASE_FPS) -> np.ndarray:
     """Times (frames at `BASE_FPS`) of a clip of `num_frames` = 1 + 4k frames at `fps`."""
-    if num_frames < 1 or (num_frames - 1) % 4:
-        raise ValueError(f"num_frames must be 1 + 4k (the causal video tokenizer's counts), got {num_frames}")
+    latent_frames(num_frames, CLIP_TEMPORAL_DOWNSAMPLE)  # raises unless 1 + 4k
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     return np.arange(num_frames) * (BASE_FPS / fps)
