@@ -34,9 +34,12 @@ class VideoHost(Protocol):
     grid: tuple[int, int] | None
     temporal_downsample: int
     fps: float
+    window_frames: int | None
 
     @property
     def num_image_tokens(self) -> int: ...
+
+    def _video_tokenizer(self) -> Any: ...
 
     def info(self) -> Any: ...
 
@@ -90,6 +93,13 @@ class VideoTasks:
     @property
     def fps(self) -> float:
         return self.host.fps
+
+    @property
+    def window_frames(self) -> int | None:
+        return self.host.window_frames
+
+    def _video_tokenizer(self):
+        return self.host._video_tokenizer()
 
     def info(self):
         return self.host.info()
