@@ -14,7 +14,17 @@ DEFAULT_SERVER = "http://127.0.0.1:8000"
 def _cmd_bench(args: argparse.Namespace) -> int:
     from model.bench import Record, report, run_benchmarks
 
-    records = run_benchmarks(quick=args.quick, presets=args.preset, device=args.device)
+    families = args.family or ["showo", "showo2"]
+    records: list[Record] = []
+    if "showo" in families:
+        records += run_benchmarks(quick=args.quick, presets=args.preset, device=args.device)
+    if "showo2" in families:
+        from dataclasses import asdict
+
+        from model.showo2.bench import run_benchmarks as run_showo2
+
+        rows = run_showo2(quick=args.quick, presets=args.preset, device=args.device, batches=(1, 4))
+        records += [Record(**asdict(row)) for row in rows]
     if args.ray:
         from ray_cluster.bench import bench_ray_batching
 
@@ -167,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmark cached/batched generation against the released way (table + JSON)")
     bench.add_argument("--quick", action="store_true", help="fewer sizes and repeats (for a smoke run)")
     bench.add_argument("--json", default=None, help="write the records to this JSON file")
-    bench.add_argument("--preset", action="append", default=None, help="model preset(s): tiny, cpu_mid (default: both)")
+    bench.add_argument("--preset", action="append", default=None,
+                       help="model preset(s): tiny, cpu_mid (default: both for Show-o; cpu_mid for Show-o2, tiny with --quick)")
+    bench.add_argument("--family", action="append", choices=["showo", "showo2"], default=None,
+                       help="model family rows to run (repeatable; default: both)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present, and always cpu)")
     bench.add_argument("--no-ray", dest="ray", action="store_false",
                        help="skip the Ray batching benchmark (8 concurrent queries vs one at a time on a local pool)")

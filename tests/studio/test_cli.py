@@ -37,6 +37,17 @@ def test_submit_wait_status_fetch_and_cancel_from_the_command_line(make_service,
         assert "unknown field 'colour'" in capsys.readouterr().err
 
 
+
+def test_bench_lists_the_showo2_rows_in_its_table_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--family", "showo2", "--no-ray", "--json", str(out)]) == 0
+    names = ["showo2_und/b1/new16", "showo2_und/b4/new16", "showo2_t2i/cfg/steps5"]
+    rows = json.loads(out.read_text())
+    assert [row["name"] for row in rows] == names
+    assert all(row["preset"] == "tiny" and row["baseline_s"] > 0 and row["ours_s"] > 0 for row in rows)
+    table = capsys.readouterr().out
+    assert all(f"| {name} | tiny |" in table for name in names)
+
 def _imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
