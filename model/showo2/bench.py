@@ -18,14 +18,12 @@ Weights are random (speed does not depend on them).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 
+from model.bench import Record, report
 from model.showo2.config import Showo2Config, showo2_cpu_mid, showo2_tiny
 from model.showo2.network import Showo2
 from model.showo2.pipeline import Showo2Pipeline
@@ -33,16 +31,6 @@ from model.showo2.prompting import build_word_tokenizer
 
 PRESETS: dict[str, Callable[..., Showo2Config]] = {"tiny": showo2_tiny, "cpu_mid": showo2_cpu_mid}
 WORDS = [f"w{i}" for i in range(200)]
-
-
-@dataclass
-class Record:
-    name: str
-    preset: str
-    device: str
-    baseline_s: float
-    ours_s: float
-    ratio: float
 
 
 class _NoVAE:
@@ -141,21 +129,6 @@ def run_benchmarks(*, quick: bool = False, presets: list[str] | None = None, dev
                     print(f"{record.name:26s} {record.preset:8s} {record.device:5s} {record.baseline_s:10.4f} "
                           f"{record.ours_s:10.4f} {record.ratio:7.2f}x", flush=True)
     return records
-
-
-def report(records: list[Record], json_path: str | None = None) -> None:
-    """A markdown table, and the records as JSON (written atomically) when `json_path` is given."""
-    print()
-    print("| benchmark | preset | device | released loop (s) | ours (s) | speed-up |")
-    print("|---|---|---|---:|---:|---:|")
-    for r in records:
-        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x |")
-    if json_path:
-        tmp = f"{json_path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as handle:
-            json.dump([asdict(r) for r in records], handle, indent=2)
-        os.replace(tmp, json_path)
-        print(f"wrote {json_path}")
 
 
 if __name__ == "__main__":
