@@ -28,7 +28,8 @@ def test_finished_jobs_are_recorded_with_state_counts(make_service):
         time.sleep(0.05)
     assert service.get(job.id).state == "succeeded"
     deadline = time.monotonic() + 5
-    while not metrics.finished_jobs and time.monotonic() < deadline:
+    # the runner publishes the latency, then the jobs-by-state counts: wait for both
+    while not (metrics.finished_jobs and metrics.counts) and time.monotonic() < deadline:
         time.sleep(0.02)
     (kind, state, seconds), = metrics.finished_jobs
     assert (kind, state) == ("t2i", "succeeded") and seconds >= 0
