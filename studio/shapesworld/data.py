@@ -252,7 +252,8 @@ CLIP_KINDS = ("video", "image", "howto")
 
 def clip_sampler(world: WorldConfig | dict | None = None, *, seed: int = 0,
                  weights: dict[str, float] | None = None,
-                 split: str | None = None) -> Callable[[torch.Generator], torch.Tensor]:
+                 split: str | None = None,
+                 frames: int | None = None) -> Callable[[torch.Generator], torch.Tensor]:
     """Clips for tokenizer training: `(generator) -> float (3, T, H, W)` in [-1, 1].
 
     Moving scenes teach the temporal path; still scenes and how-to keyframes (held for the whole clip) teach
@@ -264,6 +265,9 @@ def clip_sampler(world: WorldConfig | dict | None = None, *, seed: int = 0,
         seed: the world's seed.
         weights: how often each kind of `CLIP_KINDS` is drawn (default video 0.6, image 0.2, howto 0.2).
         split: draw only from this split (`splits.SPLITS`); None: the whole world.
+        frames: train on windows of this many frames (a valid clip length, `core.frames`) at a random start in
+            the world's clips; None: whole clips. The tokenizer is causal, so its weights serve clips of any
+            length; short windows make a step several times cheaper than a whole long clip.
     """
     shapes = world_for_split(seed, as_world_config(world), split)
     weights = dict(weights or {"video": 0.6, "image": 0.2, "howto": 0.2})
@@ -275,13 +279,21 @@ def clip_sampler(world: WorldConfig | dict | None = None, *, seed: int = 0,
     if (probs < 0).any() or probs.sum() <= 0:
         raise ValueError(f"clip weights must be non-negative and not all zero, got {weights}")
     probs = probs / probs.sum()
-    num_frames = shapes.config.num_frames
+    num_frames = shapes.config.num_frames if frames is None else int(frames)
+    if frames is not None:
+        if not 1 <= num_frames <= shapes.config.num_frames:
+            raise ValueError(f"training windows of {num_frames} frames do not fit the world's clips of "
+                             f"{shapes.config.num_frames} frames")
 
     def sample(gen: torch.Generator) -> torch.Tensor:
         kind = kinds[int(torch.multinomial(probs, 1, generator=gen))]
         index = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
         if kind == "video":
-            return shapes.sample(index, "video").tensor  # (3, T, H, W)
+            clip = shapes.sample(index, "video").tensor  # (3, T, H, W)
+            if frames is None:
+                return clip
+            start = int(torch.randint(0, clip.shape[1] - num_frames + 1, (1,), generator=gen))
+            return clip[:, start:start + num_frames].contiguous()
         if kind == "image":
             frame = shapes.sample(index, "image").image
         else:

@@ -30,6 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from core.files import write_bytes
+from core.frames import latent_frames
 from studio.shapesworld.stage_clock import StageClock
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -90,6 +91,15 @@ def _finished_stage(record_path: Path, recipe: dict, name: str, log: Log) -> dic
     return None
 
 
+def _clip_frames(tcfg: DictConfig) -> int | None:
+    """Frames of the tokenizer's training windows (`tokenizer.clip_frames`; None: the world's whole clips)."""
+    value = tcfg.get("clip_frames", None)
+    if value is None:
+        return None
+    latent_frames(int(value), int(tcfg.temporal_downsample), name="tokenizer.clip_frames")  # 1 + r*k or raise
+    return int(value)
+
+
 def _quantize_mix(step: int, continuous: int, ramp: int) -> float:
     """How much of the LFQ step the decoder sees: 0 (continuous latents) for `continuous` steps, then a linear
     ramp to 1 (pure LFQ) over `ramp` steps.
@@ -132,7 +142,7 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
         optimizer, lambda s: _lr_factor(s, int(tcfg.warmup_steps), steps, float(tcfg.min_lr_ratio)))
     weights = LossWeights(**OmegaConf.to_container(tcfg.loss, resolve=True))
     sample = clip_sampler(world, seed=int(cfg.seed), weights=OmegaConf.to_container(tcfg.clip_weights, resolve=True),
-                          split=_split(cfg))
+                          split=_split(cfg), frames=_clip_frames(tcfg))
     start, terms, clock = time.perf_counter(), {}, StageClock(directory)
     for step in range(steps):
         clock.tick()
@@ -193,7 +203,7 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _lr_factor(s, int(dcfg.warmup_steps), steps, float(dcfg.min_lr_ratio)))
     sample = clip_sampler(world, seed=int(cfg.seed), weights=OmegaConf.to_container(cfg.tokenizer.clip_weights),
-                          split=_split(cfg))
+                          split=_split(cfg), frames=_clip_frames(cfg.tokenizer))
     start, terms, clock = time.perf_counter(), {}, StageClock(directory)
     for step in range(steps):
         clock.tick()

@@ -142,6 +142,23 @@ def test_clip_sampler_is_seeded_and_in_range():
         sw_data.clip_sampler(shapesworld_tiny(), weights={"noise": 1.0})
 
 
+def test_tokenizer_windows_are_slices_of_whole_clips_at_seeded_starts():
+    world = {**WORLD, "num_frames": 17}
+    whole = sw_data.clip_sampler(world, seed=0, weights={"video": 1.0})
+    window = sw_data.clip_sampler(world, seed=0, weights={"video": 1.0}, frames=5)
+    starts = set()
+    for seed in range(8):
+        clip, part = whole(torch.Generator().manual_seed(seed)), window(torch.Generator().manual_seed(seed))
+        assert part.shape == (3, 5, 32, 32)
+        # The kind and the scene are drawn first, so the window comes from the same clip, at some start.
+        matches = [s for s in range(13) if torch.equal(clip[:, s:s + 5], part)]
+        assert matches
+        starts.add(matches[0])
+    assert len(starts) > 1
+    with pytest.raises(ValueError, match="do not fit"):
+        sw_data.clip_sampler(world, frames=21)
+
+
 def test_t2v_windows_are_slices_of_the_clip_at_seeded_offsets():
     long_world = {**WORLD, "num_frames": 17}  # 5 latent frames
     whole = sw_data.ShapesWorldSource(_tokenizer(), world=long_world)
