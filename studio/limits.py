@@ -44,7 +44,8 @@ def kind_limits(info: ModelInfo) -> dict[str, dict[str, Any]]:
     video = {**frames, "max_num_frames": info.max_video_frames()}
     table = {
         "storyboard": {**frames, "min_clip_frames": info.clip_frames(2), **story,
-                       "note": "with max_caption_tokens=24; fewer caption tokens allow more steps"},
+                       "note": "with max_caption_tokens=24 and an empty question; fewer caption tokens allow "
+                                "more steps, each question token takes one position"},
         "caption": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
         "qa": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
         "t2v": video,
@@ -87,17 +88,24 @@ def _source_frames(params: dict[str, Any], probe: Probe) -> None:
 
 
 def _storyboard(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
-    clip_frames = params["clip_frames"]
+    clip_frames, caption, num_steps = params["clip_frames"], params["max_caption_tokens"], params["num_steps"]
     if clip_frames:
         if _frames(info, params, "clip_frames") < 2:
             raise LimitError("params.clip_frames", f"clip_frames must be 0 or at least {info.clip_frames(2)} "
                              "(a clip continues its keyframe)")
-    steps = info.max_storyboard_steps(clip_frames=clip_frames, max_caption_tokens=params["max_caption_tokens"])
+    steps = info.max_storyboard_steps(clip_frames=clip_frames, max_caption_tokens=caption)
     if steps == 0:
         raise LimitError("params.clip_frames", f"clip_frames is {clip_frames}: not even one storyboard step with such "
                          f"clips fits the model's {info.max_positions} positions")
-    _at_most("num_steps", params["num_steps"], steps,
-             f"with clip_frames={clip_frames} and max_caption_tokens={params['max_caption_tokens']} a storyboard has")
+    _at_most("num_steps", num_steps, steps,
+             f"with clip_frames={clip_frames} and max_caption_tokens={caption} a storyboard has")
+    if steps is not None and num_steps > info.max_storyboard_steps(clip_frames=clip_frames, max_caption_tokens=caption,
+                                                                  question=params["question"]):
+        room = info.max_positions - info.storyboard_positions(num_steps, clip_frames=clip_frames,
+                                                              max_caption_tokens=caption)
+        raise LimitError("params.question", f"the question takes {info.question_tokens(params['question'])} tokens; "
+                         f"with num_steps={num_steps}, clip_frames={clip_frames} and max_caption_tokens={caption} "
+                         f"at most {room} fit the model's {info.max_positions} positions")
 
 
 def _understanding(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:

@@ -162,7 +162,7 @@ class ShowoPipeline:
                 image_size=tuple(self.image_size), grid=tuple(self.grid), temporal_downsample=self.temporal_downsample,
                 fps=self.fps, codebook_size=self.layout.codebook_size,
                 max_positions=self.model.config.max_position_embeddings, positions=positions,
-                window_frames=self.window_frames,
+                window_frames=self.window_frames, count_text_tokens=self.prompting.rows.count,
             )
         return self._info
 
