@@ -1,7 +1,6 @@
 """Checkpoints: the released layout with architecture inferred from shapes, clear key errors, our save/load
 round trips through a directory and through fsspec `memory://`, and the loader's kind dispatch."""
 
-import io
 import json
 import uuid
 
