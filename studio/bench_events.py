@@ -27,6 +27,8 @@ from pathlib import Path
 
 import httpx
 
+from core.files import write_bytes
+
 JOB = {"kind": "storyboard", "seed": 0,
        "params": {"question": "how do i build a tower ?", "num_steps": 3, "steps": 40, "clip_frames": 5}}
 BLOCKER = {"kind": "storyboard", "seed": 1, "params": {"question": "how do i build a tower ?", "num_steps": 8, "steps": 60}}
@@ -125,7 +127,7 @@ def report(records: list[dict], json_path: str | None = None) -> None:
     text = json.dumps(records, indent=2)
     print(text)
     if json_path:
-        Path(json_path).write_text(text + "\n")
+        write_bytes(json_path, (text + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:
