@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from core import ModelInfo
+from core import ModelInfo, StoryOptions, TextOptions
 from core.frames import samples_at
 
 Probe = Callable[[str], "dict[str, Any] | None"]  # media URI -> what its upload holds (None: not an upload / unknown)
@@ -38,16 +38,18 @@ def kind_limits(info: ModelInfo) -> dict[str, dict[str, Any]]:
     """The limits of each job kind on the loaded model (`runs: false` for a kind it does not run), as
     `GET /v1/kinds` shows them."""
     r = info.temporal_downsample
+    caption, answer = StoryOptions().max_caption_tokens, TextOptions().max_new_tokens  # the defaults
     frames = {"frame_rule": f"1 + {r}k", "temporal_downsample": r}
-    story = {f"max_num_steps_with_clip_frames_{c}": info.max_storyboard_steps(clip_frames=c, max_caption_tokens=24)
+    story = {f"max_num_steps_with_clip_frames_{c}": info.max_storyboard_steps(clip_frames=c, max_caption_tokens=caption)
              for c in (0, info.clip_frames(2))}
     video = {**frames, "max_num_frames": info.max_video_frames()}
+    understood = {**frames, "max_num_frames": info.max_understood_frames(answer), "note": f"with max_new_tokens={answer}"}
     table = {
         "storyboard": {**frames, "min_clip_frames": info.clip_frames(2), **story,
-                       "note": "with max_caption_tokens=24 and an empty question; fewer caption tokens allow "
+                       "note": f"with max_caption_tokens={caption} and an empty question; fewer caption tokens allow "
                                 "more steps, each question token takes one position"},
-        "caption": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
-        "qa": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
+        "caption": understood,
+        "qa": understood,
         "t2v": video,
         "continue_video": {**video, "new_frames": f"a multiple of {r}", "note": "num_frames + new_frames at most "
                            "max_num_frames"},
