@@ -15,11 +15,12 @@ import torch
 
 from model.network import Showo
 from model.pipelines import engine
-from core import ImageOptions, ModelInfo, SequencePositions, TextOptions, editing_options
+from core import ImageOptions, ModelInfo, ProgressFn, SequencePositions, TextOptions, editing_options
 from core.frames import latent_frames
 from model.pipelines.common import (
     as_prompts,
     cpu_generator,
+    inner_reporter,
     is_video,
     left_stack,
     make_generator,
@@ -28,7 +29,6 @@ from model.pipelines.common import (
     with_settings,
 )
 from model.pipelines.editing import extrapolation_windows, grow_canvas, mask_to_token_grid, random_token_mask
-from model.pipelines.progress import ProgressFn, inner_reporter
 from model.pipelines.protocols import ImageTokenizer, VideoTokenizer
 from model.pipelines.results import ImageResult, TextResult
 from model.pipelines.video import VideoTasks

@@ -7,11 +7,10 @@ from typing import Any, Protocol
 
 import torch
 
-from core import StoryOptions, VideoOptions
+from core import Progress, ProgressFn, StoryOptions, VideoOptions
 from core.frames import new_latent_frames
 from model.pipelines import engine, window
-from model.pipelines.common import make_generator, maskgit_config, with_settings
-from model.pipelines.progress import Progress, ProgressFn, inner_reporter
+from model.pipelines.common import inner_reporter, make_generator, maskgit_config, with_settings
 from model.pipelines.results import StoryboardResult, StoryStep, VideoResult
 from model.sampling import UNKNOWN
 
