@@ -107,7 +107,7 @@ def _storyboard(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
                                                               max_caption_tokens=caption)
         raise LimitError("params.question", f"the question takes {info.question_tokens(params['question'])} tokens; "
                          f"with num_steps={num_steps}, clip_frames={clip_frames} and max_caption_tokens={caption} "
-                         f"at most {room} fit the model's {info.max_positions} positions")
+                         f"at most {room} question tokens fit the model's {info.max_positions} positions")
 
 
 def _understanding(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
