@@ -15,7 +15,7 @@ import torch
 
 from model.network import Showo
 from model.pipelines import engine
-from core import ImageOptions, ModelInfo, ProgressFn, SequencePositions, TextOptions, editing_options
+from core import EDIT_STRENGTH, ImageOptions, ModelInfo, ProgressFn, SequencePositions, TextOptions, editing_options
 from core.frames import latent_frames
 from model.pipelines.common import (
     as_prompts,
@@ -339,7 +339,7 @@ class ShowoPipeline:
         image: torch.Tensor,
         prompt: str,
         *,
-        strength: float = 0.5,
+        strength: float = EDIT_STRENGTH,
         options: ImageOptions | None = None,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import torch
 
-from core import Progress, ProgressFn, StoryOptions, VideoOptions
+from core import CLIP_FRAMES, NEW_FRAMES, Progress, ProgressFn, StoryOptions, VideoOptions
 from core.frames import new_latent_frames
 from model.pipelines import engine, window
 from model.pipelines.common import inner_reporter, make_generator, maskgit_config, with_settings
@@ -61,7 +61,7 @@ class VideoTasks:
         self.host = host
 
     # ------------------------------------------------------------------------------------------ text to video
-    def text_to_video(self, prompt: str, *, num_frames: int = 17, **kwargs) -> VideoResult:
+    def text_to_video(self, prompt: str, *, num_frames: int = CLIP_FRAMES, **kwargs) -> VideoResult:
         """Generate a clip latent frame by latent frame, each conditioned on the text and all earlier frames
         through the cache (any `1 + rk` length the model's positions allow).
 
@@ -72,7 +72,7 @@ class VideoTasks:
         codes = self.generate_video_codes(prompt, None, latent, task="text_to_video", **kwargs)
         return VideoResult(frames=self.host.decode_video(codes), codes=codes, fps=self.host.fps)
 
-    def continue_video(self, video: torch.Tensor, prompt: str, *, num_frames: int = 8, **kwargs) -> VideoResult:
+    def continue_video(self, video: torch.Tensor, prompt: str, *, num_frames: int = NEW_FRAMES, **kwargs) -> VideoResult:
         """Extend `video` `(3, T, H, W)` by `num_frames` frames (a multiple of r); returns the whole clip."""
         added = new_latent_frames(num_frames, self.host.temporal_downsample)
         given = self.host.encode_video(video)
