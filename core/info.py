@@ -3,7 +3,8 @@ frame rule and the limits from here, never from constants of their own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from core import frames
 
@@ -43,6 +44,9 @@ class ModelInfo:
             of any length is made (None: a clip must fit the positions).
         kinds: the job kinds the backend can run (None: all of them); the service refuses the others at
             submission.
+        count_text_tokens: the number of tokens a text takes in this model's prompts, by the model's own text
+            tokenizer (None: not stated). A picklable callable, so the info travels from a worker as it is; left
+            out of comparisons.
     """
 
     image_size: tuple[int, int]
@@ -54,6 +58,7 @@ class ModelInfo:
     positions: SequencePositions | None = None
     window_frames: int | None = None
     kinds: frozenset[str] | None = None
+    count_text_tokens: Callable[[str], int] | None = field(default=None, compare=False, repr=False)
 
     def runs(self, kind: str) -> bool:
         """Whether the backend can run jobs of `kind`."""
@@ -109,13 +114,18 @@ class ModelInfo:
         latent = (self.max_positions - self.understand_positions(0, max_new_tokens)) // self.positions.visual
         return self.clip_frames(latent) if latent >= 1 else 0
 
-    def max_storyboard_steps(self, *, clip_frames: int = 0, max_caption_tokens: int) -> int | None:
-        """The most storyboard steps that fit (None: no limit known)."""
+    def max_storyboard_steps(self, *, clip_frames: int = 0, max_caption_tokens: int, question: str = "") -> int | None:
+        """The most storyboard steps that fit after `question` (None: no limit known)."""
         if self.positions is None:
             return None
-        head = self.storyboard_positions(0, clip_frames=clip_frames, max_caption_tokens=max_caption_tokens)
-        per_step = self.storyboard_positions(1, clip_frames=clip_frames, max_caption_tokens=max_caption_tokens) - head
-        return max(0, (self.max_positions - head) // per_step)
+        empty = self.storyboard_positions(0, clip_frames=clip_frames, max_caption_tokens=max_caption_tokens)
+        per_step = self.storyboard_positions(1, clip_frames=clip_frames, max_caption_tokens=max_caption_tokens) - empty
+        return max(0, (self.max_positions - empty - self.question_tokens(question)) // per_step)
+
+    def question_tokens(self, text: str) -> int:
+        """The tokens `text` adds to a prompt (0 when the backend states no counter: the run checks the whole
+        sequence then)."""
+        return self.count_text_tokens(text) if text and self.count_text_tokens is not None else 0
 
     def _positions(self) -> SequencePositions:
         if self.positions is None or self.max_positions is None:

@@ -48,6 +48,13 @@ class _Options:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
+# The clip and editing settings of the job kinds: one home for the defaults the HTTP schema, the built-in graphs,
+# their steps and the pipeline share (validity is the model's frame rule, stated in `ModelInfo`).
+CLIP_FRAMES = 17  # frames of a clip read or generated (1 + 4*4, the released clip length)
+NEW_FRAMES = 8  # frames a continuation adds
+READ_FPS = 8.0  # the rate a video is read at
+EDIT_STRENGTH = 0.5  # the fraction of an image's codes mask-free editing redoes
+
 STEPS = _range("MaskGIT decoding steps per image or latent frame", ge=1, cap=100)
 GUIDANCE = _range("classifier-free guidance scale (0: off)", ge=0.0, cap=20.0)
 TEMPERATURE = _range("initial temperature of the confidence noise", ge=0.0, cap=10.0)

@@ -145,14 +145,3 @@ def report(records: list[Record], json_path: str | None = None) -> None:
         write_bytes(json_path, json.dumps([asdict(r) for r in records], indent=2).encode())
         print(f"wrote {json_path}")
 
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--preset", action="append", default=None)
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args()
-    report(run_benchmarks(quick=args.quick, presets=args.preset, device=args.device), args.json)

@@ -135,16 +135,3 @@ class KVCache:
         other.values = [v[rows, :, : self.length].clone() for v in self.values]
         other.length, other.pending = self.length, 0
         return other
-
-    @staticmethod
-    def concat_batch(caches: list["KVCache"]) -> "KVCache":
-        """Stack caches of equal length along the batch (e.g. conditional and unconditional rows)."""
-        lengths = {c.length for c in caches}
-        if len(lengths) != 1:
-            raise ValueError(f"caches to stack must have equal lengths, got {sorted(lengths)}")
-        other = object.__new__(KVCache)
-        length = lengths.pop()
-        other.keys = [torch.cat([c.keys[i][:, :, :length] for c in caches]) for i in range(caches[0].num_layers)]
-        other.values = [torch.cat([c.values[i][:, :, :length] for c in caches]) for i in range(caches[0].num_layers)]
-        other.length, other.pending = length, 0
-        return other

@@ -103,6 +103,3 @@ class VocabLayout:
 
     def is_code(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids >= self.code_offset) & (ids < self.mask_id)
-
-    def is_text(self, ids: torch.Tensor) -> torch.Tensor:
-        return ids < self.llm_vocab_size

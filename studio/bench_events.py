@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,29 +27,11 @@ from pathlib import Path
 
 import httpx
 
+from core.files import write_bytes
+
 JOB = {"kind": "storyboard", "seed": 0,
        "params": {"question": "how do i build a tower ?", "num_steps": 3, "steps": 40, "clip_frames": 5}}
 BLOCKER = {"kind": "storyboard", "seed": 1, "params": {"question": "how do i build a tower ?", "num_steps": 8, "steps": 60}}
-
-
-def _start(data_dir: Path, port: int, source: str | None, log: Path) -> subprocess.Popen:
-    env = dict(os.environ)
-    if source:
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(source).resolve()), env.get("PYTHONPATH", "")])
-    command = [sys.executable, "-m", "studio.cli", "serve", "--local", "--workers", "1", "--port", str(port),
-               "--data-dir", str(data_dir)]
-    process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                               cwd=source or None)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the service did not start:\n" + log.read_text()[-2000:])
-        time.sleep(0.2)
 
 
 async def _read_stream(client: httpx.AsyncClient, job_id: str, counts: list[int], ready: list[int],
@@ -109,11 +90,15 @@ async def _one_job(url: str, streams: int) -> dict[str, float]:
 
 def bench_event_streams(*, streams: int = 100, repeats: int = 2, source: str | None = None) -> dict:
     """Run the job with 0 and with `streams` streams open, alternately; returns the record of the row."""
-    from studio.server import free_port
+    from studio.server import free_port, start_serve
 
+    env = dict(os.environ)
+    if source:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(source).resolve()), env.get("PYTHONPATH", "")])
     with tempfile.TemporaryDirectory(prefix="studio-bench-events-") as folder:
         port = free_port()
-        process = _start(Path(folder) / "data", port, source, Path(folder) / "serve.log")
+        process = start_serve(port, Path(folder) / "data", Path(folder) / "serve.log", "--local", "--workers", "1",
+                              cwd=source, env=env)
         try:
             url = f"http://127.0.0.1:{port}"
             asyncio.run(_one_job(url, 0))  # warm-up: first-use costs are paid outside the measurement
@@ -142,7 +127,7 @@ def report(records: list[dict], json_path: str | None = None) -> None:
     text = json.dumps(records, indent=2)
     print(text)
     if json_path:
-        Path(json_path).write_text(text + "\n")
+        write_bytes(json_path, (text + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

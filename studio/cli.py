@@ -19,12 +19,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if "showo" in families:
         records += run_benchmarks(quick=args.quick, presets=args.preset, device=args.device)
     if "showo2" in families:
-        from dataclasses import asdict
-
         from model.showo2.bench import run_benchmarks as run_showo2
 
-        rows = run_showo2(quick=args.quick, presets=args.preset, device=args.device, batches=(1, 4))
-        records += [Record(**asdict(row)) for row in rows]
+        records += run_showo2(quick=args.quick, presets=args.preset, device=args.device, batches=(1, 4))
     if args.ray:
         from ray_cluster.bench import bench_ray_batching
 

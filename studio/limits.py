@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from core import ModelInfo
+from core import ModelInfo, StoryOptions, TextOptions
 from core.frames import samples_at
 
 Probe = Callable[[str], "dict[str, Any] | None"]  # media URI -> what its upload holds (None: not an upload / unknown)
@@ -38,15 +38,18 @@ def kind_limits(info: ModelInfo) -> dict[str, dict[str, Any]]:
     """The limits of each job kind on the loaded model (`runs: false` for a kind it does not run), as
     `GET /v1/kinds` shows them."""
     r = info.temporal_downsample
+    caption, answer = StoryOptions().max_caption_tokens, TextOptions().max_new_tokens  # the defaults
     frames = {"frame_rule": f"1 + {r}k", "temporal_downsample": r}
-    story = {f"max_num_steps_with_clip_frames_{c}": info.max_storyboard_steps(clip_frames=c, max_caption_tokens=24)
+    story = {f"max_num_steps_with_clip_frames_{c}": info.max_storyboard_steps(clip_frames=c, max_caption_tokens=caption)
              for c in (0, info.clip_frames(2))}
     video = {**frames, "max_num_frames": info.max_video_frames()}
+    understood = {**frames, "max_num_frames": info.max_understood_frames(answer), "note": f"with max_new_tokens={answer}"}
     table = {
         "storyboard": {**frames, "min_clip_frames": info.clip_frames(2), **story,
-                       "note": "with max_caption_tokens=24; fewer caption tokens allow more steps"},
-        "caption": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
-        "qa": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
+                       "note": f"with max_caption_tokens={caption} and an empty question; fewer caption tokens allow "
+                                "more steps, each question token takes one position"},
+        "caption": understood,
+        "qa": understood,
         "t2v": video,
         "continue_video": {**video, "new_frames": f"a multiple of {r}", "note": "num_frames + new_frames at most "
                            "max_num_frames"},
@@ -87,17 +90,24 @@ def _source_frames(params: dict[str, Any], probe: Probe) -> None:
 
 
 def _storyboard(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
-    clip_frames = params["clip_frames"]
+    clip_frames, caption, num_steps = params["clip_frames"], params["max_caption_tokens"], params["num_steps"]
     if clip_frames:
         if _frames(info, params, "clip_frames") < 2:
             raise LimitError("params.clip_frames", f"clip_frames must be 0 or at least {info.clip_frames(2)} "
                              "(a clip continues its keyframe)")
-    steps = info.max_storyboard_steps(clip_frames=clip_frames, max_caption_tokens=params["max_caption_tokens"])
+    steps = info.max_storyboard_steps(clip_frames=clip_frames, max_caption_tokens=caption)
     if steps == 0:
         raise LimitError("params.clip_frames", f"clip_frames is {clip_frames}: not even one storyboard step with such "
                          f"clips fits the model's {info.max_positions} positions")
-    _at_most("num_steps", params["num_steps"], steps,
-             f"with clip_frames={clip_frames} and max_caption_tokens={params['max_caption_tokens']} a storyboard has")
+    _at_most("num_steps", num_steps, steps,
+             f"with clip_frames={clip_frames} and max_caption_tokens={caption} a storyboard has")
+    if steps is not None and num_steps > info.max_storyboard_steps(clip_frames=clip_frames, max_caption_tokens=caption,
+                                                                  question=params["question"]):
+        room = info.max_positions - info.storyboard_positions(num_steps, clip_frames=clip_frames,
+                                                              max_caption_tokens=caption)
+        raise LimitError("params.question", f"the question takes {info.question_tokens(params['question'])} tokens; "
+                         f"with num_steps={num_steps}, clip_frames={clip_frames} and max_caption_tokens={caption} "
+                         f"at most {room} question tokens fit the model's {info.max_positions} positions")
 
 
 def _understanding(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:

@@ -13,7 +13,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
+from core import (
+    CLIP_FRAMES, EDIT_STRENGTH, NEW_FRAMES, READ_FPS, ImageOptions, StoryOptions, TextOptions, VideoOptions,
+    editing_options,
+)
 
 def option(options: Any, name: str) -> Any:
     """The request field of option `name`: its type (strict: no bools, no strings, finite floats), default (from
@@ -62,9 +65,9 @@ class StoryboardParams(_Params):
 
 class _VideoSource(_Params):
     video: MediaUri
-    fps: Fps = 8.0
-    num_frames: Int = Field(17, ge=1, description="frames read from the video (the model's frame rule and limit: "
-                            "GET /v1/kinds)")
+    fps: Fps = READ_FPS
+    num_frames: Int = Field(CLIP_FRAMES, ge=1, description="frames read from the video (the model's frame rule and "
+                            "limit: GET /v1/kinds)")
 
 
 class CaptionParams(_VideoSource):
@@ -90,7 +93,7 @@ class T2vParams(_Params):
     """Text to video."""
 
     prompt: Prompt
-    num_frames: Int = Field(17, ge=1, le=MAX_GENERATED_FRAMES,
+    num_frames: Int = Field(CLIP_FRAMES, ge=1, le=MAX_GENERATED_FRAMES,
                             description="frames of the clip (the model's frame rule and limit: GET /v1/kinds)")
     steps: option(VideoOptions(), "steps")
     guidance_scale: option(VideoOptions(), "guidance_scale")
@@ -100,7 +103,7 @@ class ContinueVideoParams(_VideoSource):
     """Extend a video by `new_frames` frames."""
 
     prompt: Prompt
-    new_frames: Int = Field(8, ge=1, le=MAX_GENERATED_FRAMES,
+    new_frames: Int = Field(NEW_FRAMES, ge=1, le=MAX_GENERATED_FRAMES,
                             description="frames added (a multiple of the model's temporal compression: GET /v1/kinds)")
     steps: option(VideoOptions(), "steps")
     guidance_scale: option(VideoOptions(), "guidance_scale")
@@ -165,7 +168,7 @@ class ExtrapolateParams(_ImageSource):
 class EditParams(_ImageSource):
     """Mask-free editing: regenerate a `strength` fraction of the image's codes."""
 
-    strength: Number = Field(0.5, gt=0.0, le=1.0)
+    strength: Number = Field(EDIT_STRENGTH, gt=0.0, le=1.0)
 
 
 MAX_WORKFLOW_STEPS = 64

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from studio.api import create_app
 from studio.service import Service
@@ -23,6 +27,27 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def start_serve(port: int, data_dir: Path, log: Path, *args: str, cwd: str | os.PathLike | None = None,
+                env: dict[str, str] | None = None, timeout_s: float = 120.0) -> subprocess.Popen:
+    """`studio serve --port PORT --data-dir DATA_DIR ARGS...` in a process of its own (output appended to `log`),
+    returned once `/healthz` answers 200; RuntimeError with the log's tail when it exits or `timeout_s` passes."""
+    import httpx
+
+    command = [sys.executable, "-m", "studio.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *args]
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the service did not come up:\n" + log.read_text()[-3000:])
+        time.sleep(0.2)
 
 
 class BackgroundServer:

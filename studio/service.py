@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -323,7 +322,3 @@ class Service:
         _, running = self.jobs.list(state="running", limit=1)
         return {"status": "ok", "backend": type(self.backend).__name__, "queued": queued, "running": running,
                 "workers": self.runner.workers, "uptime_s": time.time() - (self.started_at or time.time())}
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("STUDIO_DATA_DIR", "studio-data"))

@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import torch
 
+from core.checkpoints import compare_shapes
 from core.files import atomic_write, write_bytes
 from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
 from tokenizers3d.video import VideoMagvit, VideoMagvitConfig
@@ -128,25 +129,10 @@ def _levels(state_dict: dict[str, torch.Tensor], prefix: str, base: int) -> tupl
 # ----------------------------------------------------------------------------------------- checking
 def check_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Raise a ValueError naming every missing, unexpected and mis-shaped key."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    misshaped = sorted(k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape)
-    if not (missing or unexpected or misshaped):
-        return
-    lines = [f"{source} does not match the tokenizer architecture:"]
-    if missing:
-        lines.append(f"  missing keys ({len(missing)}): {_short(missing)}")
-    if unexpected:
-        lines.append(f"  unexpected keys ({len(unexpected)}): {_short(unexpected)}")
-    if misshaped:
-        shapes = [f"{k} {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}" for k in misshaped]
-        lines.append(f"  mis-shaped keys ({len(misshaped)}, file != model): {_short(shapes)}")
-    raise ValueError("\n".join(lines))
-
-
-def _short(items: list[str], limit: int = 20) -> str:
-    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+    lines = compare_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                           {k: tuple(v.shape) for k, v in state_dict.items()}).lines()
+    if lines:
+        raise ValueError(f"{source} does not match the tokenizer architecture:\n  " + "\n  ".join(lines))
 
 
 def _finish(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str, dtype, device):

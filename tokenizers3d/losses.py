@@ -23,11 +23,6 @@ class LossWeights:
     entropy_temperature: float = 1.0
 
 
-def reconstruction_error(target: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error, the number training curves report."""
-    return F.l1_loss(recon.float(), target.float())
-
-
 def tokenizer_loss(target: torch.Tensor, recon: torch.Tensor, z: torch.Tensor,
                    weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its terms.

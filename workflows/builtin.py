@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from workflows.backend import DIRECTIONS
-from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
+from core import (
+    CLIP_FRAMES, EDIT_STRENGTH, NEW_FRAMES, READ_FPS, ImageOptions, StoryOptions, TextOptions, VideoOptions,
+    editing_options,
+)
 from workflows.graph import Graph, Node, Port
 from workflows.steps import (
     continue_video as continue_video_step,
@@ -79,8 +82,8 @@ def _items(nodes: list[Node]) -> dict[str, Node]:
 
 def _video_source(g: Graph) -> Node:
     uri = g.input("uri", Text, doc="the video: a local path or an fsspec URL")
-    fps = g.input("fps", float, default=8.0)
-    num_frames = g.input("num_frames", int, default=17)
+    fps = g.input("fps", float, default=READ_FPS)
+    num_frames = g.input("num_frames", int, default=CLIP_FRAMES)
     video = g.add(load_video, uri=uri, fps=fps, num_frames=num_frames)
     g.output("frames", video)
     return g.add(encode_video, video=video)
@@ -108,7 +111,8 @@ def qa() -> Graph:
 def t2v() -> Graph:
     """Text to video. Inputs: `prompt`, `num_frames` (1 + r*k), `options`. Outputs: `video`, `codes`."""
     g = Graph("t2v", doc="text to video")
-    codes = g.add(text_to_video, prompt=g.input("prompt", Text), num_frames=g.input("num_frames", int, default=17),
+    codes = g.add(text_to_video, prompt=g.input("prompt", Text),
+                  num_frames=g.input("num_frames", int, default=CLIP_FRAMES),
                   options=g.input("options", VideoOptions, default=VideoOptions()))
     g.output("video", g.add(decode_video, codes=codes))
     g.output("codes", codes)
@@ -121,7 +125,7 @@ def continue_video() -> Graph:
     g = Graph("continue_video", doc="extend a video")
     given = _video_source(g)
     codes = g.add(continue_video_step, prompt=g.input("prompt", Text), codes=given,
-                  num_frames=g.input("new_frames", int, default=8),
+                  num_frames=g.input("new_frames", int, default=NEW_FRAMES),
                   options=g.input("options", VideoOptions, default=VideoOptions()))
     g.output("video", g.add(decode_video, codes=codes))
     g.output("codes", codes)
@@ -170,7 +174,7 @@ def edit() -> Graph:
     """Mask-free editing. Inputs: `uri`, `prompt`, `strength` (fraction of codes redone), `options`. Outputs: `image`, `codes`."""
     g = Graph("edit", doc="mask-free editing of an image")
     codes = g.add(edit_codes, codes=_image_source(g), prompt=g.input("prompt", Text),
-                  strength=g.input("strength", float, default=0.5), options=_editing(g))
+                  strength=g.input("strength", float, default=EDIT_STRENGTH), options=_editing(g))
     return _image_result(g, codes)
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
+from core import (
+    CLIP_FRAMES, EDIT_STRENGTH, NEW_FRAMES, READ_FPS, ImageOptions, StoryOptions, TextOptions, VideoOptions,
+    editing_options,
+)
 from workflows.backend import DIRECTIONS
 from workflows.step import Step, StepContext, step
 from workflows.types import Codes, Image, Mask, RandomTokens, StoryHistory, Text, Video, type_name
@@ -15,7 +18,8 @@ from workflows.types import Codes, Image, Mask, RandomTokens, StoryHistory, Text
 # ---------------------------------------------------------------------------------------------- media
 @step(outputs={"video": Video})
 def load_video(
-    ctx: StepContext, uri: Text, fps: float | None = 8.0, num_frames: int | None = 17, size: int | None = None
+    ctx: StepContext, uri: Text, fps: float | None = READ_FPS, num_frames: int | None = CLIP_FRAMES,
+    size: int | None = None,
 ) -> Any:
     """Read a clip (frame count snapped to what the tokenizer accepts)."""
     return ctx.backend.load_video(uri, fps=fps, num_frames=num_frames, size=size)
@@ -64,7 +68,9 @@ def understand(ctx: StepContext, codes: Codes, question: Text, kind: Text = "vid
 
 # ---------------------------------------------------------------------------------------------- video
 @step(outputs={"codes": Codes})
-def text_to_video(ctx: StepContext, prompt: Text, num_frames: int = 17, options: VideoOptions = VideoOptions()) -> Any:
+def text_to_video(
+    ctx: StepContext, prompt: Text, num_frames: int = CLIP_FRAMES, options: VideoOptions = VideoOptions()
+) -> Any:
     """A clip of `num_frames` (1 + r*k) frames from a prompt, latent frame by latent frame."""
     latent = ctx.backend.info().latent_frames(num_frames)
     return ctx.backend.generate_video(prompt, None, latent, options=options, seed=ctx.seed, **ctx.ops())
@@ -72,7 +78,7 @@ def text_to_video(ctx: StepContext, prompt: Text, num_frames: int = 17, options:
 
 @step(outputs={"codes": Codes})
 def continue_video(
-    ctx: StepContext, prompt: Text, codes: Codes, num_frames: int = 8, options: VideoOptions = VideoOptions()
+    ctx: StepContext, prompt: Text, codes: Codes, num_frames: int = NEW_FRAMES, options: VideoOptions = VideoOptions()
 ) -> Any:
     """Extend a clip's codes by `num_frames` frames (a multiple of r); returns the whole clip's codes."""
     latent = len(codes) + ctx.backend.info().new_latent_frames(num_frames)
@@ -96,7 +102,8 @@ def inpaint_codes(
 
 @step(outputs={"codes": Codes})
 def edit_codes(
-    ctx: StepContext, prompt: Text, codes: Codes, strength: float = 0.5, options: ImageOptions = editing_options()
+    ctx: StepContext, prompt: Text, codes: Codes, strength: float = EDIT_STRENGTH,
+    options: ImageOptions = editing_options(),
 ) -> Any:
     """Mask-free editing: regenerate a random `strength` fraction of the codes."""
     return ctx.backend.generate_image(

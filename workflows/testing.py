@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
 
-from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
+from core import (
+    CLIP_FRAMES, ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions,
+)
 from workflows.backend import DIRECTIONS
 from workflows.errors import Cancelled
 from workflows.types import RandomTokens, StoryHistoryItem
@@ -152,7 +154,7 @@ class FakeBackend:
         if not isinstance(uri, str) or not uri:
             raise ValueError(f"uri must be a non-empty string, got {uri!r}")
         self._run("load_video", {"uri": uri, "fps": fps, "num_frames": num_frames}, None, 1, None, None)
-        count = self.info().snap_frames(num_frames or 17)
+        count = self.info().snap_frames(num_frames or CLIP_FRAMES)
         side = size or self.info().image_size[0]
         return tuple(_grid(_digest("video", uri, fps, i), side, side, self.codebook_size) for i in range(count))
 

@@ -183,11 +183,6 @@ def check_value(tp: Any, value: Any) -> str | None:
     return None if ok else f"expected {type_name(tp)}, got {_describe(value)}"
 
 
-def is_optional(tp: Any) -> bool:
-    """Whether None is a value of `tp`."""
-    return tp is Any or tp is type(None) or (_is_union(tp) and type(None) in typing.get_args(tp))
-
-
 def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 

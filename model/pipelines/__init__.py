@@ -1,7 +1,7 @@
 """Pipelines: the transformer, a visual tokenizer and a text tokenizer together, one method per task."""
 
 from model.pipelines.codec import PatchCodec
-from model.pipelines.progress import Progress
+from core import Progress
 from model.pipelines.results import ImageResult, StoryboardResult, StoryStep, TextResult, VideoResult
 from model.pipelines.showo import ShowoPipeline
 from model.pipelines.video import StoryHistoryItem

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from core import ImageOptions, VideoOptions
+from core import ImageOptions, ProgressFn, VideoOptions
 from model.pipelines.common import maskgit_config
-from model.pipelines.progress import ProgressFn
 from model.pipelines.results import ImageResult, VideoResult
 from model.prompt_batch import PromptBatch
 from model.sampling import UNKNOWN, maskgit_decode

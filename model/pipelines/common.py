@@ -6,11 +6,21 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from core import ImageOptions
-from model.pipelines.progress import ProgressFn
+from core import ImageOptions, Progress, ProgressFn
 from model.sampling import MaskGitConfig
 
 O = TypeVar("O")
+
+
+def inner_reporter(progress: ProgressFn | None, task: str, stage: str, step: int, total: int):
+    """Adapt a `ProgressFn` to the samplers' `(inner_step, inner_total)` callback (1-based steps)."""
+    if progress is None:
+        return None
+
+    def report(inner_step: int, inner_total: int) -> None:
+        progress(Progress(task, stage, step, total, inner_step, inner_total))
+
+    return report
 
 
 def maskgit_config(options: ImageOptions) -> MaskGitConfig:

@@ -15,11 +15,12 @@ import torch
 
 from model.network import Showo
 from model.pipelines import engine
-from core import ImageOptions, ModelInfo, SequencePositions, TextOptions, editing_options
+from core import EDIT_STRENGTH, ImageOptions, ModelInfo, ProgressFn, SequencePositions, TextOptions, editing_options
 from core.frames import latent_frames
 from model.pipelines.common import (
     as_prompts,
     cpu_generator,
+    inner_reporter,
     is_video,
     left_stack,
     make_generator,
@@ -28,7 +29,6 @@ from model.pipelines.common import (
     with_settings,
 )
 from model.pipelines.editing import extrapolation_windows, grow_canvas, mask_to_token_grid, random_token_mask
-from model.pipelines.progress import ProgressFn, inner_reporter
 from model.pipelines.protocols import ImageTokenizer, VideoTokenizer
 from model.pipelines.results import ImageResult, TextResult
 from model.pipelines.video import VideoTasks
@@ -162,7 +162,7 @@ class ShowoPipeline:
                 image_size=tuple(self.image_size), grid=tuple(self.grid), temporal_downsample=self.temporal_downsample,
                 fps=self.fps, codebook_size=self.layout.codebook_size,
                 max_positions=self.model.config.max_position_embeddings, positions=positions,
-                window_frames=self.window_frames,
+                window_frames=self.window_frames, count_text_tokens=self.prompting.rows.count,
             )
         return self._info
 
@@ -339,7 +339,7 @@ class ShowoPipeline:
         image: torch.Tensor,
         prompt: str,
         *,
-        strength: float = 0.5,
+        strength: float = EDIT_STRENGTH,
         options: ImageOptions | None = None,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,

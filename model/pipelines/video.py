@@ -7,11 +7,10 @@ from typing import Any, Protocol
 
 import torch
 
-from core import StoryOptions, VideoOptions
+from core import CLIP_FRAMES, NEW_FRAMES, Progress, ProgressFn, StoryOptions, VideoOptions
 from core.frames import new_latent_frames
 from model.pipelines import engine, window
-from model.pipelines.common import make_generator, maskgit_config, with_settings
-from model.pipelines.progress import Progress, ProgressFn, inner_reporter
+from model.pipelines.common import inner_reporter, make_generator, maskgit_config, with_settings
 from model.pipelines.results import StoryboardResult, StoryStep, VideoResult
 from model.sampling import UNKNOWN
 
@@ -55,86 +54,31 @@ class VideoHost(Protocol):
 class VideoTasks:
     """The video and storyboard tasks of a pipeline, held by it (`ShowoPipeline.video_tasks`).
 
-    Everything the tasks use of the pipeline is declared here, read from `host` (a `VideoHost`) when used.
+    Everything the tasks use of the pipeline is declared by `VideoHost` and read from `host` when used.
     """
 
     def __init__(self, host: VideoHost) -> None:
         self.host = host
 
-    # ------------------------------------------------------------------------------------------ the host's parts
-    @property
-    def model(self):
-        return self.host.model
-
-    @property
-    def text_tokenizer(self):
-        return self.host.text_tokenizer
-
-    @property
-    def layout(self):
-        return self.host.layout
-
-    @property
-    def prompting(self):
-        return self.host.prompting
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return self.host.grid
-
-    @property
-    def num_image_tokens(self) -> int:
-        return self.host.num_image_tokens
-
-    @property
-    def temporal_downsample(self) -> int:
-        return self.host.temporal_downsample
-
-    @property
-    def fps(self) -> float:
-        return self.host.fps
-
-    @property
-    def window_frames(self) -> int | None:
-        return self.host.window_frames
-
-    def _video_tokenizer(self):
-        return self.host._video_tokenizer()
-
-    def info(self):
-        return self.host.info()
-
-    def _latent_frames(self, num_frames: int) -> int:
-        return self.host._latent_frames(num_frames)
-
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        return self.host.encode_video(video)
-
-    def decode_video(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.host.decode_video(codes)
-
-    def decode_images(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.host.decode_images(codes)
-
     # ------------------------------------------------------------------------------------------ text to video
-    def text_to_video(self, prompt: str, *, num_frames: int = 17, **kwargs) -> VideoResult:
+    def text_to_video(self, prompt: str, *, num_frames: int = CLIP_FRAMES, **kwargs) -> VideoResult:
         """Generate a clip latent frame by latent frame, each conditioned on the text and all earlier frames
         through the cache (any `1 + rk` length the model's positions allow).
 
         Keyword args: `options` (`VideoOptions`) or its fields (`steps`, `guidance_scale`, `chunk_frames`, ...),
         `generator`, `progress`, `should_stop`.
         """
-        latent = self._latent_frames(num_frames)
+        latent = self.host._latent_frames(num_frames)
         codes = self.generate_video_codes(prompt, None, latent, task="text_to_video", **kwargs)
-        return VideoResult(frames=self.decode_video(codes), codes=codes, fps=self.fps)
+        return VideoResult(frames=self.host.decode_video(codes), codes=codes, fps=self.host.fps)
 
-    def continue_video(self, video: torch.Tensor, prompt: str, *, num_frames: int = 8, **kwargs) -> VideoResult:
+    def continue_video(self, video: torch.Tensor, prompt: str, *, num_frames: int = NEW_FRAMES, **kwargs) -> VideoResult:
         """Extend `video` `(3, T, H, W)` by `num_frames` frames (a multiple of r); returns the whole clip."""
-        added = new_latent_frames(num_frames, self.temporal_downsample)
-        given = self.encode_video(video)
+        added = new_latent_frames(num_frames, self.host.temporal_downsample)
+        given = self.host.encode_video(video)
         latent = given.shape[0] + added
         codes = self.generate_video_codes(prompt, given, latent, task="continue_video", **kwargs)
-        return VideoResult(frames=self.decode_video(codes), codes=codes, fps=self.fps)
+        return VideoResult(frames=self.host.decode_video(codes), codes=codes, fps=self.host.fps)
 
     def generate_video_codes(
         self,
@@ -160,52 +104,54 @@ class VideoTasks:
         if not isinstance(prompt, str):
             raise ValueError("prompt must be a string")
         options = with_settings(options, VideoOptions, settings)
+        host = self.host
+        model, prompting, device = host.model, host.prompting, host.model.device
         chunk_frames = options.chunk_frames
         given_count = 0 if given is None else given.shape[0]
         window_frames = options.window_frames
         if num_latent_frames <= given_count:
             raise ValueError(f"num_latent_frames ({num_latent_frames}) must exceed the given frames ({given_count})")
         config = maskgit_config(options)
-        generator = make_generator(generator, self.model.device)
-        text = self.prompting.text_block([prompt], "t2v")
+        generator = make_generator(generator, device)
+        text = prompting.text_block([prompt], "t2v")
         if config.guided:
-            text = engine.PromptBatch.stack([text, self.prompting.text_block([""], "t2v")], self.layout.pad_id)
+            text = engine.PromptBatch.stack([text, prompting.text_block([""], "t2v")], host.layout.pad_id)
         rows = text.batch_size
-        head = text.append(self.prompting.token_piece(self.layout.sov_id, rows)).to(self.model.device)
+        head = text.append(prompting.token_piece(host.layout.sov_id, rows)).to(device)
         # Clips longer than the model's positions slide a window over latent frames (model/pipelines/window.py).
-        frame_length = self.num_image_tokens + 2
-        size = window.window_size(self.model, head.length, frame_length, window_frames or self.window_frames)
+        frame_length = host.num_image_tokens + 2
+        size = window.window_size(model, head.length, frame_length, window_frames or host.window_frames)
         if num_latent_frames > size and chunk_frames >= size:
             raise ValueError(f"chunk_frames ({chunk_frames}) must be smaller than the window of {size} latent frames")
-        blocks = [self.prompting.frame_block(f.flatten()[None].repeat(rows, 1).cpu()).to(self.model.device)
+        blocks = [prompting.frame_block(f.flatten()[None].repeat(rows, 1).cpu()).to(device)
                   for f in ([] if given is None else given)]
-        frames = [] if given is None else [f.to(self.model.device) for f in given]
+        frames = [] if given is None else [f.to(device) for f in given]
         to_make = num_latent_frames - given_count
         chunk_starts = list(range(0, to_make, chunk_frames))
-        context = window.first_context(self.model, head, blocks, upcoming=min(chunk_frames, to_make), window=size,
+        context = window.first_context(model, head, blocks, upcoming=min(chunk_frames, to_make), window=size,
                                        frame_length=frame_length)
         decoding = None
         if progress is not None:  # finished frames are decoded and reported as they are made
-            decoding = window.decode_start(self._video_tokenizer())
+            decoding = window.decode_start(host._video_tokenizer())
             if given is not None:
-                _, decoding = window.decode_next(self._video_tokenizer(), given.to(self.model.device), decoding)
+                _, decoding = window.decode_next(host._video_tokenizer(), given.to(device), decoding)
         for index, offset in enumerate(chunk_starts):
             count = min(chunk_frames, to_make - offset)
             if index:
-                context = window.next_context(self.model, context, head, blocks, added=chunk_frames, upcoming=count,
+                context = window.next_context(model, context, head, blocks, added=chunk_frames, upcoming=count,
                                               window=size)
             block = self._frame_chunk(count)
-            tokens = torch.full((1, count * self.num_image_tokens), UNKNOWN, dtype=torch.long, device=self.model.device)
+            tokens = torch.full((1, count * host.num_image_tokens), UNKNOWN, dtype=torch.long, device=device)
             codes = engine.generate_block(
-                self.model, [context], block, tokens, config, layout=self.layout, generator=generator,
+                model, [context], block, tokens, config, layout=host.layout, generator=generator,
                 progress=inner_reporter(progress, task, "frame", index + 1, len(chunk_starts)), should_stop=should_stop,
             )
-            made = codes.view(count, *self.grid)
-            blocks.extend(self.prompting.frame_block(f.flatten()[None].repeat(rows, 1).cpu()).to(self.model.device)
+            made = codes.view(count, *host.grid)
+            blocks.extend(prompting.frame_block(f.flatten()[None].repeat(rows, 1).cpu()).to(device)
                           for f in made)
             frames.extend(made)
             if decoding is not None:
-                pixels, decoding = window.decode_next(self._video_tokenizer(), codes.view(count, *self.grid), decoding)
+                pixels, decoding = window.decode_next(host._video_tokenizer(), codes.view(count, *host.grid), decoding)
                 progress(Progress(task, "frame_decoded", index + 1, len(chunk_starts), options.steps, options.steps,
                                   frames=pixels))
         return torch.stack(frames)
@@ -214,9 +160,9 @@ class VideoTasks:
         """`count` masked latent frames, each `<|soi|> codes <|eoi|>` as its own block (block-causal)."""
         block = None
         for _ in range(count):
-            frame = self.prompting.frame_block(batch_size=1, num_image_tokens=self.num_image_tokens)
+            frame = self.host.prompting.frame_block(batch_size=1, num_image_tokens=self.host.num_image_tokens)
             block = frame if block is None else block.append(frame)
-        return block.to(self.model.device)
+        return block.to(self.host.model.device)
 
     # ------------------------------------------------------------------------------------------ storyboard
     def storyboard(
@@ -249,25 +195,25 @@ class VideoTasks:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         options = with_settings(options, StoryOptions, settings)
-        latent_clip = self._latent_frames(clip_frames) - 1 if clip_frames else 0
-        head = self.prompting.interleaved([question], [[]]).to(self.model.device)
-        needed = self.info().storyboard_positions(num_steps, clip_frames=clip_frames, head=head.length,
+        latent_clip = self.host._latent_frames(clip_frames) - 1 if clip_frames else 0
+        head = self.host.prompting.interleaved([question], [[]]).to(self.host.model.device)
+        needed = self.host.info().storyboard_positions(num_steps, clip_frames=clip_frames, head=head.length,
                                                   max_caption_tokens=options.max_caption_tokens)
-        engine.check_length(self.model, needed, f"a storyboard of {num_steps} steps")
-        generator = make_generator(generator, self.model.device)
+        engine.check_length(self.host.model, needed, f"a storyboard of {num_steps} steps")
+        generator = make_generator(generator, self.host.model.device)
         step_seeds = torch.randint(0, 2**62, (num_steps,), generator=generator, device=generator.device).tolist()
-        story = _Story(self, question, options)
+        story = _Story(self.host, question, options)
         result = StoryboardResult(question=question, steps=[])
         per = 2 + latent_clip
         for index in range(num_steps):
-            step_gen = torch.Generator(device=self.model.device).manual_seed(step_seeds[index])
+            step_gen = torch.Generator(device=self.host.model.device).manual_seed(step_seeds[index])
             item = story.next_step(step_gen, progress, index * per, num_steps * per, should_stop)
             clip = None
             if latent_clip:
                 clip_codes = story.clip(item.codes, latent_clip, step_gen, progress, index * per, num_steps * per, should_stop)
-                clip = VideoResult(frames=self.decode_video(clip_codes), codes=clip_codes, fps=self.fps)
-            text = self.text_tokenizer.decode(item.caption_ids, skip_special_tokens=True).strip()
-            keyframe = self.decode_images(item.codes[None])[0]
+                clip = VideoResult(frames=self.host.decode_video(clip_codes), codes=clip_codes, fps=self.host.fps)
+            text = self.host.text_tokenizer.decode(item.caption_ids, skip_special_tokens=True).strip()
+            keyframe = self.host.decode_images(item.codes[None])[0]
             result.steps.append(StoryStep(text, item.caption_ids, keyframe, item.codes, clip))
         return result
 
@@ -284,8 +230,8 @@ class VideoTasks:
     ) -> StoryHistoryItem:
         """The next storyboard step after `history`, recomputing the history's cache first (a stateless step, for
         graphs that persist each step and resume). Same options as `storyboard` (without clips)."""
-        generator = make_generator(generator, self.model.device)
-        story = _Story(self, question, with_settings(options, StoryOptions, settings))
+        generator = make_generator(generator, self.host.model.device)
+        story = _Story(self.host, question, with_settings(options, StoryOptions, settings))
         for item in history:
             story.replay(item)
         return story.next_step(generator, progress, 0, 2, should_stop)

@@ -59,14 +59,8 @@ def _forward(part: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Prompting:
-    """Builds `PromptBatch`es for every sequence kind from text and visual codes.
-
-    Args:
-        tokenizer: the text tokenizer (`encode(text, add_special_tokens=False)` must give text ids only; bos is
-            added here, as the released prompting does).
-        layout: the vocabulary layout; every id comes from it.
-        max_text_len: text budget (128 as released); the t2i text block is `max_text_len + 1` long.
-    """
+    """Builds `PromptBatch`es for every sequence kind from text and visual codes; the arguments are
+    `RowBuilder`'s (the text tokenizer, the vocabulary layout and the text budget every part shares)."""
 
     def __init__(self, tokenizer: TextTokenizer, layout: VocabLayout, max_text_len: int = 128) -> None:
         self.rows = RowBuilder(tokenizer, layout, max_text_len)

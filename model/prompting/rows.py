@@ -56,6 +56,10 @@ class RowBuilder:
             raise ValueError(f"tokenizer produced ids outside the text vocabulary: {bad[:5]}")
         return ids
 
+    def count(self, text: str) -> int:
+        """How many text ids `text` takes in a prompt (what `encode` gives)."""
+        return len(self.encode(text))
+
     def with_bos(self, ids: list[int]) -> list[int]:
         # Released rule: bos is prepended only when the tokenizer did not put one there. (The released lm and mmu
         # builders prepend the eos id instead; for Phi-1.5 both are <|endoftext|>.)

@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from core import ImageOptions
 from model.sampling.errors import check_cancelled
 from model.sampling.schedules import Schedule, get_schedule
 
@@ -75,6 +76,9 @@ MASK_LENGTH_RULES = ("official", "unknown")
 
 
 # ------------------------------------------------------------------------------------------------ config
+_IMAGE = ImageOptions()  # the decode's defaults are the image options' (their one home is core.options)
+
+
 @dataclass(frozen=True, kw_only=True)
 class MaskGitConfig:
     """Hyperparameters of a MaskGIT decode.
@@ -95,11 +99,11 @@ class MaskGitConfig:
             token per step until the curve falls below the unknown count). Both clamp to [1, unknown - 1].
     """
 
-    steps: int = 18
-    schedule: str | Schedule = "cosine"
-    guidance_scale: float = 0.0
-    guidance: str = "muse"
-    temperature: float = 1.0
+    steps: int = _IMAGE.steps
+    schedule: str | Schedule = _IMAGE.schedule
+    guidance_scale: float = _IMAGE.guidance_scale
+    guidance: str = _IMAGE.guidance
+    temperature: float = _IMAGE.temperature
     temperature_decay: str = "linear"
     mask_length_rule: str = "unknown"
 
@@ -126,10 +130,10 @@ class MaskGitConfig:
     def reference(
         cls,
         *,
-        steps: int = 18,
-        schedule: str | Schedule = "cosine",
-        guidance_scale: float = 0.0,
-        temperature: float = 1.0,
+        steps: int = _IMAGE.steps,
+        schedule: str | Schedule = _IMAGE.schedule,
+        guidance_scale: float = _IMAGE.guidance_scale,
+        temperature: float = _IMAGE.temperature,
     ) -> "MaskGitConfig":
         """The released `t2i_generate`: MUSE guidance, compounded temperature, mask length from the block size.
 

@@ -14,7 +14,6 @@ from studio.shapesworld.detector import (
     detect_video,
     matches,
     object_persistence,
-    state_matches,
     step_satisfied,
 )
 from studio.shapesworld.text import (
@@ -67,6 +66,6 @@ __all__ = [
     "all_texts_for_vocab", "apply_step", "caption_image", "caption_video", "detect", "detect_motion",
     "detect_video", "make_dataset", "matches", "object_persistence", "parse_caption", "parse_prompt",
     "parse_step_caption", "render_frame", "render_image", "render_video", "render_video_uint8",
-    "sample_howto", "sample_scene", "shapesworld_64", "shapesworld_tiny", "state_matches", "step_satisfied",
+    "sample_howto", "sample_scene", "shapesworld_64", "shapesworld_tiny", "step_satisfied",
     "vocabulary", "words",
 ]

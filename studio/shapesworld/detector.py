@@ -336,12 +336,6 @@ def matches(detections: Iterable[Detection], spec, *, attributes: Sequence[str] 
     return any(all(getattr(d, a) == v for a, v in wanted.items()) for d in detections)
 
 
-def state_matches(detections: Sequence[Detection], objects: Iterable, *,
-                  attributes: Sequence[str] = ("colour", "shape", "cell")) -> bool:
-    """Whether every object of `objects` (e.g. a `Scene`'s) is matched by some detection."""
-    return all(matches(detections, obj, attributes=attributes) for obj in objects)
-
-
 def _find(detections: Sequence[Detection], colour: str | None, shape: str | None) -> Detection | None:
     hits = [d for d in detections if colour in (None, d.colour) and shape in (None, d.shape)]
     return hits[0] if hits else None

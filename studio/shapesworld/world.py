@@ -154,12 +154,6 @@ def _check_time(t: float) -> None:
         raise ValueError(f"time {t} is before the clip's start (0)")
 
 
-def in_frame(obj: ObjectSpec, t: float, height: int, width: int, *, speed: float = DEFAULT_SPEED) -> bool:
-    """Whether the whole sprite is inside the frame at time `t`."""
-    y0, x0, y1, x1 = object_box(obj, t, height, width, speed=speed)
-    return 0 <= y0 and 0 <= x0 and y1 <= height and x1 <= width
-
-
 def overlaps(scene: Scene, *, margin: int = 2, duration: float = HORIZON_FRAMES) -> bool:
     """Whether any two objects come closer than `margin` pixels at any time of a clip lasting `duration`
     frames at `BASE_FPS` (with at least two background pixels between them, a 3x3 blur never mixes two

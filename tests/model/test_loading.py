@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import warnings
 
 import fsspec
 import pytest

@@ -179,7 +179,7 @@ def prefilled(model: Showo, ids: torch.Tensor, seg: Segments, length: int, capac
     return cache
 
 
-def test_truncate_select_clone_and_concat_batch():
+def test_truncate_select_and_clone():
     model, seg, ids = tiny_model(), block_layout(), block_ids(2)
     with torch.no_grad():
         full = model(ids, attention_mask=omni_mask(seg))
@@ -200,13 +200,6 @@ def test_truncate_select_clone_and_concat_batch():
         swapped = prefilled(model, ids, seg, P).select([1, 0])
         out = model(ids[[1, 0], P : P + N], attention_mask=omni_mask(seg.select([1, 0]), P, P + N), cache=swapped)
         torch.testing.assert_close(out, full[[1, 0], P : P + N], atol=1e-5, rtol=1e-5)
-
-        # concat_batch: rows prefilled separately, then stacked
-        rows = [prefilled(model, ids[[r]], seg.select([r]), P, capacity=2) for r in (0, 1)]
-        stacked = KVCache.concat_batch(rows)
-        out = model(ids[:, P : P + N], attention_mask=omni_mask(seg, P, P + N), cache=stacked)
-        torch.testing.assert_close(out, full[:, P : P + N], atol=1e-5, rtol=1e-5)
-        assert stacked.batch_size == 2 and stacked.length == P
 
 
 # ----------------------------------------------------------------------------------------------- official mask form

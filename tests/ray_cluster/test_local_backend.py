@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.sampling import UNKNOWN
-from ray_cluster.local import LocalBackend
 from workflows.backend import Backend, ImageOptions, Progress, StoryOptions, TextOptions, VideoOptions
 from workflows.errors import Cancelled
 from workflows.types import RandomTokens

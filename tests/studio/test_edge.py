@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import select
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +13,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from studio.server import BackgroundServer, free_port
+from studio.server import BackgroundServer, free_port, start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 2**20
@@ -93,18 +91,8 @@ def served_with_token(tmp_path):
     """`studio serve --local --token s3cret` in its own process, so its resident memory can be measured."""
     port = free_port()
     log = tmp_path / "serve.log"
-    process = subprocess.Popen([sys.executable, "-m", "studio.cli", "serve", "--local", "--port", str(port),
-                                "--data-dir", str(tmp_path / "data"), "--token", "s3cret", "--workers", "1"],
-                               cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
+    process = start_serve(port, tmp_path / "data", log, "--local", "--token", "s3cret", "--workers", "1", cwd=ROOT,
+                          timeout_s=90)
     yield process, port
     process.terminate()
     process.wait(30)

@@ -35,6 +35,26 @@ def test_a_storyboard_longer_than_the_positions_is_refused(client):
     assert short > limit
 
 
+def test_the_question_counts_towards_a_storyboard_at_submission(client, wait_job):
+    """A question that leaves no room for the asked steps is refused at submission (naming the question), one token
+    shorter it runs; the bound is the pipeline's own: it refuses the longer question too."""
+    info = client.service.backend.info()
+    room = _positions(client) - info.storyboard_positions(1, max_caption_tokens=24)
+    pipeline = client.service.backend.pipeline
+    word_ids = pipeline.text_tokenizer.encode(" a", add_special_tokens=False)
+    assert len(word_ids) == 1  # each " a" is one text token of the model's own tokenizer
+    fits, too_long = "a" + " a" * (room - 1), "a" + " a" * room
+    assert info.question_tokens(fits) == room
+    message = _refused(client, "storyboard", {"question": too_long, "num_steps": 1}, "params.question")
+    assert f"takes {room + 1} tokens" in message and f"at most {room}" in message
+    with pytest.raises(ValueError, match="positions"):
+        pipeline.storyboard(too_long, num_steps=1)
+    response = client.post("/v1/jobs", json={"kind": "storyboard", "params": {"question": fits, "num_steps": 1},
+                                             "seed": 0})
+    assert response.status_code == 202, response.text
+    assert wait_job(client, response.json()["id"], timeout_s=120)["state"] == "succeeded"
+
+
 def test_clips_and_clip_lengths_beyond_the_model_are_refused(client, media, upload):
     info = client.service.backend.info()
     too_long = info.clip_frames(_positions(client) // info.positions.visual + 1)  # more latent frames than positions

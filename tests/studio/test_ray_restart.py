@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from studio.server import free_port
+from studio.server import free_port, start_serve
 
 pytestmark = [pytest.mark.ray, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,20 +54,8 @@ def still_running(snapshot: dict[int, tuple[int, str]]) -> dict[int, str]:
 
 
 def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "studio.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
-               "--num-cpus", "1", "--workers", "1"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # always the embedded Ray
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the service did not come up:\n" + log.read_text()[-3000:]
-        time.sleep(0.5)
+    process = start_serve(port, data_dir, log, "--num-cpus", "1", "--workers", "1", cwd=ROOT, env=env, timeout_s=300)
     deadline = time.monotonic() + 120  # Ray starts its agents a little after the driver connects
     while not {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= {n for _, n in tree(process.pid).values()}:
         assert time.monotonic() < deadline, tree(process.pid)

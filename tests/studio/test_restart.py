@@ -5,33 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from studio.jobs import SqliteJobStore
-from studio.server import free_port
+from studio.server import free_port, start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def start_service(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "studio.cli", "serve", "--local", "--port", str(port), "--data-dir",
-               str(data_dir), "--workers", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the service did not come up:\n" + log.read_text()
-        time.sleep(0.1)
 
 
 def done_steps(data_dir: Path, job_id: str) -> set[str]:
@@ -43,7 +25,7 @@ def test_a_killed_service_resumes_its_running_job_without_recomputing_finished_s
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    first = start_service(data_dir, port, log)
+    first = start_serve(port, data_dir, log, "--local", "--workers", "1", cwd=ROOT, timeout_s=60)
     try:
         params = {"question": "how do i build a tower ?", "num_steps": 4, "steps": 15}
         job = httpx.post(f"{url}/v1/jobs", json={"kind": "storyboard", "params": params, "seed": 4}).json()
@@ -59,7 +41,7 @@ def test_a_killed_service_resumes_its_running_job_without_recomputing_finished_s
     before = done_steps(data_dir, job["id"])
     assert 2 <= len(before) and "captions" not in before, "the job finished before the kill; make it longer"
     assert SqliteJobStore(data_dir / "jobs.sqlite3").get(job["id"]).state == "running"  # as the dead service left it
-    second = start_service(data_dir, port, log)
+    second = start_serve(port, data_dir, log, "--local", "--workers", "1", cwd=ROOT, timeout_s=60)
     try:
         deadline = time.monotonic() + 60
         while (state := httpx.get(f"{url}/v1/jobs/{job['id']}").json())["state"] not in ("succeeded", "failed"):
