@@ -88,7 +88,8 @@ class Shot:
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle cue: `text` shows from `start_s` until `end_s`."""
+    """One subtitle cue: `text` (the caption on one line, `{}` as `()`, backslashes as `/`) shows from `start_s`
+    until `end_s`."""
 
     text: str
     start_s: float
@@ -138,10 +139,13 @@ def _pictures(shots: Sequence[Shot]) -> tuple[list[np.ndarray], list[bool], floa
             shape = getattr(shot.frames, "shape", None)
             raise ValueError(f"shot {index}: expected a clip (3, T, H, W) / (T, H, W, 3) or a keyframe (3, H, W) / "
                              f"(H, W, 3), got {type(shot.frames).__name__} of shape {shape}")
+        try:
+            frames = as_uint8_image(shot.frames)[None] if ndim == 3 else as_uint8_video(shot.frames)
+        except ValueError as err:
+            raise ValueError(f"shot {index}: {err}") from None
         if ndim == 3:
-            pictures.append(as_uint8_image(shot.frames)[None])
+            pictures.append(frames)
         else:
-            frames = as_uint8_video(shot.frames)
             if len(frames) == 0:
                 raise ValueError(f"shot {index}: the clip has no frames")
             if shot.fps is None:
@@ -275,10 +279,9 @@ def _compose(title_card: np.ndarray | None, title_frames: int, shots: list[list[
     return concatenate_videoclips([p.with_duration(d) for p, d in zip(parts, durations)], method="chain")
 
 
-def _ass_text(text: str) -> bytes:
-    # ASS reads {...} as style overrides and backslashes as escapes; a caption is plain text, one line
-    plain = " ".join(text.split()).replace("{", "(").replace("}", ")").replace("\\", "/")
-    return b"0,0,Default,,0,0,0,," + plain.encode()
+def _cue_text(text: str) -> str:
+    # one line; the track's text goes through ASS, which reads {...} as style overrides and backslashes as escapes
+    return " ".join(text.split()).replace("{", "(").replace("}", ")").replace("\\", "/")
 
 
 def _mux(raw: str, target: str, cues: Sequence[Cue]) -> None:
@@ -301,7 +304,8 @@ def _mux(raw: str, target: str, cues: Sequence[Cue]) -> None:
             out.mux(packet)
         for cue in cues:
             start, end = round(cue.start_s * 1000), round(cue.end_s * 1000)
-            packet = text.codec_context.encode_subtitle(SubtitleSet.create(_ass_text(cue.text), 0, end - start, start))
+            dialogue = b"0,0,Default,,0,0,0,," + cue.text.encode()  # an ASS event's fields, then the text
+            packet = text.codec_context.encode_subtitle(SubtitleSet.create(dialogue, 0, end - start, start))
             packet.stream, packet.time_base = text, text.time_base
             packet.pts = packet.dts = start
             packet.duration = end - start
@@ -343,7 +347,7 @@ def render_film(
     title_frames = round(config.title_s * fps)
 
     frames: list[list[np.ndarray]] = []
-    cues: list[Cue] = [Cue(" ".join(title.split()), 0.0, title_frames / fps)] if title_frames and title.strip() else []
+    cues = [Cue(_cue_text(title), 0.0, title_frames / fps)] if title_frames and title.strip() else []
     start = title_frames
     for shot, picture, clip in zip(shots, pictures, is_clip):
         band = _band(shot.caption, layout, config.caption_lines)
@@ -351,7 +355,7 @@ def render_film(
         count = max(len(shown), hold) if clip else hold
         frames.append(shown + [shown[-1]] * (count - len(shown)))
         if shot.caption.strip():
-            cues.append(Cue(" ".join(shot.caption.split()), start / fps, (start + count) / fps))
+            cues.append(Cue(_cue_text(shot.caption), start / fps, (start + count) / fps))
         start += count
     card = _title_card(title, layout) if title_frames else None
 

@@ -113,6 +113,11 @@ def test_each_caption_is_a_subtitle_cue_at_its_shots_time(tmp_path):
     assert [(t, pytest.approx(a, abs=1e-3), pytest.approx(b, abs=1e-3)) for t, a, b in expected] == got["cues"]
     assert [(c.text, c.start_s, c.end_s) for c in film.cues] == [(t, a, b) for t, a, b in expected]
 
+    # the track is plain text on one line: ASS style overrides and escapes cannot slip in
+    odd = render_film(tmp_path / "odd.mp4", title="été  {\\b1}\nq", shots=[Shot("à {x}\\y", _clip(0, 1)[0])])
+    assert [c[0] for c in _decode(tmp_path / "odd.mp4")["cues"]] == [c.text for c in odd.cues] == ["été (/b1) q",
+                                                                                                    "à (x)/y"]
+
     plain = render_film(tmp_path / "plain.mp4", title="q", shots=_shots(), config=FilmConfig(subtitles=False))
     assert _decode(tmp_path / "plain.mp4")["subtitle_codecs"] == [] and plain.cues == ()
 
@@ -166,6 +171,8 @@ BAD = {
     "two sizes": ([Shot("a", _clip(0, 2), 4), Shot("b", _clip(0, 2, size=16), 4)], "one frame size"),
     "two rates": ([Shot("a", _clip(0, 2), 4), Shot("b", _clip(0, 2), 8)], "one frame rate"),
     "not a picture": ([Shot("a", np.zeros((32, 32), np.uint8))], "shot 1: expected a clip"),
+    "float numpy frames": ([Shot("a", _clip(0, 1)[0]), Shot("b", np.zeros((3, 2, 32, 32)), 4)],
+                           r"shot 2: expected float frames \[3, T, H, W\]"),
 }
 
 
