@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     board = pipe.storyboard(QUESTION, num_steps=2, steps=12, generator=generator)
     with tempfile.TemporaryDirectory() as scratch:
-        rendered = render_storyboard(board, scratch)
+        rendered = render_storyboard(board, scratch, film=None)  # only the contact sheet is kept
         (out / "shapesworld_storyboard.png").write_bytes(rendered.contact_sheet.read_bytes())
 
     clips = [pipe.text_to_video(p, num_frames=5, steps=12, generator=generator).frames for p in PROMPTS]

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip the Ray batching benchmark (8 concurrent queries vs one at a time on a local pool)")
     bench.set_defaults(func=_cmd_bench)
 
-    demo = sub.add_parser("demo", help="run the main demo: a how-to storyboard, written as HTML/PNG/GIF/JSON")
+    demo = sub.add_parser("demo", help="run the main demo: a how-to storyboard, written as HTML/PNG/GIF/MP4/JSON")
     demo.add_argument("--out", default="studio-demo", help="output directory (default: ./studio-demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--question", default=None, help="the how-to question (default: a built-in example)")

@@ -2,7 +2,8 @@
 
 The demo starts the service in this process (in-process backend, a scratch data folder, a free local port),
 submits a storyboard job over HTTP, follows its progress, and downloads its artifacts: an HTML page, a contact
-sheet, the keyframes as GIF and MP4, each step's clip, and JSON.
+sheet, the film (a title card, then each step's clip with its caption, as one H.264 MP4), the keyframes as GIF and
+MP4, each step's clip, and JSON.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def run_demo(*, out_dir: str = "studio-demo", seed: int = 0, question: str | Non
         print(f"  {index}. {caption}")
     print(f"storyboard written in {time.perf_counter() - started:.1f} s ({len(files)} files)")
     print(f"  page:          {out / result['page']}")
+    print(f"  film:          {out / result['film']}")
     print(f"  contact sheet: {out / result['contact_sheet']}")
     print(f"  keyframes:     {out / result['keyframes_gif']}, {out / result['keyframes_mp4']}")
     print(f"  JSON:          {out / result['json']}")

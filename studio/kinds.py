@@ -82,7 +82,8 @@ QA = Kind(graph=lambda p: BUILTIN_GRAPHS["qa"](), inputs=_understanding_inputs, 
 def _render_video(params, outputs, info, sink: Sink) -> dict[str, Any]:
     video = outputs["video"]
     record = {"prompt": params["prompt"], "num_frames": int(video.shape[1]), "fps": info.fps,
-              "video": sink.video("video", video, info.fps)}
+              "video": sink.video("video", video, info.fps),
+              "film": sink.film("film.mp4", params["prompt"], [(params["prompt"], video)], info.fps)}
     if "frames" in outputs:
         record["source_frames"] = int(outputs["frames"].shape[1])
     sink.json("result.json", record)

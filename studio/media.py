@@ -1,4 +1,4 @@
-"""Media rendering: the files a job leaves (images, MP4 and GIF, contact sheets, the storyboard page), and the
+"""Media rendering: the files a job leaves (images, MP4 and GIF, films, contact sheets, the storyboard page), and the
 probe of an uploaded file (what it holds, read once when it is uploaded).
 
 The room of the service that touches pixels and codecs: the job runner hands outputs to a `Sink`, the upload
@@ -55,6 +55,15 @@ class Sink:
         write_gif(str(gif), frames, fps)
         return {"mp4": self.store(mp4), "gif": self.store(gif)}
 
+    def film(self, name: str, title: str, shots: list[tuple[str, Any]], fps: float) -> str:
+        """A film (`studio.film`): a title card, then each `(caption, clip (3, T, H, W) or keyframe (3, H, W))` shot,
+        clips at `fps`."""
+        from studio.film import Shot, render_film
+
+        path = self.folder / name
+        render_film(path, title=title, shots=[Shot(caption, frames, fps) for caption, frames in shots])
+        return self.store(path)
+
     def frames_sheet(self, stem: str, frames: Any, fps: float) -> dict[str, Any]:
         """The frames a model saw: a contact sheet PNG and a GIF."""
         from studio.render import write_image_grid
@@ -67,7 +76,7 @@ class Sink:
         return {"count": count, "fps": fps, "sheet": self.store(sheet), "gif": self.store(gif)}
 
     def storyboard(self, question: str, outputs: dict[str, Any], fps: float) -> dict[str, Any]:
-        """A storyboard's page, contact sheet, keyframe GIF and MP4, clips and JSON, from the outputs of the
+        """A storyboard's page, film, contact sheet, keyframe GIF and MP4, clips and JSON, from the outputs of the
         storyboard graph; returns the job's JSON result."""
         return _storyboard(self, question, outputs, fps)
 
@@ -122,6 +131,7 @@ def _storyboard(sink: "Sink", question: str, outputs: dict[str, Any], fps: float
         "question": question,
         "captions": list(outputs["captions"]),
         "page": rendered.html.name,
+        "film": Path(rendered.film.path).name,
         "contact_sheet": rendered.contact_sheet.name,
         "keyframes_gif": rendered.gif.name,
         "keyframes_mp4": mp4.name,

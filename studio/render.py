@@ -1,4 +1,5 @@
-"""Outputs people look at: the storyboard HTML page, captioned contact sheets, a GIF of the keyframes, and JSON."""
+"""Outputs people look at: the storyboard HTML page, captioned contact sheets, a GIF of the keyframes, the film
+(`studio.film`), and JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from studio.film import Film, FilmConfig, Shot
+
 
 @dataclass
 class RenderedStoryboard:
@@ -21,6 +24,7 @@ class RenderedStoryboard:
     json: Path
     keyframes: list[Path]
     clips: list[Path]
+    film: Film | None = None
 
 
 def _upscale(image: torch.Tensor, min_side: int = 256) -> torch.Tensor:
@@ -30,14 +34,33 @@ def _upscale(image: torch.Tensor, min_side: int = 256) -> torch.Tensor:
     return image.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
 
 
-def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio storyboard") -> RenderedStoryboard:
+def storyboard_shots(board) -> list[Shot]:
+    """The film's shots of `board` (a `StoryboardResult`): each step's clip, or its keyframe where it has none,
+    captioned "k. caption" as on the contact sheet."""
+    return [Shot(f"{i}. {s.caption}", s.clip.frames, s.clip.fps) if s.clip is not None
+            else Shot(f"{i}. {s.caption}", s.keyframe) for i, s in enumerate(board.steps, start=1)]
+
+
+def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio storyboard",
+                      film: FilmConfig | None = FilmConfig()) -> RenderedStoryboard:
     """Write `board` (a `StoryboardResult`) into `out_dir`: `index.html`, `contact_sheet.png`, `keyframes.gif`,
-    `storyboard.json`, one PNG per keyframe and, where steps have clips, one GIF per clip."""
+    `storyboard.json`, one PNG per keyframe, where steps have clips one GIF per clip, and unless `film` is None
+    the film `film.mp4` (`studio.film.render_film`: a title card with the question, then each step), which the
+    page embeds.
+
+    Raises:
+        ValueError: the board has no steps (or a step's clip has no frames).
+    """
     from core.files import write_bytes
+    from studio.film import render_film
     from tokenizers3d.video_write import write_gif, write_image
 
+    if not board.steps:
+        raise ValueError("a storyboard needs at least one step")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    movie = render_film(out / "film.mp4", title=board.question, shots=storyboard_shots(board), config=film) \
+        if film is not None else None
     keyframes, clips = [], []
     for index, step in enumerate(board.steps, start=1):
         path = out / f"step_{index:02d}.png"
@@ -56,6 +79,7 @@ def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio s
     write_gif(str(gif), torch.stack(images, dim=1), 1.0)
     record = {
         "question": board.question,
+        "film": Path(movie.path).name if movie is not None else None,
         "steps": [
             {"caption": s.caption, "caption_ids": s.caption_ids, "codes": s.codes.tolist(), "keyframe": keyframes[i].name,
              "clip": f"step_{i + 1:02d}_clip.gif" if s.clip is not None else None}
@@ -65,11 +89,11 @@ def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio s
     json_path = out / "storyboard.json"
     write_bytes(json_path, json.dumps(record, indent=2).encode())
     page = out / "index.html"
-    write_bytes(page, _page(title, board, keyframes).encode())
-    return RenderedStoryboard(page, sheet, gif, json_path, keyframes, clips)
+    write_bytes(page, _page(title, board, keyframes, movie).encode())
+    return RenderedStoryboard(page, sheet, gif, json_path, keyframes, clips, movie)
 
 
-def _page(title: str, board, keyframes: list[Path]) -> str:
+def _page(title: str, board, keyframes: list[Path], film: Film | None) -> str:
     rows = []
     for index, (step, frame) in enumerate(zip(board.steps, keyframes), start=1):
         clip = ""
@@ -87,19 +111,31 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem;
 h1 {{ font-size: 1.4rem; }} .question {{ font-size: 1.2rem; color: #444; }}
 .step {{ display: flex; gap: 1.5rem; align-items: center; margin: 1.2rem 0; padding: 1rem; border: 1px solid #ddd; border-radius: 8px; }}
 .step img {{ width: 256px; height: 256px; image-rendering: pixelated; border-radius: 4px; }}
+.film video {{ background: #111; border-radius: 4px; }} .film h2 {{ font-size: 1.1rem; }} .note {{ color: #666; }}
 .num {{ font-weight: 600; color: #666; }} .caption p {{ font-size: 1.1rem; margin: .3rem 0; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1><p class="question">{html.escape(board.question)}</p>
 {''.join(rows)}
+{_film_section(film)}
 <p><img src="contact_sheet.png" alt="contact sheet" style="max-width:100%"></p>
 </body></html>
 """
 
 
+def _film_section(film: Film | None) -> str:
+    if film is None:
+        return ""
+    name = html.escape(Path(film.path).name)
+    return (f'<section class="film"><h2>The film</h2><video src="{name}" width="{film.width}" height="{film.height}" '
+            f'controls preload="metadata" playsinline>The film: <a href="{name}">{name}</a></video>'
+            f'<p class="note">{film.duration_s:.1f} s, {film.fps:g} frames a second; each step\'s caption is burned '
+            "in and is also a subtitle track.</p></section>")
+
+
 # ------------------------------------------------------------------------------------------- contact sheets
 
 
-def _wrap(text: str, font, width: int) -> list[str]:
+def wrap_text(text: str, font, width: int) -> list[str]:
     """Greedy word wrap to ``width`` pixels; a word wider than a line is cut."""
     lines: list[str] = []
     for word in text.split():
@@ -159,7 +195,7 @@ def make_grid(
 
         font = ImageFont.load_default()
         line_h = font.getbbox("Ag")[3] + 2
-        wrapped = [_wrap(c, font, w) for c in captions]
+        wrapped = [wrap_text(c, font, w) for c in captions]
         caption_h = max(len(lines) for lines in wrapped) * line_h + 2
     cell_h, cell_w = h + caption_h + padding, w + padding
     grid = np.full((rows * cell_h + padding, cols * cell_w + padding, 3), pad_value, dtype=np.uint8)
