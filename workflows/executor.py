@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -152,7 +153,8 @@ class _Run:
     def emit(self, cls: type[Event], **fields: Any) -> None:
         with self.lock:
             event = cls(run_id=self.run_id, seq=len(self.events), time=time.time(), **fields)
-            self.events.append(event)
+            # decoded pixels go to the live listener only; the run's record keeps the count
+            self.events.append(dataclasses.replace(event, frames=None) if fields.get("frames") is not None else event)
             if self.on_event is not None:
                 self.on_event(event)
 
@@ -185,9 +187,12 @@ class _Run:
         started = time.perf_counter()
 
         def progress(p: Any) -> None:
+            frames = getattr(p, "frames", None)
+            decoded = None if frames is None else p.first_frame + len(frames)
             self.emit(
                 StepProgress, step=node.name, task=p.task, stage=p.stage, index=p.step, total=p.total,
                 inner_step=p.inner_step, inner_total=p.inner_total, fraction=float(p.fraction),
+                frames_decoded=decoded, frames=frames,
             )
 
         ctx = StepContext(self.backend, seed, self.run_id, node.name, progress, self.stopping)
