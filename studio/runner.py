@@ -54,6 +54,8 @@ class Runner:
                  redact: Callable[[str], str] = str, preview_interval_s: float | None = 1.0) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if preview_interval_s is not None and not preview_interval_s >= 0:
+            raise ValueError(f"preview_interval_s must be >= 0 (None: no preview), got {preview_interval_s}")
         self.jobs = jobs
         self.artifacts = artifacts
         self.runs = runs

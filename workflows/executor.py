@@ -77,7 +77,8 @@ def run(
         store: where finished steps are saved; with the same `run_id`, steps already done there are loaded, not
             recomputed.
         run_id: the run's id (default: a new random one).
-        on_event: called with each event, in order, never concurrently; it must not raise.
+        on_event: called with each event, in order, never concurrently; it must not raise. It alone sees the
+            decoded frames of a clip (`StepProgress.frames`); `RunResult.events` keeps their count only.
         should_stop: polled between steps and forwarded to the backend; once it returns True the run stops.
         max_parallel: the most steps running at once.
 
