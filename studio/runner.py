@@ -205,11 +205,20 @@ class Runner:
         self.jobs.update_progress(job.id, Progress(total, total, 1.0, "rendering artifacts"))
         with Sink(lambda name, data: self.artifacts.put(job.id, name, data)) as sink:
             record = kind.render(job.params, result.outputs, info, sink)
-        if PREVIEW not in sink.names and self.artifacts.delete(job.id, PREVIEW):  # the final clip is there now
-            self.jobs.append_event(job.id, "preview", {"name": PREVIEW, "removed": True})
+        if PREVIEW not in sink.names:  # the final clip is there now
+            self._remove_preview(job.id)
         record = {**record, "artifacts": sorted(set(sink.names)), "steps_run": result.steps_run,
                   "steps_resumed": result.steps_resumed}
         self._finish(job.id, "succeeded", result=record)
+
+    def _remove_preview(self, job_id: str) -> None:
+        try:
+            removed = self.artifacts.delete(job_id, PREVIEW)
+        except Exception:  # noqa: BLE001 - a preview left behind must not fail a finished job
+            log.exception("removing the preview of job %s failed", job_id)
+            return
+        if removed:
+            self.jobs.append_event(job_id, "preview", {"name": PREVIEW, "removed": True})
 
 
 class _Tracker:
