@@ -16,8 +16,13 @@ class Progress:
         step, total: the outer step (storyboard step k of n, latent frame k of n), 1-based.
         inner_step, inner_total: the inner step (MaskGIT step j of T, or token j of the maximum), 1-based.
         frames: on the event that reports a finished latent frame of a clip (stage "frame_decoded", sent after
-            that frame's last MaskGIT step), the pixel frames it decodes to, `(3, n, H, W)` in [-1, 1]; None on
-            every other event.
+            that frame's last MaskGIT step), the pixel frames it decodes to (the first such event of a continuation
+            also carries the given clip's frames in front); None on every other event. A pipeline reports float
+            `(3, n, H, W)` in [-1, 1]; the backends' operations (`workflows.backend.Backend`) hand them on as uint8
+            arrays `(n, H, W, 3)`, which is what a job writes to a file and small to send between processes.
+        first_frame: with `frames`: the index within the whole clip of their first frame, so the frames decoded
+            so far are `first_frame + n` (a receiver that missed nothing appends them; one that got some twice,
+            after a retry, puts them in place).
     """
 
     task: str
@@ -27,6 +32,7 @@ class Progress:
     inner_step: int
     inner_total: int
     frames: Any = None
+    first_frame: int = 0
 
     @property
     def fraction(self) -> float:

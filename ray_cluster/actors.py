@@ -17,9 +17,12 @@ concurrent understanding queries and compatible image generations go through the
 from __future__ import annotations
 
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
+
+import numpy as np
 
 from ray_cluster.batching import Batcher
 from ray_cluster.config import ModelConfig, PoolConfig
@@ -29,11 +32,38 @@ MASKGIT_STAGES = frozenset({"image", "frame", "keyframe"})
 
 @dataclass
 class _Request:
-    """What the worker knows about one call in flight: its latest progress and whether it was cancelled."""
+    """What the worker knows about one call in flight: its latest progress, the decoded frames its caller has not
+    fetched yet, and whether it was cancelled."""
 
-    progress: Any = None  # the latest core.Progress
+    progress: Any = None  # the latest core.Progress, without frames
     cancelled: bool = False
     steps: int = 0
+    frames_event: Any = None  # the latest Progress that brought frames, without them
+    frames: list = field(default_factory=list)  # uint8 (H, W, 3) each: clip frames base, base + 1, ...
+    base: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the model thread adds, the event loop takes
+
+    def keep(self, event: Any, frames: Any) -> None:
+        """Hold the frames of `event` (uint8 `(n, H, W, 3)` placed at `first_frame`) until the caller fetches them."""
+        with self.lock:
+            first = event.first_frame
+            if self.base <= first <= self.base + len(self.frames):
+                del self.frames[first - self.base:]  # frames sent again (never, in one run) replace their copies
+            else:
+                self.frames, self.base = [], first
+            self.frames.extend(np.asarray(frames))
+            self.frames_event = replace(event, frames=None, first_frame=0)
+
+    def take(self, since: int) -> Any:
+        """The latest frame event carrying every frame from clip index `since` on (None: nothing new); frames
+        before `since` (the caller has them) are dropped, so the relay sends each frame once."""
+        with self.lock:
+            drop = min(max(since - self.base, 0), len(self.frames))
+            del self.frames[:drop]
+            self.base += drop
+            if not self.frames or self.frames_event is None:
+                return None
+            return replace(self.frames_event, frames=np.stack(self.frames), first_frame=self.base)
 
 
 class _Worker:
@@ -88,10 +118,14 @@ class _Worker:
         """Who answers: name, process id (new after a restart), start time, what it serves."""
         return {"name": self.name, "pid": self.pid, "started": self.started, "device": str(self.backend.device)}
 
-    async def progress(self, request_id: str):
-        """The latest `Progress` of a call in flight (None when it has none or is done)."""
+    async def progress(self, request_id: str, since: int = 0):
+        """What a caller polling a call in flight needs: `(latest, frames)`, the latest `Progress` (without frames;
+        None when there is none) and the latest frame event carrying the decoded frames from clip index `since`
+        on (None when none are new). `since` is how many frames the caller has, so each frame crosses once."""
         request = self.requests.get(request_id)
-        return None if request is None else request.progress
+        if request is None:
+            return None, None
+        return request.progress, request.take(since)
 
     async def cancel(self, request_id: str) -> bool:
         """Ask a call in flight to stop at its next step (it then raises `Cancelled`)."""
@@ -127,6 +161,10 @@ class _Worker:
         """Progress and stop callbacks for a model call serving `requests` (one, or a whole batch)."""
 
         def progress(event) -> None:
+            if event.frames is not None:  # kept apart until fetched; the latest event itself stays small
+                for request in requests:
+                    request.keep(event, event.frames)
+                event = replace(event, frames=None, first_frame=0)
             for request in requests:
                 request.progress = event
                 if event.stage in MASKGIT_STAGES:

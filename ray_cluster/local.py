@@ -2,7 +2,8 @@
 `ShowoPipeline` (no Ray).
 
 Every operation is a thin translation onto one pipeline entry point: the explicit seed becomes a `torch.Generator`,
-the options dataclass is handed to the pipeline as it is, progress events pass through unchanged, the sampler's
+the options dataclass is handed to the pipeline as it is, progress events pass through unchanged (decoded frames
+become uint8 arrays, `pixel_progress`), the sampler's
 `Cancelled` becomes the workflow one, and results come back as CPU tensors. The algorithms (mask to token grid,
 the extrapolation windows, temporal autoregression, storyboard replay) live in the pipeline. The Ray workers wrap
 exactly this class, so a graph gives the same output in-process and on a cluster.
@@ -11,11 +12,12 @@ exactly this class, so a graph gives the same output in-process and on a cluster
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any, Iterator
 
 import torch
 
-from core import ImageOptions, ModelInfo, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
+from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
 from model.pipelines import ShowoPipeline
 from model.pipelines import StoryHistoryItem as PipelineStoryItem
 from model.pipelines.common import make_generator
@@ -35,6 +37,23 @@ def check_options(options: Any, kind: type) -> Any:
 def as_codes(codes: Any) -> torch.Tensor:
     """Codes as a long tensor (tensors pass through; nested lists, as from JSON, are converted)."""
     return codes.long() if torch.is_tensor(codes) else torch.as_tensor(codes, dtype=torch.long)
+
+
+def pixel_progress(progress: ProgressFn | None) -> ProgressFn | None:
+    """`progress` for a pipeline call: the decoded frames an event carries (`Progress.frames`, float
+    `(3, n, H, W)` on the model's device) are handed on as a uint8 array `(n, H, W, 3)` on the CPU, as the
+    `Backend` contract says (what a job writes to a file; a Ray worker sends them to the caller as they are)."""
+    if progress is None:
+        return None
+
+    def report(event: Progress) -> None:
+        if event.frames is not None and torch.is_tensor(event.frames):
+            from tokenizers3d.video_read import to_uint8_frames
+
+            event = replace(event, frames=to_uint8_frames(event.frames))
+        progress(event)
+
+    return report
 
 
 @contextlib.contextmanager
@@ -170,7 +189,8 @@ class LocalBackend:
     # ------------------------------------------------------------------------------------------ video, storyboard
     def generate_video(self, prompt: str, given_codes, num_latent_frames: int, *, options: VideoOptions, seed: int,
                        progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
-        """Latent codes `(num_latent_frames, h, w)` starting with `given_codes` (`(t0, h, w)` or a keyframe `(h, w)`)."""
+        """Latent codes `(num_latent_frames, h, w)` starting with `given_codes` (`(t0, h, w)` or a keyframe `(h, w)`).
+        With `progress`, each finished latent frame is decoded and reported with its pixels (`pixel_progress`)."""
         given = None
         if given_codes is not None:
             given = as_codes(given_codes)
@@ -178,7 +198,8 @@ class LocalBackend:
         with workflow_errors():
             codes = self.pipeline.generate_video_codes(
                 prompt, given, num_latent_frames, options=check_options(options, VideoOptions),
-                generator=make_generator(seed, self.device), progress=progress, should_stop=should_stop,
+                generator=make_generator(seed, self.device), progress=pixel_progress(progress),
+                should_stop=should_stop,
             )
         return codes.cpu()
 

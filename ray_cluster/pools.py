@@ -14,7 +14,7 @@ import itertools
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ray_cluster.config import ClusterConfig, PoolConfig
@@ -202,11 +202,15 @@ class RayBackend:
 
 def _await(ref, worker: Worker, op: str, request_id: str, deadline: float, timeout: float,
            progress: Callable | None, should_stop: Callable[[], bool] | None) -> Any:
-    """`ray.get` with a deadline, forwarding the worker's progress and the caller's cancellation meanwhile."""
+    """`ray.get` with a deadline, forwarding the worker's progress and the caller's cancellation meanwhile.
+
+    Progress is polled every `POLL_S`: the latest event, and the decoded frames (`Progress.frames`) that arrived
+    since the last poll, as one event whose frames start where the caller's stopped. Frames decoded in the last
+    moments before the call returns may not be relayed (the result follows at once)."""
     import ray
 
     interactive = progress is not None or should_stop is not None
-    last, cancelled = None, False
+    last, cancelled, received = None, False, 0  # received: the clip frames relayed so far
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -221,9 +225,14 @@ def _await(ref, worker: Worker, op: str, request_id: str, deadline: float, timeo
             cancelled = True  # the worker raises Cancelled at its next step, which comes back through `ref`
         if progress is not None:
             try:
-                event = ray.get(worker.handle.progress.remote(request_id), timeout=max(POLL_S, 1.0))
+                event, frames = ray.get(worker.handle.progress.remote(request_id, received),
+                                        timeout=max(POLL_S, 1.0))
             except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
-                event = None  # progress is best effort; the call itself is still awaited
+                event, frames = None, None  # progress is best effort; the call itself is still awaited
+            if frames is not None:  # only the frames decoded since the last poll cross, as uint8
+                received = frames.first_frame + len(frames.frames)
+                last = replace(frames, frames=None, first_frame=0)
+                progress(frames)
             if event is not None and event != last:
                 last = event
                 progress(event)

@@ -101,6 +101,14 @@ class BlobStore:
         with self.fs.open(target, "rb") as f:
             return f.read()
 
+    def delete(self, owner: str, name: str) -> bool:
+        """Remove a file; returns whether there was one."""
+        target = self.path(owner, name)
+        if not self.fs.exists(target):
+            return False
+        self.fs.rm(target)
+        return True
+
     def exists(self, owner: str, name: str) -> bool:
         return self.fs.exists(self.path(owner, name))
 

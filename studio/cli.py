@@ -59,7 +59,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         media_root=Path(args.media_root) if args.media_root else None,
         max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers, token=token,
         max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * 2**20),
-        max_streams=args.max_streams,
+        max_streams=args.max_streams, preview_interval_s=None if args.preview_interval < 0 else args.preview_interval,
     )
     runtime = build_runtime(local=args.local, address=args.address, cluster_config=args.cluster_config,
                             num_cpus=args.num_cpus, data_dir=Path(args.data_dir))
@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-mb", type=float, default=None,
                        help="largest JSON request body (default: room for a base64 data URL of the upload limit)")
     serve.add_argument("--max-streams", type=int, default=256, help="event streams open at once (default: 256)")
+    serve.add_argument("--preview-interval", type=float, default=1.0,
+                       help="least seconds between two rewrites of a running clip's preview.mp4 (default: 1; "
+                            "a negative value turns previews off)")
     serve.add_argument("--token", default=None, help="require this bearer token (default: $STUDIO_TOKEN, else none)")
     serve.set_defaults(func=_cmd_serve)
 

@@ -1,8 +1,9 @@
 """Media rendering: the files a job leaves (images, MP4 and GIF, films, contact sheets, the storyboard page), and the
 probe of an uploaded file (what it holds, read once when it is uploaded).
 
-The room of the service that touches pixels and codecs: the job runner hands outputs to a `Sink`, the upload
-path asks `probe_upload`; neither the HTTP layer nor the runner reads or writes media themselves.
+The room of the service that touches pixels and codecs: the job runner hands outputs to a `Sink` and the frames
+a running job decodes to a `Preview`, the upload path asks `probe_upload`; neither the HTTP layer nor the runner
+reads or writes media themselves.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -84,6 +86,97 @@ class Sink:
         path = self.folder / name
         path.write_text(json.dumps(record, indent=2))
         return self.store(path)
+
+
+PREVIEW = "preview.mp4"
+"""The artifact a running job's clip grows in (`Preview`)."""
+
+
+class Preview:
+    """The preview of a running job's clip: `preview.mp4`, the frames decoded so far, rewritten as they arrive.
+
+    Steps report decoded frames (uint8 `(n, H, W, 3)` placed at a clip index); the preview shows one clip at a
+    time: the first step that reports frames owns it until that step ends, then the next step with frames takes
+    over (its frames so far are written at once). Each rewrite encodes the whole clip so far and stores it through
+    `put` (atomic, so a reader gets the old file or the new one). To bound the cost on long clips, the file is
+    rewritten only when at least `interval_s` passed since the last rewrite and at least `cost_factor` times as
+    long as that rewrite took (so rewriting takes at most about 1 / (1 + cost_factor) of the time); frames that
+    arrive in between wait for the next rewrite, and a step's last frames are written at once (`last=True`).
+
+    Args:
+        put: `put(name, data)` stores an artifact of the job.
+        fps: the clip's frame rate.
+        interval_s: the least time between two rewrites (0: every time frames arrive).
+        cost_factor: the least time between two rewrites, in multiples of the last rewrite's duration.
+        clock: seconds, monotonic (injected for tests).
+    """
+
+    def __init__(self, put: Callable[[str, bytes], Any], fps: float, *, interval_s: float = 1.0,
+                 cost_factor: float = 4.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if interval_s < 0:
+            raise ValueError(f"interval_s must be >= 0, got {interval_s}")
+        self._put = put
+        self.fps = fps
+        self.interval_s = interval_s
+        self.cost_factor = cost_factor
+        self._clock = clock
+        self.clips: dict[str, list] = {}  # step -> its decoded frames so far, uint8 (H, W, 3) each
+        self.owner: str | None = None  # the step whose clip the file shows
+        self.written = 0  # frames of the owner's clip in the file
+        self._last_write = -float("inf")
+        self._cost = 0.0
+
+    def add(self, step: str, first: int, frames: Any, *, last: bool = False) -> int | None:
+        """Take the frames `frames` `(n, H, W, 3)` of `step`'s clip from clip index `first` on (`last`: the step's
+        final frames). Returns the frame count of the file when it was rewritten, else None."""
+        import numpy as np
+
+        clip = self.clips.setdefault(step, [])
+        if first > len(clip):
+            raise ValueError(f"frames of {step!r} from index {first} leave a gap after the {len(clip)} it has")
+        del clip[first:]
+        clip.extend(np.asarray(frames, dtype=np.uint8))
+        if self.owner is None:
+            self.owner, self.written = step, 0
+        if step != self.owner:
+            return None
+        return self._write(force=last)
+
+    def end(self, step: str) -> int | None:
+        """`step` finished or failed: its frames are written if some wait, and the next step that reported
+        frames takes the preview over. Returns the frame count of the file when it was rewritten, else None."""
+        written = self.flush() if step == self.owner else None
+        self.clips.pop(step, None)
+        if step == self.owner:
+            self.owner, self.written = next(iter(self.clips), None), 0
+            if self.owner is not None:
+                written = self._write(force=True)
+        return written
+
+    def flush(self) -> int | None:
+        """Write the frames that wait for a rewrite, if any; returns the frame count written, else None."""
+        return self._write(force=True)
+
+    def _write(self, *, force: bool) -> int | None:
+        if self.owner is None:
+            return None
+        clip = self.clips[self.owner]
+        now = self._clock()
+        wait = max(self.interval_s, self.cost_factor * self._cost)
+        if len(clip) == self.written or (not force and now - self._last_write < wait):
+            return None
+        import numpy as np
+
+        from tokenizers3d.video_write import write_video
+
+        with tempfile.TemporaryDirectory(prefix="studio-preview-") as folder:
+            path = Path(folder) / PREVIEW
+            write_video(str(path), np.stack(clip), self.fps)
+            self._put(PREVIEW, path.read_bytes())
+        self._last_write = self._clock()
+        self._cost = self._last_write - now
+        self.written = len(clip)
+        return self.written
 
 
 @dataclass

@@ -5,6 +5,12 @@ when the service died resumes from its last finished step when the service start
 jobs back in the queue first). The run's events go to the job's event log (progress events thinned out to a few
 per second) and the job's progress is kept up to date. Cancelling sets a flag that the run's `should_stop` reads;
 the backend stops between model steps.
+
+While a step makes a clip, the frames it decodes grow the job's preview artifact (`preview.mp4`,
+`studio.media.Preview`); each such report is a `step_progress` event with `frames_decoded` (never thinned out),
+and each rewrite of the file a `preview` event. A job that succeeds has its preview removed once its artifacts
+are rendered (the final clip is there); a job that fails, is cancelled or is interrupted keeps it, with every
+frame received, as the clip so far.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, Callable
 from studio.artifacts import BlobStore
 from studio.jobs import Job, JobStore, Progress
 from studio.kinds import KINDS, Sink
+from studio.media import PREVIEW, Preview
 from workflows import ArtifactStore, Backend, BackendInfo, Cancelled, GraphError, StepFailed, run
 from workflows.events import Event, StepFinished, StepProgress, StepStarted
 
@@ -37,14 +44,18 @@ class Runner:
         progress_interval_s: the least time between two stored progress events of one step.
         metrics: optional job metrics (`ray_cluster.metrics.JobMetrics` when jobs run on Ray): jobs by state and
             kind, job latency, failures.
+        preview_interval_s: the least time between two rewrites of a running job's `preview.mp4` (None: no
+            preview); see `studio.media.Preview` for the rest of the rule.
     """
 
     def __init__(self, jobs: JobStore, artifacts: BlobStore, runs: ArtifactStore, backend: Backend,
                  resolve: Callable[[str], str], *, workers: int = 2, poll_s: float = 0.5,
                  progress_interval_s: float = 0.1, metrics: Any = None,
-                 redact: Callable[[str], str] = str) -> None:
+                 redact: Callable[[str], str] = str, preview_interval_s: float | None = 1.0) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if preview_interval_s is not None and not preview_interval_s >= 0:
+            raise ValueError(f"preview_interval_s must be >= 0 (None: no preview), got {preview_interval_s}")
         self.jobs = jobs
         self.artifacts = artifacts
         self.runs = runs
@@ -53,6 +64,7 @@ class Runner:
         self.workers = workers
         self.poll_s = poll_s
         self.progress_interval_s = progress_interval_s
+        self.preview_interval_s = preview_interval_s
         self.metrics = metrics
         self.redact = redact  # takes server paths out of the error messages clients see
         self._wake = threading.Condition()
@@ -161,7 +173,11 @@ class Runner:
         except (ValueError, KeyError, GraphError) as err:
             self._finish(job.id, "failed", error=f"bad parameters: {err}")
             return
-        tracker = _Tracker(self.jobs, job.id, len(graph.nodes), self.progress_interval_s)
+        preview = None
+        if self.preview_interval_s is not None:
+            preview = Preview(lambda name, data: self.artifacts.put(job.id, name, data), info.fps,
+                              interval_s=self.preview_interval_s)
+        tracker = _Tracker(self.jobs, job.id, len(graph.nodes), self.progress_interval_s, preview)
 
         def should_stop() -> bool:
             return job.id in self._cancelled or self._stopping.is_set()
@@ -170,12 +186,14 @@ class Runner:
             result = run(graph, inputs, backend=self.backend, seed=job.seed, store=self.runs, run_id=job.id,
                          on_event=tracker.on_event, should_stop=should_stop)
         except Cancelled:
+            tracker.flush_preview()
             if job.id in self._cancelled:
                 self._finish(job.id, "cancelled", error="cancelled while running")
             else:  # the service is stopping: leave the job running, the next start resumes it
                 self.jobs.append_event(job.id, "interrupted", {"reason": "the service stopped"})
             return
         except StepFailed as err:
+            tracker.flush_preview()
             self._finish(job.id, "failed", error=str(err))
             return
         except GraphError as err:
@@ -187,26 +205,41 @@ class Runner:
         self.jobs.update_progress(job.id, Progress(total, total, 1.0, "rendering artifacts"))
         with Sink(lambda name, data: self.artifacts.put(job.id, name, data)) as sink:
             record = kind.render(job.params, result.outputs, info, sink)
+        if PREVIEW not in sink.names:  # the final clip is there now
+            self._remove_preview(job.id)
         record = {**record, "artifacts": sorted(set(sink.names)), "steps_run": result.steps_run,
                   "steps_resumed": result.steps_resumed}
         self._finish(job.id, "succeeded", result=record)
 
+    def _remove_preview(self, job_id: str) -> None:
+        try:
+            removed = self.artifacts.delete(job_id, PREVIEW)
+        except Exception:  # noqa: BLE001 - a preview left behind must not fail a finished job
+            log.exception("removing the preview of job %s failed", job_id)
+            return
+        if removed:
+            self.jobs.append_event(job_id, "preview", {"name": PREVIEW, "removed": True})
+
 
 class _Tracker:
-    """Turns workflow events into job events and job progress."""
+    """Turns workflow events into job events, job progress and the job's preview."""
 
-    def __init__(self, jobs: JobStore, job_id: str, total: int, interval_s: float) -> None:
+    def __init__(self, jobs: JobStore, job_id: str, total: int, interval_s: float, preview: Preview | None) -> None:
         self.jobs = jobs
         self.job_id = job_id
         self.total = total
         self.interval_s = interval_s
+        self.preview = preview
         self.finished: set[str] = set()
         self.running: dict[str, float] = {}
         self.last_progress: dict[str, float] = {}
 
     def on_event(self, event: Event) -> None:
         payload = {k: v for k, v in event.to_dict().items() if k not in ("kind", "run_id", "seq", "time")}
+        if payload.get("frames_decoded", 0) is None:
+            del payload["frames_decoded"]  # only events that bring frames say how many there are
         message = ""
+        step = getattr(event, "step", "")
         if isinstance(event, StepStarted):
             self.running[event.step] = 0.0
             message = f"{event.step} started"
@@ -214,18 +247,45 @@ class _Tracker:
             self.running[event.step] = event.fraction
             now = time.monotonic()
             last_inner = event.inner_step >= event.inner_total and event.index >= event.total
-            if not last_inner and now - self.last_progress.get(event.step, 0.0) < self.interval_s:
+            decoded = event.frames_decoded is not None
+            if not (last_inner or decoded) and now - self.last_progress.get(event.step, 0.0) < self.interval_s:
                 return  # thinned out: the next one carries the news
             self.last_progress[event.step] = now
             message = f"{event.step}: {event.stage} {event.index}/{event.total}, {event.inner_step}/{event.inner_total}"
+            if decoded:
+                message = f"{event.step}: {event.frames_decoded} frames decoded ({event.index}/{event.total})"
         elif isinstance(event, StepFinished):
             self.running.pop(event.step, None)
             self.finished.add(event.step)
             message = f"{event.step} finished" + (" (resumed)" if event.resumed else "")
         else:
-            self.running.pop(getattr(event, "step", ""), None)
+            self.running.pop(step, None)
         self.jobs.append_event(self.job_id, event.kind, payload)
         if message:
             done = len(self.finished)
             fraction = (done + sum(self.running.values())) / self.total if self.total else 1.0
             self.jobs.update_progress(self.job_id, Progress(done, self.total, min(1.0, fraction), message))
+        if isinstance(event, StepProgress) and event.frames is not None:
+            self._grow_preview(lambda p: p.add(event.step, event.frames_decoded - len(event.frames), event.frames,
+                                               last=event.index >= event.total), step)
+        elif step and not isinstance(event, (StepStarted, StepProgress)):
+            self._grow_preview(lambda p: p.end(step), step)
+
+    def flush_preview(self) -> None:
+        """Write the preview's waiting frames (the job ends without a final clip)."""
+        self._grow_preview(lambda p: p.flush(), "")
+
+    def _grow_preview(self, change: Callable[[Preview], int | None], step: str) -> None:
+        """Apply `change` to the preview and announce a rewrite; a preview that cannot be written is turned off
+        for this job (the job itself goes on)."""
+        if self.preview is None:
+            return
+        try:
+            written = change(self.preview)
+        except Exception:  # noqa: BLE001 - a preview must never fail a job
+            log.exception("the preview of job %s cannot be written; it is turned off for this job", self.job_id)
+            self.preview = None
+            return
+        if written is not None:
+            self.jobs.append_event(self.job_id, "preview", {"name": PREVIEW, "step": self.preview.owner or step,
+                                                            "frames": written})

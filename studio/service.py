@@ -72,6 +72,8 @@ class ServiceConfig:
         workers: jobs run at once.
         token: when set, every `/v1` request needs `Authorization: Bearer <token>`.
         max_streams: event streams open at once (more are refused with a 429).
+        preview_interval_s: the least time between two rewrites of a running job's growing `preview.mp4` (None:
+            no preview; `studio.media.Preview` gives the whole rule).
     """
 
     data_dir: Path
@@ -83,6 +85,7 @@ class ServiceConfig:
     workers: int = 2
     token: str | None = None
     max_streams: int = 256
+    preview_interval_s: float | None = 1.0
 
 
 @dataclass
@@ -116,7 +119,7 @@ class Service:
         self.uploads = BlobStore(str(data / "uploads"))
         self.runs = FsspecStore(str(data / "runs"))
         self.runner = Runner(self.jobs, self.artifacts, self.runs, backend, self.resolve_media, workers=config.workers,
-                             metrics=metrics, redact=self.redact)
+                             metrics=metrics, redact=self.redact, preview_interval_s=config.preview_interval_s)
         self.started_at: float | None = None
 
     @property

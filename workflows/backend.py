@@ -10,7 +10,9 @@ Contract shared by every op:
 - The transformer ops are reproducible: the same arguments and `seed` give the same result, whatever other calls
   run beside them. The tokenizer and media ops are deterministic and take no seed.
 - `progress`, when given, is called with `Progress` events as the op advances (MaskGIT step j of T, token j of
-  the maximum); it may be called from any thread and must return quickly.
+  the maximum); it may be called from any thread and must return quickly. An op that decodes a clip's frames as
+  it makes them (`generate_video` on a family that streams its decoder) reports them on events whose `frames` is
+  a uint8 array `(n, H, W, 3)` placed at `first_frame` of the clip; put together they are the decoded clip.
 - `should_stop`, when given, is polled between model steps; when it returns True the op raises
   `workflows.errors.Cancelled` (a backend wrapping `ShowoPipeline` translates the sampler's own `Cancelled`).
 - Bad arguments raise `ValueError` naming the argument; a missing file raises `FileNotFoundError`.
@@ -231,6 +233,10 @@ class Backend(Protocol):
 
         Returns:
             `Codes` `(num_latent_frames, h, w)`, starting with `given_codes` unchanged.
+
+        With `progress`, a backend that decodes as it goes reports each finished latent frame's pixels
+        (`Progress.frames`, uint8 `(n, H, W, 3)` from clip frame `first_frame`; the first report of a continuation
+        starts with the given frames), the frames `decode_video` gives for the clip's codes.
         """
         ...
 

@@ -37,7 +37,13 @@ class StepStarted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class StepProgress(Event):
-    """A backend op of the step reported progress (the fields of `workflows.backend.Progress`)."""
+    """A backend op of the step reported progress (the fields of `workflows.backend.Progress`).
+
+    On an event that brings decoded frames of a clip, `frames_decoded` is how many frames of the clip are decoded
+    so far and `frames` holds the new ones (uint8 `(n, H, W, 3)`, the clip's frames `frames_decoded - n` on);
+    both are None on every other event. `frames` is for live consumers (`run`'s `on_event`): it is left out of
+    `to_dict` and of `RunResult.events`.
+    """
 
     kind: ClassVar[str] = "step_progress"
 
@@ -49,6 +55,13 @@ class StepProgress(Event):
     inner_step: int
     inner_total: int
     fraction: float
+    frames_decoded: int | None = None
+    frames: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict with the event's `kind` (the pixels left out)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "frames"}
+        return {"kind": self.kind, **fields}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -76,7 +77,8 @@ def run(
         store: where finished steps are saved; with the same `run_id`, steps already done there are loaded, not
             recomputed.
         run_id: the run's id (default: a new random one).
-        on_event: called with each event, in order, never concurrently; it must not raise.
+        on_event: called with each event, in order, never concurrently; it must not raise. It alone sees the
+            decoded frames of a clip (`StepProgress.frames`); `RunResult.events` keeps their count only.
         should_stop: polled between steps and forwarded to the backend; once it returns True the run stops.
         max_parallel: the most steps running at once.
 
@@ -152,7 +154,8 @@ class _Run:
     def emit(self, cls: type[Event], **fields: Any) -> None:
         with self.lock:
             event = cls(run_id=self.run_id, seq=len(self.events), time=time.time(), **fields)
-            self.events.append(event)
+            # decoded pixels go to the live listener only; the run's record keeps the count
+            self.events.append(dataclasses.replace(event, frames=None) if fields.get("frames") is not None else event)
             if self.on_event is not None:
                 self.on_event(event)
 
@@ -185,9 +188,12 @@ class _Run:
         started = time.perf_counter()
 
         def progress(p: Any) -> None:
+            frames = getattr(p, "frames", None)
+            decoded = None if frames is None else p.first_frame + len(frames)
             self.emit(
                 StepProgress, step=node.name, task=p.task, stage=p.stage, index=p.step, total=p.total,
                 inner_step=p.inner_step, inner_total=p.inner_total, fraction=float(p.fraction),
+                frames_decoded=decoded, frames=frames,
             )
 
         ctx = StepContext(self.backend, seed, self.run_id, node.name, progress, self.stopping)

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from hashlib import sha256
-from typing import Any
+from typing import Any, Callable
 
 from core import (
     CLIP_FRAMES, ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions,
@@ -103,8 +103,10 @@ class FakeBackend:
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def _run(self, op: str, args: dict[str, Any], seed: int | None, blocks: int,
-             progress: ProgressFn | None, should_stop: StopFn | None, stage: str = "block") -> None:
-        """Record the call, inject failures, spend the op's delay over `blocks * progress_steps` slices."""
+             progress: ProgressFn | None, should_stop: StopFn | None, stage: str = "block",
+             block_done: Callable[[int], None] | None = None) -> None:
+        """Record the call, inject failures, spend the op's delay over `blocks * progress_steps` slices
+        (`block_done(block)` is called after each block's last slice)."""
         with self._lock:
             index = len(self.calls)
             self.calls.append(Call(op, args, seed, threading.current_thread().name, time.perf_counter()))
@@ -127,6 +129,8 @@ class FakeBackend:
             if progress is not None:
                 block, inner = divmod(j, self.progress_steps)
                 progress(Progress(op, stage, block + 1, max(1, blocks), inner + 1, self.progress_steps))
+                if block_done is not None and inner + 1 == self.progress_steps:
+                    block_done(block)
         with self._lock:
             call = self.calls[index]
             self.calls[index] = Call(call.op, call.args, call.seed, call.thread, call.start, time.perf_counter())
@@ -262,14 +266,32 @@ class FakeBackend:
         if num_latent_frames <= len(given):
             raise ValueError(f"num_latent_frames ({num_latent_frames}) must exceed the given frames ({len(given)})")
         new = num_latent_frames - len(given)
-        self._run("generate_video", {"prompt": prompt, "given": len(given), "frames": num_latent_frames}, seed, new,
-                  progress, should_stop, "frame")
         frames = [tuple(map(tuple, g)) for g in given]
         h, w = self.grid
         for k in range(len(given), num_latent_frames):
             # each frame depends on every earlier one, as in temporal autoregression
             frames.append(_grid(_digest("frame", prompt, tuple(frames), options, seed, k), h, w, self.codebook_size))
+        decoded = self._frame_reports(tuple(frames), len(given), progress)
+        self._run("generate_video", {"prompt": prompt, "given": len(given), "frames": num_latent_frames}, seed, new,
+                  progress, should_stop, "frame", decoded)
         return tuple(frames)
+
+    def _frame_reports(self, codes: tuple[Grid, ...], given: int, progress: ProgressFn | None):
+        """`decoded(block)`: reports the decoded frames of new latent frame `block` after its last step, as
+        `generate_video` does (the first report starts with the given frames), in the fake's own video type:
+        a tuple of pixel frames `(H, W)`."""
+        if progress is None:
+            return None
+        pieces = [[self._up(codes[0])]] + [[self._up(grid)] * self.temporal_downsample for grid in codes[1:]]
+        starts = [0] + [len(pieces[0]) + self.temporal_downsample * k for k in range(given, len(codes))]
+
+        def decoded(block: int) -> None:
+            first, end = starts[block], starts[block + 1]
+            frames = tuple(frame for piece in pieces for frame in piece)[first:end]
+            progress(Progress("generate_video", "frame_decoded", block + 1, len(codes) - given, self.progress_steps,
+                              self.progress_steps, frames=frames, first_frame=first))
+
+        return decoded
 
     def storyboard_step(self, question: str, history: list[StoryHistoryItem], *, options: StoryOptions, seed: int,
                         progress=None, should_stop=None) -> StoryHistoryItem:

@@ -99,7 +99,8 @@ class VideoTasks:
         MaskGIT block on top of the cache and is committed when finished. Clips longer than the model's
         positions (or than `window_frames` latent frames, default the pipeline's `window_frames`) slide a window:
         see `model.pipelines.window`. With `progress`, each finished frame is decoded and reported with its
-        pixels (`Progress.frames`).
+        pixels (`Progress.frames`, placed at `Progress.first_frame` of the clip; the first report of a
+        continuation starts with the given frames), so the reports put together are the decoded clip.
         """
         if not isinstance(prompt, str):
             raise ValueError("prompt must be a string")
@@ -130,11 +131,11 @@ class VideoTasks:
         chunk_starts = list(range(0, to_make, chunk_frames))
         context = window.first_context(model, head, blocks, upcoming=min(chunk_frames, to_make), window=size,
                                        frame_length=frame_length)
-        decoding = None
+        decoding, shown, pending = None, 0, None
         if progress is not None:  # finished frames are decoded and reported as they are made
             decoding = window.decode_start(host._video_tokenizer())
-            if given is not None:
-                _, decoding = window.decode_next(host._video_tokenizer(), given.to(device), decoding)
+            if given is not None:  # the given clip's frames go out in front of the first new ones
+                pending, decoding = window.decode_next(host._video_tokenizer(), given.to(device), decoding)
         for index, offset in enumerate(chunk_starts):
             count = min(chunk_frames, to_make - offset)
             if index:
@@ -152,8 +153,11 @@ class VideoTasks:
             frames.extend(made)
             if decoding is not None:
                 pixels, decoding = window.decode_next(host._video_tokenizer(), codes.view(count, *host.grid), decoding)
+                if pending is not None:
+                    pixels, pending = torch.cat([pending, pixels], dim=1), None
                 progress(Progress(task, "frame_decoded", index + 1, len(chunk_starts), options.steps, options.steps,
-                                  frames=pixels))
+                                  frames=pixels, first_frame=shown))
+                shown += pixels.shape[1]
         return torch.stack(frames)
 
     def _frame_chunk(self, count: int):

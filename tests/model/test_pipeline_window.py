@@ -79,8 +79,20 @@ def test_each_finished_frame_is_reported_with_its_pixels(pipe):
     assert [e.step for e in finished] == [1, 2, 3, 4, 5, 6]
     assert all(e.stage == "frame_decoded" and e.inner_step == e.inner_total for e in finished)
     assert [e.frames.shape[1] for e in finished] == [1, 4, 4, 4, 4, 4]
-    # Pieces reported while the clip grows are the clip's frames.
+    # Pieces reported while the clip grows are the clip's frames, each placed where it belongs.
     assert torch.equal(torch.cat([e.frames for e in finished], dim=1), clip.frames)
+    assert [e.first_frame for e in finished] == [0, 1, 5, 9, 13, 17]
+
+
+def test_a_continuation_reports_the_given_frames_in_front_of_its_first_new_ones(pipe):
+    video = pipe.decode_video(pipe.generate_video_codes(PROMPT, None, 3, steps=2, generator=gen(8)))  # 9 frames
+    events = []
+    more = pipe.continue_video(video, PROMPT, num_frames=16, steps=2, generator=gen(9), window_frames=2,
+                               progress=events.append)
+    finished = [e for e in events if e.frames is not None]
+    assert [e.frames.shape[1] for e in finished] == [9 + 4, 4, 4, 4]
+    assert [e.first_frame for e in finished] == [0, 13, 17, 21]
+    assert torch.equal(torch.cat([e.frames for e in finished], dim=1), more.frames)
 
 
 def test_streaming_decode_of_a_causal_video_tokenizer_equals_decoding_the_clip():

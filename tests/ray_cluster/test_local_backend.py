@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,3 +123,16 @@ def test_runtime_modules_import_without_ray():
     light = subprocess.run([sys.executable, "-c", "import ray_cluster, sys; print('torch' in sys.modules, 'ray' in sys.modules)"],
                            cwd=ROOT, capture_output=True, text=True)
     assert light.stdout.split() == ["False", "False"], light.stderr
+
+
+def test_decoded_frames_are_reported_as_uint8_and_equal_the_decoded_clip(local):
+    from tokenizers3d.video_read import to_uint8_frames
+
+    start = local.generate_video("a ball rolls", None, 2, options=VideoOptions(steps=2), seed=3)
+    events = []
+    codes = local.generate_video("a ball rolls", start, 4, options=VideoOptions(steps=2), seed=4,
+                                 progress=events.append)
+    pieces = [e for e in events if e.frames is not None]
+    assert all(e.frames.dtype == np.uint8 and e.frames.ndim == 4 and e.frames.shape[-1] == 3 for e in pieces)
+    assert [e.first_frame for e in pieces] == [0, 9]
+    assert np.array_equal(np.concatenate([e.frames for e in pieces]), to_uint8_frames(local.decode_video(codes)))

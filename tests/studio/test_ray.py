@@ -1,5 +1,5 @@
-"""The service on a real local Ray (`RayBackend`, 2 CPUs): a storyboard and an image job succeed, and a seeded image
-is the same as on the in-process backend."""
+"""The service on a real local Ray (`RayBackend`, 2 CPUs): a storyboard and an image job succeed, a seeded image
+is the same as on the in-process backend, and a long clip shows its growing preview while it runs."""
 
 from __future__ import annotations
 
@@ -28,7 +28,42 @@ def test_jobs_run_on_ray_pools_and_match_the_in_process_backend(tmp_path, client
             story = wait_job(on_ray, story["id"], timeout_s=120)
             assert image["state"] == story["state"] == "succeeded", (image["error"], story["error"])
             from_ray = on_ray.get(f"/v1/artifacts/{image['id']}/image.png").content
+            _a_long_clip_shows_its_preview_on_ray(runtime.backend, tmp_path, wait_job)
         local = wait_job(client, client.post("/v1/jobs", json=body).json()["id"])
         assert client.get(f"/v1/artifacts/{local['id']}/image.png").content == from_ray
     finally:
         shutdown()
+
+
+def _a_long_clip_shows_its_preview_on_ray(ray_backend, tmp_path, wait_job) -> None:
+    """A t2v job longer than the model's positions, on the Ray pools: the frames the transformer worker decodes
+    reach the service, whose preview grows while the job runs and holds the first frames of the final clip."""
+    from fastapi.testclient import TestClient
+
+    from studio.api import create_app
+    from studio.media import PREVIEW
+    from studio.service import Service, ServiceConfig
+
+    from .test_preview import GatedBackend, assert_prefix, read_frames, watch_running
+
+    gate = GatedBackend(ray_backend)
+    service = Service(ServiceConfig(data_dir=tmp_path / "ray-preview", workers=1, preview_interval_s=0.0), gate)
+    info = ray_backend.info()
+    assert info.video_positions(info.latent_frames(33)) > info.max_positions
+    service.start()  # and later only its runner stops: closing the service would close the shared pools
+    with TestClient(create_app(service, manage_service=False)) as on_ray:
+        job = on_ray.post("/v1/jobs", json={"kind": "t2v", "seed": 5, "params": {
+            "prompt": "a red square moves to the right", "num_frames": 33, "steps": 8}}).json()
+        seen = watch_running(on_ray, gate, job["id"], hold_s=0.1)  # the worker goes on while the caller waits
+        done = wait_job(on_ray, job["id"], timeout_s=120)
+        assert done["state"] == "succeeded", done["error"]
+        final = read_frames(on_ray.get(f"/v1/artifacts/{job['id']}/video.mp4").content)
+        events = service.jobs.events(job["id"])
+    service.runner.stop()
+    counts = [len(preview) for _, preview in seen]
+    assert len(seen) >= 2 and counts[0] >= 1 and counts[-1] > counts[0], counts  # it grew while the job ran
+    for _, preview in seen:
+        assert_prefix(preview, final)
+    decoded = [e.payload["frames_decoded"] for e in events if "frames_decoded" in e.payload]
+    assert decoded == sorted(set(decoded)) and decoded[0] >= 1 and decoded[-1] <= 33
+    assert PREVIEW not in [a["name"] for a in done["artifacts"]]

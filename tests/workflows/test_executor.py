@@ -212,3 +212,21 @@ def test_bad_run_arguments(backend):
         run(caption_then_continue(), URI, backend=backend, run_id="../escape")
     with pytest.raises(GraphError):
         run(Graph("empty"), {}, backend=backend)
+
+
+def test_decoded_frames_reach_the_listener_with_their_count_and_stay_out_of_the_record(backend):
+    received = []
+    result = run(caption_then_continue(), URI, backend=backend, on_event=received.append)
+    decoded = [e for e in received if isinstance(e, StepProgress) and e.frames_decoded is not None]
+    clip = result.outputs["clip"]
+    given = len(clip) - 8  # the source clip, as encoded and decoded again; continue_video adds 8 frames
+    # the first report carries the given clip's frames in front of the first new ones; each report adds r frames
+    assert [e.frames_decoded for e in decoded] == [given + 4, given + 8]
+    assert [len(e.frames) for e in decoded] == [given + 4, 4]
+    assert all(e.step == "continue_video" and e.stage == "frame_decoded" for e in decoded)
+    assert tuple(f for e in decoded for f in e.frames) == clip  # put together: the decoded clip
+    # the pixels go to the live listener only: neither the run's record nor the JSON form holds them
+    record = [e for e in result.events if isinstance(e, StepProgress) and e.frames_decoded is not None]
+    assert [e.frames_decoded for e in record] == [given + 4, given + 8]
+    assert all(e.frames is None for e in record)
+    assert "frames" not in decoded[0].to_dict() and decoded[0].to_dict()["frames_decoded"] == given + 4
