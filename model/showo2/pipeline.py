@@ -9,8 +9,9 @@ computed once per image, batched CFG). `reference=True` reproduces the released 
 - text-to-image: `steps` counts grid points (50 -> 49 model calls), the initial noise is rounded to bfloat16,
   Euler, and every step recomputes the full right-padded sequence of `[cond; uncond]` rows.
 
-Not reproduced (documented in the README): `inference_t2i.py` dropping half the prompts at guidance 0, and the
-mixed-modality script's mangled null branch (the storyboard has no reference mode).
+- storyboard: the released mixed-modality loop (`model.showo2.mixed`).
+
+Not reproduced (documented in the README): `inference_t2i.py` dropping half the prompts at guidance 0.
 """
 
 from __future__ import annotations
@@ -58,10 +59,13 @@ class Showo2TextResult:
 
 @dataclass
 class Showo2StoryStep:
+    """A caption and its keyframe: `keyframe (3, H, W)` in [-1, 1] and `latents (C, h, w)`; both None for a
+    round of a reference storyboard that ended without an image."""
+
     caption: str
     caption_ids: list[int]
-    keyframe: torch.Tensor  # (3, H, W) in [-1, 1]
-    latents: torch.Tensor  # (C, h, w)
+    keyframe: torch.Tensor | None
+    latents: torch.Tensor | None
 
 
 # ----------------------------------------------------------------------------------------------- pixels
@@ -420,13 +424,24 @@ class Showo2Pipeline:
     # ------------------------------------------------------------------------------------------- storyboard
     def storyboard(self, prompt: str, *, num_steps: int = 3, max_caption_tokens: int = 40, steps: int = 50,
                    guidance_scale: float = 5.0, generator: torch.Generator | None = None, greedy: bool = False,
-                   temperature: float = 1.0, top_k: int | None = None, method: str = "euler") -> list[Showo2StoryStep]:
+                   temperature: float = 1.0, top_k: int | None = None, method: str = "euler",
+                   reference: bool = False) -> list[Showo2StoryStep]:
         """Mixed-modality generation in the Show-o2 way: `[bos] prompt (caption [boi] image [eoi])...`; each caption
         is decoded with the LM (stopping at `<|vision_start|>` or `<|im_end|>`), each image is sampled on top of the
         whole cached history (earlier images clean, t = 1). With guidance the unconditional branch is the null
-        prompt `[bos] [boi]`."""
+        prompt `[bos] [boi]`.
+
+        `reference=True` runs the released `inference_mixed_modality.py` loop instead (`model.showo2.mixed`):
+        `num_steps` rounds, a round without `<|vision_start|>` gives a step without an image; `greedy` and `method`
+        do not apply (the release samples text and integrates with Euler)."""
         if generator is None:
             raise ValueError("storyboard needs a torch.Generator")
+        if reference:
+            from model.showo2.mixed import reference_storyboard
+
+            return reference_storyboard(self, prompt, num_steps=num_steps, max_caption_tokens=max_caption_tokens,
+                                        steps=steps, guidance_scale=guidance_scale, generator=generator,
+                                        temperature=temperature, top_k=top_k)
         model, tok = self.model, self.tokens
         table = model.showo.model.embed_tokens
         ctx = gen.new_context(model, 1, capacity=512)
