@@ -76,28 +76,30 @@ def reference_storyboard(pipe, prompt: str, *, num_steps: int, max_caption_token
 
 
 @torch.no_grad()
-def _reference_text(pipe, hist: _History, ids: list[int], max_new: int, generator, temperature, top_k) -> list[int]:
-    """`lm_generate` (no image yet: causal) or `mm_generate` (history images at t = 0, their blocks
-    bidirectional), recomputing the whole sequence per token; the stop token is kept."""
-    model, tok = pipe.model, pipe.tokens
+def history_logits(pipe, ids: list[int], latents: torch.Tensor | None, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """Next-token logits `(V,)` of the released text rounds: `lm_generate` without images (causal), `mm_generate`
+    with the history `latents (k, C, h, w)` at `spans`, their time slots at t = 0 and their blocks bidirectional."""
+    model = pipe.model
     device = pipe.device
-    visual = token = None
-    if hist.latents:
-        latents = torch.cat(hist.latents).to(device, model.dtype)
-        visual = model.visual_embeddings(latents)
-        _, token = model.time_embeddings(torch.zeros(len(hist.latents), device=device))
-    spans = torch.tensor([hist.spans], device=device) if hist.spans else None
+    tokens = torch.tensor([ids], device=device)
+    if latents is None:
+        return model.logits(model.run_llm(model.embed(tokens, None, None, None), None)[:, -1])[0]
+    latents = latents.to(device, model.dtype)
+    _, token = model.time_embeddings(torch.zeros(latents.shape[0], device=device))
+    positions = torch.tensor([spans], device=device)
+    embeds = model.embed(tokens, model.visual_embeddings(latents), token, positions)
+    mask = additive_mask(omni_mask(1, len(ids), positions, device=device), model.dtype)
+    return model.logits(model.run_llm(embeds, mask)[:, -1])[0]
+
+
+def _reference_text(pipe, hist: _History, ids: list[int], max_new: int, generator, temperature, top_k) -> list[int]:
+    """The released text round, recomputing the whole sequence per token; the stop token is kept."""
+    tok = pipe.tokens
+    latents = torch.cat(hist.latents) if hist.latents else None
     seq, out = list(ids), []
     for _ in range(max_new):
-        tokens = torch.tensor([seq], device=device)
-        if visual is None:
-            hidden = model.run_llm(model.embed(tokens, None, None, None), None)
-        else:
-            embeds = model.embed(tokens, visual, token, spans)
-            mask = additive_mask(omni_mask(1, len(seq), spans, device=device), model.dtype)
-            hidden = model.run_llm(embeds, mask)
-        nxt = int(sample_next(model.logits(hidden[:, -1]), generator=generator, temperature=temperature,
-                              top_k=top_k)[0])
+        logits = history_logits(pipe, seq, latents, hist.spans)
+        nxt = int(sample_next(logits[None], generator=generator, temperature=temperature, top_k=top_k)[0])
         seq.append(nxt)
         out.append(nxt)
         if nxt in (tok.eos, tok.boi):

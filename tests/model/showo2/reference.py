@@ -320,22 +320,25 @@ def _grow(mask):
     return torch.vstack([a, torch.hstack([m[-1], torch.zeros(1)])[None]])[None, None]
 
 
+def text_logits(sd, c, seq, latents, spans, mask, t=0.0):
+    """Last-position logits of `lm_generate` (`latents` None, no mask) or `mm_generate`'s `forward_und_only`
+    (history latents at t = 0 written at `spans`)."""
+    embeds = sd["showo.model.embed_tokens.weight"][torch.tensor([seq])].clone()
+    if latents is not None:
+        img = fused(sd, c, latents)
+        _, tok = time_embed(sd, c, torch.full((latents.shape[0],), t))
+        for j, (off, ln) in enumerate(spans[0].tolist()):
+            embeds[0, off] = tok[j]
+            embeds[0, off + 1:off + ln] = img[j, :ln - 1]
+    return F.linear(qwen2(sd, c, embeds, mask), sd["showo.lm_head.weight"])[:, -1]
+
+
 def _sample_text(sd, c, ids, latents, spans, eos, boi, max_new, gen):
     """`lm_generate` (no latents: causal, no mask) or `mm_generate` (latents at t = 0, the mask grown per token)."""
-    table = sd["showo.model.embed_tokens.weight"]
     seq, out = list(ids), []
-    mask = None
-    if latents is not None:
-        mask = omni_additive(1, len(seq), spans)
-        img = fused(sd, c, latents)
-        _, tok = time_embed(sd, c, torch.zeros(latents.shape[0]))
+    mask = omni_additive(1, len(seq), spans) if latents is not None else None
     for _ in range(max_new):
-        embeds = table[torch.tensor([seq])].clone()
-        if latents is not None:
-            for j, (off, ln) in enumerate(spans[0].tolist()):
-                embeds[0, off] = tok[j]
-                embeds[0, off + 1:off + ln] = img[j, :ln - 1]
-        logits = F.linear(qwen2(sd, c, embeds, mask), sd["showo.lm_head.weight"])[:, -1]
+        logits = text_logits(sd, c, seq, latents, spans, mask)
         nxt = int(torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)[0, 0])
         seq.append(nxt)
         out.append(nxt)

@@ -274,3 +274,26 @@ def test_storyboard_reference_matches_the_released_mixed_modality_loop(pipe, sta
             assert step.keyframe.shape == (3, 64, 64)
     with pytest.raises(ValueError, match="guidance_scale > 0"):
         pipe.storyboard("what happens", num_steps=1, guidance_scale=0.0, generator=torch.Generator(), reference=True)
+
+
+def test_storyboard_reference_text_sees_history_images_at_t0(pipe, state):
+    """The logits of a released text round after two images: their time slots at t = 0, blocks bidirectional, the
+    mask grown per token (`mm_generate`), against `model.showo2.mixed.history_logits` on the same sequence."""
+    from model.showo2.mixed import history_logits
+
+    tok = pipe.tokens
+    g = torch.Generator().manual_seed(12)
+    latents = torch.randn(2, 16, 8, 8, generator=g)
+    words = encode(pipe.tokenizer, "a red circle")
+    block = [tok.boi, *[tok.img_pad] * 17, tok.eoi]
+    seq = [tok.bos, *words, *block, *words, *block, *words]
+    spans = [(1 + len(words) + 1, 17), (1 + 2 * len(words) + 19 + 1, 17)]
+    ours = history_logits(pipe, seq, latents, spans)
+    mask = ref.omni_additive(1, len(seq) - 2, torch.tensor([spans]))
+    mask = ref._grow(ref._grow(mask))  # the two last tokens were sampled: the grown mask, as mm_generate has it
+    expected = ref.text_logits(state, C, seq, latents, torch.tensor([spans]), mask)[0]
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    at_one = ref.text_logits(state, C, seq, latents, torch.tensor([spans]), mask, t=1.0)[0]
+    assert (ours - at_one).abs().max() > 1e-3  # the time value of the history slots matters here
+    no_images = ref.text_logits(state, C, words, None, None, None)[0]
+    torch.testing.assert_close(history_logits(pipe, words, None, []), no_images, atol=1e-5, rtol=1e-5)
