@@ -45,8 +45,10 @@ def kind_limits(info: ModelInfo) -> dict[str, dict[str, Any]]:
     table = {
         "storyboard": {**frames, "min_clip_frames": info.clip_frames(2), **story,
                        "note": "with max_caption_tokens=24; fewer caption tokens allow more steps"},
-        "caption": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
-        "qa": {**frames, "max_num_frames": info.max_understood_frames(64), "note": "with max_new_tokens=64"},
+        "caption": {**frames, "max_num_frames": info.max_understood_frames(64), "frames_read": info.understand_frames,
+                    "note": "with max_new_tokens=64"},
+        "qa": {**frames, "max_num_frames": info.max_understood_frames(64), "frames_read": info.understand_frames,
+               "note": "with max_new_tokens=64"},
         "t2v": video,
         "continue_video": {**video, "new_frames": f"a multiple of {r}", "note": "num_frames + new_frames at most "
                            "max_num_frames"},

@@ -24,12 +24,13 @@ from typing import Callable
 import torch
 
 from model.bench import Record, report
-from model.showo2.config import Showo2Config, showo2_cpu_mid, showo2_tiny
+from model.showo2.config import Showo2Config, showo2_cpu_mid, showo2_cpu_mid_short, showo2_tiny
 from model.showo2.network import Showo2
 from model.showo2.pipeline import Showo2Pipeline
 from model.showo2.prompting import build_word_tokenizer
 
-PRESETS: dict[str, Callable[..., Showo2Config]] = {"tiny": showo2_tiny, "cpu_mid": showo2_cpu_mid}
+PRESETS: dict[str, Callable[..., Showo2Config]] = {"tiny": showo2_tiny, "cpu_mid": showo2_cpu_mid,
+                                                   "cpu_mid_short": showo2_cpu_mid_short}
 WORDS = [f"w{i}" for i in range(200)]
 
 

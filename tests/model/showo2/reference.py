@@ -415,3 +415,33 @@ def mixed_modality(sd, c, tokenizer, ids, prompt, *, rounds, max_new, grid_point
         history.append(sample)
         results.append((resp, sample))
     return results
+
+
+# ----------------------------------------------------------------------------------------------- video understanding
+def frame_indices(total, count=32):
+    """`load_video(..., force_sample=True)`: numpy's linspace(0, total - 1, count) cast to int, by hand."""
+    step = (total - 1) / (count - 1) if count > 1 else 0.0
+    return [int(i * step) for i in range(count - 1)] + [total - 1]
+
+
+def video_tokens(sd, c, frame_latents, pool):
+    """`inference_mmu_vid.py`: every frame's fused 27x27 tokens resized bilinearly to pool x pool, frame-major."""
+    x = fused(sd, c, frame_latents)  # (F, N, H)
+    g = c["grid"]
+    grid = x.reshape(x.shape[0], g, g, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(pool, pool), mode="bilinear")
+    return grid.permute(0, 2, 3, 1).reshape(-1, x.shape[-1])
+
+
+def greedy_answer(sd, c, embeds, span, steps, eos):
+    """`mmu_generate` at top_k = 1 on `embeds (L, H)`: the whole sequence every token, one bidirectional `span`."""
+    out, seq = [], embeds[None]
+    spans = torch.tensor([[list(span)]])
+    for _ in range(steps):
+        logits = F.linear(qwen2(sd, c, seq, omni_additive(1, seq.shape[1], spans)), sd["showo.lm_head.weight"])[:, -1]
+        nxt = int(logits.argmax())
+        if nxt == eos:
+            break
+        out.append(nxt)
+        seq = torch.cat([seq, sd["showo.model.embed_tokens.weight"][nxt][None, None]], dim=1)
+    return out
