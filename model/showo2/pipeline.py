@@ -28,7 +28,8 @@ from model.sampling.flow import FlowConfig, flow_sample, initial_noise
 from model.showo2 import generation as gen
 from model.showo2.network import Showo2
 from model.showo2.prompting import (
-    ASSISTANT_TURN, Showo2Tokens, additive_mask, encode, load_showo2_tokenizer, mmu_prefix, mmu_suffix, omni_mask, t2i_layout,
+    ASSISTANT_TURN, Showo2Tokens, additive_mask, encode, load_showo2_tokenizer, mmu_prefix, mmu_suffix, omni_mask,
+    t2i_layout,
 )
 
 VAE_FACTOR = 8  # Wan2.1: 8x spatial, 4x temporal

@@ -313,7 +313,8 @@ def forward(sd, c, ids, latents, t, mask_add, spans):
 
 # ----------------------------------------------------------------------------------------------- mixed modality
 def _grow(mask):
-    """`mm_generate`'s mask growth: a blocked new column for the old rows, the last row copied plus 0 on the diagonal."""
+    """`mm_generate`'s mask growth: a blocked new column for the old rows, the last row copied plus 0 on the
+    diagonal."""
     m = mask.reshape(mask.shape[-2], mask.shape[-1])
     L = m.shape[-1]
     a = torch.hstack([m, torch.zeros(L, 1) + torch.finfo(torch.float32).min])
