@@ -20,12 +20,15 @@ class SequencePositions:
         story_head: a storyboard's head for an empty question (the question's own tokens come on top).
         understand_head: an understanding row around its visual tokens for an empty question (the question's own
             tokens and the answer come on top).
+        understand_frame: one frame of a video question, for a model that reads `ModelInfo.understand_frames`
+            sampled frames (None: a video question reads every latent frame, `visual` each).
     """
 
     text: int
     visual: int
     story_head: int
     understand_head: int
+    understand_frame: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class ModelInfo:
         count_text_tokens: the number of tokens a text takes in this model's prompts, by the model's own text
             tokenizer (None: not stated). A picklable callable, so the info travels from a worker as it is; left
             out of comparisons.
+        understand_frames: a video question reads this many frames sampled from the clip, whatever its length
+            (`positions.understand_frame` each); None: it reads every latent frame of the clip.
     """
 
     image_size: tuple[int, int]
@@ -59,6 +64,7 @@ class ModelInfo:
     window_frames: int | None = None
     kinds: frozenset[str] | None = None
     count_text_tokens: Callable[[str], int] | None = field(default=None, compare=False, repr=False)
+    understand_frames: int | None = None
 
     def runs(self, kind: str) -> bool:
         """Whether the backend can run jobs of `kind`."""
@@ -96,8 +102,11 @@ class ModelInfo:
         return (p.story_head if head is None else head) + num_steps * per_step
 
     def understand_positions(self, latent: int, max_new_tokens: int) -> int:
-        """Positions of an understanding row on a clip of `latent` latent frames with an empty question."""
+        """Positions of an understanding row on a clip of `latent` latent frames with an empty question (a model
+        with `understand_frames` reads that many frames whatever `latent` is)."""
         p = self._positions()
+        if self.understand_frames is not None:
+            return p.understand_head + self.understand_frames * p.understand_frame + max_new_tokens
         return p.understand_head + latent * p.visual + max_new_tokens
 
     def max_video_frames(self) -> int | None:
@@ -111,6 +120,8 @@ class ModelInfo:
         """The longest clip a question about a video can show the model (None: no limit known)."""
         if self.positions is None:
             return None
+        if self.understand_frames is not None:  # a fixed number of frames is read: any clip, if the row fits
+            return None if self.understand_positions(0, max_new_tokens) <= self.max_positions else 0
         latent = (self.max_positions - self.understand_positions(0, max_new_tokens)) // self.positions.visual
         return self.clip_frames(latent) if latent >= 1 else 0
 

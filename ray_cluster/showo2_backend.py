@@ -1,9 +1,11 @@
 """`Showo2Backend`: the workflow `Backend` operations (`workflows.backend.OPS`) on a `Showo2Pipeline`, in this
 process (the Ray workers wrap it exactly as they wrap `LocalBackend`).
 
-The visual values are normalised Wan2.1 VAE latents instead of discrete codes: an image is `(C, h, w)`, a clip is
-its latent frames `(T, C, h, w)`, so `len()` of a clip is its latent frames as workflows expect, and a clip's frame
-is an image. The tokenizer ops run the VAE, the transformer ops the flow-matching head and the language model.
+The visual values are normalised Wan2.1 VAE latents instead of discrete codes: an image is `(C, h, w)`, a generated
+clip is its latent frames `(T, C, h, w)`, so `len()` of a clip is its latent frames as workflows expect. A clip read
+from a video (`encode_video`) is a `ClipLatents`: its 3-D latent frames (for continuing it) and the latents a video
+question reads, made as the released video understanding makes them (32 frames sampled uniformly, each encoded as an
+image). The tokenizer ops run the VAE, the transformer ops the flow-matching head and the language model.
 
 What Show-o2 does not do is stated in `info().kinds` (the service refuses those jobs at submission) and raises a
 `ValueError` naming the operation when called anyway (a workflow spec): regenerating part of an image (inpainting,
@@ -12,6 +14,7 @@ mask-free editing) and extrapolation, for which Show-o2 has no released method.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,12 +25,35 @@ from ray_cluster.local import check_exists, check_options, workflow_errors
 from workflows.types import StoryHistoryItem
 
 TEMPORAL_DOWNSAMPLE = 4  # Wan2.1 VAE: 1 + 4k frames -> 1 + k latent frames
-FPS = 8.0
+FPS = 8.0  # the frame rate the release gives its generated clips (the training scripts log them at fps=8)
 KINDS = frozenset({"caption", "qa", "t2i", "t2v", "continue_video", "storyboard", "workflow"})
 
 
+@dataclass(frozen=True)
+class ClipLatents:
+    """A clip read from a video: `latents (T', C, h, w)`, its 3-D VAE latent frames (decoding, continuing), and
+    `frames (F, C, h, w)`, the per-frame image latents a video question reads (`Showo2Pipeline.video_frame_latents`).
+    `len()`, `shape` and `tolist()` are those of `latents`."""
+
+    latents: torch.Tensor
+    frames: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.latents.shape
+
+    def tolist(self) -> list:
+        return self.latents.tolist()
+
+
 def _latents(value: Any) -> torch.Tensor:
-    """A latent value as a float tensor (tensors pass through; nested lists, as from JSON, are converted)."""
+    """A latent value as a float tensor (tensors pass through, a `ClipLatents` gives its 3-D latents; nested lists,
+    as from JSON, are converted)."""
+    if isinstance(value, ClipLatents):
+        value = value.latents
     return value.float() if torch.is_tensor(value) else torch.as_tensor(value, dtype=torch.float32)
 
 
@@ -49,10 +75,14 @@ class Showo2Backend:
         return self.pipeline.device
 
     def info(self) -> ModelInfo:
-        """Sizes of the loaded Show-o2; no sequence limits are stated (the caches grow to fit)."""
+        """Sizes and limits of the loaded Show-o2: the backbone's positions, the tokens of an image / latent frame
+        (`grid`), and a video question's fixed frame count (`Showo2Pipeline.sequence_positions`)."""
+        from model.showo2.pipeline import VIDEO_FRAMES
+
         side = self.pipeline.resolution
         return ModelInfo(image_size=(side, side), grid=self.pipeline.grid, temporal_downsample=TEMPORAL_DOWNSAMPLE,
-                         fps=FPS, codebook_size=0, kinds=KINDS)
+                         fps=FPS, codebook_size=0, kinds=KINDS, max_positions=self.pipeline.max_positions,
+                         positions=self.pipeline.sequence_positions(), understand_frames=VIDEO_FRAMES)
 
     # ------------------------------------------------------------------------------------------ media I/O
     def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
@@ -93,10 +123,13 @@ class Showo2Backend:
         return self.pipeline.decode(z[None, :, None].to(self.device))[0, :, 0].cpu()
 
     def encode_video(self, video, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):
-        """`(3, 1 + 4k, H, W)` -> latent frames `(1 + k, C, h, w)`."""
+        """`(3, 1 + 4k, H, W)` -> `ClipLatents`: latent frames `(1 + k, C, h, w)` and the 32 frame latents of a
+        video question."""
+        clip = video.float().to(self.device)
         with torch.no_grad():
-            z = self.pipeline.vae.encode(video[None].float().to(self.device))  # (1, C, T', h, w)
-        return z[0].transpose(0, 1).float().cpu()
+            z = self.pipeline.vae.encode(clip[None])  # (1, C, T', h, w)
+        frames = self.pipeline.video_frame_latents(clip.transpose(0, 1))
+        return ClipLatents(z[0].transpose(0, 1).float().cpu(), frames.float().cpu())
 
     def decode_video(self, codes, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):
         """Latent frames `(t, C, h, w)` -> clip `(3, 1 + 4(t - 1), H, W)` in [-1, 1]."""
@@ -117,12 +150,24 @@ class Showo2Backend:
         if any(k not in ("image", "video") for k in kinds):
             raise ValueError(f"kinds must be 'image' or 'video', got {list(kinds)}")
         greedy = options.top_k == 1
+        visuals = [self._video_frames(c) if k == "video" else _latents(c) for c, k in zip(visual_codes, kinds)]
         result = self.pipeline.understand_latents(
-            list(questions), [_latents(c) for c in visual_codes], [k == "video" for k in kinds],
+            list(questions), visuals, [k == "video" for k in kinds],
             max_new_tokens=options.max_new_tokens, generator=make_generator(seed, self.device), greedy=greedy,
             temperature=options.temperature, top_k=None if greedy else options.top_k,
         )
         return [t.strip() for t in result.text], [list(map(int, ids)) for ids in result.token_ids]
+
+    def _video_frames(self, codes) -> torch.Tensor:
+        """The frame latents a video question reads: a `ClipLatents`' own, or, for a clip given as 3-D latent
+        frames (a generated one), those of its decoded frames (the released model reads frames, not 3-D latents)."""
+        if isinstance(codes, ClipLatents):
+            return codes.frames
+        z = _latents(codes)
+        if z.dim() != 4:
+            raise ValueError(f"a video is latent frames (T, C, h, w), got {tuple(z.shape)}")
+        frames = self.pipeline.decode(z.transpose(0, 1)[None].to(self.device))[0]  # (3, T, H, W)
+        return self.pipeline.video_frame_latents(frames.transpose(0, 1)).float().cpu()
 
     # ------------------------------------------------------------------------------------------ images
     def generate_image(self, prompt: str, known_codes=None, regenerate=None, *, options: ImageOptions, seed: int,

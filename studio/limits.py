@@ -48,8 +48,8 @@ def kind_limits(info: ModelInfo) -> dict[str, dict[str, Any]]:
         "storyboard": {**frames, "min_clip_frames": info.clip_frames(2), **story,
                        "note": f"with max_caption_tokens={caption} and an empty question; fewer caption tokens allow "
                                 "more steps, each question token takes one position"},
-        "caption": understood,
-        "qa": understood,
+        "caption": {**understood, "frames_read": info.understand_frames},
+        "qa": {**understood, "frames_read": info.understand_frames},
         "t2v": video,
         "continue_video": {**video, "new_frames": f"a multiple of {r}", "note": "num_frames + new_frames at most "
                            "max_num_frames"},

@@ -9,9 +9,12 @@ Records: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio"}` with ra
   loop (the full right-padded `[cond; uncond]` sequence every evaluation), the same number of evaluations, VAE
   decode excluded.
 
-Weights are random (speed does not depend on them).
+Weights are random (speed does not depend on them). The `cpu_mid` preset has the released 27x27 token grid: an
+understanding prompt holds 729 image tokens + the time slot, as every released understanding prompt does (the
+released scripts only run at the config grid); `cpu_mid_short` is the same model at 8x8 = 64 tokens, for comparison.
 
-    python -m model.showo2.bench --json out.json [--quick] [--preset cpu_mid] [--device cuda] [--batch 4]
+    python -m model.showo2.bench --json out.json [--quick] [--preset cpu_mid] [--preset cpu_mid_short]
+                                 [--device cuda] [--batch 4]
                                  [--clock process]
 """
 
@@ -24,12 +27,13 @@ from typing import Callable
 import torch
 
 from model.bench import Record, report
-from model.showo2.config import Showo2Config, showo2_cpu_mid, showo2_tiny
+from model.showo2.config import Showo2Config, showo2_cpu_mid, showo2_cpu_mid_short, showo2_tiny
 from model.showo2.network import Showo2
 from model.showo2.pipeline import Showo2Pipeline
 from model.showo2.prompting import build_word_tokenizer
 
-PRESETS: dict[str, Callable[..., Showo2Config]] = {"tiny": showo2_tiny, "cpu_mid": showo2_cpu_mid}
+PRESETS: dict[str, Callable[..., Showo2Config]] = {"tiny": showo2_tiny, "cpu_mid": showo2_cpu_mid,
+                                                   "cpu_mid_short": showo2_cpu_mid_short}
 WORDS = [f"w{i}" for i in range(200)]
 
 

@@ -126,12 +126,20 @@ def showo2_7b(**overrides: Any) -> Showo2Config:
 
 
 def showo2_cpu_mid(**overrides: Any) -> Showo2Config:
-    """A mid-size model for CPU benchmarks (about 60M parameters, realistic proportions)."""
+    """A mid-size model for CPU benchmarks (about 60M parameters, realistic proportions) at the released 432 px
+    token grid: 27x27 = 729 tokens per image, as every released understanding prompt has."""
     base = dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=2, head_dim=64, intermediate_size=1536,
                 vocab_size=4096, clip_hidden_size=256, clip_layers=4, clip_heads=4, clip_intermediate_size=768,
-                clip_num_positions=64, image_latent_height=8, image_latent_width=8, head_hidden_size=384,
+                clip_num_positions=729, image_latent_height=27, image_latent_width=27, head_hidden_size=384,
                 head_layers=3, head_heads=6, head_kv_heads=2, head_intermediate_size=1024)
     return Showo2Config(**{**base, **overrides})
+
+
+def showo2_cpu_mid_short(**overrides: Any) -> Showo2Config:
+    """`showo2_cpu_mid` at an 8x8 token grid (64 tokens per image, 128 px): shorter prompts than the release ever
+    answers, kept to compare with earlier benchmark figures."""
+    return showo2_cpu_mid(**{"clip_num_positions": 64, "image_latent_height": 8, "image_latent_width": 8,
+                             **overrides})
 
 
 def showo2_tiny(**overrides: Any) -> Showo2Config:

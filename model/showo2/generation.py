@@ -29,6 +29,7 @@ class Context:
     key_pad: torch.Tensor
     next_pos: torch.Tensor
     with_head: bool = True  # False: a text-only context (understanding), the flow head is never run
+    padded: bool = False  # whether any committed column is a pad (else one-token steps need no mask)
 
     @property
     def length(self) -> int:
@@ -44,10 +45,14 @@ def new_context(model: Showo2, batch: int, *, capacity: int = 256, with_head: bo
                    torch.zeros(batch, dtype=torch.long, device=device), with_head)
 
 
-def _mask(ctx: Context, new_pad: torch.Tensor, spans: list[list[tuple[int, int]]] | None) -> torch.Tensor:
+def _mask(ctx: Context, new_pad: torch.Tensor, spans: list[list[tuple[int, int]]] | None,
+          pads: bool = True) -> torch.Tensor | None:
     """`(B, 1, n, S + n)`: cached non-pad columns, then causal (plus full blocks over `spans`, in new-token
-    coordinates) over the new tokens; pad rows see only themselves so no row is empty."""
+    coordinates) over the new tokens; pad rows see only themselves so no row is empty. None (attend to everything)
+    for one new token when neither the cache nor the token holds a pad (`pads`: whether `new_pad` has any)."""
     batch, n = new_pad.shape
+    if n == 1 and not ctx.padded and not pads:
+        return None
     device = new_pad.device
     new = torch.ones(n, n, dtype=torch.bool, device=device).tril()[None].repeat(batch, 1, 1)
     for i, row in enumerate(spans or []):
@@ -77,7 +82,8 @@ def extend(model: Showo2, ctx: Context, embeds: torch.Tensor, new_pad: torch.Ten
     modulate the flow head inside image spans. With `commit` the tokens join the context.
     """
     head = ctx.with_head
-    mask = _mask(ctx, new_pad, spans)
+    pads = bool(new_pad.any())
+    mask = _mask(ctx, new_pad, spans, pads)
     positions = _positions(ctx, new_pad)
     hidden = model.run_llm(embeds, mask, position_ids=positions, cache=ctx.cache)
     if head:
@@ -91,6 +97,7 @@ def extend(model: Showo2, ctx: Context, embeds: torch.Tensor, new_pad: torch.Ten
         if head:
             ctx.head_cache.commit(n)
         ctx.key_pad = torch.cat([ctx.key_pad, new_pad], dim=1)
+        ctx.padded = ctx.padded or pads
         ctx.next_pos = ctx.next_pos + (~new_pad).long().sum(dim=1)
     return hidden
 

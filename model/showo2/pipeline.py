@@ -9,8 +9,9 @@ computed once per image, batched CFG). `reference=True` reproduces the released 
 - text-to-image: `steps` counts grid points (50 -> 49 model calls), the initial noise is rounded to bfloat16,
   Euler, and every step recomputes the full right-padded sequence of `[cond; uncond]` rows.
 
-Not reproduced (documented in the README): `inference_t2i.py` dropping half the prompts at guidance 0, and the
-mixed-modality script's mangled null branch (the storyboard has no reference mode).
+- storyboard: the released mixed-modality loop (`model.showo2.mixed`).
+
+Not reproduced (documented in the README): `inference_t2i.py` dropping half the prompts at guidance 0.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import SequencePositions
 from model.sampling.flow import FlowConfig, flow_sample, initial_noise
 from model.showo2 import generation as gen
 from model.showo2.network import Showo2
 from model.showo2.prompting import (
-    Showo2Tokens, additive_mask, encode, load_showo2_tokenizer, mmu_prefix, mmu_suffix, omni_mask, t2i_layout,
+    ASSISTANT_TURN, Showo2Tokens, additive_mask, encode, load_showo2_tokenizer, mmu_prefix, mmu_suffix, omni_mask,
+    t2i_layout,
 )
 
 VAE_FACTOR = 8  # Wan2.1: 8x spatial, 4x temporal
@@ -58,13 +62,28 @@ class Showo2TextResult:
 
 @dataclass
 class Showo2StoryStep:
+    """A caption and its keyframe: `keyframe (3, H, W)` in [-1, 1] and `latents (C, h, w)`; both None for a
+    round of a reference storyboard that ended without an image."""
+
     caption: str
     caption_ids: list[int]
-    keyframe: torch.Tensor  # (3, H, W) in [-1, 1]
-    latents: torch.Tensor  # (C, h, w)
+    keyframe: torch.Tensor | None
+    latents: torch.Tensor | None
 
 
 # ----------------------------------------------------------------------------------------------- pixels
+VIDEO_FRAMES = 32  # frames a video question reads (`num_video_frames_mmu` of the released video script)
+ENCODE_CHUNK = 8  # frames encoded by the VAE at once
+
+
+def sample_frame_indices(total: int, count: int = VIDEO_FRAMES) -> list[int]:
+    """The released video sampling (`load_video(..., force_sample=True)`): `count` indices spread uniformly over
+    `total` frames, `numpy.linspace(0, total - 1, count, dtype=int)` (repeats when the clip is shorter)."""
+    if total < 1 or count < 1:
+        raise ValueError(f"need at least one frame and one sample, got {total} frame(s), {count} sample(s)")
+    return np.linspace(0, total - 1, count, dtype=int).tolist()
+
+
 def _as_batch(pixels: torch.Tensor) -> torch.Tensor:
     if pixels.dtype == torch.uint8:
         pixels = pixels.float() / 127.5 - 1
@@ -124,6 +143,21 @@ class Showo2Pipeline:
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def max_positions(self) -> int:
+        """The backbone's positions (Qwen2.5: 32768)."""
+        return self.model.config.max_position_embeddings
+
+    def sequence_positions(self) -> SequencePositions:
+        """What each piece of a sequence costs: a text-to-image / -video row is `[bos] text [boi|bov] [time]` +
+        `N` per image or latent frame + `[eoi|eov] [eos]` (text cut to `max_text_len`); a storyboard step is its
+        caption, `[boi] [time]`, `N`, `[eoi]`; an understanding row is the chat prompt around `[boi] [time] ...
+        [eoi]`, a video question reading `VIDEO_FRAMES` frames of `video_pool`^2 tokens each."""
+        n = self.model.config.num_image_tokens
+        head = len(mmu_prefix(self.tokenizer, self.tokens)) + 3 + len(encode(self.tokenizer, ASSISTANT_TURN))
+        return SequencePositions(text=self.max_text_len + 4, visual=n, story_head=1, understand_head=head,
+                                 understand_frame=self.video_pool**2)
+
     # ------------------------------------------------------------------------------------------- latents
     def encode_images(self, pixels: torch.Tensor, *, reference: bool = False, generator=None,
                       pad: bool = False) -> torch.Tensor:
@@ -134,6 +168,21 @@ class Showo2Pipeline:
         with torch.no_grad():
             z = self.vae.sample(x[:, :, None], generator=generator) if reference else self.vae.encode(x[:, :, None])
         return z[:, :, 0].to(self.model.dtype)
+
+    def video_frame_latents(self, frames: torch.Tensor, *, num_frames: int = VIDEO_FRAMES, reference: bool = False,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+        """The latents a video question reads, as the released video script makes them: `num_frames` frames of
+        the clip `frames (T, 3, H, W)` sampled uniformly (`sample_frame_indices`), each resized and padded to a
+        square and encoded as an image -> `(num_frames, C, h, w)`. A repeated frame is encoded once, except in
+        reference mode (each sample draws its own posterior noise, as released)."""
+        if frames.dim() != 4 or frames.shape[1] != 3:
+            raise ValueError(f"a video is frames (T, 3, H, W), got {tuple(frames.shape)}")
+        index = sample_frame_indices(frames.shape[0], num_frames)
+        chosen = index if reference else sorted(set(index))
+        parts = [self.encode_images(frames[chosen[i : i + ENCODE_CHUNK]], reference=reference, generator=generator,
+                                    pad=True) for i in range(0, len(chosen), ENCODE_CHUNK)]
+        z = torch.cat(parts)
+        return z if reference else z[[chosen.index(i) for i in index]]
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -176,8 +225,9 @@ class Showo2Pipeline:
         Args:
             question: one question, or a list (a batch: one image / video / latent per question).
             image: pixels `(3, H, W)` or `(B, 3, H, W)` in [-1, 1] (or uint8).
-            video: frames `(T, 3, H, W)` (or a list of them, one per question); `num_frames` are taken uniformly
-                and each is encoded as an image, as in the released video script.
+            video: frames `(T, 3, H, W)` (or a list of them, one per question); `num_frames` (32) are sampled
+                uniformly and each is encoded as an image, as in the released video script
+                (`video_frame_latents`).
             image_latents: normalised latents `(C, h, w)` or `(B, C, h, w)` instead of pixels.
             max_new_tokens: the answer length cap (stops at `<|im_end|>`).
             reference: the released script (see the module docstring).
@@ -203,8 +253,9 @@ class Showo2Pipeline:
                            max_new_tokens: int = 300, generator: torch.Generator | None = None, greedy: bool = True,
                            temperature: float = 1.0, top_k: int | None = None) -> Showo2TextResult:
         """Answer one question per visual given as normalised latents, decoded as one cached batch: an image
-        `(C, h, w)`, or a clip's latent frames `(T, C, h, w)` (`videos[i]` True), each frame pooled as the
-        released video understanding pools its frames. Returns lists of texts and ids."""
+        `(C, h, w)`, or a video's frame latents `(T, C, h, w)` (`videos[i]` True; `video_frame_latents` makes them
+        as released), each frame pooled as the released video understanding pools its frames. Returns lists of
+        texts and ids."""
         if not len(questions) == len(latents) == len(videos):
             raise ValueError(f"{len(questions)} question(s), {len(latents)} visual(s) and {len(videos)} kind(s): "
                              "give one visual and one kind per question")
@@ -233,10 +284,7 @@ class Showo2Pipeline:
         self._check_batch(batch, len(clips))
         out = []
         for clip in clips:
-            if clip.dim() != 4:
-                raise ValueError(f"a video is frames (T, 3, H, W), got {tuple(clip.shape)}")
-            index = torch.linspace(0, clip.shape[0] - 1, min(num_frames, clip.shape[0])).long()
-            z = self.encode_images(clip[index], reference=reference, generator=generator, pad=True)
+            z = self.video_frame_latents(clip, num_frames=num_frames, reference=reference, generator=generator)
             out.append(self._mmu_visual(z, True))
         return out
 
@@ -420,13 +468,24 @@ class Showo2Pipeline:
     # ------------------------------------------------------------------------------------------- storyboard
     def storyboard(self, prompt: str, *, num_steps: int = 3, max_caption_tokens: int = 40, steps: int = 50,
                    guidance_scale: float = 5.0, generator: torch.Generator | None = None, greedy: bool = False,
-                   temperature: float = 1.0, top_k: int | None = None, method: str = "euler") -> list[Showo2StoryStep]:
+                   temperature: float = 1.0, top_k: int | None = None, method: str = "euler",
+                   reference: bool = False) -> list[Showo2StoryStep]:
         """Mixed-modality generation in the Show-o2 way: `[bos] prompt (caption [boi] image [eoi])...`; each caption
         is decoded with the LM (stopping at `<|vision_start|>` or `<|im_end|>`), each image is sampled on top of the
         whole cached history (earlier images clean, t = 1). With guidance the unconditional branch is the null
-        prompt `[bos] [boi]`."""
+        prompt `[bos] [boi]`.
+
+        `reference=True` runs the released `inference_mixed_modality.py` loop instead (`model.showo2.mixed`):
+        `num_steps` rounds, a round without `<|vision_start|>` gives a step without an image; `greedy` and `method`
+        do not apply (the release samples text and integrates with Euler)."""
         if generator is None:
             raise ValueError("storyboard needs a torch.Generator")
+        if reference:
+            from model.showo2.mixed import reference_storyboard
+
+            return reference_storyboard(self, prompt, num_steps=num_steps, max_caption_tokens=max_caption_tokens,
+                                        steps=steps, guidance_scale=guidance_scale, generator=generator,
+                                        temperature=temperature, top_k=top_k)
         model, tok = self.model, self.tokens
         table = model.showo.model.embed_tokens
         ctx = gen.new_context(model, 1, capacity=512)

@@ -30,6 +30,8 @@ def showo2_config(tmp_path_factory):
     build_word_tokenizer([" ".join(WORDS)], save_dir=root / "tokenizer")
     torch.manual_seed(0)
     save_wan_vae(WanVAE(wan21_vae_tiny()).eval(), root / "Wan2.1_VAE.pth")
+    qwen = json.loads((ckpt / "qwen" / "config.json").read_text())
+    (ckpt / "qwen" / "config.json").write_text(json.dumps({**qwen, "max_position_embeddings": 1024}))
     config = root / "cluster.yaml"
     vae, tokenizer = root / "Wan2.1_VAE.pth", root / "tokenizer"
     config.write_text(f"model: {{family: showo2, showo: {ckpt}, vae: {vae}, text_tokenizer: {tokenizer}}}\n"
@@ -93,14 +95,26 @@ def _run_jobs(client, wait_job, upload, media) -> dict[str, dict]:
 
 
 def _expected_answer(pipe, media, question: str, num_frames: int) -> list[int]:
-    """The answer ids of the pipeline itself on the clip's VAE latent frames (read as the service reads it)."""
+    """The answer ids of the released video understanding, re-implemented (`reference.py`) on the clip the service
+    reads: 32 frames sampled uniformly over it (repeats: the clip is shorter), each encoded as an image, fused,
+    pooled to 2x2 (14x14 at 27x27), frame-major after `[boi] [time]`; greedy, recomputed per token (our block:
+    time slot + all frame tokens)."""
+    from model.showo2.prompting import ASSISTANT_TURN, SYSTEM_PROMPT, USER_TURN, encode
     from tokenizers3d import read_video
 
     clip = read_video(str(media["video"]), fps=8.0, num_frames=num_frames, snap_to=4, size=(64, 64)).frames
+    frames = clip.transpose(0, 1)[ref.frame_indices(clip.shape[1])]  # (32, 3, 64, 64): already the model's size
     with torch.no_grad():
-        z = pipe.vae.encode(clip[None])[0].transpose(0, 1)  # (T', C, h, w)
-    assert z.shape[0] == 1 + (num_frames - 1) // 4
-    return pipe.understand_latents([question], [z], [True], max_new_tokens=5).token_ids[0]
+        z = pipe.vae.encode(frames[:, :, None])[:, :, 0]  # each frame as an image
+    state = ref.random_state(ref.TINY, seed=0)
+    tok, table = pipe.tokens, state["showo.model.embed_tokens.weight"]
+    a = [tok.bos] + encode(pipe.tokenizer, SYSTEM_PROMPT) + encode(pipe.tokenizer, USER_TURN) + [tok.boi]
+    b = [tok.eoi] + encode(pipe.tokenizer, question) + encode(pipe.tokenizer, ASSISTANT_TURN)
+    _, time_token = ref.time_embed(state, ref.TINY, torch.tensor([1.0]))
+    visual = ref.video_tokens(state, ref.TINY, z, pool=2)
+    assert visual.shape[0] == 32 * 4
+    embeds = torch.cat([table[a], time_token, visual, table[b]])
+    return ref.greedy_answer(state, ref.TINY, embeds, (len(a), visual.shape[0] + 1), 5, tok.eos)
 
 
 def _check_results(client, done, pipe, media) -> None:
@@ -133,6 +147,11 @@ def test_showo2_jobs_run_end_to_end_through_the_http_api(o2client, showo2_config
     assert o2client.get("/healthz").json()["backend"] == "Showo2Backend"
     kinds = o2client.get("/v1/kinds").json()
     assert kinds["inpaint"]["x-limits"]["runs"] is False and kinds["t2v"]["x-limits"]["frame_rule"] == "1 + 4k"
+    # the limits come from the model: 1024 positions, 16 tokens per latent frame, a text-to-video row of
+    # [bos] text (at most 251) [bov] [time] frames [eov] [eos], a video question reads 32 frames
+    assert kinds["t2v"]["x-limits"]["max_num_frames"] == 1 + 4 * ((1024 - (251 + 4) - 1) // 16 - 1) == 189
+    assert kinds["caption"]["x-limits"]["frames_read"] == 32 and kinds["caption"]["x-limits"]["max_num_frames"] is None
+    assert kinds["storyboard"]["x-limits"]["max_num_steps_with_clip_frames_0"] == (1024 - 1) // (24 + 1 + 16 + 2)
     done = _run_jobs(o2client, wait_job, upload, media)
     _check_results(o2client, done, showo2_config[1], media)
 
@@ -158,6 +177,16 @@ def test_showo2_video_jobs_and_storyboard_clips_follow_the_frame_rule(o2client, 
         assert clip.num_frames == 9 == job["result"]["num_frames"], kind
     response = o2client.post("/v1/jobs", json={"kind": "t2v", "params": {"prompt": "x", "num_frames": 8}})
     assert response.status_code == 422 and "1 + 4k" in response.json()["error"]["message"]
+
+
+def test_over_long_showo2_jobs_are_refused_at_submission(o2client):
+    """1024 positions, 16 tokens per latent frame: a 189-frame clip fits (255 + 1 + 48 * 16 = 1024 positions),
+    193 frames do not, and are refused before any work is queued."""
+    response = o2client.post("/v1/jobs", json={"kind": "t2v", "params": {"prompt": "x", "num_frames": 193}})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "params.num_frames" and "at most 189" in error["message"], error
+    assert o2client.get("/v1/jobs").json()["total"] == 0
 
 
 @pytest.mark.parametrize("body", [

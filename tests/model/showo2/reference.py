@@ -309,3 +309,140 @@ def forward(sd, c, ids, latents, t, mask_add, spans):
         T, h, w = latents.shape[2:]
         v = v.reshape(v.shape[0], T, h * w, Cc).permute(0, 3, 1, 2).reshape(-1, Cc, T, h, w)
     return logits, v
+
+
+# ----------------------------------------------------------------------------------------------- mixed modality
+def _grow(mask):
+    """`mm_generate`'s mask growth: a blocked new column for the old rows, the last row copied plus 0 on the
+    diagonal."""
+    m = mask.reshape(mask.shape[-2], mask.shape[-1])
+    L = m.shape[-1]
+    a = torch.hstack([m, torch.zeros(L, 1) + torch.finfo(torch.float32).min])
+    return torch.vstack([a, torch.hstack([m[-1], torch.zeros(1)])[None]])[None, None]
+
+
+def text_logits(sd, c, seq, latents, spans, mask, t=0.0):
+    """Last-position logits of `lm_generate` (`latents` None, no mask) or `mm_generate`'s `forward_und_only`
+    (history latents at t = 0 written at `spans`)."""
+    embeds = sd["showo.model.embed_tokens.weight"][torch.tensor([seq])].clone()
+    if latents is not None:
+        img = fused(sd, c, latents)
+        _, tok = time_embed(sd, c, torch.full((latents.shape[0],), t))
+        for j, (off, ln) in enumerate(spans[0].tolist()):
+            embeds[0, off] = tok[j]
+            embeds[0, off + 1:off + ln] = img[j, :ln - 1]
+    return F.linear(qwen2(sd, c, embeds, mask), sd["showo.lm_head.weight"])[:, -1]
+
+
+def _sample_text(sd, c, ids, latents, spans, eos, boi, max_new, gen):
+    """`lm_generate` (no latents: causal, no mask) or `mm_generate` (latents at t = 0, the mask grown per token)."""
+    seq, out = list(ids), []
+    mask = omni_additive(1, len(seq), spans) if latents is not None else None
+    for _ in range(max_new):
+        logits = text_logits(sd, c, seq, latents, spans, mask)
+        nxt = int(torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)[0, 0])
+        seq.append(nxt)
+        out.append(nxt)
+        if nxt in (eos, boi):
+            break
+        if mask is not None:
+            mask = _grow(mask)
+    return out
+
+
+def mixed_modality(sd, c, tokenizer, ids, prompt, *, rounds, max_new, grid_points, guidance, gen):
+    """`inference_mixed_modality.py` for one prompt, written from the script: the history kept as a string and
+    re-tokenised, `prepare_mixed_modal_gen_input` (pads to a multiple of 128), the null history cut by 16 characters
+    and forced to (2, N + 1), history images at t = 0 for text and t = 1 for images, guidance 5.0 after the first
+    round, only the last image denoised. `ids`: dict of bos/eos/boi/eoi/img_pad/pad ids. Returns per round
+    (response ids, latents or None)."""
+    slots = c["grid"] * c["grid"] + 1
+    text, null = prompt, ""
+    history, positions = [], None
+    results = []
+    for i in range(rounds):
+        if not text.startswith("<|im_start|>"):
+            text = "<|im_start|>" + text
+        input_ids = tokenizer(text, add_special_tokens=False).input_ids
+        lat = torch.cat(history) if history else None
+        resp = _sample_text(sd, c, input_ids, lat, positions, ids["eos"], ids["boi"], max_new, gen)
+        text += tokenizer.decode(resp, skip_special_tokens=False)
+        if not text.endswith("<|vision_start|>"):
+            results.append((resp, None))
+            continue
+        text = text[len("<|im_start|>"):][:-len("<|vision_start|>")]
+        null = null[len("<|im_start|>"):][:-len("<|vision_start|>")]
+        a = tokenizer(text, add_special_tokens=False).input_ids
+        b = tokenizer(null, add_special_tokens=False).input_ids
+        pos, pos_null = torch.tensor([[[len(a) + 2, slots]]]), torch.tensor([[[len(b) + 2, slots]]])
+        a = [ids["bos"]] + a + [ids["boi"]] + [ids["img_pad"]] * slots + [ids["eoi"]]
+        b = [ids["bos"]] + b + [ids["boi"]] + [ids["img_pad"]] * slots + [ids["eoi"]]
+        L = max(len(a), len(b))
+        L = L if L % 128 == 0 else (L // 128 + 1) * 128
+        a, b = a + [ids["pad"]] * (L - len(a)), b + [ids["pad"]] * (L - len(b))
+        text = tokenizer.decode(a, skip_special_tokens=False).replace("[PAD]", "")
+        null = tokenizer.decode(b, skip_special_tokens=False).replace("[PAD]", "")
+        z = torch.randn(1, c["C"], c["grid"] * c["p"], c["grid"] * c["p"], generator=gen).to(torch.bfloat16).float()
+        if history:
+            z_null = z.clone().repeat(len(history) + 1, 1, 1, 1)
+            z = torch.cat([*history, z])
+            pos = torch.cat([positions, pos], dim=1)
+            pos_null = torch.zeros_like(pos)
+            pos_null[:] = torch.tensor([2, slots])
+        else:
+            z_null = z.clone()
+        positions = pos.clone()
+        x = torch.cat([z, z_null])
+        tokens = torch.tensor([a, b])
+        spans = torch.cat([pos, pos_null])
+        mask = omni_additive(2, L, spans)
+        w = guidance if i == 0 else 5.0
+        grid = torch.linspace(0, 1, grid_points)
+        grid = grid / (grid + 3 - 3 * grid)
+        for k in range(grid_points - 1):
+            t = torch.ones(x.shape[0]) * grid[k]
+            if t.shape[-1] != tokens.shape[0]:
+                tc, tu = t.chunk(2)
+                tc[:-1] = 1.0
+                tu[:-1] = 1.0
+                t = torch.cat([tc, tu])
+            _, v = forward(sd, c, tokens, x, t, mask, spans)
+            vc, vu = v.chunk(2)
+            vc = torch.cat([torch.zeros_like(vc[:-1]), vc[-1:]])
+            vu = torch.cat([torch.zeros_like(vu[:-1]), vu[-1:]])
+            v = vu + w * (vc - vu)
+            x = x + (grid[k + 1] - grid[k]) * torch.cat([v, v])
+        sample = x.chunk(2)[0][-1:]
+        history.append(sample)
+        results.append((resp, sample))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- video understanding
+def frame_indices(total, count=32):
+    """`load_video(..., force_sample=True)`: numpy's linspace(0, total - 1, count) cast to int, by hand."""
+    step = (total - 1) / (count - 1) if count > 1 else 0.0
+    return [int(i * step) for i in range(count - 1)] + [total - 1]
+
+
+def video_tokens(sd, c, frame_latents, pool):
+    """`inference_mmu_vid.py`: every frame's fused 27x27 tokens resized bilinearly to pool x pool, frame-major."""
+    x = fused(sd, c, frame_latents)  # (F, N, H)
+    g = c["grid"]
+    grid = x.reshape(x.shape[0], g, g, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(pool, pool), mode="bilinear")
+    return grid.permute(0, 2, 3, 1).reshape(-1, x.shape[-1])
+
+
+def greedy_answer(sd, c, embeds, span, steps, eos):
+    """`mmu_generate` at top_k = 1 on `embeds (L, H)`: the whole sequence every token, one bidirectional `span`."""
+    out, seq = [], embeds[None]
+    spans = torch.tensor([[list(span)]])
+    for _ in range(steps):
+        logits = F.linear(qwen2(sd, c, seq, omni_additive(1, seq.shape[1], spans)), sd["showo.lm_head.weight"])[:, -1]
+        nxt = int(logits.argmax())
+        if nxt == eos:
+            break
+        out.append(nxt)
+        seq = torch.cat([seq, sd["showo.model.embed_tokens.weight"][nxt][None, None]], dim=1)
+    return out

@@ -239,3 +239,61 @@ def test_from_pretrained_loads_the_three_parts(tmp_path, state, pipe):
     a = loaded.understand("what happens", image=image, max_new_tokens=3)
     b = pipe.understand("what happens", image=image, max_new_tokens=3)
     assert a.token_ids == b.token_ids
+
+
+def test_storyboard_reference_matches_the_released_mixed_modality_loop(pipe, state):
+    """Four released rounds on a seeded tiny model: text-only rounds (capped), then an image, more text with the
+    history image at t = 0, a second image (mangled null history, history latents prepended, guidance 5.0)."""
+    tok = pipe.tokens
+    ids = dict(bos=tok.bos, eos=tok.eos, boi=tok.boi, eoi=tok.eoi, img_pad=tok.img_pad, pad=tok.pad)
+    # a tiny model rarely writes <|vision_start|>: its (tied) embedding row is scaled up on both sides
+    biased = dict(state)
+    table = state["showo.model.embed_tokens.weight"].clone()
+    table[tok.boi] *= 3.0
+    biased["showo.model.embed_tokens.weight"] = biased["showo.lm_head.weight"] = table
+    embed = pipe.model.showo.model.embed_tokens.weight
+    before = embed.detach().clone()
+    try:
+        with torch.no_grad():
+            embed.copy_(table)
+        steps = pipe.storyboard("what happens", num_steps=4, max_caption_tokens=6, steps=3, guidance_scale=2.0,
+                                generator=torch.Generator().manual_seed(4), reference=True)
+    finally:
+        with torch.no_grad():
+            embed.copy_(before)
+    expected = ref.mixed_modality(biased, C, pipe.tokenizer, ids, "what happens", rounds=4, max_new=6,
+                                  grid_points=3, guidance=2.0, gen=torch.Generator().manual_seed(4))
+    assert [z is not None for _, z in expected] == [False, True, False, True]  # what the seed exercises
+    assert len(steps) == 4
+    for step, (resp, z) in zip(steps, expected):
+        assert step.caption_ids == [i for i in resp if i not in (tok.eos, tok.boi)]
+        if z is None:
+            assert step.latents is None and step.keyframe is None
+        else:
+            torch.testing.assert_close(step.latents, z[0], atol=1e-4, rtol=1e-4)
+            assert step.keyframe.shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="guidance_scale > 0"):
+        pipe.storyboard("what happens", num_steps=1, guidance_scale=0.0, generator=torch.Generator(), reference=True)
+
+
+def test_storyboard_reference_text_sees_history_images_at_t0(pipe, state):
+    """The logits of a released text round after two images: their time slots at t = 0, blocks bidirectional, the
+    mask grown per token (`mm_generate`), against `model.showo2.mixed.history_logits` on the same sequence."""
+    from model.showo2.mixed import history_logits
+
+    tok = pipe.tokens
+    g = torch.Generator().manual_seed(12)
+    latents = torch.randn(2, 16, 8, 8, generator=g)
+    words = encode(pipe.tokenizer, "a red circle")
+    block = [tok.boi, *[tok.img_pad] * 17, tok.eoi]
+    seq = [tok.bos, *words, *block, *words, *block, *words]
+    spans = [(1 + len(words) + 1, 17), (1 + 2 * len(words) + 19 + 1, 17)]
+    ours = history_logits(pipe, seq, latents, spans)
+    mask = ref.omni_additive(1, len(seq) - 2, torch.tensor([spans]))
+    mask = ref._grow(ref._grow(mask))  # the two last tokens were sampled: the grown mask, as mm_generate has it
+    expected = ref.text_logits(state, C, seq, latents, torch.tensor([spans]), mask)[0]
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    at_one = ref.text_logits(state, C, seq, latents, torch.tensor([spans]), mask, t=1.0)[0]
+    assert (ours - at_one).abs().max() > 1e-3  # the time value of the history slots matters here
+    no_images = ref.text_logits(state, C, words, None, None, None)[0]
+    torch.testing.assert_close(history_logits(pipe, words, None, []), no_images, atol=1e-5, rtol=1e-5)
