@@ -331,7 +331,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
         except OpenAIError as err:
             yield f"data: {json.dumps(openai_error_body(err.status, err.message, err.param, err.code))}\n\n"
             return
-        for piece in re.findall(r"\s*\S+", answer):
+        for piece in re.findall(r"\s*\S+(?:\s+$)?", answer):
             yield _chunk(cid, created, model, {"content": piece}, usage=with_usage)
         yield _chunk(cid, created, model, {}, reason, usage=with_usage)
         if with_usage:
