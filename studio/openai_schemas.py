@@ -24,7 +24,7 @@ def _cap(name: str) -> float:
 
 
 class _Shape(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a string is not a number, a number not a bool
 
 
 # ---------------------------------------------------------------------------------------------- chat
