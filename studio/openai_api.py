@@ -32,8 +32,8 @@ from fastapi.responses import StreamingResponse
 
 from studio.jobs import Job
 from studio.openai_common import (
-    POLL_S, OpenAIError, check_model, edge_error_body, finished, install, is_openai_path, media, native,
-    openai_error_body, openai_status, succeeded,
+    POLL_S, OpenAIError, cancel_quietly, check_model, edge_error_body, finished, install, is_openai_path, media,
+    native, openai_error_body, openai_status, succeeded,
 )
 from studio.openai_schemas import (
     ChatCompletionOut, ChatRequest, ImageOut, ImageRequest, ImagesOut, ModelListOut, ModelOut, OpenAIErrorOut,
@@ -222,7 +222,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
         if not finished:  # the client went away: stop the work nobody will read
             job = await asyncio.to_thread(service.get, job_id)
             if not job.finished:
-                await asyncio.to_thread(service.cancel, job_id)
+                await asyncio.to_thread(cancel_quietly, service, job_id)
 
 
 # ---------------------------------------------------------------------------------------------- routes
@@ -243,7 +243,7 @@ def openai_router(service: Service) -> APIRouter:
     @router.post("/chat/completions", response_model=ChatCompletionOut,
                  responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                                   "description": "the completion, or with stream: true its chunks"}})
-    async def chat(req: ChatRequest) -> Any:
+    async def chat(req: ChatRequest, request: Request) -> Any:
         """Answer a question about one image or video (an understanding job); with `stream: true`, chunked
         deltas (the answer arrives in word-sized deltas when the job has answered) ending with `[DONE]`."""
         _check_stop(req)
@@ -253,7 +253,7 @@ def openai_router(service: Service) -> APIRouter:
             return StreamingResponse(_stream_chat(service, req, job_id, question, latent, max_new),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        job = succeeded(await finished(service, job_id))
+        job = succeeded(await finished(service, job_id, request))
         answer, reason, completion = _finish(_answer(job), req.stop, max_new)
         return ChatCompletionOut(
             id=f"chatcmpl-{job.id}", created=int(job.created_at), model=service.config.model_id,
@@ -276,7 +276,12 @@ def openai_router(service: Service) -> APIRouter:
                         for i in range(req.n)]
 
         ids = await asyncio.to_thread(submit)
-        jobs = [succeeded(await finished(service, job_id)) for job_id in ids]
+        try:
+            jobs = [succeeded(await finished(service, job_id, request)) for job_id in ids]
+        except OpenAIError:
+            for job_id in ids:  # one failed or the client went away: the others' images would go unread
+                await asyncio.to_thread(cancel_quietly, service, job_id)
+            raise
         base = str(request.base_url).rstrip("/")
         data = []
         for job in jobs:

@@ -68,7 +68,7 @@ def install(app: Any) -> None:
 def native(params: dict[str, str], prefix: str = "") -> Iterator[None]:
     """Native refusals (a kind's pydantic model, `Service`) as `OpenAIError`s; `params` renames native fields
     (without `params.`) to the request's parameters, `prefix` names where unnamed ones sit."""
-    from studio.api import describe_validation_error
+    from studio.api import describe_validation_error  # here: studio.api imports this module
 
     try:
         yield
@@ -96,16 +96,29 @@ def check_model(service: Service, model: str | None) -> str:
     return known
 
 
-async def finished(service: Service, job_id: str) -> Job:
-    """The job once it has ended."""
+async def finished(service: Service, job_id: str, request: Request | None = None) -> Job:
+    """The job once it has ended; when the client of `request` goes away first, the job is cancelled (nobody
+    will read its answer) and an `OpenAIError` ends the handler."""
     while True:
         job = await asyncio.to_thread(service.get, job_id)
         if job.finished:
             return job
+        if request is not None and await request.is_disconnected():
+            await asyncio.to_thread(cancel_quietly, service, job_id)
+            raise OpenAIError(499, "the client closed the connection before the answer", None, "client_closed")
         await asyncio.sleep(POLL_S)
 
 
+def cancel_quietly(service: Service, job_id: str) -> None:
+    """Cancel a job unless it has ended meanwhile."""
+    try:
+        service.cancel(job_id)
+    except ServiceError:  # it ended between the check and the cancel
+        pass
+
+
 def succeeded(job: Job) -> Job:
+    """The job when it succeeded; otherwise the refusal that says how it ended."""
     if job.state == "succeeded":
         return job
     if job.state == "cancelled":

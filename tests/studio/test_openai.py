@@ -188,6 +188,21 @@ def test_image_generation_in_both_formats_is_the_native_t2i_job_of_that_seed(ser
     assert caught.value.param == "size" and f"{width}x{height}" in caught.value.message
 
 
+def test_images_nobody_waits_for_any_more_are_cancelled(serve):
+    service, url, client = serve(workers=1)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{url}/v1/images/generations", headers=AUTH, timeout=1.0,
+                   json={"prompt": "a red circle", "n": 8, "steps": 100})
+    deadline = time.monotonic() + 60
+    while True:
+        jobs = httpx.get(f"{url}/v1/jobs", headers=AUTH).json()["jobs"]
+        if len(jobs) == 8 and all(j["state"] in ("succeeded", "failed", "cancelled") for j in jobs):
+            break
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.1)
+    assert sum(j["state"] == "cancelled" for j in jobs) >= 6  # one worker: at most the first ones ran
+
+
 # ---------------------------------------------------------------------------------------------- videos
 def _decode(mp4: bytes) -> tuple[int, float]:
     """Frames and frame rate of an MP4, decoded with PyAV."""
