@@ -156,6 +156,24 @@ def test_chat_about_a_video_upload_streamed_and_not(serve, media):
         assert payloads[-1]["choices"][0]["finish_reason"] == "stop"
 
 
+def test_chat_reads_a_video_url_whose_scheme_the_service_allows(serve, media):
+    import fsspec
+
+    service, url, client = serve(allowed_schemes=("memory",))
+    location = f"memory://openai-test/{time.time_ns()}/clip.mp4"
+    with fsspec.open(location, "wb") as f:
+        f.write(media["video"].read_bytes())
+    ask = {"model": service.config.model_id, "max_tokens": 6, "extra_body": {"num_frames": 5}}
+    by_url = client.chat.completions.create(**ask, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "what moves ?"}, {"type": "video_url", "video_url": {"url": location}}]}])
+    by_upload = client.chat.completions.create(**ask, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "what moves ?"},
+        {"type": "video_url", "video_url": {"url": _data_url(media["video"], "video/mp4")}}]}])
+    assert by_url.choices[0].message.content == by_upload.choices[0].message.content
+    job = httpx.get(f"{url}/v1/jobs/{by_url.model_extra['job_id']}", headers=AUTH).json()
+    assert job["params"]["video"] == location  # the URL went to the job as it was, past the scheme rule
+
+
 # ---------------------------------------------------------------------------------------------- images
 def test_image_generation_in_both_formats_is_the_native_t2i_job_of_that_seed(serve):
     from PIL import Image
