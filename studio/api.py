@@ -40,8 +40,8 @@ from studio.limits import kind_limits
 from studio.schemas import PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut
 from studio.edge import EdgeGuard, EdgeLimits
 from studio.events import BadPosition, TooManyStreams, event_stream, parse_position
-from studio.openai_api import edge_error_body, install as install_openai, is_openai_path, openai_error_body, \
-    openai_router, openai_status
+from studio.openai_api import describe_request_error, edge_error_body, install as install_openai, is_openai_path, \
+    openai_error_body, openai_router, openai_status
 from studio.service import IDEMPOTENCY_KEY, Service, ServiceError
 from studio.uploads import receive_upload
 
@@ -288,7 +288,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        message, field = describe_validation_error(err.errors())
+        describe = describe_request_error if is_openai_path(request.url.path) else describe_validation_error
+        message, field = describe(err.errors())
         return _error(request, 422, message, field)
 
     @app.exception_handler(Exception)

@@ -32,8 +32,8 @@ from fastapi.responses import StreamingResponse
 
 from studio.jobs import Job
 from studio.openai_common import (
-    POLL_S, OpenAIError, cancel_quietly, check_model, edge_error_body, finished, install, is_openai_path, media,
-    native, openai_error_body, openai_status, succeeded,
+    POLL_S, OpenAIError, cancel_quietly, check_model, describe_request_error, edge_error_body, finished, install,
+    is_openai_path, media, native, openai_error_body, openai_status, succeeded,
 )
 from studio.openai_schemas import (
     ChatCompletionOut, ChatRequest, ImageOut, ImageRequest, ImagesOut, ModelListOut, ModelOut, OpenAIErrorOut,
@@ -42,7 +42,7 @@ from studio.openai_videos import add_video_routes, check_size
 from studio.schemas import PARAMS
 from studio.service import Service
 
-__all__ = ["OpenAIError", "edge_error_body", "install", "is_openai_path", "openai_error_body", "openai_router",
+__all__ = ["OpenAIError", "describe_request_error", "edge_error_body", "install", "is_openai_path", "openai_error_body", "openai_router",
            "openai_status"]
 
 KEEP_ALIVE_S = 15.0

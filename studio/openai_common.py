@@ -79,6 +79,31 @@ def native(params: dict[str, str], prefix: str = "") -> Iterator[None]:
         raise OpenAIError(openai_status(err.status), err.message, _param(err.field, params, prefix)) from None
 
 
+_BRANCHES = ("str", "int", "float", "bool", "none")
+
+
+def describe_request_error(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """One message (and the dotted parameter) from pydantic's errors on an OpenAI request body: the names of union
+    branches are left out of the path, and a message content that is neither text nor parts is reported on the
+    parts."""
+    from studio.api import describe_validation_error  # here: studio.api imports this module
+
+    cleaned = []
+    for error in errors:
+        loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and (p in _BRANCHES or "[" in p)))
+        cleaned.append({**error, "loc": loc, "branch": any(p == "str" for p in error.get("loc", ()))})
+    if any(not e["branch"] for e in cleaned):  # `content` was a list: the text branch's complaint is noise
+        cleaned = [e for e in cleaned if not e["branch"]]
+    first = cleaned[0] if cleaned else None
+    if first is not None and first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        field = ".".join(str(p) for p in first["loc"] if p != "body") + ".type"
+        ctx = first.get("ctx") or {}
+        expected = ctx.get("expected_tags", "'text', 'image_url', 'video_url'")
+        given = f"unknown type {ctx['tag']!r}" if "tag" in ctx else "no type"
+        return f"{field}: {given}; the types are {expected}", field
+    return describe_validation_error(cleaned)
+
+
 def _param(field: str | None, params: dict[str, str], prefix: str) -> str | None:
     if field is None:
         return prefix or None

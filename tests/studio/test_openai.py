@@ -367,6 +367,8 @@ def test_bad_requests_get_the_openai_error_shape_and_a_4xx(serve, media, backend
         "no visual part": (httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json={
             "model": model, "messages": [{"role": "user", "content": "hello"}]}), 400, "messages", None),
         "a misspelt field": (chat(video_part, max_tokns=3), 400, "max_tokns", None),
+        "an audio part": (chat({"type": "input_audio", "input_audio": {}}), 400, "messages.0.content.1.type", None),
+        "a string for a number": (chat(video_part, temperature="0.5"), 400, "temperature", None),
         "no token": (httpx.post(f"{url}/v1/chat/completions", json={"model": model}), 401, "Authorization",
                       "invalid_api_key"),
         "an unknown video": (httpx.get(f"{url}/v1/videos/nope", headers=AUTH), 404, "video_id", None),
@@ -380,6 +382,7 @@ def test_bad_requests_get_the_openai_error_shape_and_a_4xx(serve, media, backend
         assert error["type"] == {400: "invalid_request_error", 401: "authentication_error",
                                  404: "not_found_error"}[status]
     assert "at most" in cases["too many frames"][0].json()["error"]["message"]
+    assert "unknown type 'input_audio'" in cases["an audio part"][0].json()["error"]["message"]
 
     # the native API keeps its own shape
     native = httpx.get(f"{url}/v1/jobs/nope", headers=AUTH).json()
