@@ -121,9 +121,8 @@ def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], 
                   **sampling, **{k: v for k, v in video.items() if v is not None}}
         with native(names):
             params = PARAMS["qa"].model_validate(params).model_dump(mode="json")
-            latent = _latent(info, params["num_frames"])
-            job, _ = service.submit("qa", params, req.seed)
-        return job.id, params, question, latent
+            job, _ = service.submit("qa", params, req.seed)  # the frame rule and the limits: studio.limits
+        return job.id, params, question, info.latent_frames(params["num_frames"])
     if req.num_frames is not None or req.fps is not None:
         raise OpenAIError(400, "num_frames and fps apply to a video part; this message holds an image",
                           "num_frames" if req.num_frames is not None else "fps")
@@ -134,13 +133,6 @@ def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], 
         params = PARAMS["workflow"].model_validate(params).model_dump(mode="json")
         job, _ = service.submit("workflow", params, req.seed)
     return job.id, params, question, 1
-
-
-def _latent(info: Any, num_frames: int) -> int:
-    try:
-        return info.latent_frames(num_frames)
-    except ValueError as err:
-        raise OpenAIError(400, str(err), "num_frames") from None
 
 
 def _answer(job: Job) -> str:
@@ -191,7 +183,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
     (with `stream_options.include_usage`), then `[DONE]`; a comment every 15 s keeps the connection open."""
     cid, created, model = f"chatcmpl-{job_id}", int(time.time()), service.config.model_id
     with_usage = bool(req.stream_options and req.stream_options.include_usage)
-    finished = False
+    done = False
     try:
         yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, usage=with_usage)
         waited = 0.0
@@ -204,7 +196,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
             if waited >= KEEP_ALIVE_S:
                 waited = 0.0
                 yield ": keep-alive\n\n"
-        finished = True
+        done = True
         try:
             answer, reason, completion = _finish(_answer(succeeded(job)), req.stop, max_new)
         except OpenAIError as err:
@@ -219,7 +211,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
     finally:
-        if not finished:  # the client went away: stop the work nobody will read
+        if not done:  # the client went away: stop the work nobody will read
             job = await asyncio.to_thread(service.get, job_id)
             if not job.finished:
                 await asyncio.to_thread(cancel_quietly, service, job_id)

@@ -137,8 +137,8 @@ def _reference(service: Service, fields: dict[str, Any], reference: tuple[str, b
     if url.startswith("data:"):
         return _clip_of_image(service, data_url(url, name)[1], fps, name)
     with native({"uri": name}):  # the service's media rules, then its reader of what they allow
-        service.checkmedia(url, "image", name)
-        location = service.resolvemedia(url)
+        service.check_media(url, "image", name)
+        location = service.resolve_media(url)
     try:
         with fsspec.open(location, "rb") as f:
             data = f.read(service.config.max_upload_bytes + 1)

@@ -293,14 +293,21 @@ def test_a_video_continues_an_input_clip_or_starts_from_an_input_image(serve, me
     from_image = client.videos.create(prompt="a blue square", seconds="2",
                                       input_reference=("image.png", media["image"].read_bytes(), "image/png"),
                                       extra_body={"steps": 1})
-    for video in (from_clip, from_image):
+    image_uri = _upload(url, media["image"], "image")
+    # an image by URI: the client's typed `{"image_url": ...}` reference is JSON-only, so it goes as a form field
+    form = {"prompt": "a blue square", "seconds": "2", "steps": "1", "input_reference[image_url]": image_uri}
+    created = httpx.post(f"{url}/v1/videos", headers=AUTH, files={k: (None, v) for k, v in form.items()})
+    assert created.status_code == 200, created.text
+    from_image_uri = client.videos.retrieve(created.json()["id"])
+    for video in (from_clip, from_image, from_image_uri):
         done = _poll(client, video.id)[-1]
         assert done.status == "completed", done
         job = httpx.get(f"{url}/v1/jobs/{video.id}", headers=AUTH).json()
         assert job["kind"] == "continue_video"
         frames, _ = _decode(client.videos.download_content(video.id).read())
         assert frames == job["params"]["num_frames"] + job["params"]["new_frames"] == done.model_extra["num_frames"]
-    assert httpx.get(f"{url}/v1/jobs/{from_image.id}", headers=AUTH).json()["params"]["num_frames"] == 1
+    for video in (from_image, from_image_uri):  # the image is the clip's first frame
+        assert httpx.get(f"{url}/v1/jobs/{video.id}", headers=AUTH).json()["params"]["num_frames"] == 1
     # the 9-frame 8 fps clip lasts 1.125 s: read at the model's rate (a frame every 1/fps s from 0), the longest
     # clip of the frame rule within those samples
     samples = sum(1 for k in range(1000) if k / info.fps < 9 / 8)
