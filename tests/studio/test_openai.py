@@ -315,19 +315,41 @@ def test_a_video_continues_an_input_clip_or_starts_from_an_input_image(serve, me
     assert clip_job["params"]["num_frames"] == info.snap_frames(samples)
 
 
-def test_a_video_job_survives_a_stop_of_the_service(make_service, serve, tmp_path):
-    from studio.server import BackgroundServer
+def test_a_video_job_survives_a_kill_9_of_the_service(tmp_path):
+    import os
+    import signal
+
+    from studio.jobs import SqliteJobStore
+    from studio.server import free_port
+    from tests.studio.test_restart import start_service
 
     warnings.simplefilter("ignore", DeprecationWarning)
-    data_dir = tmp_path / "durable"
-    with BackgroundServer(make_service(start=False, token=TOKEN, data_dir=data_dir, workers=1)) as first:
-        client = openai.OpenAI(base_url=f"{first.url}/v1", api_key=TOKEN, max_retries=0)
-        video = client.videos.create(prompt="a green triangle", seconds="3", extra_body={"steps": 4})
-        assert video.status == "queued"
-    # the service stopped with the job queued or interrupted; the next one on the same data folder finishes it
-    _, _, again = serve(data_dir=data_dir)
-    done = _poll(again, video.id)[-1]
-    assert done.status == "completed" and done.prompt == "a green triangle"
+    data_dir, log, port = tmp_path / "data", tmp_path / "serve.log", free_port()
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    first = start_service(data_dir, port, log)
+    try:
+        video = client.videos.create(prompt="a green triangle", seconds="12", extra_body={"steps": 20, "seed": 2})
+        deadline = time.monotonic() + 60
+        while client.videos.retrieve(video.id).status == "queued":
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    job = SqliteJobStore(data_dir / "jobs.sqlite3").get(video.id)
+    assert job.state == "running", "the video finished before the kill; make it longer"
+    second = start_service(data_dir, port, log)
+    try:
+        done = _poll(client, video.id)[-1]
+        assert done.status == "completed" and done.prompt == "a green triangle"
+        frames, _ = _decode(client.videos.download_content(video.id).read())
+        assert frames == done.model_extra["num_frames"] == job.params["num_frames"]
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/jobs/{video.id}").json()["attempts"] == 2
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
 
 
 # ---------------------------------------------------------------------------------------------- errors
