@@ -14,7 +14,11 @@ GET  /healthz
 OPTIONS <any path>                 204 with Allow
 ```
 
-Errors are JSON `{"error": {"message": ..., "field": ...}}` with a 4xx status. The token and the body limits are
+Beside them, the OpenAI-compatible API (`studio.openai_api`: `/v1/models`, `/v1/chat/completions`,
+`/v1/images/generations`, `/v1/videos`) over the same service.
+
+Errors are JSON `{"error": {"message": ..., "field": ...}}` with a 4xx status (on the OpenAI paths, the OpenAI
+shape `{"error": {"message", "type", "param", "code"}}`). The token and the body limits are
 enforced before a handler runs (`studio.edge`); event streams subscribe to the job store's publisher
 (`studio.events`); uploads stream to the data directory (`studio.uploads`).
 """
@@ -36,6 +40,8 @@ from studio.limits import kind_limits
 from studio.schemas import PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut
 from studio.edge import EdgeGuard, EdgeLimits
 from studio.events import BadPosition, TooManyStreams, event_stream, parse_position
+from studio.openai_api import describe_request_error, edge_error_body, install as install_openai, is_openai_path, \
+    openai_error_body, openai_router, openai_status
 from studio.service import IDEMPOTENCY_KEY, Service, ServiceError
 from studio.uploads import receive_upload
 
@@ -77,15 +83,18 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
                   description="Video and interleaved generation with Show-o: jobs, events, uploads, artifacts.")
     app.state.service = service
     _install_error_handlers(app)
+    install_openai(app)
     app.add_middleware(EdgeGuard, limits=EdgeLimits(token=service.config.token, max_body_bytes=service.body_limit,
                                                    max_upload_bytes=service.config.max_upload_bytes,
-                                                   methods=lambda path: allowed_methods(app, path)))
+                                                   methods=lambda path: allowed_methods(app, path),
+                                                   error_body=edge_error_body))
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
         return service.health()
 
     app.include_router(_v1(service))
+    app.include_router(openai_router(service))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -259,7 +268,12 @@ def _upload_body(limit: int) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}}}
 
 
-def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(request: Request, status: int, message: str, field: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error response: the native shape, or the OpenAI shape on the OpenAI paths."""
+    if is_openai_path(request.url.path):
+        status = openai_status(status)
+        return JSONResponse(openai_error_body(status, message, field), status_code=status, headers=headers)
     body: dict[str, Any] = {"message": message}
     if field is not None:
         body["field"] = field
@@ -270,24 +284,26 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: ServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        return _error(err.status, err.message, err.field, headers)
+        return _error(request, err.status, err.message, err.field, headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        message, field = describe_validation_error(err.errors())
-        return _error(422, message, field)
+        describe = describe_request_error if is_openai_path(request.url.path) else describe_validation_error
+        message, field = describe(err.errors())
+        return _error(request, 422, message, field)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, err: Exception) -> JSONResponse:
-        return _error(500, f"internal error ({type(err).__name__}); the service logged it")
+        return _error(request, 500, f"internal error ({type(err).__name__}); the service logged it")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         headers = getattr(err, "headers", None)
         if err.status_code == 405:  # all the path's methods, not only those of the first route that matched it
             headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.url.path))}
-            return _error(405, f"{request.method} is not allowed here; use {headers['Allow']}", headers=headers)
-        return _error(err.status_code, str(err.detail), headers=headers)
+            return _error(request, 405, f"{request.method} is not allowed here; use {headers['Allow']}",
+                          headers=headers)
+        return _error(request, err.status_code, str(err.detail), headers=headers)
 
 
 def describe_validation_error(errors: list[dict[str, Any]]) -> tuple[str, str | None]:

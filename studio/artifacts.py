@@ -123,3 +123,9 @@ class BlobStore:
             if entry.get("type") == "file" and not name.endswith(".part") and _NAME.match(name):
                 found.append(BlobInfo(name, int(entry.get("size") or 0), media_type(name)))
         return sorted(found, key=lambda b: b.name)
+
+    def delete(self, owner: str) -> None:
+        """Remove the owner's files (nothing happens when it has none)."""
+        folder = self.path(owner)
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)

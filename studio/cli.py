@@ -45,7 +45,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from studio.compose import build_runtime
+    from studio.compose import build_runtime, model_id
     from studio.server import LOOPBACK, serve
     from studio.service import Service, ServiceConfig
 
@@ -60,6 +60,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers, token=token,
         max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * 2**20),
         max_streams=args.max_streams, preview_interval_s=None if args.preview_interval < 0 else args.preview_interval,
+        model_id=model_id(args.cluster_config),
     )
     runtime = build_runtime(local=args.local, address=args.address, cluster_config=args.cluster_config,
                             num_cpus=args.num_cpus, data_dir=Path(args.data_dir))

@@ -65,3 +65,20 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
 def build_backend(**options: Any) -> Backend:
     """The backend of `build_runtime(**options)` (for callers that wire no job metrics)."""
     return build_runtime(**options).backend
+
+
+DEFAULT_MODEL_IDS = {"showo": "show-o-shapesworld", "showo2": "show-o2-default"}
+
+
+def model_id(cluster_config: str | None = None) -> str:
+    """The name the OpenAI-compatible API gives the loaded model: the embedded default model's name, or the last
+    part of the configured checkpoint's path or URL (never the whole path: it would reveal the server's folders)."""
+    if cluster_config is None:
+        return DEFAULT_MODEL_IDS["showo"]
+    from ray_cluster import load_config
+    from ray_cluster.config import DEFAULT_MODEL
+
+    model = load_config(cluster_config).model
+    if model.showo == DEFAULT_MODEL:
+        return DEFAULT_MODEL_IDS.get(model.family, f"{model.family}-default")
+    return model.showo.rstrip("/").rsplit("/", 1)[-1].rsplit("::", 1)[-1] or model.family

@@ -49,6 +49,8 @@ class EdgeLimits:
         max_upload_bytes: the largest uploaded file (`/v1/uploads` may carry `MULTIPART_ROOM` more).
         protected_prefix: the paths the token and the caps apply to.
         methods: `methods(path)`, the methods a path answers (empty: no such path); OPTIONS answers with them.
+        error_body: `error_body(path, status, message, field)`, the JSON body of an error on `path` (None: the
+            native `{"error": {"message", "field"}}`); lets the OpenAI-compatible paths answer in their own shape.
     """
 
     token: str | None
@@ -56,6 +58,7 @@ class EdgeLimits:
     max_upload_bytes: int
     protected_prefix: str = "/v1/"
     methods: Callable[[str], list[str]] | None = None
+    error_body: Callable[[str, int, str, str | None], dict[str, Any]] | None = None
 
     def cap(self, path: str) -> tuple[int, str]:
         """The body cap of a path and what to call that body in an error."""
@@ -83,6 +86,13 @@ class EdgeGuard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path = scope["path"]
+
+        async def _reply(send: Send, status: int, message: str, field: str | None = None,
+                         extra: dict[str, str] | None = None) -> None:
+            body = None if self.limits.error_body is None else self.limits.error_body(path, status, message, field)
+            await _answer(send, status, body or _native_error(message, field), extra)
+
         if not self._authorized(headers.get("authorization")):
             await _reply(send, 401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
                          "Authorization", {"WWW-Authenticate": "Bearer"})
@@ -123,13 +133,16 @@ def _counting(receive: Receive, cap: int, what: str) -> Receive:
     return counted
 
 
-async def _reply(send: Send, status: int, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-    """A JSON error answered without reading the request body (`Connection: close`: the rest is not drained)."""
+def _native_error(message: str, field: str | None) -> dict[str, Any]:
     error: dict[str, Any] = {"message": message}
     if field is not None:
         error["field"] = field
-    body = json.dumps({"error": error}).encode()
+    return {"error": error}
+
+
+async def _answer(send: Send, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    """A JSON error answered without reading the request body (`Connection: close`: the rest is not drained)."""
+    body = json.dumps(payload).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
            (b"connection", b"close")]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]

@@ -111,9 +111,15 @@ class JobStore(Protocol):
         """The job; raises `JobNotFound`."""
         ...
 
-    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50,
-             offset: int = 0) -> tuple[list[Job], int]:
-        """Jobs newest first, filtered, one page of them, and the number of jobs that match."""
+    def list(self, *, state: str | None = None, kind: str | tuple[str, ...] | None = None, limit: int = 50,
+             offset: int = 0, after: str | None = None, oldest_first: bool = False) -> tuple[list[Job], int]:
+        """Jobs newest first (or oldest first), filtered by state and kind (one or several), one page of them
+        (from `offset`, or after the job `after` in that order), and the number of jobs that match the filters.
+        Raises `JobNotFound` when `after` names no job."""
+        ...
+
+    def delete(self, job_id: str) -> None:
+        """Remove a finished job and its events; raises `JobNotFound`, or ValueError when it has not finished."""
         ...
 
     def claim(self) -> Job | None:
@@ -259,21 +265,41 @@ class SqliteJobStore:
             raise JobNotFound(job_id)
         return _job(row)
 
-    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50,
-             offset: int = 0) -> tuple[list[Job], int]:
+    def list(self, *, state: str | None = None, kind: str | tuple[str, ...] | None = None, limit: int = 50,
+             offset: int = 0, after: str | None = None, oldest_first: bool = False) -> tuple[list[Job], int]:
         where, args = [], []
         if state is not None:
             where.append("state = ?")
             args.append(state)
         if kind is not None:
-            where.append("kind = ?")
-            args.append(kind)
+            kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args.extend(kinds)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         conn = self._conn()
         total = conn.execute(f"SELECT COUNT(*) FROM jobs {clause}", args).fetchone()[0]
-        rows = conn.execute(f"SELECT * FROM jobs {clause} ORDER BY created_seq DESC LIMIT ? OFFSET ?",
-                            [*args, int(limit), int(offset)]).fetchall()
+        page, page_args = list(where), list(args)
+        if after is not None:
+            row = conn.execute("SELECT created_seq FROM jobs WHERE id = ?", (after,)).fetchone()
+            if row is None:
+                raise JobNotFound(after)
+            page.append("created_seq > ?" if oldest_first else "created_seq < ?")
+            page_args.append(row["created_seq"])
+        page_clause = f"WHERE {' AND '.join(page)}" if page else ""
+        order = "ASC" if oldest_first else "DESC"
+        rows = conn.execute(f"SELECT * FROM jobs {page_clause} ORDER BY created_seq {order} LIMIT ? OFFSET ?",
+                            [*page_args, int(limit), int(offset)]).fetchall()
         return [_job(r) for r in rows], int(total)
+
+    def delete(self, job_id: str) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if row["state"] not in TERMINAL:
+                raise ValueError(f"job {job_id} is {row['state']}; only a finished job can be deleted")
+            db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def claim(self) -> Job | None:
         now = time.time()

@@ -280,3 +280,25 @@ def _sniff_video(data: bytes, filename: str) -> tuple[dict[str, Any] | None, str
         return None, str(err).replace(f"<{len(data)} bytes>", filename)
     return {"frames": clip.num_source_frames, "fps": round(clip.source_fps, 3),
             "height": int(clip.frames.shape[-2]), "width": int(clip.frames.shape[-1])}, ""
+
+
+def image_as_clip(data: bytes, fps: float) -> bytes:
+    """A one-frame MP4 of an image (the image is the first frame of a clip that a continuation extends).
+
+    Raises:
+        ValueError: the data is not a readable image.
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from tokenizers3d.video_write import write_video
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"not a readable image ({type(err).__name__})") from None
+    with tempfile.TemporaryDirectory(prefix="studio-clip-") as folder:
+        path = Path(folder) / "clip.mp4"
+        write_video(str(path), pixels[None], fps)  # (1, H, W, 3)
+        return path.read_bytes()

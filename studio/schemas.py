@@ -23,13 +23,15 @@ def option(options: Any, name: str) -> Any:
     the `options` instance) and range (from the dataclass field's metadata), so that the HTTP schema and the
     options dataclasses cannot disagree."""
     spec = {f.name: f for f in dataclasses.fields(options)}[name]
-    kind = {"int": int, "float": float}[str(spec.type)]
+    optional = str(spec.type).endswith(" | None")
+    kind = {"int": int, "float": float}[str(spec.type).removesuffix(" | None")]
     bounds = {k: v for k, v in spec.metadata.items() if k in ("ge", "gt", "le")}
     if "cap" in spec.metadata:
         bounds["le"] = spec.metadata["cap"]
     extra = {"allow_inf_nan": False} if kind is float else {}
-    return Annotated[kind, Strict(), Field(getattr(options, name), description=spec.metadata.get("description"),
-                                           **bounds, **extra)]
+    value = Annotated[kind, Strict(), Field(**bounds, **extra)]
+    return Annotated[value | None if optional else value,  # type: ignore[operator]
+                     Field(getattr(options, name), description=spec.metadata.get("description"))]
 
 
 def options_of(params: dict[str, Any], base: Any) -> Any:
@@ -70,18 +72,23 @@ class _VideoSource(_Params):
                             "limit: GET /v1/kinds)")
 
 
-class CaptionParams(_VideoSource):
+class _Answer(_VideoSource):
+    max_new_tokens: option(TextOptions(), "max_new_tokens")
+    top_k: option(TextOptions(), "top_k")
+    top_p: option(TextOptions(), "top_p")
+    temperature: option(TextOptions(), "temperature")
+
+
+class CaptionParams(_Answer):
     """Caption a video."""
 
     question: str = Field("describe the video .", min_length=1, max_length=1000)
-    max_new_tokens: option(TextOptions(), "max_new_tokens")
 
 
-class QaParams(_VideoSource):
+class QaParams(_Answer):
     """Answer a question about a video."""
 
     question: Prompt
-    max_new_tokens: option(TextOptions(), "max_new_tokens")
 
 
 # A service cap, not a model fact: a model that slides a window makes clips of any length, and one job should

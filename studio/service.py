@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.artifacts import BlobInfo, BlobStore, check_name
+from studio.compose import DEFAULT_MODEL_IDS
 from studio.events import EventHub
 from studio.jobs import TERMINAL, IdempotencyConflict, Job, JobEvent, JobNotFound, SqliteJobStore
 from studio.kinds import KINDS
@@ -74,6 +75,8 @@ class ServiceConfig:
         max_streams: event streams open at once (more are refused with a 429).
         preview_interval_s: the least time between two rewrites of a running job's growing `preview.mp4` (None:
             no preview; `studio.media.Preview` gives the whole rule).
+        model_id: the name of the loaded model in the OpenAI-compatible API (`GET /v1/models`; `studio.compose`
+            derives it from the model configuration).
     """
 
     data_dir: Path
@@ -86,6 +89,7 @@ class ServiceConfig:
     token: str | None = None
     max_streams: int = 256
     preview_interval_s: float | None = 1.0
+    model_id: str = DEFAULT_MODEL_IDS["showo"]
 
 
 @dataclass
@@ -187,9 +191,25 @@ class Service:
         except JobNotFound:
             raise ServiceError(404, f"no job {job_id!r}", "job_id") from None
 
-    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50,
-             offset: int = 0) -> tuple[list[Job], int]:
-        return self.jobs.list(state=state, kind=kind, limit=limit, offset=offset)
+    def list(self, *, state: str | None = None, kind: str | tuple[str, ...] | None = None, limit: int = 50,
+             offset: int = 0, after: str | None = None, oldest_first: bool = False) -> tuple[list[Job], int]:
+        try:
+            return self.jobs.list(state=state, kind=kind, limit=limit, offset=offset, after=after,
+                                  oldest_first=oldest_first)
+        except JobNotFound:
+            raise ServiceError(404, f"no job {after!r}", "after") from None
+
+    def delete(self, job_id: str) -> None:
+        """Remove a finished job, its events, its artifacts and its run record; an unfinished job is a 409."""
+        try:
+            self.jobs.delete(job_id)
+        except JobNotFound:
+            raise ServiceError(404, f"no job {job_id!r}", "job_id") from None
+        except ValueError as err:
+            raise ServiceError(409, str(err), "job_id") from None
+        # after the row: a crash in between leaves files that no job points to, never a job without its files
+        self.artifacts.delete(job_id)
+        BlobStore(self.runs.url).delete(job_id)  # the run record (finished steps) lives in the job's folder
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job, or ask a running one to stop; a finished job is a 409."""

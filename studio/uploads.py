@@ -30,10 +30,11 @@ MAX_PARTS = 8
 
 @dataclass
 class ReceivedUpload:
-    """The uploaded file (a temporary file, removed when the `receive_upload` block ends) and the form fields."""
+    """The uploaded file (a temporary file, removed when the `receive_upload` block ends; `filename` None: the form
+    had no file part, where it is optional) and the form fields."""
 
     path: Path
-    filename: str
+    filename: str | None
     size: int
     fields: dict[str, str] = field(default_factory=dict)
 
@@ -41,9 +42,13 @@ class ReceivedUpload:
 class _Parts:
     """Collects the parts the parser reports: the file into `sink`, small fields into memory."""
 
-    def __init__(self, sink, max_bytes: int) -> None:
+    def __init__(self, sink, max_bytes: int, file_field: str = FILE_FIELD, max_field_bytes: int = MAX_FIELD_BYTES,
+                 max_parts: int = MAX_PARTS) -> None:
         self.sink = sink
         self.max_bytes = max_bytes
+        self.file_field = file_field
+        self.max_field_bytes = max_field_bytes
+        self.max_parts = max_parts
         self.size = 0
         self.filename: str | None = None
         self.fields: dict[str, str] = {}
@@ -64,8 +69,8 @@ class _Parts:
 
     def _begin(self) -> None:
         self.parts += 1
-        if self.parts > MAX_PARTS:
-            raise ServiceError(422, f"the form has more than {MAX_PARTS} parts", FILE_FIELD)
+        if self.parts > self.max_parts:
+            raise ServiceError(422, f"the form has more than {self.max_parts} parts", self.file_field)
         self._headers, self._name, self._is_file, self._value = {}, None, False, bytearray()
 
     def _field(self, data: bytes, start: int, end: int) -> None:
@@ -81,22 +86,23 @@ class _Parts:
     def _headers_done(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
-        self._is_file = self._name == FILE_FIELD
+        self._is_file = self._name == self.file_field
         if self._is_file:
             if self.filename is not None:
-                raise ServiceError(422, "send one file per upload", FILE_FIELD)
+                raise ServiceError(422, "send one file per upload", self.file_field)
             self.filename = options.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._is_file:
             self.size += end - start
             if self.size > self.max_bytes:
-                raise ServiceError(413, f"the upload is larger than the limit of {self.max_bytes} bytes", FILE_FIELD)
+                raise ServiceError(413, f"the upload is larger than the limit of {self.max_bytes} bytes",
+                                   self.file_field)
             self.sink.write(data[start:end])
         else:
             self._value += data[start:end]
-            if len(self._value) > MAX_FIELD_BYTES:
-                raise ServiceError(422, f"form field {self._name!r} is longer than {MAX_FIELD_BYTES} bytes",
+            if len(self._value) > self.max_field_bytes:
+                raise ServiceError(422, f"form field {self._name!r} is longer than {self.max_field_bytes} bytes",
                                    self._name)
 
     def _end(self) -> None:
@@ -105,8 +111,12 @@ class _Parts:
 
 
 @asynccontextmanager
-async def receive_upload(request: Request, *, tmp_dir: Path, max_bytes: int) -> AsyncIterator[ReceivedUpload]:
-    """Stream a `multipart/form-data` body with a `file` part into a temporary file under `tmp_dir`.
+async def receive_upload(request: Request, *, tmp_dir: Path, max_bytes: int, file_field: str = FILE_FIELD,
+                         required: bool = True, max_field_bytes: int = MAX_FIELD_BYTES,
+                         max_parts: int = MAX_PARTS) -> AsyncIterator[ReceivedUpload]:
+    """Stream a `multipart/form-data` body with a file part named `file_field` into a temporary file under
+    `tmp_dir` (the file may be left out unless `required`); text fields of at most `max_field_bytes` each, at most
+    `max_parts` parts in all.
 
     Raises `ServiceError` 413 as soon as the file passes `max_bytes`, 422 for a body that is not such a form.
     The temporary file is removed when the block ends, whatever happens.
@@ -114,13 +124,13 @@ async def receive_upload(request: Request, *, tmp_dir: Path, max_bytes: int) -> 
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise ServiceError(422, "an upload is a multipart/form-data body with a 'file' part", FILE_FIELD)
+        raise ServiceError(422, f"this is a multipart/form-data body (with a {file_field!r} file part)", file_field)
     tmp_dir.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
     path = Path(name)
     try:
         with os.fdopen(handle, "wb") as sink:
-            parts = _Parts(sink, max_bytes)
+            parts = _Parts(sink, max_bytes, file_field, max_field_bytes, max_parts)
             parser = MultipartParser(boundary, parts.callbacks())
             try:
                 async for chunk in request.stream():
@@ -128,9 +138,10 @@ async def receive_upload(request: Request, *, tmp_dir: Path, max_bytes: int) -> 
                         parser.write(chunk)
                 parser.finalize()
             except MultipartParseError:
-                raise ServiceError(422, "the upload is not a well-formed multipart/form-data body", FILE_FIELD) from None
-        if parts.filename is None:
-            raise ServiceError(422, "file is required (a multipart part named 'file')", FILE_FIELD)
+                raise ServiceError(422, "the body is not a well-formed multipart/form-data body", file_field) from None
+        if parts.filename is None and required:
+            raise ServiceError(422, f"{file_field} is required (a multipart file part named {file_field!r})",
+                               file_field)
         yield ReceivedUpload(path=path, filename=parts.filename, size=parts.size, fields=parts.fields)
     finally:
         path.unlink(missing_ok=True)

@@ -24,8 +24,16 @@ def test_request_fields_are_the_options_fields(kind):
     for name in shared:
         meta = fields[name].metadata
         assert schema[name]["default"] == getattr(options, name), (kind, name)
-        assert schema[name].get("minimum") == meta.get("ge") and schema[name].get("maximum") == meta.get("cap")
-        assert schema[name]["type"] == {"int": "integer", "float": "number"}[str(fields[name].type)]
+        declared = str(fields[name].type)
+        if declared.endswith(" | None"):  # an optional option: a number or null
+            value = [s for s in schema[name]["anyOf"] if s["type"] != "null"]
+            assert {"type": "null"} in schema[name]["anyOf"] and len(value) == 1, (kind, name)
+            spec = value[0]
+        else:
+            spec = schema[name]
+        assert spec.get("minimum") == meta.get("ge") and spec.get("exclusiveMinimum") == meta.get("gt")
+        assert spec.get("maximum") == meta.get("cap", meta.get("le")), (kind, name)
+        assert spec["type"] == {"int": "integer", "float": "number"}[declared.removesuffix(" | None")]
 
 
 def test_the_options_check_what_they_hold():

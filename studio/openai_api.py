@@ -1,0 +1,293 @@
+"""The OpenAI-compatible API: what the official `openai` clients (and LangChain, LiteLLM, ...) call, over the same
+job store, runner, validation and limits as the native job API (`studio.api`).
+
+```
+GET    /v1/models                     the loaded model (GET /v1/models/{id}: one)
+POST   /v1/chat/completions           one image or video part + text -> an answer (`qa` job, or a `workflow` job
+                                      on an image); stream: true gives chunked deltas ending with [DONE]
+POST   /v1/images/generations         n `t2i` jobs -> b64_json or url
+POST   /v1/videos                     a `t2v` job, or with `input_reference` (a clip or an image) `continue_video`
+GET    /v1/videos                     video jobs (cursor: after, limit, order)
+GET    /v1/videos/{id}                status and progress
+GET    /v1/videos/{id}/content        the MP4
+DELETE /v1/videos/{id}                a finished video job, its events and its files
+```
+
+Every request is turned into the native parameters of a job kind and validated by that kind's model
+(`studio.schemas.PARAMS`) and by `Service.submit` (media rules, `studio.limits`); their errors come back in the
+OpenAI shape `{"error": {"message", "type", "param", "code"}}` with the parameter named as the client sent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from studio.jobs import Job
+from studio.openai_common import (
+    POLL_S, OpenAIError, cancel_quietly, check_model, describe_request_error, edge_error_body, finished, install,
+    is_openai_path, media, native, openai_error_body, openai_status, succeeded,
+)
+from studio.openai_schemas import (
+    ChatCompletionOut, ChatRequest, ImageOut, ImageRequest, ImagesOut, ModelListOut, ModelOut, OpenAIErrorOut,
+)
+from studio.openai_videos import add_video_routes, check_size
+from studio.schemas import PARAMS
+from studio.service import Service
+
+__all__ = ["OpenAIError", "describe_request_error", "edge_error_body", "install", "is_openai_path", "openai_error_body", "openai_router",
+           "openai_status"]
+
+KEEP_ALIVE_S = 15.0
+MAX_STOPS = 4
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": OpenAIErrorOut} for code in (400, 401, 404, 409, 413, 500)}
+
+# Image understanding as a graph of built-in steps (the `workflow` kind): the `qa` kind reads videos only.
+IMAGE_QA = {
+    "name": "image_qa",
+    "inputs": {"uri": "str", "question": "str", "options": "TextOptions"},
+    "steps": [
+        {"name": "image", "step": "load_image", "inputs": {"uri": {"input": "uri"}}},
+        {"name": "codes", "step": "encode_image", "inputs": {"image": {"step": "image"}}},
+        {"name": "answer", "step": "understand", "inputs": {"codes": {"step": "codes"}, "kind": "image",
+                                                            "question": {"input": "question"},
+                                                            "options": {"input": "options"}}},
+    ],
+    "outputs": {"answer": {"step": "answer"}},
+}
+
+
+# ---------------------------------------------------------------------------------------------- chat
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+def count_text_tokens(text: str) -> int:
+    """Text tokens as the default model's word-level tokenizer splits them (words and punctuation); for a BPE
+    checkpoint this is a lower bound."""
+    return len(_WORDS.findall(text))
+
+
+def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], str, int]:
+    """The job kind and parameters of a chat request, the question and the visual's latent frames."""
+    check_model(service, req.model)
+    if req.n != 1:
+        raise OpenAIError(400, f"n is {req.n}; this service answers with one choice per request (n=1)", "n")
+    if any(m.role == "assistant" for m in req.messages):
+        raise OpenAIError(400, "the model answers one question about one image or clip, without earlier turns: "
+                               "send system messages and one user message", "messages")
+    users = [i for i, m in enumerate(req.messages) if m.role == "user"]
+    if len(users) != 1:
+        raise OpenAIError(400, f"send exactly one user message (got {len(users)})", "messages")
+    texts: list[str] = []
+    visuals: list[tuple[str, str, str]] = []  # (kind, url, param)
+    for index, message in enumerate(req.messages):
+        parts = [message.content] if isinstance(message.content, str) else (message.content or [])
+        for p_index, part in enumerate(parts):
+            where = f"messages.{index}.content.{p_index}"
+            if isinstance(part, str):
+                texts.append(part)
+            elif part.type == "text":
+                texts.append(part.text)
+            elif message.role != "user":
+                raise OpenAIError(400, "images and videos go in the user message", where)
+            elif part.type == "image_url":
+                visuals.append(("image", part.image_url.url, f"{where}.image_url.url"))
+            else:
+                visuals.append(("video", part.video_url.url, f"{where}.video_url.url"))
+    question = " ".join(t.strip() for t in texts if t.strip())
+    if not question:
+        raise OpenAIError(400, "the messages hold no text: ask a question about the image or video", "messages")
+    if len(visuals) != 1:
+        raise OpenAIError(400, f"the user message must hold exactly one image_url or video_url part (got "
+                               f"{len(visuals)}): the model answers about one image or clip", "messages")
+    kind, url, where = visuals[0]
+    qa = PARAMS["qa"].model_fields
+    max_new = req.max_completion_tokens or req.max_tokens or qa["max_new_tokens"].default
+    greedy = req.temperature == 0 or (req.temperature is None and req.top_p is None)
+    sampling = {"top_k": 1} if greedy else {"top_k": None, "temperature": req.temperature or 1.0, "top_p": req.top_p}
+    names = {"max_new_tokens": "max_tokens", "video": where, "uri": where, "question": "messages",
+             "kind": "messages", "graph": "messages"}
+    info = service.backend.info()
+    if kind == "video":
+        video = {"num_frames": req.num_frames, "fps": req.fps}
+        params = {"video": media(service, url, "video", where), "question": question, "max_new_tokens": max_new,
+                  **sampling, **{k: v for k, v in video.items() if v is not None}}
+        with native(names):
+            params = PARAMS["qa"].model_validate(params).model_dump(mode="json")
+            job, _ = service.submit("qa", params, req.seed)  # the frame rule and the limits: studio.limits
+        return job.id, params, question, info.latent_frames(params["num_frames"])
+    if req.num_frames is not None or req.fps is not None:
+        raise OpenAIError(400, "num_frames and fps apply to a video part; this message holds an image",
+                          "num_frames" if req.num_frames is not None else "fps")
+    options = {"max_new_tokens": max_new, **{k: v for k, v in sampling.items() if v is not None or k == "top_k"}}
+    params = {"graph": IMAGE_QA, "inputs": {"uri": media(service, url, "image", where), "question": question,
+                                            "options": options}}
+    with native(names):
+        params = PARAMS["workflow"].model_validate(params).model_dump(mode="json")
+        job, _ = service.submit("workflow", params, req.seed)
+    return job.id, params, question, 1
+
+
+def _answer(job: Job) -> str:
+    result = job.result or {}
+    return str(result["answer"] if job.kind == "qa" else result["outputs"]["answer"])
+
+
+def _finish(answer: str, stop: str | list[str] | None, max_new: int) -> tuple[str, str, int]:
+    """The answer cut before the first stop string, the finish reason and the answer's token count."""
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    cut = min((answer.find(s) for s in stops if s and s in answer), default=-1)
+    tokens = count_text_tokens(answer)
+    if cut >= 0:
+        return answer[:cut], "stop", count_text_tokens(answer[:cut])
+    return answer, "length" if tokens >= max_new else "stop", tokens
+
+
+def _usage(service: Service, question: str, latent: int, completion: int) -> dict[str, int]:
+    """Prompt tokens: the question's, plus the visual tokens and the template around them (from the model's
+    info: the positions of an understanding row without its question)."""
+    info = service.backend.info()
+    if info.positions is not None and info.max_positions is not None:
+        visual = info.understand_positions(latent, 0)
+    else:
+        visual = latent * info.grid[0] * info.grid[1]
+    prompt = visual + count_text_tokens(question)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _check_stop(req: ChatRequest) -> None:
+    stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    if len(stops) > MAX_STOPS or any(not s for s in stops):
+        raise OpenAIError(400, f"stop takes 1 to {MAX_STOPS} non-empty strings", "stop")
+
+
+def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None,
+           usage: bool = False) -> str:
+    body: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage:
+        body["usage"] = None
+    return f"data: {json.dumps(body)}\n\n"
+
+
+async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question: str, latent: int,
+                       max_new: int) -> AsyncIterator[str]:
+    """Chunks: the role, the answer in word-sized deltas once the job has answered, the finish reason, the usage
+    (with `stream_options.include_usage`), then `[DONE]`; a comment every 15 s keeps the connection open."""
+    cid, created, model = f"chatcmpl-{job_id}", int(time.time()), service.config.model_id
+    with_usage = bool(req.stream_options and req.stream_options.include_usage)
+    done = False
+    try:
+        yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, usage=with_usage)
+        waited = 0.0
+        while True:
+            job = await asyncio.to_thread(service.get, job_id)
+            if job.finished:
+                break
+            await asyncio.sleep(POLL_S)
+            waited += POLL_S
+            if waited >= KEEP_ALIVE_S:
+                waited = 0.0
+                yield ": keep-alive\n\n"
+        done = True
+        try:
+            answer, reason, completion = _finish(_answer(succeeded(job)), req.stop, max_new)
+        except OpenAIError as err:
+            yield f"data: {json.dumps(openai_error_body(err.status, err.message, err.param, err.code))}\n\n"
+            return
+        for piece in re.findall(r"\s*\S+(?:\s+$)?", answer):
+            yield _chunk(cid, created, model, {"content": piece}, usage=with_usage)
+        yield _chunk(cid, created, model, {}, reason, usage=with_usage)
+        if with_usage:
+            body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+                    "usage": _usage(service, question, latent, completion)}
+            yield f"data: {json.dumps(body)}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        if not done:  # the client went away: stop the work nobody will read
+            job = await asyncio.to_thread(service.get, job_id)
+            if not job.finished:
+                await asyncio.to_thread(cancel_quietly, service, job_id)
+
+
+# ---------------------------------------------------------------------------------------------- routes
+def openai_router(service: Service) -> APIRouter:
+    """The OpenAI-compatible routes (tag `openai`)."""
+    router = APIRouter(prefix="/v1", tags=["openai"], responses=ERRORS)
+
+    @router.get("/models", response_model=ModelListOut)
+    def list_models() -> ModelListOut:
+        """The loaded model."""
+        return ModelListOut(data=[_model(service)])
+
+    @router.get("/models/{model}", response_model=ModelOut)
+    def get_model(model: str) -> ModelOut:
+        check_model(service, model)
+        return _model(service)
+
+    @router.post("/chat/completions", response_model=ChatCompletionOut,
+                 responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                                  "description": "the completion, or with stream: true its chunks"}})
+    async def chat(req: ChatRequest, request: Request) -> Any:
+        """Answer a question about one image or video (an understanding job); with `stream: true`, chunked
+        deltas (the answer arrives in word-sized deltas when the job has answered) ending with `[DONE]`."""
+        _check_stop(req)
+        job_id, params, question, latent = await asyncio.to_thread(_chat_job, service, req)
+        max_new = params.get("max_new_tokens") or params["inputs"]["options"]["max_new_tokens"]
+        if req.stream:
+            return StreamingResponse(_stream_chat(service, req, job_id, question, latent, max_new),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        job = succeeded(await finished(service, job_id, request))
+        answer, reason, completion = _finish(_answer(job), req.stop, max_new)
+        return ChatCompletionOut(
+            id=f"chatcmpl-{job.id}", created=int(job.created_at), model=service.config.model_id,
+            choices=[{"index": 0, "message": {"content": answer}, "finish_reason": reason}],
+            usage=_usage(service, question, latent, completion), job_id=job.id)
+
+    @router.post("/images/generations", response_model=ImagesOut)
+    async def images(req: ImageRequest, request: Request) -> ImagesOut:
+        """`n` images from a prompt, each a `t2i` job with its artifacts (`job_id`); `b64_json` (the default) or
+        `url` (`GET /v1/artifacts/...`, with the same bearer token)."""
+        check_model(service, req.model)
+        check_size(service, req.size)
+        params = {"prompt": req.prompt, **{k: v for k in ("steps", "guidance_scale")
+                                           if (v := getattr(req, k)) is not None}}
+
+        def submit() -> list[str]:
+            with native({}):
+                checked = PARAMS["t2i"].model_validate(params).model_dump(mode="json")
+                return [service.submit("t2i", checked, None if req.seed is None else (req.seed + i) % 2**63)[0].id
+                        for i in range(req.n)]
+
+        ids = await asyncio.to_thread(submit)
+        try:
+            jobs = [succeeded(await finished(service, job_id, request)) for job_id in ids]
+        except OpenAIError:
+            for job_id in ids:  # one failed or the client went away: the others' images would go unread
+                await asyncio.to_thread(cancel_quietly, service, job_id)
+            raise
+        base = str(request.base_url).rstrip("/")
+        data = []
+        for job in jobs:
+            name = job.result["image"]
+            if req.response_format == "url":
+                data.append(ImageOut(url=f"{base}/v1/artifacts/{job.id}/{name}", job_id=job.id))
+            else:
+                png, _ = await asyncio.to_thread(service.artifact, job.id, name)
+                data.append(ImageOut(b64_json=base64.b64encode(png).decode(), job_id=job.id))
+        return ImagesOut(created=int(time.time()), data=data)
+
+    add_video_routes(router, service)
+    return router
+
+
+def _model(service: Service) -> ModelOut:
+    return ModelOut(id=service.config.model_id, created=int(service.started_at or time.time()))
