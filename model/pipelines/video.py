@@ -35,6 +35,7 @@ class VideoHost(Protocol):
     temporal_downsample: int
     fps: float
     window_frames: int | None
+    block_runner: Any
 
     @property
     def num_image_tokens(self) -> int: ...
@@ -97,6 +98,10 @@ class VideoTasks:
     @property
     def window_frames(self) -> int | None:
         return self.host.window_frames
+
+    @property
+    def block_runner(self):
+        return self.host.block_runner
 
     def _video_tokenizer(self):
         return self.host._video_tokenizer()
@@ -199,6 +204,7 @@ class VideoTasks:
             codes = engine.generate_block(
                 self.model, [context], block, tokens, config, layout=self.layout, generator=generator,
                 progress=inner_reporter(progress, task, "frame", index + 1, len(chunk_starts)), should_stop=should_stop,
+                runner=self.block_runner,
             )
             made = codes.view(count, *self.grid)
             blocks.extend(self.prompting.frame_block(f.flatten()[None].repeat(rows, 1).cpu()).to(self.model.device)
@@ -348,6 +354,7 @@ class _Story:
         codes = engine.generate_block(
             pipe.model, contexts, block, tokens, self.config, layout=pipe.layout, generator=generator,
             progress=inner_reporter(progress, "storyboard", "keyframe", offset + 2, total), should_stop=should_stop,
+            runner=pipe.block_runner,
         )
         self._finish_keyframe(engine.fill_block(block, codes, pipe.layout))
         return StoryHistoryItem(caption_ids=caption_ids, codes=codes.view(*pipe.grid))
@@ -367,6 +374,7 @@ class _Story:
             codes = engine.generate_block(
                 model, [self.context], block, tokens, config, layout=pipe.layout, generator=generator,
                 progress=inner_reporter(progress, "storyboard", "frame", offset + 3 + index, total), should_stop=should_stop,
+                runner=pipe.block_runner,
             )
             self.context = engine.extend(model, self.context, engine.fill_block(block, codes, pipe.layout))
             frames.append(codes.view(*pipe.grid))
