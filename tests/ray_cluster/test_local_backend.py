@@ -124,3 +124,20 @@ def test_runtime_modules_import_without_ray():
     light = subprocess.run([sys.executable, "-c", "import ray_cluster, sys; print('torch' in sys.modules, 'ray' in sys.modules)"],
                            cwd=ROOT, capture_output=True, text=True)
     assert light.stdout.split() == ["False", "False"], light.stderr
+
+
+def test_concurrent_generations_on_a_step_scheduler_equal_the_calls_alone(local):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from model.pipelines.stepping import StepScheduler
+
+    scheduler = StepScheduler(wait_s=0.1)
+    shared = local.with_block_runner(scheduler)
+    assert shared.pipeline.model is local.pipeline.model and local.pipeline.block_runner is None
+    options = ImageOptions(steps=5, guidance_scale=1.5)
+    seeds = range(4)
+    alone = [local.generate_image(f"a blue circle {s}", options=options, seed=s) for s in seeds]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda s: shared.generate_image(f"a blue circle {s}", options=options, seed=s), seeds))
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    assert scheduler.forwards < 4 * 5  # steps of different jobs shared forwards
