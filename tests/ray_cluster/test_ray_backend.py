@@ -188,13 +188,16 @@ def test_workers_that_do_not_start_in_time_raise_a_timeout_naming_the_pool(ray_l
 def test_a_killed_worker_is_restarted_and_its_requests_still_complete(backend, local):
     import ray
 
-    options = VideoOptions(steps=100)  # about 0.25 s a call: the stream lasts a couple of seconds
-    expected = {seed: local.generate_video("a ball", None, 2, options=options, seed=seed) for seed in range(8)}
+    options = VideoOptions(steps=100)  # about 0.25 s a frame: the stream lasts a couple of seconds
+    # Concurrent generations share their steps and advance together: the longer clips are still running when the
+    # first short one is done.
+    frames = {seed: 2 + seed % 3 for seed in range(8)}
+    expected = {seed: local.generate_video("a ball", None, frames[seed], options=options, seed=seed) for seed in range(8)}
     pid_before = backend.transformer.ready(30)[0]["pid"]
     done = []
 
     def request(seed):
-        result = backend.generate_video("a ball", None, 2, options=options, seed=seed)
+        result = backend.generate_video("a ball", None, frames[seed], options=options, seed=seed)
         done.append(seed)
         return seed, result
 
