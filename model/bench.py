@@ -36,12 +36,18 @@ PRESETS: dict[str, Callable[..., ShowoConfig]] = {"tiny": showo_tiny, "cpu_mid":
 
 @dataclass
 class Record:
+    """One row: baseline and ours in seconds, ratio = baseline / ours. Rows measured as interleaved repetitions
+    (baseline, ours, baseline, ours, ...) give medians and the spread of the per-repetition ratios."""
+
     name: str
     preset: str
     device: str
     baseline_s: float
     ours_s: float
     ratio: float
+    ratio_min: float | None = None
+    ratio_max: float | None = None
+    repeats: int | None = None
 
 
 def build_pipeline(preset: str, device: str, *, grid: int = 8, seed: int = 0) -> ShowoPipeline:
@@ -140,7 +146,8 @@ def report(records: list[Record], json_path: str | None = None) -> None:
     print("| benchmark | preset | device | baseline (s) | ours (s) | speed-up |")
     print("|---|---|---|---:|---:|---:|")
     for r in records:
-        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x |")
+        spread = "" if r.ratio_min is None else f" ({r.ratio_min:.2f}-{r.ratio_max:.2f}, median of {r.repeats})"
+        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x{spread} |")
     if json_path:
         write_bytes(json_path, json.dumps([asdict(r) for r in records], indent=2).encode())
         print(f"wrote {json_path}")

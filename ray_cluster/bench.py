@@ -87,3 +87,112 @@ def bench_ray_batching(
         print(f"{record['name']}: one at a time {baseline_s:.3f} s, concurrent {ours_s:.3f} s, "
               f"{record['ratio']:.2f}x ({device})")
     return record
+
+
+# ------------------------------------------------------------------------------------------------ across jobs
+T2I_PROMPTS = ("a red square", "a blue circle", "a green triangle at the top", "a yellow square on the left",
+               "a red circle at the bottom", "a blue square and a green circle", "a purple triangle",
+               "an orange circle on the right")
+STORY_QUESTIONS = ("how do i build a tower with a red square and a blue circle ?",
+                   "how do i make a green triangle move right ?")
+
+
+def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_steps: int = 3,
+                             max_new_tokens: int = 16, preset: str = "default", verbose: bool = True) -> list[dict]:
+    """Throughput of `jobs` concurrent jobs against the same jobs one after another, in this process, on the
+    code paths a transformer worker runs: generations on threads of their own sharing MaskGIT steps through a
+    `StepScheduler`, understanding queries decoded as one batch (what the worker's `Batcher` makes of concurrent
+    queries). Baseline and batched runs alternate (ABAB...) `repeats` times; each record carries the median of
+    the per-repetition ratios and their spread. Every job's result must equal its result alone.
+
+    Rows: `batching/t2i{jobs}` (text-to-image, default `ImageOptions`), `batching/storyboard{jobs}` (storyboards of
+    `story_steps` stateless `storyboard_step` calls each, default `StoryOptions`: greedy caption + keyframe),
+    `batching/understand{jobs}` (greedy answers of up to `max_new_tokens` tokens to image questions).
+
+    Args:
+        local: the `LocalBackend` to measure (`studio bench` gives it the embedded default model).
+        jobs: concurrent jobs (and queries) per row.
+        repeats: baseline / batched pairs; one extra baseline run first warms up and sets the expected results.
+
+    Returns:
+        One dict per row: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio", "ratio_min", "ratio_max",
+        "repeats"}` with `baseline_s` / `ours_s` the medians and `ratio` the median of baseline / ours.
+    """
+    import statistics
+
+    import torch
+
+    from core import ImageOptions, StoryOptions, TextOptions
+    from model.pipelines.stepping import StepScheduler
+
+    shared = local.with_block_runner(StepScheduler(max_rows=4 * jobs, wait_s=0.005))
+    info = local.info()
+
+    def t2i(backend, i):
+        return backend.generate_image(T2I_PROMPTS[i % len(T2I_PROMPTS)], options=ImageOptions(), seed=i)
+
+    def story(backend, i):
+        history = []
+        for _ in range(story_steps):
+            history.append(backend.storyboard_step(STORY_QUESTIONS[i % len(STORY_QUESTIONS)], history,
+                                                   options=StoryOptions(), seed=1000 * i + len(history)))
+        return [(h.caption, h.codes) for h in history]
+
+    generator = torch.Generator().manual_seed(0)
+    codes = [torch.randint(0, info.codebook_size, info.grid, generator=generator) for _ in range(jobs)]
+    questions = [f"what is in picture {i} ?" for i in range(jobs)]
+    text = TextOptions(max_new_tokens=max_new_tokens)
+
+    def understand_alone():
+        return [local.understand([codes[i]], ["image"], [questions[i]], options=text, seed=0)[0] for i in range(jobs)]
+
+    def understand_batched():
+        return local.understand(codes, ["image"] * jobs, questions, options=text, seed=0)
+
+    def concurrent(fn):
+        def run():
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                return list(pool.map(lambda i: fn(shared, i), range(jobs)))
+        return run
+
+    def sequential(fn):
+        return lambda: [fn(local, i) for i in range(jobs)]
+
+    cases = {
+        f"batching/t2i{jobs}": (sequential(t2i), concurrent(t2i)),
+        f"batching/storyboard{jobs}": (sequential(story), concurrent(story)),
+        f"batching/understand{jobs}": (understand_alone, understand_batched),
+    }
+    records = []
+    for name, (baseline, ours) in cases.items():
+        expected = baseline()  # warm-up, and the results every batched run must reproduce
+        base_times, our_times = [], []
+        for _ in range(repeats):
+            for fn, times in ((baseline, base_times), (ours, our_times)):
+                started = time.perf_counter()
+                out = fn()
+                times.append(time.perf_counter() - started)
+                if not _same(out, expected):
+                    raise AssertionError(f"{name}: a run gave other results than the jobs one after another")
+        ratios = [b / o for b, o in zip(base_times, our_times)]
+        record = {
+            "name": name, "preset": preset, "device": str(local.device),
+            "baseline_s": statistics.median(base_times), "ours_s": statistics.median(our_times),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "repeats": repeats,
+        }
+        records.append(record)
+        if verbose:
+            print(f"{name:24s} one after another {record['baseline_s']:.3f} s, concurrent {record['ours_s']:.3f} s, "
+                  f"{record['ratio']:.2f}x (ABAB x{repeats}: {min(ratios):.2f}-{max(ratios):.2f})", flush=True)
+    return records
+
+
+def _same(a, b) -> bool:
+    import torch
+
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and torch.equal(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b

@@ -113,17 +113,18 @@ class ClusterConfig:
         tokenizer: the pool that encodes and decodes images and videos (and reads media files).
         transformer: the pool that runs Show-o (understanding, image, video and storyboard generation).
         name_prefix: actor names are `{name_prefix}/{pool}-{index}` (e.g. `show-studio/transformer-0`).
-        batch_images: batch concurrent image generations with the same options. A batch samples from one
-            random stream (seeded by its first request), so a batched image depends on its companions, which
-            breaks the Backend contract "same arguments and seed, same result, whatever runs beside". Off by
-            default; turn it on for throughput when images need not be reproducible under load.
+        batch_generation: run concurrent MaskGIT generations on a transformer worker (text-to-image, inpainting,
+            editing, extrapolation, video frames, storyboard keyframes) side by side, each step of every job waiting
+            at that point in one forward (`model.pipelines.stepping.StepScheduler`; up to `2 * max_batch_size`
+            rows, guided rows counting twice, `batch_wait_s` for stragglers). Every job draws from its own
+            generator, so its result is the one it gets alone. On by default; the Show-o2 backend ignores it.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: PoolConfig = field(default_factory=PoolConfig)
     transformer: PoolConfig = field(default_factory=PoolConfig)
     name_prefix: str = "show-studio"
-    batch_images: bool = False
+    batch_generation: bool = True
 
     def validate(self) -> "ClusterConfig":
         if self.model.family not in FAMILIES:

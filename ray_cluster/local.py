@@ -69,12 +69,19 @@ class LocalBackend:
     """The `Backend` operations on one in-process `ShowoPipeline`.
 
     Args:
-        pipeline: the pipeline every operation runs on. One thread at a time should use it (the Ray workers
-            guarantee this; several threads in one process share the model and simply take turns).
+        pipeline: the pipeline every operation runs on. Several threads may call the backend at once (the model
+            is only read); with a `StepScheduler` as the pipeline's `block_runner` (`with_block_runner`), their
+            MaskGIT steps share forwards.
     """
 
     def __init__(self, pipeline: ShowoPipeline) -> None:
         self.pipeline = pipeline
+
+    def with_block_runner(self, runner) -> "LocalBackend":
+        """This backend on a copy of its pipeline (the same model) whose MaskGIT blocks run through `runner`: a
+        `model.pipelines.stepping.StepScheduler` shares each step's forward between the operations that threads
+        run concurrently on the returned backend (images, extrapolation, video frames, storyboard keyframes)."""
+        return LocalBackend(replace(self.pipeline, block_runner=runner))
 
     @property
     def device(self) -> torch.device:

@@ -79,10 +79,12 @@ class WorkerMetrics:
         self.busy.set(1 if busy else 0, tags=self.base)
 
     def model_call(self, op: str, rows: int, seconds: float, tokens: int = 0, steps: int = 0) -> None:
-        """One run of the model: its batch size, and the tokens / MaskGIT steps it produced."""
+        """One run of the model: its batch size, and the tokens / MaskGIT steps it produced. `rows=0`: a job whose
+        forwards were shared with other jobs (their batch sizes are recorded per forward, as op `maskgit_step`)."""
         tags = self._tags(op)
-        self.batch_size.observe(rows, tags=tags)
-        self._batches[op].append(rows)
+        if rows:
+            self.batch_size.observe(rows, tags=tags)
+            self._batches[op].append(rows)
         seconds = max(seconds, 1e-9)
         if tokens:
             self.tokens.inc(tokens, tags=tags)

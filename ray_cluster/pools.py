@@ -127,7 +127,7 @@ class RayBackend:
         self.tokenizer = WorkerPool("tokenizer", TokenizerWorker, self.config.tokenizer,
                                     (model, self.config.tokenizer, factory), prefix)
         self.transformer = WorkerPool("transformer", TransformerWorker, self.config.transformer,
-                                      (model, self.config.transformer, factory, self.config.batch_images), prefix)
+                                      (model, self.config.transformer, factory, self.config.batch_generation), prefix)
         self._info = None
         if wait:
             self.ready()

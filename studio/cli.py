@@ -22,6 +22,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from model.showo2.bench import run_benchmarks as run_showo2
 
         records += run_showo2(quick=args.quick, presets=args.preset, device=args.device, batches=(1, 4))
+    if "showo" in families and args.batching:
+        from ray_cluster.bench import bench_cross_job_batching
+        from ray_cluster.local import LocalBackend
+        from studio.defaults import load_default_pipeline
+
+        default = load_default_pipeline()
+        rows = bench_cross_job_batching(LocalBackend(default.pipeline), repeats=3 if args.quick else 5,
+                                        preset="default" if default.trained else "default-untrained")
+        rounded = ("baseline_s", "ours_s", "ratio", "ratio_min", "ratio_max")
+        records += [Record(**{**row, **{k: round(row[k], 4 if k.endswith("_s") else 2) for k in rounded}})
+                    for row in rows]
     if args.ray:
         from ray_cluster.bench import bench_ray_batching
 
@@ -182,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present, and always cpu)")
     bench.add_argument("--no-ray", dest="ray", action="store_false",
                        help="skip the Ray batching benchmark (8 concurrent queries vs one at a time on a local pool)")
+    bench.add_argument("--no-batching", dest="batching", action="store_false",
+                       help="skip the rows of 8 concurrent jobs vs one after another on the default model "
+                            "(batching/t2i8, batching/storyboard8, batching/understand8)")
     bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="run the main demo: a how-to storyboard, written as HTML/PNG/GIF/MP4/JSON")

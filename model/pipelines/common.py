@@ -67,6 +67,17 @@ def make_generator(seed: int | torch.Generator | None, device) -> torch.Generato
     return generator
 
 
+def make_generators(
+    seed: int | torch.Generator | list[torch.Generator] | None, batch: int, device
+) -> torch.Generator | list[torch.Generator]:
+    """`make_generator`, or a list of exactly `batch` generators kept as one stream per row."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != batch or not all(isinstance(g, torch.Generator) for g in seed):
+            raise ValueError(f"give one torch.Generator per row: {len(seed)} given for {batch} rows")
+        return list(seed)
+    return make_generator(seed, device)
+
+
 def cpu_generator(generator: torch.Generator) -> torch.Generator:
     if generator.device.type == "cpu":
         return generator

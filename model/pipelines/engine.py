@@ -8,16 +8,22 @@ it with the cached autoregressive decoder.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
 from model.attention import Segments
 from model.cache import KVCache
 from model.prompt_batch import PromptBatch
-from model.sampling import UNKNOWN, MaskGitConfig, block_logits_fn, generate_text, maskgit_decode, prefill
+from model.sampling import UNKNOWN, MaskGitConfig, generate_text, maskgit_decode, prefill
+from model.sampling.maskgit import Generators, LogitsFn
+from model.sampling.prefix import BlockCall, prepare_block
 from model.vocab import VocabLayout
+
+if TYPE_CHECKING:
+    from model.pipelines.stepping import BlockRunner
 
 
 @dataclass
@@ -81,9 +87,10 @@ def generate_block(
     config: MaskGitConfig,
     *,
     layout: VocabLayout,
-    generator: torch.Generator,
+    generator: Generators,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    runner: "BlockRunner | None" = None,
 ) -> torch.Tensor:
     """MaskGIT-decode the codes of `block` on top of the contexts and return them `(B, N)`.
 
@@ -92,16 +99,19 @@ def generate_block(
             when both branches have the same length and share one cache.
         block: the block piece for the `B` conditional rows (`<|soi|>`, codes or mask ids, `<|eoi|>`, ...).
         tokens: `(B, N)` known codes, `UNKNOWN` where to generate.
+        generator: one stream for the batch, or one generator per row.
+        runner: a `StepScheduler` (`model.pipelines.stepping`) that runs every step of this decode in one forward
+            with the steps of concurrent decodes; None runs them here, on the contexts' own caches.
     """
     batch = tokens.shape[0]
     code_index = block_codes(block)
     guided = config.guided
 
-    def closure(context: Context):
+    def prepare(context: Context) -> BlockCall:
         rows = context.batch.batch_size
         piece = repeat_rows(block, rows // block.batch_size)
         full = context.batch.append(piece)
-        return block_logits_fn(
+        return prepare_block(
             model,
             context.cache,
             segments=full.segments,
@@ -117,23 +127,30 @@ def generate_block(
     expected = 2 * batch if guided else batch
     if total_rows != expected:
         raise ValueError(f"contexts hold {total_rows} rows; guidance={guided} needs {expected} for a batch of {batch}")
-    fns = [closure(c) for c in contexts]
-    sizes = [c.batch.batch_size for c in contexts]
-
-    def logits_fn(codes: torch.Tensor) -> torch.Tensor:
-        return torch.cat([fn(part) for fn, part in zip(fns, codes.split(sizes))])
-
-    result = maskgit_decode(
-        logits_fn if len(fns) > 1 else fns[0],
-        tokens,
-        config,
-        generator=generator,
-        mask_id=UNKNOWN,
-        codebook_size=layout.codebook_size,
-        progress=progress,
-        should_stop=should_stop,
-    )
+    calls = [prepare(c) for c in contexts]
+    lane = _own_lane(model, calls) if runner is None else runner.lane(model, calls)
+    with lane as logits_fn:
+        result = maskgit_decode(
+            logits_fn,
+            tokens,
+            config,
+            generator=generator,
+            mask_id=UNKNOWN,
+            codebook_size=layout.codebook_size,
+            progress=progress,
+            should_stop=should_stop,
+        )
     return result.codes
+
+
+@contextlib.contextmanager
+def _own_lane(model, calls: list[BlockCall]) -> Iterator[LogitsFn]:
+    """The steps run here, each context on its own cache (`[cond, uncond]` contexts: one forward each)."""
+    if len(calls) == 1:
+        yield lambda codes: calls[0].run(model, codes)
+        return
+    sizes = [c.rows for c in calls]
+    yield lambda codes: torch.cat([call.run(model, part) for call, part in zip(calls, codes.split(sizes))])
 
 
 def fill_block(block: PromptBatch, codes: torch.Tensor, layout: VocabLayout) -> PromptBatch:

@@ -24,6 +24,7 @@ from model.pipelines.common import (
     is_video,
     left_stack,
     make_generator,
+    make_generators,
     maskgit_config,
     restep,
     with_settings,
@@ -31,6 +32,7 @@ from model.pipelines.common import (
 from model.pipelines.editing import extrapolation_windows, grow_canvas, mask_to_token_grid, random_token_mask
 from model.pipelines.protocols import ImageTokenizer, VideoTokenizer
 from model.pipelines.results import ImageResult, TextResult
+from model.pipelines.stepping import BlockRunner
 from model.pipelines.video import VideoTasks
 from model.prompting import Prompting
 from model.sampling import UNKNOWN
@@ -67,6 +69,9 @@ class ShowoPipeline:
         fps: frame rate of generated clips.
         window_frames: latent frames the model sees at once when a clip is longer than that (the sliding
             window of `model.pipelines.window`); None: as many as the model's positions hold.
+        block_runner: runs the MaskGIT steps of every visual block (images, keyframes, video frames); a
+            `model.pipelines.stepping.StepScheduler` shares each step's forward with the concurrent jobs of other
+            threads. None: every decode runs its own forwards.
     """
 
     model: Showo
@@ -80,6 +85,7 @@ class ShowoPipeline:
     max_text_len: int = 128
     fps: float = 8.0
     window_frames: int | None = None
+    block_runner: BlockRunner | None = field(default=None, repr=False, compare=False)
     prompting: Prompting = field(init=False)
     video_tasks: VideoTasks = field(init=False, repr=False, compare=False)
     _info: ModelInfo | None = field(init=False, default=None, repr=False)
@@ -254,17 +260,20 @@ class ShowoPipeline:
         prompts: list[str],
         tokens: torch.Tensor,
         options: ImageOptions,
-        generator: torch.Generator | int | None = None,
+        generator: torch.Generator | list[torch.Generator] | int | None = None,
         progress: ProgressFn | None = None,
         should_stop=None,
         task: str = "generate_image",
         max_text_len: int | None = None,
     ) -> torch.Tensor:
         """The codes `(B, h, w)` of one image per prompt; `tokens` `(B, h*w)` holds known codes and `UNKNOWN`
-        where to generate (all unknown: text-to-image; some known: inpainting, extrapolation, editing)."""
+        where to generate (all unknown: text-to-image; some known: inpainting, extrapolation, editing).
+
+        `generator`: one stream for the batch, or a list of one generator per prompt, which makes each image a
+        function of its own generator whatever else is in the batch."""
         if tokens.shape != (len(prompts), self.num_image_tokens):
             raise ValueError(f"tokens must be ({len(prompts)}, {self.num_image_tokens}), got {tuple(tokens.shape)}")
-        generator = make_generator(generator, self.model.device)
+        generator = make_generators(generator, len(prompts), self.model.device)
         config = maskgit_config(options)
         prompting = self.prompting if max_text_len is None else Prompting(self.text_tokenizer, self.layout, max_text_len)
         batch = len(prompts)
@@ -285,6 +294,7 @@ class ShowoPipeline:
             generator=generator,
             progress=inner_reporter(progress, task, "image", 1, 1),
             should_stop=should_stop,
+            runner=self.block_runner,
         )
         return codes.view(batch, *self.grid)
 

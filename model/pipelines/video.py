@@ -34,6 +34,7 @@ class VideoHost(Protocol):
     temporal_downsample: int
     fps: float
     window_frames: int | None
+    block_runner: Any
 
     @property
     def num_image_tokens(self) -> int: ...
@@ -146,6 +147,7 @@ class VideoTasks:
             codes = engine.generate_block(
                 model, [context], block, tokens, config, layout=host.layout, generator=generator,
                 progress=inner_reporter(progress, task, "frame", index + 1, len(chunk_starts)), should_stop=should_stop,
+                runner=host.block_runner,
             )
             made = codes.view(count, *host.grid)
             blocks.extend(prompting.frame_block(f.flatten()[None].repeat(rows, 1).cpu()).to(device)
@@ -298,6 +300,7 @@ class _Story:
         codes = engine.generate_block(
             pipe.model, contexts, block, tokens, self.config, layout=pipe.layout, generator=generator,
             progress=inner_reporter(progress, "storyboard", "keyframe", offset + 2, total), should_stop=should_stop,
+            runner=pipe.block_runner,
         )
         self._finish_keyframe(engine.fill_block(block, codes, pipe.layout))
         return StoryHistoryItem(caption_ids=caption_ids, codes=codes.view(*pipe.grid))
@@ -317,6 +320,7 @@ class _Story:
             codes = engine.generate_block(
                 model, [self.context], block, tokens, config, layout=pipe.layout, generator=generator,
                 progress=inner_reporter(progress, "storyboard", "frame", offset + 3 + index, total), should_stop=should_stop,
+                runner=pipe.block_runner,
             )
             self.context = engine.extend(model, self.context, engine.fill_block(block, codes, pipe.layout))
             frames.append(codes.view(*pipe.grid))

@@ -6,19 +6,24 @@ The sampler knows nothing about prompts, caches or the transformer. It receives
   `model.sampling.prefix.block_logits_fn` for the closure that runs a block on top of a cached prefix);
 - `tokens (B, N)`: the block's codes in `[0, K)` where known and the sentinel `mask_id` (default `UNKNOWN = -1`)
   where they are to be generated; the same sentinel is handed to `logits_fn`;
-- `generator`: the only source of randomness.
+- `generator`: the only source of randomness: one `torch.Generator` for the whole batch, or one per row.
 
 Each step is `state -> state` (as in google-research/maskgit `parallel_decode.py`): sample every position, keep
 the known ones, score the samples, re-mask the least confident. Random numbers are drawn in the released order
 (one `multinomial` over all B*N positions, known ones included, then one `uniform_` of shape (B, N) for the
 Gumbel noise), so `MaskGitConfig.reference()` reproduces the released `t2i_generate` token for token.
+
+With one generator per row, row b draws its own `multinomial` over its N positions, then its own `uniform_` of
+shape (N,), from its own generator: a row's codes then depend only on its generator, its inputs and the model, not
+on which rows share the batch or their order. A one-row batch draws the same numbers either way, so a job decoded
+alone with its generator gives the codes it gets as one row of a batch of per-row generators.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -29,6 +34,7 @@ from model.sampling.schedules import Schedule, get_schedule
 UNKNOWN = -1  # code-space sentinel for "to be generated"
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+Generators = torch.Generator | Sequence[torch.Generator]  # one stream for the batch, or one per row
 TemperatureDecay = Callable[[float, float, float], float]  # (initial, ratio, previous) -> temperature
 
 _PROB_EPS = 1e-20  # the release's clamp inside log()
@@ -198,6 +204,34 @@ class MaskGitResult:
         return len(self.temperatures)
 
 
+# ------------------------------------------------------------------------------------------------ randomness
+def check_generators(generator: Generators, batch: int) -> Generators:
+    """`generator` when it is one `torch.Generator` or a sequence of exactly `batch` of them (one per row)."""
+    if isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, (list, tuple)) and all(isinstance(g, torch.Generator) for g in generator):
+        if len(generator) != batch:
+            raise ValueError(f"give one generator per row: {len(generator)} generators for {batch} rows")
+        return generator
+    raise ValueError(f"generator must be a torch.Generator or a list of one per row, got {type(generator).__name__}")
+
+
+def _sample_codes(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """One code per position `(B, N)` from `probs` `(B, N, K)`; a shared generator draws all B*N in one call
+    (the released order), per-row generators draw row by row."""
+    batch, n, k = probs.shape
+    if isinstance(generator, torch.Generator):
+        return torch.multinomial(probs.reshape(batch * n, k), 1, generator=generator).view(batch, n)
+    return torch.stack([torch.multinomial(probs[b], 1, generator=g)[:, 0] for b, g in enumerate(generator)])
+
+
+def _uniform(like: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """Uniform noise shaped like `like` `(B, N)`, one draw for the batch or one per row."""
+    if isinstance(generator, torch.Generator):
+        return torch.zeros_like(like).uniform_(0, 1, generator=generator)
+    return torch.stack([torch.zeros_like(like[b]).uniform_(0, 1, generator=g) for b, g in enumerate(generator)])
+
+
 # ------------------------------------------------------------------------------------------------ one step
 def _log(t: torch.Tensor) -> torch.Tensor:
     return torch.log(t.clamp(min=_PROB_EPS))
@@ -228,7 +262,7 @@ def maskgit_step(
     logits_fn: LogitsFn,
     config: MaskGitConfig,
     *,
-    generator: torch.Generator,
+    generator: Generators,
     initial_unknown: torch.Tensor,
     mask_id: int = UNKNOWN,
     codebook_size: int | None = None,
@@ -245,7 +279,7 @@ def maskgit_step(
         raise ValueError(f"known codes must lie in [0, {k}), got {int(known_codes.max())}")
     probs = logits.softmax(dim=-1)
     # Every position is sampled, known ones too, so the random stream matches the release.
-    sampled = torch.multinomial(probs.reshape(batch * n, k), 1, generator=generator).view(batch, n)
+    sampled = _sample_codes(probs, generator)  # (B, N)
     sampled = torch.where(unknown, sampled, codes)
     chosen = probs.gather(-1, sampled[..., None])[..., 0]  # (B, N)
     chosen = torch.where(unknown, chosen, torch.finfo(chosen.dtype).max)
@@ -261,7 +295,7 @@ def maskgit_step(
     mask_len = torch.where(num_unknown > 0, mask_len, torch.zeros_like(mask_len))  # fully known rows stay as they are
 
     temperature = TEMPERATURE_DECAYS[config.temperature_decay](config.temperature, ratio, state.temperature)
-    uniform = torch.zeros_like(chosen).uniform_(0, 1, generator=generator)
+    uniform = _uniform(chosen, generator)
     gumbel = -_log(-_log(uniform))
     confidence = _log(chosen) + temperature * gumbel  # (B, N)
     cut_off = confidence.sort(dim=-1).values.gather(1, mask_len.clamp(max=n - 1)[:, None])  # (B, 1)
@@ -277,7 +311,7 @@ def maskgit_decode(
     tokens: torch.Tensor,
     config: MaskGitConfig | None = None,
     *,
-    generator: torch.Generator,
+    generator: Generators,
     mask_id: int = UNKNOWN,
     codebook_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -291,7 +325,8 @@ def maskgit_decode(
             conditional rows first, then the unconditional ones.
         tokens: `(B, N)` integer codes in `[0, K)` where known, `mask_id` where to generate.
         config: hyperparameters (`MaskGitConfig()` improves on the release; `MaskGitConfig.reference()` matches it).
-        generator: the source of all randomness (on the tokens' device).
+        generator: the source of all randomness (on the tokens' device): one generator for the batch, or a list
+            of one per row, so that each row's codes depend on its own stream only (see the module docstring).
         mask_id: the unknown sentinel in `tokens` (must lie outside `[0, K)`).
         codebook_size: K, checked against `logits_fn`'s output when given.
         progress: called as `progress(step, total)` after every step.
@@ -308,8 +343,9 @@ def maskgit_decode(
         raise ValueError(f"tokens must be a non-empty (B, N) tensor of codes, got {shape}")
     if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
         raise ValueError(f"tokens must be an integer tensor, got {tokens.dtype}")
-    if not isinstance(generator, torch.Generator):
-        raise ValueError("maskgit_decode needs an explicit torch.Generator")
+    if generator is None:
+        raise ValueError("maskgit_decode needs an explicit torch.Generator (or one per row)")
+    generator = check_generators(generator, tokens.shape[0])
     tokens = tokens.long()
     unknown = tokens == mask_id
     if codebook_size is not None and 0 <= mask_id < codebook_size:

@@ -229,6 +229,41 @@ def test_seeded_runs_are_identical_and_seeds_differ(model):
     assert runs[0].dtype == torch.long and int(runs[0].min()) >= 0 and int(runs[0].max()) < K
 
 
+# ------------------------------------------------------------------------------------------------ per-row randomness
+THIRD = text_block([9, 9, 31])
+
+
+def _decode_rows(model, prompts, generator, config):
+    logits_fn, _ = cached_logits_fn(model, guided_rows(prompts, config.guided))
+    return maskgit_decode(logits_fn, torch.full((len(prompts), N), UNKNOWN), config, generator=generator).codes
+
+
+@pytest.mark.parametrize("guidance_scale", [0.0, 1.5])
+def test_per_row_generators_make_each_row_independent_of_its_batch(model, guidance_scale):
+    config = MaskGitConfig(steps=5, guidance_scale=guidance_scale)
+    seeds = {0: 11, 1: 12, 2: 13}
+    prompts = [PROMPTS[0], PROMPTS[1], THIRD]
+    gens = lambda order: [torch.Generator().manual_seed(seeds[i]) for i in order]  # noqa: E731
+    alone = [_decode_rows(model, [prompts[i]], torch.Generator().manual_seed(seeds[i]), config)[0] for i in range(3)]
+    # a lone row with a one-element list draws exactly what its single generator draws
+    assert torch.equal(_decode_rows(model, [prompts[1]], gens([1]), config)[0], alone[1])
+    for order in ([0, 1, 2], [2, 0, 1], [1, 2]):
+        batched = _decode_rows(model, [prompts[i] for i in order], gens(order), config)
+        for row, i in enumerate(order):
+            assert torch.equal(batched[row], alone[i]), f"row {row} (prompt {i}) of batch {order} changed"
+    # one shared generator couples the rows: the second row's codes depend on the first row's draws
+    shared = _decode_rows(model, prompts[:2], torch.Generator().manual_seed(seeds[1]), config)
+    assert not torch.equal(shared[1], alone[1])
+
+
+def test_per_row_generators_are_checked():
+    logits_fn, _ = random_logits_fn(0)
+    with pytest.raises(ValueError, match="one generator per row"):
+        maskgit_decode(logits_fn, torch.full((2, N), UNKNOWN), generator=[torch.Generator()])
+    with pytest.raises(ValueError, match="generator"):
+        maskgit_decode(logits_fn, torch.full((1, N), UNKNOWN), generator=[7])
+
+
 # ------------------------------------------------------------------------------------------------ schedule and history
 def test_reference_temperature_compounds_and_default_is_linear():
     logits_fn, _ = random_logits_fn(0)

@@ -10,7 +10,7 @@ def test_defaults_schedule_on_a_small_machine():
     assert isinstance(config, ClusterConfig)
     assert config.model.showo == "default"
     assert config.tokenizer.num_cpus + config.transformer.num_cpus <= 2  # both pools fit a 2-core machine
-    assert config.transformer.num_gpus == 0 and config.batch_images is False
+    assert config.transformer.num_gpus == 0 and config.batch_generation is True
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -19,10 +19,10 @@ def test_yaml_and_overrides(tmp_path):
         "model: {showo: ckpt/show-o, tokenizer: ckpt/magvit, text_tokenizer: ckpt/phi}\n"
         "transformer: {num_replicas: 2, num_gpus: 0.5, max_batch_size: 4}\n"
     )
-    config = load_config(path, ["transformer.num_cpus=0.25", "tokenizer.num_gpus=0.25", "batch_images=true"])
+    config = load_config(path, ["transformer.num_cpus=0.25", "tokenizer.num_gpus=0.25", "batch_generation=false"])
     assert config.model.showo == "ckpt/show-o"
     assert (config.transformer.num_replicas, config.transformer.num_gpus, config.transformer.num_cpus) == (2, 0.5, 0.25)
-    assert config.transformer.max_batch_size == 4 and config.tokenizer.num_gpus == 0.25 and config.batch_images
+    assert config.transformer.max_batch_size == 4 and config.tokenizer.num_gpus == 0.25 and not config.batch_generation
 
 
 @pytest.mark.parametrize(

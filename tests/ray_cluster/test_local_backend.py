@@ -136,3 +136,20 @@ def test_decoded_frames_are_reported_as_uint8_and_equal_the_decoded_clip(local):
     assert all(e.frames.dtype == np.uint8 and e.frames.ndim == 4 and e.frames.shape[-1] == 3 for e in pieces)
     assert [e.first_frame for e in pieces] == [0, 9]
     assert np.array_equal(np.concatenate([e.frames for e in pieces]), to_uint8_frames(local.decode_video(codes)))
+
+
+def test_concurrent_generations_on_a_step_scheduler_equal_the_calls_alone(local):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from model.pipelines.stepping import StepScheduler
+
+    scheduler = StepScheduler(wait_s=0.1)
+    shared = local.with_block_runner(scheduler)
+    assert shared.pipeline.model is local.pipeline.model and local.pipeline.block_runner is None
+    options = ImageOptions(steps=5, guidance_scale=1.5)
+    seeds = range(4)
+    alone = [local.generate_image(f"a blue circle {s}", options=options, seed=s) for s in seeds]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda s: shared.generate_image(f"a blue circle {s}", options=options, seed=s), seeds))
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    assert scheduler.forwards < 4 * 5  # steps of different jobs shared forwards

@@ -138,7 +138,7 @@ def test_concurrent_understanding_is_batched_and_answers_do_not_change(backend, 
     assert len({tuple(a) for a in one_by_one}) > 2  # distinct answers, so a mixed-up split would show
 
     before = transformer_stats(backend)["batch_sizes"].get("understand", [])
-    # Hold the model with a slow call so that the eight queries arrive while it is busy and queue together.
+    # A slow generation beside them (on its own thread) slows the first query, so the others queue behind it.
     with ThreadPoolExecutor(max_workers=9) as pool:
         blocker = pool.submit(backend.generate_video, "a ball", None, 3, options=VideoOptions(steps=40), seed=0)
         time.sleep(0.2)
@@ -148,6 +148,29 @@ def test_concurrent_understanding_is_batched_and_answers_do_not_change(backend, 
     sizes = transformer_stats(backend)["batch_sizes"]["understand"][len(before):]
     assert answers == one_by_one
     assert sum(sizes) == 8 and len(sizes) < 8 and max(sizes) > 1
+
+
+def test_concurrent_generations_share_maskgit_steps_and_give_their_solo_results(backend, local):
+    image = ImageOptions(steps=6, guidance_scale=1.5)
+    story = StoryOptions(steps=5, max_caption_tokens=4)
+    jobs = [("image", seed) for seed in range(4)] + [("story", seed) for seed in range(2)] + [("video", 0)]
+
+    def run(target, job):
+        kind, seed = job
+        if kind == "image":
+            return target.generate_image(f"a red square {seed}", options=image, seed=seed)
+        if kind == "story":
+            return target.storyboard_step("how do i build a tower ?", [], options=story, seed=seed).codes
+        return target.generate_video("a ball", None, 2, options=VideoOptions(steps=5), seed=seed)
+
+    alone = [run(local, job) for job in jobs]
+    before = len(transformer_stats(backend)["batch_sizes"].get("maskgit_step", []))
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        together = list(pool.map(lambda job: run(backend, job), jobs))
+    for job, a, b in zip(jobs, alone, together):
+        assert torch.equal(a, b), f"{job} changed when it ran beside the others"
+    sizes = transformer_stats(backend)["batch_sizes"]["maskgit_step"][before:]
+    assert max(sizes) > 2  # rows of several jobs went through one forward
 
 
 def test_a_hung_call_times_out_naming_the_op_and_the_worker(backend, make_config):
@@ -176,13 +199,16 @@ def test_workers_that_do_not_start_in_time_raise_a_timeout_naming_the_pool(ray_l
 def test_a_killed_worker_is_restarted_and_its_requests_still_complete(backend, local):
     import ray
 
-    options = VideoOptions(steps=100)  # about 0.25 s a call: the stream lasts a couple of seconds
-    expected = {seed: local.generate_video("a ball", None, 2, options=options, seed=seed) for seed in range(8)}
+    options = VideoOptions(steps=100)  # about 0.25 s a frame: the stream lasts a couple of seconds
+    # Concurrent generations share their steps and advance together: the longer clips are still running when the
+    # first short one is done.
+    frames = {seed: 2 + seed % 3 for seed in range(8)}
+    expected = {seed: local.generate_video("a ball", None, frames[seed], options=options, seed=seed) for seed in range(8)}
     pid_before = backend.transformer.ready(30)[0]["pid"]
     done = []
 
     def request(seed):
-        result = backend.generate_video("a ball", None, 2, options=options, seed=seed)
+        result = backend.generate_video("a ball", None, frames[seed], options=options, seed=seed)
         done.append(seed)
         return seed, result
 
