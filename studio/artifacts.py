@@ -124,7 +124,7 @@ class BlobStore:
                 found.append(BlobInfo(name, int(entry.get("size") or 0), media_type(name)))
         return sorted(found, key=lambda b: b.name)
 
-    def delete(self, owner: str) -> None:
+    def delete_all(self, owner: str) -> None:
         """Remove the owner's files (nothing happens when it has none)."""
         folder = self.path(owner)
         if self.fs.exists(folder):

@@ -208,8 +208,8 @@ class Service:
         except ValueError as err:
             raise ServiceError(409, str(err), "job_id") from None
         # after the row: a crash in between leaves files that no job points to, never a job without its files
-        self.artifacts.delete(job_id)
-        BlobStore(self.runs.url).delete(job_id)  # the run record (finished steps) lives in the job's folder
+        self.artifacts.delete_all(job_id)
+        BlobStore(self.runs.url).delete_all(job_id)  # the run record (finished steps) lives in the job's folder
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job, or ask a running one to stop; a finished job is a 409."""
