@@ -12,6 +12,7 @@ import json
 import re
 import time
 import warnings
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ openai = pytest.importorskip("openai")
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -323,13 +325,12 @@ def test_a_video_job_survives_a_kill_9_of_the_service(tmp_path):
     import signal
 
     from studio.jobs import SqliteJobStore
-    from studio.server import free_port
-    from tests.studio.test_restart import start_service
+    from studio.server import free_port, start_serve
 
     warnings.simplefilter("ignore", DeprecationWarning)
     data_dir, log, port = tmp_path / "data", tmp_path / "serve.log", free_port()
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-    first = start_service(data_dir, port, log)
+    first = start_serve(port, data_dir, log, "--local", "--workers", "1", cwd=ROOT, timeout_s=60)
     try:
         video = client.videos.create(prompt="a green triangle", seconds="12", extra_body={"steps": 20, "seed": 2})
         deadline = time.monotonic() + 60
@@ -343,7 +344,7 @@ def test_a_video_job_survives_a_kill_9_of_the_service(tmp_path):
             first.kill()
     job = SqliteJobStore(data_dir / "jobs.sqlite3").get(video.id)
     assert job.state == "running", "the video finished before the kill; make it longer"
-    second = start_service(data_dir, port, log)
+    second = start_serve(port, data_dir, log, "--local", "--workers", "1", cwd=ROOT, timeout_s=60)
     try:
         done = _poll(client, video.id)[-1]
         assert done.status == "completed" and done.prompt == "a green triangle"
