@@ -8,11 +8,12 @@ from ray_cluster.config import load_config
 
 
 def cluster_config(**overrides):
-    """A small cluster for tests: half a CPU per worker, short timeouts, Ray restarts and retries on."""
+    """A small cluster for tests: half a CPU per worker, Ray restarts and retries on. The request timeouts leave
+    room for a worker restart and its retried calls on a loaded 2-core machine (the deadline spans the retries)."""
     values = {
         "transformer.batch_wait_s": 0.05,
-        "transformer.request_timeout_s": 120,
-        "tokenizer.request_timeout_s": 120,
+        "transformer.request_timeout_s": 300,
+        "tokenizer.request_timeout_s": 300,
         "transformer.max_restarts": 3,
         "transformer.max_task_retries": 3,
         **overrides,
