@@ -257,8 +257,26 @@ def _render_workflow(params, outputs, info, sink: Sink) -> dict[str, Any]:
     rendered = {name: _render_output(name, graph.outputs[name].type, outputs[name], info, sink)
                 for name in check_workflow_outputs(graph, params.get("outputs"))}
     record = {"graph": graph.name, "outputs": rendered}
+    film = _workflow_film(graph, params, outputs, rendered, info, sink)
+    if film is not None:
+        record["film"] = film
     sink.json("result.json", record)
     return record
+
+
+def _workflow_film(graph: Graph, params, outputs, rendered, info: BackendInfo, sink: Sink) -> str | None:
+    """A storyboard's film for a scripted graph that renders storyboard outputs: `captions` (list[str]) and
+    `keyframes` (list[Image]), with `clips` (list[Video]) where it renders them; titled with the `question`
+    input where the graph has one (None when the outputs are not a storyboard's)."""
+    types = {name: graph.outputs[name].type for name in rendered}
+    if types.get("captions") != list[str] or types.get("keyframes") != list[Image]:
+        return None
+    pictures = outputs["clips"] if types.get("clips") == list[Video] else outputs["keyframes"]
+    inputs = params.get("inputs") or {}
+    title = inputs["question"] if isinstance(inputs.get("question"), str) else graph.name
+    shots = [(f"{k}. {caption}", picture)
+             for k, (caption, picture) in enumerate(zip(outputs["captions"], pictures), start=1)]
+    return sink.film("film.mp4", title, shots, info.fps)
 
 
 WORKFLOW = Kind(graph=lambda p: workflow_graph(p["graph"]), inputs=_workflow_inputs, render=_render_workflow,

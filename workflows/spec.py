@@ -21,7 +21,8 @@ graph = graph_from_spec(spec)
 A binding is `{"input": name}` (a graph input), `{"step": name, "port"?: output}` (another step's output; the port
 may be left out when the step has one output), `{"value": anything}` (a constant, spelled out), or any other JSON
 value (a constant). Steps are the `Step`s of `workflows.steps` (`STEPS`), looked up by name; a step's node name
-defaults to the step's name. Input types come from `TYPES`. Every mistake is a `GraphError` whose message starts
+defaults to the step's name. The step `gather` collects its inputs `item_0 ... item_{n-1}` into a list (its output
+`items`, e.g. a storyboard's keyframes as one `list[Image]`), typed by what `item_0` is bound to. Input types come from `TYPES`. Every mistake is a `GraphError` whose message starts
 with the spec path at fault (`steps[2].inputs.codes: ...`).
 """
 
@@ -36,6 +37,7 @@ from workflows import steps as _steps_module
 from workflows.errors import GraphError
 from workflows.graph import Constant, Graph, Node, Port
 from workflows.step import Step
+from workflows.steps import gather
 from workflows.types import type_name
 
 STEPS: dict[str, Step] = {s.name: s for s in vars(_steps_module).values() if isinstance(s, Step)}
@@ -47,6 +49,9 @@ TYPES: dict[str, Any] = {
     **{tp.__name__: tp for tp in (ImageOptions, VideoOptions, TextOptions, StoryOptions)},
 }
 """Type name -> the port type of a graph input declared in a spec."""
+
+GATHER = "gather"
+"""The step name of `workflows.steps.gather` in a spec."""
 
 _SPEC_KEYS = {"name", "doc", "inputs", "steps", "outputs"}
 _STEP_KEYS = {"name", "step", "inputs"}
@@ -84,21 +89,28 @@ def graph_from_spec(spec: Mapping[str, Any]) -> Graph:
     if not step_specs:
         raise GraphError("steps: a graph needs at least one step")
     # Place every node first, then bind: a spec may list its steps in any order.
+    # Gathers are placed last: their item type is that of what they collect.
     nodes: list[tuple[Node, dict[str, Any], str]] = []
+    gathers: list[tuple[str, dict[str, Any], str]] = []
     for index, step_spec in enumerate(step_specs):
         where = f"steps[{index}]"
         _expect(step_spec, dict, where)
         _no_unknown_keys(step_spec, _STEP_KEYS, where)
         step_name = step_spec.get("step")
         _expect(step_name, str, f"{where}.step")
-        if step_name not in STEPS:
-            raise GraphError(f"{where}.step: unknown step {step_name!r}; the steps are {sorted(STEPS)}")
+        if step_name not in STEPS and step_name != GATHER:
+            raise GraphError(f"{where}.step: unknown step {step_name!r}; the steps are {sorted([*STEPS, GATHER])}")
         node_name = step_spec.get("name", step_name)
         _expect(node_name, str, f"{where}.name")
-        node = _at(f"{where}.name", lambda: graph.add(STEPS[step_name], name=node_name))
         bindings = step_spec.get("inputs", {})
         _expect(bindings, dict, f"{where}.inputs")
-        nodes.append((node, bindings, where))
+        if step_name == GATHER:
+            gathers.append((node_name, bindings, where))
+        else:
+            nodes.append((_at(f"{where}.name", lambda: graph.add(STEPS[step_name], name=node_name)), bindings, where))
+    for node_name, bindings, where in gathers:
+        step = gather(node_name, _gathered_type(graph, bindings, where), len(bindings))
+        nodes.append((_at(f"{where}.name", lambda: graph.add(step, name=node_name)), bindings, where))
 
     for node, bindings, where in nodes:
         for port, source in bindings.items():
@@ -157,11 +169,12 @@ def graph_to_spec(graph: Graph) -> dict[str, Any]:
 
     step_specs = []
     for node in graph:
-        if STEPS.get(node.step.name) is not node.step:
+        is_gather = hasattr(node.step.fn, "gathers")
+        if STEPS.get(node.step.name) is not node.step and not is_gather:
             raise GraphError(f"step {node.name!r} runs {node.step.name!r}, which is not a step of workflows.steps; "
                              "a spec can only name those")
         bindings = {port: _reference(b, f"step {node.name!r} input {port!r}") for port, b in node.bindings.items()}
-        step_specs.append({"name": node.name, "step": node.step.name, "inputs": bindings})
+        step_specs.append({"name": node.name, "step": GATHER if is_gather else node.step.name, "inputs": bindings})
 
     spec: dict[str, Any] = {"name": graph.name}
     if graph.doc:
@@ -185,6 +198,21 @@ def _declare_input(graph: Graph, name: Any, declared: Any, path: str) -> None:
     tp = TYPES[type_label]
     options = {"default": _options(tp, declared["default"], f"{path}.default")} if "default" in declared else {}
     _at(path, lambda: graph.input(name, TYPES[type_label], doc=doc, **options))
+
+
+def _gathered_type(graph: Graph, bindings: dict[str, Any], where: str) -> Any:
+    """The item type of a `gather` step: the type of what `item_0` is bound to (inputs `item_0 ... item_{n-1}`)."""
+    expected = [f"item_{i}" for i in range(len(bindings))]
+    if not bindings or sorted(bindings) != sorted(expected):
+        raise GraphError(f"{where}.inputs: a gather step takes inputs item_0 ... item_{{n-1}} (n >= 1), "
+                         f"got {sorted(bindings)}")
+    first = _source(graph, bindings["item_0"], f"{where}.inputs.item_0")
+    if isinstance(first, Port):
+        return first.type
+    if isinstance(first, Node):
+        return next(iter(first.step.outputs.values()))
+    raise GraphError(f"{where}.inputs.item_0: a gather collects other steps' outputs or graph inputs, "
+                     f"got the constant {first!r:.60}")
 
 
 def _source(graph: Graph, source: Any, path: str) -> Port | Node | Any:

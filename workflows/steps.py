@@ -172,6 +172,8 @@ def gather(name: str, item_type: Any, count: int) -> Step:
     def collect(ctx: StepContext, **items: Any) -> list[Any]:
         return [items[p] for p in ports]
 
+    collect.gathers = item_type  # what a spec names as {"step": "gather"} (`workflows.spec`)
+
     return Step(name, collect, {p: item_type for p in ports}, {"items": list[item_type]},
                 summarize=lambda outputs: {"count": len(outputs["items"])},
                 doc=f"collect {count} values of {type_name(item_type)} into a list")

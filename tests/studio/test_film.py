@@ -243,3 +243,42 @@ def test_a_text_to_video_job_lists_its_film(client, backend, wait_job):
     title, shot = round(FilmConfig().title_s * fps), max(9, round(FilmConfig().shot_s * fps))
     assert media_type == "video/mp4" and len(got["frames"]) == title + shot
     assert [c[0] for c in got["cues"]] == [params["prompt"], params["prompt"]]
+
+
+@pytest.mark.parametrize("clip_frames", [5, 0])
+def test_a_scripted_storyboard_graph_gets_its_film_too(client, backend, wait_job, clip_frames):
+    from workflows import BUILTIN_GRAPHS
+    from workflows.spec import graph_to_spec
+
+    question = "how do i build a tower ?"
+    spec = graph_to_spec(BUILTIN_GRAPHS["storyboard"](2, clip_frames=clip_frames))
+    inputs = {"question": question, "options": {"steps": 2, "max_caption_tokens": 5},
+              **({"clip_options": {"steps": 2}} if clip_frames else {})}
+    outputs = ["captions", "keyframes"] + (["clips"] if clip_frames else [])  # `history` is not renderable
+    body = {"kind": "workflow", "seed": 3, "params": {"graph": spec, "inputs": inputs, "outputs": outputs}}
+    job = wait_job(client, client.post("/v1/jobs", json=body).json()["id"])
+    assert job["state"] == "succeeded", job["error"]
+    data, media_type = _artifact(client, job, job["result"]["film"])
+    got = _decode(data)
+    captions = job["result"]["outputs"]["captions"]
+    assert media_type == "video/mp4" and got["codec"] == "h264"
+    assert [c[0] for c in got["cues"]] == [question] + [f"{k}. {c}".strip() for k, c in enumerate(captions, start=1)]
+    defaults = FilmConfig()
+    if clip_frames:  # each step's clip, at the clips' rate
+        fps = backend.info().fps
+        step = max(clip_frames, round(defaults.shot_s * fps))
+        assert got["rate"] == fps and len(got["frames"]) == round(defaults.title_s * fps) + 2 * step
+    else:  # keyframes only: stills at the still rate
+        assert got["rate"] == defaults.still_fps
+
+
+def test_a_scripted_graph_without_storyboard_outputs_gets_no_film(client, wait_job):
+    from workflows import BUILTIN_GRAPHS
+    from workflows.spec import graph_to_spec
+
+    spec = graph_to_spec(BUILTIN_GRAPHS["t2i"]())
+    body = {"kind": "workflow", "seed": 1, "params": {"graph": spec, "inputs": {"prompt": "a blue circle",
+                                                                              "options": {"steps": 2}}}}
+    job = wait_job(client, client.post("/v1/jobs", json=body).json()["id"])
+    assert job["state"] == "succeeded", job["error"]
+    assert "film" not in job["result"] and "film.mp4" not in {a["name"] for a in job["artifacts"]}

@@ -73,9 +73,46 @@ def test_a_dict_constant_is_spelled_out_and_reads_back_as_a_constant():
     assert described["steps"][2]["inputs"]["question"] == {"value": {"step": "x"}}
 
 
+@pytest.mark.parametrize("clip_frames", [0, 5])
+def test_a_storyboard_round_trips_with_its_gathered_lists(clip_frames, backend):
+    graph = BUILTIN_GRAPHS["storyboard"](2, clip_frames=clip_frames)
+    described = graph_to_spec(graph)
+    assert [s["step"] for s in described["steps"] if s["name"] in ("keyframes", "clips")] == \
+        ["gather"] * (1 + bool(clip_frames))
+    again = graph_from_spec(json.loads(json.dumps(described)))
+    assert again.describe() == graph.describe() and graph_to_spec(again) == described
+    assert again.outputs["keyframes"].type == graph.outputs["keyframes"].type
+    inputs = {"question": "how do i build a tower ?"}
+    here, there = run(graph, inputs, backend=backend, seed=4), run(again, inputs, backend=backend, seed=4)
+    assert here.outputs["captions"] == there.outputs["captions"]
+    assert here.outputs["keyframes"] == there.outputs["keyframes"]  # the test backend's images are tuples
+
+
+def test_a_gather_is_typed_by_what_it_collects_and_checked():
+    made = spec()
+    made["steps"].append({"name": "both", "step": "gather",
+                          "inputs": {"item_0": {"step": "caption"}, "item_1": {"input": "uri"}}})
+    made["outputs"]["both"] = {"step": "both"}
+    assert graph_from_spec(made).outputs["both"].type == list[str]
+    made["steps"][-1]["inputs"]["item_1"] = {"step": "encode_video"}
+    with pytest.raises(GraphError, match=r"steps\[5\]\.inputs\.item_1: .*Codes"):
+        graph_from_spec(made)
+    made["steps"][-1]["inputs"] = {"item_0": {"step": "caption"}, "item_2": {"step": "caption"}}
+    with pytest.raises(GraphError, match=r"steps\[5\]\.inputs: a gather step takes inputs item_0 \.\.\."):
+        graph_from_spec(made)
+    made["steps"][-1]["inputs"] = {"item_0": "a constant"}
+    with pytest.raises(GraphError, match="a gather collects other steps' outputs or graph inputs"):
+        graph_from_spec(made)
+
+
 def test_graphs_with_non_builtin_steps_or_types_cannot_be_described():
+    from workflows.graph import Graph
+    from workflows.step import Step
+
+    graph = Graph("mine")
+    graph.add(Step("shout", lambda ctx: "!", {}, {"text": str}))
     with pytest.raises(GraphError, match="not a step of workflows.steps"):
-        graph_to_spec(BUILTIN_GRAPHS["storyboard"](2))
+        graph_to_spec(graph)
     with pytest.raises(GraphError, match="graph input 'mask' has type Mask"):
         graph_to_spec(BUILTIN_GRAPHS["inpaint"]())
 
