@@ -55,12 +55,12 @@ def _shape(grid: Any) -> tuple[int, int]:
     return len(grid), len(grid[0])
 
 
-@dataclass
 def count_words(text: str) -> int:
     """The fake model's text tokens: its whitespace-separated words."""
     return len(text.split())
 
 
+@dataclass
 class FakeBackend:
     """A `Backend` made of hashes.
 
