@@ -29,6 +29,7 @@ import base64
 import json
 import logging
 import time
+from contextlib import aclosing
 from typing import Any, AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
@@ -261,15 +262,16 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
     try:
         yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, usage=with_usage)
         text, sent = "", 0
-        async for piece in _answer_text(service, job_id):
-            if piece is None:
-                yield ": keep-alive\n\n"
-                continue
-            text += piece
-            end = _sendable(text, stops)
-            if end > sent:
-                yield _chunk(cid, created, model, {"content": text[sent:end]}, usage=with_usage)
-                sent = end
+        async with aclosing(_answer_text(service, job_id)) as pieces:  # its subscription ends with the stream
+            async for piece in pieces:
+                if piece is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                text += piece
+                end = _sendable(text, stops)
+                if end > sent:
+                    yield _chunk(cid, created, model, {"content": text[sent:end]}, usage=with_usage)
+                    sent = end
         done = True
         job = await asyncio.to_thread(service.get, job_id)
         try:
