@@ -13,7 +13,8 @@ are rendered (the final clip is there); a job that fails, is cancelled or is int
 frame received, as the clip so far.
 
 While a step decodes an answer, each token that adds text makes a `step_progress` event with `text_delta`: the new
-text of each answer row since the step's previous such event (never thinned out), so the deltas of a step join to
+text of each answer row since the step's previous such event (never thinned out; the job's progress is still
+updated at most every `progress_interval_s`), so the deltas of a step join to
 its answer as decoded so far: a prefix of the final answer (all of it in-process but for a trailing incomplete
 character; on Ray the last tokens may come only with the result). `studio.openai_api` streams them.
 """
@@ -256,14 +257,17 @@ class _Tracker:
             last_inner = event.inner_step >= event.inner_total and event.index >= event.total
             decoded = event.frames_decoded is not None
             delta = self._new_text(event)
+            thinned = not (last_inner or decoded) and now - self.last_progress.get(event.step, 0.0) < self.interval_s
             if delta is not None:
-                payload["text_delta"] = delta
-            elif not (last_inner or decoded) and now - self.last_progress.get(event.step, 0.0) < self.interval_s:
+                payload["text_delta"] = delta  # stored whatever the interval; the job's progress waits for it
+            elif thinned:
                 return  # thinned out: the next one carries the news
-            self.last_progress[event.step] = now
-            message = f"{event.step}: {event.stage} {event.index}/{event.total}, {event.inner_step}/{event.inner_total}"
-            if decoded:
-                message = f"{event.step}: {event.frames_decoded} frames decoded ({event.index}/{event.total})"
+            if not thinned:
+                self.last_progress[event.step] = now
+                message = (f"{event.step}: {event.stage} {event.index}/{event.total}, "
+                           f"{event.inner_step}/{event.inner_total}")
+                if decoded:
+                    message = f"{event.step}: {event.frames_decoded} frames decoded ({event.index}/{event.total})"
         elif isinstance(event, StepFinished):
             self.running.pop(event.step, None)
             self.finished.add(event.step)

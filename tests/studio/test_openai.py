@@ -194,12 +194,14 @@ def test_a_streamed_chat_sends_the_answer_while_the_job_is_still_decoding_it(ser
                {"type": "text", "text": "describe the video ."}]}]}
     stream = client.chat.completions.create(**ask, stream=True)
     pieces, state_at_first = [], None
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            pieces.append(chunk.choices[0].delta.content)
-            state_at_first = service.get(chunk.id.removeprefix("chatcmpl-")).state
-            break
-    paused.go.set()  # the model decodes the rest
+    try:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+                state_at_first = service.get(chunk.id.removeprefix("chatcmpl-")).state
+                break
+    finally:
+        paused.go.set()  # the model decodes the rest
     pieces += [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     assert state_at_first == "running"  # the first piece came while the model was still decoding
     whole = client.chat.completions.create(**ask)  # the same request and seed, not streamed

@@ -3,6 +3,8 @@ event, never thinned out, so the deltas of a step join to its answer."""
 
 from __future__ import annotations
 
+import time
+
 from studio.jobs import SqliteJobStore
 from studio.runner import _Tracker
 from workflows.events import StepProgress
@@ -16,7 +18,8 @@ def report(seq: int, text: tuple[str, ...] | None, step: int = 1, total: int = 6
 def test_each_new_piece_of_an_answer_is_stored_once_and_never_thinned_out(tmp_path):
     store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     job = store.create("qa", {}, seed=0)[0]
-    tracker = _Tracker(store, job.id, total=3, interval_s=3600.0, preview=None)  # anything else is thinned out
+    tracker = _Tracker(store, job.id, total=3, interval_s=3600.0, preview=None)
+    tracker.last_progress["answer"] = time.monotonic()  # within the interval: anything but text is thinned out
     texts = ["a", "a", "a red", "a red circle", "a red circle", "a red circle moves"]
     for step, text in enumerate(texts, 1):
         tracker.on_event(report(step, (text,), step))
@@ -28,6 +31,7 @@ def test_each_new_piece_of_an_answer_is_stored_once_and_never_thinned_out(tmp_pa
     assert deltas == [["a"], [" red"], [" circle"], [" moves"], [" up"]]
     assert "".join(d[0] for d in deltas) == "a red circle moves up"
     assert all("text" not in p for p in stored)  # the whole prefix is not stored again and again
+    assert store.get(job.id).progress.fraction == 0.0  # the job's progress itself still waits for the interval
 
 
 def test_the_rows_of_one_step_have_deltas_of_their_own(tmp_path):
