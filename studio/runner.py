@@ -14,9 +14,9 @@ frame received, as the clip so far.
 
 While a step decodes an answer, each token that adds text makes a `step_progress` event with `text_delta`: the new
 text of each answer row since the step's previous such event (never thinned out; the job's progress is still
-updated at most every `progress_interval_s`), so the deltas of a step join to
-its answer as decoded so far: a prefix of the final answer (all of it in-process but for a trailing incomplete
-character; on Ray the last tokens may come only with the result). `studio.openai_api` streams them.
+updated at most every `progress_interval_s`), so the deltas of a step join to its answer as decoded so far: a
+prefix of the final answer (all of it in-process but for a trailing incomplete character; on Ray the last tokens
+may come only with the result). `studio.openai_api` streams them.
 """
 
 from __future__ import annotations
