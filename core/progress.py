@@ -23,6 +23,11 @@ class Progress:
         first_frame: with `frames`: the index within the whole clip of their first frame, so the frames decoded
             so far are `first_frame + n` (a receiver that missed nothing appends them; one that got some twice,
             after a retry, puts them in place).
+        text: on the events of text decoding (an answer being generated), every row's answer so far: the decoded
+            prefix of its tokens without what more tokens could still change (`model.pipelines.common.
+            answer_so_far`), so each report's text extends the last one's and ends as a prefix of the final
+            answer; None on every other event. The whole prefix travels, not the new piece, so a relay that keeps
+            only the latest event (a Ray worker between two polls) loses nothing.
     """
 
     task: str
@@ -33,6 +38,7 @@ class Progress:
     inner_total: int
     frames: Any = None
     first_frame: int = 0
+    text: tuple[str, ...] | None = None
 
     @property
     def fraction(self) -> float:

@@ -164,16 +164,21 @@ class _Worker:
             self.requests.pop(request_id, None)
             self.metrics.request(op, outcome, started)
 
-    def _hooks(self, requests: list[_Request]):
-        """Progress and stop callbacks for a model call serving `requests` (one, or a whole batch)."""
+    def _hooks(self, requests: list[_Request], rows: list[tuple[int, int]] | None = None):
+        """Progress and stop callbacks for a model call serving `requests` (one, or a whole batch); `rows`: the
+        rows `[start, end)` of the batch each request owns, so each sees its own answers in `Progress.text`."""
 
         def progress(event) -> None:
             if event.frames is not None:  # kept apart until fetched; the latest event itself stays small
                 for request in requests:
                     request.keep(event, event.frames)
                 event = replace(event, frames=None, first_frame=0)
-            for request in requests:
-                request.progress = event
+            for index, request in enumerate(requests):
+                own = event
+                if event.text is not None and rows is not None:
+                    start, end = rows[index]
+                    own = replace(event, text=event.text[start:end])
+                request.progress = own
                 if event.stage in MASKGIT_STAGES:
                     request.steps += 1
 
@@ -272,17 +277,16 @@ class TransformerWorker(_Worker):
 
     def _understand_batch(self, key, calls: list[_Call]) -> list:
         merged = {name: [x for c in calls for x in c.args[name]] for name in ("visual_codes", "kinds", "questions")}
-        progress, should_stop = self._hooks([c.request for c in calls])
+        rows, start = [], 0  # the batch rows [start, end) of each call
+        for c in calls:
+            rows.append((start, start + len(c.args["visual_codes"])))
+            start = rows[-1][1]
+        progress, should_stop = self._hooks([c.request for c in calls], rows)
         started = time.perf_counter()
         texts, ids = self.backend.understand_ids(**merged, options=calls[0].args["options"], seed=calls[0].args["seed"],
                                                  progress=progress, should_stop=should_stop)
         self.metrics.model_call("understand", len(texts), time.perf_counter() - started, tokens=sum(map(len, ids)))
-        results, start = [], 0
-        for c in calls:
-            end = start + len(c.args["visual_codes"])
-            results.append(_cancelled() if c.request.cancelled else texts[start:end])
-            start = end
-        return results
+        return [_cancelled() if c.request.cancelled else texts[a:b] for c, (a, b) in zip(calls, rows)]
 
     batched = {"understand": _understand}
     tokens = {"storyboard_step": lambda out: len(out.caption_ids or ())}

@@ -15,6 +15,7 @@ mask-free editing) and extrapolation, for which Show-o2 has no released method.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -78,11 +79,13 @@ class Showo2Backend:
         """Sizes and limits of the loaded Show-o2: the backbone's positions, the tokens of an image / latent frame
         (`grid`), and a video question's fixed frame count (`Showo2Pipeline.sequence_positions`)."""
         from model.showo2.pipeline import VIDEO_FRAMES
+        from model.showo2.prompting import count_tokens
 
         side = self.pipeline.resolution
         return ModelInfo(image_size=(side, side), grid=self.pipeline.grid, temporal_downsample=TEMPORAL_DOWNSAMPLE,
                          fps=FPS, codebook_size=0, kinds=KINDS, max_positions=self.pipeline.max_positions,
-                         positions=self.pipeline.sequence_positions(), understand_frames=VIDEO_FRAMES)
+                         positions=self.pipeline.sequence_positions(), understand_frames=VIDEO_FRAMES,
+                         count_text_tokens=partial(count_tokens, self.pipeline.tokenizer))
 
     # ------------------------------------------------------------------------------------------ media I/O
     def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
@@ -142,7 +145,8 @@ class Showo2Backend:
     def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
                    seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
         """One answer per (visual, question), decoded as one cached batch."""
-        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed)[0]
+        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
+                                   should_stop=should_stop)[0]
 
     def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
         """`understand` that also returns the generated token ids: `(answers, ids)`."""
@@ -151,11 +155,13 @@ class Showo2Backend:
             raise ValueError(f"kinds must be 'image' or 'video', got {list(kinds)}")
         greedy = options.top_k == 1
         visuals = [self._video_frames(c) if k == "video" else _latents(c) for c, k in zip(visual_codes, kinds)]
-        result = self.pipeline.understand_latents(
-            list(questions), visuals, [k == "video" for k in kinds],
-            max_new_tokens=options.max_new_tokens, generator=make_generator(seed, self.device), greedy=greedy,
-            temperature=options.temperature, top_k=None if greedy else options.top_k,
-        )
+        with workflow_errors():
+            result = self.pipeline.understand_latents(
+                list(questions), visuals, [k == "video" for k in kinds],
+                max_new_tokens=options.max_new_tokens, generator=make_generator(seed, self.device), greedy=greedy,
+                temperature=options.temperature, top_k=None if greedy else options.top_k, progress=progress,
+                should_stop=should_stop,
+            )
         return [t.strip() for t in result.text], [list(map(int, ids)) for ids in result.token_ids]
 
     def _video_frames(self, codes) -> torch.Tensor:

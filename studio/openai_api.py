@@ -4,7 +4,7 @@ job store, runner, validation and limits as the native job API (`studio.api`).
 ```
 GET    /v1/models                     the loaded model (GET /v1/models/{id}: one)
 POST   /v1/chat/completions           one image or video part + text -> an answer (`qa` job, or a `workflow` job
-                                      on an image); stream: true gives chunked deltas ending with [DONE]
+                                      on an image); stream: true relays the answer as it is decoded
 POST   /v1/images/generations         n `t2i` jobs -> b64_json or url
 POST   /v1/videos                     a `t2v` job, or with `input_reference` (a clip or an image) `continue_video`
 GET    /v1/videos                     video jobs (cursor: after, limit, order)
@@ -16,6 +16,10 @@ DELETE /v1/videos/{id}                a finished video job, its events and its f
 Every request is turned into the native parameters of a job kind and validated by that kind's model
 (`studio.schemas.PARAMS`) and by `Service.submit` (media rules, `studio.limits`); their errors come back in the
 OpenAI shape `{"error": {"message", "type", "param", "code"}}` with the parameter named as the client sent it.
+
+A streamed chat relays the answer while the model decodes it: the understanding step reports each token's text as
+job events (`text_delta`, `studio.runner`) and the stream sends each new piece. A chat's `usage` counts text with
+the loaded model's own text tokenizer (`ModelInfo.count_text_tokens`), the visual tokens included in the prompt.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
+import logging
 import time
-from typing import Any, AsyncIterator
+from contextlib import aclosing
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from studio.jobs import Job
+from studio.events import TooManyStreams
+from studio.jobs import TERMINAL, Job
 from studio.openai_common import (
     POLL_S, OpenAIError, cancel_quietly, check_model, describe_request_error, edge_error_body, finished, install,
     is_openai_path, media, native, openai_error_body, openai_status, succeeded,
@@ -42,10 +48,13 @@ from studio.openai_videos import add_video_routes, check_size
 from studio.schemas import PARAMS
 from studio.service import Service
 
+log = logging.getLogger("studio.openai")
+
 __all__ = ["OpenAIError", "describe_request_error", "edge_error_body", "install", "is_openai_path", "openai_error_body", "openai_router",
            "openai_status"]
 
 KEEP_ALIVE_S = 15.0
+WAKE_S = 1.0  # the longest a stream waits for the event hub before reading the job's events again
 MAX_STOPS = 4
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": OpenAIErrorOut} for code in (400, 401, 404, 409, 413, 500)}
 
@@ -65,18 +74,19 @@ IMAGE_QA = {
 
 
 # ---------------------------------------------------------------------------------------------- chat
-_WORDS = re.compile(r"\w+|[^\w\s]")
-
-
-def count_text_tokens(text: str) -> int:
-    """Text tokens as the default model's word-level tokenizer splits them (words and punctuation); for a BPE
-    checkpoint this is a lower bound."""
-    return len(_WORDS.findall(text))
+def _counter(service: Service) -> Callable[[str], int]:
+    """The loaded model's text token counter (`ModelInfo.count_text_tokens`: its own text tokenizer)."""
+    count = service.backend.info().count_text_tokens
+    if count is None:
+        raise OpenAIError(500, "the loaded model states no text tokenizer, so usage cannot be counted", None,
+                          "no_tokenizer")
+    return count
 
 
 def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], str, int]:
     """The job kind and parameters of a chat request, the question and the visual's latent frames."""
     check_model(service, req.model)
+    _counter(service)  # before any work: the answer's usage must be countable
     if req.n != 1:
         raise OpenAIError(400, f"n is {req.n}; this service answers with one choice per request (n=1)", "n")
     if any(m.role == "assistant" for m in req.messages):
@@ -140,25 +150,45 @@ def _answer(job: Job) -> str:
     return str(result["answer"] if job.kind == "qa" else result["outputs"]["answer"])
 
 
-def _finish(answer: str, stop: str | list[str] | None, max_new: int) -> tuple[str, str, int]:
+def _stops(stop: str | list[str] | None) -> list[str]:
+    return [stop] if isinstance(stop, str) else list(stop or [])
+
+
+def _finish(service: Service, answer: str, stop: str | list[str] | None, max_new: int) -> tuple[str, str, int]:
     """The answer cut before the first stop string, the finish reason and the answer's token count."""
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    stops = _stops(stop)
+    count = _counter(service)
     cut = min((answer.find(s) for s in stops if s and s in answer), default=-1)
-    tokens = count_text_tokens(answer)
     if cut >= 0:
-        return answer[:cut], "stop", count_text_tokens(answer[:cut])
+        return answer[:cut], "stop", count(answer[:cut])
+    tokens = count(answer)
     return answer, "length" if tokens >= max_new else "stop", tokens
 
 
+def _sendable(text: str, stops: list[str]) -> int:
+    """How much of `text`, the answer decoded so far, a stream may send: up to the first stop string in it, and
+    short of an ending that may be the start of one (`_finish` cuts the answer at the earliest stop string)."""
+    end = len(text)
+    for stop in stops:
+        found = text.find(stop)
+        if found >= 0:
+            end = min(end, found)
+        for k in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:k]):
+                end = min(end, len(text) - k)
+                break
+    return end
+
+
 def _usage(service: Service, question: str, latent: int, completion: int) -> dict[str, int]:
-    """Prompt tokens: the question's, plus the visual tokens and the template around them (from the model's
-    info: the positions of an understanding row without its question)."""
+    """Prompt tokens: the question's by the model's text tokenizer, plus the visual tokens and the template around
+    them (from the model's info: the positions of an understanding row without its question)."""
     info = service.backend.info()
     if info.positions is not None and info.max_positions is not None:
         visual = info.understand_positions(latent, 0)
     else:
         visual = latent * info.grid[0] * info.grid[1]
-    prompt = visual + count_text_tokens(question)
+    prompt = visual + _counter(service)(question)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -177,33 +207,83 @@ def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: st
     return f"data: {json.dumps(body)}\n\n"
 
 
+async def _answer_text(service: Service, job_id: str) -> AsyncIterator[str | None]:
+    """The job's answer as it is decoded: the new text of each batch of its events (`text_delta` of the
+    `step_progress` events, `studio.runner`), or None after `KEEP_ALIVE_S` without any; ends with the job.
+
+    The store holds the events; the job's subscription to the event hub only says when to read it again (without
+    one, when the hub's streams are all taken, the store is polled every `POLL_S`)."""
+    try:
+        sub = service.hub.subscribe(job_id)
+    except TooManyStreams:
+        sub = None
+    since, quiet = 0, 0.0
+    try:
+        while True:
+            events = await asyncio.to_thread(service.events, job_id, since)
+            pieces, ended = [], False
+            for event in events:
+                since = event.seq + 1
+                delta = event.payload.get("text_delta") if event.type == "step_progress" else None
+                if delta:  # the chat graphs have one answering step, of one row
+                    pieces.append(delta[0])
+                ended = ended or event.type in TERMINAL
+            if pieces:
+                quiet = 0.0
+                yield "".join(pieces)
+            if ended:
+                return
+            if events:
+                continue  # there may be more stored already
+            waited = time.monotonic()
+            if sub is None:
+                await asyncio.sleep(POLL_S)
+            elif await sub.next(WAKE_S) is not None:
+                sub.drain()  # woken: whatever came is read from the store
+            quiet += time.monotonic() - waited
+            if quiet >= KEEP_ALIVE_S:
+                quiet = 0.0
+                yield None
+    finally:
+        if sub is not None:
+            sub.close()
+
+
 async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question: str, latent: int,
                        max_new: int) -> AsyncIterator[str]:
-    """Chunks: the role, the answer in word-sized deltas once the job has answered, the finish reason, the usage
-    (with `stream_options.include_usage`), then `[DONE]`; a comment every 15 s keeps the connection open."""
+    """Chunks: the role, the answer as the model decodes it (each new piece of text once the job's events bring it,
+    held back only where it may be the start of a stop string), the finish reason, the usage (with
+    `stream_options.include_usage`), then `[DONE]`; a comment every 15 s keeps the connection open. The pieces join
+    to the answer the same request gets without `stream`."""
     cid, created, model = f"chatcmpl-{job_id}", int(time.time()), service.config.model_id
     with_usage = bool(req.stream_options and req.stream_options.include_usage)
+    stops = [s for s in _stops(req.stop) if s]
     done = False
     try:
         yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, usage=with_usage)
-        waited = 0.0
-        while True:
-            job = await asyncio.to_thread(service.get, job_id)
-            if job.finished:
-                break
-            await asyncio.sleep(POLL_S)
-            waited += POLL_S
-            if waited >= KEEP_ALIVE_S:
-                waited = 0.0
-                yield ": keep-alive\n\n"
+        text, sent = "", 0
+        async with aclosing(_answer_text(service, job_id)) as pieces:  # its subscription ends with the stream
+            async for piece in pieces:
+                if piece is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                text += piece
+                end = _sendable(text, stops)
+                if end > sent:
+                    yield _chunk(cid, created, model, {"content": text[sent:end]}, usage=with_usage)
+                    sent = end
         done = True
+        job = await asyncio.to_thread(service.get, job_id)
         try:
-            answer, reason, completion = _finish(_answer(succeeded(job)), req.stop, max_new)
+            answer, reason, completion = _finish(service, _answer(succeeded(job)), req.stop, max_new)
         except OpenAIError as err:
             yield f"data: {json.dumps(openai_error_body(err.status, err.message, err.param, err.code))}\n\n"
             return
-        for piece in re.findall(r"\s*\S+(?:\s+$)?", answer):
-            yield _chunk(cid, created, model, {"content": piece}, usage=with_usage)
+        if not answer.startswith(text[:sent]):  # decoding more tokens changed text already decoded
+            log.error("job %s: the streamed answer %r is not a prefix of the final answer %r", job_id, text[:sent],
+                      answer)
+        if answer[sent:]:  # what the events did not bring (the last moments before the job ended)
+            yield _chunk(cid, created, model, {"content": answer[sent:]}, usage=with_usage)
         yield _chunk(cid, created, model, {}, reason, usage=with_usage)
         if with_usage:
             body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
@@ -237,7 +317,7 @@ def openai_router(service: Service) -> APIRouter:
                                   "description": "the completion, or with stream: true its chunks"}})
     async def chat(req: ChatRequest, request: Request) -> Any:
         """Answer a question about one image or video (an understanding job); with `stream: true`, chunked
-        deltas (the answer arrives in word-sized deltas when the job has answered) ending with `[DONE]`."""
+        deltas (the answer's text as the model decodes it, token by token) ending with `[DONE]`."""
         _check_stop(req)
         job_id, params, question, latent = await asyncio.to_thread(_chat_job, service, req)
         max_new = params.get("max_new_tokens") or params["inputs"]["options"]["max_new_tokens"]
@@ -246,7 +326,7 @@ def openai_router(service: Service) -> APIRouter:
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         job = succeeded(await finished(service, job_id, request))
-        answer, reason, completion = _finish(_answer(job), req.stop, max_new)
+        answer, reason, completion = _finish(service, _answer(job), req.stop, max_new)
         return ChatCompletionOut(
             id=f"chatcmpl-{job.id}", created=int(job.created_at), model=service.config.model_id,
             choices=[{"index": 0, "message": {"content": answer}, "finish_reason": reason}],

@@ -11,6 +11,12 @@ While a step makes a clip, the frames it decodes grow the job's preview artifact
 and each rewrite of the file a `preview` event. A job that succeeds has its preview removed once its artifacts
 are rendered (the final clip is there); a job that fails, is cancelled or is interrupted keeps it, with every
 frame received, as the clip so far.
+
+While a step decodes an answer, each token that adds text makes a `step_progress` event with `text_delta`: the new
+text of each answer row since the step's previous such event (never thinned out; the job's progress is still
+updated at most every `progress_interval_s`), so the deltas of a step join to its answer as decoded so far: a
+prefix of the final answer (all of it in-process but for a trailing incomplete character; on Ray the last tokens
+may come only with the result). `studio.openai_api` streams them.
 """
 
 from __future__ import annotations
@@ -233,11 +239,13 @@ class _Tracker:
         self.finished: set[str] = set()
         self.running: dict[str, float] = {}
         self.last_progress: dict[str, float] = {}
+        self.texts: dict[str, tuple[str, ...]] = {}  # per step: each answer row's text stored so far
 
     def on_event(self, event: Event) -> None:
         payload = {k: v for k, v in event.to_dict().items() if k not in ("kind", "run_id", "seq", "time")}
         if payload.get("frames_decoded", 0) is None:
             del payload["frames_decoded"]  # only events that bring frames say how many there are
+        payload.pop("text", None)  # stored as the new text only (`text_delta`)
         message = ""
         step = getattr(event, "step", "")
         if isinstance(event, StepStarted):
@@ -248,12 +256,18 @@ class _Tracker:
             now = time.monotonic()
             last_inner = event.inner_step >= event.inner_total and event.index >= event.total
             decoded = event.frames_decoded is not None
-            if not (last_inner or decoded) and now - self.last_progress.get(event.step, 0.0) < self.interval_s:
+            delta = self._new_text(event)
+            thinned = not (last_inner or decoded) and now - self.last_progress.get(event.step, 0.0) < self.interval_s
+            if delta is not None:
+                payload["text_delta"] = delta  # stored whatever the interval; the job's progress waits for it
+            elif thinned:
                 return  # thinned out: the next one carries the news
-            self.last_progress[event.step] = now
-            message = f"{event.step}: {event.stage} {event.index}/{event.total}, {event.inner_step}/{event.inner_total}"
-            if decoded:
-                message = f"{event.step}: {event.frames_decoded} frames decoded ({event.index}/{event.total})"
+            if not thinned:
+                self.last_progress[event.step] = now
+                message = (f"{event.step}: {event.stage} {event.index}/{event.total}, "
+                           f"{event.inner_step}/{event.inner_total}")
+                if decoded:
+                    message = f"{event.step}: {event.frames_decoded} frames decoded ({event.index}/{event.total})"
         elif isinstance(event, StepFinished):
             self.running.pop(event.step, None)
             self.finished.add(event.step)
@@ -270,6 +284,23 @@ class _Tracker:
                                                last=event.index >= event.total), step)
         elif step and not isinstance(event, (StepStarted, StepProgress)):
             self._grow_preview(lambda p: p.end(step), step)
+
+    def _new_text(self, event: StepProgress) -> list[str] | None:
+        """The text `event` adds to each answer row of its step, None when it adds none. Each report's text extends
+        the previous one's; one that does not (a call retried from its start, catching up) adds nothing."""
+        if event.text is None:
+            return None
+        stored = self.texts.get(event.step, ())
+        kept, delta = [], []
+        for row, text in enumerate(event.text):
+            old = stored[row] if row < len(stored) else ""
+            grows = text.startswith(old)
+            kept.append(text if grows else old)
+            delta.append(text[len(old):] if grows else "")
+        if not any(delta):
+            return None
+        self.texts[event.step] = tuple(kept)
+        return delta
 
     def flush_preview(self) -> None:
         """Write the preview's waiting frames (the job ends without a final clip)."""

@@ -13,6 +13,7 @@ Contract shared by every op:
   the maximum); it may be called from any thread and must return quickly. An op that decodes a clip's frames as
   it makes them (`generate_video` on a family that streams its decoder) reports them on events whose `frames` is
   a uint8 array `(n, H, W, 3)` placed at `first_frame` of the clip; put together they are the decoded clip.
+  `understand` reports after every token, with each row's answer so far in `Progress.text`.
 - `should_stop`, when given, is polled between model steps; when it returns True the op raises
   `workflows.errors.Cancelled` (a backend wrapping `ShowoPipeline` translates the sampler's own `Cancelled`).
 - Bad arguments raise `ValueError` naming the argument; a missing file raises `FileNotFoundError`.

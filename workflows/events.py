@@ -42,7 +42,8 @@ class StepProgress(Event):
     On an event that brings decoded frames of a clip, `frames_decoded` is how many frames of the clip are decoded
     so far and `frames` holds the new ones (uint8 `(n, H, W, 3)`, the clip's frames `frames_decoded - n` on);
     both are None on every other event. `frames` is for live consumers (`run`'s `on_event`): it is left out of
-    `to_dict` and of `RunResult.events`.
+    `to_dict` and of `RunResult.events`. On the events of text decoding `text` holds each answer row's text so far
+    (`Progress.text`: a prefix of the final answer that each such event extends); None on every other event.
     """
 
     kind: ClassVar[str] = "step_progress"
@@ -56,6 +57,7 @@ class StepProgress(Event):
     inner_total: int
     fraction: float
     frames_decoded: int | None = None
+    text: tuple[str, ...] | None = None
     frames: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -193,7 +193,7 @@ class _Run:
             self.emit(
                 StepProgress, step=node.name, task=p.task, stage=p.stage, index=p.step, total=p.total,
                 inner_step=p.inner_step, inner_total=p.inner_total, fraction=float(p.fraction),
-                frames_decoded=decoded, frames=frames,
+                frames_decoded=decoded, text=getattr(p, "text", None), frames=frames,
             )
 
         ctx = StepContext(self.backend, seed, self.run_id, node.name, progress, self.stopping)

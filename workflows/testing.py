@@ -55,6 +55,11 @@ def _shape(grid: Any) -> tuple[int, int]:
     return len(grid), len(grid[0])
 
 
+def count_words(text: str) -> int:
+    """The fake model's text tokens: its whitespace-separated words."""
+    return len(text.split())
+
+
 @dataclass
 class FakeBackend:
     """A `Backend` made of hashes.
@@ -150,7 +155,7 @@ class FakeBackend:
     def info(self) -> ModelInfo:
         h, w = self.grid
         return ModelInfo((h * self.downsample, w * self.downsample), self.grid, self.temporal_downsample,
-                         self.fps, self.codebook_size)
+                         self.fps, self.codebook_size, count_text_tokens=count_words)
 
     # -- media ----------------------------------------------------------------------------------------------
     def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,

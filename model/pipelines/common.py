@@ -23,6 +23,31 @@ def inner_reporter(progress: ProgressFn | None, task: str, stage: str, step: int
     return report
 
 
+def answer_so_far(text: str) -> str:
+    """The part of a partly decoded answer that more tokens cannot change: leading whitespace dropped (as the final
+    answer drops it), a trailing incomplete character held back (a multi-byte character split across tokens
+    decodes to U+FFFD until its last token comes), and trailing whitespace held back (the final answer drops it
+    unless more text follows)."""
+    return text.lstrip().rstrip("\ufffd").rstrip()
+
+
+def answer_reporter(progress: ProgressFn | None, decode: Callable[[list[int]], str], task: str, stage: str):
+    """The text samplers' `(progress, on_tokens)` callbacks for a `ProgressFn`: after every token, a `Progress`
+    whose `text` is each row's answer so far (`decode` of the row's ids, through `answer_so_far`); `(None, None)`
+    without `progress`. The whole prefix is decoded each time, so characters that span tokens come out right."""
+    if progress is None:
+        return None, None
+    texts: list[tuple[str, ...] | None] = [None]
+
+    def on_tokens(rows: list[list[int]]) -> None:
+        texts[0] = tuple(answer_so_far(decode(ids)) for ids in rows)
+
+    def report(inner_step: int, inner_total: int) -> None:
+        progress(Progress(task, stage, 1, 1, inner_step, inner_total, text=texts[0]))
+
+    return report, on_tokens
+
+
 def maskgit_config(options: ImageOptions) -> MaskGitConfig:
     """The sampler's config for one image or latent frame (the one place options become a `MaskGitConfig`)."""
     if options.reference:

@@ -178,10 +178,12 @@ def generate_text_after(
     top_p: float | None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_tokens: Callable[[list[list[int]]], None] | None = None,
 ) -> list[list[int]]:
     """Decode text after `context + prompt` with the cache; the cache is left as it was (nothing committed).
 
-    Returns the generated ids of every row, the stop token (eos) excluded.
+    Returns the generated ids of every row, the stop token (eos) excluded. `on_tokens` sees every row's ids after
+    each step (`model.sampling.generate_text`).
     """
     full = prompt if context is None else context.batch.append(prompt)
     start_len = 0 if context is None else context.cache.length
@@ -201,6 +203,7 @@ def generate_text_after(
         position_ids=full.position_ids[:, start_len:],
         progress=progress,
         should_stop=should_stop,
+        on_tokens=on_tokens,
     )
     if context is not None:
         context.cache.truncate(start_len)

@@ -18,6 +18,7 @@ from model.pipelines import engine
 from core import EDIT_STRENGTH, ImageOptions, ModelInfo, ProgressFn, SequencePositions, TextOptions, editing_options
 from core.frames import latent_frames
 from model.pipelines.common import (
+    answer_reporter,
     as_prompts,
     cpu_generator,
     inner_reporter,
@@ -497,6 +498,8 @@ class ShowoPipeline:
         batch = left_stack(rows, self.layout.pad_id).to(self.model.device)
         engine.check_length(self.model, batch.length + options.max_new_tokens, "understand")
         greedy = options.greedy
+        decode = lambda ids: self.text_tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+        report, on_tokens = answer_reporter(progress, decode, "understand", "answer")
         tokens = engine.generate_text_after(
             self.model,
             None,
@@ -508,10 +511,11 @@ class ShowoPipeline:
             temperature=options.temperature,
             top_k=None if greedy else options.top_k,
             top_p=options.top_p,
-            progress=inner_reporter(progress, "understand", "answer", 1, 1),
+            progress=report,
             should_stop=should_stop,
+            on_tokens=on_tokens,
         )
-        texts = [self.text_tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+        texts = [decode(t).strip() for t in tokens]
         return TextResult(texts=texts, token_ids=tokens)
 
     def caption(self, visuals, *, question: str = DEFAULT_CAPTION_QUESTION, **kwargs) -> TextResult:

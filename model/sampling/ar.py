@@ -128,6 +128,7 @@ def _decode(
     sample: Callable[[torch.Tensor], torch.Tensor],
     progress: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None,
+    on_tokens: Callable[[list[list[int]]], None] | None = None,
 ) -> tuple[list[list[int]], list[bool], int, Segments, torch.Tensor]:
     """The loop shared by the cached and the recompute paths.
 
@@ -149,6 +150,8 @@ def _decode(
         for row in (active & ~stopped).nonzero()[:, 0].tolist():
             tokens[row].append(int(token[row]))
         finished = finished | stopped
+        if on_tokens is not None:
+            on_tokens(tokens)
         if progress is not None:
             progress(steps, max_new_tokens)
         if bool(finished.all()) or steps == max_new_tokens:
@@ -187,6 +190,7 @@ def generate_text(
     position_ids: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_tokens: Callable[[list[list[int]]], None] | None = None,
 ) -> TextResult:
     """Decode text after a batch of left-padded prompts, one token per step with the KV cache.
 
@@ -208,6 +212,8 @@ def generate_text(
             `positions` for the prompt; new tokens continue from each row's last prompt position.
         progress: called as `progress(step, max_new_tokens)` after every sampled token.
         should_stop: checked before every step; True raises `Cancelled`.
+        on_tokens: called after every step, before `progress`, with each row's ids so far (the stop id excluded;
+            the lists the result returns, so read them without keeping them).
 
     Returns:
         `TextResult`.
@@ -237,7 +243,7 @@ def generate_text(
     tokens, finished, steps, segments, next_positions = _decode(
         logits[:, -1], advance, prompt_segments, prompt_positions[:, -1] + 1, max_new_tokens=max_new_tokens,
         pad_id=pad_id, stop_ids=stop_ids, positions=positions, sample=sample, progress=progress,
-        should_stop=should_stop,
+        should_stop=should_stop, on_tokens=on_tokens,
     )
     return TextResult(tokens, finished, steps, cache, segments, next_positions)
 
@@ -259,6 +265,7 @@ def recompute_generate_text(
     position_ids: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_tokens: Callable[[list[list[int]]], None] | None = None,
 ) -> TextResult:
     """`generate_text` without a cache: the whole sequence is recomputed for every new token, as the released
     `mmu_generate` does (a baseline for benchmarks and tests; batched here). Same arguments and result
@@ -287,6 +294,6 @@ def recompute_generate_text(
     tokens, finished, steps, segments, next_positions = _decode(
         first, advance, prompt_segments, prompt_positions[:, -1] + 1, max_new_tokens=max_new_tokens,
         pad_id=pad_id, stop_ids=stop_ids, positions=positions, sample=sample, progress=progress,
-        should_stop=should_stop,
+        should_stop=should_stop, on_tokens=on_tokens,
     )
     return TextResult(tokens, finished, steps, None, segments, next_positions)

@@ -16,6 +16,7 @@ import torch
 
 from model.cache import KVCache
 from model.sampling.ar import sample_next
+from model.sampling.errors import check_cancelled
 from model.showo2.network import Showo2
 
 
@@ -148,15 +149,20 @@ def left_pad(rows: list[torch.Tensor], pad_embed: torch.Tensor) -> tuple[torch.T
 @torch.no_grad()
 def decode_text(model: Showo2, ctx: Context, first_logits: torch.Tensor, *, max_new_tokens: int, stop_ids: set[int],
                 pad_id: int, generator: torch.Generator | None = None, greedy: bool = True,
-                temperature: float = 1.0, top_k: int | None = None) -> tuple[list[list[int]], list[bool]]:
+                temperature: float = 1.0, top_k: int | None = None, progress=None, should_stop=None,
+                on_tokens=None) -> tuple[list[list[int]], list[bool]]:
     """KV-cached decoding from the logits of each row's last prompt position `(B, V)`; every sampled token but the
-    last is fed back and committed. Returns per row the ids (the stop id excluded) and whether it stopped."""
+    last is fed back and committed. Returns per row the ids (the stop id excluded) and whether it stopped.
+
+    `progress(step, max_new_tokens)`, `should_stop()` and `on_tokens(rows)` work as in
+    `model.sampling.generate_text`."""
     batch = first_logits.shape[0]
     tokens: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
     logits = first_logits
     embed = model.showo.model.embed_tokens
     for step in range(max_new_tokens):
+        check_cancelled(should_stop, step, max_new_tokens)
         nxt = sample_next(logits, generator=generator, temperature=temperature, top_k=top_k, greedy=greedy)
         ids = nxt.tolist()
         for i, tok in enumerate(ids):
@@ -166,6 +172,10 @@ def decode_text(model: Showo2, ctx: Context, first_logits: torch.Tensor, *, max_
                 done[i] = True
             else:
                 tokens[i].append(tok)
+        if on_tokens is not None:
+            on_tokens(tokens)
+        if progress is not None:
+            progress(step + 1, max_new_tokens)
         if all(done) or step == max_new_tokens - 1:
             break
         feed = torch.tensor([pad_id if d else tok for tok, d in zip(ids, done)], device=first_logits.device)

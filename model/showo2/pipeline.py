@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core import SequencePositions
+from core import ProgressFn, SequencePositions
+from model.pipelines.common import answer_reporter
 from model.sampling.flow import FlowConfig, flow_sample, initial_noise
 from model.showo2 import generation as gen
 from model.showo2.network import Showo2
@@ -251,11 +252,13 @@ class Showo2Pipeline:
 
     def understand_latents(self, questions: list[str], latents: list[torch.Tensor], videos: list[bool], *,
                            max_new_tokens: int = 300, generator: torch.Generator | None = None, greedy: bool = True,
-                           temperature: float = 1.0, top_k: int | None = None) -> Showo2TextResult:
+                           temperature: float = 1.0, top_k: int | None = None, progress: ProgressFn | None = None,
+                           should_stop=None) -> Showo2TextResult:
         """Answer one question per visual given as normalised latents, decoded as one cached batch: an image
         `(C, h, w)`, or a video's frame latents `(T, C, h, w)` (`videos[i]` True; `video_frame_latents` makes them
         as released), each frame pooled as the released video understanding pools its frames. Returns lists of
-        texts and ids."""
+        texts and ids. `progress` gets a `Progress` after every token with each row's answer so far (`text`);
+        `should_stop` is polled before every token."""
         if not len(questions) == len(latents) == len(videos):
             raise ValueError(f"{len(questions)} question(s), {len(latents)} visual(s) and {len(videos)} kind(s): "
                              "give one visual and one kind per question")
@@ -268,9 +271,12 @@ class Showo2Pipeline:
                                  f"C={self.model.config.latent_channels}, got {tuple(z.shape)}")
             z = (z if video else z[None]).to(self.device, self.model.dtype)
             rows.append(self._mmu_row(question, self._mmu_visual(z, video), False))
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+        report, on_tokens = answer_reporter(progress, decode, "understand", "answer")
         ids = self._cached_decode(rows, max_new_tokens=max_new_tokens, generator=generator, greedy=greedy,
-                                  temperature=temperature, top_k=top_k)
-        return Showo2TextResult([self.tokenizer.decode(i, skip_special_tokens=True) for i in ids], ids)
+                                  temperature=temperature, top_k=top_k, progress=report, should_stop=should_stop,
+                                  on_tokens=on_tokens)
+        return Showo2TextResult([decode(i) for i in ids], ids)
 
     def _understanding_inputs(self, batch, image, video, latents, reference, num_frames, generator):
         if latents is not None:

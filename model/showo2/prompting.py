@@ -78,6 +78,12 @@ def encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def count_tokens(tokenizer, text: str) -> int:
+    """How many ids `text` takes in a prompt (`encode`); with the tokenizer bound (`functools.partial`) it is the
+    picklable counter `ModelInfo.count_text_tokens` states."""
+    return len(encode(tokenizer, text))
+
+
 # ----------------------------------------------------------------------------------------------- masks
 def omni_mask(batch: int, length: int, spans: torch.Tensor | None, *, device=None) -> torch.Tensor:
     """Boolean `(B, 1, L, L)`, True = may attend: causal, plus a full block over every span `(offset, length)`

@@ -229,6 +229,36 @@ def test_understand_codes_matches_understand(pipe):
     assert via_codes.token_ids == direct.token_ids
 
 
+def test_understanding_reports_each_rows_answer_so_far_after_every_token(pipe):
+    codes = [pipe.encode_images(image(6))[0], pipe.encode_images(image(7))[0]]
+    events = []
+    result = pipe.understand_codes(codes, ["image", "image"], ["what colour is it ?", "describe the video ."],
+                                   max_new_tokens=8, top_k=None, generator=gen(2), progress=events.append)
+    assert [e.inner_step for e in events] == list(range(1, len(events) + 1))
+    assert max(map(len, result.token_ids)) == len(events)  # one report per decoded token
+    for row, answer in enumerate(result.texts):
+        texts = [e.text[row] for e in events]
+        assert all(answer.startswith(t) and b.startswith(a) for a, b, t in zip(texts, texts[1:], texts))
+        assert texts[-1] == answer and len(set(texts)) > 2  # it grew token by token to the answer
+
+
+def test_answer_reporter_decodes_the_whole_prefix_so_characters_that_span_tokens_come_out_right():
+    from model.pipelines.common import answer_reporter
+
+    answer = " café au lait, s'il vous plaît "
+    ids = list(answer.encode())  # one token per byte: é and î take two tokens each
+    events = []
+    report, on_tokens = answer_reporter(events.append, lambda t: bytes(t).decode(errors="replace"), "understand",
+                                        "answer")
+    for step in range(1, len(ids) + 1):
+        on_tokens([ids[:step]])
+        report(step, len(ids))
+    texts = [e.text[0] for e in events]
+    assert all("\ufffd" not in t and answer.strip().startswith(t) and not t.endswith(" ") for t in texts)
+    assert "caf" in texts and "café" in texts and texts[-1] == answer.strip()
+    assert answer_reporter(None, str, "understand", "answer") == (None, None)
+
+
 # ------------------------------------------------------------------------------------------ real checkpoints
 def test_from_pretrained_with_a_real_video_tokenizer(pipe, tmp_path):
     from tokenizers3d import MagvitV2, VideoMagvit, magvit2_tiny

@@ -1,11 +1,12 @@
-"""The worker side of the frame relay on its own (no Ray): a call's decoded frames wait on the worker until its
-caller fetches them, and each poll carries only the frames the caller does not have yet."""
+"""The worker side of the progress relay on its own (no Ray): a call's decoded frames wait on the worker until its
+caller fetches them, and each poll carries only the frames the caller does not have yet; each caller of a batched
+understanding sees the text of its own answers."""
 
 import numpy as np
 import pytest
 
 from core import Progress
-from ray_cluster.actors import _Request
+from ray_cluster.actors import TransformerWorker, _Request
 
 pytestmark = pytest.mark.ray
 
@@ -47,3 +48,13 @@ def test_a_lost_answer_is_sent_again_and_a_restarted_call_starts_over():
     request.keep(decoded(1, 0, 1), frames(0, 1))
     again = request.take(0)
     assert (again.first_frame, indices(again), again.step) == (0, [0], 1)
+
+
+def test_each_caller_of_a_batched_understanding_sees_only_its_own_answers_so_far():
+    one, two = _Request(), _Request()
+    progress, _ = TransformerWorker._hooks(None, [one, two], [(0, 1), (1, 3)])  # the hooks use no worker state
+    progress(Progress("understand", "answer", 1, 1, 3, 8, text=("a red", "the", "it moves")))
+    assert one.progress.text == ("a red",) and two.progress.text == ("the", "it moves")
+    assert (one.progress.inner_step, two.progress.inner_total) == (3, 8)
+    progress(Progress("understand", "answer", 1, 1, 4, 8))  # an event without text passes as it is
+    assert one.progress.text is None and two.progress.inner_step == 4

@@ -142,11 +142,16 @@ def test_concurrent_understanding_is_batched_and_answers_do_not_change(backend, 
     with ThreadPoolExecutor(max_workers=9) as pool:
         blocker = pool.submit(backend.generate_video, "a ball", None, 3, options=VideoOptions(steps=40), seed=0)
         time.sleep(0.2)
+        relayed = [[] for _ in range(8)]
         answers = list(pool.map(lambda i: backend.understand([codes[i]], [kinds[i]], [questions[i]], options=options,
-                                                              seed=i), range(8)))
+                                                              seed=i, progress=relayed[i].append), range(8)))
         blocker.result()
     sizes = transformer_stats(backend)["batch_sizes"]["understand"][len(before):]
     assert answers == one_by_one
+    # each caller of a shared batch is relayed the text of its own answer only, as it grows
+    for answer, events in zip(answers, relayed):
+        texts = [e.text for e in events if e.text is not None]
+        assert all(len(t) == 1 and answer[0].startswith(t[0]) for t in texts)
     assert sum(sizes) == 8 and len(sizes) < 8 and max(sizes) > 1
 
 

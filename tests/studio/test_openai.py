@@ -9,13 +9,14 @@ import base64
 import dataclasses
 import io
 import json
-import re
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
 openai = pytest.importorskip("openai")
 
@@ -71,9 +72,9 @@ def _data_url(path, media_type: str) -> str:
     return f"data:{media_type};base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _words(text: str) -> int:
-    """Words and punctuation marks: how the default model's text tokenizer splits (whitespace, then punctuation)."""
-    return sum(len(re.findall(r"\w+|[^\w\s]", word)) for word in text.split())
+def _tokens(backend, text: str) -> int:
+    """The tokens of `text` by the loaded model's text tokenizer itself."""
+    return len(backend.pipeline.text_tokenizer.encode(text, add_special_tokens=False))
 
 
 def _error_of(response: httpx.Response) -> dict:
@@ -112,8 +113,8 @@ def test_chat_about_an_image_answers_as_the_native_image_job_does(serve, media):
     assert reply.choices[0].finish_reason in ("stop", "length") and reply.object == "chat.completion"
     grid = service.backend.info().grid
     usage = reply.usage
-    assert usage.prompt_tokens >= grid[0] * grid[1] + _words(question)  # the image's tokens are in the prompt
-    assert usage.completion_tokens == _words(answer)
+    assert usage.prompt_tokens >= grid[0] * grid[1] + _tokens(service.backend, question)  # the image's are in it
+    assert usage.completion_tokens == _tokens(service.backend, answer)
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     job = httpx.get(f"{url}/v1/jobs/{reply.model_extra['job_id']}", headers=AUTH).json()
     assert job["state"] == "succeeded" and job["kind"] == "workflow"
@@ -131,8 +132,14 @@ def test_chat_about_a_video_upload_streamed_and_not(serve, media):
     native = _native(url, "qa", {"video": uri, "question": "answer briefly . where does the square move ?",
                                  "num_frames": 5, "fps": 8.0, "max_new_tokens": 10}, seed=1)
     assert answer == native["result"]["answer"]  # greedy: the seed does not matter
-    info = service.backend.info()
-    assert whole.usage.prompt_tokens >= info.latent_frames(5) * info.grid[0] * info.grid[1]
+    # usage: the tokens of the row the model read (the template, the clip's visual tokens and the question, built by
+    # the model's own prompting) and of the answer, by the model's text tokenizer
+    info, pipeline = service.backend.info(), service.backend.pipeline
+    codes = torch.zeros(1, info.latent_frames(5), info.grid[0] * info.grid[1], dtype=torch.long)
+    row = pipeline.prompting.v2t(codes, ["answer briefly . where does the square move ?"])
+    assert whole.usage.prompt_tokens == row.length > info.latent_frames(5) * info.grid[0] * info.grid[1]
+    assert whole.usage.completion_tokens == _tokens(service.backend, answer) > 0
+    assert whole.usage.total_tokens == row.length + whole.usage.completion_tokens
 
     stream = client.chat.completions.create(model=service.config.model_id, messages=messages, max_tokens=10,
                                             stream=True, stream_options={"include_usage": True},
@@ -156,6 +163,60 @@ def test_chat_about_a_video_upload_streamed_and_not(serve, media):
     assert streamed == (answer if stop is None else answer[:answer.find(stop)])
     if stop is not None:  # the answer ends before the stop string
         assert payloads[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+class _Paused:
+    """The test's backend, whose understanding stops after reporting the first text of its answer until `go` is
+    set: the job is still decoding whatever the stream does meanwhile."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.go = backend, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def understand(self, *args, progress=None, **kwargs):
+        def report(event):
+            progress(event)
+            if event.text and event.text[0]:
+                self.go.wait(30)
+
+        return self.backend.understand(*args, progress=None if progress is None else report, **kwargs)
+
+
+def test_a_streamed_chat_sends_the_answer_while_the_job_is_still_decoding_it(serve, media, backend):
+    paused = _Paused(backend)
+    service, url, client = serve(backend=paused)
+    ask = {"model": service.config.model_id, "max_tokens": 64, "seed": 11, "temperature": 1.0,
+           "extra_body": {"num_frames": 5},
+           "messages": [{"role": "user", "content": [
+               {"type": "video_url", "video_url": {"url": _upload(url, media["video"], "video")}},
+               {"type": "text", "text": "describe the video ."}]}]}
+    stream = client.chat.completions.create(**ask, stream=True)
+    pieces, state_at_first = [], None
+    try:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+                state_at_first = service.get(chunk.id.removeprefix("chatcmpl-")).state
+                break
+    finally:
+        paused.go.set()  # the model decodes the rest
+    pieces += [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert state_at_first == "running"  # the first piece came while the model was still decoding
+    whole = client.chat.completions.create(**ask)  # the same request and seed, not streamed
+    assert len(pieces) >= 2 and "".join(pieces) == whole.choices[0].message.content
+
+
+def test_a_stream_holds_back_only_what_may_start_a_stop_string():
+    from studio.openai_api import _sendable
+
+    assert _sendable("a red circle", []) == len("a red circle")
+    assert _sendable("a red circle mo", ["moves"]) == len("a red circle ")  # "mo" may start "moves"
+    assert _sendable("a red circle moves up", ["moves"]) == len("a red circle ")  # cut before the stop string
+    # "big red ci" may start "big red circle up", which would cut the answer before the complete "red"
+    assert _sendable("a big red ci", ["red", "big red circle up"]) == len("a ")
+    assert _sendable("a big red ci", ["red", "circle up"]) == len("a big ")
 
 
 def test_chat_reads_a_video_url_whose_scheme_the_service_allows(serve, media):

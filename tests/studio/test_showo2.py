@@ -230,6 +230,27 @@ def test_generated_clips_start_with_the_given_latent_frames(showo2_backend):
         showo2_backend.generate_video("x", given, 2, options=options, seed=1)
 
 
+def test_showo2_reports_its_answers_token_by_token_and_counts_with_its_tokenizer(showo2_backend):
+    from core import TextOptions
+    from workflows.errors import Cancelled
+
+    latents = torch.randn(16, 8, 8, generator=torch.Generator().manual_seed(4))
+    options = TextOptions(max_new_tokens=6, top_k=None, temperature=1.0)
+    events = []
+    answer = showo2_backend.understand([latents], ["image"], ["what is in the picture"], options=options, seed=3,
+                                       progress=events.append)[0]
+    texts = [e.text[0] for e in events]
+    assert [e.inner_step for e in events] == list(range(1, len(events) + 1)) and texts[-1] == answer
+    assert all(answer.startswith(t) and b.startswith(a) for a, b, t in zip(texts, texts[1:], texts))
+    with pytest.raises(Cancelled):
+        showo2_backend.understand([latents], ["image"], ["what is in the picture"], options=options, seed=3,
+                                  should_stop=lambda: True)
+    question = "what happens in the video"
+    tokenizer = showo2_backend.pipeline.tokenizer
+    assert showo2_backend.info().count_text_tokens(question) == len(tokenizer(question, add_special_tokens=False)
+                                                                     ["input_ids"]) > 0
+
+
 def test_an_unknown_family_is_refused_by_the_config():
     from ray_cluster import load_config
 
