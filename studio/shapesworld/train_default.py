@@ -135,7 +135,8 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     device = _device(cfg.device)
     torch.manual_seed(int(cfg.seed))
     image = MagvitV2(MagvitConfig.from_dict(OmegaConf.to_container(tcfg.architecture, resolve=True)))
-    model = VideoMagvit.from_image_tokenizer(image, temporal_downsample=int(tcfg.temporal_downsample)).to(device).train()
+    model = VideoMagvit.from_image_tokenizer(image, temporal_downsample=int(tcfg.temporal_downsample),
+                                             time_kernel=int(tcfg.get("time_kernel", 3))).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(tcfg.lr), betas=(0.9, 0.99))
     steps = int(tcfg.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
