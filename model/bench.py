@@ -65,19 +65,39 @@ def build_pipeline(preset: str, device: str, *, grid: int = 8, seed: int = 0) ->
                          video_tokenizer=codec, downsample=4, max_text_len=32)
 
 
-def _time(fn: Callable[[], object], device: str, repeats: int) -> float:
-    """Best wall time of `repeats` runs (after one warm-up)."""
-    fn()
+def time_best(fn: Callable[[], object], device: str, repeats: int, *, warm: Callable[[], object] | None = None,
+              clock: Callable[[], float] = time.perf_counter) -> float:
+    """Best time of `repeats` runs after a warm-up (`warm`, a short version of `fn`, or `fn` itself)."""
+    (warm or fn)()
     best = float("inf")
     for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best
+
+
+def check_presets(presets: list[str], known: dict) -> None:
+    for name in presets:
+        if name not in known:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(known)}")
+
+
+def measure(cases: list[tuple[str, Callable[[], tuple[float, float]]]], preset: str, device: str,
+            width: int = 24) -> list[Record]:
+    """Run each `(name, case)` (`case()` gives the baseline and our seconds), printing each record as measured."""
+    records = []
+    for name, case in cases:
+        baseline, ours = case()
+        record = Record(name, preset, device, round(baseline, 4), round(ours, 4), round(baseline / ours, 2))
+        records.append(record)
+        print(f"{record.name:{width}s} {record.preset:8s} {record.device:5s} {record.baseline_s:10.4f} "
+              f"{record.ours_s:10.4f} {record.ratio:7.2f}x", flush=True)
+    return records
 
 
 def bench_ar(pipe: ShowoPipeline, batch: int, new_tokens: int, repeats: int) -> tuple[float, float]:
@@ -89,7 +109,7 @@ def bench_ar(pipe: ShowoPipeline, batch: int, new_tokens: int, repeats: int) -> 
     common = dict(max_new_tokens=new_tokens, pad_id=pipe.layout.pad_id, greedy=True, position_ids=prompt.position_ids)
     ours = lambda: generate_text(pipe.model, prompt.input_ids, prompt.segments, **common)  # noqa: E731
     base = lambda: recompute_generate_text(pipe.model, prompt.input_ids, prompt.segments, **common)  # noqa: E731
-    return _time(base, device.type, repeats), _time(ours, device.type, repeats)
+    return time_best(base, device.type, repeats), time_best(ours, device.type, repeats)
 
 
 def bench_maskgit(pipe: ShowoPipeline, steps: int, repeats: int) -> tuple[float, float]:
@@ -98,7 +118,7 @@ def bench_maskgit(pipe: ShowoPipeline, steps: int, repeats: int) -> tuple[float,
     kwargs = dict(steps=steps, guidance_scale=1.75)
     ours = lambda: pipe.text_to_image(prompt, generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
     base = lambda: recompute_text_to_image(pipe, prompt, generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
-    return _time(base, device.type, repeats), _time(ours, device.type, repeats)
+    return time_best(base, device.type, repeats), time_best(ours, device.type, repeats)
 
 
 def bench_video(pipe: ShowoPipeline, latent_frames: int, steps: int, repeats: int) -> tuple[float, float]:
@@ -107,7 +127,7 @@ def bench_video(pipe: ShowoPipeline, latent_frames: int, steps: int, repeats: in
     kwargs = dict(num_frames=frames, steps=steps)
     ours = lambda: pipe.text_to_video("w1 w2 w3", generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
     base = lambda: recompute_text_to_video(pipe, "w1 w2 w3", generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
-    return _time(base, device.type, repeats), _time(ours, device.type, repeats)
+    return time_best(base, device.type, repeats), time_best(ours, device.type, repeats)
 
 
 def run_benchmarks(
@@ -115,9 +135,7 @@ def run_benchmarks(
 ) -> list[Record]:
     """Run every benchmark of the transformer, printing each record as it is measured."""
     presets = presets or ["tiny", "cpu_mid"]
-    for name in presets:
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    check_presets(presets, PRESETS)
     devices = [device] if device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     repeats = 1 if quick else 3
     records: list[Record] = []
@@ -131,12 +149,7 @@ def run_benchmarks(
             cases.append(("maskgit_t2i/cfg", lambda: bench_maskgit(pipe, 8 if quick else 18, repeats)))
             for frames in ((2, 4) if quick else (2, 4, 8)):
                 cases.append((f"t2v/frames{frames}", lambda f=frames: bench_video(pipe, f, 4 if quick else 8, repeats)))
-            for name, case in cases:
-                baseline, ours = case()
-                record = Record(name, preset, dev, round(baseline, 4), round(ours, 4), round(baseline / ours, 2))
-                records.append(record)
-                print(f"{record.name:24s} {record.preset:8s} {record.device:5s} {record.baseline_s:10.4f} "
-                      f"{record.ours_s:10.4f} {record.ratio:7.2f}x", flush=True)
+            records += measure(cases, preset, dev)
     return records
 
 

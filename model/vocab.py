@@ -95,11 +95,5 @@ class VocabLayout:
             )
         return codes.long() + self.code_offset
 
-    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
-        """Token ids of visual codes -> codes in `[0, codebook_size)`; any other id raises."""
-        if not bool(self.is_code(ids).all()):
-            raise ValueError("ids_to_codes got ids that are not visual codes")
-        return ids.long() - self.code_offset
-
     def is_code(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids >= self.code_offset) & (ids < self.mask_id)

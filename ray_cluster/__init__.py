@@ -16,8 +16,9 @@ torch and the model load on first use of a name.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from core.lazy import lazy_exports
 
 _EXPORTS = {
     "connect": "ray_cluster.cluster",
@@ -47,14 +48,4 @@ if TYPE_CHECKING:
     from ray_cluster.pools import PoolUnavailableError, RayBackend
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ray_cluster' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("ray_cluster", globals(), _EXPORTS)

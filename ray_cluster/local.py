@@ -34,6 +34,24 @@ def check_options(options: Any, kind: type) -> Any:
     return options
 
 
+def read_image(uri: str, size: int) -> torch.Tensor:
+    """The image at `uri` (a local path or an fsspec URL) as `(3, size, size)` in [-1, 1], resized and
+    center-cropped; ValueError when it cannot be decoded."""
+    import fsspec
+    from PIL import Image
+
+    from tokenizers3d import image_transform
+
+    check_exists(uri)
+    with fsspec.open(uri, "rb") as handle:
+        try:
+            image = Image.open(handle)
+            image.load()
+        except Exception as err:
+            raise ValueError(f"cannot read the image: {err}") from err
+    return image_transform(image.convert("RGB"), size)
+
+
 def as_codes(codes: Any) -> torch.Tensor:
     """Codes as a long tensor (tensors pass through; nested lists, as from JSON, are converted)."""
     return codes.long() if torch.is_tensor(codes) else torch.as_tensor(codes, dtype=torch.long)
@@ -103,22 +121,10 @@ class LocalBackend:
 
     def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
         """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
-        import fsspec
-        from PIL import Image
-
-        from tokenizers3d import image_transform
-
-        check_exists(uri)
         height, width = self.pipeline.image_size
         if size is None and height != width:
             raise ValueError(f"the model works at {height}x{width}; give size= (load_image makes square images)")
-        with fsspec.open(uri, "rb") as handle:
-            try:
-                image = Image.open(handle)
-                image.load()
-            except Exception as err:
-                raise ValueError(f"cannot read the image: {err}") from err
-        return image_transform(image.convert("RGB"), size or height)
+        return read_image(uri, size or height)
 
     # ------------------------------------------------------------------------------------------ tokenizer
     def encode_image(self, image, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:

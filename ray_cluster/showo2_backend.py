@@ -22,7 +22,7 @@ import torch
 
 from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
 from model.pipelines.common import make_generator
-from ray_cluster.local import check_exists, check_options, workflow_errors
+from ray_cluster.local import check_exists, check_options, read_image, workflow_errors
 from workflows.types import StoryHistoryItem
 
 TEMPORAL_DOWNSAMPLE = 4  # Wan2.1 VAE: 1 + 4k frames -> 1 + k latent frames
@@ -99,19 +99,7 @@ class Showo2Backend:
 
     def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
         """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
-        import fsspec
-        from PIL import Image
-
-        from tokenizers3d import image_transform
-
-        check_exists(uri)
-        with fsspec.open(uri, "rb") as handle:
-            try:
-                image = Image.open(handle)
-                image.load()
-            except Exception as err:
-                raise ValueError(f"cannot read the image: {err}") from err
-        return image_transform(image.convert("RGB"), size or self.pipeline.resolution)
+        return read_image(uri, size or self.pipeline.resolution)
 
     # ------------------------------------------------------------------------------------------ VAE
     def encode_image(self, image, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):

@@ -6,8 +6,9 @@ Importing the package is cheap: submodules load on first use of a name.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from core.lazy import lazy_exports
 
 _EXPORTS = {
     "MagvitConfig": "tokenizers3d.magvit2",
@@ -53,14 +54,4 @@ if TYPE_CHECKING:
     from tokenizers3d.wan_vae import CausalCache, WanVAE, WanVAEConfig, wan21_vae, wan21_vae_tiny
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tokenizers3d' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("tokenizers3d", globals(), _EXPORTS)

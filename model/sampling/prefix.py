@@ -7,7 +7,7 @@ once into a `KVCache` and committed; each MaskGIT step then runs only the block,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -159,7 +159,22 @@ def prepare_block(
     mask_token_id: int,
     position_ids: torch.Tensor | None = None,
 ) -> BlockCall:
-    """Check the arguments of `block_logits_fn` (same meaning) and prepare its `BlockCall` (the mask built once)."""
+    """Check the arguments of `block_logits_fn` and prepare its `BlockCall` (the mask built once).
+
+    Args:
+        model: a `Showo`.
+        cache: the committed prefix, `S` positions of `R` rows.
+        segments: layout of prefix + block, `(R, S + Lb)`.
+        block_ids: `(R, Lb)` or `(Lb,)` token ids of the block (e.g. `<|soi|>`, N placeholders, `<|eoi|>`); the
+            ids at `code_index` are replaced on every call.
+        code_index: `(N,)` positions of the codes inside the block.
+        code_offset, codebook_size, mask_token_id: the vocabulary layout (codes are ids `code_offset + c`).
+        position_ids: `(R, Lb)` positions of the block (None: `S..S+Lb-1`).
+
+    Returns:
+        a `BlockCall` whose `run(model, codes (R, N))` gives `(R, N, K)`: codes outside `[0, K)` (the sampler's
+        unknown sentinel) become `mask_token_id`; the result holds only the code columns of the vocabulary.
+    """
     rows, start = cache.batch_size, cache.length
     if block_ids.dim() == 1:
         block_ids = block_ids[None].expand(rows, -1)
@@ -186,18 +201,7 @@ def prepare_block(
                      mask_token_id=mask_token_id)
 
 
-def block_logits_fn(
-    model,
-    cache: KVCache,
-    *,
-    segments: Segments,
-    block_ids: torch.Tensor,
-    code_index: torch.Tensor | list[int],
-    code_offset: int,
-    codebook_size: int,
-    mask_token_id: int,
-    position_ids: torch.Tensor | None = None,
-) -> LogitsFn:
+def block_logits_fn(model, cache: KVCache, **block: Any) -> LogitsFn:
     """A `logits_fn` for `maskgit_decode` that runs one block on top of the cached prefix.
 
     The cache holds the committed prefix for every row the sampler will pass: `B` rows without guidance, or
@@ -205,21 +209,7 @@ def block_logits_fn(
     block is run in the cache's scratch mode (never committed), so the prefix is computed once and reused by
     every step. To keep a finished block, run it once more with `prefill`.
 
-    Args:
-        model: a `Showo`.
-        cache: the committed prefix, `S` positions of `R` rows.
-        segments: layout of prefix + block, `(R, S + Lb)`.
-        block_ids: `(R, Lb)` or `(Lb,)` token ids of the block (e.g. `<|soi|>`, N placeholders, `<|eoi|>`); the
-            ids at `code_index` are replaced on every call.
-        code_index: `(N,)` positions of the codes inside the block.
-        code_offset, codebook_size, mask_token_id: the vocabulary layout (codes are ids `code_offset + c`).
-        position_ids: `(R, Lb)` positions of the block (None: `S..S+Lb-1`).
-
-    Returns:
-        `logits_fn(codes (R, N)) -> (R, N, K)`: codes outside `[0, K)` (the sampler's unknown sentinel) become
-        `mask_token_id`; the result holds only the code columns of the vocabulary.
+    Arguments as for `prepare_block`; returns `logits_fn(codes (R, N)) -> (R, N, K)`.
     """
-    call = prepare_block(model, cache, segments=segments, block_ids=block_ids, code_index=code_index,
-                         code_offset=code_offset, codebook_size=codebook_size, mask_token_id=mask_token_id,
-                         position_ids=position_ids)
+    call = prepare_block(model, cache, **block)
     return lambda codes: call.run(model, codes)

@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from model.bench import Record, report
+from model.bench import Record, check_presets, measure, report, time_best
 from model.showo2.config import Showo2Config, showo2_cpu_mid, showo2_cpu_mid_short, showo2_tiny
 from model.showo2.network import Showo2
 from model.showo2.pipeline import Showo2Pipeline
@@ -55,21 +55,6 @@ CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 _clock = time.perf_counter
 
 
-def _time(fn: Callable[[], object], device: str, repeats: int, warm: Callable[[], object] | None = None) -> float:
-    """Best time of `repeats` runs after a warm-up (`warm`, a short version of `fn`, or `fn` itself)."""
-    (warm or fn)()
-    best = float("inf")
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = _clock()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, _clock() - start)
-    return best
-
-
 def bench_understanding(pipe: Showo2Pipeline, batch: int, new_tokens: int, repeats: int) -> tuple[float, float]:
     dev = pipe.device
     c = pipe.model.config
@@ -82,8 +67,8 @@ def bench_understanding(pipe: Showo2Pipeline, batch: int, new_tokens: int, repea
     def base(n: int = new_tokens):
         return [pipe.understand(q, image_latents=z[i], max_new_tokens=n, reference=True) for i, q in enumerate(questions)]
 
-    return (_time(base, dev.type, repeats, warm=lambda: base(2)),
-            _time(ours, dev.type, repeats, warm=lambda: ours(2)))
+    return (time_best(base, dev.type, repeats, warm=lambda: base(2), clock=_clock),
+            time_best(ours, dev.type, repeats, warm=lambda: ours(2), clock=_clock))
 
 
 def bench_t2i(pipe: Showo2Pipeline, grid_points: int, repeats: int) -> tuple[float, float]:
@@ -97,8 +82,8 @@ def bench_t2i(pipe: Showo2Pipeline, grid_points: int, repeats: int) -> tuple[flo
     def base(points: int = grid_points):
         return pipe.sample_image_latents(prompt, steps=points, guidance_scale=5.0, latents=noise, reference=True)
 
-    return (_time(base, dev.type, repeats, warm=lambda: base(3)),
-            _time(ours, dev.type, repeats, warm=lambda: ours(3)))
+    return (time_best(base, dev.type, repeats, warm=lambda: base(3), clock=_clock),
+            time_best(ours, dev.type, repeats, warm=lambda: ours(3), clock=_clock))
 
 
 def run_benchmarks(*, quick: bool = False, presets: list[str] | None = None, device: str | None = None,
@@ -110,9 +95,7 @@ def run_benchmarks(*, quick: bool = False, presets: list[str] | None = None, dev
     if clock == "process":
         torch.set_num_threads(1)
     presets = presets or (["tiny"] if quick else ["cpu_mid"])
-    for name in presets:
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    check_presets(presets, PRESETS)
     devices = [device] if device else (["cuda"] if torch.cuda.is_available() else ["cpu"])
     repeats = 1
     records: list[Record] = []
@@ -126,12 +109,7 @@ def run_benchmarks(*, quick: bool = False, presets: list[str] | None = None, dev
                          for b in batches]
                 points = 5 if quick else 20
                 cases.append((f"showo2_t2i/cfg/steps{points}", lambda p=points: bench_t2i(pipe, p, repeats)))
-                for name, case in cases:
-                    baseline, ours = case()
-                    record = Record(name, preset, dev, round(baseline, 4), round(ours, 4), round(baseline / ours, 2))
-                    records.append(record)
-                    print(f"{record.name:26s} {record.preset:8s} {record.device:5s} {record.baseline_s:10.4f} "
-                          f"{record.ours_s:10.4f} {record.ratio:7.2f}x", flush=True)
+                records += measure(cases, preset, dev, width=26)
     return records
 
 

@@ -492,19 +492,10 @@ class Showo2Pipeline:
             return reference_storyboard(self, prompt, num_steps=num_steps, max_caption_tokens=max_caption_tokens,
                                         steps=steps, guidance_scale=guidance_scale, generator=generator,
                                         temperature=temperature, top_k=top_k)
-        model, tok = self.model, self.tokens
-        table = model.showo.model.embed_tokens
-        ctx = gen.new_context(model, 1, capacity=512)
-        null = self._prefix_context([""]) if guidance_scale > 0 else None
-        config = FlowConfig(steps=steps, guidance_scale=guidance_scale, method=method)
-
-        def feed(ids: list[int]) -> torch.Tensor:
-            embeds = table(torch.tensor([ids], device=self.device))
-            return gen.extend(model, ctx, embeds, torch.zeros(1, len(ids), dtype=torch.bool, device=self.device))
-
+        ctx, feed, null, config = self._story_start(512, steps, guidance_scale, method)
         out = []
         with torch.no_grad():
-            hidden = feed([tok.bos, *encode(self.tokenizer, prompt)])
+            hidden = feed([self.tokens.bos, *encode(self.tokenizer, prompt)])
             for _ in range(num_steps):
                 step, hidden = self._story_next(ctx, hidden, feed, null, config, max_caption_tokens=max_caption_tokens,
                                                 generator=generator, greedy=greedy, temperature=temperature,
@@ -523,17 +514,9 @@ class Showo2Pipeline:
         if generator is None:
             raise ValueError("storyboard_step needs a torch.Generator")
         model, tok = self.model, self.tokens
-        table = model.showo.model.embed_tokens
         capacity = 2 + len(encode(self.tokenizer, prompt)) + (len(history) + 1) * (
             max_caption_tokens + 3 + model.config.num_image_tokens + 1)
-        ctx = gen.new_context(model, 1, capacity=capacity)
-        null = self._prefix_context([""]) if guidance_scale > 0 else None
-        config = FlowConfig(steps=steps, guidance_scale=guidance_scale, method=method)
-
-        def feed(ids: list[int]) -> torch.Tensor:
-            embeds = table(torch.tensor([ids], device=self.device))
-            return gen.extend(model, ctx, embeds, torch.zeros(1, len(ids), dtype=torch.bool, device=self.device))
-
+        ctx, feed, null, config = self._story_start(capacity, steps, guidance_scale, method)
         with torch.no_grad():
             hidden = feed([tok.bos, *encode(self.tokenizer, prompt)])
             for ids, latents in history:
@@ -547,6 +530,19 @@ class Showo2Pipeline:
                                        generator=generator, greedy=greedy, temperature=temperature, top_k=top_k,
                                        progress=progress, should_stop=should_stop)
         return step
+
+    def _story_start(self, capacity: int, steps: int, guidance_scale: float, method: str):
+        """A fresh one-row cache of `capacity` positions, `feed(ids)` that extends it (returning the hidden
+        states), the null prompt's context when guided, and the flow config."""
+        model, table = self.model, self.model.showo.model.embed_tokens
+        ctx = gen.new_context(model, 1, capacity=capacity)
+        null = self._prefix_context([""]) if guidance_scale > 0 else None
+
+        def feed(ids: list[int]) -> torch.Tensor:
+            embeds = table(torch.tensor([ids], device=self.device))
+            return gen.extend(model, ctx, embeds, torch.zeros(1, len(ids), dtype=torch.bool, device=self.device))
+
+        return ctx, feed, null, FlowConfig(steps=steps, guidance_scale=guidance_scale, method=method)
 
     def _story_next(self, ctx, hidden, feed, null, config: FlowConfig, *, max_caption_tokens: int, generator,
                     greedy: bool, temperature: float, top_k: int | None, progress=None,

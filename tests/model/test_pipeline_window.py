@@ -6,9 +6,8 @@ import dataclasses
 import pytest
 import torch
 
-from model import Showo, ShowoPipeline, showo_tiny
-from model.pipelines import PatchCodec, window
-from model.text_tokenizer import build_word_tokenizer, load_text_tokenizer
+from model import Showo
+from model.pipelines import window
 
 WORDS = "a red square blue circle moves left right up down at the top bottom"
 PROMPT = "a red square moves right"
@@ -16,18 +15,11 @@ FRAME = 16 + 2  # <|soi|> 4x4 codes <|eoi|>
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tok")
-    build_word_tokenizer([WORDS], directory)
-    tokenizer, layout = load_text_tokenizer(directory, codebook_size=64)
-    torch.manual_seed(0)
-    config = showo_tiny(llm_vocab_size=layout.llm_vocab_size, codebook_size=64, num_vq_tokens=16)
-    codec = PatchCodec(downsample_factor=4, levels=4, temporal_downsample=4)
-    probe = ShowoPipeline(model=Showo(config).eval(), text_tokenizer=tokenizer, layout=layout,
-                          image_tokenizer=codec, video_tokenizer=codec, downsample=4, max_text_len=12)
+def pipe(tiny_pipeline):
+    probe = tiny_pipeline(WORDS, max_text_len=12)
     head = probe.prompting.text_block([PROMPT], "t2v").length + 1  # text block and <|sov|>
     torch.manual_seed(0)
-    small = Showo(dataclasses.replace(config, max_position_embeddings=head + 3 * FRAME)).eval()
+    small = Showo(dataclasses.replace(probe.model.config, max_position_embeddings=head + 3 * FRAME)).eval()
     return dataclasses.replace(probe, model=small)
 
 

@@ -14,25 +14,17 @@ import pytest
 import torch
 
 from core import ImageOptions, StoryOptions, VideoOptions
-from model import Showo, ShowoPipeline, showo_tiny
-from model.pipelines import PatchCodec, StoryHistoryItem, engine
+from model import ShowoPipeline
+from model.pipelines import StoryHistoryItem, engine
 from model.pipelines.stepping import StepScheduler
 from model.sampling import UNKNOWN, Cancelled, MaskGitConfig
-from model.text_tokenizer import build_word_tokenizer, load_text_tokenizer
 
 WORDS = "how do i build a tower with red square and blue circle ? place the at bottom . put on top moves left right"
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tok")
-    build_word_tokenizer([WORDS], directory)
-    tokenizer, layout = load_text_tokenizer(directory, codebook_size=64)
-    torch.manual_seed(0)
-    config = showo_tiny(llm_vocab_size=layout.llm_vocab_size, codebook_size=64, num_vq_tokens=16)
-    codec = PatchCodec(downsample_factor=4, levels=4, temporal_downsample=4)
-    return ShowoPipeline(model=Showo(config).eval(), text_tokenizer=tokenizer, layout=layout, image_tokenizer=codec,
-                         video_tokenizer=codec, downsample=4, max_text_len=16)
+def pipe(tiny_pipeline):
+    return tiny_pipeline(WORDS, max_text_len=16)
 
 
 def gen(seed: int) -> torch.Generator:
