@@ -22,6 +22,8 @@ class SequencePositions:
             tokens and the answer come on top).
         understand_frame: one frame of a video question, for a model that reads `ModelInfo.understand_frames`
             sampled frames (None: a video question reads every latent frame, `visual` each).
+        understand_image_head: an image question's row around its `visual` tokens for an empty question (None:
+            `understand_head`, where an image row is framed like a video's).
     """
 
     text: int
@@ -29,6 +31,7 @@ class SequencePositions:
     story_head: int
     understand_head: int
     understand_frame: int | None = None
+    understand_image_head: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,12 @@ class ModelInfo:
         if self.understand_frames is not None:
             return p.understand_head + self.understand_frames * p.understand_frame + max_new_tokens
         return p.understand_head + latent * p.visual + max_new_tokens
+
+    def understand_image_positions(self, max_new_tokens: int) -> int:
+        """Positions of an understanding row on one image with an empty question."""
+        p = self._positions()
+        head = p.understand_head if p.understand_image_head is None else p.understand_image_head
+        return head + p.visual + max_new_tokens
 
     def max_video_frames(self) -> int | None:
         """The longest clip text-to-video can make (None: no limit: unknown positions, or a sliding window)."""

@@ -83,8 +83,9 @@ def _counter(service: Service) -> Callable[[str], int]:
     return count
 
 
-def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], str, int]:
-    """The job kind and parameters of a chat request, the question and the visual's latent frames."""
+def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], str, int | None]:
+    """The job kind and parameters of a chat request, the question and the video's latent frames (None: an
+    image)."""
     check_model(service, req.model)
     _counter(service)  # before any work: the answer's usage must be countable
     if req.n != 1:
@@ -142,7 +143,7 @@ def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], 
     with native(names):
         params = PARAMS["workflow"].model_validate(params).model_dump(mode="json")
         job, _ = service.submit("workflow", params, req.seed)
-    return job.id, params, question, 1
+    return job.id, params, question, None
 
 
 def _answer(job: Job) -> str:
@@ -180,14 +181,14 @@ def _sendable(text: str, stops: list[str]) -> int:
     return end
 
 
-def _usage(service: Service, question: str, latent: int, completion: int) -> dict[str, int]:
+def _usage(service: Service, question: str, latent: int | None, completion: int) -> dict[str, int]:
     """Prompt tokens: the question's by the model's text tokenizer, plus the visual tokens and the template around
     them (from the model's info: the positions of an understanding row without its question)."""
     info = service.backend.info()
     if info.positions is not None and info.max_positions is not None:
-        visual = info.understand_positions(latent, 0)
+        visual = info.understand_image_positions(0) if latent is None else info.understand_positions(latent, 0)
     else:
-        visual = latent * info.grid[0] * info.grid[1]
+        visual = (latent or 1) * info.grid[0] * info.grid[1]
     prompt = visual + _counter(service)(question)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
@@ -249,7 +250,7 @@ async def _answer_text(service: Service, job_id: str) -> AsyncIterator[str | Non
             sub.close()
 
 
-async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question: str, latent: int,
+async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question: str, latent: int | None,
                        max_new: int) -> AsyncIterator[str]:
     """Chunks: the role, the answer as the model decodes it (each new piece of text once the job's events bring it,
     held back only where it may be the start of a stop string), the finish reason, the usage (with

@@ -164,6 +164,7 @@ class ShowoPipeline:
                 visual=visual,
                 story_head=self.prompting.interleaved([""], [[]]).length,
                 understand_head=self.prompting.v2t(frame, [""]).length - visual,
+                understand_image_head=self.prompting.mmu(frame[0], [""]).length - visual,
             )
             self._info = ModelInfo(
                 image_size=tuple(self.image_size), grid=tuple(self.grid), temporal_downsample=self.temporal_downsample,

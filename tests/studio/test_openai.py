@@ -113,7 +113,9 @@ def test_chat_about_an_image_answers_as_the_native_image_job_does(serve, media):
     assert reply.choices[0].finish_reason in ("stop", "length") and reply.object == "chat.completion"
     grid = service.backend.info().grid
     usage = reply.usage
-    assert usage.prompt_tokens >= grid[0] * grid[1] + _tokens(service.backend, question)  # the image's are in it
+    # the image row the model read (its template, the image's tokens, the question), built by its own prompting
+    row = service.backend.pipeline.prompting.mmu(torch.zeros(1, grid[0] * grid[1], dtype=torch.long), [question])
+    assert usage.prompt_tokens == row.length > grid[0] * grid[1] + _tokens(service.backend, question)
     assert usage.completion_tokens == _tokens(service.backend, answer)
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     job = httpx.get(f"{url}/v1/jobs/{reply.model_extra['job_id']}", headers=AUTH).json()

@@ -278,3 +278,17 @@ def test_showo2_jobs_run_on_ray_pools(tmp_path, monkeypatch, showo2_config, medi
             _check_results(client, done, showo2_config[1], media)
     finally:
         shutdown()
+
+
+def test_showo2_states_the_positions_of_the_rows_it_builds(showo2_backend):
+    """The positions the info states (what the OpenAI usage and the limits read) equal the rows the pipeline
+    builds: an image row reads every image token, a video row its pooled frames."""
+    pipeline, info = showo2_backend.pipeline, showo2_backend.info()
+    question = "what is in the picture"
+    z = torch.randn(pipeline.model.config.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    image_row, _ = pipeline._mmu_row(question, pipeline._mmu_visual(z[None].to(pipeline.device), False), False)
+    assert image_row.shape[0] == info.understand_image_positions(0) + info.count_text_tokens(question)
+    frames = z[None].repeat(info.understand_frames, 1, 1, 1).to(pipeline.device)
+    video_row, _ = pipeline._mmu_row(question, pipeline._mmu_visual(frames, True), False)
+    assert video_row.shape[0] == info.understand_positions(1, 0) + info.count_text_tokens(question)
+    assert video_row.shape[0] != image_row.shape[0]
