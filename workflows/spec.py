@@ -22,8 +22,9 @@ A binding is `{"input": name}` (a graph input), `{"step": name, "port"?: output}
 may be left out when the step has one output), `{"value": anything}` (a constant, spelled out), or any other JSON
 value (a constant). Steps are the `Step`s of `workflows.steps` (`STEPS`), looked up by name; a step's node name
 defaults to the step's name. The step `gather` collects its inputs `item_0 ... item_{n-1}` into a list (its output
-`items`, e.g. a storyboard's keyframes as one `list[Image]`), typed by what `item_0` is bound to. Input types come from `TYPES`. Every mistake is a `GraphError` whose message starts
-with the spec path at fault (`steps[2].inputs.codes: ...`).
+`items`, e.g. a storyboard's keyframes as one `list[Image]`), typed by what `item_0` is bound to. Input types come
+from `TYPES`. Every mistake is a `GraphError` whose message starts with the spec path at fault
+(`steps[2].inputs.codes: ...`).
 """
 
 from __future__ import annotations
