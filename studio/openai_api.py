@@ -194,7 +194,7 @@ def _usage(service: Service, question: str, latent: int | None, completion: int)
 
 
 def _check_stop(req: ChatRequest) -> None:
-    stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    stops = _stops(req.stop)
     if len(stops) > MAX_STOPS or any(not s for s in stops):
         raise OpenAIError(400, f"stop takes 1 to {MAX_STOPS} non-empty strings", "stop")
 
@@ -258,7 +258,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
     to the answer the same request gets without `stream`."""
     cid, created, model = f"chatcmpl-{job_id}", int(time.time()), service.config.model_id
     with_usage = bool(req.stream_options and req.stream_options.include_usage)
-    stops = [s for s in _stops(req.stop) if s]
+    stops = _stops(req.stop)  # non-empty: `_check_stop` refused the request otherwise
     done = False
     try:
         yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, usage=with_usage)
