@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ray_cluster.config import DEFAULT_MODEL_NAMES as DEFAULT_MODEL_IDS
 from workflows import Backend
 
 RAY_RECORD = "ray-processes.json"  # in the data directory: the processes of the service's embedded Ray
@@ -67,18 +68,11 @@ def build_backend(**options: Any) -> Backend:
     return build_runtime(**options).backend
 
 
-DEFAULT_MODEL_IDS = {"showo": "show-o-shapesworld", "showo2": "show-o2-default"}
-
-
 def model_id(cluster_config: str | None = None) -> str:
-    """The name the OpenAI-compatible API gives the loaded model: the embedded default model's name, or the last
-    part of the configured checkpoint's path or URL (never the whole path: it would reveal the server's folders)."""
+    """The name of the default model (the one jobs that name none run on); see `ray_cluster.config.model_name`."""
+    from ray_cluster import load_config
+    from ray_cluster.config import model_name
+
     if cluster_config is None:
         return DEFAULT_MODEL_IDS["showo"]
-    from ray_cluster import load_config
-    from ray_cluster.config import DEFAULT_MODEL
-
-    model = load_config(cluster_config).model
-    if model.showo == DEFAULT_MODEL:
-        return DEFAULT_MODEL_IDS.get(model.family, f"{model.family}-default")
-    return model.showo.rstrip("/").rsplit("/", 1)[-1].rsplit("::", 1)[-1] or model.family
+    return model_name(load_config(cluster_config).model)
