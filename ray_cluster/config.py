@@ -120,6 +120,12 @@ class PoolConfig:
         if self.retries < 0:
             raise ValueError(f"{name}.retries must be >= 0, got {self.retries}")
 
+    def replica_settings(self) -> "PoolConfig":
+        """The settings a replica uses (batching, concurrency, models kept); the caller's (deadlines, retries) and
+        Serve's (replicas, resources) at their defaults."""
+        return PoolConfig(max_ongoing_requests=self.max_ongoing_requests, max_models=self.max_models,
+                          batch_wait_s=self.batch_wait_s, max_batch_size=self.max_batch_size)
+
     def autoscaling(self) -> dict:
         """Serve's `autoscaling_config` of the pool."""
         return {"min_replicas": self.min_replicas, "initial_replicas": max(1, self.min_replicas),

@@ -1,27 +1,25 @@
-"""Custom metrics of the workers (`ray.util.metrics`), created inside each actor.
+"""Custom metrics of the replicas (`ray.util.metrics`), created inside each replica, and of the job service.
 
-Ray exports them to Prometheus with a `ray_` prefix (e.g. `ray_show_studio_queue_depth`); the dashboard's
-Metrics view and Grafana read them from there. Tags: `pool` (tokenizer / transformer), `op` (the Backend
-operation), `worker` (the actor name), and `outcome` (ok / error / cancelled) on the request counter.
+Ray Serve exports the serving metrics itself (`ray_serve_*`: requests, errors, latency, queued and ongoing
+requests, replicas per deployment, multiplexed model loads); these are what it does not know: tokens and MaskGIT
+steps per second, rows per model call, and requests per operation and model. Ray exports them to Prometheus with a
+`ray_` prefix (e.g. `ray_show_studio_tokens_per_s`). Tags: `pool` (tokenizer / transformer), `op` (the Backend
+operation), `model` (the model name), `worker` (the replica), and `outcome` (ok / error / cancelled) on the
+request counter.
 
-Every recording is mirrored in plain numbers (`snapshot()`), which the actor returns from `stats()`: tests and
+Every recording is mirrored in plain numbers (`snapshot()`), which a replica returns from `stats()`: tests and
 benchmarks read those without a metrics pipeline.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter as Tally
 from collections import defaultdict
 
-LATENCY_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 BATCH_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 32]
 
 METRIC_NAMES = (
     "show_studio_requests",
-    "show_studio_request_latency_s",
-    "show_studio_queue_depth",
-    "show_studio_busy_workers",
     "show_studio_batch_size",
     "show_studio_generated_tokens",
     "show_studio_tokens_per_s",
@@ -31,57 +29,42 @@ METRIC_NAMES = (
 
 
 class WorkerMetrics:
-    """The metrics of one worker (call inside an actor: `ray.util.metrics` needs a connected worker)."""
+    """The metrics of one replica (call inside a replica: `ray.util.metrics` needs a connected worker)."""
 
     def __init__(self, pool: str, worker: str) -> None:
         from ray.util.metrics import Counter, Gauge, Histogram
 
-        ops = ("pool", "op", "worker")
+        ops = ("pool", "op", "model", "worker")
         self.base = {"pool": pool, "worker": worker}
-        self.requests = Counter("show_studio_requests", "Requests by operation and outcome (ok, error, cancelled).",
-                                tag_keys=ops + ("outcome",))
-        self.latency = Histogram("show_studio_request_latency_s", "Time from a request's arrival to its answer.",
-                                 boundaries=LATENCY_BOUNDARIES_S, tag_keys=ops)
-        self.queue_depth = Gauge("show_studio_queue_depth", "Requests waiting for the worker's model.",
-                                 tag_keys=("pool", "worker"))
-        self.busy = Gauge("show_studio_busy_workers", "1 while the worker's model runs (sum over a pool: busy workers).",
-                          tag_keys=("pool", "worker"))
-        self.batch_size = Histogram("show_studio_batch_size", "Rows per model call (concurrent requests batched together).",
-                                    boundaries=BATCH_BOUNDARIES, tag_keys=ops)
+        self.requests = Counter("show_studio_requests", "Requests by operation, model and outcome (ok, error, "
+                                "cancelled).", tag_keys=ops + ("outcome",))
+        self.batch_size = Histogram("show_studio_batch_size", "Rows per model call (concurrent requests batched "
+                                    "together).", boundaries=BATCH_BOUNDARIES, tag_keys=ops)
         self.tokens = Counter("show_studio_generated_tokens", "Generated text tokens.", tag_keys=ops)
-        self.tokens_per_s = Gauge("show_studio_tokens_per_s", "Text tokens per second of the last model call.", tag_keys=ops)
-        self.steps = Counter("show_studio_maskgit_steps", "MaskGIT steps run (one per step per visual block).", tag_keys=ops)
-        self.steps_per_s = Gauge("show_studio_maskgit_steps_per_s", "MaskGIT steps per second of the last model call.",
-                                 tag_keys=ops)
-        self.queue_depth.set(0, tags=self.base)
-        self.busy.set(0, tags=self.base)
+        self.tokens_per_s = Gauge("show_studio_tokens_per_s", "Text tokens per second of the last model call.",
+                                  tag_keys=ops)
+        self.steps = Counter("show_studio_maskgit_steps", "MaskGIT steps run (one per step per visual block).",
+                             tag_keys=ops)
+        self.steps_per_s = Gauge("show_studio_maskgit_steps_per_s", "MaskGIT steps per second of the last model "
+                                 "call.", tag_keys=ops)
         self._outcomes: Tally = Tally()
         self._batches: dict[str, list[int]] = defaultdict(list)
+        self._models: Tally = Tally()
         self._tokens = 0
         self._steps = 0
-        self._queue = 0
-        self._busy = False
 
-    def _tags(self, op: str) -> dict:
-        return {**self.base, "op": op}
+    def _tags(self, op: str, model: str) -> dict:
+        return {**self.base, "op": op, "model": model}
 
-    def request(self, op: str, outcome: str, started: float) -> None:
-        self.requests.inc(1, tags={**self._tags(op), "outcome": outcome})
-        self.latency.observe(time.perf_counter() - started, tags=self._tags(op))
+    def request(self, op: str, outcome: str, *, model: str) -> None:
+        self.requests.inc(1, tags={**self._tags(op, model), "outcome": outcome})
         self._outcomes[(op, outcome)] += 1
+        self._models[model] += 1
 
-    def queued(self, depth: int) -> None:
-        self._queue = depth
-        self.queue_depth.set(depth, tags=self.base)
-
-    def working(self, busy: bool) -> None:
-        self._busy = busy
-        self.busy.set(1 if busy else 0, tags=self.base)
-
-    def model_call(self, op: str, rows: int, seconds: float, tokens: int = 0, steps: int = 0) -> None:
+    def model_call(self, op: str, rows: int, seconds: float, tokens: int = 0, steps: int = 0, *, model: str) -> None:
         """One run of the model: its batch size, and the tokens / MaskGIT steps it produced. `rows=0`: a job whose
         forwards were shared with other jobs (their batch sizes are recorded per forward, as op `maskgit_step`)."""
-        tags = self._tags(op)
+        tags = self._tags(op, model)
         if rows:
             self.batch_size.observe(rows, tags=tags)
             self._batches[op].append(rows)
@@ -100,12 +83,11 @@ class WorkerMetrics:
         return {
             "metrics": list(METRIC_NAMES),
             "requests": {f"{op}:{outcome}": n for (op, outcome), n in sorted(self._outcomes.items())},
+            "requests_by_model": dict(self._models),
             "batch_sizes": {op: list(sizes) for op, sizes in self._batches.items()},
             "model_calls": sum(len(sizes) for sizes in self._batches.values()),
             "generated_tokens": self._tokens,
             "maskgit_steps": self._steps,
-            "queue_depth": self._queue,
-            "busy": self._busy,
         }
 
 

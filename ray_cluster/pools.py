@@ -1,245 +1,261 @@
-"""Pools of named worker actors and `RayBackend`, the workflow `Backend` that routes each operation to a pool.
+"""`RayBackend`: the workflow `Backend` on two Ray Serve deployments, called through deployment handles.
 
-`RayBackend(config)` creates (or finds, `get_if_exists`) the actors `show-studio/tokenizer-0..n` and
-`show-studio/transformer-0..n`; each call goes to the least-loaded live worker of its pool (ties in turn), and is
-awaited with a deadline, so a caller gets an answer, a `Cancelled`, or a `TimeoutError` naming the operation and
-the worker, never an endless wait. Ray restarts a worker that dies (`max_restarts`) and re-runs the calls it had
-in flight (`max_task_retries`); when a worker is gone for good the call moves to another worker of the pool, and
-a pool with no live worker left fails at once with `PoolUnavailableError`.
+`RayBackend(config)` deploys the Serve applications `{name_prefix}-tokenizer` and `{name_prefix}-transformer`
+(one deployment each, no HTTP route: calls are in-cluster handle calls) and routes each operation to the pool the
+operation table names, for one model of the catalog (`for_model(name)` gives a view for another; Serve sends the
+call to a replica that has that model loaded, or loads it). Serve scales, restarts and routes; on top of it a
+call here has what Serve lacks:
+
+- a **deadline** (`request_timeout_s`): the caller gets an answer, a `Cancelled`, or a `TimeoutError` naming the
+  operation and the pool, never an endless wait; an abandoned call is cancelled on its replica;
+- **retries** of a call whose replica died (`retries`; Serve starts a new replica meanwhile), and then a
+  `PoolUnavailableError` naming the pool;
+- progress and cancellation: the replica streams `Progress` while it works; `should_stop` cancels the request.
 """
 
 from __future__ import annotations
 
-import itertools
+import copy
+import queue
 import threading
 import time
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ray_cluster.config import ClusterConfig, PoolConfig
 from ray_cluster.loading import PipelineFactory
 from workflows.backend import OPS, routed_ops
 
-POLL_S = 0.05  # how often a waiting caller checks should_stop and fetches progress
+POLL_S = 0.05  # how often a waiting caller checks should_stop and its deadline
+POOLS = ("tokenizer", "transformer")
 
 
 class PoolUnavailableError(RuntimeError):
-    """Every worker of a pool is dead and Ray will not restart them."""
+    """A pool cannot serve: its deployment failed, or a call's replicas kept dying."""
 
 
 @dataclass
-class Worker:
-    name: str
+class Pool:
+    """One deployment: its Serve application, handle and settings."""
+
+    kind: str
+    app: str
     handle: Any
-    in_flight: int = 0
-    dead: bool = False
-
-
-class WorkerPool:
-    """The workers of one kind, with the caller-side load counts used for routing.
-
-    Args:
-        kind: "tokenizer" or "transformer".
-        actor_class: `TokenizerWorker` or `TransformerWorker`.
-        config: the pool's sizes and limits.
-        init_args: what every worker's `__init__` receives after its name.
-        name_prefix: actor names are `{name_prefix}/{kind}-{index}`.
-    """
-
-    def __init__(self, kind: str, actor_class: type, config: PoolConfig, init_args: tuple, name_prefix: str) -> None:
-        import ray
-
-        self.kind = kind
-        self.config = config
-        remote = ray.remote(actor_class)
-        self.workers: list[Worker] = []
-        for index in range(config.num_replicas):
-            name = f"{name_prefix}/{kind}-{index}"
-            handle = remote.options(
-                name=name,
-                get_if_exists=True,
-                num_cpus=config.num_cpus,
-                num_gpus=config.num_gpus,
-                max_restarts=config.max_restarts,
-                max_task_retries=config.max_task_retries,
-                max_concurrency=config.max_concurrency,
-            ).remote(name, *init_args)
-            self.workers.append(Worker(name, handle))
-        self._lock = threading.Lock()
-        self._turn = itertools.count()
-
-    def acquire(self) -> Worker:
-        """The live worker with the fewest calls in flight from this process (ties go round-robin)."""
-        with self._lock:
-            live = [w for w in self.workers if not w.dead]
-            if not live:
-                names = ", ".join(w.name for w in self.workers)
-                raise PoolUnavailableError(f"the {self.kind} pool has no live worker ({names} died and will not restart)")
-            start = next(self._turn) % len(live)
-            rotated = live[start:] + live[:start]
-            worker = min(rotated, key=lambda w: w.in_flight)
-            worker.in_flight += 1
-            return worker
-
-    def release(self, worker: Worker) -> None:
-        with self._lock:
-            worker.in_flight -= 1
-
-    def ready(self, timeout_s: float) -> list[dict]:
-        """Wait until every worker has loaded its model; returns their `ping()` answers."""
-        import ray
-
-        try:
-            return ray.get([w.handle.ping.remote() for w in self.workers], timeout=timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            raise TimeoutError(f"the {self.kind} pool's workers did not start within {timeout_s:g} s") from None
-
-    def stats(self, timeout_s: float = 30.0) -> list[dict]:
-        import ray
-
-        return ray.get([w.handle.stats.remote() for w in self.workers if not w.dead], timeout=timeout_s)
+    config: PoolConfig
 
 
 @routed_ops
 class RayBackend:
-    """The workflow `Backend` on Ray pools: the same operations, arguments and results as `LocalBackend`
+    """The workflow `Backend` on Ray Serve: the same operations, arguments and results as `LocalBackend`
     (see `workflows.backend.Backend` for each operation).
 
     Args:
-        config: the model and the pools (`load_config()` gives the defaults: one worker of each, half a CPU each).
-        pipeline_factory: builds the embedded default pipeline when `config.model.showo == "default"`
-            (called in every worker as `factory(device=..., seed=...)`; a callable or "package.module:function").
-        wait: block until every worker has loaded its model.
+        config: the models and the pools (`load_config()` gives the defaults: one replica of each, half a CPU each).
+        pipeline_factory: builds the embedded default pipeline for a model whose `showo` is "default" (called in
+            every replica as `factory(device=..., seed=...)`; a callable or "package.module:function").
+        wait: block until every pool with `min_replicas >= 1` runs and has loaded the default model.
 
     Call `connect()` first (or `ray.init`).
     """
 
     def __init__(self, config: ClusterConfig | None = None, *, pipeline_factory: PipelineFactory | str | None = None,
                  wait: bool = True) -> None:
-        from ray_cluster.actors import TokenizerWorker, TransformerWorker
+        from ray import serve
+
         from ray_cluster.config import load_config
+        from ray_cluster.deployments import TokenizerReplica, TransformerReplica
 
         self.config = (config or load_config()).validate()
         factory = pipeline_factory or self.config.model.factory
-        model = self.config.model
-        prefix = self.config.name_prefix
-        self.tokenizer = WorkerPool("tokenizer", TokenizerWorker, self.config.tokenizer,
-                                    (model, self.config.tokenizer, factory), prefix)
-        self.transformer = WorkerPool("transformer", TransformerWorker, self.config.transformer,
-                                      (model, self.config.transformer, factory, self.config.batch_generation), prefix)
-        self._info = None
+        catalog = self.config.catalog()
+        self.model = next(iter(catalog))
+        serve.start(proxy_location="Disabled")  # handles only; the studio's own HTTP API fronts the jobs
+        self.pools: dict[str, Pool] = {}
+        self._deploying: dict[str, threading.Thread] = {}
+        self._failed: dict[str, str] = {}
+        for kind, cls in zip(POOLS, (TokenizerReplica, TransformerReplica)):
+            pool = getattr(self.config, kind)
+            options = dict(name=kind, ray_actor_options={"num_cpus": pool.num_cpus, "num_gpus": pool.num_gpus},
+                           max_ongoing_requests=pool.max_ongoing_requests)
+            if pool.min_replicas == pool.max_replicas:
+                options["num_replicas"] = pool.max_replicas
+            else:
+                options["autoscaling_config"] = pool.autoscaling()
+            # The replicas get only their own settings: a second backend on the same pools with other deadlines or
+            # retries (another driver) deploys the same application.
+            app = serve.deployment(cls, **options).bind(catalog, pool.replica_settings(), factory,
+                                                        self.config.batch_generation)
+            name = f"{self.config.name_prefix}-{kind}"
+            self.pools[kind] = Pool(kind, name, None, pool)
+            self._deploying[kind] = threading.Thread(target=self._deploy, args=(kind, app, name), daemon=True,
+                                                     name=f"deploy-{kind}")
+            self._deploying[kind].start()
+        self._infos: dict[str, Any] = {}
         if wait:
             self.ready()
 
-    @property
-    def pools(self) -> dict[str, WorkerPool]:
-        return {"tokenizer": self.tokenizer, "transformer": self.transformer}
+    def _deploy(self, kind: str, app, name: str) -> None:
+        from ray import serve
+
+        try:
+            self.pools[kind].handle = serve.run(app, name=name, route_prefix=None)
+        except Exception as err:  # the deployment failed (a replica could not start); callers learn why
+            self._failed[kind] = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+
+    def for_model(self, name: str) -> "RayBackend":
+        """A view of the same pools whose every call runs on model `name` of the catalog."""
+        names = list(self.config.catalog())
+        if name not in names:
+            raise ValueError(f"unknown model {name!r}; the pools serve {names}")
+        view = copy.copy(self)
+        view.model = name
+        return view
 
     def ready(self) -> dict[str, list[dict]]:
-        """Block until every worker answers (model loaded); returns their `ping()` answers by pool."""
-        return {kind: pool.ready(pool.config.startup_timeout_s) for kind, pool in self.pools.items()}
+        """Block until each pool's deployment runs and, when it keeps replicas (`min_replicas >= 1`), one of them
+        answers with the model loaded; returns those answers by pool."""
+        answers = {}
+        for kind, pool in self.pools.items():
+            self._handle(pool, pool.config.startup_timeout_s, starting=True)
+            if pool.config.min_replicas >= 1:
+                answers[kind] = [self._call(pool, "ping", (), {}, method="ping", timeout=pool.config.startup_timeout_s)]
+        return answers
 
     def close(self) -> None:
-        """Stop every worker of both pools (Ray does not restart them)."""
-        import ray
+        """Delete both deployments (their replicas stop)."""
+        from ray import serve
 
         for pool in self.pools.values():
-            for worker in pool.workers:
-                ray.kill(worker.handle, no_restart=True)
-                worker.dead = True
+            serve.delete(pool.app)
 
     def stats(self) -> dict[str, list[dict]]:
-        """Every live worker's counters (requests, batch sizes, tokens, MaskGIT steps) by pool."""
-        return {kind: pool.stats() for kind, pool in self.pools.items()}
+        """The counters of one replica per pool (requests, batch sizes, tokens, MaskGIT steps); Prometheus has
+        every replica's."""
+        return {kind: [self._call(pool, "stats", (), {}, method="stats")] for kind, pool in self.pools.items()
+                if pool.config.min_replicas >= 1}
 
     # ------------------------------------------------------------------------------------------ operations
     def info(self):
-        """The `ModelInfo` of the served model (asked once, then cached)."""
-        if self._info is None:
-            self._info = self.run("info")
-        return self._info
+        """The `ModelInfo` of this view's model (asked once, then cached)."""
+        if self.model not in self._infos:
+            self._infos[self.model] = self.run("info")
+        return self._infos[self.model]
 
     def run(self, op: str, *args: Any, **kwargs: Any) -> Any:
-        """Run operation `op` of `workflows.backend.OPS` on a worker of the pool the table names; every other
-        operation method of this class is generated from the table and calls this one."""
+        """Run operation `op` of `workflows.backend.OPS` on the pool the table names; every other operation
+        method of this class is generated from the table and calls this one."""
         spec = OPS.get(op)
         if spec is None:
             raise ValueError(f"unknown operation {op!r}; operations are {sorted(OPS)}")
-        spec.bind(args, kwargs)  # a bad call fails here, not on the worker
+        spec.bind(args, kwargs)  # a bad call fails here, not on a replica
         progress = kwargs.pop("progress", None) if spec.interactive else None
         should_stop = kwargs.pop("should_stop", None) if spec.interactive else None
-        return self._call(self.pools[spec.pool], op, args, kwargs, progress, should_stop)
+        return self._call(self.pools[spec.pool], op, args, kwargs, progress=progress, should_stop=should_stop)
 
     # ------------------------------------------------------------------------------------------ calling
-    def _call(self, pool: WorkerPool, op: str, args: tuple, kwargs: dict,
-              progress: Callable | None = None, should_stop: Callable[[], bool] | None = None) -> Any:
-        """Send one operation to the pool and wait for it, moving to another worker when one is gone for good."""
-        import ray
-        from ray.exceptions import ActorDiedError
+    def _handle(self, pool: Pool, timeout: float, *, starting: bool = False):
+        """The pool's deployment handle once it is deployed (waiting up to `timeout` for the deployment)."""
+        self._deploying[pool.kind].join(timeout)
+        if pool.kind in self._failed:
+            raise PoolUnavailableError(f"the {pool.kind} pool could not start: {self._failed[pool.kind]}")
+        if pool.handle is None:
+            what = "replicas did not start" if starting else "deployment is not running yet"
+            raise TimeoutError(f"the {pool.kind} pool's {what} within {timeout:g} s")
+        return pool.handle
 
-        timeout = pool.config.request_timeout_s
+    def _call(self, pool: Pool, op: str, args: tuple, kwargs: dict, *, method: str = "run",
+              progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
+              timeout: float | None = None) -> Any:
+        """Send one call to the pool and wait for it, sending it again when its replica died (`retries`)."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        timeout = timeout or pool.config.request_timeout_s
         deadline = time.monotonic() + timeout
-        tried = []
+        handle = self._handle(pool, timeout).options(multiplexed_model_id=self.model, stream=method == "run")
+        lost = []
         while True:
-            worker = pool.acquire()
-            request_id = uuid.uuid4().hex
             try:
-                ref = worker.handle.run.remote(request_id, op, args, kwargs)
-                return _await(ref, worker, op, request_id, deadline, timeout, progress, should_stop)
-            except ActorDiedError as err:
-                worker.dead = True
-                tried.append(f"{worker.name}: {_first_line(err)}")
-                if time.monotonic() >= deadline or all(w.dead for w in pool.workers):
+                if method != "run":
+                    return _await_one(getattr(handle, method).remote(), op, pool, deadline, timeout)
+                stream = handle.run.remote(op, args, kwargs)
+                return _await_stream(stream, op, pool, deadline, timeout, progress, should_stop)
+            except (ActorDiedError, ActorUnavailableError) as err:
+                lost.append(_first_line(err))
+                if len(lost) > pool.config.retries or time.monotonic() >= deadline:
                     raise PoolUnavailableError(
-                        f"{op} failed: the {pool.kind} pool has no live worker left ({'; '.join(tried)})"
+                        f"{op} failed: the {pool.kind} pool's replica died {len(lost)} times ({lost[-1]})"
                     ) from None
-            except ray.exceptions.RayTaskError as err:
-                raise _unwrap(err) from None
-            finally:
-                pool.release(worker)
 
 
-def _await(ref, worker: Worker, op: str, request_id: str, deadline: float, timeout: float,
-           progress: Callable | None, should_stop: Callable[[], bool] | None) -> Any:
-    """`ray.get` with a deadline, forwarding the worker's progress and the caller's cancellation meanwhile.
-
-    Progress is polled every `POLL_S`: the latest event, and the decoded frames (`Progress.frames`) that arrived
-    since the last poll, as one event whose frames start where the caller's stopped. Frames decoded in the last
-    moments before the call returns may not be relayed (the result follows at once)."""
+def _await_one(response, op: str, pool: Pool, deadline: float, timeout: float) -> Any:
     import ray
+    from ray.serve.exceptions import RequestCancelledError
 
-    interactive = progress is not None or should_stop is not None
-    last, cancelled, received = None, False, 0  # received: the clip frames relayed so far
+    try:
+        return response.result(timeout_s=max(deadline - time.monotonic(), 0.001))
+    except TimeoutError:
+        response.cancel()
+        raise _late(op, pool, timeout) from None
+    except RequestCancelledError:
+        raise _late(op, pool, timeout) from None
+    except ray.exceptions.RayTaskError as err:
+        raise _unwrap(err) from None
+
+
+def _await_stream(stream, op: str, pool: Pool, deadline: float, timeout: float, progress: Callable | None,
+                  should_stop: Callable[[], bool] | None) -> Any:
+    """Read the replica's stream on a thread of its own, so this caller keeps its deadline and checks
+    `should_stop` every `POLL_S` whatever the replica does; progress items go to `progress` as they come."""
+    import ray
+    from ray.serve.exceptions import RequestCancelledError
+
+    from workflows.errors import Cancelled
+
+    items: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        try:
+            for item in stream:
+                items.put(item)
+        except BaseException as err:  # the stream's end, an error, a cancellation: all go to the caller
+            items.put(("error", err))
+        else:
+            items.put(("error", RuntimeError(f"{op}: the {pool.kind} pool's stream ended without a result")))
+
+    threading.Thread(target=read, daemon=True, name=f"{op}-stream").start()
+    cancelled = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            worker.handle.cancel.remote(request_id)  # stop the work nobody waits for any more
-            raise TimeoutError(f"{op} on worker {worker.name} did not finish within {timeout:g} s "
-                               "(raise request_timeout_s for long jobs, or check the worker in the Ray dashboard)")
-        ready, _ = ray.wait([ref], timeout=min(remaining, POLL_S) if interactive else remaining)
-        if ready:
-            return ray.get(ref)
-        if should_stop is not None and not cancelled and should_stop():
-            worker.handle.cancel.remote(request_id)
-            cancelled = True  # the worker raises Cancelled at its next step, which comes back through `ref`
-        if progress is not None:
-            try:
-                event, frames = ray.get(worker.handle.progress.remote(request_id, received),
-                                        timeout=max(POLL_S, 1.0))
-            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
-                event, frames = None, None  # progress is best effort; the call itself is still awaited
-            if frames is not None:  # only the frames decoded since the last poll cross, as uint8
-                received = frames.first_frame + len(frames.frames)
-                last = replace(frames, frames=None, first_frame=0)
-                progress(frames)
-            if event is not None and event != last:
-                last = event
-                progress(event)
+            stream.cancel()  # stop the work nobody waits for any more
+            raise _late(op, pool, timeout)
+        try:
+            kind, value = items.get(timeout=min(remaining, POLL_S))
+        except queue.Empty:
+            if should_stop is not None and not cancelled and should_stop():
+                stream.cancel()  # the replica stops the model at its next step
+                cancelled = True
+            continue
+        if kind == "progress":
+            if progress is not None:
+                progress(value)
+        elif kind == "result":
+            return value
+        elif isinstance(value, RequestCancelledError):
+            raise Cancelled("cancelled by the caller") if cancelled else _late(op, pool, timeout)
+        elif isinstance(value, ray.exceptions.RayTaskError):
+            raise _unwrap(value)
+        else:
+            raise value
+
+
+def _late(op: str, pool: Pool, timeout: float) -> TimeoutError:
+    return TimeoutError(f"{op} on the {pool.kind} pool ({pool.app}) did not finish within {timeout:g} s (raise "
+                        "request_timeout_s for long jobs, or check the pool on the Serve page of the Ray dashboard)")
 
 
 def _unwrap(err) -> BaseException:
-    """The worker's own exception (ValueError for bad input, Cancelled, ...) when Ray can give it back."""
+    """The replica's own exception (ValueError for bad input, Cancelled, ...) when Ray can give it back."""
     cause = getattr(err, "cause", None)
     return cause if isinstance(cause, Exception) else err
 
