@@ -18,11 +18,11 @@ def bench_ray_batching(
     preset: str = "default",
     verbose: bool = True,
 ) -> dict:
-    """Time `queries` understanding calls sent at once (the worker batches them) against the same calls sent one
+    """Time `queries` understanding calls sent at once (the replica batches them) against the same calls sent one
     at a time, on the same transformer pool; best of `repeats` each. The answers must be equal.
 
     Args:
-        backend: a `RayBackend` to measure; None starts (or joins) Ray and builds a one-worker pool of its own,
+        backend: a `RayBackend` to measure; None starts (or joins) Ray and deploys a one-replica pool of its own,
             named `show-studio-bench/...`, from `pipeline_factory`, and stops it afterwards.
         pipeline_factory: builds the default pipeline when `backend` is None.
         queries: concurrent queries (one visual + question each).
@@ -69,7 +69,7 @@ def bench_ray_batching(
                 ours_s = min(ours_s, time.perf_counter() - t0)
                 if together != alone:
                     raise AssertionError(f"batched answers differ from one-by-one answers: {together} vs {alone}")
-        device = backend.transformer.ready(60.0)[0]["device"]
+        device = backend.ready()["transformer"][0]["device"]
     finally:
         if owned:
             backend.close()
@@ -101,8 +101,8 @@ def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_st
                              max_new_tokens: int = 16, preset: str = "default", verbose: bool = True) -> list[dict]:
     """Throughput of `jobs` concurrent jobs against the same jobs one after another, in this process, on the
     code paths a transformer worker runs: generations on threads of their own sharing MaskGIT steps through a
-    `StepScheduler`, understanding queries decoded as one batch (what the worker's `Batcher` makes of concurrent
-    queries). Baseline and batched runs alternate (ABAB...) `repeats` times; each record carries the median of
+    `StepScheduler`, understanding queries decoded as one batch (what `serve.batch` on a replica makes of
+    concurrent queries). Baseline and batched runs alternate (ABAB...) `repeats` times; each record carries the median of
     the per-repetition ratios and their spread. Every job's result must equal its result alone.
 
     Rows: `batching/t2i{jobs}` (text-to-image, default `ImageOptions`), `batching/storyboard{jobs}` (storyboards of

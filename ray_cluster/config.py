@@ -75,6 +75,7 @@ class PoolConfig:
             when the average is above it, removes them when below).
         upscale_delay_s: how long the load must stay above the target before a replica is added.
         downscale_delay_s: how long it must stay below before one is removed.
+        look_back_period_s: the window over which Serve averages the load it compares with the target.
         num_cpus: CPUs reserved per replica; fractional values let several replicas share a small machine.
         num_gpus: GPUs per replica; fractional values (0.5, 0.25) pack several replicas on one GPU.
         max_ongoing_requests: calls a replica accepts at once (they are batched where possible); more wait in
@@ -92,6 +93,7 @@ class PoolConfig:
     target_ongoing_requests: float = 2.0
     upscale_delay_s: float = 30.0
     downscale_delay_s: float = 600.0
+    look_back_period_s: float = 30.0
     num_cpus: float = 0.5
     num_gpus: float = 0.0
     max_ongoing_requests: int = 32
@@ -106,8 +108,10 @@ class PoolConfig:
         if self.min_replicas < 0 or self.max_replicas < max(1, self.min_replicas):
             raise ValueError(f"{name}.min_replicas must be >= 0 and {name}.max_replicas >= max(1, min_replicas), "
                              f"got {self.min_replicas} and {self.max_replicas}")
-        if self.target_ongoing_requests <= 0 or self.upscale_delay_s < 0 or self.downscale_delay_s < 0:
-            raise ValueError(f"{name}.target_ongoing_requests must be > 0 and the scaling delays >= 0")
+        if self.target_ongoing_requests <= 0 or self.look_back_period_s <= 0:
+            raise ValueError(f"{name}.target_ongoing_requests and look_back_period_s must be > 0")
+        if self.upscale_delay_s < 0 or self.downscale_delay_s < 0:
+            raise ValueError(f"{name}.upscale_delay_s and downscale_delay_s must be >= 0")
         if self.num_cpus < 0 or self.num_gpus < 0:
             raise ValueError(f"{name}.num_cpus and num_gpus must be >= 0, got {self.num_cpus} and {self.num_gpus}")
         if self.num_gpus > 1 and self.num_gpus != int(self.num_gpus):
@@ -130,7 +134,8 @@ class PoolConfig:
         """Serve's `autoscaling_config` of the pool."""
         return {"min_replicas": self.min_replicas, "initial_replicas": max(1, self.min_replicas),
                 "max_replicas": self.max_replicas, "target_ongoing_requests": self.target_ongoing_requests,
-                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s}
+                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
+                "look_back_period_s": self.look_back_period_s}
 
 
 DEFAULT_MODEL_NAMES = {"showo": "show-o-shapesworld", "showo2": "show-o2-default"}

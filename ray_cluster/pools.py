@@ -1,7 +1,8 @@
 """`RayBackend`: the workflow `Backend` on two Ray Serve deployments, called through deployment handles.
 
 `RayBackend(config)` deploys the Serve applications `{name_prefix}-tokenizer` and `{name_prefix}-transformer`
-(one deployment each, no HTTP route: calls are in-cluster handle calls) and routes each operation to the pool the
+(one deployment each, no HTTP route: calls are in-cluster handle calls), or attaches to them when they already
+run, and routes each operation to the pool the
 operation table names, for one model of the catalog (`for_model(name)` gives a view for another; Serve sends the
 call to a replica that has that model loaded, or loads it). Serve scales, restarts and routes; on top of it a
 call here has what Serve lacks:
@@ -54,12 +55,15 @@ class RayBackend:
         pipeline_factory: builds the embedded default pipeline for a model whose `showo` is "default" (called in
             every replica as `factory(device=..., seed=...)`; a callable or "package.module:function").
         wait: block until every pool with `min_replicas >= 1` runs and has loaded the default model.
+        redeploy: deploy the pools even when they already run (Serve rolls the new config out replica by replica);
+            by default a backend attaches to running pools of the same names (a second driver, a restarted
+            service) and deploys only the missing ones.
 
     Call `connect()` first (or `ray.init`).
     """
 
     def __init__(self, config: ClusterConfig | None = None, *, pipeline_factory: PipelineFactory | str | None = None,
-                 wait: bool = True) -> None:
+                 wait: bool = True, redeploy: bool = False) -> None:
         from ray import serve
 
         from ray_cluster.config import load_config
@@ -87,8 +91,12 @@ class RayBackend:
                                                         self.config.batch_generation)
             name = f"{self.config.name_prefix}-{kind}"
             self.pools[kind] = Pool(kind, name, None, pool)
-            self._deploying[kind] = threading.Thread(target=self._deploy, args=(kind, app, name), daemon=True,
-                                                     name=f"deploy-{kind}")
+            if name in serve.status().applications and not redeploy:
+                self.pools[kind].handle = serve.get_app_handle(name)
+                target, args = (lambda: None), ()
+            else:
+                target, args = self._deploy, (kind, app, name)
+            self._deploying[kind] = threading.Thread(target=target, args=args, daemon=True, name=f"deploy-{kind}")
             self._deploying[kind].start()
         self._infos: dict[str, Any] = {}
         if wait:

@@ -5,21 +5,20 @@ from __future__ import annotations
 import pytest
 
 from ray_cluster.config import load_config
+from tests.ray_cluster.serving import FACTORY
 
 
 def cluster_config(**overrides):
-    """A small cluster for tests: half a CPU per worker, Ray restarts and retries on. The request timeouts leave
-    room for a worker restart and its retried calls on a loaded 2-core machine (the deadline spans the retries)."""
+    """A small cluster for tests: one replica per pool, half a CPU each, retries on. The request timeouts leave
+    room for a replica restart and its retried calls on a loaded 2-core machine (the deadline spans the retries)."""
     values = {
         "transformer.batch_wait_s": 0.05,
         "transformer.request_timeout_s": 300,
         "tokenizer.request_timeout_s": 300,
-        "transformer.max_restarts": 3,
-        "transformer.max_task_retries": 3,
+        "transformer.retries": 3,
         **overrides,
     }
     return load_config(overrides=[f"{k}={v}" for k, v in values.items()])
-
 
 
 
@@ -50,6 +49,6 @@ def local():
 def backend(ray_local):
     from ray_cluster.pools import RayBackend
 
-    backend = RayBackend(cluster_config(), pipeline_factory="studio.defaults:load_default_pipeline")
+    backend = RayBackend(cluster_config(), pipeline_factory=FACTORY)
     yield backend
     backend.close()

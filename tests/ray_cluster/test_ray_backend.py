@@ -1,4 +1,4 @@
-"""`RayBackend` on a local Ray: same results as in-process, named actors, metrics, batching, failures."""
+"""`RayBackend` on Ray Serve (a local Ray): same results as in-process, deployments, metrics, batching, failures."""
 
 import threading
 import time
@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from ray_cluster.pools import PoolUnavailableError, RayBackend
+from tests.ray_cluster.serving import FACTORY, replica_actors, replicas
 from workflows.backend import Backend, ImageOptions, Progress, StoryOptions, TextOptions, VideoOptions
 from workflows.errors import Cancelled
 
 pytestmark = pytest.mark.ray
-FACTORY = "studio.defaults:load_default_pipeline"
 
 
 def gen(seed):
@@ -76,27 +76,26 @@ def test_ray_backend_gives_the_local_results(backend, local):
         local_history.append(local_step)
 
 
-def test_workers_are_named_actors_with_metrics(backend):
-    import ray
-    from ray.util.state import list_actors
+def test_pools_are_serve_deployments_with_metrics(backend):
+    from ray import serve
 
-    # this test's own cluster, named explicitly (another Ray may run on the same machine)
-    address = ray.get_runtime_context().gcs_address
-    alive = {a.name: a for a in list_actors(address=address, filters=[("state", "=", "ALIVE")])}
-    assert alive["show-studio/tokenizer-0"].class_name == "TokenizerWorker"
-    assert alive["show-studio/transformer-0"].class_name == "TransformerWorker"
-    assert ray.get_actor("show-studio/transformer-0", namespace="show-studio") is not None
+    status = serve.status().applications
+    for pool in ("tokenizer", "transformer"):
+        assert status[f"show-studio-{pool}"].deployments[pool].status == "HEALTHY"
+        assert replicas(f"show-studio-{pool}", pool) == 1
+    answer = backend.ready()["transformer"][0]
+    assert answer["model"] == "show-o-shapesworld" and answer["name"].startswith("transformer/")
 
     before = transformer_stats(backend)
     c, k, q = queries(2)
     backend.understand(c, k, q, options=TextOptions(max_new_tokens=5), seed=0)
     backend.generate_image("a red square", options=ImageOptions(steps=4), seed=0)
     after = transformer_stats(backend)
-    assert "show_studio_queue_depth" in after["metrics"] and "show_studio_maskgit_steps_per_s" in after["metrics"]
+    assert "show_studio_tokens_per_s" in after["metrics"] and "show_studio_maskgit_steps_per_s" in after["metrics"]
     assert after["requests"]["understand:ok"] == before["requests"].get("understand:ok", 0) + 1
+    assert after["requests_by_model"]["show-o-shapesworld"] == before["requests_by_model"]["show-o-shapesworld"] + 2
     assert after["generated_tokens"] > before["generated_tokens"]
     assert after["maskgit_steps"] == before["maskgit_steps"] + 4
-    assert after["queue_depth"] == 0 and after["busy"] is False
 
 
 def test_bad_input_comes_back_as_the_workers_error(backend):
@@ -128,7 +127,10 @@ def test_progress_and_cancellation_cross_the_cluster(backend):
         backend.generate_video("a ball", None, 3, options=VideoOptions(steps=5000), seed=0,
                                should_stop=lambda: asked.set() or True)
     assert asked.is_set() and time.monotonic() - t0 < 20
-    assert transformer_stats(backend)["requests"].get("generate_video:cancelled", 0) >= 1
+    deadline = time.monotonic() + 20  # the replica stops the model at its next step, after the caller returned
+    while transformer_stats(backend)["requests"].get("generate_video:cancelled", 0) < 1:
+        assert time.monotonic() < deadline, "the cancelled generation did not stop on the replica"
+        time.sleep(0.2)
 
 
 def test_concurrent_understanding_is_batched_and_answers_do_not_change(backend, local):
@@ -178,30 +180,32 @@ def test_concurrent_generations_share_maskgit_steps_and_give_their_solo_results(
     assert max(sizes) > 2  # rows of several jobs went through one forward
 
 
-def test_a_hung_call_times_out_naming_the_op_and_the_worker(backend, make_config):
-    # Same actors (found by name), but a caller that waits only 50 ms.
+def test_a_hung_call_times_out_naming_the_op_and_the_pool(backend, make_config):
+    # A second driver attaches to the running deployments, with its own deadline: 50 ms.
+    pid = backend.ready()["transformer"][0]["pid"]
     impatient = RayBackend(make_config(**{"transformer.request_timeout_s": 0.05}), pipeline_factory=FACTORY)
-    assert impatient.transformer.workers[0].name == "show-studio/transformer-0"
+    assert impatient.ready()["transformer"][0]["pid"] == pid  # not restarted
     t0 = time.monotonic()
-    with pytest.raises(TimeoutError, match=r"generate_video on worker show-studio/transformer-0"):
+    with pytest.raises(TimeoutError, match=r"generate_video on the transformer pool \(show-studio-transformer\) "
+                                           r"did not finish within 0.05 s"):
         impatient.generate_video("a ball", None, 3, options=VideoOptions(steps=3000), seed=0)
     assert time.monotonic() - t0 < 5
-    # the abandoned call is cancelled on the worker, which is soon free again
+    # the abandoned call is cancelled on the replica, which is soon free again
     assert backend.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
 
 
-def test_workers_that_do_not_start_in_time_raise_a_timeout_naming_the_pool(ray_local, make_config):
-    # Fresh actor names, so nothing is loaded yet: 10 ms is far too short for a worker to start.
+def test_pools_that_do_not_start_in_time_raise_a_timeout_naming_the_pool(ray_local, make_config):
+    # New applications, so nothing is loaded yet: 10 ms is far too short for a replica to start.
     slow = RayBackend(make_config(**{"name_prefix": "show-studio-slow", "tokenizer.startup_timeout_s": 0.01}),
                       pipeline_factory=FACTORY, wait=False)
     try:
-        with pytest.raises(TimeoutError, match="the tokenizer pool's workers did not start within 0.01 s"):
+        with pytest.raises(TimeoutError, match="the tokenizer pool's replicas did not start within 0.01 s"):
             slow.ready()
     finally:
         slow.close()
 
 
-def test_a_killed_worker_is_restarted_and_its_requests_still_complete(backend, local):
+def test_a_killed_replica_is_replaced_and_its_requests_still_complete(backend, local):
     import ray
 
     options = VideoOptions(steps=100)  # about 0.25 s a frame: the stream lasts a couple of seconds
@@ -209,7 +213,7 @@ def test_a_killed_worker_is_restarted_and_its_requests_still_complete(backend, l
     # first short one is done.
     frames = {seed: 2 + seed % 3 for seed in range(8)}
     expected = {seed: local.generate_video("a ball", None, frames[seed], options=options, seed=seed) for seed in range(8)}
-    pid_before = backend.transformer.ready(30)[0]["pid"]
+    pid_before = backend.ready()["transformer"][0]["pid"]
     done = []
 
     def request(seed):
@@ -223,30 +227,48 @@ def test_a_killed_worker_is_restarted_and_its_requests_still_complete(backend, l
         assert first, "no generation finished within 300 s"
         next(iter(first)).result()  # a request that failed raises here instead of leaving the wait spinning
         finished_before_kill = len(done)
-        ray.kill(backend.transformer.workers[0].handle, no_restart=False)  # mid-stream
+        (replica,) = replica_actors("show-studio-transformer", "transformer")
+        ray.kill(replica, no_restart=True)  # mid-stream; Serve starts another replica, the calls are sent again
         results = dict(f.result(timeout=300) for f in futures)
-    assert finished_before_kill < 8  # calls were in flight or queued on the worker when it died
+    assert finished_before_kill < 8  # calls were in flight on the replica when it died
     assert all(torch.equal(results[seed], expected[seed]) for seed in range(8))
-    assert backend.transformer.ready(30)[0]["pid"] != pid_before  # a new process: Ray restarted it
+    assert backend.ready()["transformer"][0]["pid"] != pid_before  # a new process
 
 
-def test_a_dead_pool_fails_fast_with_a_clear_error(ray_local, make_config):
+def test_a_call_whose_replica_keeps_dying_fails_with_an_error_naming_the_pool(backend, make_config):
     import ray
 
-    config = make_config(**{"name_prefix": "show-studio-dead", "transformer.max_restarts": 0,
-                            "transformer.max_task_retries": 0, "transformer.request_timeout_s": 60})
-    doomed = RayBackend(config, pipeline_factory=FACTORY)
+    no_retries = RayBackend(make_config(**{"transformer.retries": 0}), pipeline_factory=FACTORY)
+    failed = []
+
+    def call():
+        try:
+            no_retries.generate_video("a ball", None, 3, options=VideoOptions(steps=3000), seed=0)
+        except PoolUnavailableError as err:
+            failed.append(str(err))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(3)  # the call is running on the replica
+    (replica,) = replica_actors("show-studio-transformer", "transformer")
+    ray.kill(replica, no_restart=True)
+    caller.join(60)
+    assert failed and failed[0].startswith("generate_video failed: the transformer pool's replica died 1 times")
+    assert backend.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)  # a new replica serves
+
+
+def test_a_pool_that_cannot_start_fails_fast_naming_it(ray_local, make_config, tmp_path):
+    config = make_config(**{"name_prefix": "show-studio-broken", "model.showo": str(tmp_path / "missing"),
+                            "model.tokenizer": str(tmp_path / "missing"), "model.text_tokenizer": str(tmp_path),
+                            "transformer.startup_timeout_s": 120, "tokenizer.startup_timeout_s": 120})
+    broken = RayBackend(config, wait=False)
     try:
-        ray.kill(doomed.transformer.workers[0].handle, no_restart=True)
         t0 = time.monotonic()
-        with pytest.raises(PoolUnavailableError, match=r"understand failed: the transformer pool has no live worker.*"
-                                                        r"show-studio-dead/transformer-0"):
-            doomed.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
-        assert time.monotonic() - t0 < 30  # well within the 60 s timeout: no hanging on a dead pool
-        with pytest.raises(PoolUnavailableError):  # and later calls fail at once
-            doomed.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
+        with pytest.raises(PoolUnavailableError, match="the tokenizer pool could not start"):
+            broken.ready()
+        assert time.monotonic() - t0 < 120
     finally:
-        doomed.close()
+        broken.close()
 
 
 def test_a_workflow_graph_runs_the_same_in_process_and_on_ray(backend, local):
@@ -271,19 +293,20 @@ def test_custom_metrics_reach_rays_prometheus_endpoint(backend):
 
     backend.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
     port = ray.nodes()[0]["MetricsExportPort"]
-    wanted = ("ray_show_studio_requests", "ray_show_studio_request_latency_s", "ray_show_studio_batch_size",
-              "ray_show_studio_queue_depth", "ray_show_studio_busy_workers", "ray_show_studio_generated_tokens",
-              "ray_show_studio_maskgit_steps")
+    wanted = ("ray_show_studio_requests", "ray_show_studio_batch_size", "ray_show_studio_generated_tokens",
+              "ray_show_studio_tokens_per_s", "ray_show_studio_maskgit_steps", "ray_show_studio_maskgit_steps_per_s",
+              "ray_serve_deployment_request_counter", "ray_serve_deployment_processing_latency_ms")
     deadline = time.monotonic() + 40
     while True:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        lines = [line for line in text.splitlines() if 'worker="show-studio/transformer-0"' in line]
+        lines = text.splitlines()
         missing = [name for name in wanted if not any(line.startswith(name) for line in lines)]
         if not missing or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert not missing, f"not exported: {missing}"
-    assert any('op="understand"' in line and 'outcome="ok"' in line for line in lines if line.startswith("ray_show_studio_requests"))
+    assert any('op="understand"' in line and 'outcome="ok"' in line and 'model="show-o-shapesworld"' in line
+               and 'pool="transformer"' in line for line in lines if line.startswith("ray_show_studio_requests"))
 
 
 def test_a_scripted_caption_then_continue_graph_is_identical_in_process_and_on_ray(backend, local, tmp_path):
