@@ -76,6 +76,7 @@ class PoolConfig:
         upscale_delay_s: how long the load must stay above the target before a replica is added.
         downscale_delay_s: how long it must stay below before one is removed.
         look_back_period_s: the window over which Serve averages the load it compares with the target.
+        metrics_interval_s: how often replicas report their load to the autoscaler (below `look_back_period_s`).
         num_cpus: CPUs reserved per replica; fractional values let several replicas share a small machine.
         num_gpus: GPUs per replica; fractional values (0.5, 0.25) pack several replicas on one GPU.
         max_ongoing_requests: calls a replica accepts at once (they are batched where possible); more wait in
@@ -94,6 +95,7 @@ class PoolConfig:
     upscale_delay_s: float = 30.0
     downscale_delay_s: float = 600.0
     look_back_period_s: float = 30.0
+    metrics_interval_s: float = 10.0
     num_cpus: float = 0.5
     num_gpus: float = 0.0
     max_ongoing_requests: int = 32
@@ -108,8 +110,10 @@ class PoolConfig:
         if self.min_replicas < 0 or self.max_replicas < max(1, self.min_replicas):
             raise ValueError(f"{name}.min_replicas must be >= 0 and {name}.max_replicas >= max(1, min_replicas), "
                              f"got {self.min_replicas} and {self.max_replicas}")
-        if self.target_ongoing_requests <= 0 or self.look_back_period_s <= 0:
-            raise ValueError(f"{name}.target_ongoing_requests and look_back_period_s must be > 0")
+        if self.target_ongoing_requests <= 0 or not 0 < self.metrics_interval_s < self.look_back_period_s:
+            raise ValueError(f"{name}.target_ongoing_requests must be > 0 and 0 < metrics_interval_s < "
+                             f"look_back_period_s, got {self.target_ongoing_requests}, {self.metrics_interval_s} "
+                             f"and {self.look_back_period_s}")
         if self.upscale_delay_s < 0 or self.downscale_delay_s < 0:
             raise ValueError(f"{name}.upscale_delay_s and downscale_delay_s must be >= 0")
         if self.num_cpus < 0 or self.num_gpus < 0:
@@ -135,7 +139,7 @@ class PoolConfig:
         return {"min_replicas": self.min_replicas, "initial_replicas": max(1, self.min_replicas),
                 "max_replicas": self.max_replicas, "target_ongoing_requests": self.target_ongoing_requests,
                 "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
-                "look_back_period_s": self.look_back_period_s}
+                "look_back_period_s": self.look_back_period_s, "metrics_interval_s": self.metrics_interval_s}
 
 
 DEFAULT_MODEL_NAMES = {"showo": "show-o-shapesworld", "showo2": "show-o2-default"}

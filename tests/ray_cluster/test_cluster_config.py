@@ -48,6 +48,7 @@ def test_model_names_are_checked():
         ("transformer.min_replicas=4", "min_replicas"),
         ("transformer.target_ongoing_requests=0", "target_ongoing_requests"),
         ("transformer.max_models=0", "max_models"),
+        ("transformer.metrics_interval_s=40", "metrics_interval_s"),
         ("tokenizer.num_gpus=1.5", "num_gpus"),
         ("transformer.request_timeout_s=0", "request_timeout_s"),
         ("tokenizer.startup_timeout_s=-1", "startup_timeout_s"),

@@ -28,6 +28,7 @@ SCALING = {
     "transformer.upscale_delay_s": 0,
     "transformer.downscale_delay_s": 5,
     "transformer.look_back_period_s": 2,
+    "transformer.metrics_interval_s": 0.5,
     "transformer.num_cpus": 0.25,
     "tokenizer.num_cpus": 0.25,
 }
@@ -64,7 +65,7 @@ def test_a_burst_scales_the_pool_from_one_replica_to_three_and_back_to_one(ray_l
         peak_at = next((t for t, n in counts if n == 3), None)
         print(f"\nscaling: 1 -> 3 replicas {peak_at - start if peak_at else float('nan'):.1f} s after the burst began; "
               f"burst of 16 jobs took {burst_end - start:.1f} s; back to 1 replica {back - burst_end:.1f} s after it "
-              f"(downscale_delay_s 5, look_back_period_s 2)")
+              f"(downscale_delay_s 5, look_back_period_s 2, metrics_interval_s 0.5)")
         assert all(c.shape == clips[0].shape for c in clips)
         assert peak_at is not None, f"the pool never reached 3 replicas: {sorted({n for _, n in counts})}"
         assert max(n for _, n in counts) <= 3  # max_replicas holds
