@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import sqlite3
 import time
 
@@ -194,3 +195,17 @@ def test_build_runtime_in_process_builds_one_backend_per_model_default_first(tmp
     runtime = build_runtime(local=True, cluster_config=str(config))
     assert runtime.models == {"show-o": "backend of ckpt/show-o", "fine-tune": "backend of ckpt/show-o-ft"}
     assert runtime.backend == "backend of ckpt/show-o" and [m.seed for m in built] == [0, 1]
+
+
+def test_the_command_line_submits_to_a_model(make_service, backend, tiny, capsys):
+    from studio.cli import main
+    from studio.server import BackgroundServer
+
+    with BackgroundServer(make_service(start=False, backend={DEFAULT: backend, SECOND: tiny})) as server:
+        common = ["--server", server.url]
+        assert main(["submit", "t2i", *common, "--model", SECOND, "-p", "prompt=a red circle", "-p", "steps=2"]) == 0
+        job_id = capsys.readouterr().out.strip()
+        assert main(["status", job_id, *common]) == 0
+        assert json.loads(capsys.readouterr().out)["model"] == SECOND
+        assert main(["submit", "t2i", *common, "--model", "gpt-4o", "-p", "prompt=a red circle"]) == 2
+        assert "unknown model 'gpt-4o'" in capsys.readouterr().err
