@@ -122,7 +122,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         names = list(app.state.service.models)
         components = schema.get("components", {}).get("schemas", {})
         fields = [components[m.__name__]["properties"]["model"] for m in JOB_REQUESTS if m.__name__ in components]
-        fields += [p["schema"] for p in schema["paths"]["/v1/kinds"]["get"].get("parameters", []) if p["name"] == "model"]
+        kinds = schema["paths"]["/v1/kinds"]["get"].get("parameters", [])
+        fields += [p["schema"] for p in kinds if p["name"] == "model"]
         for field in fields:
             field["anyOf"] = [{"type": "string", "enum": names}, {"type": "null"}]
         for path, operations in schema["paths"].items():

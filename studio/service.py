@@ -129,8 +129,9 @@ class Service:
         self.artifacts = BlobStore(config.artifacts_url or str(data / "artifacts"))
         self.uploads = BlobStore(str(data / "uploads"))
         self.runs = FsspecStore(str(data / "runs"))
-        self.runner = Runner(self.jobs, self.artifacts, self.runs, self.models, self.resolve_media, workers=config.workers,
-                             metrics=metrics, redact=self.redact, preview_interval_s=config.preview_interval_s)
+        self.runner = Runner(self.jobs, self.artifacts, self.runs, self.models, self.resolve_media,
+                             workers=config.workers, metrics=metrics, redact=self.redact,
+                             preview_interval_s=config.preview_interval_s)
         self.started_at: float | None = None
 
     @property
