@@ -209,3 +209,43 @@ def test_the_command_line_submits_to_a_model(make_service, backend, tiny, capsys
         assert json.loads(capsys.readouterr().out)["model"] == SECOND
         assert main(["submit", "t2i", *common, "--model", "gpt-4o", "-p", "prompt=a red circle"]) == 2
         assert "unknown model 'gpt-4o'" in capsys.readouterr().err
+
+
+def test_build_runtime_on_ray_gives_each_model_a_view_of_the_same_pools(tmp_path, monkeypatch):
+    """The composition only (no Ray): the default model is the backend itself, every other model the backend's
+    view for that model (`RayBackend.for_model`)."""
+    import ray_cluster
+    import ray_cluster.metrics
+    from studio.compose import build_runtime
+
+    class Pools:
+        def __init__(self, config, pipeline_factory):
+            self.config = config
+
+        def for_model(self, name):
+            return ("view", name)
+
+    monkeypatch.setattr(ray_cluster, "RayBackend", Pools, raising=False)
+    monkeypatch.setattr(ray_cluster, "connect", lambda *args, **kwargs: None, raising=False)
+    monkeypatch.setattr(ray_cluster.metrics, "JobMetrics", lambda: "metrics")
+    config = tmp_path / "cluster.yaml"
+    config.write_text("model: {showo: default}\nmodels:\n  fine-tune: {showo: ckpt/show-o-ft}\n"
+                      "  show-o-512: {showo: ckpt/show-o-512}\n")
+    runtime = build_runtime(cluster_config=str(config))
+    assert isinstance(runtime.backend, Pools) and runtime.metrics == "metrics"
+    assert runtime.models == {"show-o-shapesworld": runtime.backend, "fine-tune": ("view", "fine-tune"),
+                              "show-o-512": ("view", "show-o-512")}
+
+
+def test_video_jobs_run_on_the_model_they_name(two):
+    client = two(start=False)  # the jobs are only submitted: their record says the rest
+    made = client.post("/v1/videos", json={"prompt": "a blue square moves right", "model": SECOND, "num_frames": 5})
+    assert made.status_code == 200, made.text
+    video = made.json()
+    assert (video["model"], video["size"]) == (SECOND, "64x64")  # the tiny model's frames
+    assert client.get(f"/v1/jobs/{video['id']}").json()["model"] == SECOND
+    assert client.get(f"/v1/videos/{video['id']}").json()["model"] == SECOND
+    default = client.post("/v1/videos", json={"prompt": "a blue square moves right", "num_frames": 5}).json()
+    assert (default["model"], default["size"]) == (DEFAULT, "32x32")
+    unknown = client.post("/v1/videos", json={"prompt": "a blue square", "model": "sora-2"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
