@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI; OpenAPI at `/docs`): handlers parse and validate, call the `Service`, and encode.
 
 ```
-POST /v1/jobs                      {"kind", "params", "seed"?} (+ Idempotency-Key header) -> 202 job (200: replay)
+POST /v1/jobs                      {"kind", "params", "seed"?, "model"?} (+ Idempotency-Key header) -> 202 job
+                                   (200: replay); `model` is one of GET /v1/models (default: the default model)
 GET  /v1/jobs                      ?state=&kind=&limit=&offset=
 GET  /v1/jobs/{id}                 state, progress, timestamps, error, result, artifacts with URLs
 POST /v1/jobs/{id}/cancel
@@ -9,7 +10,7 @@ GET  /v1/jobs/{id}/events          Server-Sent Events from ?since=<seq> (or Last
                                    many streams open)
 POST /v1/uploads                   multipart `file` (+ `kind` video|image) -> {"uri": "upload://<id>", ...}
 GET  /v1/artifacts/{id}/{name}
-GET  /v1/kinds                     the parameter schema of every job kind
+GET  /v1/kinds                     the parameter schema of every job kind (?model=: that model's limits)
 GET  /healthz
 OPTIONS <any path>                 204 with Allow
 ```
@@ -37,7 +38,9 @@ from starlette.routing import Match
 
 from studio.jobs import Job
 from studio.limits import kind_limits
-from studio.schemas import PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut
+from studio.schemas import (
+    JOB_REQUESTS, PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut,
+)
 from studio.edge import EdgeGuard, EdgeLimits
 from studio.events import BadPosition, TooManyStreams, event_stream, parse_position
 from studio.openai_api import describe_request_error, edge_error_body, install as install_openai, is_openai_path, \
@@ -110,11 +113,19 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, plus the `OPTIONS` operation every path answers (204 with `Allow`)."""
+    """FastAPI's document, plus the `OPTIONS` operation every path answers (204 with `Allow`); a job's `model`
+    lists the service's models."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        names = list(app.state.service.models)
+        components = schema.get("components", {}).get("schemas", {})
+        fields = [components[m.__name__]["properties"]["model"] for m in JOB_REQUESTS if m.__name__ in components]
+        kinds = schema["paths"]["/v1/kinds"]["get"].get("parameters", [])
+        fields += [p["schema"] for p in kinds if p["name"] == "model"]
+        for field in fields:
+            field["anyOf"] = [{"type": "string", "enum": names}, {"type": "null"}]
         for path, operations in schema["paths"].items():
             params = [p for op in operations.values() for p in op.get("parameters", []) if p.get("in") == "path"]
             unique = list({p["name"]: p for p in params}.values())
@@ -138,7 +149,7 @@ def _v1(service: Service) -> APIRouter:
                                                       json_schema_extra=KEY_SCHEMA)] = None) -> JobOut:
         """Queue a job. With an `Idempotency-Key` used before for the same request, the existing job (200)."""
         job, created = service.submit(request.kind, request.params.model_dump(mode="json"), request.seed,
-                                      idempotency_key)
+                                      idempotency_key, request.model)
         if not created:
             response.status_code = 200
         response.headers["Location"] = f"/v1/jobs/{job.id}"
@@ -207,10 +218,12 @@ def _v1(service: Service) -> APIRouter:
                          detail=stored.detail)
 
     @router.get("/kinds", tags=["jobs"])
-    def kinds() -> dict[str, Any]:
-        """Every job kind with the JSON schema of its parameters and, under `x-limits`, what the loaded model
-        allows (frame rule, longest clips, most storyboard steps)."""
-        limits = kind_limits(service.backend.info())
+    def kinds(model: Annotated[str | None, Query(max_length=64, description="a model of GET /v1/models "
+                                                                               "(default: the default model)")] = None
+              ) -> dict[str, Any]:
+        """Every job kind with the JSON schema of its parameters and, under `x-limits`, what the model allows
+        (frame rule, longest clips, most storyboard steps)."""
+        limits = kind_limits(service.info(model))
         return {kind: {**model.model_json_schema(), "x-limits": limits.get(kind, {})} for kind, model in PARAMS.items()}
 
     @router.get("/artifacts/{job_id}/{name}", tags=["media"], response_class=Response,
@@ -227,6 +240,7 @@ def _job_out(service: Service, job: Job, *, artifacts: bool = True) -> JobOut:
     listed = service.list_artifacts(job.id) if artifacts else []
     return JobOut(
         id=job.id, kind=job.kind, state=job.state, params=job.params, seed=job.seed,
+        model=job.model or service.model_id,
         progress=ProgressOut(step=job.progress.step, total=job.progress.total, fraction=job.progress.fraction,
                              message=job.progress.message),
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, error=job.error,

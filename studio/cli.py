@@ -75,7 +75,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     runtime = build_runtime(local=args.local, address=args.address, cluster_config=args.cluster_config,
                             num_cpus=args.num_cpus, data_dir=Path(args.data_dir))
-    serve(Service(config, runtime.backend, metrics=runtime.metrics), host=args.host, port=args.port)
+    # every model of the config (`model` and `models:`), the default first; jobs choose one by its name
+    serve(Service(config, runtime.models or runtime.backend, metrics=runtime.metrics), host=args.host, port=args.port)
     return 0
 
 
@@ -121,7 +122,7 @@ def _exit_code(job: dict) -> int:
 def _cmd_submit(args: argparse.Namespace) -> int:
     params = dict(_parse_param(p) for p in args.param)
     with _client(args) as client:
-        job = client.submit(args.kind, params, seed=args.seed, idempotency_key=args.idempotency_key)
+        job = client.submit(args.kind, params, seed=args.seed, idempotency_key=args.idempotency_key, model=args.model)
         if not args.wait:
             print(job["id"])
             return 0
@@ -213,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, else embedded)")
     serve.add_argument("--local", action="store_true", help="run jobs in this process, without Ray")
     serve.add_argument("--cluster-config", default=None,
-                       help="YAML file: the model (family, checkpoints) and the Ray pools")
+                       help="YAML file: the model (family, checkpoints), more models jobs may choose (models:) "
+                            "and the Ray pools")
     serve.add_argument("--num-cpus", type=float, default=None, help="CPUs of the embedded Ray (default: all)")
     serve.add_argument("--workers", type=int, default=2, help="jobs run at once (default: 2)")
     serve.add_argument("--artifacts", default=None, help="artifact store URL (default: <data-dir>/artifacts)")
@@ -235,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="a job parameter; JSON values are parsed (3, 0.5, [\"left\"]), the rest are strings")
     submit.add_argument("--seed", type=int, default=None)
+    submit.add_argument("--model", default=None,
+                        help="the model the job runs on (one of GET /v1/models; default: the service's default)")
     submit.add_argument("--idempotency-key", default=None, help="submitting again with this key returns the same job")
     submit.add_argument("--wait", action="store_true", help="wait for the job with a progress bar, then print it")
     submit.set_defaults(func=_cmd_submit)

@@ -69,10 +69,13 @@ class StudioClient:
 
     # -- jobs ------------------------------------------------------------------------------------------------
     def submit(self, kind: str, params: dict[str, Any], *, seed: int | None = None,
-               idempotency_key: str | None = None) -> dict[str, Any]:
+               idempotency_key: str | None = None, model: str | None = None) -> dict[str, Any]:
+        """Queue a job on `model` (None: the service's default model); returns the job."""
         body: dict[str, Any] = {"kind": kind, "params": params}
         if seed is not None:
             body["seed"] = seed
+        if model is not None:
+            body["model"] = model
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._request("POST", "/v1/jobs", json=body, headers=headers).json()
 

@@ -1,14 +1,15 @@
 """The composition point: the one module of the service that chooses the runtime and wires it.
 
-It builds the backend the jobs run on (the in-process `LocalBackend` on the default pipeline, or `RayBackend` on
-an embedded or joined Ray) together with what that runtime offers the service (the job metrics of Ray's metrics
-pipeline), and hands the pipeline factory to the Ray workers as a callable. Nothing else in `studio` imports
-`ray_cluster` or `model`.
+It builds the backends the jobs run on, one per model of the cluster config's catalog (`model` and `models:`),
+in-process (`LocalBackend` on the default pipeline, or the family's backend on its checkpoints) or on an embedded
+or joined Ray (`RayBackend` and its per-model views of the same pools), together with what that runtime offers
+the service (the job metrics of Ray's metrics pipeline), and hands the pipeline factory to the Ray workers as a
+callable. Nothing else in `studio` imports `ray_cluster` or `model`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,18 @@ RAY_RECORD = "ray-processes.json"  # in the data directory: the processes of the
 
 @dataclass
 class Runtime:
-    """A backend and the job metrics recorder that goes with it (None: the runtime has none)."""
+    """What the service runs jobs on.
+
+    Attributes:
+        backend: the default model's backend (jobs that name no model run on it).
+        metrics: the job metrics recorder that goes with the runtime (None: the runtime has none).
+        models: every model's backend by name, the default first (`Service` takes it as its catalog; empty: the
+            default alone, named by `model_id()`).
+    """
 
     backend: Backend
     metrics: Any = None
+    models: dict[str, Backend] = field(default_factory=dict)
 
 
 def build_runtime(*, local: bool = False, address: str | None = None, cluster_config: str | None = None,
@@ -31,14 +40,18 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
     """The runtime the service runs jobs on.
 
     Args:
-        local: the in-process backend (no Ray, no job metrics): `LocalBackend` on the default pipeline, or the
-            backend of the family `cluster_config`'s `model` names, on its checkpoints (`model: {family: showo2}`
-            serves Show-o2).
+        local: in-process backends (no Ray, no job metrics): `LocalBackend` on the default pipeline, or one
+            backend per model of `cluster_config`'s catalog (`model` and `models:`), each of its family on its
+            checkpoints (`model: {family: showo2}` serves Show-o2).
         address: a Ray cluster to join (None: `RAY_ADDRESS`, else an embedded local Ray).
         cluster_config: a YAML file for the model and the pools (`ray_cluster.load_config`).
         num_cpus: CPUs of the embedded Ray (None: all).
         data_dir: the service's data directory; an embedded Ray lists its processes in `ray-processes.json`
             there, and what a killed service's embedded Ray left behind is stopped before a new one starts.
+
+    Returns:
+        The `Runtime`: the default model's backend and the catalog of every model's backend (on Ray, views of the
+        same pools that send each call for their model: `RayBackend.for_model`).
     """
     from studio.defaults import load_default_pipeline
 
@@ -46,21 +59,28 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
         from ray_cluster import LocalBackend
 
         if cluster_config is None:
-            return Runtime(LocalBackend(load_default_pipeline().pipeline))
+            backend = LocalBackend(load_default_pipeline().pipeline)
+            return Runtime(backend, models={DEFAULT_MODEL_IDS["showo"]: backend})
         import torch
 
         from ray_cluster import load_config
         from ray_cluster.loading import build_backend
 
-        model = load_config(cluster_config).model
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if model.device == "auto" else model.device
-        return Runtime(build_backend(model, device, load_default_pipeline))
+        models: dict[str, Backend] = {}
+        for name, model in load_config(cluster_config).catalog().items():
+            device = ("cuda" if torch.cuda.is_available() else "cpu") if model.device == "auto" else model.device
+            models[name] = build_backend(model, device, load_default_pipeline)
+        return Runtime(next(iter(models.values())), models=models)
     from ray_cluster import RayBackend, connect, load_config
     from ray_cluster.metrics import JobMetrics
 
     connect(address, num_cpus=num_cpus, record=None if data_dir is None else Path(data_dir) / RAY_RECORD)
-    backend = RayBackend(load_config(cluster_config), pipeline_factory=load_default_pipeline)
-    return Runtime(backend, JobMetrics())
+    config = load_config(cluster_config)
+    backend = RayBackend(config, pipeline_factory=load_default_pipeline)
+    default = next(iter(config.catalog()))
+    # the backend itself serves the default model; every other model is a view of the same pools
+    models = {name: backend if name == default else backend.for_model(name) for name in config.catalog()}
+    return Runtime(backend, JobMetrics(), models)
 
 
 def build_backend(**options: Any) -> Backend:

@@ -64,6 +64,8 @@ class Job:
         idempotency_key: the client's key, when it gave one.
         cancel_requested: a cancellation was asked for while it ran.
         attempts: how often a runner started it (more than 1 after a restart of the service).
+        model: the name of the model it runs on (None: a job stored before jobs named one; it runs on the
+            service's default model).
     """
 
     id: str
@@ -80,6 +82,7 @@ class Job:
     idempotency_key: str | None = None
     cancel_requested: bool = False
     attempts: int = 0
+    model: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -101,10 +104,11 @@ class JobStore(Protocol):
     """Where jobs and their events live. Every method may be called from several threads at once."""
 
     def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None, *,
-               request: dict[str, Any] | None = None) -> tuple[Job, bool]:
+               request: dict[str, Any] | None = None, model: str | None = None) -> tuple[Job, bool]:
         """Store a new queued job; with a key already used for the same request, the existing job and False.
         Raises `IdempotencyConflict` when the key was used for a different request. `request` is the request as
-        the client made it (e.g. with the seed it gave or None), compared whole; without it, kind and params."""
+        the client made it (e.g. with the seed it gave or None), compared whole; without it, kind and params.
+        `model` names the model the job runs on."""
         ...
 
     def get(self, job_id: str) -> Job:
@@ -168,7 +172,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     created_seq INTEGER NOT NULL,
-    request TEXT
+    request TEXT,
+    model TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_seq);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_seq);
@@ -198,8 +203,10 @@ class SqliteJobStore:
         self._listeners: list[Callable[[list[JobEvent]], None]] = []
         conn = self._conn()
         conn.executescript(_SCHEMA)
-        if "request" not in {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}:
-            conn.execute("ALTER TABLE jobs ADD COLUMN request TEXT")  # files written before it was kept
+        columns = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
+        for column in ("request", "model"):  # files written before they were kept
+            if column not in columns:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
 
     def __repr__(self) -> str:
         return f"SqliteJobStore({str(self.path)!r})"
@@ -233,7 +240,7 @@ class SqliteJobStore:
 
     # -- jobs --------------------------------------------------------------------------------------------------
     def create(self, kind: str, params: dict[str, Any], seed: int, idempotency_key: str | None = None, *,
-               request: dict[str, Any] | None = None) -> tuple[Job, bool]:
+               request: dict[str, Any] | None = None, model: str | None = None) -> tuple[Job, bool]:
         job_id = uuid.uuid4().hex
         now = time.time()
         params_json = json.dumps(params, sort_keys=True)
@@ -252,9 +259,9 @@ class SqliteJobStore:
                     return existing, False
             seq = db.execute("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
-                "INSERT INTO jobs (id, kind, params, seed, state, created_at, idempotency_key, created_seq, request) "
-                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (job_id, kind, params_json, int(seed), now, idempotency_key, seq, request_json),
+                "INSERT INTO jobs (id, kind, params, seed, state, created_at, idempotency_key, created_seq, request, "
+                "model) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (job_id, kind, params_json, int(seed), now, idempotency_key, seq, request_json, model),
             )
             _append(db, job_id, "queued", {"kind": kind}, now)
             return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
@@ -412,5 +419,5 @@ def _job(row: sqlite3.Row) -> Job:
         created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
         error=row["error"], result=json.loads(row["result"]) if row["result"] else None,
         idempotency_key=row["idempotency_key"], cancel_requested=bool(row["cancel_requested"]),
-        attempts=row["attempts"],
+        attempts=row["attempts"], model=row["model"],
     )

@@ -2,7 +2,7 @@
 job store, runner, validation and limits as the native job API (`studio.api`).
 
 ```
-GET    /v1/models                     the loaded model (GET /v1/models/{id}: one)
+GET    /v1/models                     the models served, the default first (GET /v1/models/{id}: one)
 POST   /v1/chat/completions           one image or video part + text -> an answer (`qa` job, or a `workflow` job
                                       on an image); stream: true relays the answer as it is decoded
 POST   /v1/images/generations         n `t2i` jobs -> b64_json or url
@@ -13,13 +13,16 @@ GET    /v1/videos/{id}/content        the MP4
 DELETE /v1/videos/{id}                a finished video job, its events and its files
 ```
 
+A request's `model` chooses the model its jobs run on (none: the default model; an unknown one is a 404
+`model_not_found` listing the models), and the answer names the model it ran on.
+
 Every request is turned into the native parameters of a job kind and validated by that kind's model
 (`studio.schemas.PARAMS`) and by `Service.submit` (media rules, `studio.limits`); their errors come back in the
 OpenAI shape `{"error": {"message", "type", "param", "code"}}` with the parameter named as the client sent it.
 
 A streamed chat relays the answer while the model decodes it: the understanding step reports each token's text as
 job events (`text_delta`, `studio.runner`) and the stream sends each new piece. A chat's `usage` counts text with
-the loaded model's own text tokenizer (`ModelInfo.count_text_tokens`), the visual tokens included in the prompt.
+the model's own text tokenizer (`ModelInfo.count_text_tokens`), the visual tokens included in the prompt.
 """
 
 from __future__ import annotations
@@ -74,20 +77,20 @@ IMAGE_QA = {
 
 
 # ---------------------------------------------------------------------------------------------- chat
-def _counter(service: Service) -> Callable[[str], int]:
-    """The loaded model's text token counter (`ModelInfo.count_text_tokens`: its own text tokenizer)."""
-    count = service.backend.info().count_text_tokens
+def _counter(service: Service, model: str) -> Callable[[str], int]:
+    """The text token counter of `model` (`ModelInfo.count_text_tokens`: its own text tokenizer)."""
+    count = service.info(model).count_text_tokens
     if count is None:
-        raise OpenAIError(500, "the loaded model states no text tokenizer, so usage cannot be counted", None,
+        raise OpenAIError(500, f"the model {model!r} states no text tokenizer, so usage cannot be counted", None,
                           "no_tokenizer")
     return count
 
 
-def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], str, int | None]:
-    """The job kind and parameters of a chat request, the question and the video's latent frames (None: an
-    image)."""
-    check_model(service, req.model)
-    _counter(service)  # before any work: the answer's usage must be countable
+def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], str, int | None, str]:
+    """The job of a chat request (its id and parameters), the question, the video's latent frames (None: an
+    image) and the model it runs on."""
+    model = check_model(service, req.model)
+    _counter(service, model)  # before any work: the answer's usage must be countable
     if req.n != 1:
         raise OpenAIError(400, f"n is {req.n}; this service answers with one choice per request (n=1)", "n")
     if any(m.role == "assistant" for m in req.messages):
@@ -125,15 +128,15 @@ def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], 
     sampling = {"top_k": 1} if greedy else {"top_k": None, "temperature": req.temperature or 1.0, "top_p": req.top_p}
     names = {"max_new_tokens": "max_tokens", "video": where, "uri": where, "question": "messages",
              "kind": "messages", "graph": "messages"}
-    info = service.backend.info()
+    info = service.info(model)
     if kind == "video":
         video = {"num_frames": req.num_frames, "fps": req.fps}
         params = {"video": media(service, url, "video", where), "question": question, "max_new_tokens": max_new,
                   **sampling, **{k: v for k, v in video.items() if v is not None}}
         with native(names):
             params = PARAMS["qa"].model_validate(params).model_dump(mode="json")
-            job, _ = service.submit("qa", params, req.seed)  # the frame rule and the limits: studio.limits
-        return job.id, params, question, info.latent_frames(params["num_frames"])
+            job, _ = service.submit("qa", params, req.seed, model=model)  # the frame rule, the limits: studio.limits
+        return job.id, params, question, info.latent_frames(params["num_frames"]), model
     if req.num_frames is not None or req.fps is not None:
         raise OpenAIError(400, "num_frames and fps apply to a video part; this message holds an image",
                           "num_frames" if req.num_frames is not None else "fps")
@@ -142,8 +145,8 @@ def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], 
                                             "options": options}}
     with native(names):
         params = PARAMS["workflow"].model_validate(params).model_dump(mode="json")
-        job, _ = service.submit("workflow", params, req.seed)
-    return job.id, params, question, None
+        job, _ = service.submit("workflow", params, req.seed, model=model)
+    return job.id, params, question, None, model
 
 
 def _answer(job: Job) -> str:
@@ -155,10 +158,12 @@ def _stops(stop: str | list[str] | None) -> list[str]:
     return [stop] if isinstance(stop, str) else list(stop or [])
 
 
-def _finish(service: Service, answer: str, stop: str | list[str] | None, max_new: int) -> tuple[str, str, int]:
-    """The answer cut before the first stop string, the finish reason and the answer's token count."""
+def _finish(service: Service, model: str, answer: str, stop: str | list[str] | None, max_new: int
+            ) -> tuple[str, str, int]:
+    """The answer cut before the first stop string, the finish reason and the answer's token count (by `model`'s
+    text tokenizer)."""
     stops = _stops(stop)
-    count = _counter(service)
+    count = _counter(service, model)
     cut = min((answer.find(s) for s in stops if s and s in answer), default=-1)
     if cut >= 0:
         return answer[:cut], "stop", count(answer[:cut])
@@ -181,15 +186,15 @@ def _sendable(text: str, stops: list[str]) -> int:
     return end
 
 
-def _usage(service: Service, question: str, latent: int | None, completion: int) -> dict[str, int]:
+def _usage(service: Service, model: str, question: str, latent: int | None, completion: int) -> dict[str, int]:
     """Prompt tokens: the question's by the model's text tokenizer, plus the visual tokens and the template around
     them (from the model's info: the positions of an understanding row without its question)."""
-    info = service.backend.info()
+    info = service.info(model)
     if info.positions is not None and info.max_positions is not None:
         visual = info.understand_image_positions(0) if latent is None else info.understand_positions(latent, 0)
     else:
         visual = (latent or 1) * info.grid[0] * info.grid[1]
-    prompt = visual + _counter(service)(question)
+    prompt = visual + _counter(service, model)(question)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -251,12 +256,12 @@ async def _answer_text(service: Service, job_id: str) -> AsyncIterator[str | Non
 
 
 async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question: str, latent: int | None,
-                       max_new: int) -> AsyncIterator[str]:
+                       max_new: int, model: str) -> AsyncIterator[str]:
     """Chunks: the role, the answer as the model decodes it (each new piece of text once the job's events bring it,
     held back only where it may be the start of a stop string), the finish reason, the usage (with
     `stream_options.include_usage`), then `[DONE]`; a comment every 15 s keeps the connection open. The pieces join
     to the answer the same request gets without `stream`."""
-    cid, created, model = f"chatcmpl-{job_id}", int(time.time()), service.config.model_id
+    cid, created = f"chatcmpl-{job_id}", int(time.time())
     with_usage = bool(req.stream_options and req.stream_options.include_usage)
     stops = _stops(req.stop)  # non-empty: `_check_stop` refused the request otherwise
     done = False
@@ -276,7 +281,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
         done = True
         job = await asyncio.to_thread(service.get, job_id)
         try:
-            answer, reason, completion = _finish(service, _answer(succeeded(job)), req.stop, max_new)
+            answer, reason, completion = _finish(service, model, _answer(succeeded(job)), req.stop, max_new)
         except OpenAIError as err:
             yield f"data: {json.dumps(openai_error_body(err.status, err.message, err.param, err.code))}\n\n"
             return
@@ -288,7 +293,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
         yield _chunk(cid, created, model, {}, reason, usage=with_usage)
         if with_usage:
             body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-                    "usage": _usage(service, question, latent, completion)}
+                    "usage": _usage(service, model, question, latent, completion)}
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
     finally:
@@ -305,13 +310,12 @@ def openai_router(service: Service) -> APIRouter:
 
     @router.get("/models", response_model=ModelListOut)
     def list_models() -> ModelListOut:
-        """The loaded model."""
-        return ModelListOut(data=[_model(service)])
+        """The models jobs run on, the default first (a request that names none runs on it)."""
+        return ModelListOut(data=[_model(service, name) for name in service.models])
 
     @router.get("/models/{model}", response_model=ModelOut)
     def get_model(model: str) -> ModelOut:
-        check_model(service, model)
-        return _model(service)
+        return _model(service, check_model(service, model))
 
     @router.post("/chat/completions", response_model=ChatCompletionOut,
                  responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -320,33 +324,33 @@ def openai_router(service: Service) -> APIRouter:
         """Answer a question about one image or video (an understanding job); with `stream: true`, chunked
         deltas (the answer's text as the model decodes it, token by token) ending with `[DONE]`."""
         _check_stop(req)
-        job_id, params, question, latent = await asyncio.to_thread(_chat_job, service, req)
+        job_id, params, question, latent, model = await asyncio.to_thread(_chat_job, service, req)
         max_new = params.get("max_new_tokens") or params["inputs"]["options"]["max_new_tokens"]
         if req.stream:
-            return StreamingResponse(_stream_chat(service, req, job_id, question, latent, max_new),
+            return StreamingResponse(_stream_chat(service, req, job_id, question, latent, max_new, model),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         job = succeeded(await finished(service, job_id, request))
-        answer, reason, completion = _finish(service, _answer(job), req.stop, max_new)
+        answer, reason, completion = _finish(service, model, _answer(job), req.stop, max_new)
         return ChatCompletionOut(
-            id=f"chatcmpl-{job.id}", created=int(job.created_at), model=service.config.model_id,
+            id=f"chatcmpl-{job.id}", created=int(job.created_at), model=model,
             choices=[{"index": 0, "message": {"content": answer}, "finish_reason": reason}],
-            usage=_usage(service, question, latent, completion), job_id=job.id)
+            usage=_usage(service, model, question, latent, completion), job_id=job.id)
 
     @router.post("/images/generations", response_model=ImagesOut)
     async def images(req: ImageRequest, request: Request) -> ImagesOut:
         """`n` images from a prompt, each a `t2i` job with its artifacts (`job_id`); `b64_json` (the default) or
         `url` (`GET /v1/artifacts/...`, with the same bearer token)."""
-        check_model(service, req.model)
-        check_size(service, req.size)
+        model = check_model(service, req.model)
+        check_size(service, req.size, model)
         params = {"prompt": req.prompt, **{k: v for k in ("steps", "guidance_scale")
                                            if (v := getattr(req, k)) is not None}}
 
         def submit() -> list[str]:
             with native({}):
                 checked = PARAMS["t2i"].model_validate(params).model_dump(mode="json")
-                return [service.submit("t2i", checked, None if req.seed is None else (req.seed + i) % 2**63)[0].id
-                        for i in range(req.n)]
+                return [service.submit("t2i", checked, None if req.seed is None else (req.seed + i) % 2**63,
+                                       model=model)[0].id for i in range(req.n)]
 
         ids = await asyncio.to_thread(submit)
         try:
@@ -364,11 +368,11 @@ def openai_router(service: Service) -> APIRouter:
             else:
                 png, _ = await asyncio.to_thread(service.artifact, job.id, name)
                 data.append(ImageOut(b64_json=base64.b64encode(png).decode(), job_id=job.id))
-        return ImagesOut(created=int(time.time()), data=data)
+        return ImagesOut(created=int(time.time()), data=data, model=model)
 
     add_video_routes(router, service)
     return router
 
 
-def _model(service: Service) -> ModelOut:
-    return ModelOut(id=service.config.model_id, created=int(service.started_at or time.time()))
+def _model(service: Service, name: str) -> ModelOut:
+    return ModelOut(id=name, created=int(service.started_at or time.time()))

@@ -113,12 +113,14 @@ def _param(field: str | None, params: dict[str, str], prefix: str) -> str | None
 
 
 def check_model(service: Service, model: str | None) -> str:
-    """The model's id, or a 404 `model_not_found` for another one."""
-    known = service.config.model_id
-    if model is not None and model != known:
-        raise OpenAIError(404, f"the model {model[:100]!r} does not exist here; this service serves {known!r} "
-                               "(GET /v1/models)", "model", "model_not_found")
-    return known
+    """The id of the model a request asks for (None: the default model), or a 404 `model_not_found` listing the
+    models for one the service does not serve."""
+    if model is None:
+        return service.model_id
+    if model not in service.models:
+        raise OpenAIError(404, f"the model {model[:100]!r} does not exist here; the models are "
+                               f"{list(service.models)} (GET /v1/models)", "model", "model_not_found")
+    return model
 
 
 async def finished(service: Service, job_id: str, request: Request | None = None) -> Job:

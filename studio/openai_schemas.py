@@ -144,6 +144,7 @@ class ImageOut(BaseModel):
 class ImagesOut(BaseModel):
     created: int
     data: list[ImageOut]
+    model: str = Field(description="the model that made the images")
 
 
 # ---------------------------------------------------------------------------------------------- videos

@@ -23,18 +23,22 @@ from studio.uploads import receive_upload
 VIDEO_KINDS = ("t2v", "continue_video")
 
 
-def _size(service: Service) -> str:
-    height, width = service.backend.info().image_size
+def _size(service: Service, model: str) -> str:
+    height, width = service.info(model).image_size
     return f"{width}x{height}"
 
 
-def check_size(service: Service, size: str | None) -> None:
-    if size is not None and size != _size(service):
-        raise OpenAIError(400, f"size {size[:40]!r} is not made by the loaded model; it makes {_size(service)}", "size")
+def check_size(service: Service, size: str | None, model: str) -> None:
+    if size is not None and size != _size(service, model):
+        raise OpenAIError(400, f"size {size[:40]!r} is not made by the model {model!r}; it makes "
+                               f"{_size(service, model)}", "size")
 
 
 def _video_out(service: Service, job: Job) -> VideoOut:
-    fps = service.backend.info().fps
+    model = job.model or service.model_id
+    if model not in service.models:  # a job of a model no longer served: its record still reads
+        model = service.model_id
+    fps = service.info(model).fps
     params = job.params
     frames = params["num_frames"] + (params.get("new_frames", 0) if job.kind == "continue_video" else 0)
     if job.result and "num_frames" in job.result:
@@ -44,11 +48,11 @@ def _video_out(service: Service, job: Job) -> VideoOut:
     if job.state in ("failed", "cancelled"):
         error = VideoError(code="job_failed" if job.state == "failed" else "cancelled",
                            message=job.error or job.state)
-    return VideoOut(id=job.id, model=service.config.model_id, status=status,
+    return VideoOut(id=job.id, model=job.model or service.model_id, status=status,
                     progress=100 if job.state == "succeeded" else int(job.progress.fraction * 100),
                     created_at=int(job.created_at),
                     completed_at=int(job.finished_at) if job.state == "succeeded" and job.finished_at else None,
-                    prompt=params.get("prompt"), seconds=f"{frames / fps:g}", size=_size(service), error=error,
+                    prompt=params.get("prompt"), seconds=f"{frames / fps:g}", size=_size(service, model), error=error,
                     num_frames=frames)
 
 
@@ -77,8 +81,8 @@ def _number(fields: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def _video_request(service: Service, fields: dict[str, Any], reference: tuple[str, bytes] | None
-                   ) -> tuple[str, dict[str, Any], int | None]:
-    """The job kind, parameters and seed of a video request (form or JSON fields; the reference file)."""
+                   ) -> tuple[str, dict[str, Any], int | None, str]:
+    """The job kind, parameters, seed and model of a video request (form or JSON fields; the reference file)."""
     unknown = sorted(set(fields) - set(_VIDEO_FIELDS) - {"input_reference"})
     if unknown:
         raise OpenAIError(400, f"unknown field {unknown[0]!r}; the fields are {list(_VIDEO_FIELDS)}", unknown[0])
@@ -88,38 +92,42 @@ def _video_request(service: Service, fields: dict[str, Any], reference: tuple[st
     prompt = fields.get("prompt")
     if not isinstance(prompt, str):
         raise OpenAIError(400, "prompt is required (a string)", "prompt")
-    model = fields.get("model")
-    check_model(service, model if isinstance(model, str) else None)
+    asked = fields.get("model")
+    if asked is not None and not isinstance(asked, str):
+        raise OpenAIError(400, f"model must be a string, got {str(asked)[:40]!r}", "model")
+    model = check_model(service, asked)
     size = fields.get("size")
-    check_size(service, None if size is None else str(size))
+    check_size(service, None if size is None else str(size), model)
     seconds, num_frames = _number(fields, "seconds", float), _number(fields, "num_frames", int)
     if seconds is not None and num_frames is not None:
         raise OpenAIError(400, "give seconds or num_frames, not both", "num_frames")
     if seconds is not None and not 0 < seconds <= 3600:
         raise OpenAIError(400, f"seconds must be a positive number of seconds, got {seconds:g}", "seconds")
-    info = service.backend.info()
+    info = service.info(model)
     frames = num_frames if num_frames is not None else round((4.0 if seconds is None else seconds) * info.fps)
     extra = {k: _number(fields, k, float if k == "guidance_scale" else int) for k in ("steps", "guidance_scale")}
     extra = {k: v for k, v in extra.items() if v is not None}
-    source = _reference(service, fields, reference)
+    source = _reference(service, fields, reference, model)
     if source is None:
         # the clip of 1 + r*k frames nearest the asked length (or exactly the asked frames: the rule is checked)
         clip = frames if num_frames is not None else 1 + info.temporal_downsample * max(
             1, round((frames - 1) / info.temporal_downsample))
-        return "t2v", {"prompt": prompt, "num_frames": clip, **extra}, _number(fields, "seed", int)
-    read = _source_frames(service, source)
+        return "t2v", {"prompt": prompt, "num_frames": clip, **extra}, _number(fields, "seed", int), model
+    read = _source_frames(service, source, model)
     r = info.temporal_downsample
     new = frames - read if num_frames is not None else r * max(1, round((frames - read) / r))
     params = {"prompt": prompt, "video": source, "fps": info.fps, "num_frames": read, "new_frames": new, **extra}
-    return "continue_video", params, _number(fields, "seed", int)
+    return "continue_video", params, _number(fields, "seed", int), model
 
 
-def _reference(service: Service, fields: dict[str, Any], reference: tuple[str, bytes] | None) -> str | None:
-    """The URI of the clip to continue: an uploaded clip as it is, an image as a one-frame clip."""
+def _reference(service: Service, fields: dict[str, Any], reference: tuple[str, bytes] | None,
+               model: str) -> str | None:
+    """The URI of the clip to continue: an uploaded clip as it is, an image as a one-frame clip (at `model`'s
+    rate)."""
     given = [k for k in ("input_reference[image_url]", "input_reference[video_url]") if fields.get(k) is not None]
     if len(given) + (reference is not None) > 1:
         raise OpenAIError(400, "give one input_reference", "input_reference")
-    fps = service.backend.info().fps
+    fps = service.info(model).fps
     if reference is not None:
         filename, data = reference
         with native({"file": "input_reference"}):
@@ -154,10 +162,10 @@ def _clip_of_image(service: Service, data: bytes, fps: float, param: str) -> str
         return service.upload("reference.mp4", image_as_clip(data, fps), "video").uri
 
 
-def _source_frames(service: Service, uri: str) -> int:
-    """The frames read from the clip to continue: all it holds at the model's rate, at most the native default,
-    snapped to the frame rule."""
-    info = service.backend.info()
+def _source_frames(service: Service, uri: str, model: str) -> int:
+    """The frames read from the clip to continue: all it holds at `model`'s rate, at most the native default,
+    snapped to its frame rule."""
+    info = service.info(model)
     default = PARAMS["continue_video"].model_fields["num_frames"].default
     detail = service.probe(uri) or {}
     available = default
@@ -182,7 +190,7 @@ def add_video_routes(router: APIRouter, service: Service) -> None:
             if not isinstance(fields, dict):
                 raise OpenAIError(400, "the body must be a JSON object")
             reference = None
-            kind, params, seed = await asyncio.to_thread(_video_request, service, fields, None)
+            kind, params, seed, model = await asyncio.to_thread(_video_request, service, fields, None)
         else:
             with native({"input_reference": "input_reference"}):
                 async with receive_upload(request, tmp_dir=service.tmp_dir, max_bytes=service.config.max_upload_bytes,
@@ -191,14 +199,14 @@ def add_video_routes(router: APIRouter, service: Service) -> None:
                     data = await asyncio.to_thread(got.path.read_bytes) if got.filename is not None else None
                     fields: dict[str, Any] = dict(got.fields)
                     reference = None if data is None else (got.filename or "reference", data)
-            kind, params, seed = await asyncio.to_thread(_video_request, service, fields, reference)
+            kind, params, seed, model = await asyncio.to_thread(_video_request, service, fields, reference)
         names = {"num_frames": "num_frames" if "num_frames" in fields else "seconds", "new_frames": "seconds",
                  "video": "input_reference", "kind": "model"}
 
         def submit() -> Job:
             with native(names):
                 checked = PARAMS[kind].model_validate(params).model_dump(mode="json")
-                return service.submit(kind, checked, seed)[0]
+                return service.submit(kind, checked, seed, model=model)[0]
 
         return _video_out(service, await asyncio.to_thread(submit))
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from studio.artifacts import BlobStore
 from studio.jobs import Job, JobStore, Progress
@@ -43,7 +43,8 @@ class Runner:
         jobs: the job store.
         artifacts: where rendered outputs go (`<job id>/<name>`).
         runs: the workflow run store (finished steps, for resume).
-        backend: the model operations (in-process or Ray).
+        models: the model operations (in-process or Ray) by model name, the default first: a job runs on the
+            backend of the model it names (`Job.model`; None: the default).
         resolve: turns a media parameter (`upload://...`, an allowed URL, a path) into what the backend reads.
         workers: jobs run at once.
         poll_s: how often an idle worker looks for jobs another process queued.
@@ -54,18 +55,21 @@ class Runner:
             preview); see `studio.media.Preview` for the rest of the rule.
     """
 
-    def __init__(self, jobs: JobStore, artifacts: BlobStore, runs: ArtifactStore, backend: Backend,
+    def __init__(self, jobs: JobStore, artifacts: BlobStore, runs: ArtifactStore, models: Mapping[str, Backend],
                  resolve: Callable[[str], str], *, workers: int = 2, poll_s: float = 0.5,
                  progress_interval_s: float = 0.1, metrics: Any = None,
                  redact: Callable[[str], str] = str, preview_interval_s: float | None = 1.0) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if not models:
+            raise ValueError("the runner needs at least one model")
         if preview_interval_s is not None and not preview_interval_s >= 0:
             raise ValueError(f"preview_interval_s must be >= 0 (None: no preview), got {preview_interval_s}")
         self.jobs = jobs
         self.artifacts = artifacts
         self.runs = runs
-        self.backend = backend
+        self.models = dict(models)
+        self.default_model = next(iter(self.models))
         self.resolve = resolve
         self.workers = workers
         self.poll_s = poll_s
@@ -78,7 +82,7 @@ class Runner:
         self._cancelled: set[str] = set()
         self._running: set[str] = set()
         self._threads: list[threading.Thread] = []
-        self._info: BackendInfo | None = None
+        self._infos: dict[str, BackendInfo] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> list[str]:
@@ -114,10 +118,12 @@ class Runner:
     def busy(self) -> int:
         return len(self._running)
 
-    def info(self) -> BackendInfo:
-        if self._info is None:
-            self._info = self.backend.info()
-        return self._info
+    def info(self, model: str | None = None) -> BackendInfo:
+        """The info of `model` (None: the default), asked once."""
+        name = self.default_model if model is None else model
+        if name not in self._infos:
+            self._infos[name] = self.models[name].info()
+        return self._infos[name]
 
     # -- workers ---------------------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -172,7 +178,13 @@ class Runner:
         if kind is None:
             self._finish(job.id, "failed", error=f"unknown job kind {job.kind!r}")
             return
-        info = self.info()
+        model = job.model or self.default_model
+        backend = self.models.get(model)
+        if backend is None:  # queued under a configuration that served it, resumed under one that does not
+            self._finish(job.id, "failed", error=f"the job's model {model!r} is not served here any more; the models "
+                                                 f"are {list(self.models)}")
+            return
+        info = self.info(model)
         try:
             graph = kind.graph(job.params)
             inputs = kind.inputs(job.params, self.resolve, info)
@@ -189,7 +201,7 @@ class Runner:
             return job.id in self._cancelled or self._stopping.is_set()
 
         try:
-            result = run(graph, inputs, backend=self.backend, seed=job.seed, store=self.runs, run_id=job.id,
+            result = run(graph, inputs, backend=backend, seed=job.seed, store=self.runs, run_id=job.id,
                          on_event=tracker.on_event, should_stop=should_stop)
         except Cancelled:
             tracker.flush_preview()

@@ -225,6 +225,9 @@ PARAMS: dict[str, type[_Params]] = {
 """Job kind -> its parameter model."""
 
 Seed = Annotated[Int | None, Field(None, ge=0, le=2**63 - 1, description="run seed (default: drawn at random)")]
+ModelName = Annotated[str | None, Field(None, min_length=1, max_length=64,
+                                        description="the model the job runs on, one of GET /v1/models (default: the "
+                                                    "service's default model)")]
 
 
 def _request(kind: str, params: type[_Params]) -> type[BaseModel]:
@@ -232,16 +235,18 @@ def _request(kind: str, params: type[_Params]) -> type[BaseModel]:
         f"{params.__name__.removesuffix('Params')}Job",
         (BaseModel,),
         {
-            "__annotations__": {"kind": Literal[kind], "params": params, "seed": Seed},  # type: ignore[valid-type]
+            "__annotations__": {"kind": Literal[kind], "params": params, "seed": Seed,  # type: ignore[valid-type]
+                                "model": ModelName},
             "model_config": ConfigDict(extra="forbid"),
             "__doc__": f"A `{kind}` job. {params.__doc__}",
         },
     )
 
 
-_REQUESTS = tuple(_request(kind, model) for kind, model in PARAMS.items())
-JobRequest = Annotated[Union[_REQUESTS], Field(discriminator="kind")]  # type: ignore[valid-type]
-"""`POST /v1/jobs` body: `{"kind": ..., "params": {...}, "seed": ...}`, validated by the kind's model."""
+JOB_REQUESTS = tuple(_request(kind, model) for kind, model in PARAMS.items())
+JobRequest = Annotated[Union[JOB_REQUESTS], Field(discriminator="kind")]  # type: ignore[valid-type]
+"""`POST /v1/jobs` body: `{"kind": ..., "params": {...}, "seed": ..., "model": ...}`, validated by the kind's
+model."""
 
 
 # ---------------------------------------------------------------------------------------------- responses
@@ -265,6 +270,7 @@ class JobOut(BaseModel):
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     params: dict[str, Any]
     seed: int
+    model: str | None = Field(None, description="the model the job runs on")
     progress: ProgressOut
     created_at: float
     started_at: float | None = None

@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from studio.artifacts import BlobInfo, BlobStore, check_name
 from studio.compose import DEFAULT_MODEL_IDS
@@ -39,7 +39,7 @@ from studio.limits import LimitError, check_job
 from studio.media import probe_upload
 from studio.runner import Runner
 from studio.schemas import PARAMS
-from workflows import Backend, FsspecStore
+from workflows import Backend, BackendInfo, FsspecStore
 
 log = logging.getLogger("studio.service")
 
@@ -75,8 +75,8 @@ class ServiceConfig:
         max_streams: event streams open at once (more are refused with a 429).
         preview_interval_s: the least time between two rewrites of a running job's growing `preview.mp4` (None:
             no preview; `studio.media.Preview` gives the whole rule).
-        model_id: the name of the loaded model in the OpenAI-compatible API (`GET /v1/models`; `studio.compose`
-            derives it from the model configuration).
+        model_id: the name of the model when the service is given one backend (`Service(config, backend)`); a
+            catalog of models (`studio.compose.Runtime.models`) names its own, the default first.
     """
 
     data_dir: Path
@@ -107,13 +107,20 @@ class Service:
 
     Args:
         config: the service's settings.
-        backend: the model operations the jobs run on (`studio.compose` builds it).
+        backend: the model operations the jobs run on (`studio.compose` builds them): one backend (a one-model
+            catalog named `config.model_id`), or the catalog of every model by name, the default first
+            (`studio.compose.Runtime.models`). A job names its model at submission (`model`; None: the default).
         metrics: the recorder of job metrics the runtime offers (`studio.compose.Runtime.metrics`; None: none).
     """
 
-    def __init__(self, config: ServiceConfig, backend: Backend, *, metrics: Any = None) -> None:
+    def __init__(self, config: ServiceConfig, backend: Backend | Mapping[str, Backend], *,
+                 metrics: Any = None) -> None:
         self.config = config
-        self.backend = backend
+        self.models: dict[str, Backend] = dict(backend) if isinstance(backend, Mapping) else {config.model_id: backend}
+        if not self.models:
+            raise ValueError("the service needs at least one model")
+        self.model_id = next(iter(self.models))  # the default: jobs that name no model run on it
+        self.backend = self.models[self.model_id]
         data = Path(config.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         self.jobs = SqliteJobStore(data / "jobs.sqlite3")
@@ -122,8 +129,9 @@ class Service:
         self.artifacts = BlobStore(config.artifacts_url or str(data / "artifacts"))
         self.uploads = BlobStore(str(data / "uploads"))
         self.runs = FsspecStore(str(data / "runs"))
-        self.runner = Runner(self.jobs, self.artifacts, self.runs, backend, self.resolve_media, workers=config.workers,
-                             metrics=metrics, redact=self.redact, preview_interval_s=config.preview_interval_s)
+        self.runner = Runner(self.jobs, self.artifacts, self.runs, self.models, self.resolve_media,
+                             workers=config.workers, metrics=metrics, redact=self.redact,
+                             preview_interval_s=config.preview_interval_s)
         self.started_at: float | None = None
 
     @property
@@ -150,35 +158,60 @@ class Service:
     def close(self) -> None:
         """Stop the runner; running jobs stay `running` and resume at the next start."""
         self.runner.stop()
-        close = getattr(self.backend, "close", None)
-        if callable(close):
-            close()
+        closed: list[Backend] = []
+        for name, backend in self.models.items():
+            close = getattr(backend, "close", None)
+            if not callable(close) or any(backend is done for done in closed):
+                continue
+            closed.append(backend)
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - the other models still close
+                log.exception("closing the backend of model %s failed", name)
+
+    # -- models ----------------------------------------------------------------------------------------------
+    def model(self, name: str | None) -> str:
+        """The name of the model a job that asks for `name` runs on (None: the default); a name the service does
+        not serve is a 400 naming the ones it does."""
+        if name is None:
+            return self.model_id
+        if name not in self.models:
+            raise ServiceError(400, f"unknown model {name[:100]!r}; the models are {list(self.models)} "
+                               "(GET /v1/models)", "model")
+        return name
+
+    def info(self, model: str | None = None) -> BackendInfo:
+        """What model `model` (None: the default) allows: sizes, limits, frame rule (`ModelInfo`)."""
+        return self.models[self.model(model)].info()
 
     # -- jobs ------------------------------------------------------------------------------------------------
     def submit(self, kind: str, params: dict[str, Any], seed: int | None = None,
-               idempotency_key: str | None = None) -> tuple[Job, bool]:
-        """Queue a job whose `params` the kind's model validated; returns the job and whether it is new (False:
-        the idempotency key named an existing job)."""
+               idempotency_key: str | None = None, model: str | None = None) -> tuple[Job, bool]:
+        """Queue a job whose `params` the kind's model validated, to run on `model` (None: the default model);
+        returns the job and whether it is new (False: the idempotency key named an existing job)."""
         if kind not in PARAMS:
             raise ServiceError(422, f"unknown job kind {kind!r}; kinds are {sorted(PARAMS)}", "kind")
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ServiceError(400, "Idempotency-Key must be 1 to 200 visible ASCII characters (no spaces)",
                                "Idempotency-Key")
-        for name, needed in MEDIA_FIELDS.items():
-            if name in params:
-                self.check_media(params[name], needed, f"params.{name}")
+        name = self.model(model)
+        for field_name, needed in MEDIA_FIELDS.items():
+            if field_name in params:
+                self.check_media(params[field_name], needed, f"params.{field_name}")
         nested = KINDS[kind].media
         for field_name, (uri, needed) in (nested(params) if nested is not None else {}).items():
             if not isinstance(uri, str):
                 raise ServiceError(422, f"a media input must be a string URI, got {uri!r:.60}", field_name)
             self.check_media(uri, needed, field_name)
         try:
-            check_job(kind, params, self.backend.info(), self.probe)
+            check_job(kind, params, self.info(name), self.probe)
         except LimitError as err:
             raise ServiceError(422, str(err), err.field) from None
+        # the request as the client made it: a job that names no model compares equal to one stored before jobs did
+        request = {"kind": kind, "params": params, "seed": seed, **({} if model is None else {"model": model})}
         try:
             job, created = self.jobs.create(kind, params, secrets.randbelow(2**31) if seed is None else seed,
-                                            idempotency_key, request={"kind": kind, "params": params, "seed": seed})
+                                            idempotency_key, request=request, model=name)
         except IdempotencyConflict as err:
             raise ServiceError(409, str(err), "Idempotency-Key") from err
         if created:
@@ -343,5 +376,6 @@ class Service:
     def health(self) -> dict[str, Any]:
         _, queued = self.jobs.list(state="queued", limit=1)
         _, running = self.jobs.list(state="running", limit=1)
-        return {"status": "ok", "backend": type(self.backend).__name__, "queued": queued, "running": running,
+        return {"status": "ok", "backend": type(self.backend).__name__, "models": list(self.models),
+                "queued": queued, "running": running,
                 "workers": self.runner.workers, "uptime_s": time.time() - (self.started_at or time.time())}

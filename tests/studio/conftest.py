@@ -21,13 +21,15 @@ def backend():
 
 @pytest.fixture
 def make_service(tmp_path, backend):
-    """`make_service(**config)`: a started service on a fresh data folder (artifacts in memory), closed after."""
+    """`make_service(backend=None, **config)`: a started service on a fresh data folder (artifacts in memory) and
+    the shared in-process backend (or `backend`: another one, or a catalog of models by name), closed after."""
+    shared = backend
     made = []
 
-    def make(start: bool = True, **overrides) -> Service:
+    def make(start: bool = True, backend=None, **overrides) -> Service:
         values = {"data_dir": tmp_path / f"data-{len(made)}", "artifacts_url": f"memory://studio-{uuid.uuid4().hex}",
                   "media_root": tmp_path / "media", "workers": 2, **overrides}
-        service = Service(ServiceConfig(**values), backend)
+        service = Service(ServiceConfig(**values), shared if backend is None else backend)
         made.append(service)
         return service.start() if start else service
 

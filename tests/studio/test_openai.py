@@ -33,9 +33,7 @@ def serve(make_service):
     servers = []
 
     def start(backend=None, **config):
-        service = make_service(start=False, token=TOKEN, **config)
-        if backend is not None:
-            service.backend = service.runner.backend = backend
+        service = make_service(start=False, token=TOKEN, backend=backend, **config)
         server = BackgroundServer(service).__enter__()
         servers.append(server)
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TOKEN, max_retries=0, timeout=120)
