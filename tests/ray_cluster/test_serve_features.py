@@ -1,11 +1,9 @@
 """What Ray Serve gives the pools, on a local Ray with fractional CPUs: replicas that scale with the load and back,
 and several models served by one pool, each job on the model it names."""
 
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +12,10 @@ from ray_cluster.config import ModelConfig
 from ray_cluster.local import LocalBackend
 from ray_cluster.loading import load_pipeline
 from ray_cluster.pools import RayBackend
-from tests.ray_cluster.serving import FACTORY, replicas
+from tests.ray_cluster.serving import FACTORY, replicas, tuned_copy
 from workflows.backend import ImageOptions, TextOptions, VideoOptions
 
 pytestmark = pytest.mark.ray
-SHIPPED = Path(__file__).resolve().parents[2] / "studio" / "default_model"
 
 SCALING = {
     "name_prefix": "show-studio-scale",
@@ -72,20 +69,6 @@ def test_a_burst_scales_the_pool_from_one_replica_to_three_and_back_to_one(ray_l
         assert replicas(app, "transformer") == 1, "the pool did not scale back to min_replicas within 120 s"
     finally:
         backend.close()
-
-
-def tuned_copy(folder: Path) -> dict:
-    """A second checkpoint: the shipped model with one layer's MLP weights scaled, so its answers differ."""
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(SHIPPED, folder)
-    weights = folder / "showo" / "model.safetensors"
-    tensors = load_file(weights)
-    for key in [k for k in tensors if ".mlp." in k and k.endswith("weight")][:2]:
-        tensors[key] = tensors[key] * 1.7
-    save_file(tensors, weights)
-    return dict(showo=str(folder / "showo"), tokenizer=str(folder / "tokenizer"),
-                text_tokenizer=str(folder / "text_tokenizer"))
 
 
 def test_two_models_on_one_pool_each_job_on_its_own(ray_local, make_config, tmp_path, local):

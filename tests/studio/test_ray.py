@@ -1,5 +1,5 @@
 """The service on a real local Ray (`RayBackend`, 2 CPUs): a storyboard and an image job succeed, a seeded image
-is the same as on the in-process backend, and a long clip shows its growing preview while it runs."""
+is the same as on the in-process backend (on each of two models served by the same pools), and a long clip shows its growing preview while it runs."""
 
 from __future__ import annotations
 
@@ -16,9 +16,15 @@ def test_jobs_run_on_ray_pools_and_match_the_in_process_backend(tmp_path, client
     from studio.compose import build_runtime
     from studio.service import Service, ServiceConfig
 
-    runtime = build_runtime(local=False, num_cpus=2)
+    from tests.ray_cluster.serving import tuned_copy
+
+    # Two models on the same pools: the default and a tuned copy of it, chosen per job.
+    paths = tuned_copy(tmp_path / "tuned")
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("models:\n  tuned: {" + ", ".join(f"{k}: {v}" for k, v in paths.items()) + "}\n")
+    runtime = build_runtime(local=False, num_cpus=2, cluster_config=str(cluster))
     try:
-        service = Service(ServiceConfig(data_dir=tmp_path / "ray-data"), runtime.backend, metrics=runtime.metrics)
+        service = Service(ServiceConfig(data_dir=tmp_path / "ray-data"), runtime.models, metrics=runtime.metrics)
         with TestClient(create_app(service)) as on_ray:
             assert on_ray.get("/healthz").json()["backend"] == "RayBackend"
             body = {"kind": "t2i", "params": {"prompt": "a blue circle", "steps": 3}, "seed": 21}
@@ -28,9 +34,18 @@ def test_jobs_run_on_ray_pools_and_match_the_in_process_backend(tmp_path, client
             story = wait_job(on_ray, story["id"], timeout_s=120)
             assert image["state"] == story["state"] == "succeeded", (image["error"], story["error"])
             from_ray = on_ray.get(f"/v1/artifacts/{image['id']}/image.png").content
+            tuned = wait_job(on_ray, on_ray.post("/v1/jobs", json={**body, "model": "tuned"}).json()["id"],
+                             timeout_s=120)
+            assert tuned["state"] == "succeeded" and tuned["model"] == "tuned", tuned["error"]
+            tuned_png = on_ray.get(f"/v1/artifacts/{tuned['id']}/image.png").content
+            assert tuned_png != from_ray
             _a_long_clip_shows_its_preview_on_ray(runtime.backend, tmp_path, wait_job)
         local = wait_job(client, client.post("/v1/jobs", json=body).json()["id"])
         assert client.get(f"/v1/artifacts/{local['id']}/image.png").content == from_ray
+        in_process = build_runtime(local=True, cluster_config=str(cluster))  # the same two models, no Ray
+        with TestClient(create_app(Service(ServiceConfig(data_dir=tmp_path / "local"), in_process.models))) as here:
+            job = wait_job(here, here.post("/v1/jobs", json={**body, "model": "tuned"}).json()["id"])
+            assert here.get(f"/v1/artifacts/{job['id']}/image.png").content == tuned_png
     finally:
         shutdown()
 
