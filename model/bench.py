@@ -1,6 +1,8 @@
 """`studio bench`: cached / batched generation against the released way, measured side by side in one run.
 
-Records: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio"}` with ratio = baseline / ours.
+Records: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio", "ratio_min", "ratio_max", "repeats"}`:
+the baseline and ours run alternately (ABAB...), seconds are medians, ratio is the median of the per-repetition
+ratios baseline / ours, with their range.
 
 - `ar_decode/b{B}/new{T}`: text decoding after an image + question prefix, KV cache vs recomputing the whole
   sequence for every token (the released `mmu_generate`).
@@ -15,6 +17,7 @@ the transformer is timed.
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -65,20 +68,37 @@ def build_pipeline(preset: str, device: str, *, grid: int = 8, seed: int = 0) ->
                          video_tokenizer=codec, downsample=4, max_text_len=32)
 
 
-def time_best(fn: Callable[[], object], device: str, repeats: int, *, warm: Callable[[], object] | None = None,
-              clock: Callable[[], float] = time.perf_counter) -> float:
-    """Best time of `repeats` runs after a warm-up (`warm`, a short version of `fn`, or `fn` itself)."""
-    (warm or fn)()
-    best = float("inf")
-    for _ in range(repeats):
+@dataclass
+class Interleaved:
+    """Seconds of the baseline and ours, run alternately (baseline, ours, baseline, ours, ...): the medians, and
+    the ratio of each repetition's pair (so a slow spell of the machine hits both sides of a pair, not one side of
+    the whole row)."""
+
+    baseline_s: float
+    ours_s: float
+    ratios: list[float]
+
+
+def interleaved(base: Callable[[], object], ours: Callable[[], object], device: str, repeats: int, *,
+                warm: tuple[Callable[[], object], Callable[[], object]] | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> Interleaved:
+    """Time `base` and `ours` alternately `repeats` times each, after one warm-up run of each (`warm`: shorter
+    versions of the two to warm up with)."""
+    for fn in warm or (base, ours):
+        fn()
+
+    def timed(fn: Callable[[], object]) -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         start = clock()
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        best = min(best, clock() - start)
-    return best
+        return clock() - start
+
+    pairs = [(timed(base), timed(ours)) for _ in range(repeats)]
+    return Interleaved(statistics.median(b for b, _ in pairs), statistics.median(o for _, o in pairs),
+                       [b / o for b, o in pairs])
 
 
 def check_presets(presets: list[str], known: dict) -> None:
@@ -87,20 +107,29 @@ def check_presets(presets: list[str], known: dict) -> None:
             raise ValueError(f"unknown preset {name!r}; known: {', '.join(known)}")
 
 
-def measure(cases: list[tuple[str, Callable[[], tuple[float, float]]]], preset: str, device: str,
+def measure(cases: list[tuple[str, Callable[[], tuple[float, float] | Interleaved]]], preset: str, device: str,
             width: int = 24) -> list[Record]:
-    """Run each `(name, case)` (`case()` gives the baseline and our seconds), printing each record as measured."""
+    """Run each `(name, case)` (`case()` gives the baseline and our seconds, or an `Interleaved` measurement whose
+    record carries the median ratio and its spread), printing each record as measured."""
     records = []
     for name, case in cases:
-        baseline, ours = case()
-        record = Record(name, preset, device, round(baseline, 4), round(ours, 4), round(baseline / ours, 2))
+        timing = case()
+        if isinstance(timing, Interleaved):
+            ratios = timing.ratios
+            record = Record(name, preset, device, round(timing.baseline_s, 4), round(timing.ours_s, 4),
+                            round(statistics.median(ratios), 2), round(min(ratios), 2), round(max(ratios), 2),
+                            len(ratios))
+        else:
+            baseline, ours = timing
+            record = Record(name, preset, device, round(baseline, 4), round(ours, 4), round(baseline / ours, 2))
         records.append(record)
+        spread = "" if record.ratio_min is None else f"  ({record.ratio_min:.2f}-{record.ratio_max:.2f})"
         print(f"{record.name:{width}s} {record.preset:8s} {record.device:5s} {record.baseline_s:10.4f} "
-              f"{record.ours_s:10.4f} {record.ratio:7.2f}x", flush=True)
+              f"{record.ours_s:10.4f} {record.ratio:7.2f}x{spread}", flush=True)
     return records
 
 
-def bench_ar(pipe: ShowoPipeline, batch: int, new_tokens: int, repeats: int) -> tuple[float, float]:
+def bench_ar(pipe: ShowoPipeline, batch: int, new_tokens: int, repeats: int) -> Interleaved:
     device = pipe.model.device
     codes = torch.randint(0, pipe.layout.codebook_size, (batch, pipe.num_image_tokens))
     questions = [" ".join(f"w{(i * 7 + j) % 999}" for j in range(8 + i % 5)) for i in range(batch)]
@@ -109,25 +138,25 @@ def bench_ar(pipe: ShowoPipeline, batch: int, new_tokens: int, repeats: int) -> 
     common = dict(max_new_tokens=new_tokens, pad_id=pipe.layout.pad_id, greedy=True, position_ids=prompt.position_ids)
     ours = lambda: generate_text(pipe.model, prompt.input_ids, prompt.segments, **common)  # noqa: E731
     base = lambda: recompute_generate_text(pipe.model, prompt.input_ids, prompt.segments, **common)  # noqa: E731
-    return time_best(base, device.type, repeats), time_best(ours, device.type, repeats)
+    return interleaved(base, ours, device.type, repeats)
 
 
-def bench_maskgit(pipe: ShowoPipeline, steps: int, repeats: int) -> tuple[float, float]:
+def bench_maskgit(pipe: ShowoPipeline, steps: int, repeats: int) -> Interleaved:
     device = pipe.model.device
     prompt = [" ".join(f"w{j}" for j in range(20))]
     kwargs = dict(steps=steps, guidance_scale=1.75)
     ours = lambda: pipe.text_to_image(prompt, generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
     base = lambda: recompute_text_to_image(pipe, prompt, generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
-    return time_best(base, device.type, repeats), time_best(ours, device.type, repeats)
+    return interleaved(base, ours, device.type, repeats)
 
 
-def bench_video(pipe: ShowoPipeline, latent_frames: int, steps: int, repeats: int) -> tuple[float, float]:
+def bench_video(pipe: ShowoPipeline, latent_frames: int, steps: int, repeats: int) -> Interleaved:
     device = pipe.model.device
     frames = 1 + 4 * (latent_frames - 1)
     kwargs = dict(num_frames=frames, steps=steps)
     ours = lambda: pipe.text_to_video("w1 w2 w3", generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
     base = lambda: recompute_text_to_video(pipe, "w1 w2 w3", generator=torch.Generator(device).manual_seed(0), **kwargs)  # noqa: E731
-    return time_best(base, device.type, repeats), time_best(ours, device.type, repeats)
+    return interleaved(base, ours, device.type, repeats)
 
 
 def run_benchmarks(
@@ -137,12 +166,12 @@ def run_benchmarks(
     presets = presets or ["tiny", "cpu_mid"]
     check_presets(presets, PRESETS)
     devices = [device] if device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     records: list[Record] = []
     for dev in devices:
         for preset in presets:
             pipe = build_pipeline(preset, dev)
-            cases: list[tuple[str, Callable[[], tuple[float, float]]]] = []
+            cases: list[tuple[str, Callable[[], Interleaved]]] = []
             for batch in (1, 8):
                 for new in ((32,) if quick else (64, 128)):
                     cases.append((f"ar_decode/b{batch}/new{new}", lambda b=batch, n=new: bench_ar(pipe, b, n, repeats)))

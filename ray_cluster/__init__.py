@@ -1,4 +1,5 @@
-"""The Ray runtime of Show Studio: tokenizer and transformer pools of named actors behind the workflow `Backend`.
+"""The Ray runtime of Show Studio: tokenizer and transformer pools as Ray Serve deployments behind the workflow
+`Backend`.
 
 ```python
 from ray_cluster import LocalBackend, RayBackend, connect, load_config
@@ -7,6 +8,7 @@ from workflows import TextOptions
 connect()                                   # RAY_ADDRESS / address=..., else an embedded local Ray
 backend = RayBackend(load_config("cluster.yaml", ["transformer.num_gpus=0.5"]))
 answers = backend.understand([codes], ["video"], ["what happens ?"], options=TextOptions(), seed=0)
+tuned = backend.for_model("tuned")          # another model of the config's `models:`, on the same pools
 ```
 
 `LocalBackend(pipeline)` runs the same operations in-process without Ray (`Showo2Backend(pipeline)` for Show-o2;

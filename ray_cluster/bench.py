@@ -23,7 +23,7 @@ def bench_ray_batching(
 
     Args:
         backend: a `RayBackend` to measure; None starts (or joins) Ray and deploys a one-replica pool of its own,
-            named `show-studio-bench/...`, from `pipeline_factory`, and stops it afterwards.
+            named `show-studio-bench-...`, from `pipeline_factory`, and stops it afterwards.
         pipeline_factory: builds the default pipeline when `backend` is None.
         queries: concurrent queries (one visual + question each).
         max_new_tokens: the answer length budget (greedy decoding).
@@ -100,7 +100,7 @@ STORY_QUESTIONS = ("how do i build a tower with a red square and a blue circle ?
 def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_steps: int = 3,
                              max_new_tokens: int = 16, preset: str = "default", verbose: bool = True) -> list[dict]:
     """Throughput of `jobs` concurrent jobs against the same jobs one after another, in this process, on the
-    code paths a transformer worker runs: generations on threads of their own sharing MaskGIT steps through a
+    code paths a transformer replica runs: generations on threads of their own sharing MaskGIT steps through a
     `StepScheduler`, understanding queries decoded as one batch (what `serve.batch` on a replica makes of
     concurrent queries). Baseline and batched runs alternate (ABAB...) `repeats` times; each record carries the median of
     the per-repetition ratios and their spread. Every job's result must equal its result alone.

@@ -30,11 +30,11 @@ FAMILIES = ("showo", "showo2")  # the model families a backend exists for (`ray_
 
 @dataclass(kw_only=True)
 class ModelConfig:
-    """What every worker loads.
+    """One model the pools serve (every replica loads it when a call asks for it).
 
     Attributes:
         family: "showo" (discrete codes, MaskGIT) or "showo2" (Wan2.1 VAE latents, flow matching); chooses the
-            pipeline and the backend the workers serve.
+            pipeline and the backend the replicas serve.
         showo: the family's checkpoint (a Show-o or Show-o2 folder; local or an fsspec URL), or "default" for the
             pipeline `factory` builds (the embedded default model for Show-o).
         factory: `"package.module:function"` that builds the default pipeline (`function(device=..., seed=...)`);
@@ -43,10 +43,10 @@ class ModelConfig:
         text_tokenizer: the text tokenizer directory (ignored for "default").
         vae: the Wan2.1 VAE file or folder (Show-o2 only).
         video_tokenizer: an optional video tokenizer when `tokenizer` is an image tokenizer.
-        device: "auto" (CUDA when the worker was given a GPU, else CPU), "cpu" or "cuda".
+        device: "auto" (CUDA when the replica was given a GPU, else CPU), "cpu" or "cuda".
         dtype: "float32", "bfloat16" or "float16" for the transformer (None: as stored).
         seed: the seed of the embedded default model's weights when it is untrained.
-        eager: read the transformer's weights while the worker starts instead of on its first request (local
+        eager: read the transformer's weights while the replica loads the model instead of on its first request (local
             checkpoints are memory-mapped and read lazily otherwise; see `model.loading.load_showo`).
     """
 

@@ -5,7 +5,7 @@ Every operation is a thin translation onto one pipeline entry point: the explici
 the options dataclass is handed to the pipeline as it is, progress events pass through unchanged (decoded frames
 become uint8 arrays, `pixel_progress`), the sampler's
 `Cancelled` becomes the workflow one, and results come back as CPU tensors. The algorithms (mask to token grid,
-the extrapolation windows, temporal autoregression, storyboard replay) live in the pipeline. The Ray workers wrap
+the extrapolation windows, temporal autoregression, storyboard replay) live in the pipeline. The Serve replicas wrap
 exactly this class, so a graph gives the same output in-process and on a cluster.
 """
 

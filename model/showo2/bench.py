@@ -1,6 +1,7 @@
 """Show-o2 benchmark rows: our cached pipelines against the released loops, side by side in one run.
 
-Records: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio"}` with ratio = baseline / ours.
+Records as `model.bench` makes them: baseline and ours run alternately (ABAB...), medians, and the median ratio
+baseline / ours with its range.
 
 - `showo2_und/b{B}/new{T}`: answering about an image with T new tokens, the KV cache (batched over B questions)
   against the released `mmu_generate` (the whole sequence again for every token, one question at a time). The
@@ -26,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from model.bench import Record, check_presets, measure, report, time_best
+from model.bench import Interleaved, Record, check_presets, interleaved, measure, report
 from model.showo2.config import Showo2Config, showo2_cpu_mid, showo2_cpu_mid_short, showo2_tiny
 from model.showo2.network import Showo2
 from model.showo2.pipeline import Showo2Pipeline
@@ -55,7 +56,7 @@ CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 _clock = time.perf_counter
 
 
-def bench_understanding(pipe: Showo2Pipeline, batch: int, new_tokens: int, repeats: int) -> tuple[float, float]:
+def bench_understanding(pipe: Showo2Pipeline, batch: int, new_tokens: int, repeats: int) -> Interleaved:
     dev = pipe.device
     c = pipe.model.config
     g = torch.Generator().manual_seed(0)
@@ -67,11 +68,10 @@ def bench_understanding(pipe: Showo2Pipeline, batch: int, new_tokens: int, repea
     def base(n: int = new_tokens):
         return [pipe.understand(q, image_latents=z[i], max_new_tokens=n, reference=True) for i, q in enumerate(questions)]
 
-    return (time_best(base, dev.type, repeats, warm=lambda: base(2), clock=_clock),
-            time_best(ours, dev.type, repeats, warm=lambda: ours(2), clock=_clock))
+    return interleaved(base, ours, dev.type, repeats, warm=(lambda: base(2), lambda: ours(2)), clock=_clock)
 
 
-def bench_t2i(pipe: Showo2Pipeline, grid_points: int, repeats: int) -> tuple[float, float]:
+def bench_t2i(pipe: Showo2Pipeline, grid_points: int, repeats: int) -> Interleaved:
     dev = pipe.device
     prompt = [" ".join(WORDS[:20])]
     c = pipe.model.config
@@ -82,8 +82,7 @@ def bench_t2i(pipe: Showo2Pipeline, grid_points: int, repeats: int) -> tuple[flo
     def base(points: int = grid_points):
         return pipe.sample_image_latents(prompt, steps=points, guidance_scale=5.0, latents=noise, reference=True)
 
-    return (time_best(base, dev.type, repeats, warm=lambda: base(3), clock=_clock),
-            time_best(ours, dev.type, repeats, warm=lambda: ours(3), clock=_clock))
+    return interleaved(base, ours, dev.type, repeats, warm=(lambda: base(3), lambda: ours(3)), clock=_clock)
 
 
 def run_benchmarks(*, quick: bool = False, presets: list[str] | None = None, device: str | None = None,
@@ -97,7 +96,7 @@ def run_benchmarks(*, quick: bool = False, presets: list[str] | None = None, dev
     presets = presets or (["tiny"] if quick else ["cpu_mid"])
     check_presets(presets, PRESETS)
     devices = [device] if device else (["cuda"] if torch.cuda.is_available() else ["cpu"])
-    repeats = 1
+    repeats = 1 if quick else 3
     records: list[Record] = []
     with torch.no_grad():
         for dev in devices:
