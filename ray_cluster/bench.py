@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,12 +15,12 @@ def bench_ray_batching(
     pipeline_factory: PipelineFactory | str | None = None,
     queries: int = 8,
     max_new_tokens: int = 16,
-    repeats: int = 3,
+    repeats: int = 5,
     preset: str = "default",
     verbose: bool = True,
 ) -> dict:
     """Time `queries` understanding calls sent at once (the replica batches them) against the same calls sent one
-    at a time, on the same transformer pool; best of `repeats` each. The answers must be equal.
+    at a time, on the same transformer pool, alternately `repeats` times (ABAB...). The answers must be equal.
 
     Args:
         backend: a `RayBackend` to measure; None starts (or joins) Ray and deploys a one-replica pool of its own,
@@ -30,7 +31,8 @@ def bench_ray_batching(
         preset: the model preset's name, for the record.
 
     Returns:
-        `{"name", "preset", "device", "baseline_s", "ours_s", "ratio"}` (ratio = baseline / ours, > 1 is faster).
+        `{"name", "preset", "device", "baseline_s", "ours_s", "ratio", "ratio_min", "ratio_max", "repeats"}`:
+        median seconds, and the median and range of the per-repetition ratios baseline / ours (> 1 is faster).
     """
     import ray
     import torch
@@ -58,15 +60,14 @@ def bench_ray_batching(
             return backend.understand([codes[i]], ["image"], [questions[i]], options=options, seed=0)
 
         one(0)  # warm-up: first-call costs are not what we measure
-        baseline_s = ours_s = float("inf")
+        pairs = []
         with ThreadPoolExecutor(max_workers=queries) as pool:
-            for _ in range(repeats):
+            for _ in range(repeats):  # one after another, then together (ABAB...)
                 t0 = time.perf_counter()
                 alone = [one(i) for i in range(queries)]
-                baseline_s = min(baseline_s, time.perf_counter() - t0)
-                t0 = time.perf_counter()
+                t1 = time.perf_counter()
                 together = list(pool.map(one, range(queries)))
-                ours_s = min(ours_s, time.perf_counter() - t0)
+                pairs.append((t1 - t0, time.perf_counter() - t1))
                 if together != alone:
                     raise AssertionError(f"batched answers differ from one-by-one answers: {together} vs {alone}")
         device = backend.ready()["transformer"][0]["device"]
@@ -75,17 +76,21 @@ def bench_ray_batching(
             backend.close()
         if started_ray:
             shutdown()
+    ratios = [b / o for b, o in pairs]
     record = {
         "name": f"ray_batching/understand{queries}",
         "preset": preset,
         "device": device,
-        "baseline_s": baseline_s,
-        "ours_s": ours_s,
-        "ratio": baseline_s / ours_s,
+        "baseline_s": statistics.median(b for b, _ in pairs),
+        "ours_s": statistics.median(o for _, o in pairs),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "repeats": repeats,
     }
     if verbose:
-        print(f"{record['name']}: one at a time {baseline_s:.3f} s, concurrent {ours_s:.3f} s, "
-              f"{record['ratio']:.2f}x ({device})")
+        print(f"{record['name']}: one at a time {record['baseline_s']:.3f} s, concurrent {record['ours_s']:.3f} s, "
+              f"{record['ratio']:.2f}x ({record['ratio_min']:.2f}-{record['ratio_max']:.2f}, {device})")
     return record
 
 
@@ -118,7 +123,6 @@ def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_st
         One dict per row: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio", "ratio_min", "ratio_max",
         "repeats"}` with `baseline_s` / `ours_s` the medians and `ratio` the median of baseline / ours.
     """
-    import statistics
 
     import torch
 

@@ -37,9 +37,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from ray_cluster.bench import bench_ray_batching
 
         measured = bench_ray_batching(
-            pipeline_factory="studio.defaults:load_default_pipeline", repeats=1 if args.quick else 3, verbose=False
+            pipeline_factory="studio.defaults:load_default_pipeline", repeats=1 if args.quick else 5, verbose=False
         )
-        measured.update({k: round(measured[k], 4) for k in ("baseline_s", "ours_s")}, ratio=round(measured["ratio"], 2))
+        measured.update({k: round(measured[k], 4) for k in ("baseline_s", "ours_s")},
+                        **{k: round(measured[k], 2) for k in ("ratio", "ratio_min", "ratio_max")})
         records.append(Record(**measured))
     report(records, args.json)
     return 0
