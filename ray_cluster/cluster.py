@@ -8,6 +8,7 @@ from pathlib import Path
 
 NAMESPACE = "show-studio"
 _record = None  # the ProcessRecord of the embedded Ray this process started (Ray itself is per process)
+_embedded = False  # whether this process started the Ray it is connected to
 
 
 def connect(
@@ -38,7 +39,7 @@ def connect(
     """
     import ray
 
-    global _record
+    global _record, _embedded
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         return ray.init(address=address, namespace=namespace, ignore_reinit_error=True)
@@ -46,6 +47,7 @@ def connect(
         from ray_cluster.leftovers import ProcessRecord, stop_leftovers
 
         stop_leftovers(Path(record))
+    _embedded = _embedded or not ray.is_initialized()
     context = ray.init(
         num_cpus=num_cpus,
         namespace=namespace,
@@ -58,12 +60,20 @@ def connect(
 
 
 def shutdown() -> None:
-    """Disconnect from Ray (and stop the embedded Ray when this process started it)."""
+    """Disconnect from Ray (and stop the embedded Ray when this process started it, with its Serve applications
+    and this process's handles to them, so a later `connect()` starts clean)."""
+    import sys
+
     import ray
 
-    global _record
+    global _record, _embedded
     if ray.is_initialized():
+        if _embedded and "ray.serve" in sys.modules:
+            from ray import serve
+
+            serve.shutdown()
         ray.shutdown()
+    _embedded = False
     if _record is not None:
         _record.close()
         _record = None

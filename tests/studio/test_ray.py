@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+# At import, not inside the test: importing a test module parses it, and CPython 3.11's parser must not run while
+# Ray's threads parse code of their own ("AST constructor recursion depth mismatch").
+from .test_preview import GatedBackend, assert_prefix, read_frames, watch_running
+
 pytestmark = pytest.mark.ray
 
 
@@ -58,8 +62,6 @@ def _a_long_clip_shows_its_preview_on_ray(ray_backend, tmp_path, wait_job) -> No
     from studio.api import create_app
     from studio.media import PREVIEW
     from studio.service import Service, ServiceConfig
-
-    from .test_preview import GatedBackend, assert_prefix, read_frames, watch_running
 
     gate = GatedBackend(ray_backend)
     service = Service(ServiceConfig(data_dir=tmp_path / "ray-preview", workers=1, preview_interval_s=0.0), gate)
