@@ -135,7 +135,6 @@ class _Replica:
         self.load = serve.multiplexed(max_num_models_per_replica=pool.max_models)(load)
         self.understand_batch = serve.batch(max_batch_size=pool.max_batch_size,
                                             batch_wait_timeout_s=pool.batch_wait_s)(self._understand_batch)
-        self.requests: dict[int, _Request] = {}
         self.pid = os.getpid()  # a new pid for a new replica
         self.started = time.time()
 
@@ -248,7 +247,7 @@ class _Replica:
 
     # ------------------------------------------------------------------------------------------ understanding
     async def _understand(self, model: _Model, request: _Request, visual_codes, kinds, questions, *, options,
-                          seed: int, progress=None, should_stop=None) -> list[str]:
+                          seed: int) -> list[str]:
         """`LocalBackend.understand`, batched by Serve with the concurrent calls of this replica: greedy calls of
         one model with the same options run as one batch (pad-aware positions give every row the tokens it gets
         alone, so batching never changes an answer); sampled ones (top_k != 1) run alone with their own seed."""
