@@ -9,7 +9,6 @@ shapes; our own `config.json` carries the full architecture under `"architecture
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -18,7 +17,7 @@ from collections import defaultdict
 
 import torch
 
-from core.checkpoints import compare_shapes
+from core.checkpoints import HUB_ID, compare_shapes, hub_snapshot, read_weights
 from core.files import atomic_write, write_bytes
 from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
 from tokenizers3d.video import VideoMagvit, VideoMagvitConfig
@@ -34,25 +33,12 @@ def _filesystem(path: str | os.PathLike):
     import fsspec
 
     text = os.fspath(path)
-    if "://" not in text and not os.path.exists(text) and re.fullmatch(r"[\w.-]+/[\w.-]+", text):
-        text = _download_from_hub(text)
+    if "://" not in text and not os.path.exists(text) and HUB_ID.match(text):
+        text = hub_snapshot(text, [CONFIG_FILE, *WEIGHT_FILES])
     fs, root = fsspec.core.url_to_fs(text)
     if not fs.isdir(root):
         raise FileNotFoundError(f"tokenizer checkpoint {os.fspath(path)!r}: no such directory")
     return fs, root
-
-
-def _download_from_hub(repo_id: str) -> str:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as err:
-        raise FileNotFoundError(f"{repo_id!r} is not a local directory or URL, and huggingface_hub is not "
-                                "installed to fetch it from the hub") from err
-    try:
-        return snapshot_download(repo_id, allow_patterns=[CONFIG_FILE, *WEIGHT_FILES])
-    except Exception as err:  # offline, unknown repo, gated, ...
-        raise FileNotFoundError(f"{repo_id!r} is not a local directory or URL and the hub could not provide it "
-                                f"({type(err).__name__}: {err})") from err
 
 
 def _read_config(fs, root: str) -> dict:
@@ -69,12 +55,7 @@ def _read_state_dict(fs, root: str) -> dict[str, torch.Tensor]:
     for name in WEIGHT_FILES:
         path = f"{root.rstrip('/')}/{name}"
         if fs.exists(path):
-            data = fs.cat_file(path)
-            if name.endswith(".safetensors"):
-                from safetensors.torch import load
-
-                return load(data)
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return read_weights(fs, path)
     raise FileNotFoundError(f"tokenizer checkpoint {root!r} holds none of {', '.join(WEIGHT_FILES)}")
 
 
