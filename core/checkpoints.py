@@ -1,12 +1,11 @@
-"""What every checkpoint loader shares: fetching a hub repo, reading a weight file, and comparing a checkpoint's
-tensors with a model's (the one check every loader reports through)."""
+"""What every checkpoint loader shares: fetching a hub repo, and comparing a checkpoint's tensors with a model's
+(the one check every loader reports through)."""
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # `owner/name`, as a hub repo is named
 
@@ -61,19 +60,3 @@ def hub_snapshot(repo_id: str, patterns: Sequence[str]) -> str:
             f"{repo_id!r} is not a local folder and could not be fetched from the hub ({type(err).__name__}: {err}); "
             f"{hint}"
         ) from None
-
-
-def read_weights(fs: Any, path: str) -> dict[str, Any]:
-    """The tensors of the weight file at `path` on the fsspec filesystem `fs`: safetensors, or a `torch.save` file
-    read with `weights_only`; a local file is memory-mapped, a remote one read whole."""
-    import torch
-    from fsspec.implementations.local import LocalFileSystem
-
-    local = isinstance(fs, LocalFileSystem)
-    if path.endswith(".safetensors"):
-        import safetensors.torch
-
-        return safetensors.torch.load_file(path, device="cpu") if local else safetensors.torch.load(fs.cat_file(path))
-    if local:
-        return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
-    return torch.load(io.BytesIO(fs.cat_file(path)), weights_only=True, map_location="cpu")

@@ -11,6 +11,7 @@ the tensors hold is an error, not a silent choice.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from core.checkpoints import HUB_ID, compare_shapes, hub_snapshot, read_weights
+from core.checkpoints import HUB_ID, compare_shapes, hub_snapshot
 from core.files import atomic_write, write_bytes
 from model.config import ShowoConfig
 from model.network import Showo
@@ -105,11 +106,24 @@ def _open_source(path_or_url: str | os.PathLike) -> _Source:
 
 
 # ----------------------------------------------------------------------------------------------- weights
+def _read_weights(fs, path: str) -> dict[str, torch.Tensor]:
+    """The tensors of the weight file at `path` on the fsspec filesystem `fs`: safetensors, or a `torch.save` file
+    read with `weights_only`; a local file is memory-mapped, a remote one read whole."""
+    local = _is_local(fs)
+    if path.endswith(".safetensors"):
+        import safetensors.torch
+
+        return safetensors.torch.load_file(path, device="cpu") if local else safetensors.torch.load(fs.cat_file(path))
+    if local:
+        return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    return torch.load(io.BytesIO(fs.cat_file(path)), weights_only=True, map_location="cpu")
+
+
 def _load_state_dict(source: _Source) -> tuple[dict[str, torch.Tensor], str]:
     """All tensors of the checkpoint and a description of where they came from."""
     for name in WEIGHT_NAMES:
         if source.exists(name):
-            return read_weights(source.fs, source.path(name)), name
+            return _read_weights(source.fs, source.path(name)), name
     for name in INDEX_NAMES:
         if source.exists(name):
             weight_map = source.read_json(name).get("weight_map")
@@ -117,7 +131,7 @@ def _load_state_dict(source: _Source) -> tuple[dict[str, torch.Tensor], str]:
                 raise ValueError(f"{source.label}: {name} has no 'weight_map'")
             state: dict[str, torch.Tensor] = {}
             for shard in sorted(set(weight_map.values())):
-                state.update(read_weights(source.fs, source.path(shard)))
+                state.update(_read_weights(source.fs, source.path(shard)))
             return state, name
     raise FileNotFoundError(
         f"{source.label} holds no weights: looked for {', '.join(WEIGHT_NAMES)} and their .index.json shards"

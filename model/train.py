@@ -234,7 +234,8 @@ def _resume(path: Path, model, optimizer, scheduler, generator: torch.Generator)
     return _State(step=data["step"], consumed={**{k: 0 for k in KINDS}, **data["consumed"]}, history=data["history"])
 
 
-def _device(name: str) -> torch.device:
+def device_named(name: str) -> torch.device:
+    """`name` as a device; "auto" is cuda when there is one, else cpu."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -287,7 +288,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     unknown = set(dcfg.batch) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
-    device = _device(tcfg.device)
+    device = device_named(tcfg.device)
     torch.manual_seed(tcfg.seed)
     source = build_source(cfg)
     tokenizer, layout = build_tokenizer(cfg, source)

@@ -9,6 +9,7 @@ shapes; our own `config.json` carries the full architecture under `"architecture
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from collections import defaultdict
 
 import torch
 
-from core.checkpoints import HUB_ID, compare_shapes, hub_snapshot, read_weights
+from core.checkpoints import HUB_ID, compare_shapes, hub_snapshot
 from core.files import atomic_write, write_bytes
 from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
 from tokenizers3d.video import VideoMagvit, VideoMagvitConfig
@@ -49,6 +50,21 @@ def _read_config(fs, root: str) -> dict:
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(config).__name__}")
     return config
+
+
+def read_weights(fs, path: str) -> dict[str, torch.Tensor]:
+    """The tensors of the weight file at `path` on the fsspec filesystem `fs`: safetensors, or a `torch.save` file
+    read with `weights_only`; a local file is memory-mapped, a remote one read whole."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    local = isinstance(fs, LocalFileSystem)
+    if path.endswith(".safetensors"):
+        import safetensors.torch
+
+        return safetensors.torch.load_file(path, device="cpu") if local else safetensors.torch.load(fs.cat_file(path))
+    if local:
+        return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    return torch.load(io.BytesIO(fs.cat_file(path)), weights_only=True, map_location="cpu")
 
 
 def _read_state_dict(fs, root: str) -> dict[str, torch.Tensor]:

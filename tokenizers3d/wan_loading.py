@@ -12,7 +12,8 @@ import os
 
 import torch
 
-from core.checkpoints import compare_shapes, read_weights
+from core.checkpoints import compare_shapes
+from tokenizers3d.loading import read_weights
 from tokenizers3d.wan_vae import WanVAE, WanVAEConfig, wan21_vae
 
 WAN_VAE_FILES = ("Wan2.1_VAE.pth", "wan2.1_vae.pth", "Wan2.1_VAE.safetensors", "diffusion_pytorch_model.safetensors")
