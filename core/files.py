@@ -12,6 +12,7 @@ remote targets.
 from __future__ import annotations
 
 import os
+import posixpath
 import secrets
 import shutil
 import stat
@@ -94,6 +95,21 @@ def atomic_write(path_or_url: str | os.PathLike, write: Callable[[str], None]) -
 def write_bytes(path_or_url: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a local path or an fsspec URL atomically."""
     atomic_write(path_or_url, lambda path: Path(path).write_bytes(data))
+
+
+def fs_write(fs, path: str, data: bytes) -> None:
+    """Write `data` at `path` on the fsspec filesystem `fs` through a temporary name moved into place, so readers
+    never see half a file where the filesystem can move one."""
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    temp = f"{path}.{secrets.token_hex(4)}.part"  # its own name: concurrent writers never share one
+    try:
+        with fs.open(temp, "wb") as f:
+            f.write(data)
+        fs.mv(temp, path)
+    except BaseException:
+        if fs.exists(temp):
+            fs.rm(temp)
+        raise
 
 
 def write_folder_files(directory: str | os.PathLike, write: Callable[[str], None]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from core.checkpoints import compare_shapes
+from core.checkpoints import HUB_ID, compare_shapes, hub_snapshot
 from core.files import atomic_write, write_bytes
 from model.config import ShowoConfig
 from model.network import Showo
@@ -52,7 +52,7 @@ _PHI_FIELDS = {
 }
 _PHI15_PATH = "microsoft/phi-1_5"
 _LAYER_KEY = re.compile(r"^showo\.model\.layers\.(\d+)\.")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+HUB_FILES = (CONFIG_NAME, "*.safetensors", "*.bin", "*.index.json")
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -100,45 +100,30 @@ def _open_source(path_or_url: str | os.PathLike) -> _Source:
         return _Source(fsspec.filesystem("file"), str(local.resolve()), text)
     if local.exists():
         raise ValueError(f"{text} is a file; pass the checkpoint folder that holds {CONFIG_NAME} and the weights")
-    if _HUB_ID.match(text) and not text.startswith("."):
-        return _Source(fsspec.filesystem("file"), _hub_snapshot(text), text)
+    if HUB_ID.match(text):
+        return _Source(fsspec.filesystem("file"), hub_snapshot(text, HUB_FILES), text)
     raise FileNotFoundError(f"no checkpoint folder at {text}")
 
 
-def _hub_snapshot(repo_id: str) -> str:
-    """Fetch a hub repo's config and weights (or find them in the local hub cache)."""
-    hint = "pass a local checkpoint folder or an fsspec URL instead (e.g. a copy of the repo made where there is network)"
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise FileNotFoundError(f"{repo_id!r} is not a local folder and huggingface_hub is missing; {hint}") from None
-    try:
-        return snapshot_download(repo_id, allow_patterns=[CONFIG_NAME, "*.safetensors", "*.bin", "*.index.json"])
-    except Exception as err:  # network, auth, missing repo: all end the same way for the caller
-        raise FileNotFoundError(
-            f"{repo_id!r} is not a local folder and could not be fetched from the hub "
-            f"({type(err).__name__}: {err}); {hint}"
-        ) from None
-
-
 # ----------------------------------------------------------------------------------------------- weights
-def _load_file(source: _Source, name: str) -> dict[str, torch.Tensor]:
-    if name.endswith(".safetensors"):
+def _read_weights(fs, path: str) -> dict[str, torch.Tensor]:
+    """The tensors of the weight file at `path` on the fsspec filesystem `fs`: safetensors, or a `torch.save` file
+    read with `weights_only`; a local file is memory-mapped, a remote one read whole."""
+    local = _is_local(fs)
+    if path.endswith(".safetensors"):
         import safetensors.torch
 
-        if source.local:
-            return safetensors.torch.load_file(source.path(name), device="cpu")
-        return safetensors.torch.load(source.read_bytes(name))
-    if source.local:
-        return torch.load(source.path(name), weights_only=True, map_location="cpu", mmap=True)
-    return torch.load(io.BytesIO(source.read_bytes(name)), weights_only=True, map_location="cpu")
+        return safetensors.torch.load_file(path, device="cpu") if local else safetensors.torch.load(fs.cat_file(path))
+    if local:
+        return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    return torch.load(io.BytesIO(fs.cat_file(path)), weights_only=True, map_location="cpu")
 
 
 def _load_state_dict(source: _Source) -> tuple[dict[str, torch.Tensor], str]:
     """All tensors of the checkpoint and a description of where they came from."""
     for name in WEIGHT_NAMES:
         if source.exists(name):
-            return _load_file(source, name), name
+            return _read_weights(source.fs, source.path(name)), name
     for name in INDEX_NAMES:
         if source.exists(name):
             weight_map = source.read_json(name).get("weight_map")
@@ -146,7 +131,7 @@ def _load_state_dict(source: _Source) -> tuple[dict[str, torch.Tensor], str]:
                 raise ValueError(f"{source.label}: {name} has no 'weight_map'")
             state: dict[str, torch.Tensor] = {}
             for shard in sorted(set(weight_map.values())):
-                state.update(_load_file(source, shard))
+                state.update(_read_weights(source.fs, source.path(shard)))
             return state, name
     raise FileNotFoundError(
         f"{source.label} holds no weights: looked for {', '.join(WEIGHT_NAMES)} and their .index.json shards"

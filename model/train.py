@@ -159,19 +159,6 @@ def build_model(cfg: DictConfig, layout: VocabLayout, num_image_tokens: int) -> 
     return Showo(config)
 
 
-def save_model(model: Showo, directory: Path) -> None:
-    """`model.save_pretrained` when the network provides it, else `config.json` + `model.safetensors`."""
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(str(directory))
-        return
-    from safetensors.torch import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(weights, str(directory / "model.safetensors"))
-    (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2))
-
-
 def _load_weights(model: Showo, directory: Path) -> None:
     from safetensors.torch import load_file
 
@@ -185,16 +172,11 @@ def _load_weights(model: Showo, directory: Path) -> None:
 
 
 def load_model(path: str | Path) -> Showo:
-    """A model saved by `save_model` (a training checkpoint directory also works)."""
+    """A model saved by `Showo.save_pretrained` (a training checkpoint directory also works)."""
     directory = Path(path)
     if (directory / "model").is_dir():
         directory = directory / "model"
-    if hasattr(Showo, "from_pretrained"):
-        return Showo.from_pretrained(str(directory)).train()
-    config = ShowoConfig.from_dict(json.loads((directory / "config.json").read_text()))
-    model = Showo(config)
-    _load_weights(model, directory)
-    return model
+    return Showo.from_pretrained(str(directory)).train()
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
@@ -214,7 +196,7 @@ def _save_checkpoint(directory: Path, cfg: DictConfig, state: _State, model, tok
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     # Everything goes to a fresh folder renamed into place at the end; nothing is rewritten in place.
-    save_model(model, tmp / "model")
+    model.save_pretrained(str(tmp / "model"))
     tokenizer.save_pretrained(str(tmp / "tokenizer"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
     rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
@@ -252,7 +234,8 @@ def _resume(path: Path, model, optimizer, scheduler, generator: torch.Generator)
     return _State(step=data["step"], consumed={**{k: 0 for k in KINDS}, **data["consumed"]}, history=data["history"])
 
 
-def _device(name: str) -> torch.device:
+def device_named(name: str) -> torch.device:
+    """`name` as a device; "auto" is cuda when there is one, else cpu."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -305,7 +288,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     unknown = set(dcfg.batch) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
-    device = _device(tcfg.device)
+    device = device_named(tcfg.device)
     torch.manual_seed(tcfg.seed)
     source = build_source(cfg)
     tokenizer, layout = build_tokenizer(cfg, source)

@@ -94,6 +94,3 @@ class VocabLayout:
                 f"visual codes must lie in [0, {self.codebook_size}), got [{int(codes.min())}, {int(codes.max())}]"
             )
         return codes.long() + self.code_offset
-
-    def is_code(self, ids: torch.Tensor) -> torch.Tensor:
-        return (ids >= self.code_offset) & (ids < self.mask_id)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import mimetypes
 import posixpath
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+
+from core.files import fs_write
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -80,17 +81,7 @@ class BlobStore:
 
     def put(self, owner: str, name: str, data: bytes) -> BlobInfo:
         """Write a file (replacing one of the same name) via a temporary name, so readers never see half of it."""
-        target = self.path(owner, name)
-        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        temp = f"{target}.{secrets.token_hex(4)}.part"  # its own name: concurrent writers never share one
-        try:
-            with self.fs.open(temp, "wb") as f:
-                f.write(data)
-            self.fs.mv(temp, target)
-        except BaseException:
-            if self.fs.exists(temp):
-                self.fs.rm(temp)
-            raise
+        fs_write(self.fs, self.path(owner, name), data)
         return BlobInfo(name, len(data), media_type(name))
 
     def get(self, owner: str, name: str) -> bytes:

@@ -10,36 +10,17 @@ from typing import TYPE_CHECKING
 
 from core.lazy import lazy_exports
 
-_EXPORTS = {
-    "MagvitConfig": "tokenizers3d.magvit2",
-    "MagvitV2": "tokenizers3d.magvit2",
-    "magvit2_released": "tokenizers3d.magvit2",
-    "magvit2_tiny": "tokenizers3d.magvit2",
-    "VideoMagvit": "tokenizers3d.video",
-    "VideoMagvitConfig": "tokenizers3d.video",
-    "StreamState": "tokenizers3d.video",
-    "video_magvit_released": "tokenizers3d.video",
-    "video_magvit_tiny": "tokenizers3d.video",
-    "load_tokenizer": "tokenizers3d.loading",
-    "load_image_tokenizer": "tokenizers3d.loading",
-    "load_video_tokenizer": "tokenizers3d.loading",
-    "infer_magvit_config": "tokenizers3d.loading",
-    "image_transform": "tokenizers3d.preprocess",
-    "postprocess": "tokenizers3d.preprocess",
-    "to_uint8": "tokenizers3d.preprocess",
-    "VideoClip": "tokenizers3d.video_read",
-    "VideoReadError": "tokenizers3d.video_read",
-    "read_video": "tokenizers3d.video_read",
-    "write_video": "tokenizers3d.video_write",
-    "write_gif": "tokenizers3d.video_write",
-    "write_image": "tokenizers3d.video_write",
-    "WanVAE": "tokenizers3d.wan_vae",
-    "WanVAEConfig": "tokenizers3d.wan_vae",
-    "CausalCache": "tokenizers3d.wan_vae",
-    "wan21_vae": "tokenizers3d.wan_vae",
-    "wan21_vae_tiny": "tokenizers3d.wan_vae",
-    "load_wan_vae": "tokenizers3d.wan_loading",
+_MODULES = {  # module -> the public names it holds
+    "magvit2": "MagvitConfig MagvitV2 magvit2_released magvit2_tiny",
+    "video": "VideoMagvit VideoMagvitConfig StreamState video_magvit_released video_magvit_tiny",
+    "loading": "load_tokenizer load_image_tokenizer load_video_tokenizer infer_magvit_config",
+    "preprocess": "image_transform postprocess to_uint8",
+    "video_read": "VideoClip VideoReadError read_video",
+    "video_write": "write_video write_gif write_image",
+    "wan_vae": "WanVAE WanVAEConfig CausalCache wan21_vae wan21_vae_tiny",
+    "wan_loading": "load_wan_vae",
 }
+_EXPORTS = {name: f"tokenizers3d.{module}" for module, names in _MODULES.items() for name in names.split()}
 
 __all__ = sorted(_EXPORTS)
 

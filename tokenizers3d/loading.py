@@ -18,7 +18,7 @@ from collections import defaultdict
 
 import torch
 
-from core.checkpoints import compare_shapes
+from core.checkpoints import HUB_ID, compare_shapes, hub_snapshot
 from core.files import atomic_write, write_bytes
 from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
 from tokenizers3d.video import VideoMagvit, VideoMagvitConfig
@@ -34,25 +34,12 @@ def _filesystem(path: str | os.PathLike):
     import fsspec
 
     text = os.fspath(path)
-    if "://" not in text and not os.path.exists(text) and re.fullmatch(r"[\w.-]+/[\w.-]+", text):
-        text = _download_from_hub(text)
+    if "://" not in text and not os.path.exists(text) and HUB_ID.match(text):
+        text = hub_snapshot(text, [CONFIG_FILE, *WEIGHT_FILES])
     fs, root = fsspec.core.url_to_fs(text)
     if not fs.isdir(root):
         raise FileNotFoundError(f"tokenizer checkpoint {os.fspath(path)!r}: no such directory")
     return fs, root
-
-
-def _download_from_hub(repo_id: str) -> str:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as err:
-        raise FileNotFoundError(f"{repo_id!r} is not a local directory or URL, and huggingface_hub is not "
-                                "installed to fetch it from the hub") from err
-    try:
-        return snapshot_download(repo_id, allow_patterns=[CONFIG_FILE, *WEIGHT_FILES])
-    except Exception as err:  # offline, unknown repo, gated, ...
-        raise FileNotFoundError(f"{repo_id!r} is not a local directory or URL and the hub could not provide it "
-                                f"({type(err).__name__}: {err})") from err
 
 
 def _read_config(fs, root: str) -> dict:
@@ -65,16 +52,26 @@ def _read_config(fs, root: str) -> dict:
     return config
 
 
+def read_weights(fs, path: str) -> dict[str, torch.Tensor]:
+    """The tensors of the weight file at `path` on the fsspec filesystem `fs`: safetensors, or a `torch.save` file
+    read with `weights_only`; a local file is memory-mapped, a remote one read whole."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    local = isinstance(fs, LocalFileSystem)
+    if path.endswith(".safetensors"):
+        import safetensors.torch
+
+        return safetensors.torch.load_file(path, device="cpu") if local else safetensors.torch.load(fs.cat_file(path))
+    if local:
+        return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    return torch.load(io.BytesIO(fs.cat_file(path)), weights_only=True, map_location="cpu")
+
+
 def _read_state_dict(fs, root: str) -> dict[str, torch.Tensor]:
     for name in WEIGHT_FILES:
         path = f"{root.rstrip('/')}/{name}"
         if fs.exists(path):
-            data = fs.cat_file(path)
-            if name.endswith(".safetensors"):
-                from safetensors.torch import load
-
-                return load(data)
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return read_weights(fs, path)
     raise FileNotFoundError(f"tokenizer checkpoint {root!r} holds none of {', '.join(WEIGHT_FILES)}")
 
 

@@ -9,6 +9,8 @@ functions that use them. Reading lives in ``tokenizers3d.video_read``.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import io
 import os
 from fractions import Fraction
@@ -50,10 +52,49 @@ def _write_bytes(path_or_url: str | os.PathLike, data: bytes) -> str:
     return os.fspath(path_or_url)
 
 
+@functools.cache
+def _x264_without_avx512() -> dict[str, str]:
+    """The libx264 option that keeps its output a function of the frames alone: x264's own CPU detection less
+    AVX-512 (`asm`), or nothing when the CPU has no AVX-512 or PyAV's libx264 cannot be opened.
+
+    On an AVX-512 CPU the libx264 that PyAV ships (core 165) reads memory it never wrote while it encodes small
+    frames (one side of 48 pixels or less, such as the default model's 32x32 clips): the same frames give other bytes
+    from run to run, depending on what the heap held (`MALLOC_PERTURB_` shows it). Its AVX2 kernels read no such
+    memory and write the same bytes as the AVX-512 ones wherever those are repeatable.
+    """
+    import ctypes.util
+
+    import av
+
+    libs = sorted(Path(av.__file__).resolve().parent.parent.glob("av.libs/libx264*")) or [ctypes.util.find_library("x264")]
+    try:
+        x264 = ctypes.CDLL(str(libs[0]))
+        x264.x264_cpu_detect.restype = ctypes.c_uint32
+        table = (_X264CpuName * 64).in_dll(x264, "x264_cpu_names")  # ends with an empty name
+    except (OSError, AttributeError, TypeError, ValueError):
+        return {}
+    flags = {}
+    for entry in table:
+        if not entry.name:
+            break
+        flags[entry.name] = entry.flags
+    if b"AVX512" not in flags or b"AVX2" not in flags:
+        return {}
+    avx512 = flags[b"AVX512"] & ~flags[b"AVX2"]
+    detected = x264.x264_cpu_detect()
+    return {"x264-params": f"asm={detected & ~avx512}"} if detected & avx512 else {}
+
+
+class _X264CpuName(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("flags", ctypes.c_uint32)]  # x264.h: x264_cpu_name_t
+
+
 def _encode_video(path: str, frames: np.ndarray, fps: float, codec: str, crf: int | None, fmt: str | None) -> None:
     import av
 
     options = {"crf": str(crf)} if crf is not None and codec in ("libx264", "libx265") else {}
+    if codec == "libx264":
+        options.update(_x264_without_avx512())
     # the index goes in front so that players can start before the whole file has arrived
     is_mp4 = fmt == "mp4" or Path(path).suffix.lower() in (".mp4", ".m4v", ".mov")
     with av.open(path, "w", format=fmt, options={"movflags": "+faststart"} if is_mp4 else {}) as out:

@@ -8,12 +8,12 @@ channels are read from the tensor shapes (`encoder.conv1.weight` is `(base, 3, 3
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 
 import torch
 
 from core.checkpoints import compare_shapes
+from tokenizers3d.loading import read_weights
 from tokenizers3d.wan_vae import WanVAE, WanVAEConfig, wan21_vae
 
 WAN_VAE_FILES = ("Wan2.1_VAE.pth", "wan2.1_vae.pth", "Wan2.1_VAE.safetensors", "diffusion_pytorch_model.safetensors")
@@ -37,17 +37,7 @@ def _locate(path: str | os.PathLike):
 
 
 def _read(fs, file: str) -> dict[str, torch.Tensor]:
-    from fsspec.implementations.local import LocalFileSystem
-
-    local = isinstance(fs, LocalFileSystem)
-    if file.endswith(".safetensors"):
-        import safetensors.torch
-
-        return safetensors.torch.load_file(file) if local else safetensors.torch.load(fs.cat_file(file))
-    if local:
-        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    else:
-        state = torch.load(io.BytesIO(fs.cat_file(file)), map_location="cpu", weights_only=True)
+    state = read_weights(fs, file)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -18,11 +18,12 @@ import json
 import pickle
 import posixpath
 import re
-import secrets
 from hashlib import sha256
 from typing import Any, Protocol, runtime_checkable
 
 import fsspec
+
+from core.files import fs_write
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 OUTPUTS = "outputs.pkl"
@@ -86,22 +87,8 @@ class FsspecStore:
     def _path(self, run_id: str, *parts: str) -> str:
         return posixpath.join(self.root, check_run_id(run_id), *parts)
 
-    def step_dir(self, run_id: str, step: str) -> str:
-        """The folder (path within the filesystem) of one step's outputs."""
-        return self._path(run_id, step)
-
     def _write(self, path: str, data: bytes) -> None:
-        # A temporary name then a move, so readers never see half a file where the filesystem can move.
-        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        temp = f"{path}.{secrets.token_hex(4)}.part"  # its own name: concurrent writers never share one
-        try:
-            with self.fs.open(temp, "wb") as f:
-                f.write(data)
-            self.fs.mv(temp, path)
-        except BaseException:
-            if self.fs.exists(temp):
-                self.fs.rm(temp)
-            raise
+        fs_write(self.fs, path, data)
 
     def read_manifest(self, run_id: str) -> dict[str, Any] | None:
         path = self._path(run_id, MANIFEST)

@@ -316,15 +316,6 @@ def detect_motion(video: np.ndarray | torch.Tensor, config: DetectorConfig | Non
     return tracks
 
 
-def object_persistence(video: np.ndarray | torch.Tensor, config: DetectorConfig | None = None) -> float:
-    """Fraction of frames in which every object of frame 0 (by colour and shape) is found; 1.0 when frame 0
-    holds no object (nothing to lose)."""
-    per_frame = detect_video(video, config)
-    wanted = {(d.colour, d.shape) for d in per_frame[0]}
-    kept = [wanted <= {(d.colour, d.shape) for d in detections} for detections in per_frame]
-    return float(np.mean(kept))
-
-
 # ---------------------------------------------------------------------------------------------- evaluation
 
 

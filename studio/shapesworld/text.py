@@ -375,11 +375,6 @@ def parse_caption(text: str) -> list[ObjectAttributes]:
     return [_parse_object(chunk) for chunk in _split_objects(_normalise(text))]
 
 
-def parse_prompt(text: str) -> list[ObjectAttributes]:
-    """Objects asked for by a text-to-image prompt (as `parse_caption`, motion always None)."""
-    return [ObjectAttributes(shape=o.shape, colour=o.colour, size=o.size, cell=o.cell) for o in parse_caption(text)]
-
-
 def _colour_shape(tokens: Sequence[str]) -> tuple[str | None, str | None]:
     colour = next((w for w in tokens if w in COLOURS), None)
     shape = next((w for w in tokens if w in SHAPES), None)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import shutil
 import sys
 import time
@@ -47,19 +46,6 @@ def load_config(*, quick: bool = False, path: str | Path | None = None, override
     if path is not None:
         cfg = OmegaConf.merge(cfg, OmegaConf.load(str(path)))
     return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _split(cfg: DictConfig) -> str | None:
@@ -117,6 +103,7 @@ def _quantize_mix(step: int, continuous: int, ramp: int) -> float:
 def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     """Train the video tokenizer as `cfg.tokenizer` says and save it to `directory` (skipped when a finished one
     is there). Returns the stage record (steps, seconds, final loss terms, held-out PSNR)."""
+    from model.train import device_named, lr_factor
     from tokenizers3d.losses import LossWeights, tokenizer_loss
     from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
     from tokenizers3d.train import make_batch
@@ -132,7 +119,7 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     finished = _finished_stage(record_path, recipe, "tokenizer", log)
     if finished is not None:
         return finished
-    device = _device(cfg.device)
+    device = device_named(cfg.device)
     torch.manual_seed(int(cfg.seed))
     image = MagvitV2(MagvitConfig.from_dict(OmegaConf.to_container(tcfg.architecture, resolve=True)))
     model = VideoMagvit.from_image_tokenizer(image, temporal_downsample=int(tcfg.temporal_downsample),
@@ -140,7 +127,8 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(tcfg.lr), betas=(0.9, 0.99))
     steps = int(tcfg.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, int(tcfg.warmup_steps), steps, float(tcfg.min_lr_ratio)))
+        optimizer, lambda s: lr_factor(s, warmup=int(tcfg.warmup_steps), total=steps,
+                                       min_ratio=float(tcfg.min_lr_ratio)))
     weights = LossWeights(**OmegaConf.to_container(tcfg.loss, resolve=True))
     sample = clip_sampler(world, seed=int(cfg.seed), weights=OmegaConf.to_container(tcfg.clip_weights, resolve=True),
                           split=_split(cfg), frames=_clip_frames(tcfg))
@@ -181,6 +169,7 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
     triangles soft enough for the detector to read circles; with the codes fixed, an L1 term is safe and
     sharpens them. Returns the stage record (steps, seconds, final terms, held-out PSNR before and after).
     """
+    from model.train import device_named, lr_factor
     from tokenizers3d.train import make_batch
     from tokenizers3d.video import VideoMagvit
 
@@ -194,7 +183,7 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
     finished = _finished_stage(record_path, recipe, "decoder", log)
     if finished is not None:
         return finished
-    device, steps = _device(cfg.device), int(dcfg.steps)
+    device, steps = device_named(cfg.device), int(dcfg.steps)
     torch.manual_seed(int(cfg.seed) + 1)
     model = VideoMagvit.from_pretrained(str(source_dir)).to(device)
     model.requires_grad_(False)
@@ -202,7 +191,8 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
     params = list(model.decoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=float(dcfg.lr), betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, int(dcfg.warmup_steps), steps, float(dcfg.min_lr_ratio)))
+        optimizer, lambda s: lr_factor(s, warmup=int(dcfg.warmup_steps), total=steps,
+                                       min_ratio=float(dcfg.min_lr_ratio)))
     sample = clip_sampler(world, seed=int(cfg.seed), weights=OmegaConf.to_container(cfg.tokenizer.clip_weights),
                           split=_split(cfg), frames=_clip_frames(cfg.tokenizer))
     start, terms, clock = time.perf_counter(), {}, StageClock(directory)
@@ -249,7 +239,9 @@ def build_text_tokenizer(directory: Path) -> int:
 
 def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: Path) -> DictConfig:
     """The `model.train` config of stage 3: `cfg.showo` plus the data source, tokenizer, device and seeds."""
-    device = "cuda" if _device(cfg.device).type == "cuda" else "cpu"
+    from model.train import device_named
+
+    device = "cuda" if device_named(cfg.device).type == "cuda" else "cpu"
     wired = {
         "tokenizer": str(text_dir),
         "data": {"source": SOURCE_FACTORY, "fixed": False,

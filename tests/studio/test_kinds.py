@@ -99,6 +99,14 @@ def test_the_same_seed_gives_the_same_image(client, wait_job):
     assert images[0] == images[1] and images[0] != images[2]
 
 
+def test_the_same_seed_gives_the_same_continued_video(client, media, upload, wait_job):
+    params = {**CASES["continue_video"], "video": upload(client, media["video"]), "num_frames": 9, "new_frames": 8}
+    body = {"kind": "continue_video", "params": params, "seed": 4}
+    jobs = [wait_job(client, client.post("/v1/jobs", json=body).json()["id"]) for _ in range(3)]
+    for name in ("video.mp4", "video.gif"):
+        assert len({artifact(client, job, name) for job in jobs}) == 1, name
+
+
 def test_a_job_without_a_seed_gets_one_and_keeps_it(client, wait_job):
     job = client.post("/v1/jobs", json={"kind": "t2i", "params": {"prompt": "a blue circle", "steps": 1}}).json()
     assert isinstance(job["seed"], int) and job["seed"] >= 0

@@ -220,17 +220,6 @@ def test_motion_directions(config, degrade, threshold):
     assert correct / total >= threshold
 
 
-def test_object_persistence_counts_frames_that_lose_an_object():
-    scene = wd.Scene((wd.ObjectSpec("circle", "red", "large", "top left", "right"),
-                      wd.ObjectSpec("triangle", "blue", "small", "bottom right", "up")))
-    clip = wd.render_video_uint8(scene, 9)
-    assert det.object_persistence(clip) == 1.0
-    assert det.object_persistence(wd.to_tensor(clip)) == 1.0
-    broken = clip.copy()
-    broken[5:][(broken[5:] == wd.PALETTE["blue"]).all(-1)] = wd.BACKGROUND  # the triangle vanishes at frame 5
-    assert det.object_persistence(broken) == pytest.approx(5 / 9)
-
-
 def test_matches_checks_the_named_attributes_only():
     found = det.detect(wd.render_image(wd.Scene((wd.ObjectSpec("square", "yellow", "large", "top right"),))))
     assert det.matches(found, tx.ObjectAttributes(colour="yellow", shape="square", cell="top right"))
@@ -314,7 +303,7 @@ def test_parsers_recover_generated_scenes():
         scene = wd.sample_scene(rng, int(rng.integers(1, 4)))
         assert tx.parse_caption(tx.caption_video(scene)) == [tx.attributes(o) for o in scene.objects]
         expected = [tx.ObjectAttributes(shape=o.shape, colour=o.colour, size=o.size, cell=o.cell) for o in scene.objects]
-        assert tx.parse_prompt(tx.caption_image(scene)) == expected
+        assert tx.parse_caption(tx.caption_image(scene)) == expected
 
 
 @pytest.mark.parametrize("text,expected", [

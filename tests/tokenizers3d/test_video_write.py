@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -51,6 +54,25 @@ def test_write_video_to_a_memory_url_with_a_fractional_rate():
     clip = read_video(url, backend="av")
     assert clip.num_frames == 10 and clip.source_fps == pytest.approx(12.5)
     np.testing.assert_allclose(clip.timestamps, np.arange(10) / 12.5, atol=1e-3)
+
+
+def test_a_small_clip_is_written_to_the_same_bytes_whatever_the_heap_held(tmp_path):
+    # libx264's AVX-512 kernels read memory it never wrote on frames this small, so before the encoder was kept off
+    # them (on an AVX-512 CPU) each fill of fresh heap memory (MALLOC_PERTURB_) gave another file.
+    frames = np.full((17, 32, 32, 3), 30, np.uint8)
+    for t in range(17):
+        frames[t, 8:20, t: t + 10, 0] = 220
+    frames += np.random.default_rng(0).integers(0, 8, frames.shape, dtype=np.uint8)
+    np.save(tmp_path / "clip.npy", frames)
+    script = "import sys, numpy; from tokenizers3d.video_write import write_video; " \
+             "write_video(sys.argv[2], numpy.load(sys.argv[1]), 8)"
+    files = []
+    for fill in ("1", "85", "170"):
+        out = tmp_path / f"clip-{fill}.mp4"
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "clip.npy"), str(out)], check=True,
+                       env={**os.environ, "MALLOC_PERTURB_": fill}, cwd=Path(__file__).resolve().parents[2])
+        files.append(out.read_bytes())
+    assert files[0] == files[1] == files[2]
 
 
 def test_write_video_pads_odd_sizes_with_the_edge(tmp_path):

@@ -60,7 +60,7 @@ def test_a_step_is_done_only_once_its_marker_is_written(store, monkeypatch):
 
 def test_corrupt_outputs_are_detected(store):
     store.save_step("r", "s", {"a": 1}, {})
-    with store.fs.open(store.step_dir("r", "s") + "/outputs.pkl", "wb") as f:
+    with store.fs.open(store._path("r", "s", "outputs.pkl"), "wb") as f:
         f.write(b"garbage")
     with pytest.raises(ValueError, match="corrupt"):
         store.load_step("r", "s")
