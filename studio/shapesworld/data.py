@@ -13,7 +13,8 @@ How the kinds map onto the world (`i` is the stream index):
     mmu          even i: image i/2 with a captioning question; odd i: image question i/2 -> answer
     lm           image caption, video caption, or a how-to (question and step captions), in turn
     t2v          video i: caption -> latent frame codes (with `window_frames`, a window of that many
-                 consecutive latent frames at a random offset: the windows a sliding-window generation sees)
+                 consecutive latent frames at a random offset, the windows a sliding-window generation sees,
+                 captioned as the scene stands at the window's first frame: `world.scene_at`)
     v2t          even i: video i/2 with the captioning question; odd i: video question i/2 -> answer
     interleaved  how-to i: question, then per step its caption and keyframe codes
 """
@@ -32,7 +33,8 @@ from core.frames import latent_frames
 from model.prompting import mmu_dialogue
 from studio.shapesworld.splits import world_for_split
 from studio.shapesworld.text import all_texts_for_vocab
-from studio.shapesworld.world import WorldConfig, to_tensor
+from studio.shapesworld.text import caption_video
+from studio.shapesworld.world import WorldConfig, clip_times, scene_at, to_tensor
 
 KINDS = ("t2i", "lm", "mmu", "t2v", "v2t", "interleaved")
 # The captioning questions; the video one is `ShowoPipeline.caption`'s default, so `pipe.caption(x)` asks
@@ -131,8 +133,10 @@ class ShapesWorldSource:
         cache_items: size of the token cache (0 = unbounded).
         split: draw only from this split of `splits.SPLITS` ("train" for training); None: the whole world.
         window_frames: when set and a clip has more latent frames, text-to-video samples hold a window of this
-            many consecutive latent frames at an offset drawn per sample (uniform, from the sample's seed and
-            index), laid out from position 0 as `model.pipelines.window` lays out a sliding window.
+            many consecutive latent frames at an offset drawn per sample (uniform over the windows whose first
+            frame shows an object, from the sample's seed and index), laid out from position 0 as
+            `model.pipelines.window` lays out a sliding window, and captioned as the scene stands at the window's
+            first frame (a clip's caption names start cells; later in the clip objects are elsewhere or gone).
     """
 
     def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
@@ -181,10 +185,24 @@ class ShapesWorldSource:
         clips = [holder[key][None] if key == "image" else holder[key] for holder, key in slots]
         for (holder, key), codes in zip(slots, self.cache.codes_many(clips)):
             holder[key] = codes[0] if key == "image" else codes
-        if kind == "t2v" and self.window_frames is not None:
-            for index, draft in zip(indices, drafts):
-                draft["frames"] = window_of(draft["frames"], self.window_frames, seed=seed, index=index)
+        for draft in drafts:
+            scene, index = draft.pop("scene", None), draft.pop("index", None)
+            if self.window_frames is not None and scene is not None:
+                self._window(draft, scene, seed, index)
         return drafts
+
+    def _window(self, draft: dict, scene, seed: int, index: int) -> None:
+        """Cut a t2v sample to its window and caption the window."""
+        cfg, r = self.world_config, self.tokenizer.temporal_downsample
+        if draft["frames"].shape[0] <= self.window_frames:
+            return
+        times = clip_times(cfg.num_frames, cfg.fps)
+        starts = {k: scene_at(scene, float(times[0 if k == 0 else r * (k - 1) + 1]))
+                  for k in range(draft["frames"].shape[0] - self.window_frames + 1)}
+        offsets = [k for k, at in starts.items() if at is not None]
+        offset = window_offset(offsets, seed=seed, index=index)
+        draft["frames"] = draft["frames"][offset:offset + self.window_frames]
+        draft["text"] = caption_video(starts[offset])
 
     def samples(self, kind: str, *, seed: int, start: int = 0, chunk: int = 32) -> Iterator[dict]:
         index = start
@@ -199,14 +217,12 @@ class ShapesWorldSource:
                 "split": self.split, "window_frames": self.window_frames}
 
 
-def window_of(frames: torch.Tensor, window: int, *, seed: int, index: int) -> torch.Tensor:
-    """`window` consecutive latent frames of `frames` `(t, P)` at an offset uniform over ``0..t - window``,
-    a pure function of (seed, index); the whole clip when it is not longer than the window."""
-    t = frames.shape[0]
-    if t <= window:
-        return frames
-    offset = int(np.random.default_rng([int(seed), int(index), 0x77]).integers(0, t - window + 1))
-    return frames[offset:offset + window]
+def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
+    """One of `offsets` (the first latent frames of the allowed windows), uniform, a pure function of
+    (seed, index); 0 when there is none (the clip is not longer than the window)."""
+    if not offsets:
+        return 0
+    return int(offsets[np.random.default_rng([int(seed), int(index), 0x77]).integers(0, len(offsets))])
 
 
 def _draft(kind: str, world, index: int) -> dict:
@@ -232,7 +248,7 @@ def _draft(kind: str, world, index: int) -> dict:
         return {"kind": kind, "text": " ".join([howto.question] + [s.caption for s in howto.steps])}
     if kind == "t2v":
         video = world.sample(index, "video")
-        return {"kind": kind, "text": video.caption, "frames": video.frames}
+        return {"kind": kind, "text": video.caption, "frames": video.frames, "scene": video.scene, "index": index}
     if kind == "v2t":
         if odd:
             qa = world.sample(half, "video_qa")

@@ -149,6 +149,20 @@ def object_box(obj: ObjectSpec, t: float, height: int, width: int, *,
     return y0, x0, y0 + side, x0 + side
 
 
+def scene_at(scene: Scene, t: float) -> Scene | None:
+    """The scene as it stands at time `t` (frames at `BASE_FPS`): each object whose centre is in the frame then,
+    in the cell that holds its centre, with its motion (so its caption describes a clip that starts at `t`);
+    None when no object's centre is in the frame."""
+    _check_time(t)
+    objects = []
+    for obj in scene.objects:
+        cy, cx = object_center(obj, t, scene.height, scene.width, speed=scene.speed)
+        row, column = int(np.floor(cy * 3 / scene.height)), int(np.floor(cx * 3 / scene.width))
+        if 0 <= row < 3 and 0 <= column < 3:
+            objects.append(replace(obj, cell=_text.cell_name(row, column)))
+    return replace(scene, objects=tuple(objects)) if objects else None
+
+
 def _check_time(t: float) -> None:
     if not t >= 0:
         raise ValueError(f"time {t} is before the clip's start (0)")

@@ -179,6 +179,43 @@ def test_t2v_windows_are_slices_of_the_clip_at_seeded_offsets():
         sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=1)
 
 
+def test_a_t2v_window_is_captioned_as_the_scene_stands_at_its_first_frame():
+    from studio.shapesworld.world import Scene, clip_times, scene_at
+    from studio.shapesworld import world as sw_world
+
+    long_world = {**WORLD, "num_frames": 33, "fps": 8, "speed": 1.0, "exits": True}
+    world = sw_data.world_for_split(0, long_world, None)
+    windowed = sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=3)
+    whole = sw_data.ShapesWorldSource(_tokenizer(), world=long_world)
+    times = clip_times(33, 8)
+    moved = 0
+    for index in range(24):
+        video = world.sample(index, "video")
+        clip = whole.sample("t2v", seed=0, index=index)["frames"]  # (9, P)
+        sample = windowed.sample("t2v", seed=0, index=index)
+        offset = next(o for o in range(7) if torch.equal(clip[o:o + 3], sample["frames"]))
+        start = scene_at(video.scene, float(times[0 if offset == 0 else 4 * (offset - 1) + 1]))
+        assert start is not None  # a window never starts on an empty frame
+        assert sample["text"] == sw_data.caption_video(start)
+        moved += sample["text"] != video.caption
+    assert moved > 0  # windows later in the clip say where the objects are then
+
+    # scene_at: the cell of each object's centre at that time, objects out of the frame left out
+    obj = sw_world.ObjectSpec("square", "red", "small", "middle left", "right")
+    scene = Scene((obj, sw_world.ObjectSpec("circle", "blue", "small", "bottom middle", "down")), height=32,
+                  width=32, speed=1.0)
+    assert [o.cell for o in scene_at(scene, 0.0).objects] == ["middle left", "bottom middle"]
+    later = scene_at(scene, float(sw_world.BASE_FPS))  # one second: one cell further, the circle gone
+    assert [(o.shape, o.cell, o.motion) for o in later.objects] == [("square", "center", "right")]
+    assert scene_at(replace_objects(scene, [obj]), 3 * float(sw_world.BASE_FPS)) is None
+
+
+def replace_objects(scene, objects):
+    import dataclasses
+
+    return dataclasses.replace(scene, objects=tuple(objects))
+
+
 def test_source_draws_from_its_split_only():
     from studio.shapesworld.splits import split_of
 
