@@ -98,3 +98,23 @@ def test_two_models_on_one_pool_each_job_on_its_own(ray_local, make_config, tmp_
         assert served["show-o-shapesworld"] >= 2 and served["tuned"] >= 2
     finally:
         backend.close()
+
+
+def test_a_pool_with_min_replicas_zero_lets_its_replicas_go_when_idle_and_starts_one_for_a_call(ray_local,
+                                                                                                  make_config):
+    config = make_config(**{"name_prefix": "show-studio-zero", "tokenizer.min_replicas": 0,
+                            "tokenizer.max_replicas": 1, "tokenizer.downscale_delay_s": 1,
+                            "tokenizer.look_back_period_s": 2, "tokenizer.metrics_interval_s": 0.5})
+    backend = RayBackend(config, pipeline_factory=FACTORY)
+    app = "show-studio-zero-tokenizer"
+    try:
+        deadline = time.monotonic() + 120
+        while replicas(app, "tokenizer") > 0:  # idle: the replica it started with goes away
+            assert time.monotonic() < deadline, "the idle pool kept its replica"
+            time.sleep(0.5)
+        image = torch.zeros(3, *backend.info().image_size)  # a call starts a replica again (info is a tokenizer op)
+        assert backend.encode_image(image).shape == tuple(backend.info().grid)
+        assert replicas(app, "tokenizer") == 1
+        assert "tokenizer" not in backend.stats()  # nothing to ask while a pool may have no replica
+    finally:
+        backend.close()
