@@ -117,7 +117,7 @@ def test_media_loading(local, tmp_path):
 def test_runtime_modules_import_without_ray():
     # The in-process backend and the runtime's modules must not need Ray until a pool is made.
     code = ("import sys; sys.modules['ray'] = None; import ray_cluster, ray_cluster.local, ray_cluster.config, "
-            "ray_cluster.pools, ray_cluster.actors, ray_cluster.cluster, ray_cluster.bench; print('ok')")
+            "ray_cluster.pools, ray_cluster.deployments, ray_cluster.cluster, ray_cluster.bench; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
     light = subprocess.run([sys.executable, "-c", "import ray_cluster, sys; print('torch' in sys.modules, 'ray' in sys.modules)"],

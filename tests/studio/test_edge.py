@@ -71,7 +71,8 @@ def _length(answer: bytes) -> int:
 
 def chunked(total: int, size: int = 256 * 1024, prefix: bytes = b"") -> Iterator[bytes]:
     """A chunked transfer-encoding body of `prefix` then zero bytes, `total` bytes in all, then the end chunk."""
-    yield b"%x\r\n%s\r\n" % (len(prefix), prefix)
+    if prefix:  # a zero-length chunk would end the body here
+        yield b"%x\r\n%s\r\n" % (len(prefix), prefix)
     left = total - len(prefix)
     while left > 0:
         n = min(size, left)

@@ -50,7 +50,7 @@ def test_the_ray_backend_routes_by_the_table():
             return op
 
     probe = Probe()
-    probe.tokenizer, probe.transformer = "T", "X"
+    probe.pools = {"tokenizer": "T", "transformer": "X"}
     stop = lambda: False  # noqa: E731
     assert probe.generate_image("p", options="o", seed=1, should_stop=stop) == "generate_image"
     assert seen[-1] == ("X", "generate_image", ("p",), ["options", "seed"], None, stop)
