@@ -51,6 +51,7 @@ class Record:
     ratio_min: float | None = None
     ratio_max: float | None = None
     repeats: int | None = None
+    detail: str | None = None  # what else the row measured, in words (printed after the speed-up)
 
 
 def build_pipeline(preset: str, device: str, *, grid: int = 8, seed: int = 0) -> ShowoPipeline:
@@ -189,7 +190,9 @@ def report(records: list[Record], json_path: str | None = None) -> None:
     print("|---|---|---|---:|---:|---:|")
     for r in records:
         spread = "" if r.ratio_min is None else f" ({r.ratio_min:.2f}-{r.ratio_max:.2f}, median of {r.repeats})"
-        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | {r.ratio:.2f}x{spread} |")
+        detail = f"; {r.detail}" if r.detail else ""
+        print(f"| {r.name} | {r.preset} | {r.device} | {r.baseline_s:.4f} | {r.ours_s:.4f} | "
+              f"{r.ratio:.2f}x{spread}{detail} |")
     if json_path:
         write_bytes(json_path, json.dumps([asdict(r) for r in records], indent=2).encode())
         print(f"wrote {json_path}")

@@ -110,9 +110,11 @@ def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_st
     concurrent queries). Baseline and batched runs alternate (ABAB...) `repeats` times; each record carries the median of
     the per-repetition ratios and their spread. Every job's result must equal its result alone.
 
-    Rows: `batching/t2i{jobs}` (text-to-image, default `ImageOptions`), `batching/storyboard{jobs}` (storyboards of
-    `story_steps` stateless `storyboard_step` calls each, default `StoryOptions`: greedy caption + keyframe),
-    `batching/understand{jobs}` (greedy answers of up to `max_new_tokens` tokens to image questions).
+    Rows: `batching/forward{jobs}` (one forward of `jobs` image-block rows against `jobs` forwards of one row: the
+    most that sharing MaskGIT steps can gain on this device), `batching/t2i{jobs}` (text-to-image, default
+    `ImageOptions`), `batching/storyboard{jobs}` (storyboards of `story_steps` stateless `storyboard_step` calls
+    each, default `StoryOptions`: greedy caption + keyframe), `batching/understand{jobs}` (greedy answers of up to
+    `max_new_tokens` tokens to image questions). The generation rows also give the mean rows per shared forward.
 
     Args:
         local: the `LocalBackend` to measure (`studio bench` gives it the embedded default model).
@@ -121,7 +123,7 @@ def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_st
 
     Returns:
         One dict per row: `{"name", "preset", "device", "baseline_s", "ours_s", "ratio", "ratio_min", "ratio_max",
-        "repeats"}` with `baseline_s` / `ours_s` the medians and `ratio` the median of baseline / ours.
+        "repeats", "detail"}` with `baseline_s` / `ours_s` the medians and `ratio` the median of baseline / ours.
     """
 
     import torch
@@ -129,7 +131,8 @@ def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_st
     from core import ImageOptions, StoryOptions, TextOptions
     from model.pipelines.stepping import StepScheduler
 
-    shared = local.with_block_runner(StepScheduler(max_rows=4 * jobs, wait_s=0.005))
+    scheduler = StepScheduler(max_rows=4 * jobs, wait_s=0.02)
+    shared = local.with_block_runner(scheduler)
     info = local.info()
 
     def t2i(backend, i):
@@ -162,29 +165,45 @@ def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_st
     def sequential(fn):
         return lambda: [fn(local, i) for i in range(jobs)]
 
+    model = local.pipeline.model
+    block = torch.randint(0, info.codebook_size, (jobs, info.grid[0] * info.grid[1] + 2), generator=generator)
+
+    def forward(rows):
+        def run():
+            with torch.no_grad():
+                return torch.cat([model(block[i:i + rows]) for i in range(0, jobs, rows)])
+        return run
+
+    def close(a, b):  # a row's logits alone and in a batch differ only in summation order
+        return torch.allclose(a, b, atol=1e-4)
+
     cases = {
-        f"batching/t2i{jobs}": (sequential(t2i), concurrent(t2i)),
-        f"batching/storyboard{jobs}": (sequential(story), concurrent(story)),
-        f"batching/understand{jobs}": (understand_alone, understand_batched),
+        f"batching/forward{jobs}": (forward(1), forward(jobs), close),
+        f"batching/t2i{jobs}": (sequential(t2i), concurrent(t2i), _same),
+        f"batching/storyboard{jobs}": (sequential(story), concurrent(story), _same),
+        f"batching/understand{jobs}": (understand_alone, understand_batched, _same),
     }
     records = []
-    for name, (baseline, ours) in cases.items():
+    for name, (baseline, ours, same) in cases.items():
         expected = baseline()  # warm-up, and the results every batched run must reproduce
         base_times, our_times = [], []
+        forwards, rows = scheduler.forwards, scheduler.rows_run
         for _ in range(repeats):
             for fn, times in ((baseline, base_times), (ours, our_times)):
                 started = time.perf_counter()
                 out = fn()
                 times.append(time.perf_counter() - started)
-                if not _same(out, expected):
+                if not same(out, expected):
                     raise AssertionError(f"{name}: a run gave other results than the jobs one after another")
         ratios = [b / o for b, o in zip(base_times, our_times)]
         record = {
             "name": name, "preset": preset, "device": str(local.device),
             "baseline_s": statistics.median(base_times), "ours_s": statistics.median(our_times),
             "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "repeats": repeats,
+            "repeats": repeats, "detail": None,
         }
+        if scheduler.forwards > forwards:
+            record["detail"] = f"{(scheduler.rows_run - rows) / (scheduler.forwards - forwards):.1f} rows per forward"
         records.append(record)
         if verbose:
             print(f"{name:24s} one after another {record['baseline_s']:.3f} s, concurrent {record['ours_s']:.3f} s, "

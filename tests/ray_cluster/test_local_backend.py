@@ -153,3 +153,19 @@ def test_concurrent_generations_on_a_step_scheduler_equal_the_calls_alone(local)
         together = list(pool.map(lambda s: shared.generate_image(f"a blue circle {s}", options=options, seed=s), seeds))
     assert all(torch.equal(a, b) for a, b in zip(alone, together))
     assert scheduler.forwards < 4 * 5  # steps of different jobs shared forwards
+
+
+def test_the_cross_job_bench_checks_every_batched_result_and_counts_rows_per_forward(local):
+    from ray_cluster.bench import bench_cross_job_batching
+
+    records = bench_cross_job_batching(local, jobs=3, repeats=1, story_steps=1, max_new_tokens=2, verbose=False)
+    by_name = {r["name"]: r for r in records}
+    assert list(by_name) == ["batching/forward3", "batching/t2i3", "batching/storyboard3", "batching/understand3"]
+    for record in records:
+        assert record["baseline_s"] > 0 and record["ours_s"] > 0
+        assert record["ratio"] == pytest.approx(record["baseline_s"] / record["ours_s"])
+    # only the rows that share MaskGIT steps through the scheduler report how full its forwards were
+    for name in ("batching/t2i3", "batching/storyboard3"):
+        rows = float(by_name[name]["detail"].split()[0])
+        assert 1.0 <= rows <= 3.0
+    assert by_name["batching/forward3"]["detail"] is None and by_name["batching/understand3"]["detail"] is None
