@@ -8,19 +8,19 @@ from __future__ import annotations
 import json
 import sys
 
-from studio.shapesworld.evaluate import met
+from studio.shapesworld.evaluate import ceiling, met
 
 
 def main(paths: list[str]) -> int:
     records = [record for path in paths for record in json.load(open(path))]
-    print("| metric | split | value | 95% interval | n | trivial baseline | target | |")
-    print("|---|---|---:|---:|---:|---:|---:|:-:|")
+    print("| metric | split | value | 95% interval | n | trivial baseline | tokenizer ceiling | target | |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|:-:|")
     for r in records:
         digits = 2 if r["metric"].endswith("_db") else 3
         target = "" if r["target"] is None else f"{r['target']:.{digits}f}"
         print(f"| {r['metric']} | {r['split']} | {r['value']:.{digits}f} | "
               f"[{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}] | {r['n']} | {r['baseline']:.{digits}f} | "
-              f"{target} | {met(r)} |")
+              f"{ceiling(r, digits)} | {target} | {met(r)} |")
     return 0
 
 

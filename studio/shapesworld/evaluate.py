@@ -20,6 +20,11 @@ as correct is in `metrics`):
     long_t2v_motion_accuracy      as t2v, clips of 17 latent frames (sliding window)     static clip          0.7
     long_t2v_object_persistence   as t2v, clips of 17 latent frames (sliding window)     static clip          0.9
 
+Generation metrics (text-to-image, text-to-video, storyboards) also carry a **tokenizer ceiling**: the ground
+truth passed through the model's own tokenizer (`through_tokenizer`) and scored the same way. A transformer only
+writes codes that this tokenizer decodes, so no model on it scores above the ceiling by more than chance; a
+target above the ceiling is a target for the tokenizer first.
+
 The world is the one the model was trained in (`pipeline.json`'s "world"; clips of 1 + r frames at r fps when
 it says nothing); long clips are that world's clips at 17 latent frames with objects free to leave the frame.
 """
@@ -41,7 +46,7 @@ import torch
 from studio.shapesworld import metrics as M
 from studio.shapesworld.data import VIDEO_CAPTION_QUESTION, as_world_config
 from studio.shapesworld.splits import SplitWorld
-from studio.shapesworld.world import WorldConfig
+from studio.shapesworld.world import WorldConfig, to_tensor
 
 TARGETS = {
     "tokenizer_psnr_db": 28.0,
@@ -65,7 +70,8 @@ QUICK_COUNT = 4
 BASELINE_SAMPLES = 400  # training-split samples the trivial captioner and the blind answerer are fitted on
 TEXT_TOKENS = 40
 
-Scored = dict[str, tuple[M.Units, M.Units]]  # metric -> (the model's units, the trivial output's units)
+# metric -> (the model's units, the trivial output's units, the tokenizer ceiling's units or None)
+Scored = dict[str, tuple[M.Units, M.Units, M.Units | None]]
 
 
 # ---------------------------------------------------------------------------------------------- worlds
@@ -112,6 +118,18 @@ def tokenizer_psnr(tokenizer, world: WorldConfig | dict | None, *, seed: int, co
     return psnr(videos, recon)
 
 
+@torch.no_grad()
+def through_tokenizer(pipeline, visual: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """The ground truth as the model's tokenizer gives it back: a clip `(3, T, H, W)` through `encode_video` /
+    `decode_video`, or images `[(3, H, W), ...]` through `encode_images` / `decode_images` (returned stacked,
+    `(N, 3, H, W)`). Scored like a generated output, it is the tokenizer ceiling: the most a transformer that
+    writes this tokenizer's codes can score, since whatever it writes is decoded by it."""
+    if torch.is_tensor(visual):
+        return pipeline.decode_video(pipeline.encode_video(visual)).cpu()
+    images = torch.stack(list(visual))
+    return torch.cat([pipeline.decode_images(pipeline.encode_images(chunk)).cpu() for chunk in images.split(16)])
+
+
 def _pairs_by_metric(rows: Sequence[dict[str, tuple]]) -> dict[str, M.Units]:
     return {name: M.Units.of(r[name] for r in rows) for name in rows[0]} if rows else {}
 
@@ -125,7 +143,7 @@ def tokenizer_task(pipeline, clips: Sequence) -> Scored:
             error, agree = M.reconstruction_units(video, out)
             target.append({"tokenizer_psnr_db": error, "tokenizer_detector_agreement": agree})
     model, base = _pairs_by_metric(rows), _pairs_by_metric(trivial)
-    return {name: (model[name], base[name]) for name in model}
+    return {name: (model[name], base[name], None) for name in model}
 
 
 def caption_task(pipeline, clips: Sequence, training_clips: Sequence) -> Scored:
@@ -134,7 +152,7 @@ def caption_task(pipeline, clips: Sequence, training_clips: Sequence) -> Scored:
     fixed = M.majority_caption(training_clips)
     model = [M.caption_units(t, c) for t, c in zip(texts, clips)]
     base = [M.caption_units(fixed, c) for c in clips]
-    return {f"caption_{a}_accuracy": (M.Units.of(r[a] for r in model), M.Units.of(r[a] for r in base))
+    return {f"caption_{a}_accuracy": (M.Units.of(r[a] for r in model), M.Units.of(r[a] for r in base), None)
             for a in ("colour", "shape", "motion")}
 
 
@@ -143,7 +161,7 @@ def qa_task(pipeline, samples: Sequence, training_samples: Sequence) -> Scored:
     answers = pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=8).texts
     blind = M.blind_answerer(training_samples)
     return {"qa_accuracy": (M.Units.of(M.answer_units(a, s) for a, s in zip(answers, samples)),
-                            M.Units.of(M.answer_units(blind(s.question), s) for s in samples))}
+                            M.Units.of(M.answer_units(blind(s.question), s) for s in samples), None)}
 
 
 def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, seed: int) -> Scored:
@@ -152,39 +170,46 @@ def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, 
                                     generator=generator).images.cpu()
     background = torch.full_like(images[0], -1.0)
     return {"t2i_prompt_match": (M.Units.of(M.image_units(i, s.scene) for i, s in zip(images, samples)),
-                                 M.Units.of(M.image_units(background, s.scene) for s in samples))}
+                                 M.Units.of(M.image_units(background, s.scene) for s in samples),
+                                 M.Units.of(M.image_units(i, s.scene) for i, s in
+                                            zip(through_tokenizer(pipeline, [s.tensor for s in samples]), samples)))}
 
 
 def t2v_task(pipeline, clips: Sequence, *, steps: int, guidance_scale: float, seed: int, prefix: str = "",
              window_frames: int | None = None) -> Scored:
     generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
-    model, base = [], []
+    model, base, ceiling = [], [], []
     for clip in clips:
         video = pipeline.text_to_video(clip.caption, num_frames=clip.frames.shape[0], steps=steps,
                                        guidance_scale=guidance_scale, generator=generator,
                                        window_frames=window_frames).frames.cpu()
         model.append(M.video_units(video, clip))
         base.append(M.video_units(M.static_clip(clip), clip))
-    return {f"{prefix}t2v_motion_accuracy": (M.Units.of(m[0] for m in model), M.Units.of(b[0] for b in base)),
-            f"{prefix}t2v_object_persistence": (M.Units.of(m[1] for m in model), M.Units.of(b[1] for b in base))}
+        ceiling.append(M.video_units(through_tokenizer(pipeline, clip.tensor), clip))
+    return {f"{prefix}t2v_{name}": tuple(M.Units.of(u[i] for u in units) for units in (model, base, ceiling))
+            for i, name in enumerate(("motion_accuracy", "object_persistence"))}
 
 
 def storyboard_task(pipeline, howtos: Sequence, *, steps: int, seed: int) -> Scored:
     generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
-    model, base = [], []
+    model, base, ceiling = [], [], []
     for howto in howtos:
         board = pipeline.storyboard(howto.question, num_steps=len(howto.steps), steps=steps, generator=generator)
         model.append(M.storyboard_units([s.keyframe.cpu() for s in board.steps], howto))
         base.append(M.storyboard_units(M.repeated_keyframe(howto), howto))
-    return {"storyboard_step_match": (M.Units.of(m[0] for m in model), M.Units.of(b[0] for b in base)),
-            "storyboard_consistency": (M.Units.of(m[1] for m in model), M.Units.of(b[1] for b in base))}
+        truth = through_tokenizer(pipeline, [to_tensor(s.keyframe) for s in howto.steps])
+        ceiling.append(M.storyboard_units(list(truth), howto))
+    return {f"storyboard_{name}": tuple(M.Units.of(u[i] for u in units) for units in (model, base, ceiling))
+            for i, name in enumerate(("step_match", "consistency"))}
 
 
 # ---------------------------------------------------------------------------------------------- records
 
 
-def make_record(name: str, split: str, units: M.Units, baseline: M.Units, *, seed: int) -> dict:
-    """One result record: value, 95% bootstrap interval (seeded), n, the trivial output's value, the target."""
+def make_record(name: str, split: str, units: M.Units, baseline: M.Units, ceiling: M.Units | None = None, *,
+                seed: int) -> dict:
+    """One result record: value, 95% bootstrap interval (seeded), n, the trivial output's value, the target, and
+    for a generation metric the tokenizer ceiling (`through_tokenizer`; None for the others)."""
     if name.endswith("_db"):
         value, base = float(M.psnr_of_mse(units.value)), float(M.psnr_of_mse(baseline.value))
         low, high = M.bootstrap_interval(units, seed=seed, transform=M.psnr_of_mse)
@@ -192,7 +217,8 @@ def make_record(name: str, split: str, units: M.Units, baseline: M.Units, *, see
         value, base = units.value, baseline.value
         low, high = M.bootstrap_interval(units, seed=seed)
     return {"metric": name, "split": split, "value": value, "target": TARGETS.get(name), "n": units.n,
-            "ci_low": low, "ci_high": high, "baseline": base}
+            "ci_low": low, "ci_high": high, "baseline": base,
+            "ceiling": None if ceiling is None else ceiling.value}
 
 
 def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_count: int | None = None,
@@ -214,8 +240,8 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
         window_frames: latent frames the model sees at once in long clips (default: the pipeline's).
         on_split: called with the records so far after each split (a long run keeps what it finished).
     Returns:
-        `[{"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline"}, ...]`, per split in the
-        order of `TARGETS`.
+        `[{"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline", "ceiling"}, ...]`, per
+        split in the order of `TARGETS`.
     """
     n = count or (QUICK_COUNT if quick else FULL_COUNT)
     n_long = long_count or n
@@ -267,14 +293,19 @@ def met(record: dict) -> str:
     return "met" if record["value"] >= record["target"] else "missed"
 
 
+def ceiling(record: dict, digits: int = 3) -> str:
+    """The record's tokenizer ceiling as text ("" for a metric without one)."""
+    return "" if record.get("ceiling") is None else f"{record['ceiling']:.{digits}f}"
+
+
 def format_table(results: Sequence[dict]) -> str:
     lines = [f"{'metric':<30} {'split':<13} {'value':>7} {'95% interval':>15} {'n':>5} {'baseline':>8} "
-             f"{'target':>7}  ", "-" * 100]
+             f"{'ceiling':>8} {'target':>7}  ", "-" * 109]
     for r in results:
         target = "" if r["target"] is None else f"{r['target']:.2f}"
         lines.append(f"{r['metric']:<30} {r['split']:<13} {r['value']:>7.3f} "
                      f"{'[' + format(r['ci_low'], '.3f') + ', ' + format(r['ci_high'], '.3f') + ']':>15} "
-                     f"{r['n']:>5} {r['baseline']:>8.3f} {target:>7}  {met(r)}")
+                     f"{r['n']:>5} {r['baseline']:>8.3f} {ceiling(r):>8} {target:>7}  {met(r)}")
     return "\n".join(lines)
 
 

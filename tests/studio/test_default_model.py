@@ -363,7 +363,10 @@ def test_evaluate_returns_every_metric_per_split_with_interval_and_baseline(quic
     assert [(r["split"], r["metric"]) for r in results] == [(s, m) for s in ("test", "compositional")
                                                              for m in sw_eval.TARGETS]
     for r in results:
-        assert set(r) == {"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline"}
+        assert set(r) == {"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline", "ceiling"}
+        generation = r["metric"].startswith(("t2i_", "t2v_", "long_t2v_", "storyboard_"))
+        assert (r["ceiling"] is not None) == generation, r
+        assert r["ceiling"] is None or 0.0 <= r["ceiling"] <= 1.0, r
         assert r["target"] == sw_eval.TARGETS[r["metric"]]
         assert r["n"] == (1 if r["metric"].startswith("long_") else 2)
         low, high = (0.0, 100.0) if r["metric"].endswith("_db") else (0.0, 1.0)

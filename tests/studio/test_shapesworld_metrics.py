@@ -128,3 +128,48 @@ def test_bootstrap_interval_is_seeded_covers_the_value_and_narrows_with_n():
     # Clustered units: a sample's objects move together.
     clustered = M.Units.of([(2, 2), (0, 2), (1, 2)])
     assert clustered.value == pytest.approx(0.5) and clustered.n == 3
+
+
+class _Lossless:
+    """A tokenizer whose codes are the pixels: what it gives back is the input."""
+
+    def encode_video(self, video):
+        return video
+
+    def encode_images(self, images):
+        return images
+
+    def decode_video(self, codes):
+        return codes.clone()
+
+    def decode_images(self, codes):
+        return codes.clone()
+
+
+class _Blank(_Lossless):
+    """A tokenizer that gives back background whatever it is given."""
+
+    def decode_video(self, codes):
+        return torch.full_like(codes, -1.0)
+
+    def decode_images(self, codes):
+        return torch.full_like(codes, -1.0)
+
+
+@pytest.mark.parametrize("world", [WORLD, NEW_WORLD], ids=["5 frames", "17 frames exits"])
+def test_the_tokenizer_ceiling_scores_the_ground_truth_as_the_tokenizer_gives_it_back(world):
+    from studio.shapesworld.evaluate import through_tokenizer
+
+    clips, images = _test("video", 12, world), _test("image", 12, world)
+    howto = _test("howto", 3, world)
+    for clip in clips:
+        assert M.video_units(through_tokenizer(_Lossless(), clip.tensor), clip) == M.video_units(clip.frames, clip)
+        assert M.video_units(through_tokenizer(_Blank(), clip.tensor), clip)[0][0] == 0
+    lossless = through_tokenizer(_Lossless(), [s.tensor for s in images])
+    assert lossless.shape == (12, 3, world.height, world.width)
+    assert [M.image_units(x, s.scene) for x, s in zip(lossless, images)] == [(1, 1)] * 12
+    blank = through_tokenizer(_Blank(), [s.tensor for s in images])
+    assert [M.image_units(x, s.scene) for x, s in zip(blank, images)] == [(0, 1)] * 12
+    for task in howto:
+        keyframes = through_tokenizer(_Lossless(), [wd.to_tensor(s.keyframe) for s in task.steps])
+        assert M.storyboard_units(list(keyframes), task) == M.storyboard_units([s.keyframe for s in task.steps], task)
