@@ -1,0 +1,114 @@
+"""ShapesEval's tokenizer ceilings for a video tokenizer alone (no transformer needed): the ground truth passed
+through the tokenizer and scored as ShapesEval scores generated output, on the same samples `studio eval` draws.
+It tells a recipe, before any transformer is trained on a tokenizer, how much of each generation target that
+tokenizer leaves reachable.
+
+    python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG [--count N] [--splits test] [--json PATH]
+
+CONFIG is a file with the world the tokenizer is meant for under "world": a model folder's `pipeline.json`, or
+the `config.yaml` that `studio train-default` writes into its work folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from omegaconf import OmegaConf
+
+from studio.shapesworld import evaluate as E
+from studio.shapesworld import metrics as M
+from studio.shapesworld.data import as_world_config
+from studio.shapesworld.splits import SplitWorld
+from studio.shapesworld.world import to_tensor
+from tokenizers3d import load_tokenizer
+
+
+class Codec:
+    """A video tokenizer with the encode / decode methods of `ShowoPipeline` that ShapesEval calls."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    @torch.no_grad()
+    def encode_video(self, video):  # (3, T, H, W) -> (t, h, w)
+        return self.tokenizer.encode(video[None])[0]
+
+    @torch.no_grad()
+    def decode_video(self, codes):  # (t, h, w) -> (3, T, H, W)
+        return self.tokenizer.decode(codes[None])[0].clamp(-1, 1)
+
+    @torch.no_grad()
+    def encode_images(self, images):  # (B, 3, H, W) -> (B, h, w)
+        return self.tokenizer.encode(images[:, :, None])[:, 0]
+
+    @torch.no_grad()
+    def decode_images(self, codes):  # (B, h, w) -> (B, 3, H, W)
+        return self.tokenizer.decode(codes[:, None])[:, :, 0].clamp(-1, 1)
+
+
+def ceilings(codec, world, *, count: int, seed: int, split: str) -> list[dict]:
+    """Tokenizer PSNR and detector agreement, and the ceiling of every generation metric, on one split."""
+    shapes = SplitWorld(seed, world, split=split)
+    longs = SplitWorld(seed, E.long_world(world), split=split)
+    units: dict[str, list] = {}
+
+    def add(name, pair):
+        units.setdefault(name, []).append(pair)
+
+    clips = shapes.distinct("video", count)
+    for name, (model, _, _) in E.tokenizer_task(codec, clips).items():
+        units[name] = list(zip(model.num, model.den))
+    for prefix, videos in (("", clips), ("long_", longs.distinct("video", count))):
+        for clip in videos:
+            motion, persistence = M.video_units(E.through_tokenizer(codec, clip.tensor), clip)
+            add(f"{prefix}t2v_motion_accuracy", motion)
+            add(f"{prefix}t2v_object_persistence", persistence)
+    images = shapes.distinct("image", count)
+    for image, sample in zip(E.through_tokenizer(codec, [s.tensor for s in images]), images):
+        add("t2i_prompt_match", M.image_units(image, sample.scene))
+    for howto in shapes.distinct("howto", count):
+        keyframes = E.through_tokenizer(codec, [to_tensor(s.keyframe) for s in howto.steps])
+        step, consistency = M.storyboard_units(list(keyframes), howto)
+        add("storyboard_step_match", step)
+        add("storyboard_consistency", consistency)
+    records = []
+    for name in E.TARGETS:
+        if name in units:
+            u = M.Units.of(units[name])
+            record = E.make_record(name, split, u, u, seed=seed)
+            records.append({k: record[k] for k in ("metric", "split", "value", "ci_low", "ci_high", "n", "target")})
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("tokenizer", help="a video tokenizer folder")
+    parser.add_argument("--world", required=True, help="pipeline.json or a train-default config.yaml")
+    parser.add_argument("--count", type=int, default=E.FULL_COUNT, help="samples per task and split")
+    parser.add_argument("--splits", default="test", help="comma-separated splits")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    settings = OmegaConf.to_container(OmegaConf.load(args.world), resolve=True)
+    world = as_world_config(settings["world"])
+    codec = Codec(load_tokenizer(args.tokenizer).eval())
+    records = [r for split in args.splits.split(",")
+               for r in ceilings(codec, world, count=args.count, seed=args.seed, split=split.strip())]
+    print("| metric | split | ceiling | 95% interval | n | target |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in records:
+        digits = 2 if r["metric"].endswith("_db") else 3
+        target = "" if r["target"] is None else f"{r['target']:.{digits}f}"
+        print(f"| {r['metric']} | {r['split']} | {r['value']:.{digits}f} | [{r['ci_low']:.{digits}f}, "
+              f"{r['ci_high']:.{digits}f}] | {r['n']} | {target} |")
+    if args.json:
+        E.write_json(args.json, records)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
