@@ -4,6 +4,7 @@ It tells a recipe, before any transformer is trained on a tokenizer, how much of
 tokenizer leaves reachable.
 
     python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG [--count N] [--splits test] [--json PATH]
+    python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG --misses      # where the clips' objects are lost
 
 CONFIG is a file with the world the tokenizer is meant for under "world": a model folder's `pipeline.json`, or
 the `config.yaml` that `studio train-default` writes into its work folder.
@@ -83,6 +84,35 @@ def ceilings(codec, world, *, count: int, seed: int, split: str) -> list[dict]:
     return records
 
 
+def misses(codec, world, *, count: int, seed: int, split: str) -> list[tuple]:
+    """Where the text-to-video ceiling is lost: for each (size, shape, place) of an object in a frame where the
+    ground truth shows it (place: "inside" the frame, or cut by its "border"), the frames and the frames in which
+    the tokenizer's reconstruction no longer shows it, with what the detector reads there instead."""
+    from collections import Counter
+
+    from studio.shapesworld.detector import detect_video
+    from studio.shapesworld.world import BASE_FPS, object_box
+
+    shown, lost, instead = Counter(), Counter(), {}
+    for clip in SplitWorld(seed, world, split=split).distinct("video", count):
+        truth, made = detect_video(clip.frames), detect_video(E.through_tokenizer(codec, clip.tensor))
+        for obj in clip.scene.objects:
+            key = (obj.colour, obj.shape)
+            for t, frame in enumerate(truth):
+                if key not in {(d.colour, d.shape) for d in frame}:
+                    continue
+                y0, x0, y1, x1 = object_box(obj, t * BASE_FPS / world.fps, world.height, world.width,
+                                            speed=world.speed)
+                inside = y0 >= 0 and x0 >= 0 and y1 <= world.height and x1 <= world.width
+                where = (obj.size, obj.shape, "inside" if inside else "border")
+                shown[where] += 1
+                if key not in {(d.colour, d.shape) for d in made[t]}:
+                    lost[where] += 1
+                    read = [d.shape for d in made[t] if d.colour == obj.colour] or ["nothing"]
+                    instead.setdefault(where, Counter())[", ".join(read)] += 1
+    return [(*where, shown[where], lost[where], dict(instead.get(where, {}))) for where in sorted(shown)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tokenizer", help="a video tokenizer folder")
@@ -91,11 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", default="test", help="comma-separated splits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--misses", action="store_true", help="where the text-to-video ceiling is lost, instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     settings = OmegaConf.to_container(OmegaConf.load(args.world), resolve=True)
     world = as_world_config(settings["world"])
     codec = Codec(load_tokenizer(args.tokenizer).eval())
+    if args.misses:
+        print("| size | shape | place | frames shown | lost | read instead |")
+        print("|---|---|---|---:|---:|---|")
+        for split in args.splits.split(","):
+            for size, shape, place, frames, lost, read in misses(codec, world, count=args.count, seed=args.seed,
+                                                               split=split.strip()):
+                print(f"| {size} | {shape} | {place} | {frames} | {lost} ({lost / frames:.0%}) | "
+                      f"{', '.join(f'{k} {v}' for k, v in sorted(read.items(), key=lambda kv: -kv[1]))} |")
+        return 0
     records = [r for split in args.splits.split(",")
                for r in ceilings(codec, world, count=args.count, seed=args.seed, split=split.strip())]
     print("| metric | split | ceiling | 95% interval | n | target |")
