@@ -1,7 +1,7 @@
 """ShapesEval's tokenizer ceilings for a video tokenizer alone (no transformer needed): the ground truth passed
 through the tokenizer and scored as ShapesEval scores generated output, on the same samples `studio eval` draws.
 It tells a recipe, before any transformer is trained on a tokenizer, how much of each generation target that
-tokenizer leaves reachable.
+tokenizer leaves reachable. (The tokenizer rows, PSNR and detector agreement, are the tokenizer's own scores.)
 
     python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG [--count N] [--splits test] [--json PATH]
     python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG --misses      # where the clips' objects are lost

@@ -21,9 +21,10 @@ as correct is in `metrics`):
     long_t2v_object_persistence   as t2v, clips of 17 latent frames (sliding window)     static clip          0.9
 
 Generation metrics (text-to-image, text-to-video, storyboards) also carry a **tokenizer ceiling**: the ground
-truth passed through the model's own tokenizer (`through_tokenizer`) and scored the same way. A transformer only
-writes codes that this tokenizer decodes, so no model on it scores above the ceiling by more than chance; a
-target above the ceiling is a target for the tokenizer first.
+truth passed through the model's own tokenizer (`through_tokenizer`) and scored the same way: the score of the
+codes the transformer is trained to write (the tokenizer's codes of its training data). A model that learns its
+task reaches about this; beating it would take codes the encoder does not produce, so a target above the ceiling
+is a target for the tokenizer first.
 
 The world is the one the model was trained in (`pipeline.json`'s "world"; clips of 1 + r frames at r fps when
 it says nothing); long clips are that world's clips at 17 latent frames with objects free to leave the frame.
@@ -122,8 +123,8 @@ def tokenizer_psnr(tokenizer, world: WorldConfig | dict | None, *, seed: int, co
 def through_tokenizer(pipeline, visual: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     """The ground truth as the model's tokenizer gives it back: a clip `(3, T, H, W)` through `encode_video` /
     `decode_video`, or images `[(3, H, W), ...]` through `encode_images` / `decode_images` (returned stacked,
-    `(N, 3, H, W)`). Scored like a generated output, it is the tokenizer ceiling: the most a transformer that
-    writes this tokenizer's codes can score, since whatever it writes is decoded by it."""
+    `(N, 3, H, W)`). Scored like a generated output, it is the tokenizer ceiling: what a transformer that writes
+    the codes the tokenizer gives the ground truth scores."""
     if torch.is_tensor(visual):
         return pipeline.decode_video(pipeline.encode_video(visual)).cpu()
     images = torch.stack(list(visual))
