@@ -173,3 +173,24 @@ def test_the_tokenizer_ceiling_scores_the_ground_truth_as_the_tokenizer_gives_it
     for task in howto:
         keyframes = through_tokenizer(_Lossless(), [wd.to_tensor(s.keyframe) for s in task.steps])
         assert M.storyboard_units(list(keyframes), task) == M.storyboard_units([s.keyframe for s in task.steps], task)
+
+
+def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_objects_are_lost():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "tokenizer_ceiling.py"
+    spec = importlib.util.spec_from_file_location("tokenizer_ceiling", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    lossless = {r["metric"]: r for r in script.ceilings(_Lossless(), NEW_WORLD, count=3, seed=0, split="dev")}
+    blank = {r["metric"]: r for r in script.ceilings(_Blank(), NEW_WORLD, count=3, seed=0, split="dev")}
+    clips = SplitWorld(0, NEW_WORLD, split="dev").distinct("video", 3)
+    truth = M.Units.of(M.video_units(c.frames, c)[0] for c in clips).value
+    assert lossless["t2v_motion_accuracy"]["value"] == pytest.approx(truth)
+    assert lossless["t2i_prompt_match"]["value"] == 1.0 and lossless["tokenizer_detector_agreement"]["value"] == 1.0
+    assert blank["t2v_motion_accuracy"]["value"] == 0.0 and blank["t2i_prompt_match"]["value"] == 0.0
+    assert all(lost == 0 for *_, lost, _ in script.misses(_Lossless(), NEW_WORLD, count=3, seed=0, split="dev"))
+    rows = script.misses(_Blank(), NEW_WORLD, count=3, seed=0, split="dev")
+    assert rows and all(lost == shown and read == {"nothing": shown} for *_, shown, lost, read in rows)
