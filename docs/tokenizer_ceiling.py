@@ -13,8 +13,8 @@ the `config.yaml` that `studio train-default` writes into its work folder.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -23,7 +23,6 @@ from studio.shapesworld import evaluate as E
 from studio.shapesworld import metrics as M
 from studio.shapesworld.data import as_world_config
 from studio.shapesworld.splits import SplitWorld
-from studio.shapesworld.world import to_tensor
 from tokenizers3d import load_tokenizer
 
 
@@ -64,15 +63,12 @@ def ceilings(codec, world, *, count: int, seed: int, split: str) -> list[dict]:
         units[name] = list(zip(model.num, model.den))
     for prefix, videos in (("", clips), ("long_", longs.distinct("video", count))):
         for clip in videos:
-            motion, persistence = M.video_units(E.through_tokenizer(codec, clip.tensor), clip)
+            motion, persistence = E.video_ceiling(codec, clip)
             add(f"{prefix}t2v_motion_accuracy", motion)
             add(f"{prefix}t2v_object_persistence", persistence)
-    images = shapes.distinct("image", count)
-    for image, sample in zip(E.through_tokenizer(codec, [s.tensor for s in images]), images):
-        add("t2i_prompt_match", M.image_units(image, sample.scene))
+    units["t2i_prompt_match"] = E.image_ceiling(codec, shapes.distinct("image", count))
     for howto in shapes.distinct("howto", count):
-        keyframes = E.through_tokenizer(codec, [to_tensor(s.keyframe) for s in howto.steps])
-        step, consistency = M.storyboard_units(list(keyframes), howto)
+        step, consistency = E.storyboard_ceiling(codec, howto)
         add("storyboard_step_match", step)
         add("storyboard_consistency", consistency)
     records = []
@@ -123,21 +119,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     parser.add_argument("--misses", action="store_true", help="where the text-to-video ceiling is lost, instead")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    unknown = set(splits) - {"train", "dev", "test", "compositional"}
+    if unknown or not splits:
+        parser.error(f"--splits: unknown or no splits {sorted(unknown)}; known: train, dev, test, compositional")
+    if args.count < 1:
+        parser.error(f"--count must be >= 1, got {args.count}")
+    if not Path(args.world).is_file():
+        parser.error(f"--world: no such file: {args.world}")
+    if "://" not in args.tokenizer and not (Path(args.tokenizer) / "config.json").is_file():
+        parser.error(f"tokenizer: {args.tokenizer} is not a tokenizer folder (no config.json)")
     settings = OmegaConf.to_container(OmegaConf.load(args.world), resolve=True)
+    if not isinstance(settings, dict) or "world" not in settings:
+        parser.error(f"--world: {args.world} has no 'world' entry (give a model folder's pipeline.json or a "
+                     "train-default work folder's config.yaml)")
     world = as_world_config(settings["world"])
+    torch.set_num_threads(1)
     codec = Codec(load_tokenizer(args.tokenizer).eval())
     if args.misses:
         print("| size | shape | place | frames shown | lost | read instead |")
         print("|---|---|---|---:|---:|---|")
-        for split in args.splits.split(","):
+        for split in splits:
             for size, shape, place, frames, lost, read in misses(codec, world, count=args.count, seed=args.seed,
-                                                               split=split.strip()):
+                                                               split=split):
                 print(f"| {size} | {shape} | {place} | {frames} | {lost} ({lost / frames:.0%}) | "
                       f"{', '.join(f'{k} {v}' for k, v in sorted(read.items(), key=lambda kv: -kv[1]))} |")
         return 0
-    records = [r for split in args.splits.split(",")
-               for r in ceilings(codec, world, count=args.count, seed=args.seed, split=split.strip())]
+    records = [r for split in splits for r in ceilings(codec, world, count=args.count, seed=args.seed, split=split)]
     print("| metric | split | ceiling | 95% interval | n | target |")
     print("|---|---|---:|---:|---:|---:|")
     for r in records:

@@ -131,6 +131,22 @@ def through_tokenizer(pipeline, visual: torch.Tensor | Sequence[torch.Tensor]) -
     return torch.cat([pipeline.decode_images(pipeline.encode_images(chunk)).cpu() for chunk in images.split(16)])
 
 
+def image_ceiling(pipeline, samples: Sequence) -> list[tuple[int, int]]:
+    """`M.image_units` of each image sample's ground truth through the tokenizer (the t2i ceiling)."""
+    rebuilt = through_tokenizer(pipeline, [s.tensor for s in samples])
+    return [M.image_units(image, s.scene) for image, s in zip(rebuilt, samples)]
+
+
+def video_ceiling(pipeline, clip) -> tuple[tuple[int, int], tuple[int, int]]:
+    """`M.video_units` of a clip's ground truth through the tokenizer (the t2v ceiling)."""
+    return M.video_units(through_tokenizer(pipeline, clip.tensor), clip)
+
+
+def storyboard_ceiling(pipeline, howto) -> tuple[tuple[int, int], tuple[int, int]]:
+    """`M.storyboard_units` of a how-to's ground-truth keyframes through the tokenizer (the storyboard ceiling)."""
+    return M.storyboard_units(list(through_tokenizer(pipeline, [to_tensor(s.keyframe) for s in howto.steps])), howto)
+
+
 def _pairs_by_metric(rows: Sequence[dict[str, tuple]]) -> dict[str, M.Units]:
     return {name: M.Units.of(r[name] for r in rows) for name in rows[0]} if rows else {}
 
@@ -172,8 +188,7 @@ def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, 
     background = torch.full_like(images[0], -1.0)
     return {"t2i_prompt_match": (M.Units.of(M.image_units(i, s.scene) for i, s in zip(images, samples)),
                                  M.Units.of(M.image_units(background, s.scene) for s in samples),
-                                 M.Units.of(M.image_units(i, s.scene) for i, s in
-                                            zip(through_tokenizer(pipeline, [s.tensor for s in samples]), samples)))}
+                                 M.Units.of(image_ceiling(pipeline, samples)))}
 
 
 def t2v_task(pipeline, clips: Sequence, *, steps: int, guidance_scale: float, seed: int, prefix: str = "",
@@ -186,7 +201,7 @@ def t2v_task(pipeline, clips: Sequence, *, steps: int, guidance_scale: float, se
                                        window_frames=window_frames).frames.cpu()
         model.append(M.video_units(video, clip))
         base.append(M.video_units(M.static_clip(clip), clip))
-        ceiling.append(M.video_units(through_tokenizer(pipeline, clip.tensor), clip))
+        ceiling.append(video_ceiling(pipeline, clip))
     return {f"{prefix}t2v_{name}": tuple(M.Units.of(u[i] for u in units) for units in (model, base, ceiling))
             for i, name in enumerate(("motion_accuracy", "object_persistence"))}
 
@@ -198,8 +213,7 @@ def storyboard_task(pipeline, howtos: Sequence, *, steps: int, seed: int) -> Sco
         board = pipeline.storyboard(howto.question, num_steps=len(howto.steps), steps=steps, generator=generator)
         model.append(M.storyboard_units([s.keyframe.cpu() for s in board.steps], howto))
         base.append(M.storyboard_units(M.repeated_keyframe(howto), howto))
-        truth = through_tokenizer(pipeline, [to_tensor(s.keyframe) for s in howto.steps])
-        ceiling.append(M.storyboard_units(list(truth), howto))
+        ceiling.append(storyboard_ceiling(pipeline, howto))
     return {f"storyboard_{name}": tuple(M.Units.of(u[i] for u in units) for units in (model, base, ceiling))
             for i, name in enumerate(("step_match", "consistency"))}
 

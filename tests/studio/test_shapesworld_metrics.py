@@ -4,6 +4,8 @@ only be earned by correct output; intervals are seeded and cover the value."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,14 +177,19 @@ def test_the_tokenizer_ceiling_scores_the_ground_truth_as_the_tokenizer_gives_it
         assert M.storyboard_units(list(keyframes), task) == M.storyboard_units([s.keyframe for s in task.steps], task)
 
 
-def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_objects_are_lost():
-    import importlib.util
-    from pathlib import Path
+ROOT = Path(__file__).resolve().parents[2]
 
-    path = Path(__file__).resolve().parents[2] / "docs" / "tokenizer_ceiling.py"
-    spec = importlib.util.spec_from_file_location("tokenizer_ceiling", path)
+
+def _ceiling_script():
+    """`docs/tokenizer_ceiling.py` as a module (docs/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("tokenizer_ceiling", ROOT / "docs" / "tokenizer_ceiling.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_objects_are_lost():
+    script = _ceiling_script()
 
     lossless = {r["metric"]: r for r in script.ceilings(_Lossless(), NEW_WORLD, count=3, seed=0, split="dev")}
     blank = {r["metric"]: r for r in script.ceilings(_Blank(), NEW_WORLD, count=3, seed=0, split="dev")}
@@ -194,3 +201,19 @@ def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_o
     assert all(lost == 0 for *_, lost, _ in script.misses(_Lossless(), NEW_WORLD, count=3, seed=0, split="dev"))
     rows = script.misses(_Blank(), NEW_WORLD, count=3, seed=0, split="dev")
     assert rows and all(lost == shown and read == {"nothing": shown} for *_, shown, lost, read in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--world", "missing.json"], "--world: no such file: missing.json"),
+    (["--world", "{pipeline}", "--splits", "tset"], "unknown or no splits ['tset']"),
+    (["--world", "{tokenizer_config}"], "has no 'world' entry"),
+])
+def test_the_tokenizer_ceiling_script_refuses_bad_arguments_before_loading_anything(args, message, capsys):
+    script = _ceiling_script()
+    model = ROOT / "studio" / "default_model"
+    args = [a.format(pipeline=model / "pipeline.json", tokenizer_config=model / "tokenizer" / "config.json")
+            for a in args]
+    with pytest.raises(SystemExit) as stopped:
+        script.main([str(model / "tokenizer"), *args])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
