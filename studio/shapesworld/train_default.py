@@ -106,6 +106,7 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     from model.train import device_named, lr_factor
     from tokenizers3d.losses import LossWeights, tokenizer_loss
     from tokenizers3d.magvit2 import MagvitConfig, MagvitV2
+    from tokenizers3d.losses import edge_l1
     from tokenizers3d.train import make_batch
     from tokenizers3d.video import VideoMagvit
 
@@ -170,6 +171,7 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
     sharpens them. Returns the stage record (steps, seconds, final terms, held-out PSNR before and after).
     """
     from model.train import device_named, lr_factor
+    from tokenizers3d.losses import edge_l1
     from tokenizers3d.train import make_batch
     from tokenizers3d.video import VideoMagvit
 
@@ -205,13 +207,15 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
         recon = model.decode_latents(z_q).float()  # (B, 3, T, H, W)
         l1 = torch.nn.functional.l1_loss(recon, batch)
         l2 = torch.nn.functional.mse_loss(recon, batch)
-        loss = float(dcfg.loss.l1) * l1 + float(dcfg.loss.l2) * l2
+        edge_weight = float(dcfg.loss.get("edge", 0.0))
+        edge = edge_l1(batch, recon) if edge_weight else torch.zeros(())
+        loss = float(dcfg.loss.l1) * l1 + float(dcfg.loss.l2) * l2 + edge_weight * edge
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, float(dcfg.grad_clip))
         optimizer.step()
         scheduler.step()
-        terms = {"loss": loss.item(), "l1": l1.item(), "l2": l2.item()}
+        terms = {"loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "edge": edge.item()}
         if (step + 1) % int(dcfg.log_every) == 0 or step + 1 == steps:
             log(f"decoder step {step + 1}/{steps} " + " ".join(f"{k}={v:.4f}" for k, v in terms.items())
                 + f" ({time.perf_counter() - start:.0f}s)")

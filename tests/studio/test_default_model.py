@@ -313,9 +313,13 @@ def test_decoder_stage_keeps_the_codes_and_lowers_the_error(quick_model, tmp_pat
     with torch.no_grad():
         assert torch.equal(stage1.encode(clips), shipped.encode(clips)), "the transformer's codes must not change"
     assert "psnr_db_before" in record["tokenizer"]["decoder_finetune"]
-    # Longer than the quick run, on a fresh folder: the decoder learns, the encoder stays bit for bit.
-    longer = train_default.load_config(quick=True, overrides=["decoder_finetune.steps=12", "decoder_finetune.lr=3e-3"])
-    train_default.finetune_decoder(longer, root / "work" / "tokenizer", tmp_path / "dec", log=lambda m: None)
+    # Longer than the quick run, on a fresh folder, with the edge term: the decoder learns, the encoder stays bit
+    # for bit.
+    longer = train_default.load_config(quick=True, overrides=["decoder_finetune.steps=12", "decoder_finetune.lr=3e-3",
+                                                              "decoder_finetune.loss.edge=1.0"])
+    tuned_record = train_default.finetune_decoder(longer, root / "work" / "tokenizer", tmp_path / "dec",
+                                                  log=lambda m: None)
+    assert tuned_record["final"]["edge"] > 0
     tuned = VideoMagvit.from_pretrained(str(tmp_path / "dec"))
     for name, value in stage1.encoder.state_dict().items():
         assert torch.equal(value, tuned.encoder.state_dict()[name]), name
