@@ -35,15 +35,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from core.files import write_bytes
 from studio.shapesworld import metrics as M
 from studio.shapesworld.data import VIDEO_CAPTION_QUESTION, as_world_config
 from studio.shapesworld.splits import SplitWorld
@@ -325,13 +324,8 @@ def format_table(results: Sequence[dict]) -> str:
 
 
 def write_json(path: str | Path, results: Sequence[dict]) -> None:
-    """Write the records to `path` atomically (a temporary file beside it, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(list(results), out, indent=2)
-    os.replace(temporary, path)
+    """Write the records to `path` atomically."""
+    write_bytes(path, json.dumps(list(results), indent=2).encode())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

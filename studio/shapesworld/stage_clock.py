@@ -8,18 +8,10 @@ again at every `tick` (so an interrupted invocation's time up to its last tick i
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
-
-def _write_json(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(value, out, indent=2)
-    os.replace(temporary, path)
+from core.files import write_bytes
 
 
 class StageClock:
@@ -49,7 +41,7 @@ class StageClock:
         """Write the running total when `every` seconds passed since the last write (or when `force`)."""
         now = time.perf_counter()
         if force or now - self._written >= self.every:
-            _write_json(self.path, self.record())
+            write_bytes(self.path, json.dumps(self.record(), indent=2).encode())
             self._written = now
 
     def stop(self) -> dict:
