@@ -1,9 +1,8 @@
 """Sequence builders: one method per sequence kind, token for token as the released Show-o where it has one.
 
-`Prompting` is the one entry point; it owns a `RowBuilder` (`rows`) and three parts built on it, and forwards
-each method to the part that builds it: `formats` (the whole sequence of each task, `model.prompting.formats`),
-`training` (the training formats, `model.prompting.training`) and `pieces` (the cached engine's pieces,
-`model.prompting.pieces`).
+`Prompting` is the one entry point: it is all three parts at once, each built on one `RowBuilder` (`rows`):
+`Formats` (the whole sequence of each task, `model.prompting.formats`), `TrainingFormats` (the training formats,
+`model.prompting.training`) and `EnginePieces` (the cached engine's pieces, `model.prompting.pieces`).
 
 Official formats (Show-o v1, `training/prompting_utils.py`; T = max_text_len + 1 = 129, N visual tokens):
 
@@ -34,9 +33,6 @@ trained). Training formats (lm, mmu_train, v2t_train) are right-padded as releas
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
-
 from model.prompt_batch import IGNORE_INDEX, PromptBatch
 from model.prompting.formats import CLIP_SYSTEM_PROMPT, Formats, Step, mmu_question
 from model.prompting.pieces import EnginePieces
@@ -48,33 +44,16 @@ __all__ = ["CLIP_SYSTEM_PROMPT", "IGNORE_INDEX", "PromptBatch", "Prompting", "St
            "mmu_dialogue", "mmu_question"]
 
 
-def _forward(part: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    """A `Prompting` method that calls `method` on the part named `part` (same name, signature and docstring)."""
-
-    @functools.wraps(method)
-    def call(self: "Prompting", *args: Any, **kwargs: Any) -> Any:
-        return method(getattr(self, part), *args, **kwargs)
-
-    return call
-
-
-class Prompting:
+class Prompting(Formats, TrainingFormats, EnginePieces):
     """Builds `PromptBatch`es for every sequence kind from text and visual codes; the arguments are
     `RowBuilder`'s (the text tokenizer, the vocabulary layout and the text budget every part shares)."""
 
     def __init__(self, tokenizer: TextTokenizer, layout: VocabLayout, max_text_len: int = 128) -> None:
-        self.rows = RowBuilder(tokenizer, layout, max_text_len)
-        self.formats = Formats(self.rows)
-        self.training = TrainingFormats(self.rows)
-        self.pieces = EnginePieces(self.rows)
+        super().__init__(RowBuilder(tokenizer, layout, max_text_len))  # the parts share one __init__(rows)
 
     @property
     def tokenizer(self) -> TextTokenizer:
         return self.rows.tokenizer
-
-    @property
-    def layout(self) -> VocabLayout:
-        return self.rows.layout
 
     @property
     def max_text_len(self) -> int:
@@ -85,30 +64,10 @@ class Prompting:
         """Length of the left-padded t2i / t2v text block (task token included)."""
         return self.rows.text_block_len
 
-    t2i_length = _forward("rows", RowBuilder.t2i_length)
-    encode = _forward("rows", RowBuilder.encode)
+    def t2i_length(self, num_image_tokens: int) -> int:
+        """Sequence length of a t2i row (387 for 256 image tokens and max_text_len 128)."""
+        return self.rows.t2i_length(num_image_tokens)
 
-    # whole sequences
-    t2i = _forward("formats", Formats.t2i)
-    t2i_null = _forward("formats", Formats.t2i_null)
-    inpainting = _forward("formats", Formats.inpainting)
-    t2v = _forward("formats", Formats.t2v)
-    mmu = _forward("formats", Formats.mmu)
-    mmu_clip = _forward("formats", Formats.mmu_clip)
-    v2t = _forward("formats", Formats.v2t)
-    interleaved = _forward("formats", Formats.interleaved)
-
-    # training formats
-    lm = _forward("training", TrainingFormats.lm)
-    mmu_train = _forward("training", TrainingFormats.mmu_train)
-    mmu_chat_train = _forward("training", TrainingFormats.mmu_chat_train)
-    v2t_train = _forward("training", TrainingFormats.v2t_train)
-    null_text_block = _forward("training", TrainingFormats.null_text_block)
-
-    # the cached engine's pieces
-    text_block = _forward("pieces", EnginePieces.text_block)
-    text_piece = _forward("pieces", EnginePieces.text_piece)
-    token_piece = _forward("pieces", EnginePieces.token_piece)
-    image_block = _forward("pieces", EnginePieces.image_block)
-    frame_block = _forward("pieces", EnginePieces.frame_block)
-    clip_block = _forward("pieces", EnginePieces.clip_block)
+    def encode(self, text: str) -> list[int]:
+        """Text ids of `text`, without special tokens."""
+        return self.rows.encode(text)
