@@ -63,8 +63,7 @@ class Subscription:
     def deliver(self, event: "Published") -> None:
         """Runs in the subscription's loop."""
         if self.queue.qsize() >= self.queue_limit:
-            while not self.queue.empty():
-                self.queue.get_nowait()
+            self.drain()
             self.queue.put_nowait(LAGGED)
         else:
             self.queue.put_nowait(event)
