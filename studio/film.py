@@ -143,16 +143,14 @@ def _pictures(shots: Sequence[Shot]) -> tuple[list[np.ndarray], list[bool], floa
             frames = as_uint8_image(shot.frames)[None] if ndim == 3 else as_uint8_video(shot.frames)
         except ValueError as err:
             raise ValueError(f"shot {index}: {err}") from None
-        if ndim == 3:
-            pictures.append(frames)
-        else:
+        if ndim == 4:
             if len(frames) == 0:
                 raise ValueError(f"shot {index}: the clip has no frames")
             if shot.fps is None:
                 raise ValueError(f"shot {index}: a clip needs its fps")
             _check_fps(f"shot {index}: fps", shot.fps)
             rates.add(float(shot.fps))
-            pictures.append(frames)
+        pictures.append(frames)
         is_clip.append(ndim == 4)
     sizes = {p.shape[1:3] for p in pictures}
     if len(sizes) > 1:
@@ -228,8 +226,7 @@ def _layout(height: int, width: int, config: FilmConfig) -> _Layout:
 
 
 def _band(caption: str, layout: _Layout, lines: int) -> np.ndarray:
-    band = np.empty((layout.band_h, layout.width, 3), np.uint8)
-    band[:] = BACKGROUND
+    band = np.full((layout.band_h, layout.width, 3), BACKGROUND, np.uint8)
     if not caption.strip() or not lines:
         return band
     text = _fit(caption, layout.font, layout.width - 2 * layout.margin, lines)
@@ -250,8 +247,7 @@ def _upscaled(frames: np.ndarray, layout: _Layout) -> np.ndarray:
 
 
 def _title_card(title: str, layout: _Layout) -> np.ndarray:
-    card = np.empty((layout.height, layout.width, 3), np.uint8)
-    card[:] = BACKGROUND
+    card = np.full((layout.height, layout.width, 3), BACKGROUND, np.uint8)
     font_px = round(layout.font.size * 1.4)
     font = _font(font_px)
     ascent, descent = font.getmetrics()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
 from studio.media import Sink
@@ -229,27 +229,25 @@ def workflow_graph(spec: dict[str, Any]) -> Graph:
     return _parse(json.dumps(spec, sort_keys=True))
 
 
+def _media_inputs(graph: Graph, inputs: dict[str, Any]) -> Iterator[tuple[str, str, Any, str]]:
+    """Each media input a job of `graph` reads, given in `inputs` or else defaulted: its name, kind, URI and the
+    parameter that holds the URI."""
+    for name, kind in workflow_media(graph).items():
+        if name in inputs:
+            yield name, kind, inputs[name], f"params.inputs.{name}"
+        elif not graph.inputs[name].required:
+            yield name, kind, graph.inputs[name].default, f"params.graph.inputs.{name}.default"
+
+
 def _workflow_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
     graph = workflow_graph(p["graph"])
     inputs = inputs_from_json(graph, p.get("inputs") or {})
-    for name in workflow_media(graph):
-        if name in inputs:
-            inputs[name] = resolve(inputs[name])
-        elif not graph.inputs[name].required:
-            inputs[name] = resolve(graph.inputs[name].default)
-    return inputs
+    return {**inputs, **{name: resolve(uri) for name, _, uri, _ in _media_inputs(graph, inputs)}}
 
 
 def _workflow_media_params(p: dict[str, Any]) -> dict[str, tuple[str, str]]:
     graph = workflow_graph(p["graph"])
-    inputs = p.get("inputs") or {}
-    found = {}
-    for name, kind in workflow_media(graph).items():
-        if name in inputs:
-            found[f"params.inputs.{name}"] = (inputs[name], kind)
-        elif not graph.inputs[name].required:
-            found[f"params.graph.inputs.{name}.default"] = (graph.inputs[name].default, kind)
-    return found
+    return {param: (uri, kind) for _, kind, uri, param in _media_inputs(graph, p.get("inputs") or {})}
 
 
 def _render_workflow(params, outputs, info, sink: Sink) -> dict[str, Any]:

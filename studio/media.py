@@ -35,11 +35,10 @@ class Sink:
     def folder(self) -> Path:
         return Path(self._scratch.name)
 
-    def store(self, path: Path, name: str | None = None) -> str:
-        name = name or path.name
-        self._put(name, path.read_bytes())
-        self.names.append(name)
-        return name
+    def store(self, path: Path) -> str:
+        self._put(path.name, path.read_bytes())
+        self.names.append(path.name)
+        return path.name
 
     def image(self, name: str, image: Any) -> str:
         from tokenizers3d.video_write import write_image
@@ -80,7 +79,36 @@ class Sink:
     def storyboard(self, question: str, outputs: dict[str, Any], fps: float) -> dict[str, Any]:
         """A storyboard's page, film, contact sheet, keyframe GIF and MP4, clips and JSON, from the outputs of the
         storyboard graph; returns the job's JSON result."""
-        return _storyboard(self, question, outputs, fps)
+        import torch
+
+        from studio.render import _upscale, render_storyboard
+        from tokenizers3d.video_write import write_video
+
+        clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
+        steps = [
+            _Step(caption=item.caption, keyframe=keyframe, codes=item.codes,
+                  caption_ids=list(item.caption_ids) if item.caption_ids is not None else None,
+                  clip=_Clip(clip, fps) if clip is not None else None)
+            for item, keyframe, clip in zip(outputs["history"], outputs["keyframes"], clips)
+        ]
+        rendered = render_storyboard(_Board(question, steps), self.folder / "board", title="How-to storyboard")
+        for path in sorted((self.folder / "board").iterdir()):
+            self.store(path)
+        mp4 = self.folder / "keyframes.mp4"
+        write_video(str(mp4), torch.stack([_upscale(s.keyframe) for s in steps], dim=1), 1.0)
+        self.store(mp4)
+        return {
+            "question": question,
+            "captions": list(outputs["captions"]),
+            "page": rendered.html.name,
+            "film": Path(rendered.film.path).name,
+            "contact_sheet": rendered.contact_sheet.name,
+            "keyframes_gif": rendered.gif.name,
+            "keyframes_mp4": mp4.name,
+            "json": rendered.json.name,
+            "steps": [{"caption": s.caption, "keyframe": keyframe.name, "clip": clip}
+                      for s, keyframe, clip in zip(steps, rendered.keyframes, rendered.clips)],
+        }
 
     def json(self, name: str, record: dict[str, Any]) -> str:
         path = self.folder / name
@@ -200,41 +228,6 @@ class _Board:
     steps: list[_Step]
 
 
-def _storyboard(sink: "Sink", question: str, outputs: dict[str, Any], fps: float) -> dict[str, Any]:
-    import torch
-
-    from studio.render import _upscale, render_storyboard
-    from tokenizers3d.video_write import write_video
-
-    clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
-    steps = [
-        _Step(caption=item.caption, keyframe=keyframe, codes=item.codes,
-              caption_ids=list(item.caption_ids) if item.caption_ids is not None else None,
-              clip=_Clip(clip, fps) if clip is not None else None)
-        for item, keyframe, clip in zip(outputs["history"], outputs["keyframes"], clips)
-    ]
-    board = _Board(question, steps)
-    rendered = render_storyboard(board, sink.folder / "board", title="How-to storyboard")
-    for path in sorted((sink.folder / "board").iterdir()):
-        sink.store(path)
-    mp4 = sink.folder / "keyframes.mp4"
-    write_video(str(mp4), torch.stack([_upscale(s.keyframe) for s in steps], dim=1), 1.0)
-    sink.store(mp4)
-    return {
-        "question": question,
-        "captions": list(outputs["captions"]),
-        "page": rendered.html.name,
-        "film": Path(rendered.film.path).name,
-        "contact_sheet": rendered.contact_sheet.name,
-        "keyframes_gif": rendered.gif.name,
-        "keyframes_mp4": mp4.name,
-        "json": rendered.json.name,
-        "steps": [{"caption": s.caption, "keyframe": rendered.keyframes[i].name,
-                   "clip": f"step_{i + 1:02d}_clip.gif" if s.clip is not None else None}
-                  for i, s in enumerate(steps)],
-    }
-
-
 def probe_upload(data: bytes, filename: str, kind: str | None) -> tuple[str, dict[str, Any]]:
     """What an upload holds: its kind (`"image"` or `"video"`; `kind` None tells them apart) and its facts (an
     image's width, height and format; a video's frames, fps, height and width).
@@ -242,17 +235,14 @@ def probe_upload(data: bytes, filename: str, kind: str | None) -> tuple[str, dic
     Raises:
         ValueError: the data is not a readable image or video; the message says why, naming `filename` only.
     """
+    sniffers = {"image": lambda: _sniff_image(data), "video": lambda: _sniff_video(data, filename)}
     problems = []
-    if kind in (None, "image"):
-        detail, problem = _sniff_image(data)
-        if detail is not None:
-            return "image", detail
-        problems.append(problem)
-    if kind in (None, "video"):
-        detail, problem = _sniff_video(data, filename)
-        if detail is not None:
-            return "video", detail
-        problems.append(problem)
+    for candidate, sniff in sniffers.items():
+        if kind in (None, candidate):
+            detail, problem = sniff()
+            if detail is not None:
+                return candidate, detail
+            problems.append(problem)
     raise ValueError(f"{filename!r} is not a readable {kind or 'image or video'}: " + "; ".join(problems))
 
 
