@@ -1,10 +1,6 @@
-"""The composition point: the one module of the service that chooses the runtime and wires it.
-
-It builds the backends the jobs run on, one per model of the cluster config's catalog (`model` and `models:`),
-in-process (`LocalBackend` on the default pipeline, or the family's backend on its checkpoints) or on an embedded
-or joined Ray (`RayBackend` and its per-model views of the same pools), together with what that runtime offers
-the service (the job metrics of Ray's metrics pipeline), and hands the pipeline factory to the Ray workers as a
-callable. Nothing else in `studio` imports `ray_cluster` or `model`.
+"""The composition point: the one module of the service that chooses the runtime and wires it (`build_runtime`),
+handing the pipeline factory to the Ray workers as a callable. Nothing else in `studio` imports `ray_cluster` or
+`model`.
 """
 
 from __future__ import annotations

@@ -41,10 +41,12 @@ class Kind:
     media: Callable[[dict[str, Any]], dict[str, tuple[str, str]]] | None = None
 
 
+KINDS: dict[str, Kind] = {}
+"""Job kind -> what runs and what it renders (the same kinds as `studio.schemas.PARAMS`), in the order below."""
 
 
 # ---------------------------------------------------------------------------------------------- storyboard
-STORYBOARD = Kind(
+KINDS["storyboard"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["storyboard"](p["num_steps"], clip_frames=p["clip_frames"]),
     inputs=lambda p, resolve, info: {
         "question": p["question"], "options": options_of(p, StoryOptions()),
@@ -73,9 +75,10 @@ def _understanding(answer: str):
     return render
 
 
-CAPTION = Kind(graph=lambda p: BUILTIN_GRAPHS["caption"](), inputs=_understanding_inputs,
-               render=_understanding("caption"))
-QA = Kind(graph=lambda p: BUILTIN_GRAPHS["qa"](), inputs=_understanding_inputs, render=_understanding("answer"))
+KINDS["caption"] = Kind(graph=lambda p: BUILTIN_GRAPHS["caption"](), inputs=_understanding_inputs,
+                        render=_understanding("caption"))
+KINDS["qa"] = Kind(graph=lambda p: BUILTIN_GRAPHS["qa"](), inputs=_understanding_inputs,
+                   render=_understanding("answer"))
 
 
 # ---------------------------------------------------------------------------------------------- video
@@ -90,13 +93,13 @@ def _render_video(params, outputs, info, sink: Sink) -> dict[str, Any]:
     return record
 
 
-T2V = Kind(
+KINDS["t2v"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["t2v"](),
     inputs=lambda p, resolve, info: {"prompt": p["prompt"], "num_frames": p["num_frames"],
                                      "options": options_of(p, VideoOptions())},
     render=_render_video,
 )
-CONTINUE_VIDEO = Kind(
+KINDS["continue_video"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["continue_video"](),
     inputs=lambda p, resolve, info: {**_video_inputs(p, resolve), "prompt": p["prompt"], "new_frames": p["new_frames"],
                                      "options": options_of(p, VideoOptions())},
@@ -130,18 +133,18 @@ def _inpaint_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> d
     return {**_image_inputs(p, resolve), "mask": mask}
 
 
-T2I = Kind(
+KINDS["t2i"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["t2i"](),
     inputs=lambda p, resolve, info: {"prompt": p["prompt"], "options": options_of(p, ImageOptions())},
     render=_render_image,
 )
-INPAINT = Kind(graph=lambda p: BUILTIN_GRAPHS["inpaint"](), inputs=_inpaint_inputs, render=_render_image)
-EXTRAPOLATE = Kind(
+KINDS["inpaint"] = Kind(graph=lambda p: BUILTIN_GRAPHS["inpaint"](), inputs=_inpaint_inputs, render=_render_image)
+KINDS["extrapolate"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["extrapolate"](p["directions"]),
     inputs=lambda p, resolve, info: _image_inputs(p, resolve, new_size=p.get("new_size")),
     render=_render_image,
 )
-EDIT = Kind(
+KINDS["edit"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["edit"](),
     inputs=lambda p, resolve, info: _image_inputs(p, resolve, strength=p["strength"]),
     render=_render_image,
@@ -277,19 +280,5 @@ def _workflow_film(graph: Graph, params, outputs, rendered, info: BackendInfo, s
     return sink.film("film.mp4", title, shots, info.fps)
 
 
-WORKFLOW = Kind(graph=lambda p: workflow_graph(p["graph"]), inputs=_workflow_inputs, render=_render_workflow,
-                media=_workflow_media_params)
-
-KINDS: dict[str, Kind] = {
-    "storyboard": STORYBOARD,
-    "caption": CAPTION,
-    "qa": QA,
-    "t2v": T2V,
-    "continue_video": CONTINUE_VIDEO,
-    "t2i": T2I,
-    "inpaint": INPAINT,
-    "extrapolate": EXTRAPOLATE,
-    "edit": EDIT,
-    "workflow": WORKFLOW,
-}
-"""Job kind -> what runs and what it renders (the same kinds as `studio.schemas.PARAMS`)."""
+KINDS["workflow"] = Kind(graph=lambda p: workflow_graph(p["graph"]), inputs=_workflow_inputs,
+                         render=_render_workflow, media=_workflow_media_params)

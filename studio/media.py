@@ -195,12 +195,7 @@ class Preview:
             return None
         import numpy as np
 
-        from tokenizers3d.video_write import write_video
-
-        with tempfile.TemporaryDirectory(prefix="studio-preview-") as folder:
-            path = Path(folder) / PREVIEW
-            write_video(str(path), np.stack(clip), self.fps)
-            self._put(PREVIEW, path.read_bytes())
+        self._put(PREVIEW, _mp4(np.stack(clip), self.fps))
         self._last_write = self._clock()
         self._cost = self._last_write - now
         self.written = len(clip)
@@ -281,14 +276,19 @@ def image_as_clip(data: bytes, fps: float) -> bytes:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from tokenizers3d.video_write import write_video
-
     try:
         with Image.open(io.BytesIO(data)) as image:
             pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"not a readable image ({type(err).__name__})") from None
-    with tempfile.TemporaryDirectory(prefix="studio-clip-") as folder:
+    return _mp4(pixels[None], fps)  # (1, H, W, 3)
+
+
+def _mp4(frames: Any, fps: float) -> bytes:
+    """The MP4 (`write_video`) of uint8 `frames` `(T, H, W, 3)`."""
+    from tokenizers3d.video_write import write_video
+
+    with tempfile.TemporaryDirectory(prefix="studio-mp4-") as folder:
         path = Path(folder) / "clip.mp4"
-        write_video(str(path), pixels[None], fps)  # (1, H, W, 3)
+        write_video(str(path), frames, fps)
         return path.read_bytes()

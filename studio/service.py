@@ -374,8 +374,7 @@ class Service:
         return str(self._local_path(uri, "uri"))
 
     def health(self) -> dict[str, Any]:
-        _, queued = self.jobs.list(state="queued", limit=1)
-        _, running = self.jobs.list(state="running", limit=1)
         return {"status": "ok", "backend": type(self.backend).__name__, "models": list(self.models),
-                "queued": queued, "running": running,
+                "queued": self.jobs.list(state="queued", limit=1)[1],
+                "running": self.jobs.list(state="running", limit=1)[1],
                 "workers": self.runner.workers, "uptime_s": time.time() - (self.started_at or time.time())}
