@@ -42,8 +42,7 @@ def _run_job(service, frames: int, steps: int) -> tuple[float, int, float | None
         time.sleep(0.05)
     if job.state != "succeeded":
         raise RuntimeError(f"the benchmark job {job.state}: {job.error}")
-    events = service.jobs.events(job.id, 0)
-    shown = [e.time for e in events if e.type == "preview" and "frames" in e.payload]
+    shown = [e.time for e in service.jobs.events(job.id, 0) if e.type == "preview" and "frames" in e.payload]
     first = shown[0] - job.started_at if shown else None
     return job.finished_at - job.started_at, len(shown), first
 

@@ -99,18 +99,18 @@ def _parse_param(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _wait(client, job_id: str, quiet: bool = False) -> dict:
+def _wait(client, job_id: str, quiet: bool = False) -> int:
+    """Wait for the job (a progress bar on stderr unless `quiet`), print it, and return the exit code of its end:
+    0 succeeded, 3 cancelled, 1 otherwise."""
     from studio.client import progress_line
 
     if quiet:
-        return client.wait(job_id)
-    job = client.wait(job_id, on_progress=lambda j: print("\r" + progress_line(j).ljust(120), end="", file=sys.stderr,
-                                                          flush=True))
-    print(file=sys.stderr)
-    return job
-
-
-def _exit_code(job: dict) -> int:
+        job = client.wait(job_id)
+    else:
+        job = client.wait(job_id, on_progress=lambda j: print("\r" + progress_line(j).ljust(120), end="",
+                                                              file=sys.stderr, flush=True))
+        print(file=sys.stderr)
+    print(json.dumps(job, indent=2))
     if job["state"] != "succeeded":
         print(f"job {job['id']} {job['state']}: {job.get('error')}", file=sys.stderr)
     return {"succeeded": 0, "cancelled": 3}.get(job["state"], 1)
@@ -124,9 +124,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             print(job["id"])
             return 0
         print(job["id"], file=sys.stderr)
-        job = _wait(client, job["id"])
-        print(json.dumps(job, indent=2))
-        return _exit_code(job)
+        return _wait(client, job["id"])
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -137,9 +135,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_wait(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        job = _wait(client, args.job_id, quiet=args.quiet)
-        print(json.dumps(job, indent=2))
-        return _exit_code(job)
+        return _wait(client, args.job_id, quiet=args.quiet)
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:

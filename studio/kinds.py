@@ -65,20 +65,17 @@ def _understanding_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo
     return {**_video_inputs(p, resolve), "question": p["question"], "options": options_of(p, TextOptions())}
 
 
-def _understanding(answer: str):
-    def render(params, outputs, info, sink: Sink) -> dict[str, Any]:
-        record = {"question": params["question"], answer: outputs[answer],
-                  "frames": sink.frames_sheet("frames", outputs["frames"], float(params["fps"]))}
-        sink.json("result.json", record)
-        return record
-
-    return render
+def _render_understanding(answer: str, params, outputs, info, sink: Sink) -> dict[str, Any]:
+    record = {"question": params["question"], answer: outputs[answer],
+              "frames": sink.frames_sheet("frames", outputs["frames"], float(params["fps"]))}
+    sink.json("result.json", record)
+    return record
 
 
 KINDS["caption"] = Kind(graph=lambda p: BUILTIN_GRAPHS["caption"](), inputs=_understanding_inputs,
-                        render=_understanding("caption"))
+                        render=functools.partial(_render_understanding, "caption"))
 KINDS["qa"] = Kind(graph=lambda p: BUILTIN_GRAPHS["qa"](), inputs=_understanding_inputs,
-                   render=_understanding("answer"))
+                   render=functools.partial(_render_understanding, "answer"))
 
 
 # ---------------------------------------------------------------------------------------------- video

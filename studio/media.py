@@ -23,6 +23,7 @@ class Sink:
     def __init__(self, put: Callable[[str, bytes], Any]) -> None:
         self._put = put
         self._scratch = tempfile.TemporaryDirectory(prefix="studio-render-")
+        self.folder = Path(self._scratch.name)
         self.names: list[str] = []
 
     def __enter__(self) -> "Sink":
@@ -30,10 +31,6 @@ class Sink:
 
     def __exit__(self, *exc: Any) -> None:
         self._scratch.cleanup()
-
-    @property
-    def folder(self) -> Path:
-        return Path(self._scratch.name)
 
     def store(self, path: Path) -> str:
         self._put(path.name, path.read_bytes())
@@ -166,9 +163,7 @@ class Preview:
         clip.extend(np.asarray(frames, dtype=np.uint8))
         if self.owner is None:
             self.owner, self.written = step, 0
-        if step != self.owner:
-            return None
-        return self._write(force=last)
+        return self._write(force=last) if step == self.owner else None
 
     def end(self, step: str) -> int | None:
         """`step` finished or failed: its frames are written if some wait, and the next step that reported

@@ -71,7 +71,8 @@ def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio s
         "question": board.question,
         "film": Path(movie.path).name if movie is not None else None,
         "steps": [{"caption": s.caption, "caption_ids": s.caption_ids, "codes": s.codes.tolist(),
-                   "keyframe": keyframe.name, "clip": clip} for s, keyframe, clip in zip(board.steps, keyframes, clips)],
+                   "keyframe": keyframe.name, "clip": clip}
+                  for s, keyframe, clip in zip(board.steps, keyframes, clips)],
     }
     json_path = out / "storyboard.json"
     write_bytes(json_path, json.dumps(record, indent=2).encode())
@@ -201,7 +202,9 @@ def make_grid(
 
 
 def write_image_grid(
-    path_or_url: str | os.PathLike, images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray, **layout: Any
+    path_or_url: str | os.PathLike,
+    images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
+    **layout: Any,
 ) -> str:
     """Write the contact sheet ``make_grid(images, **layout)`` as an image file. Returns ``path_or_url``."""
     from tokenizers3d.video_write import write_image

@@ -184,7 +184,8 @@ class Runner:
             self._finish(job.id, "failed", error=f"bad parameters: {err}")
             return
         put = functools.partial(self.artifacts.put, job.id)  # put(name, data) stores an artifact of the job
-        preview = None if self.preview_interval_s is None else Preview(put, info.fps, interval_s=self.preview_interval_s)
+        preview = (None if self.preview_interval_s is None
+                   else Preview(put, info.fps, interval_s=self.preview_interval_s))
         tracker = _Tracker(self.jobs, job.id, len(graph.nodes), self.progress_interval_s, preview)
 
         def should_stop() -> bool:

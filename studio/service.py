@@ -1,9 +1,7 @@
 """The Show Studio service: jobs, uploads and artifacts on top of the job store, the blob stores and the runner.
 
-The runtime is chosen in one place, `studio.compose` (the in-process `LocalBackend`, or `RayBackend` on an
-embedded or joined Ray, with its job metrics); the HTTP layer (`studio.api`) only parses requests and calls
-`Service`. Errors the client can fix are `ServiceError`s carrying an HTTP status, a message and the field at
-fault.
+The runtime is chosen in one place, `studio.compose`; the HTTP layer (`studio.api`) only parses requests and calls
+`Service`. Errors the client can fix are `ServiceError`s carrying an HTTP status, a message and the field at fault.
 
 Data directory layout:
 
