@@ -77,7 +77,7 @@ class BlobStore:
 
     def url_of(self, owner: str, name: str) -> str:
         """A URL (or a local path) that readers such as `read_video` and fsspec open."""
-        return self._protocol + self.path(owner, name) if self._protocol else self.path(owner, name)
+        return self._protocol + self.path(owner, name)
 
     def put(self, owner: str, name: str, data: bytes) -> BlobInfo:
         """Write a file (replacing one of the same name) via a temporary name, so readers never see half of it."""
@@ -89,8 +89,7 @@ class BlobStore:
         target = self.path(owner, name)
         if not self.fs.exists(target):
             raise FileNotFoundError(f"no file {name!r} for {owner!r}")
-        with self.fs.open(target, "rb") as f:
-            return f.read()
+        return self.fs.cat_file(target)
 
     def delete(self, owner: str, name: str) -> bool:
         """Remove a file; returns whether there was one."""
@@ -99,9 +98,6 @@ class BlobStore:
             return False
         self.fs.rm(target)
         return True
-
-    def exists(self, owner: str, name: str) -> bool:
-        return self.fs.exists(self.path(owner, name))
 
     def list(self, owner: str) -> list[BlobInfo]:
         """The owner's files, sorted by name (half-written `.part` files are left out)."""

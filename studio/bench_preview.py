@@ -38,26 +38,21 @@ def _run_job(service, frames: int, steps: int) -> tuple[float, int, float | None
     """Run one t2v job to the end; returns its run time, the preview rewrites and the first preview's delay."""
     job, _ = service.submit("t2v", {"prompt": "a red square moves to the right", "num_frames": frames,
                                     "steps": steps}, seed=0)
-    service.runner.wake()
-    while True:
-        job = service.jobs.get(job.id)
-        if job.state in ("succeeded", "failed", "cancelled"):
-            break
+    while not (job := service.jobs.get(job.id)).finished:
         time.sleep(0.05)
     if job.state != "succeeded":
         raise RuntimeError(f"the benchmark job {job.state}: {job.error}")
-    events = service.jobs.events(job.id, 0)
-    shown = [e.time for e in events if e.type == "preview" and "frames" in e.payload]
+    shown = [e.time for e in service.jobs.events(job.id, 0) if e.type == "preview" and "frames" in e.payload]
     first = shown[0] - job.started_at if shown else None
     return job.finished_at - job.started_at, len(shown), first
 
 
 def run_benchmark(*, frames: int, steps: int, repeats: int, interval: float) -> list[Row]:
     """Best-of-`repeats` run times of the job without and with the preview (two settings), measured in turn."""
-    from studio.compose import build_backend
+    from studio.compose import build_runtime
     from studio.service import Service, ServiceConfig
 
-    backend = build_backend(local=True)
+    backend = build_runtime(local=True).backend
     settings = {"off": None, f"interval {interval:g} s": interval, "interval 0 s": 0.0}
     times: dict[str, list[float]] = {name: [] for name in settings}
     rewrites: dict[str, int] = {}

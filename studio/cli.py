@@ -30,20 +30,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         default = load_default_pipeline()
         rows = bench_cross_job_batching(LocalBackend(default.pipeline), repeats=3 if args.quick else 5,
                                         preset="default" if default.trained else "default-untrained")
-        rounded = ("baseline_s", "ours_s", "ratio", "ratio_min", "ratio_max")
-        records += [Record(**{**row, **{k: round(row[k], 4 if k.endswith("_s") else 2) for k in rounded}})
-                    for row in rows]
+        records += [Record(**_rounded(row)) for row in rows]
     if args.ray:
         from ray_cluster.bench import bench_ray_batching
 
         measured = bench_ray_batching(
             pipeline_factory="studio.defaults:load_default_pipeline", repeats=1 if args.quick else 5, verbose=False
         )
-        measured.update({k: round(measured[k], 4) for k in ("baseline_s", "ours_s")},
-                        **{k: round(measured[k], 2) for k in ("ratio", "ratio_min", "ratio_max")})
-        records.append(Record(**measured))
+        records.append(Record(**_rounded(measured)))
     report(records, args.json)
     return 0
+
+
+def _rounded(row: dict) -> dict:
+    """A batching row with its times to 4 decimals and its ratios to 2."""
+    return {**row, **{k: round(row[k], 4 if k.endswith("_s") else 2)
+                      for k in ("baseline_s", "ours_s", "ratio", "ratio_min", "ratio_max")}}
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -77,7 +79,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     runtime = build_runtime(local=args.local, address=args.address, cluster_config=args.cluster_config,
                             num_cpus=args.num_cpus, data_dir=Path(args.data_dir))
     # every model of the config (`model` and `models:`), the default first; jobs choose one by its name
-    serve(Service(config, runtime.models or runtime.backend, metrics=runtime.metrics), host=args.host, port=args.port)
+    serve(Service(config, runtime.models, metrics=runtime.metrics), host=args.host, port=args.port)
     return 0
 
 
@@ -97,24 +99,18 @@ def _parse_param(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _print_job(job: dict) -> None:
-    print(json.dumps(job, indent=2))
-
-
-def _wait(client, job_id: str, quiet: bool = False) -> dict:
+def _wait(client, job_id: str, quiet: bool = False) -> int:
+    """Wait for the job (a progress bar on stderr unless `quiet`), print it, and return the exit code of its end:
+    0 succeeded, 3 cancelled, 1 otherwise."""
     from studio.client import progress_line
 
-    def show(job: dict) -> None:
-        if not quiet:
-            print("\r" + progress_line(job).ljust(120), end="", file=sys.stderr, flush=True)
-
-    job = client.wait(job_id, on_progress=show)
-    if not quiet:
+    if quiet:
+        job = client.wait(job_id)
+    else:
+        job = client.wait(job_id, on_progress=lambda j: print("\r" + progress_line(j).ljust(120), end="",
+                                                              file=sys.stderr, flush=True))
         print(file=sys.stderr)
-    return job
-
-
-def _exit_code(job: dict) -> int:
+    print(json.dumps(job, indent=2))
     if job["state"] != "succeeded":
         print(f"job {job['id']} {job['state']}: {job.get('error')}", file=sys.stderr)
     return {"succeeded": 0, "cancelled": 3}.get(job["state"], 1)
@@ -128,22 +124,18 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             print(job["id"])
             return 0
         print(job["id"], file=sys.stderr)
-        job = _wait(client, job["id"])
-        _print_job(job)
-        return _exit_code(job)
+        return _wait(client, job["id"])
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        _print_job(client.get(args.job_id))
+        print(json.dumps(client.get(args.job_id), indent=2))
     return 0
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        job = _wait(client, args.job_id, quiet=args.quiet)
-        _print_job(job)
-        return _exit_code(job)
+        return _wait(client, args.job_id, quiet=args.quiet)
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -155,8 +147,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        out = args.out or args.job_id
-        for path in client.fetch(args.job_id, out):
+        for path in client.fetch(args.job_id, args.out or args.job_id):
             print(path)
     return 0
 
@@ -167,18 +158,6 @@ def _client_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
                         help=f"the service (default: $STUDIO_SERVER or {DEFAULT_SERVER})")
     parser.add_argument("--token", default=None, help="bearer token (default: $STUDIO_TOKEN)")
     return parser
-
-
-def _cmd_train_default(args: argparse.Namespace) -> int:
-    from studio.shapesworld.train_default import run_from_args
-
-    return run_from_args(args)
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from studio.shapesworld.evaluate import run_from_args
-
-    return run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,11 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train-default", help="train the ShapesWorld default model (tokenizer, text tokenizer, Show-o)")
     shapes_train.add_arguments(train)
-    train.set_defaults(func=_cmd_train_default)
+    train.set_defaults(func=shapes_train.run_from_args)
 
     evaluate = sub.add_parser("eval", help="measure a model on held-out ShapesWorld with the detector (table + JSON)")
     shapes_eval.add_arguments(evaluate)
-    evaluate.set_defaults(func=_cmd_eval)
+    evaluate.set_defaults(func=shapes_eval.run_from_args)
     return parser
 
 

@@ -1,15 +1,11 @@
-"""The composition point: the one module of the service that chooses the runtime and wires it.
-
-It builds the backends the jobs run on, one per model of the cluster config's catalog (`model` and `models:`),
-in-process (`LocalBackend` on the default pipeline, or the family's backend on its checkpoints) or on an embedded
-or joined Ray (`RayBackend` and its per-model views of the same pools), together with what that runtime offers
-the service (the job metrics of Ray's metrics pipeline), and hands the pipeline factory to the Ray workers as a
-callable. Nothing else in `studio` imports `ray_cluster` or `model`.
+"""The composition point: the one module of the service that chooses the runtime and wires it (`build_runtime`),
+handing the pipeline factory to the Ray workers as a callable. Nothing else in `studio` imports `ray_cluster` or
+`model`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +20,17 @@ class Runtime:
     """What the service runs jobs on.
 
     Attributes:
-        backend: the default model's backend (jobs that name no model run on it).
+        models: every model's backend by name, the default first (`Service` takes it as its catalog).
         metrics: the job metrics recorder that goes with the runtime (None: the runtime has none).
-        models: every model's backend by name, the default first (`Service` takes it as its catalog; empty: the
-            default alone, named by `model_id()`).
     """
 
-    backend: Backend
+    models: dict[str, Backend]
     metrics: Any = None
-    models: dict[str, Backend] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> Backend:
+        """The default model's backend (jobs that name no model run on it)."""
+        return next(iter(self.models.values()))
 
 
 def build_runtime(*, local: bool = False, address: str | None = None, cluster_config: str | None = None,
@@ -48,10 +46,6 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
         num_cpus: CPUs of the embedded Ray (None: all).
         data_dir: the service's data directory; an embedded Ray lists its processes in `ray-processes.json`
             there, and what a killed service's embedded Ray left behind is stopped before a new one starts.
-
-    Returns:
-        The `Runtime`: the default model's backend and the catalog of every model's backend (on Ray, views of the
-        same pools that send each call for their model: `RayBackend.for_model`).
     """
     from studio.defaults import load_default_pipeline
 
@@ -59,8 +53,7 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
         from ray_cluster import LocalBackend
 
         if cluster_config is None:
-            backend = LocalBackend(load_default_pipeline().pipeline)
-            return Runtime(backend, models={DEFAULT_MODEL_IDS["showo"]: backend})
+            return Runtime({DEFAULT_MODEL_IDS["showo"]: LocalBackend(load_default_pipeline().pipeline)})
         import torch
 
         from ray_cluster import load_config
@@ -70,7 +63,7 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
         for name, model in load_config(cluster_config).catalog().items():
             device = ("cuda" if torch.cuda.is_available() else "cpu") if model.device == "auto" else model.device
             models[name] = build_backend(model, device, load_default_pipeline)
-        return Runtime(next(iter(models.values())), models=models)
+        return Runtime(models)
     from ray_cluster import RayBackend, connect, load_config
     from ray_cluster.metrics import JobMetrics
 
@@ -80,12 +73,7 @@ def build_runtime(*, local: bool = False, address: str | None = None, cluster_co
     default = next(iter(config.catalog()))
     # the backend itself serves the default model; every other model is a view of the same pools
     models = {name: backend if name == default else backend.for_model(name) for name in config.catalog()}
-    return Runtime(backend, JobMetrics(), models)
-
-
-def build_backend(**options: Any) -> Backend:
-    """The backend of `build_runtime(**options)` (for callers that wire no job metrics)."""
-    return build_runtime(**options).backend
+    return Runtime(models, JobMetrics())
 
 
 def model_id(cluster_config: str | None = None) -> str:

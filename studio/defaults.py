@@ -7,6 +7,7 @@ workflow runs end to end, but its captions and images carry no meaning.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,22 +25,19 @@ DEMO_WORDS = (
 class DefaultPipeline:
     pipeline: object
     trained: bool
-    description: str
 
 
 def load_default_pipeline(device: str = "cpu", seed: int = 0) -> DefaultPipeline:
     """The pipeline `studio demo` and the service use when no checkpoint is configured."""
     if (DEFAULT_MODEL_DIR / "showo").is_dir():
-        return DefaultPipeline(load_model_folder(DEFAULT_MODEL_DIR, device=device), True, "ShapesWorld default model")
-    return DefaultPipeline(_seeded_tiny_pipeline(device, seed), False, "seeded tiny model (untrained weights)")
+        return DefaultPipeline(load_model_folder(DEFAULT_MODEL_DIR, device=device), trained=True)
+    return DefaultPipeline(_seeded_tiny_pipeline(device, seed), trained=False)
 
 
 def load_model_folder(folder: str | Path, *, device: str = "cpu", **overrides):
     """A `ShowoPipeline` from a folder laid out as `studio train-default` writes it: `showo/`, `tokenizer/`,
     `text_tokenizer/` and, optionally, `pipeline.json` (pipeline fields the model was trained with, such as
     `max_text_len` and `fps`; `overrides` win over it)."""
-    import json
-
     from model import ShowoPipeline
 
     folder = Path(folder)
@@ -60,8 +58,6 @@ def load_model_folder(folder: str | Path, *, device: str = "cpu", **overrides):
 
 def trained_world(folder: str | Path) -> dict | None:
     """The ShapesWorld config a model folder was trained on (`pipeline.json`'s "world"), None when unrecorded."""
-    import json
-
     settings = Path(folder) / "pipeline.json"
     return json.loads(settings.read_text()).get("world") if settings.is_file() else None
 

@@ -20,14 +20,14 @@ def run_demo(*, out_dir: str = "studio-demo", seed: int = 0, question: str | Non
     """Run a storyboard job through a local service and download it into `out_dir`; returns the HTML page."""
     from studio.client import StudioClient, progress_line
     from studio.server import BackgroundServer
-    from studio.compose import build_backend
+    from studio.compose import build_runtime
     from studio.service import Service, ServiceConfig
 
     started = time.perf_counter()
     print(f"model: {_describe_default()}")
     params = {"question": question or DEFAULT_QUESTION, "num_steps": num_steps, "clip_frames": 5}
     with tempfile.TemporaryDirectory(prefix="studio-demo-") as data_dir:
-        service = Service(ServiceConfig(data_dir=Path(data_dir), workers=1), build_backend(local=True))
+        service = Service(ServiceConfig(data_dir=Path(data_dir), workers=1), build_runtime(local=True).backend)
         with BackgroundServer(service) as server, StudioClient(server.url) as client:
             print(f"service: {server.url} (in-process backend)")
             job = client.submit("storyboard", params, seed=seed)

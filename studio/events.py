@@ -63,8 +63,7 @@ class Subscription:
     def deliver(self, event: "Published") -> None:
         """Runs in the subscription's loop."""
         if self.queue.qsize() >= self.queue_limit:
-            while not self.queue.empty():
-                self.queue.get_nowait()
+            self.drain()
             self.queue.put_nowait(LAGGED)
         else:
             self.queue.put_nowait(event)
@@ -124,10 +123,8 @@ class EventHub:
     def publish(self, events: list[JobEvent]) -> None:
         """Hand committed events to their subscribers (any thread; never blocks on a subscriber)."""
         with self._lock:
-            targets = [(e, list(self._subs.get(e.job_id, ()))) for e in events]
+            targets = [(e, list(subs)) for e in events if (subs := self._subs.get(e.job_id))]
         for event, subs in targets:
-            if not subs:
-                continue
             published = Published(event.seq, event.type, format_event(event))  # formatted once for all streams
             by_loop: dict[asyncio.AbstractEventLoop, list[Subscription]] = {}
             for sub in subs:

@@ -143,16 +143,14 @@ def _pictures(shots: Sequence[Shot]) -> tuple[list[np.ndarray], list[bool], floa
             frames = as_uint8_image(shot.frames)[None] if ndim == 3 else as_uint8_video(shot.frames)
         except ValueError as err:
             raise ValueError(f"shot {index}: {err}") from None
-        if ndim == 3:
-            pictures.append(frames)
-        else:
+        if ndim == 4:
             if len(frames) == 0:
                 raise ValueError(f"shot {index}: the clip has no frames")
             if shot.fps is None:
                 raise ValueError(f"shot {index}: a clip needs its fps")
             _check_fps(f"shot {index}: fps", shot.fps)
             rates.add(float(shot.fps))
-            pictures.append(frames)
+        pictures.append(frames)
         is_clip.append(ndim == 4)
     sizes = {p.shape[1:3] for p in pictures}
     if len(sizes) > 1:
@@ -167,10 +165,12 @@ def _pictures(shots: Sequence[Shot]) -> tuple[list[np.ndarray], list[bool], floa
 # ---------------------------------------------------------------------------------------------- drawing
 
 
-def _font(size: int):
+def _font(size: int, leading: int) -> tuple[Any, int]:
+    """Pillow's bundled scalable font at `size` pixels (nothing to ship), and its line height plus `leading`."""
     from PIL import ImageFont
 
-    return ImageFont.load_default(size=size)  # Pillow's bundled scalable font: nothing to ship
+    font = ImageFont.load_default(size=size)
+    return font, sum(font.getmetrics()) + leading
 
 
 def _fit(text: str, font, width: int, max_lines: int) -> list[str]:
@@ -180,11 +180,10 @@ def _fit(text: str, font, width: int, max_lines: int) -> list[str]:
     lines = wrap_text(" ".join(text.split()), font, width)
     if len(lines) <= max_lines:
         return lines
-    kept = lines[:max_lines]
-    last = kept[-1]
+    last = lines[max_lines - 1]
     while last and font.getlength(last + "…") > width:
         last = last[:-1].rstrip()
-    return kept[:-1] + [last + "…"]
+    return lines[:max_lines - 1] + [last + "…"]
 
 
 def _draw_lines(canvas: np.ndarray, lines: list[str], font, top: int, line_h: int) -> np.ndarray:
@@ -218,9 +217,8 @@ def _layout(height: int, width: int, config: FilmConfig) -> _Layout:
     factor = max(1, math.ceil(config.min_side / min(height, width)))
     width_up, height_up = width * factor, height * factor
     font_px = max(10, round(width_up / 18))
-    font = _font(font_px)
-    ascent, descent = font.getmetrics()
-    line_h, margin = ascent + descent + 2, font_px // 2
+    font, line_h = _font(font_px, leading=2)
+    margin = font_px // 2
     band_h = config.caption_lines * line_h + 2 * margin if config.caption_lines else 0
     # 4:2:0 chroma needs even sizes: the picture is padded by edge rows / columns, the band is just made taller
     return _Layout(factor, width_up + width_up % 2, height_up + height_up % 2, band_h + band_h % 2, font, line_h,
@@ -228,8 +226,7 @@ def _layout(height: int, width: int, config: FilmConfig) -> _Layout:
 
 
 def _band(caption: str, layout: _Layout, lines: int) -> np.ndarray:
-    band = np.empty((layout.band_h, layout.width, 3), np.uint8)
-    band[:] = BACKGROUND
+    band = np.full((layout.band_h, layout.width, 3), BACKGROUND, np.uint8)
     if not caption.strip() or not lines:
         return band
     text = _fit(caption, layout.font, layout.width - 2 * layout.margin, lines)
@@ -250,12 +247,10 @@ def _upscaled(frames: np.ndarray, layout: _Layout) -> np.ndarray:
 
 
 def _title_card(title: str, layout: _Layout) -> np.ndarray:
-    card = np.empty((layout.height, layout.width, 3), np.uint8)
-    card[:] = BACKGROUND
+    card = np.full((layout.height, layout.width, 3), BACKGROUND, np.uint8)
     font_px = round(layout.font.size * 1.4)
-    font = _font(font_px)
-    ascent, descent = font.getmetrics()
-    line_h, margin = ascent + descent + 4, font_px
+    font, line_h = _font(font_px, leading=4)
+    margin = font_px
     lines = _fit(title, font, layout.width - 2 * margin, max(1, (layout.height - 2 * margin) // line_h))
     return _draw_lines(card, lines, font, (layout.height - len(lines) * line_h) // 2, line_h)
 
@@ -329,9 +324,6 @@ def render_film(
         title: the text of the title card (a storyboard's question, a clip's prompt).
         shots: the shots in order; their pictures share one size and their clips one frame rate.
         config: sizes, durations and encoding.
-
-    Returns:
-        The `Film`: its frame count per part, size, rate and subtitle cues.
 
     Raises:
         ValueError: no shots, an empty clip, a clip without fps, shots of different sizes or clip rates, or

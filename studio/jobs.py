@@ -264,13 +264,10 @@ class SqliteJobStore:
                 (job_id, kind, params_json, int(seed), now, idempotency_key, seq, request_json, model),
             )
             _append(db, job_id, "queued", {"kind": kind}, now)
-            return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
+            return _load(db, job_id), True
 
     def get(self, job_id: str) -> Job:
-        row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise JobNotFound(job_id)
-        return _job(row)
+        return _load(self._conn(), job_id)
 
     def list(self, *, state: str | None = None, kind: str | tuple[str, ...] | None = None, limit: int = 50,
              offset: int = 0, after: str | None = None, oldest_first: bool = False) -> tuple[list[Job], int]:
@@ -285,26 +282,23 @@ class SqliteJobStore:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         conn = self._conn()
         total = conn.execute(f"SELECT COUNT(*) FROM jobs {clause}", args).fetchone()[0]
-        page, page_args = list(where), list(args)
-        if after is not None:
+        if after is not None:  # the page, not the total, starts after it
             row = conn.execute("SELECT created_seq FROM jobs WHERE id = ?", (after,)).fetchone()
             if row is None:
                 raise JobNotFound(after)
-            page.append("created_seq > ?" if oldest_first else "created_seq < ?")
-            page_args.append(row["created_seq"])
-        page_clause = f"WHERE {' AND '.join(page)}" if page else ""
+            where.append("created_seq > ?" if oldest_first else "created_seq < ?")
+            args.append(row["created_seq"])
+            clause = f"WHERE {' AND '.join(where)}"
         order = "ASC" if oldest_first else "DESC"
-        rows = conn.execute(f"SELECT * FROM jobs {page_clause} ORDER BY created_seq {order} LIMIT ? OFFSET ?",
-                            [*page_args, int(limit), int(offset)]).fetchall()
+        rows = conn.execute(f"SELECT * FROM jobs {clause} ORDER BY created_seq {order} LIMIT ? OFFSET ?",
+                            [*args, int(limit), int(offset)]).fetchall()
         return [_job(r) for r in rows], int(total)
 
     def delete(self, job_id: str) -> None:
         with self._tx() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            if row["state"] not in TERMINAL:
-                raise ValueError(f"job {job_id} is {row['state']}; only a finished job can be deleted")
+            state = _load(db, job_id).state
+            if state not in TERMINAL:
+                raise ValueError(f"job {job_id} is {state}; only a finished job can be deleted")
             db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
@@ -316,7 +310,7 @@ class SqliteJobStore:
                 return None
             db.execute("UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?), "
                        "attempts = attempts + 1 WHERE id = ?", (now, row["id"]))
-            job = _job(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+            job = _load(db, row["id"])
             _append(db, job.id, "started", {"attempt": job.attempts}, now)
             return job
 
@@ -338,17 +332,15 @@ class SqliteJobStore:
     def request_cancel(self, job_id: str) -> Job:
         now = time.time()
         with self._tx() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            if row["state"] == "queued":
+            job = _load(db, job_id)
+            if job.state == "queued":
                 db.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
                            "error = 'cancelled before it started' WHERE id = ?", (now, job_id))
                 _append(db, job_id, "cancelled", {"while": "queued"}, now)
-            elif row["state"] == "running" and not row["cancel_requested"]:
+            elif job.state == "running" and not job.cancel_requested:
                 db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
                 _append(db, job_id, "cancel_requested", {}, now)
-            return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            return _load(db, job_id)
 
     def finish(self, job_id: str, state: JobState, *, result: dict[str, Any] | None = None,
                error: str | None = None) -> Job:
@@ -356,17 +348,15 @@ class SqliteJobStore:
             raise ValueError(f"finish() takes a terminal state {sorted(TERMINAL)}, got {state!r}")
         now = time.time()
         with self._tx() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            if row["state"] in TERMINAL:  # e.g. cancelled while queued, then a stale runner reports back
-                return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            job = _load(db, job_id)
+            if job.state in TERMINAL:  # e.g. cancelled while queued, then a stale runner reports back
+                return job
             fraction_sql = (", progress_fraction = 1.0, progress_step = progress_total, progress_message = 'done'"
                             if state == "succeeded" else "")
             db.execute(f"UPDATE jobs SET state = ?, finished_at = ?, result = ?, error = ?{fraction_sql} WHERE id = ?",
                        (state, now, json.dumps(result) if result is not None else None, error, job_id))
             _append(db, job_id, state, {"error": error} if error else {}, now)
-            return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            return _load(db, job_id)
 
     # -- events ------------------------------------------------------------------------------------------------
     def append_event(self, job_id: str, type: str, payload: dict[str, Any]) -> JobEvent:
@@ -409,6 +399,14 @@ def _append(db: _Transaction, job_id: str, type: str, payload: dict[str, Any], n
     event = JobEvent(job_id, seq, now, type, payload)
     db.events.append(event)
     return event
+
+
+def _load(db: sqlite3.Connection | _Transaction, job_id: str) -> Job:
+    """The stored job `job_id`; raises `JobNotFound`."""
+    row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return _job(row)
 
 
 def _job(row: sqlite3.Row) -> Job:

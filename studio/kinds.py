@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from core import ImageOptions, StoryOptions, TextOptions, VideoOptions, editing_options
 from studio.media import Sink
@@ -41,10 +41,12 @@ class Kind:
     media: Callable[[dict[str, Any]], dict[str, tuple[str, str]]] | None = None
 
 
+KINDS: dict[str, Kind] = {}
+"""Job kind -> what runs and what it renders (the same kinds as `studio.schemas.PARAMS`), in the order below."""
 
 
 # ---------------------------------------------------------------------------------------------- storyboard
-STORYBOARD = Kind(
+KINDS["storyboard"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["storyboard"](p["num_steps"], clip_frames=p["clip_frames"]),
     inputs=lambda p, resolve, info: {
         "question": p["question"], "options": options_of(p, StoryOptions()),
@@ -63,19 +65,17 @@ def _understanding_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo
     return {**_video_inputs(p, resolve), "question": p["question"], "options": options_of(p, TextOptions())}
 
 
-def _understanding(answer: str):
-    def render(params, outputs, info, sink: Sink) -> dict[str, Any]:
-        record = {"question": params["question"], answer: outputs[answer],
-                  "frames": sink.frames_sheet("frames", outputs["frames"], float(params["fps"]))}
-        sink.json("result.json", record)
-        return record
-
-    return render
+def _render_understanding(answer: str, params, outputs, info, sink: Sink) -> dict[str, Any]:
+    record = {"question": params["question"], answer: outputs[answer],
+              "frames": sink.frames_sheet("frames", outputs["frames"], float(params["fps"]))}
+    sink.json("result.json", record)
+    return record
 
 
-CAPTION = Kind(graph=lambda p: BUILTIN_GRAPHS["caption"](), inputs=_understanding_inputs,
-               render=_understanding("caption"))
-QA = Kind(graph=lambda p: BUILTIN_GRAPHS["qa"](), inputs=_understanding_inputs, render=_understanding("answer"))
+KINDS["caption"] = Kind(graph=lambda p: BUILTIN_GRAPHS["caption"](), inputs=_understanding_inputs,
+                        render=functools.partial(_render_understanding, "caption"))
+KINDS["qa"] = Kind(graph=lambda p: BUILTIN_GRAPHS["qa"](), inputs=_understanding_inputs,
+                   render=functools.partial(_render_understanding, "answer"))
 
 
 # ---------------------------------------------------------------------------------------------- video
@@ -90,13 +90,13 @@ def _render_video(params, outputs, info, sink: Sink) -> dict[str, Any]:
     return record
 
 
-T2V = Kind(
+KINDS["t2v"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["t2v"](),
     inputs=lambda p, resolve, info: {"prompt": p["prompt"], "num_frames": p["num_frames"],
                                      "options": options_of(p, VideoOptions())},
     render=_render_video,
 )
-CONTINUE_VIDEO = Kind(
+KINDS["continue_video"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["continue_video"](),
     inputs=lambda p, resolve, info: {**_video_inputs(p, resolve), "prompt": p["prompt"], "new_frames": p["new_frames"],
                                      "options": options_of(p, VideoOptions())},
@@ -130,18 +130,18 @@ def _inpaint_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> d
     return {**_image_inputs(p, resolve), "mask": mask}
 
 
-T2I = Kind(
+KINDS["t2i"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["t2i"](),
     inputs=lambda p, resolve, info: {"prompt": p["prompt"], "options": options_of(p, ImageOptions())},
     render=_render_image,
 )
-INPAINT = Kind(graph=lambda p: BUILTIN_GRAPHS["inpaint"](), inputs=_inpaint_inputs, render=_render_image)
-EXTRAPOLATE = Kind(
+KINDS["inpaint"] = Kind(graph=lambda p: BUILTIN_GRAPHS["inpaint"](), inputs=_inpaint_inputs, render=_render_image)
+KINDS["extrapolate"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["extrapolate"](p["directions"]),
     inputs=lambda p, resolve, info: _image_inputs(p, resolve, new_size=p.get("new_size")),
     render=_render_image,
 )
-EDIT = Kind(
+KINDS["edit"] = Kind(
     graph=lambda p: BUILTIN_GRAPHS["edit"](),
     inputs=lambda p, resolve, info: _image_inputs(p, resolve, strength=p["strength"]),
     render=_render_image,
@@ -229,27 +229,25 @@ def workflow_graph(spec: dict[str, Any]) -> Graph:
     return _parse(json.dumps(spec, sort_keys=True))
 
 
+def _media_inputs(graph: Graph, inputs: dict[str, Any]) -> Iterator[tuple[str, str, Any, str]]:
+    """Each media input a job of `graph` reads, given in `inputs` or else defaulted: its name, kind, URI and the
+    parameter that holds the URI."""
+    for name, kind in workflow_media(graph).items():
+        if name in inputs:
+            yield name, kind, inputs[name], f"params.inputs.{name}"
+        elif not graph.inputs[name].required:
+            yield name, kind, graph.inputs[name].default, f"params.graph.inputs.{name}.default"
+
+
 def _workflow_inputs(p: dict[str, Any], resolve: Resolve, info: BackendInfo) -> dict[str, Any]:
     graph = workflow_graph(p["graph"])
     inputs = inputs_from_json(graph, p.get("inputs") or {})
-    for name in workflow_media(graph):
-        if name in inputs:
-            inputs[name] = resolve(inputs[name])
-        elif not graph.inputs[name].required:
-            inputs[name] = resolve(graph.inputs[name].default)
-    return inputs
+    return {**inputs, **{name: resolve(uri) for name, _, uri, _ in _media_inputs(graph, inputs)}}
 
 
 def _workflow_media_params(p: dict[str, Any]) -> dict[str, tuple[str, str]]:
     graph = workflow_graph(p["graph"])
-    inputs = p.get("inputs") or {}
-    found = {}
-    for name, kind in workflow_media(graph).items():
-        if name in inputs:
-            found[f"params.inputs.{name}"] = (inputs[name], kind)
-        elif not graph.inputs[name].required:
-            found[f"params.graph.inputs.{name}.default"] = (graph.inputs[name].default, kind)
-    return found
+    return {param: (uri, kind) for _, kind, uri, param in _media_inputs(graph, p.get("inputs") or {})}
 
 
 def _render_workflow(params, outputs, info, sink: Sink) -> dict[str, Any]:
@@ -279,19 +277,5 @@ def _workflow_film(graph: Graph, params, outputs, rendered, info: BackendInfo, s
     return sink.film("film.mp4", title, shots, info.fps)
 
 
-WORKFLOW = Kind(graph=lambda p: workflow_graph(p["graph"]), inputs=_workflow_inputs, render=_render_workflow,
-                media=_workflow_media_params)
-
-KINDS: dict[str, Kind] = {
-    "storyboard": STORYBOARD,
-    "caption": CAPTION,
-    "qa": QA,
-    "t2v": T2V,
-    "continue_video": CONTINUE_VIDEO,
-    "t2i": T2I,
-    "inpaint": INPAINT,
-    "extrapolate": EXTRAPOLATE,
-    "edit": EDIT,
-    "workflow": WORKFLOW,
-}
-"""Job kind -> what runs and what it renders (the same kinds as `studio.schemas.PARAMS`)."""
+KINDS["workflow"] = Kind(graph=lambda p: workflow_graph(p["graph"]), inputs=_workflow_inputs,
+                         render=_render_workflow, media=_workflow_media_params)

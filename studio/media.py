@@ -23,6 +23,7 @@ class Sink:
     def __init__(self, put: Callable[[str, bytes], Any]) -> None:
         self._put = put
         self._scratch = tempfile.TemporaryDirectory(prefix="studio-render-")
+        self.folder = Path(self._scratch.name)
         self.names: list[str] = []
 
     def __enter__(self) -> "Sink":
@@ -31,15 +32,10 @@ class Sink:
     def __exit__(self, *exc: Any) -> None:
         self._scratch.cleanup()
 
-    @property
-    def folder(self) -> Path:
-        return Path(self._scratch.name)
-
-    def store(self, path: Path, name: str | None = None) -> str:
-        name = name or path.name
-        self._put(name, path.read_bytes())
-        self.names.append(name)
-        return name
+    def store(self, path: Path) -> str:
+        self._put(path.name, path.read_bytes())
+        self.names.append(path.name)
+        return path.name
 
     def image(self, name: str, image: Any) -> str:
         from tokenizers3d.video_write import write_image
@@ -80,7 +76,36 @@ class Sink:
     def storyboard(self, question: str, outputs: dict[str, Any], fps: float) -> dict[str, Any]:
         """A storyboard's page, film, contact sheet, keyframe GIF and MP4, clips and JSON, from the outputs of the
         storyboard graph; returns the job's JSON result."""
-        return _storyboard(self, question, outputs, fps)
+        import torch
+
+        from studio.render import _upscale, render_storyboard
+        from tokenizers3d.video_write import write_video
+
+        clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
+        steps = [
+            _Step(caption=item.caption, keyframe=keyframe, codes=item.codes,
+                  caption_ids=list(item.caption_ids) if item.caption_ids is not None else None,
+                  clip=_Clip(clip, fps) if clip is not None else None)
+            for item, keyframe, clip in zip(outputs["history"], outputs["keyframes"], clips)
+        ]
+        rendered = render_storyboard(_Board(question, steps), self.folder / "board", title="How-to storyboard")
+        for path in sorted((self.folder / "board").iterdir()):
+            self.store(path)
+        mp4 = self.folder / "keyframes.mp4"
+        write_video(str(mp4), torch.stack([_upscale(s.keyframe) for s in steps], dim=1), 1.0)
+        self.store(mp4)
+        return {
+            "question": question,
+            "captions": list(outputs["captions"]),
+            "page": rendered.html.name,
+            "film": Path(rendered.film.path).name,
+            "contact_sheet": rendered.contact_sheet.name,
+            "keyframes_gif": rendered.gif.name,
+            "keyframes_mp4": mp4.name,
+            "json": rendered.json.name,
+            "steps": [{"caption": s.caption, "keyframe": keyframe.name, "clip": clip}
+                      for s, keyframe, clip in zip(steps, rendered.keyframes, rendered.clips)],
+        }
 
     def json(self, name: str, record: dict[str, Any]) -> str:
         path = self.folder / name
@@ -138,9 +163,7 @@ class Preview:
         clip.extend(np.asarray(frames, dtype=np.uint8))
         if self.owner is None:
             self.owner, self.written = step, 0
-        if step != self.owner:
-            return None
-        return self._write(force=last)
+        return self._write(force=last) if step == self.owner else None
 
     def end(self, step: str) -> int | None:
         """`step` finished or failed: its frames are written if some wait, and the next step that reported
@@ -167,12 +190,7 @@ class Preview:
             return None
         import numpy as np
 
-        from tokenizers3d.video_write import write_video
-
-        with tempfile.TemporaryDirectory(prefix="studio-preview-") as folder:
-            path = Path(folder) / PREVIEW
-            write_video(str(path), np.stack(clip), self.fps)
-            self._put(PREVIEW, path.read_bytes())
+        self._put(PREVIEW, _mp4(np.stack(clip), self.fps))
         self._last_write = self._clock()
         self._cost = self._last_write - now
         self.written = len(clip)
@@ -200,41 +218,6 @@ class _Board:
     steps: list[_Step]
 
 
-def _storyboard(sink: "Sink", question: str, outputs: dict[str, Any], fps: float) -> dict[str, Any]:
-    import torch
-
-    from studio.render import _upscale, render_storyboard
-    from tokenizers3d.video_write import write_video
-
-    clips = outputs.get("clips") or [None] * len(outputs["keyframes"])
-    steps = [
-        _Step(caption=item.caption, keyframe=keyframe, codes=item.codes,
-              caption_ids=list(item.caption_ids) if item.caption_ids is not None else None,
-              clip=_Clip(clip, fps) if clip is not None else None)
-        for item, keyframe, clip in zip(outputs["history"], outputs["keyframes"], clips)
-    ]
-    board = _Board(question, steps)
-    rendered = render_storyboard(board, sink.folder / "board", title="How-to storyboard")
-    for path in sorted((sink.folder / "board").iterdir()):
-        sink.store(path)
-    mp4 = sink.folder / "keyframes.mp4"
-    write_video(str(mp4), torch.stack([_upscale(s.keyframe) for s in steps], dim=1), 1.0)
-    sink.store(mp4)
-    return {
-        "question": question,
-        "captions": list(outputs["captions"]),
-        "page": rendered.html.name,
-        "film": Path(rendered.film.path).name,
-        "contact_sheet": rendered.contact_sheet.name,
-        "keyframes_gif": rendered.gif.name,
-        "keyframes_mp4": mp4.name,
-        "json": rendered.json.name,
-        "steps": [{"caption": s.caption, "keyframe": rendered.keyframes[i].name,
-                   "clip": f"step_{i + 1:02d}_clip.gif" if s.clip is not None else None}
-                  for i, s in enumerate(steps)],
-    }
-
-
 def probe_upload(data: bytes, filename: str, kind: str | None) -> tuple[str, dict[str, Any]]:
     """What an upload holds: its kind (`"image"` or `"video"`; `kind` None tells them apart) and its facts (an
     image's width, height and format; a video's frames, fps, height and width).
@@ -242,17 +225,14 @@ def probe_upload(data: bytes, filename: str, kind: str | None) -> tuple[str, dic
     Raises:
         ValueError: the data is not a readable image or video; the message says why, naming `filename` only.
     """
+    sniffers = {"image": lambda: _sniff_image(data), "video": lambda: _sniff_video(data, filename)}
     problems = []
-    if kind in (None, "image"):
-        detail, problem = _sniff_image(data)
-        if detail is not None:
-            return "image", detail
-        problems.append(problem)
-    if kind in (None, "video"):
-        detail, problem = _sniff_video(data, filename)
-        if detail is not None:
-            return "video", detail
-        problems.append(problem)
+    for candidate, sniff in sniffers.items():
+        if kind in (None, candidate):
+            detail, problem = sniff()
+            if detail is not None:
+                return candidate, detail
+            problems.append(problem)
     raise ValueError(f"{filename!r} is not a readable {kind or 'image or video'}: " + "; ".join(problems))
 
 
@@ -291,14 +271,19 @@ def image_as_clip(data: bytes, fps: float) -> bytes:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from tokenizers3d.video_write import write_video
-
     try:
         with Image.open(io.BytesIO(data)) as image:
             pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"not a readable image ({type(err).__name__})") from None
-    with tempfile.TemporaryDirectory(prefix="studio-clip-") as folder:
+    return _mp4(pixels[None], fps)  # (1, H, W, 3)
+
+
+def _mp4(frames: Any, fps: float) -> bytes:
+    """The MP4 (`write_video`) of uint8 `frames` `(T, H, W, 3)`."""
+    from tokenizers3d.video_write import write_video
+
+    with tempfile.TemporaryDirectory(prefix="studio-mp4-") as folder:
         path = Path(folder) / "clip.mp4"
-        write_video(str(path), pixels[None], fps)  # (1, H, W, 3)
+        write_video(str(path), frames, fps)
         return path.read_bytes()

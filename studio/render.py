@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -23,22 +23,14 @@ class RenderedStoryboard:
     gif: Path
     json: Path
     keyframes: list[Path]
-    clips: list[Path]
+    clips: list[str | None]  # per step, the name of its clip's GIF (None: the step has no clip)
     film: Film | None = None
 
 
 def _upscale(image: torch.Tensor, min_side: int = 256) -> torch.Tensor:
     """Nearest-neighbour upscaling so tiny keyframes stay crisp on a page."""
-    side = min(image.shape[-2:])
-    factor = max(1, min_side // side)
+    factor = max(1, min_side // min(image.shape[-2:]))
     return image.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
-
-
-def storyboard_shots(board) -> list[Shot]:
-    """The film's shots of `board` (a `StoryboardResult`): each step's clip, or its keyframe where it has none,
-    captioned "k. caption" as on the contact sheet."""
-    return [Shot(f"{i}. {s.caption}", s.clip.frames, s.clip.fps) if s.clip is not None
-            else Shot(f"{i}. {s.caption}", s.keyframe) for i, s in enumerate(board.steps, start=1)]
 
 
 def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio storyboard",
@@ -59,20 +51,18 @@ def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio s
         raise ValueError("a storyboard needs at least one step")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    movie = render_film(out / "film.mp4", title=board.question, shots=storyboard_shots(board), config=film) \
-        if film is not None else None
-    keyframes, clips = [], []
-    for index, step in enumerate(board.steps, start=1):
-        path = out / f"step_{index:02d}.png"
-        write_image(str(path), _upscale(step.keyframe))
-        keyframes.append(path)
-        if step.clip is not None:
-            clip_path = out / f"step_{index:02d}_clip.gif"
-            frames = _upscale(step.clip.frames)
-            write_gif(str(clip_path), frames, step.clip.fps)
-            clips.append(clip_path)
+    captions = [f"{i}. {s.caption}" for i, s in enumerate(board.steps, start=1)]  # on the sheet and in the film
+    # the film's shots: each step's clip, or its keyframe where it has none
+    shots = [Shot(c, s.keyframe) if s.clip is None else Shot(c, s.clip.frames, s.clip.fps)
+             for c, s in zip(captions, board.steps)]
+    movie = render_film(out / "film.mp4", title=board.question, shots=shots, config=film) if film is not None else None
     images = [_upscale(s.keyframe) for s in board.steps]
-    captions = [f"{i}. {s.caption}" for i, s in enumerate(board.steps, start=1)]
+    keyframes = [out / f"step_{index:02d}.png" for index in range(1, len(images) + 1)]
+    clips = [f"step_{i:02d}_clip.gif" if s.clip is not None else None for i, s in enumerate(board.steps, start=1)]
+    for step, path, image, clip in zip(board.steps, keyframes, images, clips):
+        write_image(str(path), image)
+        if clip is not None:
+            write_gif(str(out / clip), _upscale(step.clip.frames), step.clip.fps)
     sheet = out / "contact_sheet.png"
     write_image_grid(str(sheet), images, nrow=min(len(images), 5), padding=8, captions=captions)
     gif = out / "keyframes.gif"
@@ -80,25 +70,21 @@ def render_storyboard(board, out_dir: str | Path, *, title: str = "Show Studio s
     record = {
         "question": board.question,
         "film": Path(movie.path).name if movie is not None else None,
-        "steps": [
-            {"caption": s.caption, "caption_ids": s.caption_ids, "codes": s.codes.tolist(), "keyframe": keyframes[i].name,
-             "clip": f"step_{i + 1:02d}_clip.gif" if s.clip is not None else None}
-            for i, s in enumerate(board.steps)
-        ],
+        "steps": [{"caption": s.caption, "caption_ids": s.caption_ids, "codes": s.codes.tolist(),
+                   "keyframe": keyframe.name, "clip": clip}
+                  for s, keyframe, clip in zip(board.steps, keyframes, clips)],
     }
     json_path = out / "storyboard.json"
     write_bytes(json_path, json.dumps(record, indent=2).encode())
     page = out / "index.html"
-    write_bytes(page, _page(title, board, keyframes, movie).encode())
+    write_bytes(page, _page(title, board, keyframes, clips, movie).encode())
     return RenderedStoryboard(page, sheet, gif, json_path, keyframes, clips, movie)
 
 
-def _page(title: str, board, keyframes: list[Path], film: Film | None) -> str:
+def _page(title: str, board, keyframes: list[Path], clips: list[str | None], film: Film | None) -> str:
     rows = []
-    for index, (step, frame) in enumerate(zip(board.steps, keyframes), start=1):
-        clip = ""
-        if step.clip is not None:
-            clip = f'<img class="clip" src="step_{index:02d}_clip.gif" alt="clip of step {index}">'
+    for index, (step, frame, gif) in enumerate(zip(board.steps, keyframes, clips), start=1):
+        clip = "" if gif is None else f'<img class="clip" src="{gif}" alt="clip of step {index}">'
         rows.append(
             f'<section class="step"><img src="{frame.name}" alt="keyframe of step {index}">{clip}'
             f'<div class="caption"><span class="num">Step {index}</span><p>{html.escape(step.caption) or "&nbsp;"}</p></div>'
@@ -218,14 +204,9 @@ def make_grid(
 def write_image_grid(
     path_or_url: str | os.PathLike,
     images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
-    *,
-    nrow: int = 8,
-    padding: int = 2,
-    pad_value: int = 255,
-    captions: Sequence[str] | None = None,
+    **layout: Any,
 ) -> str:
-    """Write a contact sheet of ``images`` (see ``make_grid``) as an image file. Returns ``path_or_url``."""
+    """Write the contact sheet ``make_grid(images, **layout)`` as an image file. Returns ``path_or_url``."""
     from tokenizers3d.video_write import write_image
 
-    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value, captions=captions)
-    return write_image(path_or_url, grid)
+    return write_image(path_or_url, make_grid(images, **layout))

@@ -21,13 +21,14 @@ may come only with the result). `studio.openai_api` streams them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, get_args
 
 from studio.artifacts import BlobStore
-from studio.jobs import Job, JobStore, Progress
+from studio.jobs import Job, JobState, JobStore, Progress
 from studio.kinds import KINDS, Sink
 from studio.media import PREVIEW, Preview
 from workflows import ArtifactStore, Backend, BackendInfo, Cancelled, GraphError, StepFailed, run
@@ -80,7 +81,6 @@ class Runner:
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._cancelled: set[str] = set()
-        self._running: set[str] = set()
         self._threads: list[threading.Thread] = []
         self._infos: dict[str, BackendInfo] = {}
 
@@ -114,10 +114,6 @@ class Runner:
         """Ask a running job to stop (the job store already records the request)."""
         self._cancelled.add(job_id)
 
-    @property
-    def busy(self) -> int:
-        return len(self._running)
-
     def info(self, model: str | None = None) -> BackendInfo:
         """The info of `model` (None: the default), asked once."""
         name = self.default_model if model is None else model
@@ -137,14 +133,12 @@ class Runner:
                 with self._wake:
                     self._wake.wait(self.poll_s)
                 continue
-            self._running.add(job.id)
             try:
                 self._run(job)
             except Exception as err:  # noqa: BLE001 - the job fails, the worker lives on
                 log.exception("job %s failed in the runner", job.id)
                 self._finish(job.id, "failed", error=f"internal error: {type(err).__name__}: {err}")
             finally:
-                self._running.discard(job.id)
                 self._cancelled.discard(job.id)
 
     def _finish(self, job_id: str, state: str, **kwargs: Any) -> None:
@@ -163,10 +157,8 @@ class Runner:
         try:
             job = self.jobs.get(job_id)
             self.metrics.finished(job.kind, state, (job.finished_at or time.time()) - job.created_at)
-            counts = {}
-            for kind in KINDS:
-                for job_state in ("queued", "running", "succeeded", "failed", "cancelled"):
-                    counts[(job_state, kind)] = self.jobs.list(state=job_state, kind=kind, limit=1)[1]
+            counts = {(job_state, kind): self.jobs.list(state=job_state, kind=kind, limit=1)[1]
+                      for kind in KINDS for job_state in get_args(JobState)}
             self.metrics.set_counts(counts, tuple(KINDS))
         except Exception:  # noqa: BLE001
             log.exception("recording the metrics of job %s failed", job_id)
@@ -191,10 +183,9 @@ class Runner:
         except (ValueError, KeyError, GraphError) as err:
             self._finish(job.id, "failed", error=f"bad parameters: {err}")
             return
-        preview = None
-        if self.preview_interval_s is not None:
-            preview = Preview(lambda name, data: self.artifacts.put(job.id, name, data), info.fps,
-                              interval_s=self.preview_interval_s)
+        put = functools.partial(self.artifacts.put, job.id)  # put(name, data) stores an artifact of the job
+        preview = (None if self.preview_interval_s is None
+                   else Preview(put, info.fps, interval_s=self.preview_interval_s))
         tracker = _Tracker(self.jobs, job.id, len(graph.nodes), self.progress_interval_s, preview)
 
         def should_stop() -> bool:
@@ -221,7 +212,7 @@ class Runner:
                                                      "steps_resumed": len(result.steps_resumed)})
         total = len(graph.nodes)
         self.jobs.update_progress(job.id, Progress(total, total, 1.0, "rendering artifacts"))
-        with Sink(lambda name, data: self.artifacts.put(job.id, name, data)) as sink:
+        with Sink(put) as sink:
             record = kind.render(job.params, result.outputs, info, sink)
         if PREVIEW not in sink.names:  # the final clip is there now
             self._remove_preview(job.id)

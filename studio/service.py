@@ -1,9 +1,7 @@
 """The Show Studio service: jobs, uploads and artifacts on top of the job store, the blob stores and the runner.
 
-The runtime is chosen in one place, `studio.compose` (the in-process `LocalBackend`, or `RayBackend` on an
-embedded or joined Ray, with its job metrics); the HTTP layer (`studio.api`) only parses requests and calls
-`Service`. Errors the client can fix are `ServiceError`s carrying an HTTP status, a message and the field at
-fault.
+The runtime is chosen in one place, `studio.compose`; the HTTP layer (`studio.api`) only parses requests and calls
+`Service`. Errors the client can fix are `ServiceError`s carrying an HTTP status, a message and the field at fault.
 
 Data directory layout:
 
@@ -374,8 +372,7 @@ class Service:
         return str(self._local_path(uri, "uri"))
 
     def health(self) -> dict[str, Any]:
-        _, queued = self.jobs.list(state="queued", limit=1)
-        _, running = self.jobs.list(state="running", limit=1)
         return {"status": "ok", "backend": type(self.backend).__name__, "models": list(self.models),
-                "queued": queued, "running": running,
+                "queued": self.jobs.list(state="queued", limit=1)[1],
+                "running": self.jobs.list(state="running", limit=1)[1],
                 "workers": self.runner.workers, "uptime_s": time.time() - (self.started_at or time.time())}

@@ -14,9 +14,9 @@ from studio.service import Service, ServiceConfig
 
 @pytest.fixture(scope="session")
 def backend():
-    from studio.compose import build_backend
+    from studio.compose import build_runtime
 
-    return build_backend(local=True)
+    return build_runtime(local=True).backend
 
 
 @pytest.fixture

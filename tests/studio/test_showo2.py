@@ -42,9 +42,9 @@ def showo2_config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def showo2_backend(showo2_config):
-    from studio.compose import build_backend
+    from studio.compose import build_runtime
 
-    return build_backend(local=True, cluster_config=str(showo2_config[0]))
+    return build_runtime(local=True, cluster_config=str(showo2_config[0])).backend
 
 
 @pytest.fixture
