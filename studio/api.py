@@ -111,9 +111,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, plus the `OPTIONS` operation every path answers (204 with `Allow`); a job's `model`
     lists the service's models."""
     if app.openapi_schema is None:
-        from fastapi.openapi.utils import get_openapi
-
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema = FastAPI.openapi(app)  # FastAPI's own, cached on the app: completed here once
         names = list(app.state.service.models)
         components = schema.get("components", {}).get("schemas", {})
         fields = [components[m.__name__]["properties"]["model"] for m in JOB_REQUESTS if m.__name__ in components]
@@ -130,7 +128,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 "responses": {"204": {"description": "no body; `Allow` lists the methods", "headers": {
                     "Allow": {"schema": {"type": "string"}, "description": "e.g. `GET, OPTIONS, POST`"}}}},
             }
-        app.openapi_schema = schema
     return app.openapi_schema
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+PROTECTED_PREFIX = "/v1/"  # the paths the token and the caps apply to
 MULTIPART_ROOM = 1 << 20  # field headers, boundaries and the small form fields beside the file
 
 
@@ -35,7 +36,6 @@ class EdgeLimits:
         token: when set, `/v1` requests need `Authorization: Bearer <token>`.
         max_body_bytes: the largest body of a JSON request.
         max_upload_bytes: the largest uploaded file (`/v1/uploads` may carry `MULTIPART_ROOM` more).
-        protected_prefix: the paths the token and the caps apply to.
         methods: `methods(path)`, the methods a path answers (empty: no such path); OPTIONS answers with them.
         error_body: `error_body(path, status, message, field)`, the JSON body of an error on `path` (the
             OpenAI-compatible paths answer in their own shape).
@@ -46,7 +46,6 @@ class EdgeLimits:
     max_upload_bytes: int
     methods: Callable[[str], list[str]]
     error_body: Callable[[str, int, str, str | None], dict[str, Any]]
-    protected_prefix: str = "/v1/"
 
     def cap(self, path: str) -> tuple[int, str]:
         """The body cap of a path and what to call that body in an error."""
@@ -55,12 +54,12 @@ class EdgeLimits:
         return self.max_body_bytes, "request body"
 
 
+@dataclass
 class EdgeGuard:
     """ASGI middleware enforcing `EdgeLimits` before the app sees a request's body."""
 
-    def __init__(self, app: ASGIApp, limits: EdgeLimits) -> None:
-        self.app = app
-        self.limits = limits
+    app: ASGIApp
+    limits: EdgeLimits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "OPTIONS":
@@ -70,7 +69,7 @@ class EdgeGuard:
                             "headers": [(b"allow", ", ".join(allowed).encode())]})
                 await send({"type": "http.response.body", "body": b""})
                 return
-        if scope["type"] != "http" or not scope["path"].startswith(self.limits.protected_prefix):
+        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}

@@ -118,8 +118,7 @@ def _chat_job(service: Service, req: ChatRequest) -> tuple[str, int, str, int | 
         raise OpenAIError(400, f"the user message must hold exactly one image_url or video_url part (got "
                                f"{len(visuals)}): the model answers about one image or clip", "messages")
     kind, url, where = visuals[0]
-    qa = PARAMS["qa"].model_fields
-    max_new = req.max_completion_tokens or req.max_tokens or qa["max_new_tokens"].default
+    max_new = req.max_completion_tokens or req.max_tokens or PARAMS["qa"].model_fields["max_new_tokens"].default
     greedy = req.temperature == 0 or (req.temperature is None and req.top_p is None)
     sampling = {"top_k": 1} if greedy else {"top_k": None, "temperature": req.temperature or 1.0, "top_p": req.top_p}
     names = {"max_new_tokens": "max_tokens", "video": where, "uri": where, "question": "messages",
@@ -154,9 +153,8 @@ def _finish(service: Service, model: str, answer: str, stop: str | list[str] | N
             ) -> tuple[str, str, int]:
     """The answer cut before the first stop string, the finish reason and the answer's token count (by `model`'s
     text tokenizer)."""
-    stops = _stops(stop)
     count = _counter(service, model)
-    cut = min((answer.find(s) for s in stops if s and s in answer), default=-1)
+    cut = min((answer.find(s) for s in _stops(stop) if s and s in answer), default=-1)
     if cut >= 0:
         return answer[:cut], "stop", count(answer[:cut])
     tokens = count(answer)

@@ -180,6 +180,7 @@ def add_video_routes(router: APIRouter, service: Service) -> None:
     async def create_video(request: Request) -> VideoOut:
         """Queue a clip from a prompt (`t2v`), or, with `input_reference` (a clip, or an image as its first
         frame), its continuation (`continue_video`); `seconds` is the whole clip's length."""
+        reference: tuple[str, bytes] | None = None
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
                 fields = await request.json()
@@ -187,17 +188,15 @@ def add_video_routes(router: APIRouter, service: Service) -> None:
                 raise OpenAIError(400, "the body is not valid JSON") from None
             if not isinstance(fields, dict):
                 raise OpenAIError(400, "the body must be a JSON object")
-            reference = None
-            kind, params, seed, model = await asyncio.to_thread(_video_request, service, fields, None)
         else:
             with native({"input_reference": "input_reference"}):
                 async with receive_upload(request, tmp_dir=service.tmp_dir, max_bytes=service.config.max_upload_bytes,
                                           file_field="input_reference", required=False, max_field_bytes=8192,
                                           max_parts=16) as got:
-                    data = await asyncio.to_thread(got.path.read_bytes) if got.filename is not None else None
-                    fields: dict[str, Any] = dict(got.fields)
-                    reference = None if data is None else (got.filename or "reference", data)
-            kind, params, seed, model = await asyncio.to_thread(_video_request, service, fields, reference)
+                    fields = dict(got.fields)
+                    if got.filename is not None:
+                        reference = (got.filename, await asyncio.to_thread(got.path.read_bytes))
+        kind, params, seed, model = await asyncio.to_thread(_video_request, service, fields, reference)
         names = {"num_frames": "num_frames" if "num_frames" in fields else "seconds", "new_frames": "seconds",
                  "video": "input_reference", "kind": "model"}
         job, _ = await asyncio.to_thread(submit_job, service, kind, params, seed, model, names)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, field_validator, model_validator
 
 from core import (
     CLIP_FRAMES, EDIT_STRENGTH, NEW_FRAMES, READ_FPS, ImageOptions, StoryOptions, TextOptions, VideoOptions,
@@ -231,16 +231,9 @@ ModelName = Annotated[str | None, Field(None, min_length=1, max_length=64,
 
 
 def _request(kind: str, params: type[_Params]) -> type[BaseModel]:
-    return type(
-        f"{params.__name__.removesuffix('Params')}Job",
-        (BaseModel,),
-        {
-            "__annotations__": {"kind": Literal[kind], "params": params, "seed": Seed,  # type: ignore[valid-type]
-                                "model": ModelName},
-            "model_config": ConfigDict(extra="forbid"),
-            "__doc__": f"A `{kind}` job. {params.__doc__}",
-        },
-    )
+    return create_model(f"{params.__name__.removesuffix('Params')}Job", __config__=ConfigDict(extra="forbid"),
+                        __doc__=f"A `{kind}` job. {params.__doc__}", kind=Literal[kind],  # type: ignore[valid-type]
+                        params=params, seed=Seed, model=ModelName)
 
 
 JOB_REQUESTS = tuple(_request(kind, model) for kind, model in PARAMS.items())
