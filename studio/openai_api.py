@@ -85,6 +85,9 @@ def _counter(service: Service, model: str) -> Callable[[str], int]:
 def _chat_job(service: Service, req: ChatRequest) -> tuple[str, int, str, int | None, str]:
     """The job of a chat request (its id and longest answer), the question, the video's latent frames (None: an
     image) and the model it runs on."""
+    stops = _stops(req.stop)
+    if len(stops) > MAX_STOPS or any(not s for s in stops):
+        raise OpenAIError(400, f"stop takes 1 to {MAX_STOPS} non-empty strings", "stop")
     model = check_model(service, req.model)
     _counter(service, model)  # before any work: the answer's usage must be countable
     if req.n != 1:
@@ -188,12 +191,6 @@ def _usage(service: Service, model: str, question: str, latent: int | None, comp
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _check_stop(req: ChatRequest) -> None:
-    stops = _stops(req.stop)
-    if len(stops) > MAX_STOPS or any(not s for s in stops):
-        raise OpenAIError(400, f"stop takes 1 to {MAX_STOPS} non-empty strings", "stop")
-
-
 async def _answer_text(service: Service, job_id: str) -> AsyncIterator[str | None]:
     """The job's answer as it is decoded: the new text of each batch of its events (`text_delta` of the
     `step_progress` events, `studio.runner`), or None after `KEEP_ALIVE_S` without any; ends with the job.
@@ -244,7 +241,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
     to the answer the same request gets without `stream`."""
     cid, created = f"chatcmpl-{job_id}", int(time.time())
     with_usage = bool(req.stream_options and req.stream_options.include_usage)
-    stops = _stops(req.stop)  # non-empty: `_check_stop` refused the request otherwise
+    stops = _stops(req.stop)  # non-empty: `_chat_job` refused the request otherwise
     done = False
 
     def chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: dict[str, int] | None = None) -> str:
@@ -309,7 +306,6 @@ def openai_router(service: Service) -> APIRouter:
     async def chat(req: ChatRequest, request: Request) -> Any:
         """Answer a question about one image or video (an understanding job); with `stream: true`, chunked
         deltas (the answer's text as the model decodes it, token by token) ending with `[DONE]`."""
-        _check_stop(req)
         job_id, max_new, question, latent, model = await asyncio.to_thread(_chat_job, service, req)
         if req.stream:
             return StreamingResponse(_stream_chat(service, req, job_id, question, latent, max_new, model),
