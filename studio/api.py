@@ -27,6 +27,7 @@ enforced before a handler runs (`studio.edge`); event streams subscribe to the j
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Callable, Literal
 
@@ -39,12 +40,14 @@ from starlette.routing import Match
 from studio.jobs import Job
 from studio.limits import kind_limits
 from studio.schemas import (
-    JOB_REQUESTS, PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, ProgressOut, UploadOut,
+    JOB_REQUESTS, PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, UploadOut, describe_validation_error,
 )
 from studio.edge import EdgeGuard, EdgeLimits
 from studio.events import BadPosition, TooManyStreams, event_stream, parse_position
-from studio.openai_api import describe_request_error, edge_error_body, install as install_openai, is_openai_path, \
-    openai_error_body, openai_router, openai_status
+from studio.openai_api import openai_router
+from studio.openai_common import (
+    OpenAIError, describe_request_error, is_openai_path, openai_error_body, openai_status,
+)
 from studio.service import IDEMPOTENCY_KEY, Service, ServiceError
 from studio.uploads import receive_upload
 
@@ -61,36 +64,28 @@ KEY_SCHEMA = {"minLength": 1, "maxLength": 200, "pattern": IDEMPOTENCY_KEY.patte
 ARTIFACT_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for media in (
     "image/png", "image/gif", "video/mp4", "text/html; charset=utf-8", "application/json")}
 _SEQ = {"pattern": r"^[0-9]{1,19}$"}  # described, and parsed strictly by the handler (a 400 when bad)
-_LOCATIONS = {"body", "query", "path", "header", "form"}
 
 
 def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
-    """The FastAPI app serving `service`.
-
-    Args:
-        service: the service the handlers call.
-        manage_service: start the service when the app starts and close it when the app stops.
-    """
+    """The FastAPI app serving `service`; with `manage_service`, it starts the service when the app starts and
+    closes it when the app stops."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if manage_service:
-            service.start()
+        service.start()
         try:
             yield
         finally:
-            if manage_service:
-                service.close()
+            service.close()
 
-    app = FastAPI(title="Show Studio", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Show Studio", version="0.1.0", lifespan=lifespan if manage_service else None,
                   description="Video and interleaved generation with Show-o: jobs, events, uploads, artifacts.")
     app.state.service = service
     _install_error_handlers(app)
-    install_openai(app)
     app.add_middleware(EdgeGuard, limits=EdgeLimits(token=service.config.token, max_body_bytes=service.body_limit,
                                                    max_upload_bytes=service.config.max_upload_bytes,
                                                    methods=lambda path: allowed_methods(app, path),
-                                                   error_body=edge_error_body))
+                                                   error_body=_error_body))
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
@@ -116,9 +111,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, plus the `OPTIONS` operation every path answers (204 with `Allow`); a job's `model`
     lists the service's models."""
     if app.openapi_schema is None:
-        from fastapi.openapi.utils import get_openapi
-
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema = FastAPI.openapi(app)  # FastAPI's own, cached on the app: completed here once
         names = list(app.state.service.models)
         components = schema.get("components", {}).get("schemas", {})
         fields = [components[m.__name__]["properties"]["model"] for m in JOB_REQUESTS if m.__name__ in components]
@@ -135,7 +128,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 "responses": {"204": {"description": "no body; `Allow` lists the methods", "headers": {
                     "Allow": {"schema": {"type": "string"}, "description": "e.g. `GET, OPTIONS, POST`"}}}},
             }
-        app.openapi_schema = schema
     return app.openapi_schema
 
 
@@ -188,9 +180,9 @@ def _v1(service: Service) -> APIRouter:
     ) -> StreamingResponse:
         """The job's events in order as Server-Sent Events (`id` = seq, `event` = type, `data` = JSON), from
         `since` (or after `Last-Event-ID`); the stream ends when the job has ended."""
-        first = _position(since, "since", 0)
+        first = _position(since, "since")
         if last_event_id is not None:
-            first = max(first, _position(last_event_id, "Last-Event-ID", 0) + 1)
+            first = max(first, _position(last_event_id, "Last-Event-ID") + 1)
         await asyncio.to_thread(service.get, job_id)
         try:
             sub = service.hub.subscribe(job_id)
@@ -214,8 +206,7 @@ def _v1(service: Service) -> APIRouter:
                 raise ServiceError(422, f"kind must be 'video' or 'image', got {kind!r:.40}", "kind")
             data = await asyncio.to_thread(got.path.read_bytes)
         stored = await asyncio.to_thread(service.upload, got.filename, data, kind)
-        return UploadOut(id=stored.id, uri=stored.uri, kind=stored.kind, size=stored.size, filename=stored.filename,
-                         detail=stored.detail)
+        return UploadOut(**dataclasses.asdict(stored))
 
     @router.get("/kinds", tags=["jobs"])
     def kinds(model: Annotated[str | None, Query(max_length=64, description="a model of GET /v1/models "
@@ -239,21 +230,16 @@ def _job_out(service: Service, job: Job, *, artifacts: bool = True) -> JobOut:
     base = f"/v1/jobs/{job.id}"
     listed = service.list_artifacts(job.id) if artifacts else []
     return JobOut(
-        id=job.id, kind=job.kind, state=job.state, params=job.params, seed=job.seed,
-        model=job.model or service.model_id,
-        progress=ProgressOut(step=job.progress.step, total=job.progress.total, fraction=job.progress.fraction,
-                             message=job.progress.message),
-        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, error=job.error,
-        result=job.result, cancel_requested=job.cancel_requested, attempts=job.attempts,
+        **dataclasses.asdict(job) | {"model": job.model or service.model_id},  # JobOut leaves out the idempotency key
         artifacts=[ArtifactOut(name=a.name, url=f"/v1/artifacts/{job.id}/{a.name}", size=a.size,
                                media_type=a.media_type) for a in listed],
         links={"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"},
     )
 
 
-def _position(text: str | None, name: str, default: int) -> int:
+def _position(text: str | None, name: str) -> int:
     try:
-        return default if text is None else parse_position(text, name)
+        return 0 if text is None else parse_position(text, name)
     except BadPosition as err:
         raise ServiceError(400, str(err), name) from None
 
@@ -282,23 +268,29 @@ def _upload_body(limit: int) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}}}
 
 
+def _error_body(path: str, status: int, message: str, field: str | None = None) -> dict[str, Any]:
+    """The body of an error on `path`: the native `{"error": {"message", "field"?}}`, or the OpenAI shape on the
+    OpenAI paths."""
+    if is_openai_path(path):
+        return openai_error_body(status, message, field)
+    return {"error": {"message": message} | ({} if field is None else {"field": field})}
+
+
 def _error(request: Request, status: int, message: str, field: str | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
-    """The error response: the native shape, or the OpenAI shape on the OpenAI paths."""
-    if is_openai_path(request.url.path):
-        status = openai_status(status)
-        return JSONResponse(openai_error_body(status, message, field), status_code=status, headers=headers)
-    body: dict[str, Any] = {"message": message}
-    if field is not None:
-        body["field"] = field
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    path = request.url.path
+    status = openai_status(status) if is_openai_path(path) else status
+    return JSONResponse(_error_body(path, status, message, field), status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: ServiceError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        return _error(request, err.status, err.message, err.field, headers)
+        return _error(request, err.status, err.message, err.field)
+
+    @app.exception_handler(OpenAIError)
+    async def openai_error(request: Request, err: OpenAIError) -> JSONResponse:
+        return JSONResponse(openai_error_body(err.status, err.message, err.param, err.code), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -319,31 +311,3 @@ def _install_error_handlers(app: FastAPI) -> None:
                           headers=headers)
         return _error(request, err.status_code, str(err.detail), headers=headers)
 
-
-def describe_validation_error(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
-    """One readable message (and the dotted field) from pydantic's errors; the first error leads."""
-    if not errors:
-        return "invalid request", None
-    parts = []
-    for error in errors[:3]:
-        loc = [str(p) for p in error.get("loc", ()) if str(p) not in _LOCATIONS]
-        if loc and loc[0] in PARAMS:  # the tagged union puts the kind in the path
-            loc = loc[1:]
-        field = ".".join(loc) or None
-        kind = error.get("type", "")
-        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        if kind == "extra_forbidden":
-            text = f"unknown field {loc[-1]!r}" + (f" in {'.'.join(loc[:-1])}" if len(loc) > 1 else "")
-        elif kind in ("union_tag_invalid", "union_tag_not_found"):
-            field = "kind"
-            given = (error.get("ctx") or {}).get("tag")
-            text = (f"unknown job kind {given!r}" if given is not None else "missing job kind") + \
-                f"; kinds are {sorted(PARAMS)}"
-        elif kind == "json_invalid":
-            text = f"the body is not valid JSON ({msg})"
-        elif kind == "missing":
-            text = f"{field} is required"
-        else:
-            text = f"{field}: {msg}" if field else msg
-        parts.append((text, field))
-    return "; ".join(p[0] for p in parts), parts[0][1]

@@ -10,10 +10,9 @@ paths = client.fetch(job["id"], "out/")
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 
@@ -71,36 +70,16 @@ class StudioClient:
     def submit(self, kind: str, params: dict[str, Any], *, seed: int | None = None,
                idempotency_key: str | None = None, model: str | None = None) -> dict[str, Any]:
         """Queue a job on `model` (None: the service's default model); returns the job."""
-        body: dict[str, Any] = {"kind": kind, "params": params}
-        if seed is not None:
-            body["seed"] = seed
-        if model is not None:
-            body["model"] = model
+        body = {"kind": kind, "params": params, "seed": seed, "model": model}
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._request("POST", "/v1/jobs", json=body, headers=headers).json()
+        return self._request("POST", "/v1/jobs", json={k: v for k, v in body.items() if v is not None},
+                             headers=headers).json()
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}").json()
 
-    def list(self, **filters: Any) -> dict[str, Any]:
-        return self._request("GET", "/v1/jobs", params={k: v for k, v in filters.items() if v is not None}).json()
-
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel").json()
-
-    def events(self, job_id: str, since: int = 0) -> Iterator[dict[str, Any]]:
-        """The job's events (Server-Sent Events) until the job ends."""
-        try:
-            with self.http.stream("GET", f"/v1/jobs/{job_id}/events", params={"since": since},
-                                  timeout=httpx.Timeout(30.0, read=None)) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise StudioError(response.status_code, response.text)
-                for line in response.iter_lines():
-                    if line.startswith("data:"):
-                        yield json.loads(line[5:])
-        except httpx.HTTPError as err:
-            raise StudioError(0, f"the event stream of job {job_id} broke: {err}") from err
 
     def wait(self, job_id: str, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
              poll_s: float = 0.2, timeout_s: float | None = None) -> dict[str, Any]:
@@ -117,15 +96,6 @@ class StudioClient:
             time.sleep(poll_s)
 
     # -- media -----------------------------------------------------------------------------------------------
-    def upload(self, path: str | Path, kind: str | None = None) -> dict[str, Any]:
-        path = Path(path)
-        with path.open("rb") as f:
-            return self._request("POST", "/v1/uploads", files={"file": (path.name, f)},
-                                 data={"kind": kind} if kind else {}).json()
-
-    def artifact(self, job_id: str, name: str) -> bytes:
-        return self._request("GET", f"/v1/artifacts/{job_id}/{name}").content
-
     def fetch(self, job_id: str, out_dir: str | Path) -> list[Path]:
         """Download every artifact of the job into `out_dir`; returns the files written."""
         out = Path(out_dir)
@@ -138,9 +108,6 @@ class StudioClient:
             partial.replace(target)
             written.append(target)
         return written
-
-    def health(self) -> dict[str, Any]:
-        return self._request("GET", "/healthz").json()
 
 
 def progress_line(job: dict[str, Any], width: int = 30) -> str:

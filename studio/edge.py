@@ -19,24 +19,13 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
+PROTECTED_PREFIX = "/v1/"  # the paths the token and the caps apply to
 MULTIPART_ROOM = 1 << 20  # field headers, boundaries and the small form fields beside the file
-
-
-class BodyTooLarge(HTTPException):
-    """A request body passed its cap while it was read (a 413 through the app's error handlers)."""
-
-    def __init__(self, cap: int, what: str) -> None:
-        super().__init__(413, f"the {what} is larger than the limit of {cap} bytes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,18 +36,16 @@ class EdgeLimits:
         token: when set, `/v1` requests need `Authorization: Bearer <token>`.
         max_body_bytes: the largest body of a JSON request.
         max_upload_bytes: the largest uploaded file (`/v1/uploads` may carry `MULTIPART_ROOM` more).
-        protected_prefix: the paths the token and the caps apply to.
         methods: `methods(path)`, the methods a path answers (empty: no such path); OPTIONS answers with them.
-        error_body: `error_body(path, status, message, field)`, the JSON body of an error on `path` (None: the
-            native `{"error": {"message", "field"}}`); lets the OpenAI-compatible paths answer in their own shape.
+        error_body: `error_body(path, status, message, field)`, the JSON body of an error on `path` (the
+            OpenAI-compatible paths answer in their own shape).
     """
 
     token: str | None
     max_body_bytes: int
     max_upload_bytes: int
-    protected_prefix: str = "/v1/"
-    methods: Callable[[str], list[str]] | None = None
-    error_body: Callable[[str, int, str, str | None], dict[str, Any]] | None = None
+    methods: Callable[[str], list[str]]
+    error_body: Callable[[str, int, str, str | None], dict[str, Any]]
 
     def cap(self, path: str) -> tuple[int, str]:
         """The body cap of a path and what to call that body in an error."""
@@ -67,45 +54,44 @@ class EdgeLimits:
         return self.max_body_bytes, "request body"
 
 
+@dataclass
 class EdgeGuard:
     """ASGI middleware enforcing `EdgeLimits` before the app sees a request's body."""
 
-    def __init__(self, app: ASGIApp, limits: EdgeLimits) -> None:
-        self.app = app
-        self.limits = limits
+    app: ASGIApp
+    limits: EdgeLimits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "OPTIONS" and self.limits.methods is not None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
             allowed = self.limits.methods(scope["path"])
             if allowed:  # what this path answers, without a body and without the token (nothing is revealed)
                 await send({"type": "http.response.start", "status": 204,
                             "headers": [(b"allow", ", ".join(allowed).encode())]})
                 await send({"type": "http.response.body", "body": b""})
                 return
-        if scope["type"] != "http" or not scope["path"].startswith(self.limits.protected_prefix):
+        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path = scope["path"]
 
-        async def _reply(send: Send, status: int, message: str, field: str | None = None,
-                         extra: dict[str, str] | None = None) -> None:
-            body = None if self.limits.error_body is None else self.limits.error_body(path, status, message, field)
-            await _answer(send, status, body or _native_error(message, field), extra)
+        async def reply(status: int, message: str, field: str | None = None,
+                        extra: dict[str, str] | None = None) -> None:
+            await _answer(send, status, self.limits.error_body(path, status, message, field), extra)
 
         if not self._authorized(headers.get("authorization")):
-            await _reply(send, 401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
-                         "Authorization", {"WWW-Authenticate": "Bearer"})
+            await reply(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                        "Authorization", {"WWW-Authenticate": "Bearer"})
             return
-        cap, what = self.limits.cap(scope["path"])
+        cap, what = self.limits.cap(path)
         declared = headers.get("content-length")
         if declared is not None:
             if not (declared.isascii() and declared.isdigit()):
-                await _reply(send, 400, "Content-Length must be a number of bytes", "Content-Length")
+                await reply(400, "Content-Length must be a number of bytes", "Content-Length")
                 return
             if int(declared) > cap:
-                await _reply(send, 413, f"the {what} is {int(declared)} bytes; the limit is {cap}",
-                             "file" if what == "upload" else None)
+                await reply(413, f"the {what} is {int(declared)} bytes; the limit is {cap}",
+                            "file" if what == "upload" else None)
                 return
         await self.app(scope, _counting(receive, cap, what), send)
 
@@ -118,7 +104,8 @@ class EdgeGuard:
 
 
 def _counting(receive: Receive, cap: int, what: str) -> Receive:
-    """`receive` that raises `BodyTooLarge` as soon as the body read so far passes `cap`."""
+    """`receive` that raises a 413 `HTTPException` (answered by the app's error handlers) as soon as the body read
+    so far passes `cap`."""
     seen = 0
 
     async def counted() -> Message:
@@ -127,17 +114,10 @@ def _counting(receive: Receive, cap: int, what: str) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > cap:
-                raise BodyTooLarge(cap, what)
+                raise HTTPException(413, f"the {what} is larger than the limit of {cap} bytes")
         return message
 
     return counted
-
-
-def _native_error(message: str, field: str | None) -> dict[str, Any]:
-    error: dict[str, Any] = {"message": message}
-    if field is not None:
-        error["field"] = field
-    return {"error": error}
 
 
 async def _answer(send: Send, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:

@@ -63,10 +63,11 @@ def kind_limits(info: ModelInfo) -> dict[str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def _frames(info: ModelInfo, params: dict[str, Any], name: str) -> int:
-    """The latent frames of `params[name]` (a clip's frame count), or LimitError naming the rule."""
+def _frames(info: ModelInfo, params: dict[str, Any], name: str, new: bool = False) -> int:
+    """The latent frames of `params[name]` (a clip's frame count, or with `new` frames added to a clip), or
+    LimitError naming the rule."""
     try:
-        return info.latent_frames(params[name], name=name)
+        return (info.new_latent_frames if new else info.latent_frames)(params[name], name=name)
     except ValueError as err:
         raise LimitError(f"params.{name}", str(err)) from None
 
@@ -91,10 +92,9 @@ def _source_frames(params: dict[str, Any], probe: Probe) -> None:
 
 def _storyboard(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
     clip_frames, caption, num_steps = params["clip_frames"], params["max_caption_tokens"], params["num_steps"]
-    if clip_frames:
-        if _frames(info, params, "clip_frames") < 2:
-            raise LimitError("params.clip_frames", f"clip_frames must be 0 or at least {info.clip_frames(2)} "
-                             "(a clip continues its keyframe)")
+    if clip_frames and _frames(info, params, "clip_frames") < 2:
+        raise LimitError("params.clip_frames", f"clip_frames must be 0 or at least {info.clip_frames(2)} "
+                         "(a clip continues its keyframe)")
     steps = info.max_storyboard_steps(clip_frames=clip_frames, max_caption_tokens=caption)
     if steps == 0:
         raise LimitError("params.clip_frames", f"clip_frames is {clip_frames}: not even one storyboard step with such "
@@ -124,10 +124,7 @@ def _t2v(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
 
 def _continue_video(params: dict[str, Any], info: ModelInfo, probe: Probe) -> None:
     _frames(info, params, "num_frames")
-    try:
-        info.new_latent_frames(params["new_frames"], name="new_frames")
-    except ValueError as err:
-        raise LimitError("params.new_frames", str(err)) from None
+    _frames(info, params, "new_frames", new=True)
     limit = info.max_video_frames()
     if limit is not None:
         _at_most("new_frames", params["new_frames"], limit - params["num_frames"],

@@ -41,8 +41,7 @@ from fastapi.responses import StreamingResponse
 from studio.events import TooManyStreams
 from studio.jobs import TERMINAL, Job
 from studio.openai_common import (
-    POLL_S, OpenAIError, cancel_quietly, check_model, describe_request_error, edge_error_body, finished, install,
-    is_openai_path, media, native, openai_error_body, openai_status, succeeded,
+    POLL_S, OpenAIError, cancel_quietly, check_model, finished, media, openai_error_body, submit_job, succeeded,
 )
 from studio.openai_schemas import (
     ChatCompletionOut, ChatRequest, ImageOut, ImageRequest, ImagesOut, ModelListOut, ModelOut, OpenAIErrorOut,
@@ -52,9 +51,6 @@ from studio.schemas import PARAMS
 from studio.service import Service
 
 log = logging.getLogger("studio.openai")
-
-__all__ = ["OpenAIError", "describe_request_error", "edge_error_body", "install", "is_openai_path", "openai_error_body", "openai_router",
-           "openai_status"]
 
 KEEP_ALIVE_S = 15.0
 WAKE_S = 1.0  # the longest a stream waits for the event hub before reading the job's events again
@@ -86,9 +82,12 @@ def _counter(service: Service, model: str) -> Callable[[str], int]:
     return count
 
 
-def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], str, int | None, str]:
-    """The job of a chat request (its id and parameters), the question, the video's latent frames (None: an
+def _chat_job(service: Service, req: ChatRequest) -> tuple[str, int, str, int | None, str]:
+    """The job of a chat request (its id and longest answer), the question, the video's latent frames (None: an
     image) and the model it runs on."""
+    stops = _stops(req.stop)
+    if len(stops) > MAX_STOPS or any(not s for s in stops):
+        raise OpenAIError(400, f"stop takes 1 to {MAX_STOPS} non-empty strings", "stop")
     model = check_model(service, req.model)
     _counter(service, model)  # before any work: the answer's usage must be countable
     if req.n != 1:
@@ -122,8 +121,7 @@ def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], 
         raise OpenAIError(400, f"the user message must hold exactly one image_url or video_url part (got "
                                f"{len(visuals)}): the model answers about one image or clip", "messages")
     kind, url, where = visuals[0]
-    qa = PARAMS["qa"].model_fields
-    max_new = req.max_completion_tokens or req.max_tokens or qa["max_new_tokens"].default
+    max_new = req.max_completion_tokens or req.max_tokens or PARAMS["qa"].model_fields["max_new_tokens"].default
     greedy = req.temperature == 0 or (req.temperature is None and req.top_p is None)
     sampling = {"top_k": 1} if greedy else {"top_k": None, "temperature": req.temperature or 1.0, "top_p": req.top_p}
     names = {"max_new_tokens": "max_tokens", "video": where, "uri": where, "question": "messages",
@@ -133,20 +131,16 @@ def _chat_job(service: Service, req: ChatRequest) -> tuple[str, dict[str, Any], 
         video = {"num_frames": req.num_frames, "fps": req.fps}
         params = {"video": media(service, url, "video", where), "question": question, "max_new_tokens": max_new,
                   **sampling, **{k: v for k, v in video.items() if v is not None}}
-        with native(names):
-            params = PARAMS["qa"].model_validate(params).model_dump(mode="json")
-            job, _ = service.submit("qa", params, req.seed, model=model)  # the frame rule, the limits: studio.limits
-        return job.id, params, question, info.latent_frames(params["num_frames"]), model
+        job, params = submit_job(service, "qa", params, req.seed, model, names)  # frame rule, limits: studio.limits
+        return job.id, max_new, question, info.latent_frames(params["num_frames"]), model
     if req.num_frames is not None or req.fps is not None:
         raise OpenAIError(400, "num_frames and fps apply to a video part; this message holds an image",
                           "num_frames" if req.num_frames is not None else "fps")
     options = {"max_new_tokens": max_new, **{k: v for k, v in sampling.items() if v is not None or k == "top_k"}}
     params = {"graph": IMAGE_QA, "inputs": {"uri": media(service, url, "image", where), "question": question,
                                             "options": options}}
-    with native(names):
-        params = PARAMS["workflow"].model_validate(params).model_dump(mode="json")
-        job, _ = service.submit("workflow", params, req.seed, model=model)
-    return job.id, params, question, None, model
+    job, _ = submit_job(service, "workflow", params, req.seed, model, names)
+    return job.id, max_new, question, None, model
 
 
 def _answer(job: Job) -> str:
@@ -162,9 +156,8 @@ def _finish(service: Service, model: str, answer: str, stop: str | list[str] | N
             ) -> tuple[str, str, int]:
     """The answer cut before the first stop string, the finish reason and the answer's token count (by `model`'s
     text tokenizer)."""
-    stops = _stops(stop)
     count = _counter(service, model)
-    cut = min((answer.find(s) for s in stops if s and s in answer), default=-1)
+    cut = min((answer.find(s) for s in _stops(stop) if s and s in answer), default=-1)
     if cut >= 0:
         return answer[:cut], "stop", count(answer[:cut])
     tokens = count(answer)
@@ -196,21 +189,6 @@ def _usage(service: Service, model: str, question: str, latent: int | None, comp
         visual = (latent or 1) * info.grid[0] * info.grid[1]
     prompt = visual + _counter(service, model)(question)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _check_stop(req: ChatRequest) -> None:
-    stops = _stops(req.stop)
-    if len(stops) > MAX_STOPS or any(not s for s in stops):
-        raise OpenAIError(400, f"stop takes 1 to {MAX_STOPS} non-empty strings", "stop")
-
-
-def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None,
-           usage: bool = False) -> str:
-    body: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
-    if usage:
-        body["usage"] = None
-    return f"data: {json.dumps(body)}\n\n"
 
 
 async def _answer_text(service: Service, job_id: str) -> AsyncIterator[str | None]:
@@ -263,10 +241,17 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
     to the answer the same request gets without `stream`."""
     cid, created = f"chatcmpl-{job_id}", int(time.time())
     with_usage = bool(req.stream_options and req.stream_options.include_usage)
-    stops = _stops(req.stop)  # non-empty: `_check_stop` refused the request otherwise
+    stops = _stops(req.stop)  # non-empty: `_chat_job` refused the request otherwise
     done = False
+
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: dict[str, int] | None = None) -> str:
+        """A chunk of `delta` (None: of no choice, for the usage); `usage` is sent with `include_usage` only."""
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
+        return f"data: {json.dumps(body | ({'usage': usage} if with_usage else {}))}\n\n"
+
     try:
-        yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, usage=with_usage)
+        yield chunk({"role": "assistant", "content": ""})
         text, sent = "", 0
         async with aclosing(_answer_text(service, job_id)) as pieces:  # its subscription ends with the stream
             async for piece in pieces:
@@ -276,7 +261,7 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
                 text += piece
                 end = _sendable(text, stops)
                 if end > sent:
-                    yield _chunk(cid, created, model, {"content": text[sent:end]}, usage=with_usage)
+                    yield chunk({"content": text[sent:end]})
                     sent = end
         done = True
         job = await asyncio.to_thread(service.get, job_id)
@@ -289,12 +274,10 @@ async def _stream_chat(service: Service, req: ChatRequest, job_id: str, question
             log.error("job %s: the streamed answer %r is not a prefix of the final answer %r", job_id, text[:sent],
                       answer)
         if answer[sent:]:  # what the events did not bring (the last moments before the job ended)
-            yield _chunk(cid, created, model, {"content": answer[sent:]}, usage=with_usage)
-        yield _chunk(cid, created, model, {}, reason, usage=with_usage)
+            yield chunk({"content": answer[sent:]})
+        yield chunk({}, reason)
         if with_usage:
-            body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-                    "usage": _usage(service, model, question, latent, completion)}
-            yield f"data: {json.dumps(body)}\n\n"
+            yield chunk(None, usage=_usage(service, model, question, latent, completion))
         yield "data: [DONE]\n\n"
     finally:
         if not done:  # the client went away: stop the work nobody will read
@@ -323,9 +306,7 @@ def openai_router(service: Service) -> APIRouter:
     async def chat(req: ChatRequest, request: Request) -> Any:
         """Answer a question about one image or video (an understanding job); with `stream: true`, chunked
         deltas (the answer's text as the model decodes it, token by token) ending with `[DONE]`."""
-        _check_stop(req)
-        job_id, params, question, latent, model = await asyncio.to_thread(_chat_job, service, req)
-        max_new = params.get("max_new_tokens") or params["inputs"]["options"]["max_new_tokens"]
+        job_id, max_new, question, latent, model = await asyncio.to_thread(_chat_job, service, req)
         if req.stream:
             return StreamingResponse(_stream_chat(service, req, job_id, question, latent, max_new, model),
                                      media_type="text/event-stream",
@@ -347,10 +328,8 @@ def openai_router(service: Service) -> APIRouter:
                                            if (v := getattr(req, k)) is not None}}
 
         def submit() -> list[str]:
-            with native({}):
-                checked = PARAMS["t2i"].model_validate(params).model_dump(mode="json")
-                return [service.submit("t2i", checked, None if req.seed is None else (req.seed + i) % 2**63,
-                                       model=model)[0].id for i in range(req.n)]
+            return [submit_job(service, "t2i", params, None if req.seed is None else (req.seed + i) % 2**63, model,
+                               {})[0].id for i in range(req.n)]
 
         ids = await asyncio.to_thread(submit)
         try:

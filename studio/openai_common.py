@@ -7,14 +7,14 @@ import asyncio
 import base64
 import binascii
 import mimetypes
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Iterator
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from studio.jobs import Job
+from studio.schemas import PARAMS, describe_validation_error
 from studio.service import Service, ServiceError
 
 POLL_S = 0.05
@@ -49,34 +49,17 @@ def openai_error_body(status: int, message: str, param: str | None = None, code:
     return {"error": {"message": message, "type": kind, "param": param, "code": code or _CODES.get(status)}}
 
 
-def edge_error_body(path: str, status: int, message: str, field: str | None) -> dict[str, Any] | None:
-    """The body of an error the edge answers (token, body caps) on `path`: the OpenAI shape on OpenAI paths."""
-    return openai_error_body(status, message, field) if is_openai_path(path) else None
-
-
-def install(app: Any) -> None:
-    """Register the handler that answers `OpenAIError`."""
-
-    @app.exception_handler(OpenAIError)
-    async def openai_error(request: Request, err: OpenAIError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        return JSONResponse(openai_error_body(err.status, err.message, err.param, err.code), status_code=err.status,
-                            headers=headers)
-
-
 @contextmanager
-def native(params: dict[str, str], prefix: str = "") -> Iterator[None]:
+def native(params: dict[str, str]) -> Iterator[None]:
     """Native refusals (a kind's pydantic model, `Service`) as `OpenAIError`s; `params` renames native fields
-    (without `params.`) to the request's parameters, `prefix` names where unnamed ones sit."""
-    from studio.api import describe_validation_error  # here: studio.api imports this module
-
+    (without `params.`) to the request's parameters."""
     try:
         yield
     except ValidationError as err:
         message, field = describe_validation_error(err.errors())
-        raise OpenAIError(400, message, _param(field, params, prefix)) from None
+        raise OpenAIError(400, message, _param(field, params)) from None
     except ServiceError as err:
-        raise OpenAIError(openai_status(err.status), err.message, _param(err.field, params, prefix)) from None
+        raise OpenAIError(openai_status(err.status), err.message, _param(err.field, params)) from None
 
 
 _BRANCHES = ("str", "int", "float", "bool", "none")
@@ -86,8 +69,6 @@ def describe_request_error(errors: list[dict[str, Any]]) -> tuple[str, str | Non
     """One message (and the dotted parameter) from pydantic's errors on an OpenAI request body: the names of union
     branches are left out of the path, and a message content that is neither text nor parts is reported on the
     parts."""
-    from studio.api import describe_validation_error  # here: studio.api imports this module
-
     cleaned = []
     for error in errors:
         loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and (p in _BRANCHES or "[" in p)))
@@ -104,12 +85,20 @@ def describe_request_error(errors: list[dict[str, Any]]) -> tuple[str, str | Non
     return describe_validation_error(cleaned)
 
 
-def _param(field: str | None, params: dict[str, str], prefix: str) -> str | None:
+def submit_job(service: Service, kind: str, params: dict[str, Any], seed: int | None, model: str,
+               names: dict[str, str]) -> tuple[Job, dict[str, Any]]:
+    """Queue a `kind` job once the kind's model has validated `params`: the job and the checked parameters; the
+    refusals as `OpenAIError`s, with `names` as `native` takes them."""
+    with native(names):
+        checked = PARAMS[kind].model_validate(params).model_dump(mode="json")
+        return service.submit(kind, checked, seed, model=model)[0], checked
+
+
+def _param(field: str | None, params: dict[str, str]) -> str | None:
     if field is None:
-        return prefix or None
+        return None
     name = field.removeprefix("params.").removeprefix("inputs.").removeprefix("options.")
-    root = name.split(".", 1)[0]
-    return params.get(root, params.get(name, name if not prefix else f"{prefix}.{name}"))
+    return params.get(name.split(".", 1)[0], params.get(name, name))
 
 
 def check_model(service: Service, model: str | None) -> str:
@@ -137,11 +126,9 @@ async def finished(service: Service, job_id: str, request: Request | None = None
 
 
 def cancel_quietly(service: Service, job_id: str) -> None:
-    """Cancel a job unless it has ended meanwhile."""
-    try:
+    """Cancel a job unless it has ended meanwhile (between the caller's check and the cancel)."""
+    with suppress(ServiceError):
         service.cancel(job_id)
-    except ServiceError:  # it ended between the check and the cancel
-        pass
 
 
 def succeeded(job: Job) -> Job:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field
 
 from core import TextOptions
-
-Int = Annotated[int, Strict()]
-Seed = Annotated[Int | None, Field(None, ge=0, le=2**63 - 1, description="run seed (default: drawn at random)")]
+from studio.schemas import Int, Seed
 
 
 def _cap(name: str) -> float:

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from core.frames import samples_at
 from studio.jobs import Job
 from studio.media import image_as_clip
-from studio.openai_common import OpenAIError, check_model, data_url, media, native
+from studio.openai_common import OpenAIError, check_model, data_url, media, native, submit_job
 from studio.openai_schemas import VideoDeletedOut, VideoError, VideoListOut, VideoOut
 from studio.schemas import PARAMS
 from studio.service import Service
@@ -35,9 +35,8 @@ def check_size(service: Service, size: str | None, model: str) -> None:
 
 
 def _video_out(service: Service, job: Job) -> VideoOut:
-    model = job.model or service.model_id
-    if model not in service.models:  # a job of a model no longer served: its record still reads
-        model = service.model_id
+    # a job of a model no longer served: its record still reads
+    model = job.model if job.model in service.models else service.model_id
     fps = service.info(model).fps
     params = job.params
     frames = params["num_frames"] + (params.get("new_frames", 0) if job.kind == "continue_video" else 0)
@@ -108,16 +107,16 @@ def _video_request(service: Service, fields: dict[str, Any], reference: tuple[st
     extra = {k: _number(fields, k, float if k == "guidance_scale" else int) for k in ("steps", "guidance_scale")}
     extra = {k: v for k, v in extra.items() if v is not None}
     source = _reference(service, fields, reference, model)
-    if source is None:
-        # the clip of 1 + r*k frames nearest the asked length (or exactly the asked frames: the rule is checked)
-        clip = frames if num_frames is not None else 1 + info.temporal_downsample * max(
-            1, round((frames - 1) / info.temporal_downsample))
-        return "t2v", {"prompt": prompt, "num_frames": clip, **extra}, _number(fields, "seed", int), model
-    read = _source_frames(service, source, model)
+    read = 1 if source is None else _source_frames(service, source, model)  # a clip from text: its first frame
+    # frames added to those read: the multiple of r nearest the asked length, so that the clip is 1 + r*k frames
+    # (an asked num_frames as it is: the service checks the rule)
     r = info.temporal_downsample
     new = frames - read if num_frames is not None else r * max(1, round((frames - read) / r))
+    seed = _number(fields, "seed", int)
+    if source is None:
+        return "t2v", {"prompt": prompt, "num_frames": read + new, **extra}, seed, model
     params = {"prompt": prompt, "video": source, "fps": info.fps, "num_frames": read, "new_frames": new, **extra}
-    return "continue_video", params, _number(fields, "seed", int), model
+    return "continue_video", params, seed, model
 
 
 def _reference(service: Service, fields: dict[str, Any], reference: tuple[str, bytes] | None,
@@ -132,9 +131,8 @@ def _reference(service: Service, fields: dict[str, Any], reference: tuple[str, b
         filename, data = reference
         with native({"file": "input_reference"}):
             upload = service.upload(filename, data)
-        if upload.kind == "video":
-            return upload.uri
-        with native({"file": "input_reference"}):
+            if upload.kind == "video":
+                return upload.uri
             return service.upload("reference.mp4", image_as_clip(data, fps), "video").uri
     if not given:
         return None
@@ -182,6 +180,7 @@ def add_video_routes(router: APIRouter, service: Service) -> None:
     async def create_video(request: Request) -> VideoOut:
         """Queue a clip from a prompt (`t2v`), or, with `input_reference` (a clip, or an image as its first
         frame), its continuation (`continue_video`); `seconds` is the whole clip's length."""
+        reference: tuple[str, bytes] | None = None
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
                 fields = await request.json()
@@ -189,26 +188,19 @@ def add_video_routes(router: APIRouter, service: Service) -> None:
                 raise OpenAIError(400, "the body is not valid JSON") from None
             if not isinstance(fields, dict):
                 raise OpenAIError(400, "the body must be a JSON object")
-            reference = None
-            kind, params, seed, model = await asyncio.to_thread(_video_request, service, fields, None)
         else:
             with native({"input_reference": "input_reference"}):
                 async with receive_upload(request, tmp_dir=service.tmp_dir, max_bytes=service.config.max_upload_bytes,
                                           file_field="input_reference", required=False, max_field_bytes=8192,
                                           max_parts=16) as got:
-                    data = await asyncio.to_thread(got.path.read_bytes) if got.filename is not None else None
-                    fields: dict[str, Any] = dict(got.fields)
-                    reference = None if data is None else (got.filename or "reference", data)
-            kind, params, seed, model = await asyncio.to_thread(_video_request, service, fields, reference)
+                    fields = dict(got.fields)
+                    if got.filename is not None:
+                        reference = (got.filename, await asyncio.to_thread(got.path.read_bytes))
+        kind, params, seed, model = await asyncio.to_thread(_video_request, service, fields, reference)
         names = {"num_frames": "num_frames" if "num_frames" in fields else "seconds", "new_frames": "seconds",
                  "video": "input_reference", "kind": "model"}
-
-        def submit() -> Job:
-            with native(names):
-                checked = PARAMS[kind].model_validate(params).model_dump(mode="json")
-                return service.submit(kind, checked, seed, model=model)[0]
-
-        return _video_out(service, await asyncio.to_thread(submit))
+        job, _ = await asyncio.to_thread(submit_job, service, kind, params, seed, model, names)
+        return _video_out(service, job)
 
     @router.get("/videos", response_model=VideoListOut)
     def list_videos(after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20,

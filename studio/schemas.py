@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, field_validator, model_validator
 
 from core import (
     CLIP_FRAMES, EDIT_STRENGTH, NEW_FRAMES, READ_FPS, ImageOptions, StoryOptions, TextOptions, VideoOptions,
@@ -231,22 +231,46 @@ ModelName = Annotated[str | None, Field(None, min_length=1, max_length=64,
 
 
 def _request(kind: str, params: type[_Params]) -> type[BaseModel]:
-    return type(
-        f"{params.__name__.removesuffix('Params')}Job",
-        (BaseModel,),
-        {
-            "__annotations__": {"kind": Literal[kind], "params": params, "seed": Seed,  # type: ignore[valid-type]
-                                "model": ModelName},
-            "model_config": ConfigDict(extra="forbid"),
-            "__doc__": f"A `{kind}` job. {params.__doc__}",
-        },
-    )
+    return create_model(f"{params.__name__.removesuffix('Params')}Job", __config__=ConfigDict(extra="forbid"),
+                        __doc__=f"A `{kind}` job. {params.__doc__}", kind=Literal[kind],  # type: ignore[valid-type]
+                        params=params, seed=Seed, model=ModelName)
 
 
 JOB_REQUESTS = tuple(_request(kind, model) for kind, model in PARAMS.items())
 JobRequest = Annotated[Union[JOB_REQUESTS], Field(discriminator="kind")]  # type: ignore[valid-type]
 """`POST /v1/jobs` body: `{"kind": ..., "params": {...}, "seed": ..., "model": ...}`, validated by the kind's
 model."""
+
+_LOCATIONS = {"body", "query", "path", "header", "form"}
+
+
+def describe_validation_error(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """One readable message (and the dotted field) from pydantic's errors; the first error leads."""
+    if not errors:
+        return "invalid request", None
+    parts = []
+    for error in errors[:3]:
+        loc = [str(p) for p in error.get("loc", ()) if str(p) not in _LOCATIONS]
+        if loc and loc[0] in PARAMS:  # the tagged union puts the kind in the path
+            loc = loc[1:]
+        field = ".".join(loc) or None
+        kind = error.get("type", "")
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            text = f"unknown field {loc[-1]!r}" + (f" in {'.'.join(loc[:-1])}" if len(loc) > 1 else "")
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            field = "kind"
+            given = (error.get("ctx") or {}).get("tag")
+            text = (f"unknown job kind {given!r}" if given is not None else "missing job kind") + \
+                f"; kinds are {sorted(PARAMS)}"
+        elif kind == "json_invalid":
+            text = f"the body is not valid JSON ({msg})"
+        elif kind == "missing":
+            text = f"{field} is required"
+        else:
+            text = f"{field}: {msg}" if field else msg
+        parts.append((text, field))
+    return "; ".join(p[0] for p in parts), parts[0][1]
 
 
 # ---------------------------------------------------------------------------------------------- responses

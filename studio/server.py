@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from studio.api import create_app
@@ -39,11 +40,9 @@ def start_serve(port: int, data_dir: Path, log: Path, *args: str, cwd: str | os.
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
+        with suppress(httpx.HTTPError):
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                 return process
-        except httpx.HTTPError:
-            pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError("the service did not come up:\n" + log.read_text()[-3000:])
@@ -62,15 +61,11 @@ class BackgroundServer:
     def __init__(self, service: Service, host: str = "127.0.0.1", port: int | None = None) -> None:
         import uvicorn
 
-        self.host = host
         self.port = port or free_port(host)
+        self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(create_app(service), host=host, port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="studio-server", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> "BackgroundServer":
         self.thread.start()

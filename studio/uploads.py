@@ -15,7 +15,7 @@ import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, BinaryIO, Callable
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -35,55 +35,50 @@ class ReceivedUpload:
 
     path: Path
     filename: str | None
-    size: int
     fields: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
 class _Parts:
-    """Collects the parts the parser reports: the file into `sink`, small fields into memory."""
+    """Collects the parts the parser reports (to its `on_*` callbacks): the file into `sink`, small fields into
+    memory."""
 
-    def __init__(self, sink, max_bytes: int, file_field: str = FILE_FIELD, max_field_bytes: int = MAX_FIELD_BYTES,
-                 max_parts: int = MAX_PARTS) -> None:
-        self.sink = sink
-        self.max_bytes = max_bytes
-        self.file_field = file_field
-        self.max_field_bytes = max_field_bytes
-        self.max_parts = max_parts
-        self.size = 0
-        self.filename: str | None = None
-        self.fields: dict[str, str] = {}
-        self.parts = 0
-        self._header_name = b""
-        self._header_value = b""
-        self._headers: dict[bytes, bytes] = {}
-        self._name: str | None = None
-        self._is_file = False
-        self._value = bytearray()
+    sink: BinaryIO
+    max_bytes: int
+    file_field: str
+    max_field_bytes: int
+    max_parts: int
+    size: int = 0
+    filename: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    parts: int = 0
+    _header_name: bytes = b""
+    _header_value: bytes = b""
+    _headers: dict[bytes, bytes] = field(default_factory=dict)
+    _name: str | None = None
+    _is_file: bool = False
+    _value: bytearray = field(default_factory=bytearray)
 
-    def callbacks(self) -> dict:
-        return {
-            "on_part_begin": self._begin, "on_header_field": self._field, "on_header_value": self._hvalue,
-            "on_header_end": self._header_end, "on_headers_finished": self._headers_done,
-            "on_part_data": self._data, "on_part_end": self._end,
-        }
+    def callbacks(self) -> dict[str, Callable]:
+        return {name: getattr(self, name) for name in dir(self) if name.startswith("on_")}
 
-    def _begin(self) -> None:
+    def on_part_begin(self) -> None:
         self.parts += 1
         if self.parts > self.max_parts:
             raise ServiceError(422, f"the form has more than {self.max_parts} parts", self.file_field)
         self._headers, self._name, self._is_file, self._value = {}, None, False, bytearray()
 
-    def _field(self, data: bytes, start: int, end: int) -> None:
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
 
-    def _hvalue(self, data: bytes, start: int, end: int) -> None:
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._header_value += data[start:end]
 
-    def _header_end(self) -> None:
+    def on_header_end(self) -> None:
         self._headers[self._header_name.lower()] = self._header_value
         self._header_name, self._header_value = b"", b""
 
-    def _headers_done(self) -> None:
+    def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
         self._is_file = self._name == self.file_field
@@ -92,7 +87,7 @@ class _Parts:
                 raise ServiceError(422, "send one file per upload", self.file_field)
             self.filename = options.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
 
-    def _data(self, data: bytes, start: int, end: int) -> None:
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._is_file:
             self.size += end - start
             if self.size > self.max_bytes:
@@ -105,7 +100,7 @@ class _Parts:
                 raise ServiceError(422, f"form field {self._name!r} is longer than {self.max_field_bytes} bytes",
                                    self._name)
 
-    def _end(self) -> None:
+    def on_part_end(self) -> None:
         if not self._is_file and self._name:
             self.fields[self._name] = self._value.decode("utf-8", "replace")
 
@@ -142,6 +137,6 @@ async def receive_upload(request: Request, *, tmp_dir: Path, max_bytes: int, fil
         if parts.filename is None and required:
             raise ServiceError(422, f"{file_field} is required (a multipart file part named {file_field!r})",
                                file_field)
-        yield ReceivedUpload(path=path, filename=parts.filename, size=parts.size, fields=parts.fields)
+        yield ReceivedUpload(path=path, filename=parts.filename, fields=parts.fields)
     finally:
         path.unlink(missing_ok=True)
