@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 
@@ -83,65 +83,7 @@ def workflow_errors() -> Iterator[None]:
         raise Cancelled(str(err)) from err
 
 
-def check_history(history: list) -> list[StoryHistoryItem]:
-    """`history` when every item is a `StoryHistoryItem`; ValueError naming the first other type."""
-    for item in history:
-        if not isinstance(item, StoryHistoryItem):
-            raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
-    return history
-
-
-def caption_ids(item: StoryHistoryItem, encode: Callable[[str], list[int]]) -> Sequence[int]:
-    """A history step's caption token ids: the ones it carries, else its caption encoded."""
-    return item.caption_ids if item.caption_ids is not None else encode(item.caption)
-
-
-class PipelineBackend:
-    """What every in-process backend does the same way on its pipeline: read media at the model's size and frame
-    rule (`info()`), answer through `understand_ids`, and make one image as a batch of one row
-    (`image_tokens` + `generate_image_rows`, the two steps a Ray worker batches). The operations are documented
-    once, on `workflows.backend.Backend`."""
-
-    def __init__(self, pipeline) -> None:
-        self.pipeline = pipeline
-
-    def info(self) -> ModelInfo:
-        raise NotImplementedError
-
-    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
-                   size: int | None = None) -> torch.Tensor:
-        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + r*k`, square at `size` (None: the model's)."""
-        from tokenizers3d import read_video
-
-        check_exists(uri)
-        info = self.info()
-        return read_video(uri, fps=fps, num_frames=num_frames, snap_to=info.temporal_downsample,
-                          size=size or tuple(info.image_size)).frames
-
-    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
-        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
-        height, width = self.info().image_size
-        if size is None and height != width:
-            raise ValueError(f"the model works at {height}x{width}; give size= (load_image makes square images)")
-        return read_image(uri, size or height)
-
-    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
-                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
-        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
-                                   should_stop=should_stop)[0]
-
-    def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
-        """`understand` that also returns the generated token ids: `(answers, ids)`."""
-        raise NotImplementedError
-
-    def generate_image(self, prompt: str, known_codes=None, regenerate=None, *, options: ImageOptions, seed: int,
-                       progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
-        generator = make_generator(seed, self.device)
-        tokens = self.image_tokens(known_codes, regenerate, generator)
-        return self.generate_image_rows([prompt], tokens, options, generator, progress, should_stop)[0]
-
-
-class LocalBackend(PipelineBackend):
+class LocalBackend:
     """The `Backend` operations on one in-process `ShowoPipeline`.
 
     Args:
@@ -150,7 +92,8 @@ class LocalBackend(PipelineBackend):
             MaskGIT steps share forwards.
     """
 
-    pipeline: ShowoPipeline
+    def __init__(self, pipeline: ShowoPipeline) -> None:
+        self.pipeline = pipeline
 
     def with_block_runner(self, runner) -> "LocalBackend":
         """This backend on a copy of its pipeline (the same model) whose MaskGIT blocks run through `runner`: a
@@ -165,22 +108,51 @@ class LocalBackend(PipelineBackend):
     def info(self) -> ModelInfo:
         return self.pipeline.info()
 
+    # ------------------------------------------------------------------------------------------ media I/O
+    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
+                   size: int | None = None) -> torch.Tensor:
+        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + r*k`, square at `size` (None: the model's)."""
+        from tokenizers3d import read_video
+
+        check_exists(uri)
+        clip = read_video(uri, fps=fps, num_frames=num_frames, snap_to=self.pipeline.temporal_downsample,
+                          size=size or tuple(self.pipeline.image_size))
+        return clip.frames
+
+    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
+        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
+        height, width = self.pipeline.image_size
+        if size is None and height != width:
+            raise ValueError(f"the model works at {height}x{width}; give size= (load_image makes square images)")
+        return read_image(uri, size or height)
+
     # ------------------------------------------------------------------------------------------ tokenizer
     def encode_image(self, image, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
+        """`(3, H, W)` -> codes `(h, w)`."""
         return self.pipeline.encode_images(image)[0].cpu()
 
     def decode_image(self, codes, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
+        """Codes `(h', w')` -> image `(3, h'*f, w'*f)` in [-1, 1]."""
         return self.pipeline.decode_images(as_codes(codes)[None].to(self.device))[0].cpu()
 
     def encode_video(self, video, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
+        """`(3, T, H, W)` -> codes `(t, h, w)`."""
         return self.pipeline.encode_video(video).cpu()
 
     def decode_video(self, codes, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
+        """Codes `(t, h, w)` -> clip `(3, 1 + r(t-1), H, W)` in [-1, 1]."""
         return self.pipeline.decode_video(as_codes(codes).to(self.device)).cpu()
 
     # ------------------------------------------------------------------------------------------ understanding
+    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
+                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
+        """One answer per (visual, question), decoded as one batch. Greedy answers (`top_k=1`) depend neither on
+        the seed nor on which other queries share the batch."""
+        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
+                                   should_stop=should_stop)[0]
+
     def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
-        """Greedy answers (`top_k=1`) depend neither on the seed nor on which other queries share the batch."""
+        """`understand` that also returns the generated token ids: `(answers, ids)`."""
         with workflow_errors():
             result = self.pipeline.understand_codes(
                 [as_codes(c) for c in visual_codes], list(kinds), list(questions),
@@ -190,9 +162,16 @@ class LocalBackend(PipelineBackend):
         return list(result.texts), [list(map(int, t)) for t in result.token_ids]
 
     # ------------------------------------------------------------------------------------------ images
+    def generate_image(self, prompt: str, known_codes=None, regenerate=None, *, options: ImageOptions, seed: int,
+                       progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
+        """Codes `(h, w)` of one image: text-to-image, or `known_codes` kept outside `regenerate` (a pixel or token
+        mask for inpainting, `RandomTokens` for mask-free editing, drawn from the seed as `ShowoPipeline.edit`)."""
+        generator = make_generator(seed, self.device)
+        tokens = self.image_tokens(known_codes, regenerate, generator)
+        return self.generate_image_rows([prompt], tokens, options, generator, progress, should_stop)[0]
+
     def image_tokens(self, known_codes, regenerate, generator: torch.Generator) -> torch.Tensor:
-        """The `(1, h*w)` row of known codes and `UNKNOWN` that `generate_image` starts from (`RandomTokens` are
-        drawn from `generator`, as `ShowoPipeline.edit` draws them)."""
+        """The `(1, h*w)` row of known codes and `UNKNOWN` that `generate_image` starts from."""
         if known_codes is None:
             if regenerate is not None:
                 raise ValueError("regenerate must be None without known_codes")
@@ -214,6 +193,7 @@ class LocalBackend(PipelineBackend):
     def extrapolate_image(self, prompt: str, codes, direction: str, new_size: int | None = None, *,
                           options: ImageOptions, seed: int, progress: ProgressFn | None = None,
                           should_stop: StopFn | None = None) -> torch.Tensor:
+        """The canvas `codes` `(h', w')` grown by `new_size` rows/columns towards `direction`."""
         with workflow_errors():
             return self.pipeline.extrapolate_codes(prompt, as_codes(codes), direction, new_size,
                                                    check_options(options, ImageOptions),
@@ -222,7 +202,8 @@ class LocalBackend(PipelineBackend):
     # ------------------------------------------------------------------------------------------ video, storyboard
     def generate_video(self, prompt: str, given_codes, num_latent_frames: int, *, options: VideoOptions, seed: int,
                        progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
-        """Each finished latent frame is decoded and reported with its pixels (`pixel_progress`)."""
+        """Latent codes `(num_latent_frames, h, w)` starting with `given_codes` (`(t0, h, w)` or a keyframe `(h, w)`).
+        With `progress`, each finished latent frame is decoded and reported with its pixels (`pixel_progress`)."""
         given = None
         if given_codes is not None:
             given = as_codes(given_codes)
@@ -237,8 +218,8 @@ class LocalBackend(PipelineBackend):
 
     def storyboard_step(self, question: str, history: list[StoryHistoryItem], *, options: StoryOptions, seed: int,
                         progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> StoryHistoryItem:
-        items = [PipelineStoryItem(caption_ids=[int(i) for i in caption_ids(item, self.pipeline.prompting.encode)],
-                                   codes=as_codes(item.codes)) for item in check_history(history)]
+        """The next (caption, keyframe) step after `history`, replayed from scratch (stateless)."""
+        items = [self._history_item(item) for item in history]
         with workflow_errors():
             step = self.pipeline.storyboard_step(
                 question, items, options=check_options(options, StoryOptions),
@@ -246,6 +227,12 @@ class LocalBackend(PipelineBackend):
             )
         caption = self.pipeline.text_tokenizer.decode(step.caption_ids, skip_special_tokens=True).strip()
         return StoryHistoryItem(caption=caption, codes=step.codes.cpu(), caption_ids=tuple(int(i) for i in step.caption_ids))
+
+    def _history_item(self, item) -> PipelineStoryItem:
+        if not isinstance(item, StoryHistoryItem):
+            raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
+        ids = item.caption_ids if item.caption_ids is not None else self.pipeline.prompting.encode(item.caption)
+        return PipelineStoryItem(caption_ids=[int(i) for i in ids], codes=as_codes(item.codes))
 
 
 def check_exists(uri: str) -> None:
