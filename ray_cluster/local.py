@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -65,13 +65,21 @@ def pixel_progress(progress: ProgressFn | None) -> ProgressFn | None:
         return None
 
     def report(event: Progress) -> None:
-        if event.frames is not None and torch.is_tensor(event.frames):
+        if torch.is_tensor(event.frames):
             from tokenizers3d.video_read import to_uint8_frames
 
             event = replace(event, frames=to_uint8_frames(event.frames))
         progress(event)
 
     return report
+
+
+def history_ids(item: Any, encode: Callable[[str], list[int]]) -> list[int]:
+    """The caption ids of a storyboard history item (`encode(caption)` when it has none); ValueError for anything
+    but a `StoryHistoryItem`."""
+    if not isinstance(item, StoryHistoryItem):
+        raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
+    return [int(i) for i in (item.caption_ids if item.caption_ids is not None else encode(item.caption))]
 
 
 @contextlib.contextmanager
@@ -115,9 +123,8 @@ class LocalBackend:
         from tokenizers3d import read_video
 
         check_exists(uri)
-        clip = read_video(uri, fps=fps, num_frames=num_frames, snap_to=self.pipeline.temporal_downsample,
-                          size=size or tuple(self.pipeline.image_size))
-        return clip.frames
+        return read_video(uri, fps=fps, num_frames=num_frames, snap_to=self.pipeline.temporal_downsample,
+                          size=size or tuple(self.pipeline.image_size)).frames
 
     def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
         """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
@@ -167,28 +174,19 @@ class LocalBackend:
         """Codes `(h, w)` of one image: text-to-image, or `known_codes` kept outside `regenerate` (a pixel or token
         mask for inpainting, `RandomTokens` for mask-free editing, drawn from the seed as `ShowoPipeline.edit`)."""
         generator = make_generator(seed, self.device)
-        tokens = self.image_tokens(known_codes, regenerate, generator)
-        return self.generate_image_rows([prompt], tokens, options, generator, progress, should_stop)[0]
-
-    def image_tokens(self, known_codes, regenerate, generator: torch.Generator) -> torch.Tensor:
-        """The `(1, h*w)` row of known codes and `UNKNOWN` that `generate_image` starts from."""
         if known_codes is None:
             if regenerate is not None:
                 raise ValueError("regenerate must be None without known_codes")
-            return torch.full((1, self.pipeline.num_image_tokens), UNKNOWN, dtype=torch.long)
-        if regenerate is None:
+            tokens = torch.full((1, self.pipeline.num_image_tokens), UNKNOWN, dtype=torch.long)
+        elif regenerate is None:
             raise ValueError("known_codes needs regenerate (a mask or RandomTokens); without it nothing is generated")
-        where = regenerate.fraction if isinstance(regenerate, RandomTokens) else regenerate
-        return self.pipeline.known_tokens(as_codes(known_codes), where, generator)
-
-    def generate_image_rows(self, prompts: list[str], tokens: torch.Tensor, options: ImageOptions,
-                            generator: torch.Generator, progress: ProgressFn | None = None,
-                            should_stop: StopFn | None = None) -> torch.Tensor:
-        """Codes `(B, h, w)` of one image per prompt from the token rows `(B, h*w)`, sampled from one generator."""
+        else:
+            where = regenerate.fraction if isinstance(regenerate, RandomTokens) else regenerate
+            tokens = self.pipeline.known_tokens(as_codes(known_codes), where, generator)
         with workflow_errors():
-            codes = self.pipeline.generate_image_codes(list(prompts), tokens, check_options(options, ImageOptions),
+            codes = self.pipeline.generate_image_codes([prompt], tokens, check_options(options, ImageOptions),
                                                        generator, progress, should_stop)
-        return codes.cpu()
+        return codes[0].cpu()
 
     def extrapolate_image(self, prompt: str, codes, direction: str, new_size: int | None = None, *,
                           options: ImageOptions, seed: int, progress: ProgressFn | None = None,
@@ -219,7 +217,8 @@ class LocalBackend:
     def storyboard_step(self, question: str, history: list[StoryHistoryItem], *, options: StoryOptions, seed: int,
                         progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> StoryHistoryItem:
         """The next (caption, keyframe) step after `history`, replayed from scratch (stateless)."""
-        items = [self._history_item(item) for item in history]
+        encode = self.pipeline.prompting.encode
+        items = [PipelineStoryItem(history_ids(item, encode), as_codes(item.codes)) for item in history]
         with workflow_errors():
             step = self.pipeline.storyboard_step(
                 question, items, options=check_options(options, StoryOptions),
@@ -227,12 +226,6 @@ class LocalBackend:
             )
         caption = self.pipeline.text_tokenizer.decode(step.caption_ids, skip_special_tokens=True).strip()
         return StoryHistoryItem(caption=caption, codes=step.codes.cpu(), caption_ids=tuple(int(i) for i in step.caption_ids))
-
-    def _history_item(self, item) -> PipelineStoryItem:
-        if not isinstance(item, StoryHistoryItem):
-            raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
-        ids = item.caption_ids if item.caption_ids is not None else self.pipeline.prompting.encode(item.caption)
-        return PipelineStoryItem(caption_ids=[int(i) for i in ids], codes=as_codes(item.codes))
 
 
 def check_exists(uri: str) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
 from model.pipelines.common import make_generator
-from ray_cluster.local import check_exists, check_options, read_image, workflow_errors
+from ray_cluster.local import LocalBackend, check_exists, check_options, history_ids, read_image, workflow_errors
 from workflows.types import StoryHistoryItem
 
 TEMPORAL_DOWNSAMPLE = 4  # Wan2.1 VAE: 1 + 4k frames -> 1 + k latent frames
@@ -130,11 +130,7 @@ class Showo2Backend:
         return self.pipeline.decode(z.transpose(0, 1)[None].to(self.device))[0].cpu()
 
     # ------------------------------------------------------------------------------------------ understanding
-    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
-                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
-        """One answer per (visual, question), decoded as one cached batch."""
-        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
-                                   should_stop=should_stop)[0]
+    understand = LocalBackend.understand  # `understand_ids` without the ids
 
     def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
         """`understand` that also returns the generated token ids: `(answers, ids)`."""
@@ -166,31 +162,20 @@ class Showo2Backend:
     # ------------------------------------------------------------------------------------------ images
     def generate_image(self, prompt: str, known_codes=None, regenerate=None, *, options: ImageOptions, seed: int,
                        progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
-        """Latents `(C, h, w)` of one image following `prompt` (text-to-image only)."""
-        generator = make_generator(seed, self.device)
-        tokens = self.image_tokens(known_codes, regenerate, generator)
-        return self.generate_image_rows([prompt], tokens, options, generator, progress, should_stop)[0]
-
-    def image_tokens(self, known_codes, regenerate, generator: torch.Generator) -> torch.Tensor:
-        """The empty start row of text-to-image `(1, 0)` (the Ray worker batches rows); Show-o2 regenerates no part
-        of a given image, so `known_codes` raises ValueError."""
+        """Latents `(C, h, w)` of one image following `prompt` (text-to-image only: Show-o2 regenerates no part of
+        a given image, so `known_codes` raises ValueError)."""
         if known_codes is not None or regenerate is not None:
             raise ValueError("generate_image with known_codes/regenerate (inpainting, editing) is not supported by "
                              "Show-o2: it only generates whole images")
-        return torch.zeros(1, 0)
-
-    def generate_image_rows(self, prompts: list[str], tokens: torch.Tensor, options: ImageOptions,
-                            generator: torch.Generator, progress: ProgressFn | None = None,
-                            should_stop: StopFn | None = None) -> torch.Tensor:
-        """Latents `(B, C, h, w)`, one image per prompt, sampled from one generator."""
         options = check_options(options, ImageOptions)
         with workflow_errors():
-            z = self.pipeline.sample_image_latents(list(prompts), steps=options.steps,
-                                                   guidance_scale=options.guidance_scale, generator=generator,
+            z = self.pipeline.sample_image_latents([prompt], steps=options.steps,
+                                                   guidance_scale=options.guidance_scale,
+                                                   generator=make_generator(seed, self.device),
                                                    reference=options.reference,
                                                    progress=_steps(progress, "text_to_image", "image"),
                                                    should_stop=should_stop)
-        return z.float().cpu()
+        return z[0].float().cpu()
 
     def extrapolate_image(self, prompt: str, codes, direction: str, new_size: int | None = None, *,
                           options: ImageOptions, seed: int, progress: ProgressFn | None = None,
@@ -225,17 +210,11 @@ class Showo2Backend:
     def storyboard_step(self, question: str, history: list[StoryHistoryItem], *, options: StoryOptions, seed: int,
                         progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> StoryHistoryItem:
         """The next (caption, keyframe latents) step after `history`, replayed from scratch (stateless)."""
-        options = check_options(options, StoryOptions)
-        items = []
-        for item in history:
-            if not isinstance(item, StoryHistoryItem):
-                raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
-            ids = item.caption_ids
-            if ids is None:
-                from model.showo2.prompting import encode
+        from model.showo2.prompting import encode
 
-                ids = encode(self.pipeline.tokenizer, item.caption)
-            items.append(([int(i) for i in ids], _latents(item.codes)))
+        options = check_options(options, StoryOptions)
+        encode_caption = partial(encode, self.pipeline.tokenizer)
+        items = [(history_ids(item, encode_caption), _latents(item.codes)) for item in history]
         greedy = options.caption_top_k == 1
         with workflow_errors():
             step = self.pipeline.storyboard_step(
