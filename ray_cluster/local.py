@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterator
 import torch
 
 from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
-from model.pipelines import ShowoPipeline
 from model.pipelines import StoryHistoryItem as PipelineStoryItem
 from model.pipelines.common import make_generator
 from model.sampling import UNKNOWN
@@ -91,7 +90,40 @@ def workflow_errors() -> Iterator[None]:
         raise Cancelled(str(err)) from err
 
 
-class LocalBackend:
+class PipelineBackend:
+    """What the in-process backends share: their pipeline, the media readers (sized as `info()` says) and
+    `understand` (`understand_ids` without the ids)."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+
+    # ------------------------------------------------------------------------------------------ media I/O
+    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
+                   size: int | None = None) -> torch.Tensor:
+        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + r*k`, square at `size` (None: the model's)."""
+        from tokenizers3d import read_video
+
+        check_exists(uri)
+        info = self.info()
+        return read_video(uri, fps=fps, num_frames=num_frames, snap_to=info.temporal_downsample,
+                          size=size or info.image_size).frames
+
+    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
+        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
+        height, width = self.info().image_size
+        if size is None and height != width:
+            raise ValueError(f"the model works at {height}x{width}; give size= (load_image makes square images)")
+        return read_image(uri, size or height)
+
+    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
+                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
+        """One answer per (visual, question), decoded as one batch. Greedy answers (`top_k=1`) depend neither on
+        the seed nor on which other queries share the batch."""
+        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
+                                   should_stop=should_stop)[0]
+
+
+class LocalBackend(PipelineBackend):
     """The `Backend` operations on one in-process `ShowoPipeline`.
 
     Args:
@@ -99,9 +131,6 @@ class LocalBackend:
             is only read); with a `StepScheduler` as the pipeline's `block_runner` (`with_block_runner`), their
             MaskGIT steps share forwards.
     """
-
-    def __init__(self, pipeline: ShowoPipeline) -> None:
-        self.pipeline = pipeline
 
     def with_block_runner(self, runner) -> "LocalBackend":
         """This backend on a copy of its pipeline (the same model) whose MaskGIT blocks run through `runner`: a
@@ -115,23 +144,6 @@ class LocalBackend:
 
     def info(self) -> ModelInfo:
         return self.pipeline.info()
-
-    # ------------------------------------------------------------------------------------------ media I/O
-    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
-                   size: int | None = None) -> torch.Tensor:
-        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + r*k`, square at `size` (None: the model's)."""
-        from tokenizers3d import read_video
-
-        check_exists(uri)
-        return read_video(uri, fps=fps, num_frames=num_frames, snap_to=self.pipeline.temporal_downsample,
-                          size=size or tuple(self.pipeline.image_size)).frames
-
-    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
-        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
-        height, width = self.pipeline.image_size
-        if size is None and height != width:
-            raise ValueError(f"the model works at {height}x{width}; give size= (load_image makes square images)")
-        return read_image(uri, size or height)
 
     # ------------------------------------------------------------------------------------------ tokenizer
     def encode_image(self, image, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
@@ -151,13 +163,6 @@ class LocalBackend:
         return self.pipeline.decode_video(as_codes(codes).to(self.device)).cpu()
 
     # ------------------------------------------------------------------------------------------ understanding
-    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
-                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
-        """One answer per (visual, question), decoded as one batch. Greedy answers (`top_k=1`) depend neither on
-        the seed nor on which other queries share the batch."""
-        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
-                                   should_stop=should_stop)[0]
-
     def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
         """`understand` that also returns the generated token ids: `(answers, ids)`."""
         with workflow_errors():

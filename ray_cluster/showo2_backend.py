@@ -22,7 +22,7 @@ import torch
 
 from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
 from model.pipelines.common import make_generator
-from ray_cluster.local import LocalBackend, check_exists, check_options, history_ids, read_image, workflow_errors
+from ray_cluster.local import PipelineBackend, check_options, history_ids, workflow_errors
 from workflows.types import StoryHistoryItem
 
 TEMPORAL_DOWNSAMPLE = 4  # Wan2.1 VAE: 1 + 4k frames -> 1 + k latent frames
@@ -65,11 +65,8 @@ def _steps(progress: ProgressFn | None, task: str, stage: str):
     return lambda step, total: progress(Progress(task, stage, 1, 1, step, total))
 
 
-class Showo2Backend:
+class Showo2Backend(PipelineBackend):
     """The `Backend` operations on one in-process `Showo2Pipeline` (one thread at a time, as `LocalBackend`)."""
-
-    def __init__(self, pipeline) -> None:
-        self.pipeline = pipeline
 
     @property
     def device(self) -> torch.device:
@@ -86,20 +83,6 @@ class Showo2Backend:
                          fps=FPS, codebook_size=0, kinds=KINDS, max_positions=self.pipeline.max_positions,
                          positions=self.pipeline.sequence_positions(), understand_frames=VIDEO_FRAMES,
                          count_text_tokens=partial(count_tokens, self.pipeline.tokenizer))
-
-    # ------------------------------------------------------------------------------------------ media I/O
-    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
-                   size: int | None = None) -> torch.Tensor:
-        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + 4k`, square at `size` (None: the model's)."""
-        from tokenizers3d import read_video
-
-        check_exists(uri)
-        side = size or self.pipeline.resolution
-        return read_video(uri, fps=fps, num_frames=num_frames, snap_to=TEMPORAL_DOWNSAMPLE, size=(side, side)).frames
-
-    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
-        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
-        return read_image(uri, size or self.pipeline.resolution)
 
     # ------------------------------------------------------------------------------------------ VAE
     def encode_image(self, image, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):
@@ -130,8 +113,6 @@ class Showo2Backend:
         return self.pipeline.decode(z.transpose(0, 1)[None].to(self.device))[0].cpu()
 
     # ------------------------------------------------------------------------------------------ understanding
-    understand = LocalBackend.understand  # `understand_ids` without the ids
-
     def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
         """`understand` that also returns the generated token ids: `(answers, ids)`."""
         options = check_options(options, TextOptions)
