@@ -32,14 +32,12 @@ def build_backend(model: ModelConfig, device: str, factory: PipelineFactory | st
     """The backend of `model.family` (`LocalBackend` for Show-o, `Showo2Backend` for Show-o2) on the pipeline
     `load_pipeline` builds: the one place that maps a family to its backend."""
     if model.family == "showo2":
-        from ray_cluster.showo2_backend import Showo2Backend
-
-        return Showo2Backend(load_pipeline(model, device, factory))
-    if model.family != "showo":
+        from ray_cluster.showo2_backend import Showo2Backend as backend
+    elif model.family == "showo":
+        from ray_cluster.local import LocalBackend as backend
+    else:
         raise ValueError(f"model.family must be 'showo' or 'showo2', got {model.family!r}")
-    from ray_cluster.local import LocalBackend
-
-    return LocalBackend(load_pipeline(model, device, factory))
+    return backend(load_pipeline(model, device, factory))
 
 
 def load_pipeline(model: ModelConfig, device: str, factory: PipelineFactory | str | None = None):

@@ -1,12 +1,12 @@
 """`LocalBackend`: the workflow `Backend` operations (`workflows.backend.OPS`) run in this process on a
-`ShowoPipeline` (no Ray).
+`ShowoPipeline` (no Ray); `PipelineBackend` is what it shares with `Showo2Backend`.
 
 Every operation is a thin translation onto one pipeline entry point: the explicit seed becomes a `torch.Generator`,
 the options dataclass is handed to the pipeline as it is, progress events pass through unchanged (decoded frames
-become uint8 arrays, `pixel_progress`), the sampler's
-`Cancelled` becomes the workflow one, and results come back as CPU tensors. The algorithms (mask to token grid,
-the extrapolation windows, temporal autoregression, storyboard replay) live in the pipeline. The Serve replicas wrap
-exactly this class, so a graph gives the same output in-process and on a cluster.
+become uint8 arrays, `pixel_progress`), the sampler's `Cancelled` becomes the workflow one, and results come back as
+CPU tensors. The algorithms (mask to token grid, the extrapolation windows, temporal autoregression, storyboard
+replay) live in the pipeline. The Serve replicas wrap exactly this class, so a graph gives the same output
+in-process and on a cluster.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from ray_cluster.loading import PipelineFactory
 from workflows.backend import OPS, routed_ops
 
 POLL_S = 0.05  # how often a waiting caller checks should_stop and its deadline
-POOLS = ("tokenizer", "transformer")
 
 
 class PoolUnavailableError(RuntimeError):
@@ -77,7 +76,8 @@ class RayBackend:
         self.pools: dict[str, Pool] = {}
         self._deploying: dict[str, threading.Thread] = {}
         self._failed: dict[str, str] = {}
-        for kind, cls in zip(POOLS, (TokenizerReplica, TransformerReplica)):
+        for cls in (TokenizerReplica, TransformerReplica):
+            kind = cls.pool
             pool = getattr(self.config, kind)
             options = dict(name=kind, ray_actor_options={"num_cpus": pool.num_cpus, "num_gpus": pool.num_gpus},
                            max_ongoing_requests=pool.max_ongoing_requests)
