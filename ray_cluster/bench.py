@@ -197,8 +197,7 @@ def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_st
 
 
 def _record(name: str, preset: str, device: str, base_times, our_times) -> dict:
-    """The record of paired timings: the median seconds of each side, and the median and range of the
-    per-repetition ratios baseline / ours (> 1 is faster)."""
+    """The benchmark record of paired timings (the fields `bench_ray_batching` returns)."""
     ratios = [b / o for b, o in zip(base_times, our_times)]
     return {"name": name, "preset": preset, "device": device, "baseline_s": statistics.median(base_times),
             "ours_s": statistics.median(our_times), "ratio": statistics.median(ratios), "ratio_min": min(ratios),

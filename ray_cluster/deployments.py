@@ -251,9 +251,8 @@ class _Replica:
         from core import TextOptions
         from ray_cluster.local import check_options
 
-        options = check_options(options, TextOptions)
-        args = dict(visual_codes=list(visual_codes), kinds=list(kinds), questions=list(questions), options=options,
-                    seed=seed)
+        args = dict(visual_codes=list(visual_codes), kinds=list(kinds), questions=list(questions),
+                    options=check_options(options, TextOptions), seed=seed)
         outcome, value = await self.understand_batch(_Call(model, request, args))
         if outcome == "error":
             raise value
