@@ -25,7 +25,6 @@ from core.lazy import lazy_exports
 _EXPORTS = {
     "connect": "ray_cluster.cluster",
     "shutdown": "ray_cluster.cluster",
-    "dashboard_url": "ray_cluster.cluster",
     "ClusterConfig": "ray_cluster.config",
     "ModelConfig": "ray_cluster.config",
     "PoolConfig": "ray_cluster.config",
@@ -42,7 +41,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from ray_cluster.bench import bench_ray_batching
-    from ray_cluster.cluster import connect, dashboard_url, shutdown
+    from ray_cluster.cluster import connect, shutdown
     from ray_cluster.config import ClusterConfig, ModelConfig, PoolConfig, load_config
     from ray_cluster.loading import build_backend
     from ray_cluster.local import LocalBackend

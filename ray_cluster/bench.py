@@ -76,18 +76,8 @@ def bench_ray_batching(
             backend.close()
         if started_ray:
             shutdown()
-    ratios = [b / o for b, o in pairs]
-    record = {
-        "name": f"ray_batching/understand{queries}",
-        "preset": preset,
-        "device": device,
-        "baseline_s": statistics.median(b for b, _ in pairs),
-        "ours_s": statistics.median(o for _, o in pairs),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "repeats": repeats,
-    }
+    base_times, our_times = zip(*pairs)
+    record = _record(f"ray_batching/understand{queries}", preset, device, base_times, our_times)
     if verbose:
         print(f"{record['name']}: one at a time {record['baseline_s']:.3f} s, concurrent {record['ours_s']:.3f} s, "
               f"{record['ratio']:.2f}x ({record['ratio_min']:.2f}-{record['ratio_max']:.2f}, {device})")
@@ -195,20 +185,23 @@ def bench_cross_job_batching(local, *, jobs: int = 8, repeats: int = 3, story_st
                 times.append(time.perf_counter() - started)
                 if not same(out, expected):
                     raise AssertionError(f"{name}: a run gave other results than the jobs one after another")
-        ratios = [b / o for b, o in zip(base_times, our_times)]
-        record = {
-            "name": name, "preset": preset, "device": str(local.device),
-            "baseline_s": statistics.median(base_times), "ours_s": statistics.median(our_times),
-            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "repeats": repeats, "detail": None,
-        }
+        record = {**_record(name, preset, str(local.device), base_times, our_times), "detail": None}
         if scheduler.forwards > forwards:
             record["detail"] = f"{(scheduler.rows_run - rows) / (scheduler.forwards - forwards):.1f} rows per forward"
         records.append(record)
         if verbose:
             print(f"{name:24s} one after another {record['baseline_s']:.3f} s, concurrent {record['ours_s']:.3f} s, "
-                  f"{record['ratio']:.2f}x (ABAB x{repeats}: {min(ratios):.2f}-{max(ratios):.2f})", flush=True)
+                  f"{record['ratio']:.2f}x (ABAB x{repeats}: {record['ratio_min']:.2f}-{record['ratio_max']:.2f})",
+                  flush=True)
     return records
+
+
+def _record(name: str, preset: str, device: str, base_times, our_times) -> dict:
+    """The benchmark record of paired timings (the fields `bench_ray_batching` returns)."""
+    ratios = [b / o for b, o in zip(base_times, our_times)]
+    return {"name": name, "preset": preset, "device": device, "baseline_s": statistics.median(base_times),
+            "ours_s": statistics.median(our_times), "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "repeats": len(ratios)}
 
 
 def _same(a, b) -> bool:

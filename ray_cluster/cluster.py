@@ -77,13 +77,3 @@ def shutdown() -> None:
     if _record is not None:
         _record.close()
         _record = None
-
-
-def dashboard_url() -> str | None:
-    """The dashboard address of the connected Ray (None when not connected or it has no dashboard)."""
-    import ray
-
-    if not ray.is_initialized():
-        return None
-    url = ray.init(ignore_reinit_error=True).dashboard_url
-    return f"http://{url}" if url and not url.startswith("http") else (url or None)

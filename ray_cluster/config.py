@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MODEL = "default"
-FAMILIES = ("showo", "showo2")  # the model families a backend exists for (`ray_cluster.loading.BACKENDS`)
+FAMILIES = ("showo", "showo2")  # the model families a backend exists for (`ray_cluster.loading.build_backend`)
 
 
 @dataclass(kw_only=True)

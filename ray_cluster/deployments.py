@@ -27,6 +27,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from typing import Any, Callable
 
 import numpy as np
@@ -118,12 +119,8 @@ class _Replica:
         self.catalog, self.config, self.factory = catalog, pool, factory
         self.batch_generation = batch_generation
         self.name = f"{self.pool}/{serve.get_replica_context().replica_id.unique_id}"
-        self.device = {}
-        for name, model in catalog.items():
-            device = model.device
-            if device == "auto":
-                device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-            self.device[name] = device
+        auto = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+        self.device = {name: auto if model.device == "auto" else model.device for name, model in catalog.items()}
         self.metrics = WorkerMetrics(self.pool, self.name)
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.generation_threads = ThreadPoolExecutor(max_workers=pool.max_ongoing_requests,
@@ -235,11 +232,9 @@ class _Replica:
 
         def job():
             progress, should_stop = self._hooks([request])
+            hooks = dict(progress=progress, should_stop=should_stop) if interactive else {}
             started = time.perf_counter()
-            if interactive:
-                out = method(*args, progress=progress, should_stop=should_stop, **kwargs)
-            else:
-                out = method(*args, **kwargs)
+            out = method(*args, **hooks, **kwargs)
             self.metrics.model_call(op, 0 if shared else 1, time.perf_counter() - started, tokens(out),
                                     request.steps, model=model.name)
             return out
@@ -256,9 +251,8 @@ class _Replica:
         from core import TextOptions
         from ray_cluster.local import check_options
 
-        options = check_options(options, TextOptions)
-        args = dict(visual_codes=list(visual_codes), kinds=list(kinds), questions=list(questions), options=options,
-                    seed=seed)
+        args = dict(visual_codes=list(visual_codes), kinds=list(kinds), questions=list(questions),
+                    options=check_options(options, TextOptions), seed=seed)
         outcome, value = await self.understand_batch(_Call(model, request, args))
         if outcome == "error":
             raise value
@@ -284,10 +278,8 @@ class _Replica:
         from workflows.errors import Cancelled
 
         merged = {name: [x for c in calls for x in c.args[name]] for name in ("visual_codes", "kinds", "questions")}
-        rows, start = [], 0  # the batch rows [start, end) of each call
-        for c in calls:
-            rows.append((start, start + len(c.args["visual_codes"])))
-            start = rows[-1][1]
+        ends = list(accumulate(len(c.args["visual_codes"]) for c in calls))
+        rows = list(zip([0, *ends], ends))  # the batch rows [start, end) of each call
         progress, should_stop = self._hooks([c.request for c in calls], rows)
         started = time.perf_counter()
         texts, ids = calls[0].model.backend.understand_ids(

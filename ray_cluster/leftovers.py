@@ -12,6 +12,7 @@ Linux only (`/proc`); elsewhere recording and stopping do nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -153,8 +154,7 @@ def stop_leftovers(path: Path, grace_s: float = 3.0) -> list[ProcessId]:
     while any(same_process(p) for p in alive) and time.monotonic() < deadline:
         time.sleep(0.05)
     for proc in alive:
-        if same_process(proc):
-            _signal(proc, signal.SIGKILL)
+        _signal(proc, signal.SIGKILL)
     if alive:
         log.info("stopped %d process(es) a killed embedded Ray left behind: %s", len(alive),
                  ", ".join(f"{p.pid} {p.name}" for p in alive))
@@ -164,7 +164,5 @@ def stop_leftovers(path: Path, grace_s: float = 3.0) -> list[ProcessId]:
 
 def _signal(proc: ProcessId, sig: int) -> None:
     if same_process(proc):  # checked right before: never a pid the system gave to someone else
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, sig)
-        except ProcessLookupError:
-            pass

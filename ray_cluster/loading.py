@@ -32,14 +32,12 @@ def build_backend(model: ModelConfig, device: str, factory: PipelineFactory | st
     """The backend of `model.family` (`LocalBackend` for Show-o, `Showo2Backend` for Show-o2) on the pipeline
     `load_pipeline` builds: the one place that maps a family to its backend."""
     if model.family == "showo2":
-        from ray_cluster.showo2_backend import Showo2Backend
-
-        return Showo2Backend(load_pipeline(model, device, factory))
-    if model.family != "showo":
+        from ray_cluster.showo2_backend import Showo2Backend as backend
+    elif model.family == "showo":
+        from ray_cluster.local import LocalBackend as backend
+    else:
         raise ValueError(f"model.family must be 'showo' or 'showo2', got {model.family!r}")
-    from ray_cluster.local import LocalBackend
-
-    return LocalBackend(load_pipeline(model, device, factory))
+    return backend(load_pipeline(model, device, factory))
 
 
 def load_pipeline(model: ModelConfig, device: str, factory: PipelineFactory | str | None = None):
@@ -64,18 +62,11 @@ def load_pipeline(model: ModelConfig, device: str, factory: PipelineFactory | st
         return _load_showo2(model, device)
     if not model.tokenizer or not model.text_tokenizer:
         raise ValueError(f"model.showo is {model.showo!r}: model.tokenizer and model.text_tokenizer must be set too")
-    import torch
-
     from model import ShowoPipeline
 
-    dtype = None
-    if model.dtype is not None:
-        if model.dtype not in _DTYPES:
-            raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {model.dtype!r}")
-        dtype = getattr(torch, _DTYPES[model.dtype])
     return ShowoPipeline.from_pretrained(
         model.showo, model.tokenizer, model.text_tokenizer,
-        video_tokenizer_path=model.video_tokenizer, dtype=dtype, device=device, eager=model.eager,
+        video_tokenizer_path=model.video_tokenizer, dtype=_dtype(model.dtype), device=device, eager=model.eager,
     )
 
 
@@ -83,13 +74,18 @@ def _load_showo2(model: ModelConfig, device: str):
     if not model.vae or not model.text_tokenizer:
         raise ValueError(f"model.family is 'showo2' with model.showo {model.showo!r}: model.vae and "
                          "model.text_tokenizer must be set too")
-    import torch
-
     from model import Showo2Pipeline
 
-    dtype = torch.float32
-    if model.dtype is not None:
-        if model.dtype not in _DTYPES:
-            raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {model.dtype!r}")
-        dtype = getattr(torch, _DTYPES[model.dtype])
-    return Showo2Pipeline.from_pretrained(model.showo, model.vae, model.text_tokenizer, dtype=dtype, device=device)
+    return Showo2Pipeline.from_pretrained(model.showo, model.vae, model.text_tokenizer,
+                                          dtype=_dtype(model.dtype or "float32"), device=device)
+
+
+def _dtype(name: str | None):
+    """The torch dtype `model.dtype` names (None passes through)."""
+    if name is None:
+        return None
+    if name not in _DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {name!r}")
+    import torch
+
+    return getattr(torch, _DTYPES[name])

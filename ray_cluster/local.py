@@ -1,24 +1,23 @@
 """`LocalBackend`: the workflow `Backend` operations (`workflows.backend.OPS`) run in this process on a
-`ShowoPipeline` (no Ray).
+`ShowoPipeline` (no Ray); `PipelineBackend` is what it shares with `Showo2Backend`.
 
 Every operation is a thin translation onto one pipeline entry point: the explicit seed becomes a `torch.Generator`,
 the options dataclass is handed to the pipeline as it is, progress events pass through unchanged (decoded frames
-become uint8 arrays, `pixel_progress`), the sampler's
-`Cancelled` becomes the workflow one, and results come back as CPU tensors. The algorithms (mask to token grid,
-the extrapolation windows, temporal autoregression, storyboard replay) live in the pipeline. The Serve replicas wrap
-exactly this class, so a graph gives the same output in-process and on a cluster.
+become uint8 arrays, `pixel_progress`), the sampler's `Cancelled` becomes the workflow one, and results come back as
+CPU tensors. The algorithms (mask to token grid, the extrapolation windows, temporal autoregression, storyboard
+replay) live in the pipeline. The Serve replicas wrap exactly this class, so a graph gives the same output
+in-process and on a cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
-from model.pipelines import ShowoPipeline
 from model.pipelines import StoryHistoryItem as PipelineStoryItem
 from model.pipelines.common import make_generator
 from model.sampling import UNKNOWN
@@ -65,13 +64,21 @@ def pixel_progress(progress: ProgressFn | None) -> ProgressFn | None:
         return None
 
     def report(event: Progress) -> None:
-        if event.frames is not None and torch.is_tensor(event.frames):
+        if torch.is_tensor(event.frames):
             from tokenizers3d.video_read import to_uint8_frames
 
             event = replace(event, frames=to_uint8_frames(event.frames))
         progress(event)
 
     return report
+
+
+def history_ids(item: Any, encode: Callable[[str], list[int]]) -> list[int]:
+    """The caption ids of a storyboard history item (`encode(caption)` when it has none); ValueError for anything
+    but a `StoryHistoryItem`."""
+    if not isinstance(item, StoryHistoryItem):
+        raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
+    return [int(i) for i in (item.caption_ids if item.caption_ids is not None else encode(item.caption))]
 
 
 @contextlib.contextmanager
@@ -83,7 +90,40 @@ def workflow_errors() -> Iterator[None]:
         raise Cancelled(str(err)) from err
 
 
-class LocalBackend:
+class PipelineBackend:
+    """What the in-process backends share: their pipeline, the media readers (sized as `info()` says) and
+    `understand` (`understand_ids` without the ids)."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+
+    # ------------------------------------------------------------------------------------------ media I/O
+    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
+                   size: int | None = None) -> torch.Tensor:
+        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + r*k`, square at `size` (None: the model's)."""
+        from tokenizers3d import read_video
+
+        check_exists(uri)
+        info = self.info()
+        return read_video(uri, fps=fps, num_frames=num_frames, snap_to=info.temporal_downsample,
+                          size=size or info.image_size).frames
+
+    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
+        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
+        height, width = self.info().image_size
+        if size is None and height != width:
+            raise ValueError(f"the model works at {height}x{width}; give size= (load_image makes square images)")
+        return read_image(uri, size or height)
+
+    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
+                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
+        """One answer per (visual, question), decoded as one batch. Greedy answers (`top_k=1`) depend neither on
+        the seed nor on which other queries share the batch."""
+        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
+                                   should_stop=should_stop)[0]
+
+
+class LocalBackend(PipelineBackend):
     """The `Backend` operations on one in-process `ShowoPipeline`.
 
     Args:
@@ -91,9 +131,6 @@ class LocalBackend:
             is only read); with a `StepScheduler` as the pipeline's `block_runner` (`with_block_runner`), their
             MaskGIT steps share forwards.
     """
-
-    def __init__(self, pipeline: ShowoPipeline) -> None:
-        self.pipeline = pipeline
 
     def with_block_runner(self, runner) -> "LocalBackend":
         """This backend on a copy of its pipeline (the same model) whose MaskGIT blocks run through `runner`: a
@@ -107,24 +144,6 @@ class LocalBackend:
 
     def info(self) -> ModelInfo:
         return self.pipeline.info()
-
-    # ------------------------------------------------------------------------------------------ media I/O
-    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
-                   size: int | None = None) -> torch.Tensor:
-        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + r*k`, square at `size` (None: the model's)."""
-        from tokenizers3d import read_video
-
-        check_exists(uri)
-        clip = read_video(uri, fps=fps, num_frames=num_frames, snap_to=self.pipeline.temporal_downsample,
-                          size=size or tuple(self.pipeline.image_size))
-        return clip.frames
-
-    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
-        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
-        height, width = self.pipeline.image_size
-        if size is None and height != width:
-            raise ValueError(f"the model works at {height}x{width}; give size= (load_image makes square images)")
-        return read_image(uri, size or height)
 
     # ------------------------------------------------------------------------------------------ tokenizer
     def encode_image(self, image, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
@@ -144,13 +163,6 @@ class LocalBackend:
         return self.pipeline.decode_video(as_codes(codes).to(self.device)).cpu()
 
     # ------------------------------------------------------------------------------------------ understanding
-    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
-                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
-        """One answer per (visual, question), decoded as one batch. Greedy answers (`top_k=1`) depend neither on
-        the seed nor on which other queries share the batch."""
-        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
-                                   should_stop=should_stop)[0]
-
     def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
         """`understand` that also returns the generated token ids: `(answers, ids)`."""
         with workflow_errors():
@@ -167,28 +179,19 @@ class LocalBackend:
         """Codes `(h, w)` of one image: text-to-image, or `known_codes` kept outside `regenerate` (a pixel or token
         mask for inpainting, `RandomTokens` for mask-free editing, drawn from the seed as `ShowoPipeline.edit`)."""
         generator = make_generator(seed, self.device)
-        tokens = self.image_tokens(known_codes, regenerate, generator)
-        return self.generate_image_rows([prompt], tokens, options, generator, progress, should_stop)[0]
-
-    def image_tokens(self, known_codes, regenerate, generator: torch.Generator) -> torch.Tensor:
-        """The `(1, h*w)` row of known codes and `UNKNOWN` that `generate_image` starts from."""
         if known_codes is None:
             if regenerate is not None:
                 raise ValueError("regenerate must be None without known_codes")
-            return torch.full((1, self.pipeline.num_image_tokens), UNKNOWN, dtype=torch.long)
-        if regenerate is None:
+            tokens = torch.full((1, self.pipeline.num_image_tokens), UNKNOWN, dtype=torch.long)
+        elif regenerate is None:
             raise ValueError("known_codes needs regenerate (a mask or RandomTokens); without it nothing is generated")
-        where = regenerate.fraction if isinstance(regenerate, RandomTokens) else regenerate
-        return self.pipeline.known_tokens(as_codes(known_codes), where, generator)
-
-    def generate_image_rows(self, prompts: list[str], tokens: torch.Tensor, options: ImageOptions,
-                            generator: torch.Generator, progress: ProgressFn | None = None,
-                            should_stop: StopFn | None = None) -> torch.Tensor:
-        """Codes `(B, h, w)` of one image per prompt from the token rows `(B, h*w)`, sampled from one generator."""
+        else:
+            where = regenerate.fraction if isinstance(regenerate, RandomTokens) else regenerate
+            tokens = self.pipeline.known_tokens(as_codes(known_codes), where, generator)
         with workflow_errors():
-            codes = self.pipeline.generate_image_codes(list(prompts), tokens, check_options(options, ImageOptions),
+            codes = self.pipeline.generate_image_codes([prompt], tokens, check_options(options, ImageOptions),
                                                        generator, progress, should_stop)
-        return codes.cpu()
+        return codes[0].cpu()
 
     def extrapolate_image(self, prompt: str, codes, direction: str, new_size: int | None = None, *,
                           options: ImageOptions, seed: int, progress: ProgressFn | None = None,
@@ -219,7 +222,8 @@ class LocalBackend:
     def storyboard_step(self, question: str, history: list[StoryHistoryItem], *, options: StoryOptions, seed: int,
                         progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> StoryHistoryItem:
         """The next (caption, keyframe) step after `history`, replayed from scratch (stateless)."""
-        items = [self._history_item(item) for item in history]
+        encode = self.pipeline.prompting.encode
+        items = [PipelineStoryItem(history_ids(item, encode), as_codes(item.codes)) for item in history]
         with workflow_errors():
             step = self.pipeline.storyboard_step(
                 question, items, options=check_options(options, StoryOptions),
@@ -227,12 +231,6 @@ class LocalBackend:
             )
         caption = self.pipeline.text_tokenizer.decode(step.caption_ids, skip_special_tokens=True).strip()
         return StoryHistoryItem(caption=caption, codes=step.codes.cpu(), caption_ids=tuple(int(i) for i in step.caption_ids))
-
-    def _history_item(self, item) -> PipelineStoryItem:
-        if not isinstance(item, StoryHistoryItem):
-            raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
-        ids = item.caption_ids if item.caption_ids is not None else self.pipeline.prompting.encode(item.caption)
-        return PipelineStoryItem(caption_ids=[int(i) for i in ids], codes=as_codes(item.codes))
 
 
 def check_exists(uri: str) -> None:

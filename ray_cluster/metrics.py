@@ -18,15 +18,6 @@ from collections import defaultdict
 
 BATCH_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 32]
 
-METRIC_NAMES = (
-    "show_studio_requests",
-    "show_studio_batch_size",
-    "show_studio_generated_tokens",
-    "show_studio_tokens_per_s",
-    "show_studio_maskgit_steps",
-    "show_studio_maskgit_steps_per_s",
-)
-
 
 class WorkerMetrics:
     """The metrics of one replica (call inside a replica: `ray.util.metrics` needs a connected worker)."""
@@ -81,7 +72,8 @@ class WorkerMetrics:
     def snapshot(self) -> dict:
         """The plain-number mirror of everything recorded so far."""
         return {
-            "metrics": list(METRIC_NAMES),
+            "metrics": [metric.info["name"] for metric in (self.requests, self.batch_size, self.tokens,
+                                                           self.tokens_per_s, self.steps, self.steps_per_s)],
             "requests": {f"{op}:{outcome}": n for (op, outcome), n in sorted(self._outcomes.items())},
             "requests_by_model": dict(self._models),
             "batch_sizes": {op: list(sizes) for op, sizes in self._batches.items()},

@@ -28,7 +28,6 @@ from ray_cluster.loading import PipelineFactory
 from workflows.backend import OPS, routed_ops
 
 POLL_S = 0.05  # how often a waiting caller checks should_stop and its deadline
-POOLS = ("tokenizer", "transformer")
 
 
 class PoolUnavailableError(RuntimeError):
@@ -77,7 +76,8 @@ class RayBackend:
         self.pools: dict[str, Pool] = {}
         self._deploying: dict[str, threading.Thread] = {}
         self._failed: dict[str, str] = {}
-        for kind, cls in zip(POOLS, (TokenizerReplica, TransformerReplica)):
+        for cls in (TokenizerReplica, TransformerReplica):
+            kind = cls.pool
             pool = getattr(self.config, kind)
             options = dict(name=kind, ray_actor_options={"num_cpus": pool.num_cpus, "num_gpus": pool.num_gpus},
                            max_ongoing_requests=pool.max_ongoing_requests)
@@ -108,7 +108,7 @@ class RayBackend:
         try:
             self.pools[kind].handle = serve.run(app, name=name, route_prefix=None)
         except Exception as err:  # the deployment failed (a replica could not start); callers learn why
-            self._failed[kind] = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            self._failed[kind] = _line(err, -1)
 
     def for_model(self, name: str) -> "RayBackend":
         """A view of the same pools whose every call runs on model `name` of the catalog."""
@@ -188,7 +188,7 @@ class RayBackend:
                 stream = handle.run.remote(op, args, kwargs)
                 return _await_stream(stream, op, pool, deadline, timeout, progress, should_stop)
             except (ActorDiedError, ActorUnavailableError) as err:
-                lost.append(_first_line(err))
+                lost.append(_line(err, 0))
                 if len(lost) > pool.config.retries or time.monotonic() >= deadline:
                     raise PoolUnavailableError(
                         f"{op} failed: the {pool.kind} pool's replica died {len(lost)} times ({lost[-1]})"
@@ -268,6 +268,7 @@ def _unwrap(err) -> BaseException:
     return cause if isinstance(cause, Exception) else err
 
 
-def _first_line(err: BaseException) -> str:
+def _line(err: BaseException, index: int) -> str:
+    """Line `index` of the error's message (its type's name when it has none)."""
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return text[index] if text else type(err).__name__

@@ -22,7 +22,7 @@ import torch
 
 from core import ImageOptions, ModelInfo, Progress, ProgressFn, StopFn, StoryOptions, TextOptions, VideoOptions
 from model.pipelines.common import make_generator
-from ray_cluster.local import check_exists, check_options, read_image, workflow_errors
+from ray_cluster.local import PipelineBackend, check_options, history_ids, workflow_errors
 from workflows.types import StoryHistoryItem
 
 TEMPORAL_DOWNSAMPLE = 4  # Wan2.1 VAE: 1 + 4k frames -> 1 + k latent frames
@@ -65,11 +65,8 @@ def _steps(progress: ProgressFn | None, task: str, stage: str):
     return lambda step, total: progress(Progress(task, stage, 1, 1, step, total))
 
 
-class Showo2Backend:
+class Showo2Backend(PipelineBackend):
     """The `Backend` operations on one in-process `Showo2Pipeline` (one thread at a time, as `LocalBackend`)."""
-
-    def __init__(self, pipeline) -> None:
-        self.pipeline = pipeline
 
     @property
     def device(self) -> torch.device:
@@ -86,20 +83,6 @@ class Showo2Backend:
                          fps=FPS, codebook_size=0, kinds=KINDS, max_positions=self.pipeline.max_positions,
                          positions=self.pipeline.sequence_positions(), understand_frames=VIDEO_FRAMES,
                          count_text_tokens=partial(count_tokens, self.pipeline.tokenizer))
-
-    # ------------------------------------------------------------------------------------------ media I/O
-    def load_video(self, uri: str, *, fps: float | None = None, num_frames: int | None = None,
-                   size: int | None = None) -> torch.Tensor:
-        """A clip `(3, T, H, W)` in [-1, 1], `T` snapped down to `1 + 4k`, square at `size` (None: the model's)."""
-        from tokenizers3d import read_video
-
-        check_exists(uri)
-        side = size or self.pipeline.resolution
-        return read_video(uri, fps=fps, num_frames=num_frames, snap_to=TEMPORAL_DOWNSAMPLE, size=(side, side)).frames
-
-    def load_image(self, uri: str, *, size: int | None = None) -> torch.Tensor:
-        """An image `(3, size, size)` in [-1, 1] (None: the model's size), resized and center-cropped."""
-        return read_image(uri, size or self.pipeline.resolution)
 
     # ------------------------------------------------------------------------------------------ VAE
     def encode_image(self, image, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None):
@@ -130,12 +113,6 @@ class Showo2Backend:
         return self.pipeline.decode(z.transpose(0, 1)[None].to(self.device))[0].cpu()
 
     # ------------------------------------------------------------------------------------------ understanding
-    def understand(self, visual_codes: list, kinds: list[str], questions: list[str], *, options: TextOptions,
-                   seed: int, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> list[str]:
-        """One answer per (visual, question), decoded as one cached batch."""
-        return self.understand_ids(visual_codes, kinds, questions, options=options, seed=seed, progress=progress,
-                                   should_stop=should_stop)[0]
-
     def understand_ids(self, visual_codes, kinds, questions, *, options, seed, progress=None, should_stop=None):
         """`understand` that also returns the generated token ids: `(answers, ids)`."""
         options = check_options(options, TextOptions)
@@ -166,31 +143,20 @@ class Showo2Backend:
     # ------------------------------------------------------------------------------------------ images
     def generate_image(self, prompt: str, known_codes=None, regenerate=None, *, options: ImageOptions, seed: int,
                        progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
-        """Latents `(C, h, w)` of one image following `prompt` (text-to-image only)."""
-        generator = make_generator(seed, self.device)
-        tokens = self.image_tokens(known_codes, regenerate, generator)
-        return self.generate_image_rows([prompt], tokens, options, generator, progress, should_stop)[0]
-
-    def image_tokens(self, known_codes, regenerate, generator: torch.Generator) -> torch.Tensor:
-        """The empty start row of text-to-image `(1, 0)` (the Ray worker batches rows); Show-o2 regenerates no part
-        of a given image, so `known_codes` raises ValueError."""
+        """Latents `(C, h, w)` of one image following `prompt` (text-to-image only: Show-o2 regenerates no part of
+        a given image, so `known_codes` raises ValueError)."""
         if known_codes is not None or regenerate is not None:
             raise ValueError("generate_image with known_codes/regenerate (inpainting, editing) is not supported by "
                              "Show-o2: it only generates whole images")
-        return torch.zeros(1, 0)
-
-    def generate_image_rows(self, prompts: list[str], tokens: torch.Tensor, options: ImageOptions,
-                            generator: torch.Generator, progress: ProgressFn | None = None,
-                            should_stop: StopFn | None = None) -> torch.Tensor:
-        """Latents `(B, C, h, w)`, one image per prompt, sampled from one generator."""
         options = check_options(options, ImageOptions)
         with workflow_errors():
-            z = self.pipeline.sample_image_latents(list(prompts), steps=options.steps,
-                                                   guidance_scale=options.guidance_scale, generator=generator,
+            z = self.pipeline.sample_image_latents([prompt], steps=options.steps,
+                                                   guidance_scale=options.guidance_scale,
+                                                   generator=make_generator(seed, self.device),
                                                    reference=options.reference,
                                                    progress=_steps(progress, "text_to_image", "image"),
                                                    should_stop=should_stop)
-        return z.float().cpu()
+        return z[0].float().cpu()
 
     def extrapolate_image(self, prompt: str, codes, direction: str, new_size: int | None = None, *,
                           options: ImageOptions, seed: int, progress: ProgressFn | None = None,
@@ -225,17 +191,11 @@ class Showo2Backend:
     def storyboard_step(self, question: str, history: list[StoryHistoryItem], *, options: StoryOptions, seed: int,
                         progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> StoryHistoryItem:
         """The next (caption, keyframe latents) step after `history`, replayed from scratch (stateless)."""
-        options = check_options(options, StoryOptions)
-        items = []
-        for item in history:
-            if not isinstance(item, StoryHistoryItem):
-                raise ValueError(f"history items must be StoryHistoryItem, got {type(item).__name__}")
-            ids = item.caption_ids
-            if ids is None:
-                from model.showo2.prompting import encode
+        from model.showo2.prompting import encode
 
-                ids = encode(self.pipeline.tokenizer, item.caption)
-            items.append(([int(i) for i in ids], _latents(item.codes)))
+        options = check_options(options, StoryOptions)
+        encode_caption = partial(encode, self.pipeline.tokenizer)
+        items = [(history_ids(item, encode_caption), _latents(item.codes)) for item in history]
         greedy = options.caption_top_k == 1
         with workflow_errors():
             step = self.pipeline.storyboard_step(
