@@ -234,7 +234,7 @@ class Resample(nn.Module):
         return x
 
 
-def _run(modules: nn.Module, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
+def _run(modules: list[nn.Module], x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
     for module in modules:
         if isinstance(module, CausalConv3d):
             x = module.stream(x, cache)
@@ -263,10 +263,7 @@ class Encoder3d(nn.Module):
         self.head = nn.Sequential(RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], 2 * config.z_dim, 3, padding=1))
 
     def forward(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
-        x = self.conv1.stream(x, cache)
-        for part in (self.downsamples, self.middle, self.head):
-            x = _run(part, x, cache)
-        return x
+        return _run([self.conv1, *self.downsamples, *self.middle, *self.head], x, cache)
 
 
 class Decoder3d(nn.Module):
@@ -291,10 +288,7 @@ class Decoder3d(nn.Module):
         self.head = nn.Sequential(RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], 3, 3, padding=1))
 
     def forward(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
-        x = self.conv1.stream(x, cache)
-        for part in (self.middle, self.upsamples, self.head):
-            x = _run(part, x, cache)
-        return x
+        return _run([self.conv1, *self.middle, *self.upsamples, *self.head], x, cache)
 
 
 # ----------------------------------------------------------------------------------------------- the VAE
