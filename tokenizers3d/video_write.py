@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import io
+import itertools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -67,11 +68,7 @@ def _x264_without_avx512() -> dict[str, str]:
         table = (_X264CpuName * 64).in_dll(x264, "x264_cpu_names")  # ends with an empty name
     except (OSError, AttributeError, TypeError, ValueError):
         return {}
-    flags = {}
-    for entry in table:
-        if not entry.name:
-            break
-        flags[entry.name] = entry.flags
+    flags = {entry.name: entry.flags for entry in itertools.takewhile(lambda entry: entry.name, table)}
     if b"AVX512" not in flags or b"AVX2" not in flags:
         return {}
     avx512 = flags[b"AVX512"] & ~flags[b"AVX2"]

@@ -319,11 +319,7 @@ class WanVAE(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str, *, device: str | torch.device = "cpu") -> "WanVAE":
-        """Load the released `Wan2.1_VAE.pth` (a file, or a folder holding it; local or an fsspec URL).
-
-        The base width and latent channels are read from the tensor shapes. Missing, unexpected or mis-shaped
-        keys raise one `ValueError` naming all of them.
-        """
+        """Load the released `Wan2.1_VAE.pth` (a file, or a folder holding it; see `load_wan_vae`)."""
         from tokenizers3d.wan_loading import load_wan_vae
 
         return load_wan_vae(path, device=device)
@@ -353,8 +349,7 @@ class WanVAE(nn.Module):
                              f"got {chunk.shape[2]}")
         out = self.conv1(self.encoder(chunk, cache))
         cache.chunks += 1
-        mu, logvar = out.chunk(2, dim=1)
-        return mu, logvar
+        return out.chunk(2, dim=1)  # (mu, logvar)
 
     def encode_distribution(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(mu, logvar)` of the posterior; mu normalised, logvar raw (as released)."""
