@@ -18,10 +18,10 @@ def swish(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
 
 
-def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+def group_norm(channels: int, groups: int, norm: type[nn.GroupNorm] = nn.GroupNorm) -> nn.GroupNorm:
     if channels % groups:
         raise ValueError(f"GroupNorm: {channels} channels are not divisible into {groups} groups")
-    return nn.GroupNorm(groups, channels, eps=NORM_EPS, affine=True)
+    return norm(groups, channels, eps=NORM_EPS, affine=True)
 
 
 def attention(x: torch.Tensor, q: nn.Module, k: nn.Module, v: nn.Module, proj_out: nn.Module) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from tokenizers3d.blocks import NORM_EPS, AttnBlock, swish
+from tokenizers3d.blocks import AttnBlock, group_norm, swish
 
 TimePad = Literal["replicate", "zeros"]
 Cache = dict[str, torch.Tensor]
@@ -120,12 +120,6 @@ class FrameGroupNorm(nn.GroupNorm):
         return unfold_time(super().forward(fold_time(x)), x.shape[0])
 
 
-def frame_group_norm(channels: int, groups: int) -> FrameGroupNorm:
-    if channels % groups:
-        raise ValueError(f"GroupNorm: {channels} channels are not divisible into {groups} groups")
-    return FrameGroupNorm(groups, channels, eps=NORM_EPS, affine=True)
-
-
 class FrameAttnBlock(AttnBlock):
     """The 2D attention block applied to each frame separately."""
 
@@ -139,9 +133,9 @@ class CausalResnetBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, groups: int, time_kernel: int, time_pad: TimePad) -> None:
         super().__init__()
         k = (time_kernel, 3, 3)
-        self.norm1 = frame_group_norm(in_channels, groups)
+        self.norm1 = group_norm(in_channels, groups, FrameGroupNorm)
         self.conv1 = CausalConv3d(in_channels, out_channels, k, time_pad=time_pad)
-        self.norm2 = frame_group_norm(out_channels, groups)
+        self.norm2 = group_norm(out_channels, groups, FrameGroupNorm)
         self.conv2 = CausalConv3d(out_channels, out_channels, k, time_pad=time_pad)
         if in_channels != out_channels:
             self.nin_shortcut = CausalConv3d(in_channels, out_channels, (1, 1, 1))

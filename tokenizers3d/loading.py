@@ -124,12 +124,13 @@ def _levels(state_dict: dict[str, torch.Tensor], prefix: str, base: int) -> tupl
 
 
 # ----------------------------------------------------------------------------------------- checking
-def check_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+def check_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint",
+                     architecture: str = "the tokenizer architecture") -> None:
     """Raise a ValueError naming every missing, unexpected and mis-shaped key."""
     lines = compare_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
                            {k: tuple(v.shape) for k, v in state_dict.items()}).lines()
     if lines:
-        raise ValueError(f"{source} does not match the tokenizer architecture:\n  " + "\n  ".join(lines))
+        raise ValueError(f"{source} does not match {architecture}:\n  " + "\n  ".join(lines))
 
 
 def _finish(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str, dtype, device):

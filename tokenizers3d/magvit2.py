@@ -134,31 +134,17 @@ class Decoder(nn.Module):
         return self.conv_out(swish(self.norm_out(h)))  # (B, 3, H, W)
 
 
-class MagvitV2(nn.Module):
-    """The image tokenizer: `encode` images to codes, `decode` codes to images."""
+class LFQTokenizer(nn.Module):
+    """What the image and video tokenizers share: the LFQ module, where the weights are, and saving.
 
-    def __init__(self, config: MagvitConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or MagvitConfig()
-        self.encoder = Encoder(self.config)
-        self.decoder = Decoder(self.config)
-        # The checkpoint stores the LFQ buffers under `quantize.*`, and `quantize` is also the public method;
-        # registering the module directly keeps both (attribute lookup finds the method first).
-        self._modules["quantize"] = lfq.LFQuantizer(self.config.latent_bits)
+    The checkpoint stores the LFQ buffers under `quantize.*`, and `quantize` is also the public method; a subclass
+    registers the module directly in `_modules` to keep both (attribute lookup finds the method first).
+    """
 
-    # -------------------------------------------------------------------------------------- properties
     @property
     def quantizer(self) -> lfq.LFQuantizer:
         """The module holding the LFQ buffers (`quantize` itself is the method)."""
         return self._modules["quantize"]
-
-    @property
-    def downsample_factor(self) -> int:
-        return self.config.downsample_factor
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
 
     @property
     def device(self) -> torch.device:
@@ -168,15 +154,40 @@ class MagvitV2(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Straight-through LFQ: latents `(B, bits, ...)` -> (`z_q` in {-1, +1}, codes `(B, ...)`)."""
+        return lfq.quantize(z)
+
+    def save_pretrained(self, path: str) -> None:
+        """Write `config.json` (kind and full architecture) and `model.safetensors` to a directory or fsspec URL."""
+        from tokenizers3d.loading import save_tokenizer
+
+        save_tokenizer(self, path)
+
+
+class MagvitV2(LFQTokenizer):
+    """The image tokenizer: `encode` images to codes, `decode` codes to images."""
+
+    def __init__(self, config: MagvitConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or MagvitConfig()
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+        self._modules["quantize"] = lfq.LFQuantizer(self.config.latent_bits)  # see `LFQTokenizer`
+
+    @property
+    def downsample_factor(self) -> int:
+        return self.config.downsample_factor
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
     # ----------------------------------------------------------------------------------------- modes
     def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
         """Images `(B, 3, H, W)` in [-1, 1] -> continuous latents `(B, bits, H/f, W/f)` (before LFQ)."""
         self._check_images(images)
         return self.encoder(images.to(self.dtype))
-
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Straight-through LFQ: latents `(B, bits, h, w)` -> (`z_q` in {-1, +1}, codes `(B, h, w)`)."""
-        return lfq.quantize(z)
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantised latents `(B, bits, h, w)` -> images `(B, 3, h*f, w*f)` (not clamped)."""
@@ -208,12 +219,6 @@ class MagvitV2(nn.Module):
         from tokenizers3d.loading import load_image_tokenizer
 
         return load_image_tokenizer(path, dtype=dtype, device=device, config=config)
-
-    def save_pretrained(self, path: str) -> None:
-        """Write `config.json` (with the full architecture) and `model.safetensors` to a directory or fsspec URL."""
-        from tokenizers3d.loading import save_tokenizer
-
-        save_tokenizer(self, path)
 
 
 # ------------------------------------------------------------------------------------------- presets

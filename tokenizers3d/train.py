@@ -95,14 +95,12 @@ class _FileSource:
         import fsspec
 
         self.fs, root = fsspec.core.url_to_fs(path)
-        self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         self.files = sorted(p for p in self.fs.find(root) if p.lower().endswith(suffixes))
         if not self.files:
             raise ValueError(f"data source {path!r} holds no files ending in {', '.join(suffixes)}")
 
     def url(self, gen: torch.Generator) -> str:
-        path = self.files[int(torch.randint(len(self.files), (1,), generator=gen))]
-        return path if self.protocol in ("file", "local") else f"{self.protocol}://{path}"
+        return _url(self.fs, self.files[int(torch.randint(len(self.files), (1,), generator=gen))])
 
 
 def build_sampler(data: DictConfig):
@@ -220,9 +218,7 @@ def _checkpoint_dirs(output_dir: str):
 def latest_checkpoint(output_dir: str) -> str | None:
     """The newest complete checkpoint folder under `output_dir`, or None."""
     fs, _, found = _checkpoint_dirs(output_dir)
-    if not found:
-        return None
-    return _url(fs, found[-1][1])
+    return _url(fs, found[-1][1]) if found else None
 
 
 def _url(fs, path: str) -> str:

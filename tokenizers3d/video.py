@@ -23,21 +23,21 @@ from torch import nn
 
 from core.frames import is_added_length, is_clip_length, latent_frames, pad_frames, snap_frames
 from tokenizers3d import lfq
-from tokenizers3d.blocks import swish
+from tokenizers3d.blocks import group_norm, swish
 from tokenizers3d.causal3d import (
     Cache,
     CausalConv3d,
     CausalMidBlock,
     CausalResnetBlock,
+    FrameGroupNorm,
     SpatialDownsample3d,
     SpatialUpsample3d,
     TimeDownsample2x,
     TimePad,
     TimeUpsample2x,
     assign_cache_keys,
-    frame_group_norm,
 )
-from tokenizers3d.magvit2 import MagvitConfig, MagvitV2, magvit2_released, magvit2_tiny
+from tokenizers3d.magvit2 import LFQTokenizer, MagvitConfig, MagvitV2, magvit2_released, magvit2_tiny
 
 PAD_POLICIES = ("replicate_last",)
 
@@ -119,7 +119,7 @@ class VideoEncoder(nn.Module):
                 stage.time_downsample = TimeDownsample2x(block_in, pad)
             self.down.append(stage)
         self.mid = CausalMidBlock(block_in, groups, kt, pad)
-        self.norm_out = frame_group_norm(block_in, groups)
+        self.norm_out = group_norm(block_in, groups, FrameGroupNorm)
         self.conv_out = CausalConv3d(block_in, img.latent_bits, (kt, 3, 3), time_pad=pad)
         self.quant_conv = CausalConv3d(img.latent_bits, img.latent_bits, (1, 1, 1))
 
@@ -158,7 +158,7 @@ class VideoDecoder(nn.Module):
             if level in time_levels:
                 stage.time_upsample = TimeUpsample2x(block_in, pad)
         self.up = nn.ModuleList(stages)
-        self.norm_out = frame_group_norm(block_in, groups)
+        self.norm_out = group_norm(block_in, groups, FrameGroupNorm)
         self.conv_out = CausalConv3d(block_in, img.in_channels, (kt, 3, 3), time_pad=pad)
 
     def forward(self, z: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
@@ -175,7 +175,7 @@ class VideoDecoder(nn.Module):
         return self.conv_out(swish(self.norm_out(h)), cache)  # (B, 3, T, H, W)
 
 
-class VideoMagvit(nn.Module):
+class VideoMagvit(LFQTokenizer):
     """The causal video tokenizer: `encode` videos to codes, `decode` codes to videos, or stream them by chunks."""
 
     def __init__(self, config: VideoMagvitConfig | None = None) -> None:
@@ -183,14 +183,8 @@ class VideoMagvit(nn.Module):
         self.config = config or VideoMagvitConfig()
         self.encoder = VideoEncoder(self.config)
         self.decoder = VideoDecoder(self.config)
-        self._modules["quantize"] = lfq.LFQuantizer(self.config.image.latent_bits)  # see MagvitV2.__init__
+        self._modules["quantize"] = lfq.LFQuantizer(self.config.image.latent_bits)  # see `LFQTokenizer`
         assign_cache_keys(self)
-
-    # -------------------------------------------------------------------------------------- properties
-    @property
-    def quantizer(self) -> lfq.LFQuantizer:
-        """The module holding the LFQ buffers (`quantize` itself is the method)."""
-        return self._modules["quantize"]
 
     @property
     def downsample_factor(self) -> int:
@@ -203,14 +197,6 @@ class VideoMagvit(nn.Module):
     @property
     def codebook_size(self) -> int:
         return self.config.image.codebook_size
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
 
     def num_latent_frames(self, num_frames: int) -> int:
         """Latent frames of a `1 + r*k`-frame video (`1 + k`); raises for other counts."""
@@ -232,10 +218,6 @@ class VideoMagvit(nn.Module):
         """
         video = self._prepare_video(video, pad)
         return self.encoder(video.to(self.dtype))
-
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Straight-through LFQ: latents `(B, bits, t, h, w)` -> (`z_q` in {-1, +1}, codes `(B, t, h, w)`)."""
-        return lfq.quantize(z)
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantised latents `(B, bits, t, h, w)` -> video `(B, 3, 1 + r*(t-1), h*f, w*f)`, not clamped."""
@@ -337,12 +319,6 @@ class VideoMagvit(nn.Module):
         from tokenizers3d.loading import load_video_tokenizer
 
         return load_video_tokenizer(path, dtype=dtype, device=device)
-
-    def save_pretrained(self, path: str) -> None:
-        """Write `config.json` (kind "video", full architecture) and `model.safetensors`."""
-        from tokenizers3d.loading import save_tokenizer
-
-        save_tokenizer(self, path)
 
 
 def inflate_into(video: VideoMagvit, image: MagvitV2) -> None:

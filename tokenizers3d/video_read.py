@@ -35,7 +35,6 @@ __all__ = [
     "from_uint8_frames",
     "read_video",
     "to_uint8_frames",
-    "valid_frame_count",
 ]
 
 VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
@@ -76,14 +75,6 @@ class VideoClip:
 
 
 # ----------------------------------------------------------------------------------------- pure helpers
-
-
-def valid_frame_count(n: int, temporal_downsample: int = 4) -> int:
-    """Largest ``1 + k * temporal_downsample`` that is ``<= n``: a frame count the causal video tokenizer
-    accepts (the first frame alone, then one latent frame per ``temporal_downsample`` frames)."""
-    if n < 1 or temporal_downsample < 1:
-        raise ValueError(f"need n >= 1 and temporal_downsample >= 1, got n={n}, {temporal_downsample=}")
-    return snap_frames(n, temporal_downsample)
 
 
 def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
@@ -132,7 +123,7 @@ def _select_frames(
         available = _nearest(timestamps, targets)
     count = len(available) if num_frames is None else num_frames
     if snap_to is not None:
-        count = valid_frame_count(count, snap_to)
+        count = snap_frames(count, snap_to)
     if count > len(available):
         at = "" if fps is None else f" at {fps:g} fps"
         raise VideoReadError(f"{name}: asked for {count} frames{at} but the video gives only {len(available)}")
@@ -344,7 +335,7 @@ def read_video(
         num_frames: exactly this many frames: the first ones of the ``fps`` grid, or spread uniformly over
             the whole video when ``fps`` is None. None takes every sample.
         snap_to: snap the frame count down to ``1 + k * snap_to`` before sampling (``snap_to=4`` gives the
-            1+4k counts the causal video tokenizer accepts; see ``valid_frame_count``). None: no snapping.
+            1+4k counts the causal video tokenizer accepts; see ``core.frames.snap_frames``). None: no snapping.
         size: an int resizes the short side (bicubic, antialiased) and center-crops ``size x size``;
             ``(H, W)`` resizes to cover ``H x W`` and center-crops to it; None keeps the source size.
         backend: ``"auto"`` decodes with decord and falls back to PyAV when decord is missing or fails;

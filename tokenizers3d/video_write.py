@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import io
+import itertools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.files import atomic_write, write_bytes
 from tokenizers3d.video_read import to_uint8_frames
 
 __all__ = ["as_uint8_image", "as_uint8_video", "write_gif", "write_image", "write_video"]
@@ -45,13 +47,6 @@ def as_uint8_image(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return as_uint8_video(np.asarray(image.cpu() if isinstance(image, torch.Tensor) else image)[None])[0]
 
 
-def _write_bytes(path_or_url: str | os.PathLike, data: bytes) -> str:
-    from core.files import write_bytes
-
-    write_bytes(path_or_url, data)  # a temporary file renamed into place: readers never see half a file
-    return os.fspath(path_or_url)
-
-
 @functools.cache
 def _x264_without_avx512() -> dict[str, str]:
     """The libx264 option that keeps its output a function of the frames alone: x264's own CPU detection less
@@ -73,11 +68,7 @@ def _x264_without_avx512() -> dict[str, str]:
         table = (_X264CpuName * 64).in_dll(x264, "x264_cpu_names")  # ends with an empty name
     except (OSError, AttributeError, TypeError, ValueError):
         return {}
-    flags = {}
-    for entry in table:
-        if not entry.name:
-            break
-        flags[entry.name] = entry.flags
+    flags = {entry.name: entry.flags for entry in itertools.takewhile(lambda entry: entry.name, table)}
     if b"AVX512" not in flags or b"AVX2" not in flags:
         return {}
     avx512 = flags[b"AVX512"] & ~flags[b"AVX2"]
@@ -134,8 +125,6 @@ def write_video(
         raise ValueError(f"fps must be positive, got {fps}")
     t, h, w, _ = video.shape
     video = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    from core.files import atomic_write
-
     fmt = None if Path(os.fspath(path_or_url)).suffix else "mp4"
     # Encoded into a local temporary file with the target's suffix (the MP4 muxer seeks back to move the index to
     # the front, so it needs a real file), then renamed into place or uploaded whole.
@@ -165,7 +154,8 @@ def write_gif(path_or_url: str | os.PathLike, frames: torch.Tensor | np.ndarray,
     images = [Image.fromarray(frame) for frame in video]
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-    return _write_bytes(path_or_url, buf.getvalue())
+    write_bytes(path_or_url, buf.getvalue())
+    return os.fspath(path_or_url)
 
 
 def write_image(path_or_url: str | os.PathLike, image: torch.Tensor | np.ndarray) -> str:
@@ -184,4 +174,5 @@ def write_image(path_or_url: str | os.PathLike, image: torch.Tensor | np.ndarray
     fmt = Image.registered_extensions().get(suffix, "PNG")
     buf = io.BytesIO()
     Image.fromarray(as_uint8_image(image)).save(buf, format=fmt)
-    return _write_bytes(path_or_url, buf.getvalue())
+    write_bytes(path_or_url, buf.getvalue())
+    return os.fspath(path_or_url)

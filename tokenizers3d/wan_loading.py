@@ -12,8 +12,7 @@ import os
 
 import torch
 
-from core.checkpoints import compare_shapes
-from tokenizers3d.loading import read_weights
+from tokenizers3d.loading import check_state_dict, read_weights
 from tokenizers3d.wan_vae import WanVAE, WanVAEConfig, wan21_vae
 
 WAN_VAE_FILES = ("Wan2.1_VAE.pth", "wan2.1_vae.pth", "Wan2.1_VAE.safetensors", "diffusion_pytorch_model.safetensors")
@@ -66,15 +65,6 @@ def infer_wan_config(state: dict[str, torch.Tensor]) -> WanVAEConfig:
     )
 
 
-def check_wan_state_dict(model: WanVAE, state: dict[str, torch.Tensor]) -> None:
-    """Raise one `ValueError` naming every missing, unexpected and mis-shaped key."""
-    lines = compare_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
-                           {k: tuple(v.shape) for k, v in state.items()}).lines()
-    if lines:
-        raise ValueError("the state dict does not match the Wan2.1 VAE (base width "
-                         f"{model.config.base_dim}):\n  " + "\n  ".join(lines))
-
-
 def load_wan_vae(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> WanVAE:
     """Load the released Wan2.1 VAE weights (see the module docstring)."""
     fs, file = _locate(path)
@@ -82,7 +72,7 @@ def load_wan_vae(path: str | os.PathLike, *, device: str | torch.device = "cpu")
     config = infer_wan_config(state)
     with torch.device("meta"):
         model = WanVAE(config)
-    check_wan_state_dict(model, state)
+    check_state_dict(model, state, "the state dict", f"the Wan2.1 VAE (base width {config.base_dim})")
     model.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
     model.reset_tables()
     return model.to(device).eval()

@@ -234,7 +234,7 @@ class Resample(nn.Module):
         return x
 
 
-def _run(modules: nn.Module, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
+def _run(modules: list[nn.Module], x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
     for module in modules:
         if isinstance(module, CausalConv3d):
             x = module.stream(x, cache)
@@ -263,10 +263,7 @@ class Encoder3d(nn.Module):
         self.head = nn.Sequential(RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], 2 * config.z_dim, 3, padding=1))
 
     def forward(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
-        x = self.conv1.stream(x, cache)
-        for part in (self.downsamples, self.middle, self.head):
-            x = _run(part, x, cache)
-        return x
+        return _run([self.conv1, *self.downsamples, *self.middle, *self.head], x, cache)
 
 
 class Decoder3d(nn.Module):
@@ -291,10 +288,7 @@ class Decoder3d(nn.Module):
         self.head = nn.Sequential(RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], 3, 3, padding=1))
 
     def forward(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
-        x = self.conv1.stream(x, cache)
-        for part in (self.middle, self.upsamples, self.head):
-            x = _run(part, x, cache)
-        return x
+        return _run([self.conv1, *self.middle, *self.upsamples, *self.head], x, cache)
 
 
 # ----------------------------------------------------------------------------------------------- the VAE
@@ -325,11 +319,7 @@ class WanVAE(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str, *, device: str | torch.device = "cpu") -> "WanVAE":
-        """Load the released `Wan2.1_VAE.pth` (a file, or a folder holding it; local or an fsspec URL).
-
-        The base width and latent channels are read from the tensor shapes. Missing, unexpected or mis-shaped
-        keys raise one `ValueError` naming all of them.
-        """
+        """Load the released `Wan2.1_VAE.pth` (a file, or a folder holding it; see `load_wan_vae`)."""
         from tokenizers3d.wan_loading import load_wan_vae
 
         return load_wan_vae(path, device=device)
@@ -359,8 +349,7 @@ class WanVAE(nn.Module):
                              f"got {chunk.shape[2]}")
         out = self.conv1(self.encoder(chunk, cache))
         cache.chunks += 1
-        mu, logvar = out.chunk(2, dim=1)
-        return mu, logvar
+        return out.chunk(2, dim=1)  # (mu, logvar)
 
     def encode_distribution(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(mu, logvar)` of the posterior; mu normalised, logvar raw (as released)."""

@@ -89,22 +89,29 @@ def _video_source(g: Graph) -> Node:
     return g.add(encode_video, video=video)
 
 
+def _video_question(name: str, doc: str, output: str, **question_default: str) -> Graph:
+    g = Graph(name, doc=doc)
+    codes = _video_source(g)
+    question = g.input("question", Text, **question_default)
+    options = g.input("options", TextOptions, default=TextOptions())
+    g.output(output, g.add(understand, codes=codes, question=question, options=options))
+    return g
+
+
 def caption() -> Graph:
     """Caption a video. Inputs: `uri`, `question` (default: a captioning question), `fps`, `num_frames`.
     Outputs: `caption`, `frames` (the clip the model saw)."""
-    g = Graph("caption", doc="caption a video")
-    codes = _video_source(g)
-    question = g.input("question", Text, default=DEFAULT_CAPTION_QUESTION)
-    g.output("caption", g.add(understand, codes=codes, question=question, options=_text_options(g)))
-    return g
+    return _video_question("caption", "caption a video", "caption", default=DEFAULT_CAPTION_QUESTION)
 
 
 def qa() -> Graph:
     """Answer a question about a video. Inputs: `uri`, `question`, `fps`, `num_frames`. Outputs: `answer`, `frames`."""
-    g = Graph("qa", doc="answer a question about a video")
-    codes = _video_source(g)
-    question = g.input("question", Text)
-    g.output("answer", g.add(understand, codes=codes, question=question, options=_text_options(g)))
+    return _video_question("qa", "answer a question about a video", "answer")
+
+
+def _video_result(g: Graph, codes: Node) -> Graph:
+    g.output("video", g.add(decode_video, codes=codes))
+    g.output("codes", codes)
     return g
 
 
@@ -114,9 +121,7 @@ def t2v() -> Graph:
     codes = g.add(text_to_video, prompt=g.input("prompt", Text),
                   num_frames=g.input("num_frames", int, default=CLIP_FRAMES),
                   options=g.input("options", VideoOptions, default=VideoOptions()))
-    g.output("video", g.add(decode_video, codes=codes))
-    g.output("codes", codes)
-    return g
+    return _video_result(g, codes)
 
 
 def continue_video() -> Graph:
@@ -127,9 +132,7 @@ def continue_video() -> Graph:
     codes = g.add(continue_video_step, prompt=g.input("prompt", Text), codes=given,
                   num_frames=g.input("new_frames", int, default=NEW_FRAMES),
                   options=g.input("options", VideoOptions, default=VideoOptions()))
-    g.output("video", g.add(decode_video, codes=codes))
-    g.output("codes", codes)
-    return g
+    return _video_result(g, codes)
 
 
 def t2i() -> Graph:
@@ -137,17 +140,11 @@ def t2i() -> Graph:
     g = Graph("t2i", doc="text to image")
     codes = g.add(text_to_image, prompt=g.input("prompt", Text),
                   options=g.input("options", ImageOptions, default=ImageOptions()))
-    g.output("image", g.add(decode_image, codes=codes))
-    g.output("codes", codes)
-    return g
+    return _image_result(g, codes)
 
 
 def _editing(g: Graph) -> Port:
     return g.input("options", ImageOptions, default=editing_options())
-
-
-def _text_options(g: Graph) -> Port:
-    return g.input("options", TextOptions, default=TextOptions())
 
 
 def _image_source(g: Graph) -> Node:

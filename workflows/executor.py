@@ -283,9 +283,7 @@ class _Run:
             status, error = "cancelled", "cancelled"
         else:
             status, error = "finished", None
-        outputs = {}
-        if status == "finished":
-            outputs = {name: self._value(port) for name, port in self.graph.outputs.items()}
+        outputs = {name: self._value(port) for name, port in self.graph.outputs.items()} if status == "finished" else {}
         self.emit(RunFinished, graph=self.graph.name, status=status, seconds=seconds, error=error,
                   steps_run=tuple(self.steps_run), steps_resumed=tuple(self.steps_resumed))
         result = RunResult(

@@ -178,16 +178,11 @@ class Graph:
     def order(self) -> list[str]:
         """The node names in a topological order (insertion order among independent nodes)."""
         self.validate()
-        done: list[str] = []
-        seen: set[str] = set()
-        pending = list(self.nodes)
-        while pending:
-            ready = [n for n in pending if self.nodes[n].upstream() <= seen]
-            for n in ready:
-                pending.remove(n)
-                seen.add(n)
-                done.append(n)
-        return done
+        order: list[str] = []
+        while len(order) < len(self.nodes):  # in waves: the nodes whose upstream nodes are all placed
+            placed = set(order)
+            order += [n for n, node in self.nodes.items() if n not in placed and node.upstream() <= placed]
+        return order
 
     def check_inputs(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The graph's inputs for one run: `values` checked against their types, defaults filled in."""

@@ -74,19 +74,15 @@ def graph_from_spec(spec: Mapping[str, Any]) -> Graph:
     """
     _expect(spec, dict, "spec")
     _no_unknown_keys(spec, _SPEC_KEYS, "spec")
-    name = spec.get("name")
-    _expect(name, str, "name")
-    doc = spec.get("doc", "")
-    _expect(doc, str, "doc")
+    name = _expect(spec.get("name"), str, "name")
+    doc = _expect(spec.get("doc", ""), str, "doc")
     graph = _at("name", lambda: Graph(name, doc=doc))
 
-    inputs = spec.get("inputs", {})
-    _expect(inputs, dict, "inputs")
+    inputs = _expect(spec.get("inputs", {}), dict, "inputs")
     for input_name, declared in inputs.items():
         _declare_input(graph, input_name, declared, f"inputs.{input_name}")
 
-    step_specs = spec.get("steps")
-    _expect(step_specs, list, "steps")
+    step_specs = _expect(spec.get("steps"), list, "steps")
     if not step_specs:
         raise GraphError("steps: a graph needs at least one step")
     # Place every node first, then bind: a spec may list its steps in any order.
@@ -97,14 +93,11 @@ def graph_from_spec(spec: Mapping[str, Any]) -> Graph:
         where = f"steps[{index}]"
         _expect(step_spec, dict, where)
         _no_unknown_keys(step_spec, _STEP_KEYS, where)
-        step_name = step_spec.get("step")
-        _expect(step_name, str, f"{where}.step")
+        step_name = _expect(step_spec.get("step"), str, f"{where}.step")
         if step_name not in STEPS and step_name != GATHER:
             raise GraphError(f"{where}.step: unknown step {step_name!r}; the steps are {sorted([*STEPS, GATHER])}")
-        node_name = step_spec.get("name", step_name)
-        _expect(node_name, str, f"{where}.name")
-        bindings = step_spec.get("inputs", {})
-        _expect(bindings, dict, f"{where}.inputs")
+        node_name = _expect(step_spec.get("name", step_name), str, f"{where}.name")
+        bindings = _expect(step_spec.get("inputs", {}), dict, f"{where}.inputs")
         if step_name == GATHER:
             gathers.append((node_name, bindings, where))
         else:
@@ -126,8 +119,7 @@ def graph_from_spec(spec: Mapping[str, Any]) -> Graph:
                 raise GraphError(f"{where}.inputs.{port}: step {node.name!r} needs input {port!r} "
                                  f"({type_name(node.step.inputs[port])})")
 
-    outputs = spec.get("outputs")
-    _expect(outputs, dict, "outputs")
+    outputs = _expect(spec.get("outputs"), dict, "outputs")
     if not outputs:
         raise GraphError("outputs: a graph needs at least one output")
     for output_name, source in outputs.items():
@@ -194,8 +186,7 @@ def _declare_input(graph: Graph, name: Any, declared: Any, path: str) -> None:
     type_label = declared.get("type")
     if not isinstance(type_label, str) or type_label not in TYPES:
         raise GraphError(f"{path}.type: unknown type {type_label!r}; the types are {sorted(TYPES)}")
-    doc = declared.get("doc", "")
-    _expect(doc, str, f"{path}.doc")
+    doc = _expect(declared.get("doc", ""), str, f"{path}.doc")
     tp = TYPES[type_label]
     options = {"default": _options(tp, declared["default"], f"{path}.default")} if "default" in declared else {}
     _at(path, lambda: graph.input(name, TYPES[type_label], doc=doc, **options))
@@ -281,9 +272,11 @@ def _at(path: str, make: Any) -> Any:
         raise GraphError(f"{path}: {err}") from None
 
 
-def _expect(value: Any, kind: type, path: str) -> None:
+def _expect(value: Any, kind: type, path: str) -> Any:
+    """`value`, when it is a `kind`."""
     if not isinstance(value, kind):
         raise GraphError(f"{path}: expected a JSON {_JSON_NAMES[kind]}, got {type(value).__name__} {value!r:.60}")
+    return value
 
 
 def _no_unknown_keys(value: dict[str, Any], known: set[str], path: str) -> None:

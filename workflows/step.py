@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 from core import Progress
 from workflows.backend import Backend
-from workflows.errors import Cancelled, GraphError
+from workflows.errors import GraphError
 from workflows.types import check_value, is_port_type
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -35,8 +35,7 @@ class StepContext:
 
     Attributes:
         backend: the model operations.
-        seed: this step's seed (derived from the run seed and the step's name); pass it to stochastic ops, or
-            `sub_seed(...)` of it when a step makes several.
+        seed: this step's seed (derived from the run seed and the step's name); pass it to stochastic ops.
         run_id: the run this step belongs to.
         step: the step's name in the graph.
         progress: forward it to backend ops; each report becomes a `StepProgress` event.
@@ -49,15 +48,6 @@ class StepContext:
     step: str
     progress: Callable[[Progress], None]
     should_stop: Callable[[], bool]
-
-    def sub_seed(self, label: str) -> int:
-        """A seed for one of several stochastic calls within this step."""
-        return derive_seed(self.seed, label)
-
-    def check_cancelled(self) -> None:
-        """Raise `Cancelled` when the run has been cancelled (for steps that loop in Python)."""
-        if self.should_stop():
-            raise Cancelled(f"step {self.step!r} cancelled")
 
     def ops(self) -> dict[str, Any]:
         """The keyword arguments every backend op takes: `progress` and `should_stop` (stochastic ops add seed)."""
@@ -129,11 +119,8 @@ class Step:
     def summary(self, outputs: dict[str, Any]) -> dict[str, Any]:
         if self.summarize is not None:
             return self.summarize(outputs)
-        return {k: v for k, v in outputs.items() if isinstance(v, (str, int, float, bool)) and not _long(v)}
-
-
-def _long(value: Any) -> bool:
-    return isinstance(value, str) and len(value) > 2000
+        short = {k: v for k, v in outputs.items() if isinstance(v, (str, int, float, bool))}
+        return {k: v for k, v in short.items() if not (isinstance(v, str) and len(v) > 2000)}
 
 
 def step(

@@ -92,10 +92,7 @@ class FsspecStore:
 
     def read_manifest(self, run_id: str) -> dict[str, Any] | None:
         path = self._path(run_id, MANIFEST)
-        if not self.fs.exists(path):
-            return None
-        with self.fs.open(path, "rb") as f:
-            return json.loads(f.read())
+        return json.loads(self.fs.cat_file(path)) if self.fs.exists(path) else None
 
     def write_manifest(self, run_id: str, manifest: dict[str, Any]) -> None:
         self._write(self._path(run_id, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -113,10 +110,8 @@ class FsspecStore:
         done = self._path(run_id, step, DONE)
         if not self.fs.exists(done):
             raise KeyError(f"step {step!r} of run {run_id!r} is not finished in {self.url}")
-        with self.fs.open(done, "rb") as f:
-            marker = json.loads(f.read())
-        with self.fs.open(self._path(run_id, step, OUTPUTS), "rb") as f:
-            data = f.read()
+        marker = json.loads(self.fs.cat_file(done))
+        data = self.fs.cat_file(self._path(run_id, step, OUTPUTS))
         if sha256(data).hexdigest() != marker["sha256"]:
             raise ValueError(f"the stored outputs of step {step!r} of run {run_id!r} are corrupt (checksum mismatch)")
         return pickle.loads(data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from hashlib import sha256
 from typing import Any, Callable
 
@@ -137,8 +137,7 @@ class FakeBackend:
                 if block_done is not None and inner + 1 == self.progress_steps:
                     block_done(block)
         with self._lock:
-            call = self.calls[index]
-            self.calls[index] = Call(call.op, call.args, call.seed, call.thread, call.start, time.perf_counter())
+            self.calls[index] = replace(self.calls[index], end=time.perf_counter())
 
     def _up(self, grid: Grid) -> Grid:
         f = self.downsample
@@ -193,11 +192,14 @@ class FakeBackend:
 
     def decode_video(self, codes: tuple[Grid, ...], *, progress=None, should_stop=None) -> tuple[Grid, ...]:
         self._run("decode_video", {}, None, len(codes), progress, should_stop)
+        return tuple(self._frames(codes))
+
+    def _frames(self, codes: tuple[Grid, ...]) -> list[Grid]:
         frames = [self._up(codes[0])]
         for grid in codes[1:]:
             # frame 1 + r(k-1) carries latent frame k exactly, so encode_video(decode_video(c)) == c
             frames.extend([self._up(grid)] * self.temporal_downsample)
-        return tuple(frames[: self.info().clip_frames(len(codes))])
+        return frames
 
     # -- transformer ----------------------------------------------------------------------------------------
     def understand(self, visual_codes: list[Any], kinds: list[str], questions: list[str], *,
@@ -206,12 +208,11 @@ class FakeBackend:
             raise ValueError("give one kind and one question per visual")
         self._run("understand", {"kinds": list(kinds), "questions": list(questions)}, seed, 1, progress,
                   should_stop, "answer")
-        greedy = options.top_k == 1
         answers = []
         for codes, kind, question in zip(visual_codes, kinds, questions):
             if kind not in ("image", "video"):
                 raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
-            key = _digest("understand", codes, kind, question, options, None if greedy else seed)
+            key = _digest("understand", codes, kind, question, options, None if options.greedy else seed)
             answers.append(f"a {kind} about #{key % 10000:04d} ({question})")
         return answers
 
@@ -287,14 +288,13 @@ class FakeBackend:
         a tuple of pixel frames `(H, W)`."""
         if progress is None:
             return None
-        pieces = [[self._up(codes[0])]] + [[self._up(grid)] * self.temporal_downsample for grid in codes[1:]]
-        starts = [0] + [len(pieces[0]) + self.temporal_downsample * k for k in range(given, len(codes))]
+        frames = self._frames(codes)
+        starts = [0] + [self.info().clip_frames(k + 1) for k in range(given, len(codes))]
 
         def decoded(block: int) -> None:
             first, end = starts[block], starts[block + 1]
-            frames = tuple(frame for piece in pieces for frame in piece)[first:end]
             progress(Progress("generate_video", "frame_decoded", block + 1, len(codes) - given, self.progress_steps,
-                              self.progress_steps, frames=frames, first_frame=first))
+                              self.progress_steps, frames=tuple(frames[first:end]), first_frame=first))
 
         return decoded
 

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from core.frames import snap_frames
 from tests.tokenizers3d.video_samples import FPS, H, T, W, encode_with_pyav, red_level, sample_frames, square_x
-from tokenizers3d.video_read import VideoReadError, from_uint8_frames, read_video, to_uint8_frames, valid_frame_count
+from tokenizers3d.video_read import VideoReadError, from_uint8_frames, read_video, to_uint8_frames
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,13 +99,8 @@ def test_fps_and_num_frames_take_the_start_of_the_grid(video_path):
     ("n", "downsample", "expected"),
     [(1, 4, 1), (4, 4, 1), (5, 4, 5), (8, 4, 5), (17, 4, 17), (20, 4, 17), (16, 8, 9), (3, 1, 3)],
 )
-def test_valid_frame_count(n, downsample, expected):
-    assert valid_frame_count(n, downsample) == expected
-
-
-def test_valid_frame_count_rejects_zero():
-    with pytest.raises(ValueError, match="n=0"):
-        valid_frame_count(0)
+def test_snap_frames(n, downsample, expected):
+    assert snap_frames(n, downsample) == expected
 
 
 @pytest.mark.parametrize(
