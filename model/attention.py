@@ -92,10 +92,6 @@ class Segments:
         rows = torch.as_tensor(rows, dtype=torch.long, device=self.block.device)
         return Segments(self.block[rows], self.pad[rows], None if self.shared is None else self.shared[rows])
 
-    def repeat(self, times: int) -> "Segments":
-        shared = None if self.shared is None else self.shared.repeat(times, 1)
-        return Segments(self.block.repeat(times, 1), self.pad.repeat(times, 1), shared)
-
     def stack(self, other: "Segments") -> "Segments":
         """Concatenate along the batch (equal lengths); block ids are per row, so they need no shift."""
         if other.length != self.length:
