@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from core.checkpoints import compare_shapes
+from core.files import atomic_write, write_bytes
 from model.loading import _load_state_dict, _open_source, _Source
 from model.showo2.config import Showo2Config
 from model.showo2.network import Showo2
@@ -153,16 +154,10 @@ def _from_shapes(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def _override_fields(overrides: dict[str, Any]) -> dict[str, Any]:
-    known = {f for f in Showo2Config.__dataclass_fields__}
-    out: dict[str, Any] = {}
-    bad = []
-    for name, value in overrides.items():
-        target = RELEASE_FIELDS.get(name, name)
-        if target not in known:
-            bad.append(name)
-        out[target] = value
+    out = {RELEASE_FIELDS.get(name, name): value for name, value in overrides.items()}
+    bad = sorted(name for name in overrides if RELEASE_FIELDS.get(name, name) not in Showo2Config.__dataclass_fields__)
     if bad:
-        raise ValueError(f"unknown Show-o2 config overrides: {', '.join(sorted(bad))}")
+        raise ValueError(f"unknown Show-o2 config overrides: {', '.join(bad)}")
     return out
 
 
@@ -242,7 +237,6 @@ def save_showo2(model: Showo2, directory: str | os.PathLike, *, max_shard_size: 
     import safetensors.torch
 
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("showo.lm_head.weight", None)
@@ -255,18 +249,12 @@ def save_showo2(model: Showo2, directory: str | os.PathLike, *, max_shard_size: 
             size = 0
         shards[-1][key] = tensor
         size += nbytes
-
-    def write(name: str, writer) -> None:
-        tmp = root / f".{name}.tmp-{os.getpid()}"
-        writer(tmp)
-        os.replace(tmp, root / name)
-
     if len(shards) == 1:
-        write("model.safetensors", lambda p: safetensors.torch.save_file(shards[0], str(p)))
+        atomic_write(root / "model.safetensors", lambda path: safetensors.torch.save_file(shards[0], path))
     else:
         names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
         for name, shard in zip(names, shards):
-            write(name, lambda p, s=shard: safetensors.torch.save_file(s, str(p)))
+            atomic_write(root / name, lambda path: safetensors.torch.save_file(shard, path))
         index = {"weight_map": {k: name for name, shard in zip(names, shards) for k in shard}}
-        write("model.safetensors.index.json", lambda p: p.write_text(json.dumps(index, indent=2)))
-    write(CONFIG_NAME, lambda p: p.write_text(json.dumps(_release_config(model.config), indent=2)))
+        write_bytes(root / "model.safetensors.index.json", json.dumps(index, indent=2).encode())
+    write_bytes(root / CONFIG_NAME, json.dumps(_release_config(model.config), indent=2).encode())
