@@ -131,12 +131,6 @@ def omni_mask(segments: Segments, q_start: int = 0, q_end: int | None = None) ->
     return torch.where(q_pad, causal, real_rows)
 
 
-def to_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Boolean `(B, Lq, Lk)` -> the official additive float form `(B, 1, Lq, Lk)` (0 allowed, min blocked)."""
-    blocked = torch.finfo(dtype).min
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, blocked)[:, None]
-
-
 def normalize_mask(mask: torch.Tensor, batch: int, q_len: int, k_len: int) -> torch.Tensor:
     """Accept a boolean `(B, Lq, Lk)` / `(B, 1, Lq, Lk)` mask (True = attend) or the official additive float
     mask `(B, 1, Lq, Lk)` (negative = blocked), and return a boolean `(B, 1, Lq, Lk)` mask.
