@@ -77,10 +77,6 @@ class Prompting:
         return self.rows.layout
 
     @property
-    def max_text_len(self) -> int:
-        return self.rows.max_text_len
-
-    @property
     def text_block_len(self) -> int:
         """Length of the left-padded t2i / t2v text block (task token included)."""
         return self.rows.text_block_len

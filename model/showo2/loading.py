@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import re
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import torch
 
 from core.checkpoints import compare_shapes
 from core.files import atomic_write, write_bytes
-from model.loading import _load_state_dict, _open_source, _Source
+from model.loading import _load_state_dict, _open_source, _Source, find_config
 from model.showo2.config import Showo2Config
 from model.showo2.network import Showo2
 
@@ -62,29 +61,6 @@ _SIGLIP_FIELDS = {
 
 
 # ----------------------------------------------------------------------------------------------- configs
-def _find_config(source: _Source, reference: str | None) -> dict[str, Any] | None:
-    """The `config.json` under `reference`: beside the checkpoint first, then as given, then the hub cache."""
-    if not reference:
-        return None
-    relative = reference.strip("/")
-    candidate = posixpath.join(relative, CONFIG_NAME) if not source.local else os.path.join(relative, CONFIG_NAME)
-    if not os.path.isabs(reference) and source.exists(candidate):
-        return source.read_json(candidate)
-    local = Path(reference).expanduser() / CONFIG_NAME
-    if local.is_file():
-        return json.loads(local.read_text())
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", reference):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(reference, CONFIG_NAME)
-        except Exception:  # no hub client or a malformed cache: fall back to the built-in numbers
-            cached = None
-        if isinstance(cached, str) and os.path.isfile(cached):
-            return json.loads(Path(cached).read_text())
-    return None
-
-
 def _llm_fields(found: dict[str, Any] | None, reference: str | None) -> dict[str, Any]:
     if found is not None:
         fields = {ours: found[theirs] for theirs, ours in _QWEN_FIELDS.items() if theirs in found}
@@ -171,8 +147,8 @@ def resolve_config(source: _Source, state: dict[str, torch.Tensor], overrides: d
         llm_ref = raw.get("llm_model_path")
         clip_ref = raw.get("clip_pretrained_model_path", "google/siglip-so400m-patch14-384")
         fields = {}
-        fields.update(_siglip_fields(_find_config(source, clip_ref)))
-        llm = _llm_fields(_find_config(source, llm_ref), llm_ref)
+        fields.update(_siglip_fields(find_config(source, clip_ref, hub_cache=True)))
+        llm = _llm_fields(find_config(source, llm_ref, hub_cache=True), llm_ref)
         fields.update(llm)
         fields.update({ours: raw[theirs] for theirs, ours in RELEASE_FIELDS.items() if raw.get(theirs) is not None})
         shapes = _from_shapes(state)
