@@ -78,7 +78,6 @@ class Prompting:
 
     @property
     def text_block_len(self) -> int:
-        """Length of the left-padded t2i / t2v text block (task token included)."""
         return self.rows.text_block_len
 
     t2i_length = _forward("rows", RowBuilder.t2i_length)
