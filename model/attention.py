@@ -92,10 +92,6 @@ class Segments:
         rows = torch.as_tensor(rows, dtype=torch.long, device=self.block.device)
         return Segments(self.block[rows], self.pad[rows], None if self.shared is None else self.shared[rows])
 
-    def repeat(self, times: int) -> "Segments":
-        shared = None if self.shared is None else self.shared.repeat(times, 1)
-        return Segments(self.block.repeat(times, 1), self.pad.repeat(times, 1), shared)
-
     def stack(self, other: "Segments") -> "Segments":
         """Concatenate along the batch (equal lengths); block ids are per row, so they need no shift."""
         if other.length != self.length:
@@ -133,12 +129,6 @@ def omni_mask(segments: Segments, q_start: int = 0, q_end: int | None = None) ->
         visible = visible | segments.shared[:, None, :q_end]
     real_rows = visible & ~k_pad
     return torch.where(q_pad, causal, real_rows)
-
-
-def to_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Boolean `(B, Lq, Lk)` -> the official additive float form `(B, 1, Lq, Lk)` (0 allowed, min blocked)."""
-    blocked = torch.finfo(dtype).min
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, blocked)[:, None]
 
 
 def normalize_mask(mask: torch.Tensor, batch: int, q_len: int, k_len: int) -> torch.Tensor:

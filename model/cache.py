@@ -13,12 +13,7 @@ samplers need with one code path:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
-
-if TYPE_CHECKING:
-    from model.config import ShowoConfig
 
 
 class KVCache:
@@ -46,27 +41,6 @@ class KVCache:
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.length = 0  # committed positions
         self.pending = 0  # positions written past `length` by the last forward
-
-    @classmethod
-    def for_config(
-        cls,
-        config: "ShowoConfig",
-        batch_size: int,
-        *,
-        capacity: int = 256,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> "KVCache":
-        """An empty cache shaped for a `ShowoConfig`."""
-        return cls(
-            num_layers=config.num_layers,
-            batch_size=batch_size,
-            num_heads=config.num_heads,
-            head_dim=config.head_dim,
-            capacity=capacity,
-            dtype=dtype,
-            device=device,
-        )
 
     @property
     def batch_size(self) -> int:
@@ -118,20 +92,3 @@ class KVCache:
             raise ValueError(f"cannot truncate a cache of length {self.length} to {length}")
         self.length = length
         self.pending = 0
-
-    def clone(self) -> "KVCache":
-        """An independent copy of the committed prefix."""
-        other = object.__new__(KVCache)
-        other.keys = [k[:, :, : self.length].clone() for k in self.keys]
-        other.values = [v[:, :, : self.length].clone() for v in self.values]
-        other.length, other.pending = self.length, 0
-        return other
-
-    def select(self, rows: torch.Tensor | list[int]) -> "KVCache":
-        """A new cache holding the given batch rows (in that order) of the committed prefix."""
-        rows = torch.as_tensor(rows, dtype=torch.long, device=self.keys[0].device)
-        other = object.__new__(KVCache)
-        other.keys = [k[rows, :, : self.length].clone() for k in self.keys]
-        other.values = [v[rows, :, : self.length].clone() for v in self.values]
-        other.length, other.pending = self.length, 0
-        return other

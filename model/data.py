@@ -14,6 +14,7 @@ A source gives one restartable stream per kind, so a resumed run continues exact
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterable, Iterator, Protocol, Sequence
 
 import torch
@@ -127,7 +128,4 @@ class SyntheticSource:
         return {"kind": kind, "text": f"how to draw a {colour} {shape}", "steps": steps}
 
     def samples(self, kind: str, *, seed: int, start: int = 0) -> Iterator[dict]:
-        index = start
-        while True:
-            yield self.sample(kind, seed=seed, index=index)
-            index += 1
+        return (self.sample(kind, seed=seed, index=index) for index in itertools.count(start))

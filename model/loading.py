@@ -156,22 +156,39 @@ def _describe(keys: list[str]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- config
-def _phi_config(path: str, source: _Source) -> dict[str, Any]:
-    """ShowoConfig fields from the Phi `config.json` under `llm_model_path` (empty when there is none).
+def find_config(source: _Source, reference: str | None, *, hub_cache: bool = False) -> dict[str, Any] | None:
+    """The `config.json` under `reference` (a base model's `llm_model_path`, ...), None when there is none.
 
     A relative path is looked up inside the checkpoint folder first and in the working directory only after, so an
-    unrelated `llm/` where the process happens to run cannot override the checkpoint's own.
+    unrelated `llm/` where the process happens to run cannot override the checkpoint's own; with `hub_cache` a hub
+    id is then looked up in the local hub cache (never over the network).
     """
-    if not path:
+    if not reference:
+        return None
+    relative = reference.strip("/")
+    candidate = posixpath.join(relative, CONFIG_NAME) if not source.local else os.path.join(relative, CONFIG_NAME)
+    if not os.path.isabs(reference) and source.exists(candidate):
+        return source.read_json(candidate)
+    local = Path(reference).expanduser() / CONFIG_NAME
+    if local.is_file():
+        return json.loads(local.read_text())
+    if hub_cache and re.fullmatch(r"[\w.-]+/[\w.-]+", reference):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(reference, CONFIG_NAME)
+        except Exception:  # no hub client or a malformed cache: fall back to the built-in numbers
+            cached = None
+        if isinstance(cached, str) and os.path.isfile(cached):
+            return json.loads(Path(cached).read_text())
+    return None
+
+
+def _phi_config(path: str, source: _Source) -> dict[str, Any]:
+    """ShowoConfig fields from the Phi `config.json` under `llm_model_path` (empty when there is none)."""
+    phi = find_config(source, path)
+    if phi is None:
         return {}
-    raw = None
-    if not os.path.isabs(path) and source.exists(posixpath.join(path, CONFIG_NAME)):
-        raw = source.read_bytes(posixpath.join(path, CONFIG_NAME))
-    elif (file := Path(path).expanduser() / CONFIG_NAME).is_file():
-        raw = file.read_bytes()
-    if raw is None:
-        return {}
-    phi = json.loads(raw)
     phi.update({k: v for k, v in (phi.get("rope_parameters") or {}).items() if k not in phi})  # transformers 5
     return {ours: phi[theirs] for theirs, ours in _PHI_FIELDS.items() if phi.get(theirs) is not None}
 

@@ -272,4 +272,6 @@ class Showo(nn.Module):
 
     def new_cache(self, batch_size: int, capacity: int = 256) -> KVCache:
         """An empty `KVCache` matching this model's shapes, dtype and device."""
-        return KVCache.for_config(self.config, batch_size, capacity=capacity, dtype=self.dtype, device=self.device)
+        c = self.config
+        return KVCache(num_layers=c.num_layers, batch_size=batch_size, num_heads=c.num_heads, head_dim=c.head_dim,
+                       capacity=capacity, dtype=self.dtype, device=self.device)

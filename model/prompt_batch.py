@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -65,20 +66,15 @@ class PromptBatch:
         )
 
     def to(self, device: torch.device | str) -> "PromptBatch":
-        return PromptBatch(
-            input_ids=self.input_ids.to(device),
-            segments=self.segments.to(device),
-            position_ids=self.position_ids.to(device),
-            visual_slices=self.visual_slices,
-            tasks=self.tasks,
-            labels=None if self.labels is None else self.labels.to(device),
-        )
+        labels = None if self.labels is None else self.labels.to(device)
+        return dataclasses.replace(self, input_ids=self.input_ids.to(device), segments=self.segments.to(device),
+                                   position_ids=self.position_ids.to(device), labels=labels)
 
     def with_ids(self, input_ids: torch.Tensor) -> "PromptBatch":
         """The same layout with other token ids (e.g. masked visual tokens)."""
         if input_ids.shape != self.input_ids.shape:
             raise ValueError(f"ids {tuple(input_ids.shape)} do not match the batch {tuple(self.input_ids.shape)}")
-        return PromptBatch(input_ids, self.segments, self.position_ids, self.visual_slices, self.tasks, self.labels)
+        return dataclasses.replace(self, input_ids=input_ids)
 
     def pad_to(self, length: int, pad_id: int) -> "PromptBatch":
         """Right-pad every row to `length` with masked pads (to stack batches of different lengths)."""

@@ -6,6 +6,7 @@ own models use a small word-level tokenizer built with the `tokenizers` library 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Iterable
 
@@ -52,10 +53,7 @@ def load_text_tokenizer(path: str | Path, *, codebook_size: int):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), padding_side="left")
-    layout = add_showo_special_tokens(tokenizer)
-    return tokenizer, VocabLayout(
-        llm_vocab_size=layout.llm_vocab_size, codebook_size=codebook_size, bos_id=layout.bos_id, eos_id=layout.eos_id
-    )
+    return tokenizer, dataclasses.replace(add_showo_special_tokens(tokenizer), codebook_size=codebook_size)
 
 
 def build_word_tokenizer(texts: Iterable[str], save_dir: str | Path | None = None):

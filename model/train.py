@@ -159,18 +159,6 @@ def build_model(cfg: DictConfig, layout: VocabLayout, num_image_tokens: int) -> 
     return Showo(config)
 
 
-def _load_weights(model: Showo, directory: Path) -> None:
-    from safetensors.torch import load_file
-
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no .safetensors weights in {directory}")
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(load_file(str(file)))
-    model.load_state_dict(state, strict=True)
-
-
 def load_model(path: str | Path) -> Showo:
     """A model saved by `Showo.save_pretrained` (a training checkpoint directory also works)."""
     directory = Path(path)
@@ -221,7 +209,7 @@ def _save_checkpoint(directory: Path, cfg: DictConfig, state: _State, model, tok
 
 
 def _resume(path: Path, model, optimizer, scheduler, generator: torch.Generator) -> _State:
-    _load_weights(model, path / "model")
+    model.load_state_dict(load_model(path).state_dict(), strict=True)
     opt = torch.load(path / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])

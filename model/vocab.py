@@ -71,7 +71,6 @@ class VocabLayout:
     t2i_id = property(lambda self: self.special_id("<|t2i|>"))
     mmu_id = property(lambda self: self.special_id("<|mmu|>"))
     t2v_id = property(lambda self: self.special_id("<|t2v|>"))
-    v2v_id = property(lambda self: self.special_id("<|v2v|>"))
     lvg_id = property(lambda self: self.special_id("<|lvg|>"))
 
     # visual codes and the mask token

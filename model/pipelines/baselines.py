@@ -6,9 +6,12 @@ numbers exactly as the cached pipelines do, so the same generator gives the same
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from core import ImageOptions, ProgressFn, VideoOptions
+from model.attention import Segments
 from model.pipelines.common import maskgit_config
 from model.pipelines.results import ImageResult, VideoResult
 from model.prompt_batch import PromptBatch
@@ -86,12 +89,6 @@ def recompute_text_to_video(
 
 
 def _drop_last_token(batch: PromptBatch) -> PromptBatch:
-    from model.attention import Segments
-
-    return PromptBatch(
-        input_ids=batch.input_ids[:, :-1],
-        segments=Segments(batch.segments.block[:, :-1], batch.segments.pad[:, :-1]),
-        position_ids=batch.position_ids[:, :-1],
-        visual_slices=batch.visual_slices,
-        tasks=batch.tasks,
-    )
+    segments = Segments(batch.segments.block[:, :-1], batch.segments.pad[:, :-1])
+    return dataclasses.replace(batch, input_ids=batch.input_ids[:, :-1], segments=segments,
+                               position_ids=batch.position_ids[:, :-1], labels=None)

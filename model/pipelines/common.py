@@ -114,16 +114,11 @@ def restep(progress: ProgressFn, step: int, total: int) -> ProgressFn:
 
 
 def left_stack(rows, pad_id: int):
-    """Stack single-row batches into one batch, left-padding shorter rows with masked pads."""
+    """Stack single-row batches into one batch, left-padding shorter rows with masked pads (positions skip the
+    pads: each row sits exactly as it would alone)."""
     from model.prompt_batch import PromptBatch, _pad_piece
 
     length = max(r.length for r in rows)
-    padded = []
-    for row in rows:
-        extra = length - row.length
-        if extra:
-            pad = _pad_piece(1, extra, pad_id, row.input_ids.device)
-            row = pad.append(row)
-            # positions skip the pads: the row sits exactly as it would alone
-        padded.append(row)
+    padded = [_pad_piece(1, length - row.length, pad_id, row.input_ids.device).append(row) if row.length < length
+              else row for row in rows]
     return PromptBatch.stack(padded, pad_id)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,7 +13,11 @@ from core.frames import new_latent_frames
 from model.pipelines import engine, window
 from model.pipelines.common import inner_reporter, make_generator, maskgit_config, with_settings
 from model.pipelines.results import StoryboardResult, StoryStep, VideoResult
+from model.prompt_batch import PromptBatch
 from model.sampling import UNKNOWN
+
+if TYPE_CHECKING:
+    from model.pipelines.showo import ShowoPipeline
 
 
 @dataclass
@@ -23,42 +28,10 @@ class StoryHistoryItem:
     codes: torch.Tensor
 
 
-class VideoHost(Protocol):
-    """What the video and storyboard tasks use of the pipeline that owns them (`ShowoPipeline`)."""
-
-    model: Any
-    text_tokenizer: Any
-    layout: Any
-    prompting: Any
-    grid: tuple[int, int] | None
-    temporal_downsample: int
-    fps: float
-    window_frames: int | None
-    block_runner: Any
-
-    @property
-    def num_image_tokens(self) -> int: ...
-
-    def _video_tokenizer(self) -> Any: ...
-
-    def info(self) -> Any: ...
-
-    def _latent_frames(self, num_frames: int) -> int: ...
-
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor: ...
-
-    def decode_video(self, codes: torch.Tensor) -> torch.Tensor: ...
-
-    def decode_images(self, codes: torch.Tensor) -> torch.Tensor: ...
-
-
 class VideoTasks:
-    """The video and storyboard tasks of a pipeline, held by it (`ShowoPipeline.video_tasks`).
+    """The video and storyboard tasks of a pipeline, held by it (`ShowoPipeline.video_tasks`)."""
 
-    Everything the tasks use of the pipeline is declared by `VideoHost` and read from `host` when used.
-    """
-
-    def __init__(self, host: VideoHost) -> None:
+    def __init__(self, host: ShowoPipeline) -> None:
         self.host = host
 
     # ------------------------------------------------------------------------------------------ text to video
@@ -164,11 +137,8 @@ class VideoTasks:
 
     def _frame_chunk(self, count: int):
         """`count` masked latent frames, each `<|soi|> codes <|eoi|>` as its own block (block-causal)."""
-        block = None
-        for _ in range(count):
-            frame = self.host.prompting.frame_block(batch_size=1, num_image_tokens=self.host.num_image_tokens)
-            block = frame if block is None else block.append(frame)
-        return block.to(self.host.model.device)
+        frame = self.host.prompting.frame_block(batch_size=1, num_image_tokens=self.host.num_image_tokens)
+        return functools.reduce(PromptBatch.append, [frame] * count).to(self.host.model.device)
 
     # ------------------------------------------------------------------------------------------ storyboard
     def storyboard(

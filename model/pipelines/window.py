@@ -16,6 +16,7 @@ decoder state come in, a new context or state goes out.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +74,7 @@ def next_context(model, context: engine.Context, head: PromptBatch, blocks: list
     the context is rebuilt from `head` and the last ``window - upcoming`` blocks, from position 0.
     """
     if len(blocks) + upcoming <= window:
-        new = blocks[len(blocks) - added:]
-        piece = new[0]
-        for block in new[1:]:
-            piece = piece.append(block)
-        return engine.extend(model, context, piece)
+        return engine.extend(model, context, functools.reduce(PromptBatch.append, blocks[len(blocks) - added:]))
     keep = window - upcoming
     return _restart(model, head, blocks[len(blocks) - keep:], head.length + window * blocks[-1].length)
 

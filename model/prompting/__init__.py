@@ -56,12 +56,7 @@ class Prompting(Formats, TrainingFormats, EnginePieces):
         return self.rows.tokenizer
 
     @property
-    def max_text_len(self) -> int:
-        return self.rows.max_text_len
-
-    @property
     def text_block_len(self) -> int:
-        """Length of the left-padded t2i / t2v text block (task token included)."""
         return self.rows.text_block_len
 
     def t2i_length(self, num_image_tokens: int) -> int:

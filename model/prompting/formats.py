@@ -13,8 +13,6 @@ from model.prompting.rows import RowBuilder
 
 __all__ = ["CLIP_SYSTEM_PROMPT", "Formats", "Step", "mmu_question"]
 
-
-FRAME_ATTENTION = ("block_causal", "full")
 CLIP_SYSTEM_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
@@ -65,7 +63,15 @@ class Formats:
             a batch whose labels (when all codes are given and `known` is None) are the MaskGIT targets of the
             released training: `<|soi|>`, the true code ids, `<|eoi|>`, and `IGNORE_INDEX` on the text block.
         """
-        return self._text_then_image(self.layout.t2i_id, "t2i", prompts, image_codes, num_image_tokens, known)
+        prompts = self.rows.as_list(prompts)
+        images = self.rows.images(image_codes, num_image_tokens, known, len(prompts))
+        with_labels = image_codes is not None and known is None
+        rows = []
+        for prompt, image in zip(prompts, images):
+            row = self.rows.text_block_row("t2i", prompt)
+            self.rows.add_image(row, image, labels=with_labels)
+            rows.append(row)
+        return self.rows.stack(rows, "t2i", with_labels=with_labels, absolute_positions=True)
 
     def t2i_null(self, batch_size: int = 1, image_codes: torch.Tensor | None = None, *,
                  num_image_tokens: int | None = None) -> PromptBatch:
@@ -77,19 +83,6 @@ class Formats:
         """t2i rows with some codes known (inpainting; extrapolation uses the window of
         `model.pipelines.editing.extrapolation_window`): codes where `known`, the mask id elsewhere."""
         return self.t2i(prompts, image_codes, known=known)
-
-    def _text_then_image(self, task_id, task, prompts, image_codes, num_image_tokens, known) -> PromptBatch:
-        prompts = self.rows.as_list(prompts)
-        images = self.rows.images(image_codes, num_image_tokens, known, len(prompts))
-        with_labels = image_codes is not None and known is None
-        rows = []
-        for prompt, image in zip(prompts, images):
-            row = Row()
-            for token in self.rows.text_block_ids(task_id, prompt):
-                row.add([token], pad=token == self.layout.pad_id)
-            self.rows.add_image(row, image, labels=with_labels)
-            rows.append(row)
-        return self.rows.stack(rows, task, with_labels=with_labels, absolute_positions=True)
 
     # -------------------------------------------------------------------------------------- video generation
     def t2v(self, prompts: str | Sequence[str], frame_codes: torch.Tensor | None = None, *,
@@ -111,9 +104,7 @@ class Formats:
         with_labels = frame_codes is not None and known is None
         rows = []
         for prompt, frames in zip(prompts, clips):
-            row = Row()
-            for token in self.rows.text_block_ids(self.layout.t2v_id, prompt):
-                row.add([token], pad=token == self.layout.pad_id)
+            row = self.rows.text_block_row("t2v", prompt)
             self.rows.add_frames(row, frames, frame_attention, labels=with_labels)
             rows.append(row)
         return self.rows.stack(rows, "t2v", with_labels=with_labels, absolute_positions=True)
@@ -125,13 +116,7 @@ class Formats:
         The prefix `<|mmu|>..<|eoi|>` is one full block."""
         questions = self.rows.as_list(questions)
         images = self.rows.images(image_codes, None, None, len(questions))
-        rows = []
-        for image, question in zip(images, questions):
-            row = Row()
-            self.rows.add_prefix_block(row, [image], video=False)
-            row.add([self.layout.bos_id] + self.rows.encode(mmu_question(question)))
-            rows.append(row)
-        return self.rows.stack(rows, "mmu", side="left")
+        return self._understanding([[image] for image in images], questions, "mmu")
 
     def mmu_clip(self, questions: str | Sequence[str], *, num_clip_tokens: int = 576,
                  system_prompt: str = CLIP_SYSTEM_PROMPT) -> PromptBatch:
@@ -159,14 +144,16 @@ class Formats:
         `<|mmu|> <|sov|> (<|soi|> frame <|eoi|>)* <|eov|> <bos>` + tokens of `"USER: \\n{q} ASSISTANT:"`;
         the prefix `<|mmu|>..<|eov|>` is one full block; rows left-padded."""
         questions = self.rows.as_list(questions)
-        clips = self.rows.frames(frame_codes, None, None, None, len(questions))
+        return self._understanding(self.rows.frames(frame_codes, None, None, None, len(questions)), questions, "v2t")
+
+    def _understanding(self, visuals: list[list[list[int]]], questions: list[str], task: str) -> PromptBatch:
         rows = []
-        for frames, question in zip(clips, questions):
+        for visual, question in zip(visuals, questions):
             row = Row()
-            self.rows.add_prefix_block(row, frames, video=True)
+            self.rows.add_prefix_block(row, visual, video=task == "v2t")
             row.add([self.layout.bos_id] + self.rows.encode(mmu_question(question)))
             rows.append(row)
-        return self.rows.stack(rows, "v2t", side="left")
+        return self.rows.stack(rows, task, side="left")
 
     # -------------------------------------------------------------------------------------- interleaved
     def interleaved(self, questions: str | Sequence[str], steps: Sequence[Step] | Sequence[Sequence[Step]], *,

@@ -23,15 +23,7 @@ class EnginePieces:
     # -------------------------------------------------------------------------------------- incremental pieces
     def text_block(self, prompts: str | Sequence[str], task: str = "t2i") -> PromptBatch:
         """Just the left-padded text block of `t2i` / `t2v` rows (absolute positions, as released)."""
-        task_id = {"t2i": self.layout.t2i_id, "t2v": self.layout.t2v_id}.get(task)
-        if task_id is None:
-            raise ValueError(f"only t2i and t2v rows have a text block, got {task!r}")
-        rows = []
-        for prompt in self.rows.as_list(prompts):
-            row = Row()
-            for token in self.rows.text_block_ids(task_id, prompt):
-                row.add([token], pad=token == self.layout.pad_id)
-            rows.append(row)
+        rows = [self.rows.text_block_row(task, prompt) for prompt in self.rows.as_list(prompts)]
         return self.rows.stack(rows, task, absolute_positions=True)
 
     def text_piece(self, texts: str | Sequence[str], *, bos: bool = False, eos: bool = True) -> PromptBatch:

@@ -73,12 +73,23 @@ class RowBuilder:
             ids = torch.where(known.reshape(-1).cpu().bool(), ids, self.layout.mask_id)
         return ids.tolist()
 
-    def text_block_ids(self, task_id: int, text: str) -> list[int]:
-        ids = [task_id] + self.with_bos(self.encode(text)) + [self.layout.eos_id]
+    def text_block_ids(self, task: str, text: str) -> list[int]:
+        """The left-padded text block of a `t2i` / `t2v` row."""
+        task_ids = {"t2i": self.layout.t2i_id, "t2v": self.layout.t2v_id}
+        if task not in task_ids:
+            raise ValueError(f"only t2i and t2v rows have a text block, got {task!r}")
+        ids = [task_ids[task]] + self.with_bos(self.encode(text)) + [self.layout.eos_id]
         size = self.text_block_len
         if len(ids) > size:  # released truncation: keep the first size-1 ids and close with eos
             ids = ids[: size - 1] + [self.layout.eos_id]
         return [self.layout.pad_id] * (size - len(ids)) + ids
+
+    def text_block_row(self, task: str, text: str) -> Row:
+        """A row holding just the text block (`text_block_ids`), its pads flagged."""
+        row = Row()
+        for token in self.text_block_ids(task, text):
+            row.add([token], pad=token == self.layout.pad_id)
+        return row
 
     def add_image(self, row: Row, ids: list[int], *, block: int | None = None, labels: bool = False,
                    eoi_label: bool = True) -> None:

@@ -26,23 +26,14 @@ class TrainingFormats:
 
     def null_text_block(self, task: str = "t2i") -> torch.Tensor:
         """The empty-prompt text block `(max_text_len + 1,)` of `t2i` or `t2v` rows (condition dropout)."""
-        task_id = {"t2i": self.layout.t2i_id, "t2v": self.layout.t2v_id}.get(task)
-        if task_id is None:
-            raise ValueError(f"only t2i and t2v rows have a text block, got {task!r}")
-        return torch.tensor(self.rows.text_block_ids(task_id, ""), dtype=torch.long)
+        return torch.tensor(self.rows.text_block_ids(task, ""), dtype=torch.long)
 
     def mmu_train(self, image_codes: torch.Tensor, texts: str | Sequence[str]) -> PromptBatch:
         """Captioning-pretraining rows, as released: `<|mmu|> <|soi|> codes <|eoi|> <bos> text <eos>`, the text
         right-padded to max_text_len (L = N + 3 + max_text_len); labels on all the text (bos included)."""
         texts = self.rows.as_list(texts)
         images = self.rows.images(image_codes, None, None, len(texts))
-        rows = []
-        for image, text in zip(images, texts):
-            row = Row()
-            self.rows.add_prefix_block(row, [image], video=False)
-            self._add_train_text(row, text)
-            rows.append(row)
-        return self.rows.stack(rows, "mmu", side="right", with_labels=True)
+        return self._captioning([[image] for image in images], texts, "mmu")
 
     def mmu_chat_train(self, image_codes: torch.Tensor, conversations: Sequence[Sequence[tuple[str, str]]], *,
                        text_len: int | None = None) -> PromptBatch:
@@ -71,21 +62,21 @@ class TrainingFormats:
         """Video-captioning training rows: `<|mmu|> <|sov|> frames <|eov|> <bos> text <eos>`, the text right-padded
         to max_text_len; labels on all the text (as `mmu_train`)."""
         texts = self.rows.as_list(texts)
-        clips = self.rows.frames(frame_codes, None, None, None, len(texts))
-        rows = []
-        for frames, text in zip(clips, texts):
-            row = Row()
-            self.rows.add_prefix_block(row, frames, video=True)
-            self._add_train_text(row, text)
-            rows.append(row)
-        return self.rows.stack(rows, "v2t", side="right", with_labels=True)
+        return self._captioning(self.rows.frames(frame_codes, None, None, None, len(texts)), texts, "v2t")
 
-    def _add_train_text(self, row: Row, text: str) -> None:
-        ids = self.rows.with_bos(self.rows.encode(text)) + [self.layout.eos_id]
-        if len(ids) > self.rows.max_text_len:  # released truncation keeps the closing eos
-            ids = ids[: self.rows.max_text_len - 1] + [self.layout.eos_id]
-        row.add(ids, labels=ids)
-        row.add([self.layout.pad_id] * (self.rows.max_text_len - len(ids)), pad=True)
+    def _captioning(self, visuals: list[list[list[int]]], texts: list[str], task: str) -> PromptBatch:
+        size = self.rows.max_text_len
+        rows = []
+        for visual, text in zip(visuals, texts):
+            ids = self.rows.with_bos(self.rows.encode(text)) + [self.layout.eos_id]
+            if len(ids) > size:  # released truncation keeps the closing eos
+                ids = ids[: size - 1] + [self.layout.eos_id]
+            row = Row()
+            self.rows.add_prefix_block(row, visual, video=task == "v2t")
+            row.add(ids, labels=ids)
+            row.add([self.layout.pad_id] * (size - len(ids)), pad=True)
+            rows.append(row)
+        return self.rows.stack(rows, task, side="right", with_labels=True)
 
     # -------------------------------------------------------------------------------------- text only
     def lm(self, texts: str | Sequence[str], *, length: int) -> PromptBatch:

@@ -9,6 +9,7 @@ supports one row; `recompute_generate_text` keeps that no-cache loop as a baseli
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -219,16 +220,16 @@ def generate_text(
         `TextResult`.
     """
     start = cache.length if cache is not None else 0
-    _check_args(prompt_ids, prompt_segments, start, max_new_tokens=max_new_tokens, generator=generator,
-                temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, position_ids=position_ids)
+    sampling = dict(generator=generator, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    _check_args(prompt_ids, prompt_segments, start, max_new_tokens=max_new_tokens, position_ids=position_ids,
+                **sampling)
     if cache is not None and cache.batch_size != prompt_ids.shape[0]:
         raise ValueError(f"cache holds {cache.batch_size} rows, the prompt has {prompt_ids.shape[0]}")
     if position_ids is None:
         position_ids = positions_for(prompt_segments, positions)[:, start:]
-    prompt_positions = position_ids
     if cache is None:
         cache = model.new_cache(prompt_ids.shape[0], capacity=prompt_ids.shape[1] + max(max_new_tokens, 1))
-    logits, cache = prefill(model, prompt_ids, prompt_segments, cache=cache, position_ids=prompt_positions)
+    logits, cache = prefill(model, prompt_ids, prompt_segments, cache=cache, position_ids=position_ids)
 
     def advance(feed, new_pad, next_positions, mask):
         with torch.no_grad():
@@ -236,14 +237,10 @@ def generate_text(
         cache.commit(1)
         return out[:, -1]  # (B, V)
 
-    def sample(step_logits):
-        return sample_next(step_logits, generator=generator, temperature=temperature, top_k=top_k, top_p=top_p,
-                           greedy=greedy)
-
     tokens, finished, steps, segments, next_positions = _decode(
-        logits[:, -1], advance, prompt_segments, prompt_positions[:, -1] + 1, max_new_tokens=max_new_tokens,
-        pad_id=pad_id, stop_ids=stop_ids, positions=positions, sample=sample, progress=progress,
-        should_stop=should_stop, on_tokens=on_tokens,
+        logits[:, -1], advance, prompt_segments, position_ids[:, -1] + 1, max_new_tokens=max_new_tokens,
+        pad_id=pad_id, stop_ids=stop_ids, positions=positions, sample=functools.partial(sample_next, **sampling),
+        progress=progress, should_stop=should_stop, on_tokens=on_tokens,
     )
     return TextResult(tokens, finished, steps, cache, segments, next_positions)
 
@@ -270,8 +267,9 @@ def recompute_generate_text(
     """`generate_text` without a cache: the whole sequence is recomputed for every new token, as the released
     `mmu_generate` does (a baseline for benchmarks and tests; batched here). Same arguments and result
     (`cache` is None)."""
-    _check_args(prompt_ids, prompt_segments, 0, max_new_tokens=max_new_tokens, generator=generator,
-                temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, position_ids=position_ids)
+    sampling = dict(generator=generator, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    _check_args(prompt_ids, prompt_segments, 0, max_new_tokens=max_new_tokens, position_ids=position_ids,
+                **sampling)
     prompt_positions = position_ids if position_ids is not None else positions_for(prompt_segments, positions)
     state = {"ids": prompt_ids, "positions": prompt_positions, "segments": prompt_segments}
     with torch.no_grad():
@@ -287,13 +285,9 @@ def recompute_generate_text(
             out = model(state["ids"], attention_mask=omni_mask(step_segments), position_ids=state["positions"])
         return out[:, -1]  # (B, V)
 
-    def sample(step_logits):
-        return sample_next(step_logits, generator=generator, temperature=temperature, top_k=top_k, top_p=top_p,
-                           greedy=greedy)
-
     tokens, finished, steps, segments, next_positions = _decode(
         first, advance, prompt_segments, prompt_positions[:, -1] + 1, max_new_tokens=max_new_tokens,
-        pad_id=pad_id, stop_ids=stop_ids, positions=positions, sample=sample, progress=progress,
-        should_stop=should_stop, on_tokens=on_tokens,
+        pad_id=pad_id, stop_ids=stop_ids, positions=positions, sample=functools.partial(sample_next, **sampling),
+        progress=progress, should_stop=should_stop, on_tokens=on_tokens,
     )
     return TextResult(tokens, finished, steps, None, segments, next_positions)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import re
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from typing import Any
 import torch
 
 from core.checkpoints import compare_shapes
-from model.loading import _load_state_dict, _open_source, _Source
+from core.files import atomic_write, write_bytes
+from model.loading import _load_state_dict, _open_source, _Source, find_config
 from model.showo2.config import Showo2Config
 from model.showo2.network import Showo2
 
@@ -61,29 +61,6 @@ _SIGLIP_FIELDS = {
 
 
 # ----------------------------------------------------------------------------------------------- configs
-def _find_config(source: _Source, reference: str | None) -> dict[str, Any] | None:
-    """The `config.json` under `reference`: beside the checkpoint first, then as given, then the hub cache."""
-    if not reference:
-        return None
-    relative = reference.strip("/")
-    candidate = posixpath.join(relative, CONFIG_NAME) if not source.local else os.path.join(relative, CONFIG_NAME)
-    if not os.path.isabs(reference) and source.exists(candidate):
-        return source.read_json(candidate)
-    local = Path(reference).expanduser() / CONFIG_NAME
-    if local.is_file():
-        return json.loads(local.read_text())
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", reference):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(reference, CONFIG_NAME)
-        except Exception:  # no hub client or a malformed cache: fall back to the built-in numbers
-            cached = None
-        if isinstance(cached, str) and os.path.isfile(cached):
-            return json.loads(Path(cached).read_text())
-    return None
-
-
 def _llm_fields(found: dict[str, Any] | None, reference: str | None) -> dict[str, Any]:
     if found is not None:
         fields = {ours: found[theirs] for theirs, ours in _QWEN_FIELDS.items() if theirs in found}
@@ -153,16 +130,10 @@ def _from_shapes(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def _override_fields(overrides: dict[str, Any]) -> dict[str, Any]:
-    known = {f for f in Showo2Config.__dataclass_fields__}
-    out: dict[str, Any] = {}
-    bad = []
-    for name, value in overrides.items():
-        target = RELEASE_FIELDS.get(name, name)
-        if target not in known:
-            bad.append(name)
-        out[target] = value
+    out = {RELEASE_FIELDS.get(name, name): value for name, value in overrides.items()}
+    bad = sorted(name for name in overrides if RELEASE_FIELDS.get(name, name) not in Showo2Config.__dataclass_fields__)
     if bad:
-        raise ValueError(f"unknown Show-o2 config overrides: {', '.join(sorted(bad))}")
+        raise ValueError(f"unknown Show-o2 config overrides: {', '.join(bad)}")
     return out
 
 
@@ -176,8 +147,8 @@ def resolve_config(source: _Source, state: dict[str, torch.Tensor], overrides: d
         llm_ref = raw.get("llm_model_path")
         clip_ref = raw.get("clip_pretrained_model_path", "google/siglip-so400m-patch14-384")
         fields = {}
-        fields.update(_siglip_fields(_find_config(source, clip_ref)))
-        llm = _llm_fields(_find_config(source, llm_ref), llm_ref)
+        fields.update(_siglip_fields(find_config(source, clip_ref, hub_cache=True)))
+        llm = _llm_fields(find_config(source, llm_ref, hub_cache=True), llm_ref)
         fields.update(llm)
         fields.update({ours: raw[theirs] for theirs, ours in RELEASE_FIELDS.items() if raw.get(theirs) is not None})
         shapes = _from_shapes(state)
@@ -242,7 +213,6 @@ def save_showo2(model: Showo2, directory: str | os.PathLike, *, max_shard_size: 
     import safetensors.torch
 
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("showo.lm_head.weight", None)
@@ -255,18 +225,12 @@ def save_showo2(model: Showo2, directory: str | os.PathLike, *, max_shard_size: 
             size = 0
         shards[-1][key] = tensor
         size += nbytes
-
-    def write(name: str, writer) -> None:
-        tmp = root / f".{name}.tmp-{os.getpid()}"
-        writer(tmp)
-        os.replace(tmp, root / name)
-
     if len(shards) == 1:
-        write("model.safetensors", lambda p: safetensors.torch.save_file(shards[0], str(p)))
+        atomic_write(root / "model.safetensors", lambda path: safetensors.torch.save_file(shards[0], path))
     else:
         names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
         for name, shard in zip(names, shards):
-            write(name, lambda p, s=shard: safetensors.torch.save_file(s, str(p)))
+            atomic_write(root / name, lambda path: safetensors.torch.save_file(shard, path))
         index = {"weight_map": {k: name for name, shard in zip(names, shards) for k in shard}}
-        write("model.safetensors.index.json", lambda p: p.write_text(json.dumps(index, indent=2)))
-    write(CONFIG_NAME, lambda p: p.write_text(json.dumps(_release_config(model.config), indent=2)))
+        write_bytes(root / "model.safetensors.index.json", json.dumps(index, indent=2).encode())
+    write_bytes(root / CONFIG_NAME, json.dumps(_release_config(model.config), indent=2).encode())

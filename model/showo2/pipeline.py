@@ -279,12 +279,11 @@ class Showo2Pipeline:
         return Showo2TextResult([decode(i) for i in ids], ids)
 
     def _understanding_inputs(self, batch, image, video, latents, reference, num_frames, generator):
-        if latents is not None:
-            z = latents[None] if latents.dim() == 3 else latents
-            z = z.to(self.device, self.model.dtype)
-            return [self._mmu_visual(z[i : i + 1], False) for i in range(self._check_batch(batch, z.shape[0]))]
-        if image is not None:
-            z = self.encode_images(image, reference=reference, generator=generator)
+        if latents is not None or image is not None:
+            if latents is not None:
+                z = (latents[None] if latents.dim() == 3 else latents).to(self.device, self.model.dtype)
+            else:
+                z = self.encode_images(image, reference=reference, generator=generator)
             return [self._mmu_visual(z[i : i + 1], False) for i in range(self._check_batch(batch, z.shape[0]))]
         clips = [video] if torch.is_tensor(video) else list(video)
         self._check_batch(batch, len(clips))

@@ -261,13 +261,12 @@ def test_cached_rows_equal_rows_of_the_full_mask():
     assert torch.equal(omni_mask(batch.segments, 3, 9), full[:, 3:9, :9])
 
 
-def test_shared_survives_cat_select_repeat_and_stack():
+def test_shared_survives_cat_select_and_stack():
     a = mmu_vit_segments(2, 40, system_prompt_len=2, num_clip_tokens=10)
     b = Segments.causal(2, 5)
     joined = a.cat(b)
     assert joined.shared is not None and joined.shared.shape == (2, 45) and int(joined.shared.sum()) == 20
     assert torch.equal(joined.select([1]).shared, joined.shared[1:])
-    assert joined.repeat(2).shared.shape == (4, 45)
     assert joined.stack(Segments.causal(1, 45)).shared.shape == (3, 45)
     assert torch.equal(omni_mask(joined)[:, :40, :40], omni_mask(a))
 

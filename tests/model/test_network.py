@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.attention import Segments, official_additive, omni_mask, to_additive
+from model.attention import Segments, official_additive, omni_mask
 from model.cache import KVCache
 from model.config import showo_phi15, showo_tiny
 from model.network import Showo
@@ -179,7 +179,7 @@ def prefilled(model: Showo, ids: torch.Tensor, seg: Segments, length: int, capac
     return cache
 
 
-def test_truncate_select_and_clone():
+def test_truncate():
     model, seg, ids = tiny_model(), block_layout(), block_ids(2)
     with torch.no_grad():
         full = model(ids, attention_mask=omni_mask(seg))
@@ -189,17 +189,10 @@ def test_truncate_select_and_clone():
 
         # truncate: commit the block, then roll back to the prefix and redo it
         cache = prefilled(model, ids, seg, P)
-        snapshot = cache.clone()
         block(cache)
         cache.commit(N)
         cache.truncate(P)
         torch.testing.assert_close(block(cache), full[:, P : P + N], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(block(snapshot), full[:, P : P + N], atol=1e-5, rtol=1e-5)
-
-        # select: rows swapped
-        swapped = prefilled(model, ids, seg, P).select([1, 0])
-        out = model(ids[[1, 0], P : P + N], attention_mask=omni_mask(seg.select([1, 0]), P, P + N), cache=swapped)
-        torch.testing.assert_close(out, full[[1, 0], P : P + N], atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------- official mask form
@@ -213,7 +206,6 @@ def test_official_additive_mask_equals_boolean_mask(dtype):
         assert released.shape == (2, 1, P + N + T, P + N + T) and released.min() == -(2.0**63)
         assert torch.equal(model(ids, attention_mask=released), expected)
         assert torch.equal(model(ids, attention_mask=released.to(dtype)), expected)
-        assert torch.equal(model(ids, attention_mask=to_additive(boolean, dtype)), expected)
         assert torch.isfinite(expected).all()
 
 
