@@ -122,6 +122,10 @@ class JobStore(Protocol):
         Raises `JobNotFound` when `after` names no job."""
         ...
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """The number of jobs of each (state, kind) that has any."""
+        ...
+
     def delete(self, job_id: str) -> None:
         """Remove a finished job and its events; raises `JobNotFound`, or ValueError when it has not finished."""
         ...
@@ -293,6 +297,10 @@ class SqliteJobStore:
         rows = conn.execute(f"SELECT * FROM jobs {clause} ORDER BY created_seq {order} LIMIT ? OFFSET ?",
                             [*args, int(limit), int(offset)]).fetchall()
         return [_job(r) for r in rows], int(total)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        rows = self._conn().execute("SELECT state, kind, COUNT(*) AS n FROM jobs GROUP BY state, kind").fetchall()
+        return {(r["state"], r["kind"]): int(r["n"]) for r in rows}
 
     def delete(self, job_id: str) -> None:
         with self._tx() as db:

@@ -157,7 +157,8 @@ class Runner:
         try:
             job = self.jobs.get(job_id)
             self.metrics.finished(job.kind, state, (job.finished_at or time.time()) - job.created_at)
-            counts = {(job_state, kind): self.jobs.list(state=job_state, kind=kind, limit=1)[1]
+            stored = self.jobs.counts()  # one query, not one per state and kind
+            counts = {(job_state, kind): stored.get((job_state, kind), 0)
                       for kind in KINDS for job_state in get_args(JobState)}
             self.metrics.set_counts(counts, tuple(KINDS))
         except Exception:  # noqa: BLE001

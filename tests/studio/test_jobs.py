@@ -102,3 +102,16 @@ def test_event_numbers_have_no_gaps_under_concurrent_writers(store):
     for n in range(4):  # each writer's events keep their order
         mine = [e.payload["i"] for e in events if e.payload.get("writer") == n]
         assert mine == list(range(25))
+
+
+def test_counts_by_state_and_kind_match_the_filtered_totals(store):
+    for i in range(5):
+        store.create("t2i" if i % 2 else "qa", {"n": i}, seed=0)
+    first, _ = store.claim(), store.claim()  # the two oldest: qa 0 (then finished), t2i 1 (left running)
+    store.finish(first.id, "succeeded", result={})
+    expected = {(state, kind): store.list(state=state, kind=kind, limit=1)[1]
+                for state in ("queued", "running", "succeeded") for kind in ("t2i", "qa")}
+    assert store.counts() == {key: n for key, n in expected.items() if n}
+    assert store.counts() == {("succeeded", "qa"): 1, ("running", "t2i"): 1, ("queued", "qa"): 2,
+                              ("queued", "t2i"): 1}
+    assert SqliteJobStore(store.path.parent / "empty.sqlite3").counts() == {}
