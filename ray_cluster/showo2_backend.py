@@ -66,7 +66,7 @@ def _steps(progress: ProgressFn | None, task: str, stage: str):
 
 
 class Showo2Backend(PipelineBackend):
-    """The `Backend` operations on one in-process `Showo2Pipeline` (one thread at a time, as `LocalBackend`)."""
+    """The `Backend` operations on one in-process `Showo2Pipeline`."""
 
     @property
     def device(self) -> torch.device:
