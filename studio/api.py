@@ -43,7 +43,7 @@ from studio.schemas import (
     JOB_REQUESTS, PARAMS, ArtifactOut, ErrorOut, JobListOut, JobOut, JobRequest, UploadOut, describe_validation_error,
 )
 from studio.edge import EdgeGuard, EdgeLimits
-from studio.events import BadPosition, TooManyStreams, event_stream, parse_position
+from studio.events import SEQ_DIGITS, BadPosition, TooManyStreams, event_stream, parse_position
 from studio.openai_api import openai_router
 from studio.openai_common import (
     OpenAIError, describe_request_error, is_openai_path, openai_error_body, openai_status,
@@ -63,7 +63,7 @@ KEY_HELP = ("makes a retried submission return the first job (200) instead of qu
 KEY_SCHEMA = {"minLength": 1, "maxLength": 200, "pattern": IDEMPOTENCY_KEY.pattern}  # the service's rule (a 400)
 ARTIFACT_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for media in (
     "image/png", "image/gif", "video/mp4", "text/html; charset=utf-8", "application/json")}
-_SEQ = {"pattern": r"^[0-9]{1,19}$"}  # described, and parsed strictly by the handler (a 400 when bad)
+_SEQ = {"pattern": f"^[0-9]{{1,{SEQ_DIGITS}}}$"}  # exactly what the handler accepts (a 400 otherwise)
 
 
 def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:

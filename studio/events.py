@@ -17,7 +17,9 @@ from typing import AsyncIterator, Callable
 
 from studio.jobs import TERMINAL, JobEvent
 
-MAX_SEQ = 2**63 - 2  # SQLite's int64, less one so that `Last-Event-ID + 1` still fits
+SEQ_DIGITS = 18
+MAX_SEQ = 10**SEQ_DIGITS - 1  # every 18-digit number: fits SQLite's int64 with `Last-Event-ID + 1`, and a
+# pattern of the OpenAPI document (`^[0-9]{1,18}$`) says exactly which positions are accepted
 PAGE = 1000  # stored events read at once
 LAGGED = object()  # put in a subscription's queue instead of events it had no room for
 
@@ -35,7 +37,7 @@ def parse_position(text: str, name: str) -> int:
     value = text.strip()
     if not (value and value.isascii() and value.isdigit()):
         raise BadPosition(f"{name} must be an event number (ASCII digits), got {text[:40]!r}")
-    if len(value) > 19 or int(value) > MAX_SEQ:
+    if len(value) > SEQ_DIGITS:
         raise BadPosition(f"{name} must be an event number of at most {MAX_SEQ}, got {value[:40]}")
     return int(value)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 
 import httpx
 import pytest
 
+from studio.events import BadPosition, parse_position
 from studio.server import BackgroundServer
 
 JOB = {"kind": "storyboard", "params": {"question": "how do i build a tower ?", "num_steps": 2, "steps": 6}}
@@ -86,6 +88,7 @@ def test_open_streams_are_capped_with_429_and_a_closed_stream_frees_its_place(ma
     ({}, {"since": "\u00b2"}),
     ({}, {"since": "99999999999999999999"}),
     ({}, {"since": "-3"}),
+    ({}, {"since": "1" + "0" * 18}),  # one past the largest: the document's pattern refuses it too
 ])
 def test_bad_stream_positions_are_400_before_the_stream_starts(client, header, query):
     job = client.post("/v1/jobs", json={"kind": "t2i", "params": {"prompt": "x", "steps": 1}}).json()
@@ -98,6 +101,19 @@ def test_bad_stream_positions_are_400_before_the_stream_starts(client, header, q
 def test_the_largest_position_is_accepted_and_ends_with_the_job(client, wait_job):
     job = client.post("/v1/jobs", json={"kind": "t2i", "params": {"prompt": "x", "steps": 1}}).json()
     wait_job(client, job["id"])
-    with client.stream("GET", f"/v1/jobs/{job['id']}/events", params={"since": str(2**63 - 2)}) as stream:
+    with client.stream("GET", f"/v1/jobs/{job['id']}/events", params={"since": "9" * 18}) as stream:
         assert stream.status_code == 200
         assert [line for line in stream.iter_lines() if line.startswith("id: ")] == []
+
+
+def test_the_documented_position_pattern_is_the_one_the_handler_accepts(client):
+    parameters = client.get("/openapi.json").json()["paths"]["/v1/jobs/{job_id}/events"]["get"]["parameters"]
+    pattern = {p["name"]: p["schema"] for p in parameters}["since"]["pattern"]
+    for text in ("0", "9" * 18, "1" + "0" * 18, "9" * 19, "-1", "1a"):
+        documented = re.fullmatch(pattern.strip("^$"), text) is not None
+        try:
+            parse_position(text, "since")
+            accepted = True
+        except BadPosition:
+            accepted = False
+        assert documented == accepted, text
