@@ -68,12 +68,12 @@ class Detection:
 
 @dataclass(frozen=True)
 class Track:
-    """One object of frame 0 followed through a clip."""
+    """One object followed through a clip from the frame it is first seen in."""
 
     colour: str
     shape: str
     size: str
-    cell: str  # start cell
+    cell: str  # where it is first seen
     direction: str  # one of text.MOTIONS
     displacement: tuple[float, float]  # (dy, dx) in pixels over the clip, from a straight-line fit
     found: tuple[bool, ...]  # per frame
@@ -279,11 +279,14 @@ def _direction(dy: float, dx: float, cell_h: float, cell_w: float, still_fractio
 
 
 def detect_motion(video: np.ndarray | torch.Tensor, config: DetectorConfig | None = None) -> list[Track]:
-    """Follow every object of frame 0 through the clip and name its direction.
+    """Follow every object through the clip and name its direction: the objects of frame 0, then each object of
+    a colour not yet followed from the frame it comes into view.
 
     An object is followed by colour: in each frame, the component of its colour nearest to where it was
     last seen (within `match_distance` cells). Its displacement is the slope of a straight-line fit of its
-    centres against time, times the clip length, so a jittery centre in one frame barely matters.
+    centres against time, times the clip length, so a jittery centre in one frame barely matters. An object
+    that comes into view is named (shape, size, cell) by its first sighting clear of the frame's border, where
+    its sprite is whole, if it has one.
     """
     cfg = config or DetectorConfig()
     per_frame = detect_video(video, cfg)
@@ -291,10 +294,17 @@ def detect_motion(video: np.ndarray | torch.Tensor, config: DetectorConfig | Non
         return []
     height, width = _as_rgb(_as_frames(video)[0]).shape[:2]
     cell_h, cell_w = height / 3, width / 3
+    followed = {d.colour for d in per_frame[0]}
+    starts = [(0, d) for d in per_frame[0]]
+    for t, detections in enumerate(per_frame[1:], start=1):
+        for d in detections:
+            if d.colour not in followed:
+                followed.add(d.colour)
+                starts.append((t, d))
     tracks = []
-    for first in per_frame[0]:
-        times, centres, last = [0], [first.center], first.center
-        for t, detections in enumerate(per_frame[1:], start=1):
+    for start, first in starts:
+        times, sightings, last = [start], [first], first.center
+        for t, detections in enumerate(per_frame[start + 1:], start=start + 1):
             candidates = [d for d in detections if d.colour == first.colour]
             if not candidates:
                 continue
@@ -302,18 +312,24 @@ def detect_motion(video: np.ndarray | torch.Tensor, config: DetectorConfig | Non
                                                            (d.center[1] - last[1]) / cell_w))
             if np.hypot((best.center[0] - last[0]) / cell_h, (best.center[1] - last[1]) / cell_w) <= cfg.match_distance:
                 times.append(t)
-                centres.append(best.center)
+                sightings.append(best)
                 last = best.center
         found = tuple(t in times for t in range(len(per_frame)))
         if len(times) > 1:
-            ts, cs = np.array(times, dtype=np.float64), np.array(centres)
+            ts, cs = np.array(times, dtype=np.float64), np.array([d.center for d in sightings])
             slope = ((ts - ts.mean())[:, None] * (cs - cs.mean(0))).sum(0) / ((ts - ts.mean()) ** 2).sum()
             dy, dx = (slope * (len(per_frame) - 1)).tolist()
         else:
             dy = dx = 0.0
         direction = _direction(dy, dx, cell_h, cell_w, cfg.still_fraction)
-        tracks.append(Track(first.colour, first.shape, first.size, first.cell, direction, (dy, dx), found))
+        named = first if start == 0 else next((d for d in sightings if not _at_border(d, height, width)), first)
+        tracks.append(Track(named.colour, named.shape, named.size, named.cell, direction, (dy, dx), found))
     return tracks
+
+
+def _at_border(detection: Detection, height: int, width: int) -> bool:
+    y0, x0, y1, x1 = detection.bbox
+    return y0 == 0 or x0 == 0 or y1 == height or x1 == width
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

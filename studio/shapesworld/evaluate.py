@@ -93,7 +93,8 @@ def world_for(pipeline, trained: WorldConfig | dict | None = None) -> WorldConfi
 
 
 def long_world(world: WorldConfig, temporal_downsample: int = 4) -> WorldConfig:
-    """`world` with clips of `LONG_LATENT_FRAMES` latent frames, objects free to leave the frame."""
+    """`world` with clips of `LONG_LATENT_FRAMES` latent frames, objects free to leave the frame (and to come
+    into it, where `world` has entries)."""
     return dataclasses.replace(world, num_frames=1 + temporal_downsample * (LONG_LATENT_FRAMES - 1), exits=True)
 
 

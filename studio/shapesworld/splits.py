@@ -4,11 +4,14 @@ Rendering is deterministic, so two samples with the same objects in the same pla
 Every sample therefore gets a canonical **key** that such samples share, and the key alone decides its split:
 
     key         images, clips and questions about them: the frame size and the sorted (shape, colour, size,
-                start cell, motion) of every object; how-tos: the question (the input of a storyboard; every
-                plan answering one question lands in one split).
-    bucket      a hash of the key's LAYOUT (the key without motions) in [0, 1): train below `dev`, dev below
-                `test`, test above (80/10/10). A still image and the first frame of a clip of the same layout
-                are the same pixels, so they always land in the same split.
+                start cell, motion) of every object, an object coming into the frame marked as entering at its
+                cell; how-tos: the question (the input of a storyboard; every plan answering one question
+                lands in one split).
+    bucket      a hash of the key's LAYOUT (what the first frame shows: the key without motions and without
+                the objects still outside) in [0, 1): train below `dev`, dev below `test`, test above
+                (80/10/10). A still image and the first frame of a clip of the same layout are the same pixels,
+                so they always land in the same split. A clip whose objects all come in from outside starts
+                with an empty frame (which no image is); its layout is where they come in.
     held out    a key holding a combination of `HeldOut` (a colour x shape pair, a shape x motion pair, or a
                 how-to placing an object of one colour right after one of another) is "compositional" whatever
                 its bucket: never in train, dev or test. (The first frame of a compositional clip whose only
@@ -67,14 +70,20 @@ class SplitConfig:
 
 
 def layout_key(scene: Scene) -> str:
-    """The layout of a scene: frame size and the sorted (shape, colour, size, start cell) of its objects."""
-    objects = sorted((o.shape, o.colour, o.size, o.cell) for o in scene.objects)
+    """The layout of a scene: frame size and the sorted (shape, colour, size, start cell) of the objects its first
+    frame shows (of the objects coming in when it shows none)."""
+    shown = [o for o in scene.objects if not o.enters] or scene.objects
+    objects = sorted((o.shape, o.colour, o.size, _start(o)) for o in shown)
     return f"scene {scene.height}x{scene.width} " + " | ".join(" ".join(o) for o in objects)
+
+
+def _start(obj) -> str:
+    return f"{obj.cell} entering" if obj.enters else obj.cell
 
 
 def scene_key(scene: Scene) -> str:
     """The key of a scene: its layout and every object's motion and the speed (what decides its pixels)."""
-    objects = sorted((o.shape, o.colour, o.size, o.cell, o.motion) for o in scene.objects)
+    objects = sorted((o.shape, o.colour, o.size, _start(o), o.motion) for o in scene.objects)
     return (f"scene {scene.height}x{scene.width} speed {scene.speed:g} "
             + " | ".join(" ".join(o) for o in objects))
 

@@ -11,7 +11,9 @@ Conventions:
                 the others "<row> <column>" ("top left", "middle right", "bottom middle").
     motions     "left", "right", "up", "down", "still"; captions say "moves to the left", "moves up",
                 "stays still".
-    position    in a video caption the cell is where the object STARTS (frame 0).
+    position    in a video caption the cell is where the object STARTS (frame 0); an object coming into the
+                frame "enters at" the border cell it comes in at: "a small red circle enters at the top left
+                moving to the right".
 
 This module knows nothing about pixels; `world` draws what these words mean and `detector` reads it back.
 """
@@ -73,6 +75,7 @@ class ObjectAttributes:
     size: str | None = None
     cell: str | None = None
     motion: str | None = None
+    enters: bool = False  # said to come into the frame
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class _Obj:
     size: str = "large"
     cell: str = "center"
     motion: str = "still"
+    enters: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,8 +176,14 @@ def caption_image(scene: SceneLike) -> str:
 
 def caption_video(scene: SceneLike) -> str:
     """Video caption and text-to-video prompt: "a small red circle at the top left moves to the right and a
-    large blue square at the center stays still" (cells are start cells)."""
-    return " and ".join(f"{describe(obj)} {MOTION_PHRASES[obj.motion]}" for obj in scene.objects)
+    large blue square at the center stays still" (cells are start cells); an object coming into the frame
+    "enters at the top left moving to the right"."""
+    return " and ".join(_entering(obj) if getattr(obj, "enters", False)
+                        else f"{describe(obj)} {MOTION_PHRASES[obj.motion]}" for obj in scene.objects)
+
+
+def _entering(obj: ObjectLike) -> str:
+    return f"a {obj.size} {obj.colour} {obj.shape} enters at the {obj.cell} moving {DIRECTION_PHRASES[obj.motion]}"
 
 
 def step_caption(action: StepAction) -> str:
@@ -232,8 +242,7 @@ def questions_for(scene: SceneLike, rng: np.random.Generator, *, video: bool) ->
         QA(f"what colour is the {obj.shape}?", obj.colour),
         QA(f"what shape is the {obj.colour} object?", obj.shape),
         QA(f"what size is the {obj.colour} {obj.shape}?", obj.size),
-        QA(f"where does the {obj.colour} {obj.shape} start?" if video else f"where is the {obj.colour} {obj.shape}?",
-           obj.cell),
+        QA(_where(obj, video), obj.cell),
         count,
         QA(f"is there {_a(obj)}?", "yes"),
         QA(f"is there a {colour} {shape}?", "no"),
@@ -241,6 +250,13 @@ def questions_for(scene: SceneLike, rng: np.random.Generator, *, video: bool) ->
     if video:
         qas.append(QA(f"which way does the {obj.shape} move?", obj.motion))
     return qas
+
+
+def _where(obj: ObjectLike, video: bool) -> str:
+    if not video:
+        return f"where is the {obj.colour} {obj.shape}?"
+    verb = "come in" if getattr(obj, "enters", False) else "start"
+    return f"where does the {obj.colour} {obj.shape} {verb}?"
 
 
 def sample_qa(rng: np.random.Generator, scene: SceneLike, *, video: bool) -> QA:
@@ -260,11 +276,14 @@ def all_texts_for_vocab() -> list[str]:
                     texts.append(caption_image(_Scene([_Obj(shape, colour, size, cell)])))
                 for motion in MOTIONS:
                     texts.append(caption_video(_Scene([_Obj(shape, colour, size, "center", motion)])))
+                texts += [caption_video(_Scene([_Obj(shape, colour, size, "center", d, enters=True)]))
+                          for d in DIRECTION_PHRASES]
     rng = np.random.default_rng(0)
     a, b, c = _Obj("square", "red"), _Obj("circle", "blue"), _Obj("triangle", "green")
     for video in (False, True):
         for objs in ([a], [a, b], [a, b, c]):
             texts += [f"{qa.question} {qa.answer}" for qa in questions_for(_Scene(objs), rng, video=video)]
+    texts.append(_where(_Obj("square", "red", enters=True), video=True))
     texts += [f"what colour is the {s}?" for s in SHAPES]
     texts += [f"what shape is the {c} object?" for c in COLOURS]
     texts += [f"which way does the {s} move? {m}" for s in SHAPES for m in MOTIONS]
@@ -297,6 +316,7 @@ _SYNONYMS = {
 }
 _MOTION_VERBS = {"moves", "move", "moving", "moved", "goes", "go", "going", "slides", "slide", "sliding",
                  "travels", "travel", "heads", "drifts", "shifts"}
+_ENTER_WORDS = {"enters", "enter", "entering", "entered", "arrives", "appears", "comes"}
 _STILL_WORDS = {"still", "stays", "stay", "static", "stationary", "motionless", "rests", "remains", "stopped"}
 _PLACE_PREPOSITIONS = {"at", "in", "on", "from"}
 _POSITION_WORDS = {"top", "bottom", "left", "right", "middle", "center"}
@@ -329,9 +349,12 @@ def _parse_object(tokens: Sequence[str]) -> ObjectAttributes:
     position: list[str] = []
     motion_tokens: list[str] | None = None
     still = False
+    enters = False
     span = None
     for word in tokens:
-        if word in _PLACE_PREPOSITIONS:
+        if word in _ENTER_WORDS:
+            enters, span = True, None
+        elif word in _PLACE_PREPOSITIONS:
             span = "place"
         elif word in _MOTION_VERBS:
             span, motion_tokens = "motion", (motion_tokens or [])
@@ -349,7 +372,7 @@ def _parse_object(tokens: Sequence[str]) -> ObjectAttributes:
         motion = _direction(motion_tokens)
     if motion is None and still:
         motion = "still"
-    return ObjectAttributes(cell=_cell_from_words(position), motion=motion, **found)
+    return ObjectAttributes(cell=_cell_from_words(position), motion=motion, enters=enters, **found)
 
 
 def _split_objects(tokens: list[str]) -> list[list[str]]:
@@ -427,8 +450,9 @@ def parse_step_caption(text: str) -> StepAction | None:
 
 
 def attributes(obj: ObjectLike) -> ObjectAttributes:
-    """The `ObjectAttributes` of any object-like value (missing attributes become None)."""
-    return ObjectAttributes(**{f.name: getattr(obj, f.name, None) for f in fields(ObjectAttributes)})
+    """The `ObjectAttributes` of any object-like value (missing attributes take their defaults: None, and not
+    entering)."""
+    return ObjectAttributes(**{f.name: getattr(obj, f.name, f.default) for f in fields(ObjectAttributes)})
 
 
 def unknown_words(texts: Iterable[str], vocab: set[str] | None = None) -> set[str]:

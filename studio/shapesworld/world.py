@@ -9,8 +9,10 @@ Conventions (the words are in `text`):
                 `DEFAULT_SPEED` = one cell every `HORIZON_FRAMES` frames at `BASE_FPS`, i.e. 2 seconds).
                 In a world without exits (the default) a start cell is drawn only where the object stays
                 inside the frame for the whole clip; with `exits`, any start cell is drawn, objects run
-                across the frame and leave it (sprites are cut at the border). The cell a caption names
-                is the START cell.
+                across the frame and leave it (sprites are cut at the border). With `entries` as well, a
+                moving object may also start one cell outside the frame and come in (`ObjectSpec.enters`).
+                The cell a caption names is the START cell, for an entering object the border cell it
+                comes in at.
     time        `render_frame(scene, t)` takes `t` in frames at `BASE_FPS`; a clip at another fps samples
                 ``t = k * BASE_FPS / fps``.
     tensors     float ``[3, T, H, W]`` / ``[3, H, W]`` in ``[-1, 1]``, uint8 ``[T, H, W, 3]`` / ``[H, W, 3]``
@@ -58,12 +60,17 @@ class ObjectSpec:
     size: str
     cell: str
     motion: str = "still"
+    # Starts one cell outside the frame, before `cell` (a cell on the border it comes in at), and moves in.
+    enters: bool = False
 
     def __post_init__(self) -> None:
         for name, vocab in (("shape", SHAPES), ("colour", COLOURS), ("size", SIZES), ("cell", CELLS),
                             ("motion", MOTIONS)):
             if getattr(self, name) not in vocab:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; known: {', '.join(vocab)}")
+        if self.enters and self.cell not in entry_cells(self.motion):
+            raise ValueError(f"an object moving {self.motion} can only enter at "
+                             f"{', '.join(entry_cells(self.motion)) or 'no cell'}, got {self.cell!r}")
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,15 @@ class HowTo:
 # ---------------------------------------------------------------------------------------------- geometry
 
 
+def entry_cells(motion: str) -> tuple[str, ...]:
+    """The border cells an object moving `motion` comes in at (the side it comes from); none when still."""
+    dy, dx = MOTION_STEPS[motion]
+    if (dy, dx) == (0, 0):
+        return ()
+    return tuple(c for c in CELLS if (dy == 0 or cell_rc(c)[0] == (0 if dy > 0 else 2))
+                 and (dx == 0 or cell_rc(c)[1] == (0 if dx > 0 else 2)))
+
+
 def sprite_side(size: str, height: int, width: int) -> int:
     return int(round(SIZE_FRACTIONS[size] * min(height, width)))
 
@@ -131,11 +147,13 @@ def sprite(shape: str, side: int) -> np.ndarray:
 
 def object_center(obj: ObjectSpec, t: float, height: int, width: int, *,
                   speed: float = DEFAULT_SPEED) -> tuple[float, float]:
-    """(y, x) of the object's centre at time `t` (frames at `BASE_FPS`), moving `speed` cells per second."""
+    """(y, x) of the object's centre at time `t` (frames at `BASE_FPS`), moving `speed` cells per second; an
+    entering object is one cell short of its cell at t = 0 (outside the frame: no sprite is wider than half a
+    cell)."""
     row, column = cell_rc(obj.cell)
     cell_h, cell_w = height / 3, width / 3
     dy, dx = MOTION_STEPS[obj.motion]
-    progress = t / BASE_FPS * speed
+    progress = t / BASE_FPS * speed - (1.0 if obj.enters else 0.0)
     return (row + 0.5 + dy * progress) * cell_h, (column + 0.5 + dx * progress) * cell_w
 
 
@@ -150,16 +168,23 @@ def object_box(obj: ObjectSpec, t: float, height: int, width: int, *,
 
 
 def scene_at(scene: Scene, t: float) -> Scene | None:
-    """The scene as it stands at time `t` (frames at `BASE_FPS`): each object whose centre is in the frame then,
-    in the cell that holds its centre, with its motion (so its caption describes a clip that starts at `t`);
-    None when no object's centre is in the frame."""
+    """The scene as it stands at time `t` (frames at `BASE_FPS`), so that its caption describes a clip that
+    starts at `t`: each object whose centre is in the frame then, in the cell that holds its centre, with its
+    motion; and each object still coming in (its centre less than a cell outside, moving towards the frame) as
+    entering at the border cell it comes in at. None when there is neither."""
     _check_time(t)
     objects = []
     for obj in scene.objects:
         cy, cx = object_center(obj, t, scene.height, scene.width, speed=scene.speed)
         row, column = int(np.floor(cy * 3 / scene.height)), int(np.floor(cx * 3 / scene.width))
         if 0 <= row < 3 and 0 <= column < 3:
-            objects.append(replace(obj, cell=_text.cell_name(row, column)))
+            objects.append(replace(obj, cell=_text.cell_name(row, column), enters=False))
+            continue
+        dy, dx = MOTION_STEPS[obj.motion]
+        row_in, column_in = min(max(row, 0), 2), min(max(column, 0), 2)
+        coming = (dy, dx) != (0, 0) and (row_in - row, column_in - column) == (dy, dx)
+        if coming and _text.cell_name(row_in, column_in) in entry_cells(obj.motion):
+            objects.append(replace(obj, cell=_text.cell_name(row_in, column_in), enters=True))
     return replace(scene, objects=tuple(objects)) if objects else None
 
 
@@ -251,25 +276,32 @@ def _choice(rng: np.random.Generator, items: Sequence):
 
 def sample_scene(rng: np.random.Generator, num_objects: int = 1, *, height: int = 64, width: int = 64,
                  still: bool = False, speed: float = DEFAULT_SPEED, duration: float = HORIZON_FRAMES,
-                 exits: bool = False, max_tries: int = 1000) -> Scene:
+                 exits: bool = False, entries: bool = False, max_tries: int = 1000) -> Scene:
     """A random scene of 1 to 3 objects with distinct colours and distinct shapes (so "the circle" and "the
     red object" are unambiguous), sorted by start cell in reading order, never overlapping during the clip.
 
     Each object's motion is drawn first (uniform over `MOTIONS`, or "still" when `still`), then its cell:
     with `exits` any cell, otherwise among those from which it stays in the frame for `duration` frames at
-    `BASE_FPS` moving `speed` cells per second. Scenes with overlaps are drawn again.
+    `BASE_FPS` moving `speed` cells per second; with `entries` (which needs `exits`) a moving object's start is
+    drawn among the nine cells and its three entry cells (`entry_cells`), so a quarter of them come in from
+    outside. Scenes with overlaps are drawn again.
     """
     _check_rng(rng)
     if not 1 <= num_objects <= len(SHAPES):
         raise ValueError(f"num_objects must be 1..{len(SHAPES)}, got {num_objects}")
+    if entries and not exits:
+        raise ValueError("entries need exits: an object that comes in crosses the frame and leaves it")
     for _ in range(max_tries):
         colours = rng.permutation(len(COLOURS))[:num_objects]
         shapes = rng.permutation(len(SHAPES))[:num_objects]
         objects = []
         for colour, shape in zip(colours, shapes):
             motion = "still" if still else _choice(rng, MOTIONS)
-            cell = _choice(rng, CELLS if exits else _staying_cells(motion, speed, duration))
-            objects.append(ObjectSpec(SHAPES[shape], COLOURS[colour], _choice(rng, SIZES), cell, motion))
+            starts = [(c, False) for c in (CELLS if exits else _staying_cells(motion, speed, duration))]
+            if entries:
+                starts += [(c, True) for c in entry_cells(motion)]
+            cell, enters = _choice(rng, starts)
+            objects.append(ObjectSpec(SHAPES[shape], COLOURS[colour], _choice(rng, SIZES), cell, motion, enters))
         if len({o.cell for o in objects}) < num_objects:
             continue
         scene = Scene(tuple(sorted(objects, key=lambda o: CELLS.index(o.cell))), height, width, speed)
@@ -417,6 +449,7 @@ class WorldConfig:
         speed: cells per second of moving objects.
         exits: objects may start anywhere and leave the frame; otherwise they stay in it for the whole clip
             (which then may not be longer than it takes to cross the grid).
+        entries: moving objects may also start one cell outside the frame and come in (needs `exits`).
     """
 
     height: int = 64
@@ -425,6 +458,7 @@ class WorldConfig:
     fps: float = BASE_FPS
     speed: float = DEFAULT_SPEED
     exits: bool = False
+    entries: bool = False
     max_objects: int = 2
     min_steps: int = 2
     max_steps: int = 5
@@ -435,6 +469,8 @@ class WorldConfig:
         clip_times(self.num_frames, self.fps)
         if not self.speed > 0:
             raise ValueError(f"speed must be positive (cells per second), got {self.speed}")
+        if self.entries and not self.exits:
+            raise ValueError("entries need exits: an object that comes in crosses the frame and leaves it")
         if not self.exits:
             for motion in MOTIONS:
                 _staying_cells(motion, self.speed, self.scene_duration)
@@ -529,7 +565,7 @@ class ShapesWorld:
         cfg = self.config
         num_objects = int(rng.integers(1, cfg.max_objects + 1))
         return sample_scene(rng, num_objects, height=cfg.height, width=cfg.width, still=still, speed=cfg.speed,
-                            duration=cfg.scene_duration, exits=cfg.exits)
+                            duration=cfg.scene_duration, exits=cfg.exits, entries=cfg.entries)
 
     def sample(self, index: int, kind: str = "video") -> Sample:
         """Sample `index` of `kind` (one of `KINDS`)."""

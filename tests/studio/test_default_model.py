@@ -179,16 +179,17 @@ def test_t2v_windows_are_slices_of_the_clip_at_seeded_offsets():
         sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=1)
 
 
-def test_a_t2v_window_is_captioned_as_the_scene_stands_at_its_first_frame():
+@pytest.mark.parametrize("entries", [False, True], ids=["exits", "entries"])
+def test_a_t2v_window_is_captioned_as_the_scene_stands_at_its_first_frame(entries):
     from studio.shapesworld.world import Scene, clip_times, scene_at
     from studio.shapesworld import world as sw_world
 
-    long_world = {**WORLD, "num_frames": 33, "fps": 8, "speed": 1.0, "exits": True}
+    long_world = {**WORLD, "num_frames": 33, "fps": 8, "speed": 1.0, "exits": True, "entries": entries}
     world = sw_data.world_for_split(0, long_world, None)
     windowed = sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=3)
     whole = sw_data.ShapesWorldSource(_tokenizer(), world=long_world)
     times = clip_times(33, 8)
-    moved = 0
+    moved = coming = 0
     for index in range(24):
         video = world.sample(index, "video")
         clip = whole.sample("t2v", seed=0, index=index)["frames"]  # (9, P)
@@ -198,7 +199,9 @@ def test_a_t2v_window_is_captioned_as_the_scene_stands_at_its_first_frame():
         assert start is not None  # a window never starts on an empty frame
         assert sample["text"] == sw_data.caption_video(start)
         moved += sample["text"] != video.caption
+        coming += " enters at " in sample["text"]
     assert moved > 0  # windows later in the clip say where the objects are then
+    assert (coming > 0) == entries  # and objects still outside are said to come in
 
     # scene_at: the cell of each object's centre at that time, objects out of the frame left out
     obj = sw_world.ObjectSpec("square", "red", "small", "middle left", "right")

@@ -3,6 +3,7 @@ motion and persistence, how-to keyframe consistency, and the grammar round trip.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -135,6 +136,69 @@ def test_motion_moves_one_cell_over_two_seconds_in_its_direction():
         clip = wd.render_video_uint8(wd.Scene((obj,)), 9)
         ys, xs = np.nonzero((clip[-1] != 0).any(-1))
         assert np.sign(round(ys.mean() - 31.5)) == dy and np.sign(round(xs.mean() - 31.5)) == dx
+
+
+ENTRIES = wd.WorldConfig(height=32, width=32, num_frames=33, fps=8, speed=1.0, exits=True, entries=True)
+
+
+def test_an_entering_object_starts_outside_and_comes_in_at_its_cell():
+    for motion in ("left", "right", "up", "down"):
+        for cell in wd.entry_cells(motion):
+            obj = wd.ObjectSpec("square", "red", "large", cell, motion, enters=True)
+            clip = wd.render_video_uint8(wd.Scene((obj,), 32, 32, speed=1.0), 33, 8)
+            shown = (clip != 0).any(-1).sum((1, 2))
+            assert shown[0] == 0 and shown.max() == wd.sprite("square", wd.sprite_side("large", 32, 32)).sum()
+            # After one cell of travel (one second) it is whole and centred in the cell it entered at.
+            assert wd.object_center(obj, wd.BASE_FPS, 32, 32, speed=1.0) == pytest.approx(wd.object_center(
+                wd.ObjectSpec("square", "red", "large", cell), 0, 32, 32))
+            first = int(np.argmax(shown > 0))
+            ys, xs = np.nonzero((clip[first] != 0).any(-1))
+            dy, dx = wd.MOTION_STEPS[motion]  # it shows first at the border it comes from
+            assert (dx != 1 or xs.min() == 0) and (dx != -1 or xs.max() == 31)
+            assert (dy != 1 or ys.min() == 0) and (dy != -1 or ys.max() == 31)
+    assert wd.entry_cells("right") == ("top left", "middle left", "bottom left")
+    assert wd.entry_cells("still") == ()
+    with pytest.raises(ValueError, match="can only enter at top left, top middle, top right"):
+        wd.ObjectSpec("square", "red", "large", "center", "down", enters=True)
+    with pytest.raises(ValueError, match="entries need exits"):
+        wd.WorldConfig(entries=True)
+
+
+def test_worlds_with_entries_draw_objects_coming_in_and_caption_them():
+    world = wd.ShapesWorld(0, ENTRIES)
+    clips = [world.sample(i, "video") for i in range(120)]
+    entering = [o for c in clips for o in c.scene.objects if o.enters]
+    moving = [o for c in clips for o in c.scene.objects if o.motion != "still"]
+    assert 0.15 < len(entering) / len(moving) < 0.35  # 3 of the 12 starts of a moving object
+    clip = next(c for c in clips if any(o.enters for o in c.scene.objects))
+    obj = next(o for o in clip.scene.objects if o.enters)
+    assert f"a {obj.size} {obj.colour} {obj.shape} enters at the {obj.cell} moving" in clip.caption
+    assert tx.parse_caption(clip.caption) == [tx.attributes(o) for o in clip.scene.objects]
+    # Worlds without entries draw what they always drew (the same generator calls).
+    plain = dataclasses.replace(ENTRIES, entries=False)
+    assert not any(o.enters for i in range(60) for o in wd.ShapesWorld(0, plain).sample(i, "video").scene.objects)
+
+
+def test_scene_at_describes_an_object_still_coming_in_as_entering():
+    obj = wd.ObjectSpec("circle", "blue", "small", "bottom right", "left", enters=True)
+    scene = wd.Scene((obj,), 32, 32, speed=1.0)
+    assert wd.scene_at(scene, 0.0).objects == (obj,)
+    assert wd.scene_at(scene, 2.0).objects == (obj,)  # a quarter cell on: still outside
+    inside = wd.scene_at(scene, 6.0).objects[0]  # three quarters: its centre is in the cell
+    assert (inside.cell, inside.enters) == ("bottom right", False)
+    gone = wd.ObjectSpec("circle", "blue", "small", "bottom left", "left")
+    assert wd.scene_at(wd.Scene((gone,), 32, 32, speed=1.0), 6.0) is None  # leaving is not entering
+
+
+def test_the_detector_follows_an_object_that_comes_in():
+    obj = wd.ObjectSpec("triangle", "green", "large", "top left", "right", enters=True)
+    still = wd.ObjectSpec("circle", "red", "small", "bottom right")
+    clip = wd.render_video_uint8(wd.Scene((still, obj), 32, 32, speed=1.0), 17, 8)
+    tracks = {t.colour: t for t in det.detect_motion(clip)}
+    assert (tracks["red"].direction, tracks["red"].found) == ("still", (True,) * 17)
+    green = tracks["green"]
+    assert (green.shape, green.size, green.direction) == ("triangle", "large", "right")
+    assert green.found[0] is False and all(green.found[-8:])
 
 
 # ------------------------------------------------------------------------------------------ detector
@@ -283,15 +347,15 @@ def test_apply_step_refuses_impossible_steps():
 def test_every_generated_text_is_in_the_vocabulary():
     vocab = tx.vocabulary()
     texts = []
-    for kind in wd.KINDS:
-        for sample in wd.make_dataset(11, 60, kind, wd.shapesworld_tiny()):
+    for kind, config in [(k, c) for k in wd.KINDS for c in (wd.shapesworld_tiny(), ENTRIES)]:
+        for sample in wd.make_dataset(11, 60, kind, config):
             if isinstance(sample, wd.HowTo):
                 texts += [sample.question] + [s.caption for s in sample.steps]
             elif hasattr(sample, "caption"):
                 texts.append(sample.caption)
             else:
                 texts += [sample.question, sample.answer]
-    assert len(texts) > 300
+    assert len(texts) > 600 and any(" enters at " in t for t in texts) and any("come in?" in t for t in texts)
     assert tx.unknown_words(texts, vocab) == set()
     assert all(re.fullmatch(r"[a-z ,.?]+", t) for t in texts)
     assert tx.unknown_words(["a red circle jumps"], vocab) == {"jumps"}
@@ -299,8 +363,8 @@ def test_every_generated_text_is_in_the_vocabulary():
 
 def test_parsers_recover_generated_scenes():
     rng = np.random.default_rng(6)
-    for _ in range(200):
-        scene = wd.sample_scene(rng, int(rng.integers(1, 4)))
+    for i in range(200):
+        scene = wd.sample_scene(rng, int(rng.integers(1, 4)), exits=i % 2 == 1, entries=i % 2 == 1)
         assert tx.parse_caption(tx.caption_video(scene)) == [tx.attributes(o) for o in scene.objects]
         expected = [tx.ObjectAttributes(shape=o.shape, colour=o.colour, size=o.size, cell=o.cell) for o in scene.objects]
         assert tx.parse_caption(tx.caption_image(scene)) == expected
@@ -335,8 +399,8 @@ def test_step_parser_tolerates_variations(text, expected):
 
 def test_answers_are_true_of_the_scene():
     rng = np.random.default_rng(7)
-    for _ in range(100):
-        scene = wd.sample_scene(rng, int(rng.integers(1, 3)))
+    for i in range(200):
+        scene = wd.sample_scene(rng, int(rng.integers(1, 3)), exits=i % 2 == 1, entries=i % 2 == 1)
         by_shape = {o.shape: o for o in scene.objects}
         by_colour = {o.colour: o for o in scene.objects}
         for qa in tx.questions_for(scene, rng, video=True):
@@ -347,7 +411,8 @@ def test_answers_are_true_of_the_scene():
                 assert by_colour[m[1]].shape == a
             elif m := re.fullmatch(r"which way does the (\w+) move\?", q):
                 assert by_shape[m[1]].motion == a
-            elif m := re.fullmatch(r"where does the (\w+) (\w+) start\?", q):
+            elif m := re.fullmatch(r"where does the (\w+) (\w+) (start|come in)\?", q):
+                assert (m[3] == "come in") == by_colour[m[1]].enters
                 assert by_colour[m[1]].cell == a
             elif m := re.fullmatch(r"what size is the (\w+) (\w+)\?", q):
                 assert by_colour[m[1]].size == a

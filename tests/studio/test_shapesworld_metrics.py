@@ -19,15 +19,24 @@ from studio.shapesworld.text import caption_video
 WORLD = wd.WorldConfig(height=32, width=32, num_frames=5, fps=4, max_objects=2, min_steps=2, max_steps=4)
 NEW_WORLD = wd.WorldConfig(height=32, width=32, num_frames=17, fps=8, speed=1.0, exits=True, max_objects=2)
 LONG_WORLD = dataclasses.replace(WORLD, num_frames=65, exits=True)
+ENTRY_WORLD = dataclasses.replace(NEW_WORLD, entries=True)
 
 
 def _test(kind: str, n: int, world=WORLD):
     return SplitWorld(0, world, split="test").distinct(kind, n)
 
 
-@pytest.mark.parametrize("world", [WORLD, NEW_WORLD, LONG_WORLD], ids=["5 frames", "17 frames exits", "65 frames"])
+@pytest.mark.parametrize("world", [WORLD, NEW_WORLD, ENTRY_WORLD, LONG_WORLD],
+                         ids=["5 frames", "17 frames exits", "17 frames entries", "65 frames"])
 def test_t2v_ground_truth_scores_high_and_a_static_or_empty_clip_low(world):
     clips = _test("video", 40, world)
+    if world.entries:  # objects that come in are in the set, and a static clip never shows them
+        entering = [(c, o) for c in clips for o in c.scene.objects if o.enters]
+        assert len(entering) >= 5
+        for clip, obj in entering:
+            alone = dataclasses.replace(clip, scene=dataclasses.replace(clip.scene, objects=(obj,)))
+            assert M.video_units(clip.frames, alone)[0] == (1, 1)
+            assert M.video_units(M.static_clip(clip), alone)[0] == (0, 1)
     truth = [M.video_units(c.frames, c) for c in clips]
     static = [M.video_units(M.static_clip(c), c) for c in clips]
     empty = [M.video_units(np.zeros_like(c.frames), c) for c in clips]
@@ -158,7 +167,7 @@ class _Blank(_Lossless):
         return torch.full_like(codes, -1.0)
 
 
-@pytest.mark.parametrize("world", [WORLD, NEW_WORLD], ids=["5 frames", "17 frames exits"])
+@pytest.mark.parametrize("world", [WORLD, NEW_WORLD, ENTRY_WORLD], ids=["5 frames", "17 frames exits", "entries"])
 def test_the_tokenizer_ceiling_scores_the_ground_truth_as_the_tokenizer_gives_it_back(world):
     from studio.shapesworld.evaluate import through_tokenizer
 

@@ -3,6 +3,7 @@ held-out combinations and no other split holds any."""
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 
@@ -59,6 +60,34 @@ def test_no_pixels_of_a_test_clip_are_in_training():
     trained |= {train.sample(i, "image").image.tobytes() for i in range(600)}
     tested = {test.sample(i, "video").frames[0].tobytes() for i in range(150)}
     assert not trained & tested
+
+
+ENTRIES = wd.WorldConfig(height=32, width=32, num_frames=17, fps=8, speed=1.0, exits=True, entries=True)
+
+
+def test_with_entries_the_splits_stay_disjoint_and_first_frames_are_not_shared():
+    """An object still outside is not in the first frame, so it is not part of the layout that decides the
+    split: a test clip's first frame is never a training image or a training clip's first frame (except the
+    empty first frame of a clip whose objects all come in, which shows nothing)."""
+    train, test = sp.SplitWorld(0, ENTRIES, split="train"), sp.SplitWorld(0, ENTRIES, split="test")
+    trained = [train.sample(i, "video") for i in range(400)] + [train.sample(i, "image") for i in range(400)]
+    tested = [test.sample(i, "video") for i in range(120)]
+    assert not {sp.sample_key(s) for s in trained} & {sp.sample_key(s) for s in tested}
+    empty = np.zeros((32, 32, 3), np.uint8).tobytes()
+    first = {(s.frames[0] if hasattr(s, "frames") else s.image).tobytes() for s in trained} - {empty}
+    assert not first & {s.frames[0].tobytes() for s in tested}
+    # The test split has clips with objects coming in, some of them with nothing in the first frame.
+    assert sum(any(o.enters for o in s.scene.objects) for s in tested) >= 20
+    assert any(all(o.enters for o in s.scene.objects) for s in tested)
+    # A clip with an object coming in lands with the image of what its first frame shows.
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        scene = wd.sample_scene(rng, 2, height=32, width=32, speed=1.0, duration=16, exits=True, entries=True)
+        shown = tuple(o for o in scene.objects if not o.enters)
+        if len(shown) == 1:
+            still = wd.Scene((dataclasses.replace(shown[0], motion="still"),), 32, 32)
+            assert sp.layout_key(scene) == sp.layout_key(still)
+            assert np.array_equal(wd.render_image(still), wd.render_video_uint8(scene, 17, 8)[0])
 
 
 def test_compositional_split_holds_the_held_out_combinations_and_training_none():
