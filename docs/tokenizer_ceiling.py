@@ -82,7 +82,8 @@ def ceilings(codec, world, *, count: int, seed: int, split: str) -> list[dict]:
 
 def misses(codec, world, *, count: int, seed: int, split: str) -> list[tuple]:
     """Where the text-to-video ceiling is lost: for each (size, shape, place) of an object in a frame where the
-    ground truth shows it (place: "inside" the frame, or cut by its "border"), the frames and the frames in which
+    ground truth shows it (place: "inside" the frame, cut by its "border", or cut while "coming in"), the frames
+    and the frames in which
     the tokenizer's reconstruction no longer shows it, with what the detector reads there instead."""
     from collections import Counter
 
@@ -97,10 +98,11 @@ def misses(codec, world, *, count: int, seed: int, split: str) -> list[tuple]:
             for t, frame in enumerate(truth):
                 if key not in {(d.colour, d.shape) for d in frame}:
                     continue
-                y0, x0, y1, x1 = object_box(obj, t * BASE_FPS / world.fps, world.height, world.width,
-                                            speed=world.speed)
+                at = t * BASE_FPS / world.fps
+                y0, x0, y1, x1 = object_box(obj, at, world.height, world.width, speed=world.speed)
                 inside = y0 >= 0 and x0 >= 0 and y1 <= world.height and x1 <= world.width
-                where = (obj.size, obj.shape, "inside" if inside else "border")
+                coming = obj.enters and at * world.speed / BASE_FPS < 1  # not yet at its cell
+                where = (obj.size, obj.shape, "inside" if inside else "coming in" if coming else "border")
                 shown[where] += 1
                 if key not in {(d.colour, d.shape) for d in made[t]}:
                     lost[where] += 1

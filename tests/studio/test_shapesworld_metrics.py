@@ -210,6 +210,9 @@ def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_o
     assert all(lost == 0 for *_, lost, _ in script.misses(_Lossless(), NEW_WORLD, count=3, seed=0, split="dev"))
     rows = script.misses(_Blank(), NEW_WORLD, count=3, seed=0, split="dev")
     assert rows and all(lost == shown and read == {"nothing": shown} for *_, shown, lost, read in rows)
+    # Objects coming in are counted apart while they are cut on their way in.
+    rows = script.misses(_Blank(), ENTRY_WORLD, count=12, seed=0, split="dev")
+    assert {place for _, _, place, *_ in rows} == {"inside", "border", "coming in"}
 
 
 @pytest.mark.parametrize("args, message", [
