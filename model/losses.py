@@ -124,9 +124,15 @@ class LossOutput:
     terms: dict[str, torch.Tensor]
 
 
-def mtp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Unshifted cross-entropy: logits `(B, L, V)` at position p against labels `(B, L)` at p."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+def mtp_loss(logits: torch.Tensor, labels: torch.Tensor, target_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Unshifted cross-entropy: logits `(B, L, V)` at position p against labels `(B, L)` at p; with
+    `target_weights` `(V,)`, the mean weighted by the weight of each label's id."""
+    flat, targets = logits.flatten(0, 1).float(), labels.flatten()
+    if target_weights is None:
+        return F.cross_entropy(flat, targets, ignore_index=IGNORE_INDEX)
+    each = F.cross_entropy(flat, targets, ignore_index=IGNORE_INDEX, reduction="none")
+    weights = target_weights.to(each)[targets.clamp(min=0)] * targets.ne(IGNORE_INDEX)
+    return (each * weights).sum() / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
 
 
 def ntp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -135,7 +141,8 @@ def ntp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def unified_loss(logits: torch.Tensor, batch: PromptBatch,
-                 coefficients: Mapping[str, float] | None = None) -> LossOutput:
+                 coefficients: Mapping[str, float] | None = None, *,
+                 code_weights: torch.Tensor | None = None) -> LossOutput:
     """The training loss of a mixed batch.
 
     Args:
@@ -143,6 +150,9 @@ def unified_loss(logits: torch.Tensor, batch: PromptBatch,
         batch: a (masked) training batch; `batch.tasks` says which term each row feeds.
         coefficients: weight per term (`DEFAULT_COEFFICIENTS`, i.e. 1.0 / 0.1 / 1.0 for t2i / lm / mmu, for
             missing keys).
+        code_weights: `(V,)` weight of each target id in the MaskGIT terms (each term is then the weighted mean);
+            e.g. less weight on the codes of an empty background, so that a frame that is mostly background
+            does not teach mostly background. None: every target weighs 1 (the released objective).
     """
     if batch.labels is None:
         raise ValueError("the loss needs a training batch with labels")
@@ -165,7 +175,8 @@ def unified_loss(logits: torch.Tensor, batch: PromptBatch,
         labels = targets[objective][index]
         if not bool((labels[:, 1:] if objective == "ntp" else labels).ne(IGNORE_INDEX).any()):
             continue
-        value = (mtp_loss if objective == "mtp" else ntp_loss)(logits[index], labels)
+        value = (mtp_loss(logits[index], labels, code_weights) if objective == "mtp"
+                 else ntp_loss(logits[index], labels))
         terms[term] = value
         total = total + weights[term] * value
     return LossOutput(total, terms)

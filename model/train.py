@@ -72,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
         "mask_last_blocks": 0,  # >0: mask only the last k visual blocks of video / interleaved rows
         "mask_one_block": False,  # true: mask one block per row, drawn uniformly, the others stay clean
         "coefficients": {"t2i": 1.0, "lm": 0.1, "mmu": 1.0},
+        # {visual code: weight} of MaskGIT targets; codes not named weigh 1 (see losses.unified_loss)
+        "code_weights": {},
         "log_every": 10,
     },
     "checkpoint": {"dir": None, "every": 0, "resume": True, "keep": 2},
@@ -222,6 +224,20 @@ def _resume(path: Path, model, optimizer, scheduler, generator: torch.Generator)
     return _State(step=data["step"], consumed={**{k: 0 for k in KINDS}, **data["consumed"]}, history=data["history"])
 
 
+def target_weights(layout: VocabLayout, code_weights: dict) -> torch.Tensor | None:
+    """`(V,)` loss weights of target ids from `{visual code: weight}` (other ids weigh 1); None when empty."""
+    if not code_weights:
+        return None
+    weights = torch.ones(layout.vocab_size)
+    for code, weight in code_weights.items():
+        if not (str(code).isdigit() and int(code) < layout.codebook_size):
+            raise ValueError(f"training.code_weights: {code!r} is not a visual code (0..{layout.codebook_size - 1})")
+        if not float(weight) >= 0:
+            raise ValueError(f"training.code_weights: the weight of code {code} must be >= 0, got {weight!r}")
+        weights[layout.code_offset + int(code)] = float(weight)
+    return weights
+
+
 def device_named(name: str) -> torch.device:
     """`name` as a device; "auto" is cuda when there is one, else cpu."""
     if name == "auto":
@@ -291,6 +307,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     generator = torch.Generator().manual_seed(tcfg.seed)  # masking and condition dropout
     null_blocks = {task: prompting.null_text_block(task) for task in ("t2i", "t2v")}
     coefficients = OmegaConf.to_container(tcfg.coefficients, resolve=True)
+    code_weights = target_weights(layout, OmegaConf.to_container(tcfg.code_weights, resolve=True))
+    code_weights = None if code_weights is None else code_weights.to(device)
 
     state, resumed_from = _State(), None
     ckpt_dir = Path(cfg.checkpoint.dir) if cfg.checkpoint.dir else None
@@ -332,7 +350,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
         batch = batch.to(device)
         with autocast:
             logits = grouped_logits(model, batch)
-        loss = unified_loss(logits, batch, coefficients)
+        loss = unified_loss(logits, batch, coefficients, code_weights=code_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         if tcfg.grad_clip:

@@ -241,19 +241,40 @@ def build_text_tokenizer(directory: Path) -> int:
     return len(build_word_tokenizer(corpus(), directory))
 
 
+def background_codes(tokenizer_dir: Path, world: dict) -> list[int]:
+    """The codes the video tokenizer writes for empty background: an empty image and an empty whole clip of
+    `world` (a causal tokenizer's first latent frame and the frames at the border can have codes of their own)."""
+    from tokenizers3d import load_tokenizer
+
+    from studio.shapesworld.data import as_world_config
+
+    tokenizer, config = load_tokenizer(str(tokenizer_dir)).eval(), as_world_config(world)
+    found: set[int] = set()
+    for frames in (1, config.num_frames):
+        empty = torch.full((1, 3, frames, config.height, config.width), -1.0)  # the background is black
+        with torch.no_grad():
+            found |= set(tokenizer.encode(empty).flatten().tolist())
+    return sorted(found)
+
+
 def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: Path) -> DictConfig:
-    """The `model.train` config of stage 3: `cfg.showo` plus the data source, tokenizer, device and seeds."""
+    """The `model.train` config of stage 3: `cfg.showo` plus the data source, tokenizer, device and seeds, and
+    with `background_weight` (not 1) the loss weight of the tokenizer's background codes."""
     from model.train import device_named
 
     device = "cuda" if device_named(cfg.device).type == "cuda" else "cpu"
+    world = OmegaConf.to_container(cfg.world)
     wired = {
         "tokenizer": str(text_dir),
         "data": {"source": SOURCE_FACTORY, "fixed": False,
-                 "source_args": {"tokenizer": str(tokenizer_dir), "world": OmegaConf.to_container(cfg.world),
+                 "source_args": {"tokenizer": str(tokenizer_dir), "world": world,
                                  "device": device, "split": _split(cfg), "window_frames": _window(cfg)}},
         "training": {"device": device, "seed": int(cfg.seed)},
         "checkpoint": {"dir": str(run_dir)},
     }
+    weight = float(cfg.get("background_weight", 1.0))
+    if weight != 1.0:
+        wired["training"]["code_weights"] = {code: weight for code in background_codes(tokenizer_dir, world)}
     return OmegaConf.merge(cfg.showo, OmegaConf.create(wired))
 
 

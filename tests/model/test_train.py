@@ -78,6 +78,38 @@ def test_mtp_is_unshifted_and_ntp_is_shifted(prompting):
     assert at_next["lm"] < 1e-3 and at_p["lm"] > 1.0, "text targets must be predicted from the previous position"
 
 
+def test_code_weights_weigh_each_maskgit_target_by_its_code(prompting):
+    from model.train import target_weights
+
+    layout = prompting.layout
+    batch = mixed_batch(prompting, {"t2i": 3, "lm": 2})
+    gen = torch.Generator().manual_seed(3)
+    batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=gen)
+    logits = torch.randn(batch.batch_size, batch.length, layout.vocab_size, generator=gen)
+    labels = batch.labels[:3, prompting.text_block_len:]
+    codes = labels[(labels >= layout.code_offset) & (labels < layout.mask_id)] - layout.code_offset
+    light = int(codes[0])  # a code that is a target here
+    weights = target_weights(layout, {light: 0.25, str(light + 1): 2.0})
+    out = unified_loss(logits, batch, code_weights=weights)
+    # By hand: the weighted mean of the per-target cross-entropies, boundary tokens and other codes at weight 1.
+    each = F.cross_entropy(logits[:3, prompting.text_block_len:].reshape(-1, layout.vocab_size), labels.reshape(-1),
+                           ignore_index=-100, reduction="none")
+    flat = labels.reshape(-1)
+    w = torch.where(flat == layout.code_offset + light, 0.25, torch.where(flat == layout.code_offset + light + 1, 2.0, 1.0))
+    w = w * (flat != -100)
+    torch.testing.assert_close(out.terms["t2i"], (each * w).sum() / w.sum())
+    assert not torch.allclose(out.terms["t2i"], unified_loss(logits, batch).terms["t2i"])
+    # Text terms are unweighted; all-ones weights are the released loss.
+    torch.testing.assert_close(out.terms["lm"], unified_loss(logits, batch).terms["lm"])
+    ones = target_weights(layout, {light: 1.0})
+    torch.testing.assert_close(unified_loss(logits, batch, code_weights=ones).total, unified_loss(logits, batch).total)
+    assert target_weights(layout, {}) is None
+    with pytest.raises(ValueError, match="not a visual code"):
+        target_weights(layout, {layout.codebook_size: 0.5})
+    with pytest.raises(ValueError, match="must be >= 0"):
+        target_weights(layout, {0: -1.0})
+
+
 def test_masking_follows_the_cosine_rule_and_keeps_targets(prompting):
     batch = mixed_batch(prompting, {"t2i": 3, "lm": 1, "mmu": 1})
     gen = torch.Generator().manual_seed(7)

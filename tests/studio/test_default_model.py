@@ -263,6 +263,33 @@ def test_quick_run_writes_the_shipped_layout(quick_model):
     assert settings["world"] == written["config"]["world"] and settings["window_frames"] == cfg.window_frames
 
 
+def test_stage_3_weighs_the_tokenizers_background_codes_as_configured(quick_model):
+    from omegaconf import OmegaConf
+
+    from tokenizers3d import load_tokenizer
+
+    root, cfg, _ = quick_model
+    work = root / "work"
+    tokenizer_dir = work / "tokenizer_decoder"
+    weighted = train_default.showo_config(cfg, tokenizer_dir, work / "text_tokenizer", work / "showo")
+    assert cfg.background_weight == 0.25  # the recipe's, which the quick run trained with
+    codes = {int(c): w for c, w in OmegaConf.to_container(weighted.training.code_weights).items()}
+    tokenizer = load_tokenizer(str(tokenizer_dir)).eval()
+    empty = torch.full((1, 3, cfg.world.num_frames, 32, 32), -1.0)
+    with torch.no_grad():
+        assert set(tokenizer.encode(empty).flatten().tolist()) <= set(codes)
+    assert set(codes.values()) == {0.25} and len(codes) < tokenizer.codebook_size // 4
+    # A clip with an object has codes that are not background.
+    clip = ShapesWorld(0, WorldConfig(**{**WORLD, "num_frames": cfg.world.num_frames, "fps": 8})).sample(0, "video")
+    with torch.no_grad():
+        assert set(tokenizer.encode(clip.tensor[None]).flatten().tolist()) - set(codes)
+    plain = OmegaConf.merge(cfg, OmegaConf.create({"background_weight": 1.0}))
+    assert not train_default.showo_config(plain, tokenizer_dir, work / "text_tokenizer", work / "showo").training.get(
+        "code_weights")
+    saved = OmegaConf.load(sorted((work / "showo").glob("checkpoint-*"))[-1] / "config.yaml")
+    assert {int(c) for c in saved.training.code_weights} == set(codes)
+
+
 def test_a_resumed_run_adds_its_time_to_every_stage_it_works_on(quick_model, tmp_path):
     from studio.shapesworld.stage_clock import StageClock
 
