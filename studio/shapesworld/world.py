@@ -148,8 +148,8 @@ def sprite(shape: str, side: int) -> np.ndarray:
 def object_center(obj: ObjectSpec, t: float, height: int, width: int, *,
                   speed: float = DEFAULT_SPEED) -> tuple[float, float]:
     """(y, x) of the object's centre at time `t` (frames at `BASE_FPS`), moving `speed` cells per second; an
-    entering object is one cell short of its cell at t = 0 (outside the frame: no sprite is wider than half a
-    cell)."""
+    entering object is one cell short of its cell at t = 0 (wholly outside the frame: its centre is half a cell
+    out, and no sprite is as wide as a cell)."""
     row, column = cell_rc(obj.cell)
     cell_h, cell_w = height / 3, width / 3
     dy, dx = MOTION_STEPS[obj.motion]
