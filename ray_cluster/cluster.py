@@ -40,6 +40,7 @@ def connect(
     import ray
 
     global _record, _embedded
+    _no_auto_init()
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         return ray.init(address=address, namespace=namespace, ignore_reinit_error=True)
@@ -57,6 +58,20 @@ def connect(
     if record is not None and _record is None:
         _record = ProcessRecord(Path(record)).start()
     return context
+
+
+def _no_auto_init() -> None:
+    """Switch off Ray's auto-init in this process: `connect` is the one way in. Otherwise a Ray call from a thread
+    left over from an earlier connection (a Serve handle's, after `shutdown`) starts a second local Ray at the
+    moment `connect` starts one, and the two share this driver until one of them dies (seen as a test module's
+    Ray losing its GCS a second after it started)."""
+    import contextlib
+
+    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._private import auto_init_hook  # read once at import; no public switch after that
+
+        auto_init_hook.enable_auto_connect = False
 
 
 def shutdown() -> None:
