@@ -182,9 +182,9 @@ def scene_at(scene: Scene, t: float) -> Scene | None:
             continue
         dy, dx = MOTION_STEPS[obj.motion]
         row_in, column_in = min(max(row, 0), 2), min(max(column, 0), 2)
-        coming = (dy, dx) != (0, 0) and (row_in - row, column_in - column) == (dy, dx)
-        if coming and _text.cell_name(row_in, column_in) in entry_cells(obj.motion):
-            objects.append(replace(obj, cell=_text.cell_name(row_in, column_in), enters=True))
+        border = _text.cell_name(row_in, column_in)
+        if (row_in - row, column_in - column) == (dy, dx) and border in entry_cells(obj.motion):
+            objects.append(replace(obj, cell=border, enters=True))
     return replace(scene, objects=tuple(objects)) if objects else None
 
 
@@ -289,8 +289,7 @@ def sample_scene(rng: np.random.Generator, num_objects: int = 1, *, height: int 
     _check_rng(rng)
     if not 1 <= num_objects <= len(SHAPES):
         raise ValueError(f"num_objects must be 1..{len(SHAPES)}, got {num_objects}")
-    if entries and not exits:
-        raise ValueError("entries need exits: an object that comes in crosses the frame and leaves it")
+    _check_entries(exits, entries)
     for _ in range(max_tries):
         colours = rng.permutation(len(COLOURS))[:num_objects]
         shapes = rng.permutation(len(SHAPES))[:num_objects]
@@ -308,6 +307,11 @@ def sample_scene(rng: np.random.Generator, num_objects: int = 1, *, height: int 
         if not overlaps(scene, duration=duration):
             return scene
     raise RuntimeError(f"no non-overlapping scene of {num_objects} objects in {max_tries} tries")
+
+
+def _check_entries(exits: bool, entries: bool) -> None:
+    if entries and not exits:
+        raise ValueError("entries need exits: an object that comes in crosses the frame and leaves it")
 
 
 def _staying_cells(motion: str, speed: float, duration: float) -> list[str]:
@@ -469,8 +473,7 @@ class WorldConfig:
         clip_times(self.num_frames, self.fps)
         if not self.speed > 0:
             raise ValueError(f"speed must be positive (cells per second), got {self.speed}")
-        if self.entries and not self.exits:
-            raise ValueError("entries need exits: an object that comes in crosses the frame and leaves it")
+        _check_entries(self.exits, self.entries)
         if not self.exits:
             for motion in MOTIONS:
                 _staying_cells(motion, self.speed, self.scene_duration)
