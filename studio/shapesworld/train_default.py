@@ -247,13 +247,14 @@ def background_codes(tokenizer_dir: Path, world: dict) -> list[int]:
     from tokenizers3d import load_tokenizer
 
     from studio.shapesworld.data import as_world_config
+    from studio.shapesworld.world import Scene, render_video
 
     tokenizer, config = load_tokenizer(str(tokenizer_dir)).eval(), as_world_config(world)
     found: set[int] = set()
     for frames in (1, config.num_frames):
-        empty = torch.full((1, 3, frames, config.height, config.width), -1.0)  # the background is black
+        empty = render_video(Scene((), config.height, config.width), frames, config.fps)  # the world's background
         with torch.no_grad():
-            found |= set(tokenizer.encode(empty).flatten().tolist())
+            found |= set(tokenizer.encode(empty[None]).flatten().tolist())
     return sorted(found)
 
 
