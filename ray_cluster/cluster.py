@@ -87,6 +87,8 @@ def shutdown() -> None:
             from ray import serve
 
             serve.shutdown()
+        if "ray_cluster.pools" in sys.modules:  # its stream readers return once Serve is gone; Ray outlives them
+            sys.modules["ray_cluster.pools"].join_readers()
         ray.shutdown()
     _embedded = False
     if _record is not None:

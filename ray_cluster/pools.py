@@ -20,6 +20,7 @@ import copy
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -28,6 +29,19 @@ from ray_cluster.loading import PipelineFactory
 from workflows.backend import OPS, routed_ops
 
 POLL_S = 0.05  # how often a waiting caller checks should_stop and its deadline
+STATUS_POLL_S = 0.25  # how often a caller waiting for a pool to start asks Serve for its status
+# The readers of the replicas' streams: threads of this driver that call Ray. Each ends once its stream ends (a
+# result, an error, a cancellation, Serve shut down); `join_readers` waits for them, so that Ray stops only after
+# the last has returned (a thread inside a Ray call while the core worker is torn down makes Ray exit the process).
+_readers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def join_readers(timeout: float = 30.0) -> list[str]:
+    """Wait up to `timeout` in all for the stream readers; returns the names of any still running."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_readers):
+        thread.join(max(deadline - time.monotonic(), 0))
+    return [t.name for t in _readers if t.is_alive()]
 
 
 class PoolUnavailableError(RuntimeError):
@@ -74,8 +88,8 @@ class RayBackend:
         self.model = next(iter(catalog))
         serve.start(proxy_location="Disabled")  # handles only; the studio's own HTTP API fronts the jobs
         self.pools: dict[str, Pool] = {}
-        self._deploying: dict[str, threading.Thread] = {}
-        self._failed: dict[str, str] = {}
+        self._running: set[str] = set()  # the pools whose application Serve has reported running
+        targets = []
         for cls in (TokenizerReplica, TransformerReplica):
             kind = cls.pool
             pool = getattr(self.config, kind)
@@ -90,25 +104,20 @@ class RayBackend:
             app = serve.deployment(cls, **options).bind(catalog, pool.replica_settings(), factory,
                                                         self.config.batch_generation)
             name = f"{self.config.name_prefix}-{kind}"
-            self.pools[kind] = Pool(kind, name, None, pool)
             if name in serve.status().applications and not redeploy:
-                self.pools[kind].handle = serve.get_app_handle(name)
-                target, args = (lambda: None), ()
+                self.pools[kind] = Pool(kind, name, serve.get_app_handle(name), pool)
             else:
-                target, args = self._deploy, (kind, app, name)
-            self._deploying[kind] = threading.Thread(target=target, args=args, daemon=True, name=f"deploy-{kind}")
-            self._deploying[kind].start()
+                self.pools[kind] = Pool(kind, name, None, pool)
+                targets.append(serve.RunTarget(app, name=name, route_prefix=None))
+        # Deploy without waiting here: `ready()` and every call wait for their pool's application, each with its
+        # own deadline, by asking Serve for its status (no thread is left waiting inside Serve).
+        handles = serve.run_many(targets, wait_for_ingress_deployment_creation=False,
+                                 wait_for_applications_running=False) if targets else []
+        for target, handle in zip(targets, handles):
+            next(p for p in self.pools.values() if p.app == target.name).handle = handle
         self._infos: dict[str, Any] = {}
         if wait:
             self.ready()
-
-    def _deploy(self, kind: str, app, name: str) -> None:
-        from ray import serve
-
-        try:
-            self.pools[kind].handle = serve.run(app, name=name, route_prefix=None)
-        except Exception as err:  # the deployment failed (a replica could not start); callers learn why
-            self._failed[kind] = _line(err, -1)
 
     def for_model(self, name: str) -> "RayBackend":
         """A view of the same pools whose every call runs on model `name` of the catalog."""
@@ -162,13 +171,23 @@ class RayBackend:
 
     # ------------------------------------------------------------------------------------------ calling
     def _handle(self, pool: Pool, timeout: float, *, starting: bool = False):
-        """The pool's deployment handle once it is deployed (waiting up to `timeout` for the deployment)."""
-        self._deploying[pool.kind].join(timeout)
-        if pool.kind in self._failed:
-            raise PoolUnavailableError(f"the {pool.kind} pool could not start: {self._failed[pool.kind]}")
-        if pool.handle is None:
-            what = "replicas did not start" if starting else "deployment is not running yet"
-            raise TimeoutError(f"the {pool.kind} pool's {what} within {timeout:g} s")
+        """The pool's deployment handle once Serve reports its application running (waiting up to `timeout`)."""
+        from ray import serve
+        from ray.serve.schema import ApplicationStatus
+
+        deadline = time.monotonic() + timeout
+        while pool.kind not in self._running:
+            status = serve.status().applications.get(pool.app)
+            if status is not None and status.status == ApplicationStatus.RUNNING:
+                self._running.add(pool.kind)
+            elif status is not None and status.status == ApplicationStatus.DEPLOY_FAILED:
+                lines = status.message.strip().splitlines() or ["its deployment failed"]
+                raise PoolUnavailableError(f"the {pool.kind} pool could not start: {lines[-1]}")
+            elif time.monotonic() >= deadline:
+                what = "replicas did not start" if starting else "deployment is not running yet"
+                raise TimeoutError(f"the {pool.kind} pool's {what} within {timeout:g} s")
+            else:
+                time.sleep(min(STATUS_POLL_S, max(deadline - time.monotonic(), 0)))
         return pool.handle
 
     def _call(self, pool: Pool, op: str, args: tuple, kwargs: dict, *, method: str = "run",
@@ -230,7 +249,9 @@ def _await_stream(stream, op: str, pool: Pool, deadline: float, timeout: float, 
         else:
             items.put(("error", RuntimeError(f"{op}: the {pool.kind} pool's stream ended without a result")))
 
-    threading.Thread(target=read, daemon=True, name=f"{op}-stream").start()
+    reader = threading.Thread(target=read, daemon=True, name=f"{op}-stream")
+    _readers.add(reader)
+    reader.start()
     cancelled = False
     while True:
         remaining = deadline - time.monotonic()

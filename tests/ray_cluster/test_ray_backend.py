@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ray_cluster.pools import PoolUnavailableError, RayBackend
+from ray_cluster.pools import PoolUnavailableError, RayBackend, join_readers
 from tests.ray_cluster.serving import FACTORY, replica_actors, replicas
 from workflows.backend import Backend, ImageOptions, Progress, StoryOptions, TextOptions, VideoOptions
 from workflows.errors import Cancelled
@@ -190,12 +190,14 @@ def test_a_hung_call_times_out_naming_the_op_and_the_pool(backend, make_config):
                                            r"did not finish within 0.05 s"):
         impatient.generate_video("a ball", None, 3, options=VideoOptions(steps=3000), seed=0)
     assert time.monotonic() - t0 < 5
-    # the abandoned call is cancelled on the replica, which is soon free again
+    # the abandoned call is cancelled on the replica, which is soon free again, and its stream's reader returns
     assert backend.understand(*queries(1), options=TextOptions(max_new_tokens=3), seed=0)
+    assert join_readers(timeout=30) == []
 
 
 def test_pools_that_do_not_start_in_time_raise_a_timeout_naming_the_pool(ray_local, make_config):
     # New applications, so nothing is loaded yet: 10 ms is far too short for a replica to start.
+    threads = set(threading.enumerate())
     slow = RayBackend(make_config(**{"name_prefix": "show-studio-slow", "tokenizer.startup_timeout_s": 0.01}),
                       pipeline_factory=FACTORY, wait=False)
     try:
@@ -203,6 +205,8 @@ def test_pools_that_do_not_start_in_time_raise_a_timeout_naming_the_pool(ray_loc
             slow.ready()
     finally:
         slow.close()
+    # nothing is left waiting for the deleted applications (a thread inside a Ray call when Ray stops ends the process)
+    assert not [t.name for t in set(threading.enumerate()) - threads if t.is_alive()]
 
 
 def test_a_killed_replica_is_replaced_and_its_requests_still_complete(backend, local):
