@@ -89,7 +89,7 @@ class RayBackend:
         serve.start(proxy_location="Disabled")  # handles only; the studio's own HTTP API fronts the jobs
         self.pools: dict[str, Pool] = {}
         self._running: set[str] = set()  # the pools whose application Serve has reported running
-        targets = []
+        targets: dict[str, Any] = {}  # the pools to deploy: kind -> Serve's RunTarget
         for cls in (TokenizerReplica, TransformerReplica):
             kind = cls.pool
             pool = getattr(self.config, kind)
@@ -108,13 +108,13 @@ class RayBackend:
                 self.pools[kind] = Pool(kind, name, serve.get_app_handle(name), pool)
             else:
                 self.pools[kind] = Pool(kind, name, None, pool)
-                targets.append(serve.RunTarget(app, name=name, route_prefix=None))
+                targets[kind] = serve.RunTarget(app, name=name, route_prefix=None)
         # Deploy without waiting here: `ready()` and every call wait for their pool's application, each with its
         # own deadline, by asking Serve for its status (no thread is left waiting inside Serve).
-        handles = serve.run_many(targets, wait_for_ingress_deployment_creation=False,
+        handles = serve.run_many(list(targets.values()), wait_for_ingress_deployment_creation=False,
                                  wait_for_applications_running=False) if targets else []
-        for target, handle in zip(targets, handles):
-            next(p for p in self.pools.values() if p.app == target.name).handle = handle
+        for kind, handle in zip(targets, handles):
+            self.pools[kind].handle = handle
         self._infos: dict[str, Any] = {}
         if wait:
             self.ready()
