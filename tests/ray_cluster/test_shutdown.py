@@ -19,6 +19,7 @@ def test_shutdown_stops_ray_after_the_readers_return(monkeypatch):
 
     readers = [reader(0.3, "generate_video-stream"), reader(0.1, "understand-stream")]
     alive_at_shutdown = []
+    monkeypatch.setattr(cluster, "_embedded", False)  # not ours to stop: no Serve shutdown, only the readers and Ray
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "shutdown", lambda: alive_at_shutdown.extend(t.name for t in readers if t.is_alive()))
     cluster.shutdown()
