@@ -177,12 +177,13 @@ class RayBackend:
 
         deadline = time.monotonic() + timeout
         while pool.kind not in self._running:
-            status = serve.status().applications.get(pool.app)
-            if status is not None and status.status == ApplicationStatus.RUNNING:
+            app = serve.status().applications.get(pool.app)
+            state = app.status if app is not None else None  # None: not deployed yet
+            if state == ApplicationStatus.RUNNING:
                 self._running.add(pool.kind)
-            elif status is not None and status.status == ApplicationStatus.DEPLOY_FAILED:
-                lines = status.message.strip().splitlines() or ["its deployment failed"]
-                raise PoolUnavailableError(f"the {pool.kind} pool could not start: {lines[-1]}")
+            elif state == ApplicationStatus.DEPLOY_FAILED:
+                reason = _line(app.message.strip() or "its deployment failed", -1)
+                raise PoolUnavailableError(f"the {pool.kind} pool could not start: {reason}")
             elif time.monotonic() >= deadline:
                 what = "replicas did not start" if starting else "deployment is not running yet"
                 raise TimeoutError(f"the {pool.kind} pool's {what} within {timeout:g} s")
@@ -289,7 +290,7 @@ def _unwrap(err) -> BaseException:
     return cause if isinstance(cause, Exception) else err
 
 
-def _line(err: BaseException, index: int) -> str:
-    """Line `index` of the error's message (its type's name when it has none)."""
-    text = str(err).strip().splitlines()
-    return text[index] if text else type(err).__name__
+def _line(message: BaseException | str, index: int) -> str:
+    """Line `index` of an error's (or Serve's) message; an error without one gives its type's name."""
+    text = str(message).strip().splitlines()
+    return text[index] if text else type(message).__name__
