@@ -1,6 +1,10 @@
-"""Print the README's ShapesEval table (markdown) from the JSON of one or more `studio eval --json` runs:
+"""Print a README ShapesEval table (markdown) from the JSON of `studio eval --json` runs.
 
     python docs/eval_table.py eval_test.json eval_compositional.json
+    python docs/eval_table.py "2,500 steps=a_test.json,a_comp.json" "4,000 steps=b_test.json,b_comp.json"
+
+The first form prints one run's records in full. The second prints runs side by side, one column per
+`LABEL=PATH[,PATH...]` (value and 95% interval), with the last run's n, trivial baseline, target and verdict.
 """
 
 from __future__ import annotations
@@ -11,16 +15,52 @@ import sys
 from studio.shapesworld.evaluate import ceiling, met
 
 
-def main(paths: list[str]) -> int:
-    records = [record for path in paths for record in json.load(open(path))]
+def _load(paths: list[str]) -> list[dict]:
+    return [record for path in paths for record in json.load(open(path))]
+
+
+def _digits(metric: str) -> int:
+    return 2 if metric.endswith("_db") else 3
+
+
+def _fmt(value: float, metric: str) -> str:
+    return f"{value:.{_digits(metric)}f}"
+
+
+def one_run(records: list[dict]) -> None:
     print("| metric | split | value | 95% interval | n | trivial baseline | tokenizer ceiling | target | |")
     print("|---|---|---:|---:|---:|---:|---:|---:|:-:|")
     for r in records:
-        digits = 2 if r["metric"].endswith("_db") else 3
-        target = "" if r["target"] is None else f"{r['target']:.{digits}f}"
-        print(f"| {r['metric']} | {r['split']} | {r['value']:.{digits}f} | "
-              f"[{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}] | {r['n']} | {r['baseline']:.{digits}f} | "
-              f"{ceiling(r, digits)} | {target} | {met(r)} |")
+        m = r["metric"]
+        target = "" if r["target"] is None else _fmt(r["target"], m)
+        print(f"| {m} | {r['split']} | {_fmt(r['value'], m)} | [{_fmt(r['ci_low'], m)}, {_fmt(r['ci_high'], m)}] | "
+              f"{r['n']} | {_fmt(r['baseline'], m)} | {ceiling(r, _digits(m))} | {target} | {met(r)} |")
+
+
+def side_by_side(runs: dict[str, list[dict]]) -> None:
+    labels = list(runs)
+    by_run = {label: {(r["metric"], r["split"]): r for r in records} for label, records in runs.items()}
+    print("| metric | split | " + " | ".join(labels) + " | n | trivial baseline | target | |")
+    print("|---|---|" + "---:|" * len(labels) + "---:|---:|---:|:-:|")
+    for key, last in by_run[labels[-1]].items():
+        cells = []
+        for label in labels:
+            r = by_run[label].get(key)
+            cells.append("" if r is None else
+                         f"{_fmt(r['value'], key[0])} [{_fmt(r['ci_low'], key[0])}, {_fmt(r['ci_high'], key[0])}]")
+        target = "" if last["target"] is None else _fmt(last["target"], key[0])
+        print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) +
+              f" | {last['n']} | {_fmt(last['baseline'], key[0])} | {target} | {met(last)} |")
+
+
+def main(args: list[str]) -> int:
+    if not args:
+        print(__doc__, file=sys.stderr)
+        return 2
+    if all("=" in a for a in args):
+        side_by_side({label: _load(paths.split(",")) for label, paths in (a.split("=", 1) for a in args)})
+    else:
+        one_run(_load(args))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -189,16 +190,16 @@ def test_the_tokenizer_ceiling_scores_the_ground_truth_as_the_tokenizer_gives_it
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _ceiling_script():
-    """`docs/tokenizer_ceiling.py` as a module (docs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("tokenizer_ceiling", ROOT / "docs" / "tokenizer_ceiling.py")
+def _docs_script(name: str = "tokenizer_ceiling"):
+    """`docs/<name>.py` as a module (docs/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     return script
 
 
 def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_objects_are_lost():
-    script = _ceiling_script()
+    script = _docs_script()
 
     lossless = {r["metric"]: r for r in script.ceilings(_Lossless(), NEW_WORLD, count=3, seed=0, split="dev")}
     blank = {r["metric"]: r for r in script.ceilings(_Blank(), NEW_WORLD, count=3, seed=0, split="dev")}
@@ -221,7 +222,7 @@ def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_o
     (["--world", "{tokenizer_config}"], "has no 'world' entry"),
 ])
 def test_the_tokenizer_ceiling_script_refuses_bad_arguments_before_loading_anything(args, message, capsys):
-    script = _ceiling_script()
+    script = _docs_script()
     model = ROOT / "studio" / "default_model"
     args = [a.format(pipeline=model / "pipeline.json", tokenizer_config=model / "tokenizer" / "config.json")
             for a in args]
@@ -229,3 +230,24 @@ def test_the_tokenizer_ceiling_script_refuses_bad_arguments_before_loading_anyth
         script.main([str(model / "tokenizer"), *args])
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _record(metric, split, value, low, high, *, n=200, baseline=0.1, target=0.7, ceiling=None):
+    return {"metric": metric, "split": split, "value": value, "target": target, "n": n, "ci_low": low,
+            "ci_high": high, "baseline": baseline, "ceiling": ceiling}
+
+
+def test_the_eval_table_puts_runs_side_by_side_with_the_last_runs_verdict(tmp_path, capsys):
+    script = _docs_script("eval_table")
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps([_record("qa_accuracy", "test", 0.6, 0.535, 0.66)]))
+    second.write_text(json.dumps([_record("qa_accuracy", "test", 0.75, 0.7, 0.8, baseline=0.405),
+                                  _record("tokenizer_psnr_db", "test", 30.761, 30.37, 31.18, target=28.0)]))
+    assert script.main([f"2,500 steps={first}", f"4,000 steps={second}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| metric | split | 2,500 steps | 4,000 steps | n |")
+    assert lines[2] == "| qa_accuracy | test | 0.600 [0.535, 0.660] | 0.750 [0.700, 0.800] | 200 | 0.405 | 0.700 | met |"
+    # A metric the first run lacks leaves its cell empty; decibels take two digits.
+    assert lines[3] == "| tokenizer_psnr_db | test |  | 30.76 [30.37, 31.18] | 200 | 0.10 | 28.00 | met |"
+    assert script.main([str(second)]) == 0  # one run: its records in full
+    assert "| qa_accuracy | test | 0.750 | [0.700, 0.800] | 200 | 0.405 |" in capsys.readouterr().out
