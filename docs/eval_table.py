@@ -27,14 +27,22 @@ def _fmt(value: float, metric: str) -> str:
     return f"{value:.{_digits(metric)}f}"
 
 
+def _interval(r: dict) -> str:
+    return f"[{_fmt(r['ci_low'], r['metric'])}, {_fmt(r['ci_high'], r['metric'])}]"
+
+
+def _cell(r: dict) -> str:
+    return f"{_fmt(r['value'], r['metric'])} {_interval(r)}"
+
+
 def one_run(records: list[dict]) -> None:
     print("| metric | split | value | 95% interval | n | trivial baseline | tokenizer ceiling | target | |")
     print("|---|---|---:|---:|---:|---:|---:|---:|:-:|")
     for r in records:
         m = r["metric"]
         target = "" if r["target"] is None else _fmt(r["target"], m)
-        print(f"| {m} | {r['split']} | {_fmt(r['value'], m)} | [{_fmt(r['ci_low'], m)}, {_fmt(r['ci_high'], m)}] | "
-              f"{r['n']} | {_fmt(r['baseline'], m)} | {ceiling(r, _digits(m))} | {target} | {met(r)} |")
+        print(f"| {m} | {r['split']} | {_fmt(r['value'], m)} | {_interval(r)} | {r['n']} | {_fmt(r['baseline'], m)} | "
+              f"{ceiling(r, _digits(m))} | {target} | {met(r)} |")
 
 
 def side_by_side(runs: dict[str, list[dict]]) -> None:
@@ -43,11 +51,7 @@ def side_by_side(runs: dict[str, list[dict]]) -> None:
     print("| metric | split | " + " | ".join(labels) + " | n | trivial baseline | target | |")
     print("|---|---|" + "---:|" * len(labels) + "---:|---:|---:|:-:|")
     for key, last in by_run[labels[-1]].items():
-        cells = []
-        for label in labels:
-            r = by_run[label].get(key)
-            cells.append("" if r is None else
-                         f"{_fmt(r['value'], key[0])} [{_fmt(r['ci_low'], key[0])}, {_fmt(r['ci_high'], key[0])}]")
+        cells = [_cell(by_run[label][key]) if key in by_run[label] else "" for label in labels]
         target = "" if last["target"] is None else _fmt(last["target"], key[0])
         print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) +
               f" | {last['n']} | {_fmt(last['baseline'], key[0])} | {target} | {met(last)} |")
@@ -57,7 +61,11 @@ def main(args: list[str]) -> int:
     if not args:
         print(__doc__, file=sys.stderr)
         return 2
-    if all("=" in a for a in args):
+    labelled = ["=" in a for a in args]
+    if any(labelled) and not all(labelled):
+        print("give either JSON paths or LABEL=PATH[,PATH...] columns, not both", file=sys.stderr)
+        return 2
+    if all(labelled):
         side_by_side({label: _load(paths.split(",")) for label, paths in (a.split("=", 1) for a in args)})
     else:
         one_run(_load(args))

@@ -4,10 +4,10 @@
     python docs/make_examples.py [--out docs] [--model DIR --prefix NAME_]
 
 Writes `shapesworld_storyboard.png` (a how-to storyboard's contact sheet), `shapesworld_t2v.gif` (text-to-video
-clips as long as the training clips, one per prompt, side by side), `shapesworld_t2i.png` (text-to-image, one per prompt) and
-`shapesworld_long_t2v.gif` (65-frame clips, 17 latent frames, made with the sliding window; `--long-only` makes
-just these). `--model` reads another model folder and `--prefix` replaces the files' `shapesworld_` prefix.
-Seeded: the same model gives the same files.
+clips as long as the model's training clips, one per prompt, side by side), `shapesworld_t2i.png` (text-to-image,
+one per prompt) and `shapesworld_long_t2v.gif` (65-frame clips, 17 latent frames, made with the sliding window;
+`--long-only` makes just these). `--model` reads another model folder and `--prefix` replaces the files'
+`shapesworld_` prefix. Seeded: the same model gives the same files.
 """
 
 from __future__ import annotations

@@ -246,8 +246,10 @@ def test_the_eval_table_puts_runs_side_by_side_with_the_last_runs_verdict(tmp_pa
     assert script.main([f"2,500 steps={first}", f"4,000 steps={second}"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| metric | split | 2,500 steps | 4,000 steps | n |")
-    assert lines[2] == "| qa_accuracy | test | 0.600 [0.535, 0.660] | 0.750 [0.700, 0.800] | 200 | 0.405 | 0.700 | met |"
+    assert lines[2] == ("| qa_accuracy | test | 0.600 [0.535, 0.660] | 0.750 [0.700, 0.800] | 200 | 0.405 | 0.700 "
+                        "| met |")
     # A metric the first run lacks leaves its cell empty; decibels take two digits.
     assert lines[3] == "| tokenizer_psnr_db | test |  | 30.76 [30.37, 31.18] | 200 | 0.10 | 28.00 | met |"
     assert script.main([str(second)]) == 0  # one run: its records in full
     assert "| qa_accuracy | test | 0.750 | [0.700, 0.800] | 200 | 0.405 |" in capsys.readouterr().out
+    assert script.main([str(first), f"b={second}"]) == 2  # paths and labelled columns do not mix
