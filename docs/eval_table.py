@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from studio.shapesworld.evaluate import ceiling, met
 
@@ -65,8 +66,13 @@ def main(args: list[str]) -> int:
     if any(labelled) and not all(labelled):
         print("give either JSON paths or LABEL=PATH[,PATH...] columns, not both", file=sys.stderr)
         return 2
-    if all(labelled):
-        side_by_side({label: _load(paths.split(",")) for label, paths in (a.split("=", 1) for a in args)})
+    columns = {label: paths.split(",") for label, paths in (a.split("=", 1) for a in args)} if all(labelled) else {}
+    missing = [path for path in (sum(columns.values(), []) if columns else args) if not Path(path).is_file()]
+    if missing:  # decided before any table is printed
+        print(f"no such records file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if columns:
+        side_by_side({label: _load(paths) for label, paths in columns.items()})
     else:
         one_run(_load(args))
     return 0

@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     from tokenizers3d.video_write import write_gif
 
     if args.model:
-        pipe = load_model_folder(args.model)
+        try:
+            pipe = load_model_folder(args.model)
+        except FileNotFoundError as error:  # not a model folder: say which parts it lacks
+            raise SystemExit(str(error)) from None
     else:
         loaded = load_default_pipeline()
         if not loaded.trained:

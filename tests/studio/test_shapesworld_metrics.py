@@ -253,3 +253,7 @@ def test_the_eval_table_puts_runs_side_by_side_with_the_last_runs_verdict(tmp_pa
     assert script.main([str(second)]) == 0  # one run: its records in full
     assert "| qa_accuracy | test | 0.750 | [0.700, 0.800] | 200 | 0.405 |" in capsys.readouterr().out
     assert script.main([str(first), f"b={second}"]) == 2  # paths and labelled columns do not mix
+    capsys.readouterr()
+    assert script.main([f"a={first},{tmp_path / 'gone.json'}"]) == 2  # refused before any table is printed
+    out, err = capsys.readouterr()
+    assert out == "" and f"no such records file: {tmp_path / 'gone.json'}" in err
