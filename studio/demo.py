@@ -25,7 +25,7 @@ def run_demo(*, out_dir: str = "studio-demo", seed: int = 0, question: str | Non
 
     started = time.perf_counter()
     print(f"model: {_describe_default()}")
-    params = {"question": question or DEFAULT_QUESTION, "num_steps": num_steps, "clip_frames": 5}
+    params = {"question": question or DEFAULT_QUESTION, "num_steps": num_steps, "clip_frames": 9}
     with tempfile.TemporaryDirectory(prefix="studio-demo-") as data_dir:
         service = Service(ServiceConfig(data_dir=Path(data_dir), workers=1), build_runtime(local=True).backend)
         with BackgroundServer(service) as server, StudioClient(server.url) as client:

@@ -23,15 +23,17 @@ def _refused(client, kind: str, params: dict, field: str) -> str:
 
 def test_a_storyboard_longer_than_the_positions_is_refused(client):
     info = client.service.backend.info()
-    limit = info.max_storyboard_steps(max_caption_tokens=24)
+    # with a clip per step the positions, not the schema's cap of 8 steps, set the limit
+    limit = info.max_storyboard_steps(clip_frames=5, max_caption_tokens=24)
+    assert 1 <= limit < 8
     # the limit is what the positions allow: one more step would not fit, counted from the prompt layout
-    assert info.storyboard_positions(limit, max_caption_tokens=24) <= _positions(client)
-    assert info.storyboard_positions(limit + 1, max_caption_tokens=24) > _positions(client)
-    message = _refused(client, "storyboard", {"question": "how do i build a tower ?", "num_steps": limit + 1},
-                       "params.num_steps")
-    assert f"at most {limit}" in message and "max_caption_tokens=24" in message
+    assert info.storyboard_positions(limit, clip_frames=5, max_caption_tokens=24) <= _positions(client)
+    assert info.storyboard_positions(limit + 1, clip_frames=5, max_caption_tokens=24) > _positions(client)
+    message = _refused(client, "storyboard", {"question": "how do i build a tower ?", "num_steps": limit + 1,
+                                              "clip_frames": 5}, "params.num_steps")
+    assert f"at most {limit}" in message and "max_caption_tokens=24" in message and "clip_frames=5" in message
     # fewer caption tokens leave room for more steps
-    short = info.max_storyboard_steps(max_caption_tokens=4)
+    short = info.max_storyboard_steps(clip_frames=5, max_caption_tokens=4)
     assert short > limit
 
 
@@ -39,18 +41,21 @@ def test_the_question_counts_towards_a_storyboard_at_submission(client, wait_job
     """A question that leaves no room for the asked steps is refused at submission (naming the question), one token
     shorter it runs; the bound is the pipeline's own: it refuses the longer question too."""
     info = client.service.backend.info()
-    room = _positions(client) - info.storyboard_positions(1, max_caption_tokens=24)
+    # enough steps that an overflowing question stays under the schema's 1,000 characters (two per " a")
+    num_steps = next(k for k in range(1, 9) if _positions(client) - info.storyboard_positions(
+        k, max_caption_tokens=24) < 450)
+    room = _positions(client) - info.storyboard_positions(num_steps, max_caption_tokens=24)
     pipeline = client.service.backend.pipeline
     word_ids = pipeline.text_tokenizer.encode(" a", add_special_tokens=False)
     assert len(word_ids) == 1  # each " a" is one text token of the model's own tokenizer
     fits, too_long = "a" + " a" * (room - 1), "a" + " a" * room
-    assert info.question_tokens(fits) == room
-    message = _refused(client, "storyboard", {"question": too_long, "num_steps": 1}, "params.question")
+    assert info.question_tokens(fits) == room and len(too_long) <= 1000
+    message = _refused(client, "storyboard", {"question": too_long, "num_steps": num_steps}, "params.question")
     assert f"takes {room + 1} tokens" in message and f"at most {room}" in message
     with pytest.raises(ValueError, match="positions"):
-        pipeline.storyboard(too_long, num_steps=1)
-    response = client.post("/v1/jobs", json={"kind": "storyboard", "params": {"question": fits, "num_steps": 1},
-                                             "seed": 0})
+        pipeline.storyboard(too_long, num_steps=num_steps)
+    response = client.post("/v1/jobs", json={"kind": "storyboard", "params": {
+        "question": fits, "num_steps": num_steps, "steps": 1, "max_caption_tokens": 24}, "seed": 0})
     assert response.status_code == 202, response.text
     assert wait_job(client, response.json()["id"], timeout_s=120)["state"] == "succeeded"
 

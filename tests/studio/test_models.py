@@ -2,7 +2,7 @@
 on that model's backend; the OpenAI-compatible API lists the models and answers with the one a request ran on.
 
 The two models are the shared in-process default model ("shapes", 32x32 images) and a seeded tiny Show-o with
-untrained weights ("tiny", 64x64 images, longer sequences), so each job's output shows which model made it.
+untrained weights ("tiny", 64x64 images, twice the positions), so each job's output shows which model made it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,19 @@ DEFAULT, SECOND = "shapes", "tiny"
 
 @pytest.fixture(scope="module")
 def tiny():
+    import dataclasses
+
+    import torch
+
+    from model import Showo
     from ray_cluster import LocalBackend
     from studio.defaults import _seeded_tiny_pipeline
 
-    return LocalBackend(_seeded_tiny_pipeline("cpu", 1))
+    pipeline = _seeded_tiny_pipeline("cpu", 1)
+    # twice the default model's positions, so that the two models' limits differ
+    config = dataclasses.replace(pipeline.model.config, max_position_embeddings=2048)
+    torch.manual_seed(1)
+    return LocalBackend(dataclasses.replace(pipeline, model=Showo(config).eval()))
 
 
 @pytest.fixture
@@ -94,9 +103,11 @@ def test_submission_checks_use_the_chosen_models_limits(two):
     client = two(start=False)  # the jobs are only submitted
     limits = {name: client.get("/v1/kinds", params={"model": name}).json()["storyboard"]["x-limits"]
               for name in (DEFAULT, SECOND)}
-    most = {name: limit["max_num_steps_with_clip_frames_0"] for name, limit in limits.items()}
-    assert most[DEFAULT] < most[SECOND]  # the tiny model's positions hold more steps
-    story = {"kind": "storyboard", "params": {"question": "a tower", "num_steps": most[DEFAULT] + 1}}
+    # with a clip per step, so that the positions and not the schema's cap of 8 steps set both limits
+    most = {name: limit["max_num_steps_with_clip_frames_5"] for name, limit in limits.items()}
+    assert most[DEFAULT] < min(most[SECOND], 8)  # the tiny model's positions hold more steps
+    story = {"kind": "storyboard", "params": {"question": "a tower", "num_steps": most[DEFAULT] + 1,
+                                              "clip_frames": 5}}
     refused = _submit(client, story, 422)["error"]
     assert refused["field"] == "params.num_steps"
     assert _submit(client, {**story, "model": DEFAULT}, 422)["error"] == refused

@@ -129,7 +129,7 @@ def gated(tmp_path, backend):
 def test_a_long_t2v_job_shows_its_clip_growing_while_it_runs(gated, wait_job):
     client, gate = gated
     info = gate.info()
-    frames = 33
+    frames = 65
     assert info.video_positions(info.latent_frames(frames)) > info.max_positions  # only the sliding window fits it
     job = client.post("/v1/jobs", json={"kind": "t2v", "seed": 5,
                                         "params": {"prompt": PROMPT, "num_frames": frames, "steps": 2}}).json()

@@ -66,11 +66,11 @@ def _a_long_clip_shows_its_preview_on_ray(ray_backend, tmp_path, wait_job) -> No
     gate = GatedBackend(ray_backend)
     service = Service(ServiceConfig(data_dir=tmp_path / "ray-preview", workers=1, preview_interval_s=0.0), gate)
     info = ray_backend.info()
-    assert info.video_positions(info.latent_frames(33)) > info.max_positions
+    assert info.video_positions(info.latent_frames(65)) > info.max_positions
     service.start()  # and later only its runner stops: closing the service would close the shared pools
     with TestClient(create_app(service, manage_service=False)) as on_ray:
         job = on_ray.post("/v1/jobs", json={"kind": "t2v", "seed": 5, "params": {
-            "prompt": "a red square moves to the right", "num_frames": 33, "steps": 8}}).json()
+            "prompt": "a red square moves to the right", "num_frames": 65, "steps": 8}}).json()
         seen = watch_running(on_ray, gate, job["id"], hold_s=0.1)  # the worker goes on while the caller waits
         done = wait_job(on_ray, job["id"], timeout_s=120)
         assert done["state"] == "succeeded", done["error"]
@@ -82,5 +82,5 @@ def _a_long_clip_shows_its_preview_on_ray(ray_backend, tmp_path, wait_job) -> No
     for _, preview in seen:
         assert_prefix(preview, final)
     decoded = [e.payload["frames_decoded"] for e in events if "frames_decoded" in e.payload]
-    assert decoded == sorted(set(decoded)) and decoded[0] >= 1 and decoded[-1] <= 33
+    assert decoded == sorted(set(decoded)) and decoded[0] >= 1 and decoded[-1] <= 65
     assert PREVIEW not in [a["name"] for a in done["artifacts"]]
