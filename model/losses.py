@@ -73,7 +73,8 @@ def drop_conditions(batch: PromptBatch, null_blocks: Mapping[str, torch.Tensor],
 
 
 def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Generator,
-                       min_masking_rate: float = 0.0, last_blocks: int = 0, one_block: bool = False) -> PromptBatch:
+                       min_masking_rate: float = 0.0, last_blocks: int = 0, one_block: bool = False,
+                       context_noise: float = 0.0) -> PromptBatch:
     """MaskGIT corruption of the visual codes of generation rows (t2i, t2v, interleaved).
 
     Per row: t ~ U(0, 1), ratio = max(cos(pi t / 2), min_masking_rate), `max(1, round(n * ratio))` of the row's n
@@ -86,6 +87,10 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
         one_block: mask one block per row, drawn uniformly (one extra draw per row), and keep the others clean:
             every block, the first included, learns to be generated from a complete history, which is how
             temporal autoregression and storyboards generate (frame k, or keyframe k, after finished ones).
+        context_noise: with `one_block`, a fraction u ~ U(0, context_noise) of the codes of the blocks before the
+            masked one is replaced by codes drawn from the row's own visual codes (any block), so the model learns
+            to continue from a history with the errors of its own samples (objects missing, misplaced or
+            duplicated) rather than from a perfect one only. 0 (the default) draws nothing.
     Returns:
         the batch with corrupted `input_ids` and MaskGIT `labels`.
     """
@@ -93,6 +98,8 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
         raise ValueError("masking needs a training batch with labels")
     if one_block and last_blocks:
         raise ValueError("one_block and last_blocks choose the masked blocks in two ways; pass one of them")
+    if not 0.0 <= context_noise <= 1.0 or (context_noise and not one_block):
+        raise ValueError(f"context_noise must be in [0, 1] and needs one_block, got {context_noise}")
     ids, labels = batch.input_ids.clone(), batch.labels.clone()
     rows = [r for r, task in enumerate(batch.tasks) if task in GENERATION_TASKS and batch.visual_slices[r]]
     times = torch.rand(len(rows), generator=generator)
@@ -112,8 +119,23 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
         keep = labels[row, masked].clone()
         labels[row, every_code] = IGNORE_INDEX
         labels[row, masked] = keep
+        if context_noise and pick:
+            _noise_context(ids, row, slices[:pick], every_code, context_noise, generator)
         ids[row, masked] = mask_id
     return PromptBatch(ids, batch.segments, batch.position_ids, batch.visual_slices, batch.tasks, labels)
+
+
+def _noise_context(ids: torch.Tensor, row: int, context: list, every_code: torch.Tensor, most: float,
+                   generator: torch.Generator) -> None:
+    """Replace a fraction u ~ U(0, most) of the codes at `context` slices of `row` by codes drawn from the row's
+    codes at `every_code` (in place; the labels are untouched: context codes carry none)."""
+    positions = torch.cat([torch.arange(s, e) for s, e in context])
+    share = float(torch.rand(1, generator=generator)) * most
+    count = round(positions.numel() * share)
+    order = torch.rand(positions.numel(), generator=generator).argsort()[:count]
+    pool = ids[row, every_code].clone()
+    draws = torch.randint(pool.numel(), (count,), generator=generator)
+    ids[row, positions[order].to(ids.device)] = pool[draws.to(ids.device)]
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,36 @@ def test_one_block_masking_keeps_every_other_block_clean_and_reaches_every_block
                            last_blocks=1)
 
 
+def test_context_noise_replaces_only_earlier_blocks_codes_with_the_rows_own_codes(prompting):
+    batch = mixed_batch(prompting, {"t2v": 4, "interleaved": 4})
+    mask_id = prompting.layout.mask_id
+    changed = context = 0
+    for seed in range(8):
+        noisy = mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator().manual_seed(seed),
+                                   one_block=True, context_noise=0.5)
+        for row, slices in enumerate(batch.visual_slices):
+            pick = next(k for k, (a, b) in enumerate(slices) if noisy.input_ids[row, a:b].eq(mask_id).any())
+            pool = set(torch.cat([batch.input_ids[row, a:b] for a, b in slices]).tolist())
+            for k, (a, b) in enumerate(slices):
+                assert noisy.labels[row, a:b][noisy.input_ids[row, a:b] != mask_id].eq(IGNORE_INDEX).all()
+                if k > pick:  # later blocks are not seen by the masked one: untouched
+                    assert torch.equal(noisy.input_ids[row, a:b], batch.input_ids[row, a:b])
+                elif k < pick:
+                    diff = noisy.input_ids[row, a:b] != batch.input_ids[row, a:b]
+                    assert set(noisy.input_ids[row, a:b].tolist()) <= pool, "only the row's own codes come in"
+                    assert int(diff.sum()) <= round(0.5 * (b - a)) + 1
+                    changed, context = changed + int(diff.sum()), context + (b - a)
+            # the masked block's targets are its true codes, whatever the context
+            a, b = slices[pick]
+            hit = noisy.input_ids[row, a:b] == mask_id
+            assert torch.equal(noisy.labels[row, a:b][hit], batch.input_ids[row, a:b][hit])
+    assert 0 < changed < 0.5 * context  # some context codes change, on average about a quarter
+    with pytest.raises(ValueError, match="context_noise"):
+        mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator(), context_noise=0.2)
+    with pytest.raises(ValueError, match="context_noise"):
+        mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator(), one_block=True, context_noise=1.5)
+
+
 def test_condition_dropout_substitutes_the_null_prompt(prompting):
     batch = mixed_batch(prompting, {"t2i": 3, "mmu": 1})
     null = {"t2i": prompting.null_text_block("t2i")}
