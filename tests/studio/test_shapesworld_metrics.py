@@ -257,3 +257,20 @@ def test_the_eval_table_puts_runs_side_by_side_with_the_last_runs_verdict(tmp_pa
     assert script.main([f"a={first},{tmp_path / 'gone.json'}"]) == 2  # refused before any table is printed
     out, err = capsys.readouterr()
     assert out == "" and f"no such records file: {tmp_path / 'gone.json'}" in err
+
+
+def test_the_exposure_script_scores_object_tokens_and_runs_both_histories(tmp_path, capsys):
+    script = _docs_script("t2v_exposure")
+    truth, background = torch.tensor([[0, 5, 6], [0, 0, 7]]), {0}
+    assert script.score_frame(truth, truth, background) == (3, 3, 3)
+    assert script.score_frame(torch.zeros_like(truth), truth, background) == (3, 0, 0)
+    assert script.score_frame(torch.tensor([[9, 5, 0], [0, 8, 0]]), truth, background) == (3, 1, 1)
+    # The shipped model on two dev clips: one row per latent frame, frame 0 the same in both columns.
+    assert script.main(["--count", "2", "--steps", "2", "--json", str(tmp_path / "rows.json")]) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["latent_frame"] for r in rows] == list(range(len(rows))) and len(rows) >= 5
+    assert rows[0]["forced_kept"] == rows[0]["free_kept"] and rows[0]["object_tokens"] > 0
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("forced_kept", "forced_exact", "free_kept", "free_exact"))
+    assert "| latent frame |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="lacks"):
+        script.main(["--model", str(tmp_path), "--count", "1"])
