@@ -30,17 +30,11 @@ def score_frame(written: torch.Tensor, truth: torch.Tensor, background: set[int]
     return int(is_object.sum()), int((is_object & written_object).sum()), int((is_object & (written == truth)).sum())
 
 
-def background_codes(pipeline, frames: int, size: tuple[int, int]) -> set[int]:
-    with torch.no_grad():
-        return set(pipeline.encode_video(torch.full((3, frames, *size), -1.0)).flatten().tolist())
-
-
-def exposure(pipeline, clips, *, steps: int = 8, seed: int = 0) -> list[dict]:
-    """One row per latent frame: object tokens, and the kept / exact shares teacher-forced and free-running."""
+def exposure(pipeline, clips, background: set[int], *, steps: int = 8, seed: int = 0) -> list[dict]:
+    """One row per latent frame: object tokens, and the kept / exact shares teacher-forced and free-running;
+    `background` holds the tokenizer's codes of empty background (`train_default.background_codes`)."""
     videos = pipeline.video_tasks
     generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
-    first = clips[0].tensor
-    background = background_codes(pipeline, first.shape[1], tuple(first.shape[2:]))
     totals: dict[int, list[int]] = {}
     for clip in clips:
         with torch.no_grad():
@@ -88,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
     from studio.shapesworld import evaluate as E
     from studio.shapesworld.splits import SplitWorld
+    from studio.shapesworld.train_default import background_codes
 
     folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
@@ -96,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(error)) from None
     world = E.world_for(pipeline, trained_world(folder))
     clips = SplitWorld(args.seed, world, split=args.split).distinct("video", args.count)
-    rows = exposure(pipeline, clips, steps=args.steps, seed=args.seed)
+    background = set(background_codes(folder / "tokenizer", world))
+    rows = exposure(pipeline, clips, background, steps=args.steps, seed=args.seed)
     print(f"{len(clips)} {args.split} clips, {args.steps} MaskGIT steps per latent frame")
     print(format_rows(rows))
     if args.json:
