@@ -66,6 +66,9 @@ def ceilings(codec, world, *, count: int, seed: int, split: str) -> list[dict]:
             motion, persistence = E.video_ceiling(codec, clip)
             add(f"{prefix}t2v_motion_accuracy", motion)
             add(f"{prefix}t2v_object_persistence", persistence)
+            if not prefix:  # continuing a clip from its first frame aims at the same codes
+                add("continue_t2v_motion_accuracy", motion)
+                add("continue_t2v_object_persistence", persistence)
     units["t2i_prompt_match"] = E.image_ceiling(codec, shapes.distinct("image", count))
     for howto in shapes.distinct("howto", count):
         step, consistency = E.storyboard_ceiling(codec, howto)

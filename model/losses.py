@@ -74,7 +74,7 @@ def drop_conditions(batch: PromptBatch, null_blocks: Mapping[str, torch.Tensor],
 
 def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Generator,
                        min_masking_rate: float = 0.0, last_blocks: int = 0, one_block: bool = False,
-                       context_noise: float = 0.0) -> PromptBatch:
+                       context_noise: float = 0.0, extra_block_prob: float = 0.0) -> PromptBatch:
     """MaskGIT corruption of the visual codes of generation rows (t2i, t2v, interleaved).
 
     Per row: t ~ U(0, 1), ratio = max(cos(pi t / 2), min_masking_rate), `max(1, round(n * ratio))` of the row's n
@@ -91,6 +91,10 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
             masked one is replaced by codes drawn from the row's own visual codes (any block), so the model learns
             to continue from a history with the errors of its own samples (objects missing, misplaced or
             duplicated) rather than from a perfect one only. 0 (the default) draws nothing.
+        extra_block_prob: with `one_block`, each other block of the row is also a target with this probability,
+            with a masking ratio of its own (diffusion-forcing style: a row trains several frames at once, and a
+            later target's history is then partly masked). 0 (the default) draws nothing, so the one-block
+            stream of random draws is unchanged.
     Returns:
         the batch with corrupted `input_ids` and MaskGIT `labels`.
     """
@@ -100,6 +104,9 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
         raise ValueError("one_block and last_blocks choose the masked blocks in two ways; pass one of them")
     if not 0.0 <= context_noise <= 1.0 or (context_noise and not one_block):
         raise ValueError(f"context_noise must be in [0, 1] and needs one_block, got {context_noise}")
+    if not 0.0 <= extra_block_prob <= 1.0 or (extra_block_prob and (not one_block or context_noise)):
+        raise ValueError(f"extra_block_prob must be in [0, 1] and needs one_block without context_noise, got "
+                         f"{extra_block_prob}")
     ids, labels = batch.input_ids.clone(), batch.labels.clone()
     rows = [r for r, task in enumerate(batch.tasks) if task in GENERATION_TASKS and batch.visual_slices[r]]
     times = torch.rand(len(rows), generator=generator)
@@ -107,14 +114,16 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
         slices = batch.visual_slices[row]
         if one_block:
             pick = int(torch.randint(len(slices), (1,), generator=generator))
-            chosen = slices[pick:pick + 1]
+            targets = [(slices[pick:pick + 1], t)]
+            if extra_block_prob:
+                coins = torch.rand(len(slices), generator=generator)
+                own_times = torch.rand(len(slices), generator=generator)
+                targets += [(slices[k:k + 1], own_times[k]) for k in range(len(slices))
+                            if k != pick and coins[k] < extra_block_prob]
         else:
-            chosen = slices[-last_blocks:] if last_blocks else slices
-        candidates = torch.cat([torch.arange(s, e) for s, e in chosen]).to(ids.device)
-        ratio = max(float(cosine_mask_ratio(t)), min_masking_rate)
-        count = max(1, round(candidates.numel() * ratio))
-        order = torch.rand(candidates.numel(), generator=generator).argsort()  # a uniform subset, as released
-        masked = candidates[order[:count].to(ids.device)]
+            targets = [(slices[-last_blocks:] if last_blocks else slices, t)]
+        masked = torch.cat([_masked_subset(chosen, time, min_masking_rate, generator) for chosen, time in targets])
+        masked = masked.to(ids.device)
         every_code = torch.cat([torch.arange(s, e) for s, e in slices]).to(ids.device)
         keep = labels[row, masked].clone()
         labels[row, every_code] = IGNORE_INDEX
@@ -123,6 +132,16 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
             _noise_context(ids, row, slices[:pick], every_code, context_noise, generator)
         ids[row, masked] = mask_id
     return PromptBatch(ids, batch.segments, batch.position_ids, batch.visual_slices, batch.tasks, labels)
+
+
+def _masked_subset(chosen: list, t: torch.Tensor, min_masking_rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Positions of a uniform subset of the codes at `chosen` slices, `max(cos(pi t / 2), min_masking_rate)` of
+    them and at least one."""
+    candidates = torch.cat([torch.arange(s, e) for s, e in chosen])
+    ratio = max(float(cosine_mask_ratio(t)), min_masking_rate)
+    count = max(1, round(candidates.numel() * ratio))
+    order = torch.rand(candidates.numel(), generator=generator).argsort()  # a uniform subset, as released
+    return candidates[order[:count]]
 
 
 def _noise_context(ids: torch.Tensor, row: int, context: list, every_code: torch.Tensor, most: float,

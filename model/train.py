@@ -72,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
         "mask_last_blocks": 0,  # >0: mask only the last k visual blocks of video / interleaved rows
         "mask_one_block": False,  # true: mask one block per row, drawn uniformly, the others stay clean
         "context_noise": 0.0,  # with mask_one_block: the most of the earlier blocks' codes replaced (losses.py)
+        "extra_block_prob": 0.0,  # with mask_one_block: each other block is a target too with this probability
         "coefficients": {"t2i": 1.0, "lm": 0.1, "mmu": 1.0},
         # {visual code: weight} of MaskGIT targets; codes not named weigh 1 (see losses.unified_loss)
         "code_weights": {},
@@ -347,7 +348,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
                                 generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
                                    min_masking_rate=tcfg.min_masking_rate, last_blocks=tcfg.mask_last_blocks,
-                                   one_block=tcfg.mask_one_block, context_noise=tcfg.context_noise)
+                                   one_block=tcfg.mask_one_block, context_noise=tcfg.context_noise,
+                                   extra_block_prob=tcfg.extra_block_prob)
         batch = batch.to(device)
         with autocast:
             logits = grouped_logits(model, batch)

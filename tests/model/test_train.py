@@ -195,6 +195,42 @@ def test_context_noise_replaces_only_earlier_blocks_codes_with_the_rows_own_code
         mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator(), one_block=True, context_noise=1.5)
 
 
+def test_extra_target_blocks_each_get_their_own_ratio_and_leave_the_one_block_stream_unchanged(prompting):
+    batch = mixed_batch(prompting, {"t2v": 4, "interleaved": 4})
+    mask_id = prompting.layout.mask_id
+
+    def targets(masked, row):
+        return [k for k, (a, b) in enumerate(batch.visual_slices[row]) if masked.input_ids[row, a:b].eq(mask_id).any()]
+
+    several = differing = 0
+    for seed in range(8):
+        plain = mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator().manual_seed(seed),
+                                   one_block=True, extra_block_prob=0.0)
+        again = mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator().manual_seed(seed),
+                                   one_block=True)
+        assert torch.equal(plain.input_ids, again.input_ids), "0 draws nothing: the one-block masks stay as they were"
+        every = mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator().manual_seed(seed),
+                                   one_block=True, extra_block_prob=1.0)
+        half = mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator().manual_seed(seed),
+                                  one_block=True, extra_block_prob=0.5)
+        for row, slices in enumerate(batch.visual_slices):
+            assert targets(every, row) == list(range(len(slices))), "with probability 1 every block is a target"
+            shares = set()
+            for a, b in slices:
+                hit = every.input_ids[row, a:b] == mask_id
+                assert torch.equal(every.labels[row, a:b][hit], batch.input_ids[row, a:b][hit])
+                assert every.labels[row, a:b][~hit].eq(IGNORE_INDEX).all(), "unmasked codes carry no target"
+                shares.add(round(float(hit.float().mean()), 3))
+            differing += len(shares) > 1
+            several += len(targets(half, row)) > 1
+    assert differing > 0, "each target block draws its own masking ratio"
+    assert 0 < several < 8 * len(batch.visual_slices), "with probability 0.5, some rows train more than one block"
+    for wrong in (dict(extra_block_prob=0.5), dict(one_block=True, extra_block_prob=1.5),
+                  dict(one_block=True, context_noise=0.2, extra_block_prob=0.5)):
+        with pytest.raises(ValueError, match="extra_block_prob"):
+            mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator(), **wrong)
+
+
 def test_condition_dropout_substitutes_the_null_prompt(prompting):
     batch = mixed_batch(prompting, {"t2i": 3, "mmu": 1})
     null = {"t2i": prompting.null_text_block("t2i")}

@@ -398,7 +398,7 @@ def test_evaluate_returns_every_metric_per_split_with_interval_and_baseline(quic
                                                              for m in sw_eval.TARGETS]
     for r in results:
         assert set(r) == {"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline", "ceiling"}
-        generation = r["metric"].startswith(("t2i_", "t2v_", "long_t2v_", "storyboard_"))
+        generation = r["metric"].startswith(("t2i_", "t2v_", "long_t2v_", "continue_t2v_", "storyboard_"))
         assert (r["ceiling"] is not None) == generation, r
         assert r["ceiling"] is None or 0.0 <= r["ceiling"] <= 1.0, r
         assert r["target"] == sw_eval.TARGETS[r["metric"]]

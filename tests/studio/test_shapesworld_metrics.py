@@ -187,6 +187,46 @@ def test_the_tokenizer_ceiling_scores_the_ground_truth_as_the_tokenizer_gives_it
         assert M.storyboard_units(list(keyframes), task) == M.storyboard_units([s.keyframe for s in task.steps], task)
 
 
+class _Continuer(_Lossless):
+    """A pipeline that writes nothing from text, and continues a clip into its ground truth only when it is given
+    that clip's true first frames: what `t2v_task` gives `continue_video` decides the score."""
+
+    model = type("Model", (), {"device": torch.device("cpu")})()
+
+    def __init__(self, clips):
+        self.clips = {clip.caption: clip for clip in clips}
+        self.calls = []
+
+    def text_to_video(self, prompt, *, num_frames, **settings):
+        return type("Video", (), {"frames": torch.full((3, num_frames, 32, 32), -1.0)})()
+
+    def continue_video(self, video, prompt, *, num_frames, **settings):
+        truth = self.clips[prompt].tensor
+        self.calls.append((video.shape[1], num_frames))
+        given = torch.equal(video, truth[:, :video.shape[1]])
+        frames = truth if given else torch.full_like(truth, -1.0)
+        return type("Video", (), {"frames": frames})()
+
+
+def test_continued_clips_are_given_the_true_first_frame_and_scored_against_the_whole_clip():
+    from studio.shapesworld.evaluate import t2v_task
+
+    clips = _test("video", 6, NEW_WORLD)
+    pipeline = _Continuer(clips)
+    truth = M.Units.of(M.video_units(c.frames, c)[0] for c in clips).value
+    static = M.Units.of(M.video_units(M.static_clip(c), c)[0] for c in clips).value
+    assert truth > static
+    scored = t2v_task(pipeline, clips, steps=2, guidance_scale=0.0, seed=0, prefix="continue_", given_frames=1)
+    assert set(scored) == {"continue_t2v_motion_accuracy", "continue_t2v_object_persistence"}
+    model, baseline, ceiling = scored["continue_t2v_motion_accuracy"]
+    assert model.value == pytest.approx(truth) and baseline.value == pytest.approx(static)
+    assert ceiling.value == pytest.approx(truth)  # the lossless tokenizer gives the ground truth back
+    assert pipeline.calls == [(1, NEW_WORLD.num_frames - 1)] * 6
+    # From text alone this pipeline writes nothing: the two tasks are scored apart.
+    plain = t2v_task(pipeline, clips, steps=2, guidance_scale=0.0, seed=0)
+    assert plain["t2v_motion_accuracy"][0].value == 0.0
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
