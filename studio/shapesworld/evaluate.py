@@ -196,25 +196,30 @@ def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, 
 
 
 def t2v_task(pipeline, clips: Sequence, *, steps: int, guidance_scale: float, seed: int, prefix: str = "",
-             window_frames: int | None = None, given_frames: int = 0) -> Scored:
-    """Text-to-video on `clips`, or with `given_frames` frames of each true clip given, its continuation to the
-    clip's length (`continue_video`). The trivial output, a static clip of the first frame, is also the trivial
-    continuation: the given frame held."""
-    generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
-    settings = dict(steps=steps, guidance_scale=guidance_scale, generator=generator, window_frames=window_frames)
-    model, base, ceiling = [], [], []
+             window_frames: int | None = None, continued: bool = False) -> Scored:
+    """Text-to-video on `clips` (`{prefix}t2v_*`); with `continued`, also each clip continued from its true first
+    frame by `continue_video` (`continue_t2v_*`). Both share the trivial output, the static clip of the first
+    frame (for a continuation: the given frame held), and the tokenizer ceiling, each computed once per clip;
+    each run draws from a generator of its own, seeded with `seed`."""
+    runs = {f"{prefix}t2v_": 0, **({"continue_t2v_": 1} if continued else {})}  # name -> true frames given
+    generators = {name: torch.Generator(device=pipeline.model.device).manual_seed(seed) for name in runs}
+    made: dict[str, list] = {name: [] for name in runs}
+    base, ceiling = [], []
     for clip in clips:
         length = clip.frames.shape[0]
-        if given_frames:
-            video = pipeline.continue_video(clip.tensor[:, :given_frames], clip.caption,
-                                            num_frames=length - given_frames, **settings).frames.cpu()
-        else:
-            video = pipeline.text_to_video(clip.caption, num_frames=length, **settings).frames.cpu()
-        model.append(M.video_units(video, clip))
+        for name, given in runs.items():
+            settings = dict(steps=steps, guidance_scale=guidance_scale, generator=generators[name],
+                            window_frames=window_frames)
+            if given:
+                video = pipeline.continue_video(clip.tensor[:, :given], clip.caption, num_frames=length - given,
+                                                **settings)
+            else:
+                video = pipeline.text_to_video(clip.caption, num_frames=length, **settings)
+            made[name].append(M.video_units(video.frames.cpu(), clip))
         base.append(M.video_units(M.static_clip(clip), clip))
         ceiling.append(video_ceiling(pipeline, clip))
-    return {f"{prefix}t2v_{name}": tuple(M.Units.of(u[i] for u in units) for units in (model, base, ceiling))
-            for i, name in enumerate(("motion_accuracy", "object_persistence"))}
+    return {f"{name}{metric}": tuple(M.Units.of(u[i] for u in units) for units in (made[name], base, ceiling))
+            for name in runs for i, metric in enumerate(("motion_accuracy", "object_persistence"))}
 
 
 def storyboard_task(pipeline, howtos: Sequence, *, steps: int, seed: int) -> Scored:
@@ -291,10 +296,9 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
                 ("questions", lambda: qa_task(pipeline, qa, training_qa)),
                 ("text to image", lambda: t2i_task(pipeline, shapes.distinct("image", n), steps=steps,
                                                    guidance_scale=guidance_scale, seed=seed)),
-                ("text to video", lambda: t2v_task(pipeline, clips, steps=steps, guidance_scale=guidance_scale,
-                                                   seed=seed)),
-                ("continued clips", lambda: t2v_task(pipeline, clips, steps=steps, guidance_scale=guidance_scale,
-                                                     seed=seed, prefix="continue_", given_frames=1)),
+                ("text to video, and clips continued", lambda: t2v_task(pipeline, clips, steps=steps,
+                                                                        guidance_scale=guidance_scale, seed=seed,
+                                                                        continued=True)),
                 ("storyboards", lambda: storyboard_task(pipeline, shapes.distinct("howto", n), steps=steps,
                                                         seed=seed)),
                 ("long clips", lambda: t2v_task(pipeline, longs.distinct("video", n_long), steps=steps,

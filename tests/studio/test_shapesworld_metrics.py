@@ -216,15 +216,17 @@ def test_continued_clips_are_given_the_true_first_frame_and_scored_against_the_w
     truth = M.Units.of(M.video_units(c.frames, c)[0] for c in clips).value
     static = M.Units.of(M.video_units(M.static_clip(c), c)[0] for c in clips).value
     assert truth > static
-    scored = t2v_task(pipeline, clips, steps=2, guidance_scale=0.0, seed=0, prefix="continue_", given_frames=1)
-    assert set(scored) == {"continue_t2v_motion_accuracy", "continue_t2v_object_persistence"}
+    scored = t2v_task(pipeline, clips, steps=2, guidance_scale=0.0, seed=0, continued=True)
+    assert set(scored) == {"t2v_motion_accuracy", "t2v_object_persistence", "continue_t2v_motion_accuracy",
+                           "continue_t2v_object_persistence"}
     model, baseline, ceiling = scored["continue_t2v_motion_accuracy"]
     assert model.value == pytest.approx(truth) and baseline.value == pytest.approx(static)
     assert ceiling.value == pytest.approx(truth)  # the lossless tokenizer gives the ground truth back
     assert pipeline.calls == [(1, NEW_WORLD.num_frames - 1)] * 6
-    # From text alone this pipeline writes nothing: the two tasks are scored apart.
+    # From text alone this pipeline writes nothing: the two runs are scored apart.
+    assert scored["t2v_motion_accuracy"][0].value == 0.0
     plain = t2v_task(pipeline, clips, steps=2, guidance_scale=0.0, seed=0)
-    assert plain["t2v_motion_accuracy"][0].value == 0.0
+    assert set(plain) == {"t2v_motion_accuracy", "t2v_object_persistence"} and len(pipeline.calls) == 6
 
 
 ROOT = Path(__file__).resolve().parents[2]
