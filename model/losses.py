@@ -72,6 +72,19 @@ def drop_conditions(batch: PromptBatch, null_blocks: Mapping[str, torch.Tensor],
     return PromptBatch(ids, segments, batch.position_ids, batch.visual_slices, batch.tasks, batch.labels)
 
 
+def check_masking(*, last_blocks: int = 0, one_block: bool = False, context_noise: float = 0.0,
+                  extra_block_prob: float = 0.0) -> None:
+    """Raise `ValueError` naming the option when `mask_visual_tokens`'s block options do not go together (what a
+    training run checks before it builds anything)."""
+    if one_block and last_blocks:
+        raise ValueError("one_block and last_blocks choose the masked blocks in two ways; pass one of them")
+    if not 0.0 <= context_noise <= 1.0 or (context_noise and not one_block):
+        raise ValueError(f"context_noise must be in [0, 1] and needs one_block, got {context_noise}")
+    if not 0.0 <= extra_block_prob <= 1.0 or (extra_block_prob and (not one_block or context_noise)):
+        raise ValueError(f"extra_block_prob must be in [0, 1] and needs one_block without context_noise, got "
+                         f"{extra_block_prob}")
+
+
 def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Generator,
                        min_masking_rate: float = 0.0, last_blocks: int = 0, one_block: bool = False,
                        context_noise: float = 0.0, extra_block_prob: float = 0.0) -> PromptBatch:
@@ -100,13 +113,8 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
     """
     if batch.labels is None:
         raise ValueError("masking needs a training batch with labels")
-    if one_block and last_blocks:
-        raise ValueError("one_block and last_blocks choose the masked blocks in two ways; pass one of them")
-    if not 0.0 <= context_noise <= 1.0 or (context_noise and not one_block):
-        raise ValueError(f"context_noise must be in [0, 1] and needs one_block, got {context_noise}")
-    if not 0.0 <= extra_block_prob <= 1.0 or (extra_block_prob and (not one_block or context_noise)):
-        raise ValueError(f"extra_block_prob must be in [0, 1] and needs one_block without context_noise, got "
-                         f"{extra_block_prob}")
+    check_masking(last_blocks=last_blocks, one_block=one_block, context_noise=context_noise,
+                  extra_block_prob=extra_block_prob)
     ids, labels = batch.input_ids.clone(), batch.labels.clone()
     rows = [r for r, task in enumerate(batch.tasks) if task in GENERATION_TASKS and batch.visual_slices[r]]
     times = torch.rand(len(rows), generator=generator)

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_512, showo_tiny
 from model.data import KINDS, DataSource, SyntheticSource, collate
-from model.losses import drop_conditions, mask_visual_tokens, unified_loss
+from model.losses import check_masking, drop_conditions, mask_visual_tokens, unified_loss
 from model.network import Showo
 from model.prompting import PromptBatch, Prompting
 from model.vocab import VocabLayout
@@ -80,6 +80,16 @@ DEFAULTS: dict[str, Any] = {
     },
     "checkpoint": {"dir": None, "every": 0, "resume": True, "keep": 2},
 }
+
+
+def masking_options(training: DictConfig | dict) -> dict[str, Any]:
+    """The block options of `mask_visual_tokens` that a `training` config sets (over `DEFAULTS`), checked
+    (`losses.check_masking`): a run refuses a bad combination before it builds anything."""
+    tcfg = OmegaConf.merge(OmegaConf.create(DEFAULTS["training"]), training)
+    options = {"last_blocks": int(tcfg.mask_last_blocks), "one_block": bool(tcfg.mask_one_block),
+               "context_noise": float(tcfg.context_noise), "extra_block_prob": float(tcfg.extra_block_prob)}
+    check_masking(**options)
+    return options
 
 
 @dataclass
@@ -294,6 +304,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     unknown = set(dcfg.batch) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
+    masking = masking_options(tcfg)
     device = device_named(tcfg.device)
     torch.manual_seed(tcfg.seed)
     source = build_source(cfg)
@@ -347,9 +358,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
         batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
                                 generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
-                                   min_masking_rate=tcfg.min_masking_rate, last_blocks=tcfg.mask_last_blocks,
-                                   one_block=tcfg.mask_one_block, context_noise=tcfg.context_noise,
-                                   extra_block_prob=tcfg.extra_block_prob)
+                                   min_masking_rate=tcfg.min_masking_rate, **masking)
         batch = batch.to(device)
         with autocast:
             logits = grouped_logits(model, batch)

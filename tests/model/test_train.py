@@ -231,6 +231,23 @@ def test_extra_target_blocks_each_get_their_own_ratio_and_leave_the_one_block_st
             mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator(), **wrong)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"mask_one_block": True, "extra_block_prob": 1.5}, "extra_block_prob must be in"),
+    ({"extra_block_prob": 0.5}, "extra_block_prob must be in"),
+    ({"context_noise": 0.2}, "context_noise must be in"),
+])
+def test_a_run_refuses_masking_options_that_do_not_go_together_before_it_builds_anything(options, message,
+                                                                                         monkeypatch):
+    import model.train as training
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built a data source before checking the masking options")
+
+    monkeypatch.setattr(training, "build_source", no_build)
+    with pytest.raises(ValueError, match=message):
+        train({"training": options})
+
+
 def test_condition_dropout_substitutes_the_null_prompt(prompting):
     batch = mixed_batch(prompting, {"t2i": 3, "mmu": 1})
     null = {"t2i": prompting.null_text_block("t2i")}

@@ -332,6 +332,14 @@ def test_quick_run_is_reproducible_and_replaces_a_loaded_model_folder(quick_mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]  # nothing left aside
 
 
+def test_train_default_refuses_a_bad_stage_3_masking_option_before_stage_1(tmp_path):
+    cfg = train_default.load_config(quick=True, overrides=["showo.training.extra_block_prob=0.5",
+                                                           "showo.training.context_noise=0.3"])
+    with pytest.raises(ValueError, match="extra_block_prob .* needs one_block without context_noise"):
+        train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []  # no stage ran, nothing was written
+
+
 def test_decoder_stage_keeps_the_codes_and_lowers_the_error(quick_model, tmp_path):
     from tokenizers3d.video import VideoMagvit
 
