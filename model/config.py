@@ -37,6 +37,10 @@ class ShowoConfig:
     qk_layernorm: bool = True
     w_clip_vit: bool = False
     clip_hidden_size: int = 1024
+    # Ours, not in the released model: a learned embedding per cell of the visual token grid, added to every
+    # visual token (a code or the mask id) by its index in its `<|soi|> ... <|eoi|>` run modulo num_vq_tokens.
+    # RoPE alone tells a token only its distance to others; this tells it where in the frame it sits.
+    visual_grid_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -57,6 +61,11 @@ class ShowoConfig:
     @property
     def vocab_size(self) -> int:
         return self.llm_vocab_size + self.num_new_special_tokens + self.codebook_size + 1
+
+    @property
+    def visual_id_start(self) -> int:
+        """The first codebook id (the codes and then the mask id close the vocabulary)."""
+        return self.llm_vocab_size + self.num_new_special_tokens
 
     @property
     def mask_token_id(self) -> int:

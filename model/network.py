@@ -134,6 +134,19 @@ class _CausalLM(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
 
 
+def visual_grid_index(input_ids: torch.Tensor, first_visual_id: int, period: int) -> torch.Tensor:
+    """`(B, L)` index of each visual token (id >= `first_visual_id`: a code or the mask id) within its run of
+    consecutive visual tokens, modulo `period`; -1 elsewhere.
+
+    Every frame is written `<|soi|> codes <|eoi|>`, so a run is one frame and the index is its grid cell. A
+    forward that starts at a frame's first code (a cached MaskGIT block) counts from there, as a full forward does.
+    """
+    visual = input_ids >= first_visual_id
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    last_other = torch.where(visual, -1, positions).cummax(dim=1).values  # the latest non-visual position
+    return torch.where(visual, (positions - last_other - 1) % period, -1)
+
+
 # ----------------------------------------------------------------------------------------------- model
 class Showo(nn.Module):
     """The unified transformer. `forward` maps token ids (or embeddings) to fp32 logits over the whole vocabulary."""
@@ -142,6 +155,8 @@ class Showo(nn.Module):
         super().__init__()
         self.config = config
         self.showo = _CausalLM(config)
+        if config.visual_grid_embeddings:
+            self.grid_embed = nn.Embedding(config.num_vq_tokens, config.hidden_size)
         if config.w_clip_vit:
             self.mm_projector = nn.Sequential(
                 nn.Linear(config.clip_hidden_size, config.hidden_size), nn.GELU(), nn.Linear(config.hidden_size, config.hidden_size)
@@ -175,10 +190,15 @@ class Showo(nn.Module):
                                  "shorten the sequence")
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings `(B, L, D)` (ids are checked at the boundary: `check_inputs`)."""
+        """Token embeddings `(B, L, D)`, plus the grid cell's embedding on visual tokens where the config has them
+        (ids are checked at the boundary: `check_inputs`)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
-        return self.showo.model.embed_tokens(input_ids)
+        x = self.showo.model.embed_tokens(input_ids)
+        if self.config.visual_grid_embeddings:
+            cell = visual_grid_index(input_ids, self.config.visual_id_start, self.config.num_vq_tokens)
+            x = x + self.grid_embed(cell.clamp(min=0)) * (cell >= 0).unsqueeze(-1).to(x.dtype)
+        return x
 
     def project_clip(self, features: torch.Tensor) -> torch.Tensor:
         """CLIP vision features `(B, N, clip_hidden)` -> `(B, N, D)` through `mm_projector` (CLIP variants only)."""

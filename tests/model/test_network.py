@@ -3,16 +3,19 @@ input validation, output dtype, and the full-size key table."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from model.attention import Segments, official_additive, omni_mask
 from model.cache import KVCache
 from model.config import showo_phi15, showo_tiny
-from model.network import Showo
+from model.network import Showo, visual_grid_index
 from model.sampling.prefix import prefill
 
 CFG = showo_tiny()  # vocab 175 = 100 text + 10 special + 64 codes + 1 mask; 2 layers x 64, 4 heads of 16
+GRID = dataclasses.replace(CFG, visual_grid_embeddings=True, num_vq_tokens=4)  # a grid of 4 cells
 
 
 def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -25,8 +28,8 @@ def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module
 
 
-def tiny_model(seed: int = 0) -> Showo:
-    return randomize_(Showo(CFG), seed).eval()
+def tiny_model(seed: int = 0, config=CFG) -> Showo:
+    return randomize_(Showo(config), seed).eval()
 
 
 def rand_ids(batch: int, length: int, seed: int = 1, high: int = CFG.vocab_size) -> torch.Tensor:
@@ -144,8 +147,9 @@ def block_ids(seed: int) -> torch.Tensor:
     return ids
 
 
-def test_block_in_scratch_mode_on_a_committed_prefix_matches_uncached():
-    model, seg = tiny_model(), block_layout()
+@pytest.mark.parametrize("config", [CFG, GRID], ids=["plain", "grid"])
+def test_block_in_scratch_mode_on_a_committed_prefix_matches_uncached(config):
+    model, seg = tiny_model(config=config), block_layout()
     ids_a, ids_b = block_ids(1), block_ids(1).clone()
     ids_b[:, P : P + N : 2] = CFG.mask_token_id  # another MaskGIT step: same prefix, half the block re-masked
     with torch.no_grad():
@@ -335,3 +339,42 @@ def _no_sync(name):
         raise AssertionError(f"Tensor.{name} reads a value back to the host inside forward")
 
     return refuse
+
+
+# ----------------------------------------------------------------------------------------------- grid embeddings
+def test_visual_grid_index_counts_cells_within_each_run_of_visual_tokens():
+    text, code, mask = 5, CFG.visual_id_start, CFG.mask_token_id
+    soi = CFG.llm_vocab_size + 3  # a special token: not visual
+    ids = torch.tensor([
+        [text, soi, code, code + 7, mask, code + 1, code + 2, code, soi, text, mask, code],
+        [code, code, soi, code, code, code, code, code, text, text, text, text],
+    ])
+    expected = torch.tensor([
+        [-1, -1, 0, 1, 2, 3, 0, 1, -1, -1, 0, 1],
+        [0, 1, -1, 0, 1, 2, 3, 0, -1, -1, -1, -1],
+    ])
+    assert torch.equal(visual_grid_index(ids, CFG.visual_id_start, period=4), expected)
+
+
+def test_grid_embeddings_add_each_cells_row_to_visual_tokens_only():
+    plain, grid = Showo(CFG), tiny_model(config=GRID)
+    assert not any("grid" in key for key in plain.state_dict())  # the released layout is untouched
+    ids = block_ids(3)
+    cells = visual_grid_index(ids, GRID.visual_id_start, GRID.num_vq_tokens)
+    with torch.no_grad():
+        added = grid.embed(ids) - grid.showo.model.embed_tokens(ids)
+        assert torch.equal(plain.embed(ids), plain.showo.model.embed_tokens(ids))
+    visual = cells >= 0
+    assert visual.sum() == 2 * N and torch.equal(cells[:, P : P + N], torch.tensor([0, 1, 2, 3, 0, 1]).expand(2, -1))
+    torch.testing.assert_close(added[visual], grid.grid_embed.weight[cells[visual]])
+    assert torch.equal(added[~visual], torch.zeros_like(added[~visual]))
+
+
+def test_a_grid_model_saves_and_loads_with_its_grid(tmp_path):
+    model = tiny_model(config=GRID)
+    model.save_pretrained(tmp_path / "grid")
+    loaded = Showo.from_pretrained(str(tmp_path / "grid")).eval()
+    assert loaded.config.visual_grid_embeddings and loaded.config.num_vq_tokens == 4
+    ids = block_ids(4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids), model(ids))

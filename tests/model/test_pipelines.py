@@ -192,6 +192,37 @@ def test_bad_input_is_rejected_with_clear_errors(pipe):
         pipe.extrapolate(image(0), ["sideways"], ["a"])
 
 
+# ------------------------------------------------------------------------------------------ grid-cell embeddings
+@pytest.fixture(scope="module")
+def grid_pipe(tiny_pipeline):
+    return tiny_pipeline(WORDS, max_text_len=16, grid=True)
+
+
+def test_grid_cells_are_found_alike_by_cached_pieces_and_by_full_recomputes(grid_pipe):
+    # A cached MaskGIT block, a prefilled history and a storyboard rebuilt from it must number each visual token's
+    # grid cell as a forward over the whole sequence does.
+    ours = grid_pipe.text_to_image(["a red square"], steps=4, generator=gen(3))
+    assert torch.equal(ours.codes, recompute_text_to_image(grid_pipe, ["a red square"], steps=4, generator=gen(3)).codes)
+    video = grid_pipe.text_to_video("a red square moves left", num_frames=13, steps=3, generator=gen(8))
+    full = recompute_text_to_video(grid_pipe, "a red square moves left", num_frames=13, steps=3, generator=gen(8))
+    assert torch.equal(video.codes, full.codes)
+    settings = dict(steps=3, max_caption_tokens=4)
+    board = grid_pipe.storyboard("how do i build a tower ?", num_steps=2, generator=gen(13), **settings)
+    seeds = torch.randint(0, 2**62, (2,), generator=gen(13)).tolist()
+    item = grid_pipe.storyboard_step("how do i build a tower ?", [board.steps[0]], generator=gen(seeds[1]), **settings)
+    assert item.caption_ids == board.steps[1].caption_ids and torch.equal(item.codes, board.steps[1].codes)
+
+    # ... and the cells are in play: without their embeddings the same seed writes another image.
+    with torch.no_grad():
+        saved = grid_pipe.model.grid_embed.weight.clone()
+        grid_pipe.model.grid_embed.weight.zero_()
+        try:
+            plain = grid_pipe.text_to_image(["a red square"], steps=4, generator=gen(3))
+        finally:
+            grid_pipe.model.grid_embed.weight.copy_(saved)
+    assert not torch.equal(plain.codes, ours.codes)
+
+
 def test_pipeline_rejects_a_tokenizer_of_another_vocabulary(pipe):
     model = Showo(showo_tiny(llm_vocab_size=pipe.layout.llm_vocab_size + 1, codebook_size=64, num_vq_tokens=16))
     with pytest.raises(ValueError, match="do not belong together"):
