@@ -308,7 +308,8 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
     staging = out.parent / f".{out.name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shutil.copytree(tokenizer_dir, staging / "tokenizer", ignore=shutil.ignore_patterns("stage.json"))
+    # The stage's records (its recipe and its clock) stay in the work folder.
+    shutil.copytree(tokenizer_dir, staging / "tokenizer", ignore=shutil.ignore_patterns("stage.json", "wall.json"))
     result.model.to("cpu").save_pretrained(str(staging / "showo"))
     result.tokenizer.save_pretrained(str(staging / "text_tokenizer"))
     (staging / "training.json").write_text(json.dumps(record, indent=2))
