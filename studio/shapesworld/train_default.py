@@ -161,6 +161,49 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     return record
 
 
+DECODER_FIELDS = ("decoder_ch_mult", "decoder_num_res_blocks")
+
+
+def decoder_architecture(dcfg: DictConfig) -> dict | None:
+    """`decoder_finetune.decoder` as a dict (None when unset), its fields checked."""
+    decoder = dcfg.get("decoder")
+    if not decoder:
+        return None
+    decoder = OmegaConf.to_container(decoder, resolve=True)
+    unknown = sorted(set(decoder) - set(DECODER_FIELDS))
+    if unknown:
+        raise ValueError(f"decoder_finetune.decoder: unknown fields {unknown}; known: {list(DECODER_FIELDS)}")
+    return decoder
+
+
+def regrown_decoder(source, decoder: dict | None):
+    """`source` (a `VideoMagvit`) itself, or a copy whose decoder has the architecture in `decoder` (some of
+    `DECODER_FIELDS`, one entry per level as in `MagvitConfig`): the encoder and the quantizer are the source's,
+    so the codes stay the same, and each decoder tensor whose name and shape the source also has starts from the
+    source's. A residual block added to a level (more `decoder_num_res_blocks`) starts as the identity (its last
+    conv zeroed, as in Net2Net), so a deeper decoder decodes exactly as the source did before it trains."""
+    from tokenizers3d.video import VideoMagvit
+
+    if not decoder:
+        return source
+    image = dataclasses.replace(source.config.image, **{k: tuple(int(x) for x in v) for k, v in decoder.items()})
+    model = VideoMagvit(dataclasses.replace(source.config, image=image))
+    target = model.state_dict()
+    carried = {k: v for k, v in source.state_dict().items() if k in target and target[k].shape == v.shape}
+    lost = [k for k in target if not k.startswith("decoder.") and k not in carried]
+    if lost:  # cannot happen while only decoder fields change; the codes would no longer be the source's
+        raise ValueError(f"the regrown tokenizer lost encoder or quantizer tensors: {lost[:3]}")
+    model.load_state_dict(carried, strict=False)
+    added = {k[: -len("conv2.weight")] for k in target if k.endswith("conv2.weight") and k not in carried}
+    with torch.no_grad():
+        for prefix in added:
+            fresh = not any(k.startswith(prefix) and k in carried for k in target)
+            if fresh and f"{prefix}nin_shortcut.weight" not in target:  # same width in and out: x + 0 = x
+                target[f"{prefix}conv2.weight"].zero_()
+                target[f"{prefix}conv2.bias"].zero_()
+    return model
+
+
 def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Log) -> dict:
     """Stage 1b: train the decoder of the stage-1 tokenizer in `source_dir` alone, encoder and quantizer frozen,
     and save the result to `directory` (skipped when a finished one with this recipe is there).
@@ -168,7 +211,8 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
     The codes do not change, so the transformer's training data do not either; only what the codes decode to
     gets sharper. Stage 1 trains with L2 alone (see `_quantize_mix`), which leaves the corners of squares and
     triangles soft enough for the detector to read circles; with the codes fixed, an L1 term is safe and
-    sharpens them. Returns the stage record (steps, seconds, final terms, held-out PSNR before and after).
+    sharpens them. `decoder_finetune.decoder` (optional) gives the decoder another architecture first
+    (`regrown_decoder`). Returns the stage record (steps, seconds, final terms, held-out PSNR before and after).
     """
     from model.train import device_named, lr_factor
     from tokenizers3d.losses import edge_l1
@@ -187,7 +231,7 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
         return finished
     device, steps = device_named(cfg.device), int(dcfg.steps)
     torch.manual_seed(int(cfg.seed) + 1)
-    model = VideoMagvit.from_pretrained(str(source_dir)).to(device)
+    model = regrown_decoder(VideoMagvit.from_pretrained(str(source_dir)), decoder_architecture(dcfg)).to(device)
     model.requires_grad_(False)
     model.decoder.requires_grad_(True).train()
     params = list(model.decoder.parameters())
@@ -348,6 +392,7 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print)
     from model.train import masking_options
 
     masking_options(cfg.showo.training)  # a bad stage-3 option is refused before stage 1 runs
+    decoder_architecture(cfg.decoder_finetune)  # so is a bad stage-1b one
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     write_bytes(work / "config.yaml", OmegaConf.to_yaml(cfg).encode())

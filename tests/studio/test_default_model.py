@@ -368,6 +368,48 @@ def test_decoder_stage_keeps_the_codes_and_lowers_the_error(quick_model, tmp_pat
     assert after < 0.9 * before
 
 
+def test_a_regrown_decoder_keeps_the_codes_and_a_deeper_one_starts_as_the_source():
+    source = _tokenizer()
+    clips = torch.stack([s.tensor for s in (ShapesWorld(3, WorldConfig(**WORLD)).sample(i, "video")
+                                            for i in range(2))])
+    deeper = train_default.regrown_decoder(source, {"decoder_num_res_blocks": [2, 2, 2, 2]}).eval()
+    wider = train_default.regrown_decoder(source, {"decoder_ch_mult": [2, 2, 2, 2]}).eval()
+    assert len(deeper.decoder.up[0].block) == 2 and deeper.config.image.decoder_ch_mult == (1, 1, 1, 1)
+    assert wider.config.image.decoder_ch_mult == (2, 2, 2, 2)
+    with torch.no_grad():
+        codes = source.encode(clips)
+        for model in (deeper, wider):
+            assert torch.equal(model.encode(clips), codes), "the transformer's codes must not change"
+        # The added blocks are identities: the deeper decoder decodes as the source's until it trains.
+        assert torch.allclose(deeper.decode(codes), source.decode(codes), atol=1e-6)
+        assert not torch.allclose(wider.decode(codes), source.decode(codes), atol=1e-2)  # wider tensors start fresh
+    assert train_default.regrown_decoder(source, None) is source
+
+
+def test_decoder_stage_trains_a_regrown_decoder_and_saves_its_architecture(quick_model, tmp_path):
+    from tokenizers3d.video import VideoMagvit
+
+    root, _, _ = quick_model
+    cfg = train_default.load_config(quick=True, overrides=["decoder_finetune.steps=3",
+                                                           "decoder_finetune.decoder.decoder_num_res_blocks=[1,2,2]"])
+    record = train_default.finetune_decoder(cfg, root / "work" / "tokenizer", tmp_path / "dec", log=lambda m: None)
+    assert record["recipe"]["decoder_finetune"]["decoder"] == {"decoder_num_res_blocks": [1, 2, 2]}
+    stage1 = VideoMagvit.from_pretrained(str(root / "work" / "tokenizer"))
+    tuned = VideoMagvit.from_pretrained(str(tmp_path / "dec"))
+    assert tuned.config.image.decoder_num_res_blocks == (1, 2, 2)
+    for name, value in stage1.encoder.state_dict().items():
+        assert torch.equal(value, tuned.encoder.state_dict()[name]), name
+    added = tuned.decoder.up[1].block[1].conv2.weight
+    assert added.abs().sum() > 0  # the identity start trained
+
+
+def test_train_default_refuses_an_unknown_decoder_field_before_stage_1(tmp_path):
+    cfg = train_default.load_config(quick=True, overrides=["decoder_finetune.decoder.base_channels=32"])
+    with pytest.raises(ValueError, match=r"decoder_finetune.decoder: unknown fields \['base_channels'\]"):
+        train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _pipeline(folder):
     from studio.defaults import load_model_folder
 
