@@ -180,8 +180,9 @@ def regrown_decoder(source, decoder: dict | None):
     """`source` (a `VideoMagvit`) itself, or a copy whose decoder has the architecture in `decoder` (some of
     `DECODER_FIELDS`, one entry per level as in `MagvitConfig`): the encoder and the quantizer are the source's,
     so the codes stay the same, and each decoder tensor whose name and shape the source also has starts from the
-    source's. A residual block added to a level (more `decoder_num_res_blocks`) starts as the identity (its last
-    conv zeroed, as in Net2Net), so a deeper decoder decodes exactly as the source did before it trains."""
+    source's. A residual block none of whose tensors carry over and whose widths in and out agree (one added to a
+    level by more `decoder_num_res_blocks`, or one whose width changed) starts as the identity (its last conv
+    zeroed, as in Net2Net), so a deeper decoder decodes exactly as the source did before it trains."""
     from tokenizers3d.video import VideoMagvit
 
     if not decoder:
@@ -194,13 +195,12 @@ def regrown_decoder(source, decoder: dict | None):
     if lost:  # cannot happen while only decoder fields change; the codes would no longer be the source's
         raise ValueError(f"the regrown tokenizer lost encoder or quantizer tensors: {lost[:3]}")
     model.load_state_dict(carried, strict=False)
-    added = {k[: -len("conv2.weight")] for k in target if k.endswith("conv2.weight") and k not in carried}
+    carried_modules = {k.rsplit(".", 2)[0] for k in carried}  # "decoder.up.0.block.1.conv2.weight" -> its block
     with torch.no_grad():
-        for prefix in added:
-            fresh = not any(k.startswith(prefix) and k in carried for k in target)
-            if fresh and f"{prefix}nin_shortcut.weight" not in target:  # same width in and out: x + 0 = x
-                target[f"{prefix}conv2.weight"].zero_()
-                target[f"{prefix}conv2.bias"].zero_()
+        for block in (k[: -len(".conv2.weight")] for k in target if k.endswith(".conv2.weight")):
+            if block not in carried_modules and f"{block}.nin_shortcut.weight" not in target:  # x + 0 = x
+                target[f"{block}.conv2.weight"].zero_()
+                target[f"{block}.conv2.bias"].zero_()
     return model
 
 
