@@ -164,15 +164,22 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
 DECODER_FIELDS = ("decoder_ch_mult", "decoder_num_res_blocks")
 
 
-def decoder_architecture(dcfg: DictConfig) -> dict | None:
-    """`decoder_finetune.decoder` as a dict (None when unset), its fields checked."""
-    decoder = dcfg.get("decoder")
+def decoder_architecture(cfg: DictConfig) -> dict | None:
+    """`decoder_finetune.decoder` as a dict (None when unset), checked against the stage-1 architecture it
+    changes (known fields, one entry per level), so `run` can refuse it before stage 1."""
+    from tokenizers3d.magvit2 import MagvitConfig
+
+    decoder = cfg.decoder_finetune.get("decoder")
     if not decoder:
         return None
     decoder = OmegaConf.to_container(decoder, resolve=True)
     unknown = sorted(set(decoder) - set(DECODER_FIELDS))
     if unknown:
         raise ValueError(f"decoder_finetune.decoder: unknown fields {unknown}; known: {list(DECODER_FIELDS)}")
+    try:
+        MagvitConfig.from_dict({**OmegaConf.to_container(cfg.tokenizer.architecture, resolve=True), **decoder})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"decoder_finetune.decoder: {error}") from None
     return decoder
 
 
@@ -231,7 +238,7 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
         return finished
     device, steps = device_named(cfg.device), int(dcfg.steps)
     torch.manual_seed(int(cfg.seed) + 1)
-    model = regrown_decoder(VideoMagvit.from_pretrained(str(source_dir)), decoder_architecture(dcfg)).to(device)
+    model = regrown_decoder(VideoMagvit.from_pretrained(str(source_dir)), decoder_architecture(cfg)).to(device)
     model.requires_grad_(False)
     model.decoder.requires_grad_(True).train()
     params = list(model.decoder.parameters())
@@ -392,7 +399,7 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print)
     from model.train import masking_options
 
     masking_options(cfg.showo.training)  # a bad stage-3 option is refused before stage 1 runs
-    decoder_architecture(cfg.decoder_finetune)  # so is a bad stage-1b one
+    decoder_architecture(cfg)  # so is a bad stage-1b one
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     write_bytes(work / "config.yaml", OmegaConf.to_yaml(cfg).encode())

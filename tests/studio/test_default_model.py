@@ -403,9 +403,13 @@ def test_decoder_stage_trains_a_regrown_decoder_and_saves_its_architecture(quick
     assert added.abs().sum() > 0  # the identity start trained
 
 
-def test_train_default_refuses_an_unknown_decoder_field_before_stage_1(tmp_path):
-    cfg = train_default.load_config(quick=True, overrides=["decoder_finetune.decoder.base_channels=32"])
-    with pytest.raises(ValueError, match=r"decoder_finetune.decoder: unknown fields \['base_channels'\]"):
+@pytest.mark.parametrize("override, message", [
+    ("decoder_finetune.decoder.base_channels=32", r"decoder_finetune.decoder: unknown fields \['base_channels'\]"),
+    ("decoder_finetune.decoder.decoder_num_res_blocks=[2,2]", r"decoder_finetune.decoder: .* one entry per level"),
+])
+def test_train_default_refuses_a_bad_decoder_before_stage_1(tmp_path, override, message):
+    cfg = train_default.load_config(quick=True, overrides=[override])
+    with pytest.raises(ValueError, match=message):
         train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
     assert list(tmp_path.iterdir()) == []
 
