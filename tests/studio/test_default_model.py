@@ -308,6 +308,33 @@ def test_a_resumed_run_adds_its_time_to_every_stage_it_works_on(quick_model, tmp
     assert resumed.invocations == 2 and resumed.before > 0
 
 
+def test_a_new_decoder_stage_keeps_stage_1_and_the_transformer(quick_model, tmp_path):
+    """The transformer trains on stage 1's codes, so a recipe that changes only the decoder stage, run on a copy of
+    a finished work folder, trains that stage again and exports the same transformer bit for bit."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    root, cfg, first = quick_model
+    shutil.copytree(root / "work", tmp_path / "work")
+    showo_before = json.loads((tmp_path / "work" / "showo" / "wall.json").read_text())
+    steps = int(cfg.decoder_finetune.steps) + 1
+    longer = train_default.load_config(quick=True, overrides=[*TINY_RUN, f"decoder_finetune.steps={steps}"])
+    again = train_default.run(longer, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
+    assert again["tokenizer"]["seconds"] == first["tokenizer"]["seconds"]  # stage 1 reused
+    decoder = again["tokenizer"]["decoder_finetune"]
+    assert decoder["steps"] == steps and decoder["invocations"] == 1  # trained again, from stage 1
+    assert again["showo"]["steps"] == first["showo"]["steps"]  # finished: resumed with nothing left to train
+    assert again["showo"]["invocations"] == showo_before["invocations"] + 1
+    assert again["seconds"] == pytest.approx(
+        first["tokenizer"]["seconds"] + decoder["seconds"] + again["showo"]["seconds"], abs=0.2)
+    old, new = (load_file(str(r / "showo" / "model.safetensors")) for r in (root / "out", tmp_path / "out"))
+    assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    old, new = (load_file(str(r / "tokenizer" / "model.safetensors")) for r in (root / "out", tmp_path / "out"))
+    assert any(not torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("encoder."))
+
+
 def test_quick_run_is_reproducible_and_replaces_a_loaded_model_folder(quick_model, tmp_path):
     import shutil
 
