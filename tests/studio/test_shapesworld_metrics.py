@@ -316,3 +316,23 @@ def test_the_exposure_script_scores_object_tokens_and_runs_both_histories(tmp_pa
     assert "| latent frame |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="lacks"):
         script.main(["--model", str(tmp_path), "--count", "1"])
+
+
+def test_the_reencode_script_projects_every_written_frame_and_scores_both_modes(capsys):
+    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder
+
+    script = _docs_script("t2v_reencode")
+    pipeline = load_model_folder(DEFAULT_MODEL_DIR)
+    encoded = []
+    encode = pipeline.encode_video
+    pipeline.encode_video = lambda video: encoded.append(video.shape) or encode(video)
+    for reencode in (False, True):
+        encoded.clear()
+        frames = script.generate(pipeline, "a small red circle moving to the right", 3, reencode=reencode, steps=2,
+                                 generator=torch.Generator().manual_seed(0))
+        assert frames.shape[:2] == (3, 9)  # 1 + 4 * 2 frames
+        # Re-encoding projects the whole clip so far after each latent frame: 1, then 5, then 9 frames.
+        assert [shape[1] for shape in encoded] == ([1, 5, 9] if reencode else [])
+    assert script.main(["--mode", "reencode", "--count", "1", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "reencode t2v_motion_accuracy" in out and "reencode t2v_object_persistence" in out and "n=1" in out
