@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8, help="MaskGIT steps per latent frame")
     parser.add_argument("--seed", type=int, default=0, help="generation seed (the clips are the split's first)")
     args = parser.parse_args(argv)
+    if args.count < 1 or args.steps < 1:
+        parser.error("--count and --steps must be at least 1")
     torch.set_num_threads(1)
 
     from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
@@ -47,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from studio.shapesworld.splits import SplitWorld
 
     folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
-    pipeline = load_model_folder(folder)
+    try:
+        pipeline = load_model_folder(folder)
+    except FileNotFoundError as error:  # not a model folder: say which parts it lacks
+        raise SystemExit(str(error)) from None
     pipeline.model.eval()
     world = E.world_for(pipeline, trained_world(folder))
     clips = SplitWorld(0, world, split=args.split).distinct("video", args.count)

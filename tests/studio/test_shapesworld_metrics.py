@@ -336,3 +336,12 @@ def test_the_reencode_script_projects_every_written_frame_and_scores_both_modes(
     assert script.main(["--mode", "reencode", "--count", "1", "--steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "reencode t2v_motion_accuracy" in out and "reencode t2v_object_persistence" in out and "n=1" in out
+
+
+def test_the_reencode_script_refuses_bad_arguments_before_generating(tmp_path, capsys):
+    script = _docs_script("t2v_reencode")
+    with pytest.raises(SystemExit):
+        script.main(["--mode", "loop", "--count", "0"])
+    assert "--count and --steps must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="lacks"):
+        script.main(["--mode", "loop", "--model", str(tmp_path), "--count", "1"])
