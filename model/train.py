@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "fixed": False,  # reuse the first samples every step (overfitting checks)
         "max_text_len": 16,
+        # the text block of understanding rows (mmu, v2t: question and answer together); None = max_text_len, as
+        # released. A dialogue longer than its block is cut and closed with eos, which teaches the model to stop
+        # there, so a world whose answers are longer than its prompts needs a larger one.
+        "mmu_text_len": None,
         "batch": {"t2i": 4, "lm": 2, "mmu": 4, "t2v": 0, "v2t": 0, "interleaved": 0},
         "frame_attention": "block_causal",
     },
@@ -305,6 +309,9 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     if unknown:
         raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
     masking = masking_options(tcfg)
+    mmu_text_len = None if dcfg.mmu_text_len is None else int(dcfg.mmu_text_len)
+    if mmu_text_len is not None and mmu_text_len < 2:
+        raise ValueError(f"data.mmu_text_len must hold at least bos and eos (2), got {mmu_text_len}")
     device = device_named(tcfg.device)
     torch.manual_seed(tcfg.seed)
     source = build_source(cfg)
@@ -354,7 +361,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
             samples = draw()
             for kind, n in counts.items():
                 state.consumed[kind] += n
-        batch = collate(prompting, samples, lm_length=lm_length, frame_attention=dcfg.frame_attention)
+        batch = collate(prompting, samples, lm_length=lm_length, frame_attention=dcfg.frame_attention,
+                        mmu_text_len=mmu_text_len)
         batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
                                 generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,

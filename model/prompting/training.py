@@ -28,12 +28,14 @@ class TrainingFormats:
         """The empty-prompt text block `(max_text_len + 1,)` of `t2i` or `t2v` rows (condition dropout)."""
         return torch.tensor(self.rows.text_block_ids(task, ""), dtype=torch.long)
 
-    def mmu_train(self, image_codes: torch.Tensor, texts: str | Sequence[str]) -> PromptBatch:
+    def mmu_train(self, image_codes: torch.Tensor, texts: str | Sequence[str], *,
+                  text_len: int | None = None) -> PromptBatch:
         """Captioning-pretraining rows, as released: `<|mmu|> <|soi|> codes <|eoi|> <bos> text <eos>`, the text
-        right-padded to max_text_len (L = N + 3 + max_text_len); labels on all the text (bos included)."""
+        right-padded to `text_len` (default max_text_len: L = N + 3 + max_text_len); labels on all the text (bos
+        included). A longer text is cut to `text_len` ids, the last one eos, as released."""
         texts = self.rows.as_list(texts)
         images = self.rows.images(image_codes, None, None, len(texts))
-        return self._captioning([[image] for image in images], texts, "mmu")
+        return self._captioning([[image] for image in images], texts, "mmu", text_len)
 
     def mmu_chat_train(self, image_codes: torch.Tensor, conversations: Sequence[Sequence[tuple[str, str]]], *,
                        text_len: int | None = None) -> PromptBatch:
@@ -58,14 +60,18 @@ class TrainingFormats:
             rows.append(row)
         return self.rows.stack(rows, "mmu", side="right", with_labels=True)
 
-    def v2t_train(self, frame_codes: torch.Tensor, texts: str | Sequence[str]) -> PromptBatch:
+    def v2t_train(self, frame_codes: torch.Tensor, texts: str | Sequence[str], *,
+                  text_len: int | None = None) -> PromptBatch:
         """Video-captioning training rows: `<|mmu|> <|sov|> frames <|eov|> <bos> text <eos>`, the text right-padded
-        to max_text_len; labels on all the text (as `mmu_train`)."""
+        to `text_len` (default max_text_len); labels on all the text (as `mmu_train`)."""
         texts = self.rows.as_list(texts)
-        return self._captioning(self.rows.frames(frame_codes, None, None, None, len(texts)), texts, "v2t")
+        return self._captioning(self.rows.frames(frame_codes, None, None, None, len(texts)), texts, "v2t", text_len)
 
-    def _captioning(self, visuals: list[list[list[int]]], texts: list[str], task: str) -> PromptBatch:
-        size = self.rows.max_text_len
+    def _captioning(self, visuals: list[list[list[int]]], texts: list[str], task: str,
+                    text_len: int | None) -> PromptBatch:
+        size = self.rows.max_text_len if text_len is None else text_len
+        if size < 2:
+            raise ValueError(f"a captioning text block needs at least 2 ids (bos, eos), got text_len={size}")
         rows = []
         for visual, text in zip(visuals, texts):
             ids = self.rows.with_bos(self.rows.encode(text)) + [self.layout.eos_id]

@@ -145,6 +145,23 @@ def test_mmu_train_layout_lines_up_with_t2i(official):
     assert len(cut) == 128 and cut[0] == BOS and cut[-1] == EOS and PAD not in cut
 
 
+
+def test_understanding_rows_take_a_text_budget_of_their_own(official):
+    image, frames = codes(1, 256, seed=4), codes(1, 2, 3, seed=7)
+    long = " ".join(f"w{i}" for i in range(140))  # 142 ids with bos and eos: more than max_text_len (128)
+    whole = official.encode(long)
+    for batch, prefix in ((official.mmu_train(image, long, text_len=150), 259),
+                          (official.v2t_train(frames, long, text_len=150), 13)):
+        ids, labels = batch.input_ids[0, prefix:].tolist(), batch.labels[0, prefix:].tolist()
+        assert batch.length == prefix + 150
+        assert ids == [BOS, *whole, EOS] + [PAD] * (150 - len(whole) - 2)
+        assert labels[: len(whole) + 2] == [BOS, *whole, EOS]
+    cut = official.v2t_train(frames, long).input_ids[0, 13:].tolist()  # the released budget: cut, eos last
+    assert len(cut) == 128 and cut[:-1] == [BOS, *whole[:126]] and cut[-1] == EOS
+    assert official.mmu_train(image, "a cat", text_len=150).length == 259 + 150 != official.t2i_length(256)
+    with pytest.raises(ValueError, match="text_len=1"):
+        official.v2t_train(frames, "a ball", text_len=1)
+
 def test_mmu_chat_labels_only_answers(official):
     batch = official.mmu_chat_train(codes(1, 256), [[("what", "a cat"), ("colour", "red")]], text_len=20)
     ids, labels = batch.input_ids[0, 259:].tolist(), batch.labels[0, 259:].tolist()

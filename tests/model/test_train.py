@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from model.data import SyntheticSource, collate
+from model.prompting import mmu_dialogue
 from model.losses import (
     DEFAULT_COEFFICIENTS,
     drop_conditions,
@@ -35,6 +36,28 @@ def mixed_batch(prompting: Prompting, kinds: dict[str, int], seed: int = 0) -> P
     samples = [source.sample(kind, seed=seed, index=i) for kind, n in kinds.items() for i in range(n)]
     return collate(prompting, samples, lm_length=prompting.t2i_length(16))
 
+
+
+def test_understanding_rows_take_the_configured_text_budget(prompting):
+    source = SyntheticSource(codebook_size=64, num_image_tokens=16)
+    samples = [source.sample(kind, seed=0, index=i) for kind in ("mmu", "v2t") for i in range(2)]
+    long = mmu_dialogue("what happens", " ".join(["the red circle moves up"] * 5))  # over 30 ids
+    samples[-1] = dict(samples[-1], text=long)
+    whole = prompting.rows.with_bos(prompting.rows.encode(long)) + [prompting.layout.eos_id]
+    lm_length = prompting.t2i_length(16)
+    v2t_prefix = 3 + source.num_frames * (16 + 2)  # <|mmu|> <|sov|> (<|soi|> codes <|eoi|>)* <|eov|>
+    for text_len, kept in ((None, whole[:15] + whole[-1:]), (40, whole)):
+        batch = collate(prompting, samples, lm_length=lm_length, mmu_text_len=text_len)
+        assert batch.length == v2t_prefix + (text_len or prompting.rows.max_text_len)
+        assert batch.input_ids[-1, v2t_prefix:v2t_prefix + len(kept)].tolist() == kept
+
+
+def test_train_refuses_an_understanding_budget_that_holds_no_text(tmp_path):
+    cfg = tiny_config(tmp_path, steps=1)
+    cfg.data.mmu_text_len = 1
+    with pytest.raises(ValueError, match="data.mmu_text_len"):
+        train(cfg)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 def tiny_config(tmp_path=None, **training):
     cfg = load_config(None, [

@@ -132,6 +132,26 @@ def test_every_kind_collates_and_every_word_is_known(source, prompting):
     assert all(unknown_id not in prompting.encode(t) for t in texts)
 
 
+
+def test_the_recipes_text_budgets_hold_every_text_of_its_world():
+    """No training text of the recipe's world is cut: a cut text ends in eos where the text goes on, which
+    teaches the model to stop there (two-object video captions lost their second motion that way)."""
+    from omegaconf import OmegaConf
+
+    from model.text_tokenizer import build_word_tokenizer
+
+    cfg = train_default.load_config()
+    world = OmegaConf.to_container(cfg.world)
+    source = sw_data.ShapesWorldSource(_tokenizer(), world=world, split=cfg.split, window_frames=cfg.window_frames)
+    tokenizer = build_word_tokenizer(source.corpus())
+    ids = {kind: [len(tokenizer.encode(s["text"], add_special_tokens=False)) + 2  # with bos and eos
+                  for s in source.sample_many(kind, seed=int(cfg.showo.data.seed), indices=range(60))]
+           for kind in ("t2i", "t2v", "mmu", "v2t")}
+    prompts, answers = int(cfg.showo.data.max_text_len), int(cfg.showo.data.mmu_text_len)
+    assert max(ids["t2i"] + ids["t2v"]) + 1 <= prompts + 1  # <|t2i|> / <|t2v|> and the text in its block
+    assert max(ids["mmu"] + ids["v2t"]) <= answers
+    assert max(ids["v2t"]) > prompts  # the question and a two-object caption outgrow the prompts' budget
+
 def test_clip_sampler_is_seeded_and_in_range():
     sample = sw_data.clip_sampler(shapesworld_tiny(), seed=0)
     a = sample(torch.Generator().manual_seed(1))
