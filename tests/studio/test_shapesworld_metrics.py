@@ -345,3 +345,28 @@ def test_the_reencode_script_refuses_bad_arguments_before_generating(tmp_path, c
     assert "--count and --steps must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="lacks"):
         script.main(["--mode", "loop", "--model", str(tmp_path), "--count", "1"])
+
+
+def test_the_understanding_errors_script_tells_wrong_from_missing(tmp_path, capsys):
+    script = _docs_script("understanding_errors")
+    world = wd.WorldConfig(num_frames=9, fps=8, speed=1.0, exits=True, max_objects=2)
+    clip = next(c for c in SplitWorld(0, world, split="dev").distinct("video", 40)
+                if len(c.scene.objects) == 2 and c.scene.objects[1].motion != "still")
+    first, second = clip.scene.objects
+    assert script.caption_outcomes(clip.caption, clip) == {a: ["right", "right"] for a in script.ATTRIBUTES}
+    other = next(c for c in wd.COLOURS if c not in (first.colour, second.colour))
+    cut = " and ".join([clip.caption.split(" and ")[0].replace(first.colour, other, 1),
+                        clip.caption.split(" and ")[1].rsplit(" moves", 1)[0].rsplit(" moving", 1)[0]])
+    assert script.caption_outcomes(cut, clip) == {"colour": ["wrong", "right"], "shape": ["right", "right"],
+                                                  "motion": ["right", "missing"]}
+    assert script.tally_captions([cut, clip.caption], [clip, clip])["motion"] == {"right": 3, "wrong": 0,
+                                                                                  "missing": 1}
+    # The shipped model on two dev clips and two questions: every object and question is counted once.
+    assert script.main(["--count", "2", "--json", str(tmp_path / "errors.json")]) == 0
+    report = json.loads((tmp_path / "errors.json").read_text())
+    objects = sum(report["captions"]["colour"].values())
+    assert all(sum(c.values()) == objects > 0 for c in report["captions"].values())
+    assert sum(r["n"] for r in report["answers"].values()) == report["questions"] == 2
+    assert "| caption attribute |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="lacks"):
+        script.main(["--model", str(tmp_path), "--count", "1"])

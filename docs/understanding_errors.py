@@ -1,0 +1,123 @@
+"""How the model's captions and answers go wrong, on the clips and questions of one split.
+
+Captions: for each attribute (colour, shape, motion) of each object of the clip, whether the caption says it
+right, says another value ("wrong"), or does not say it at all ("missing": the caption names fewer objects, or
+stops before the attribute). A caption cut short, which is what a model does when its training captions were
+cut, shows as missing motions of the second object. Answers: accuracy per question type (the first words of
+the question, as ShapesEval's blind baseline groups them) beside the blind answer's, and the most frequent
+wrong answers.
+
+    python docs/understanding_errors.py [--model DIR] [--split dev] [--count 200] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+ATTRIBUTES = ("colour", "shape", "motion")
+OUTCOMES = ("right", "wrong", "missing")
+
+
+def caption_outcomes(caption: str, clip) -> dict[str, list[str]]:
+    """Per attribute, the outcome of each object of `clip` (in the order of the scene), read as ShapesEval's
+    caption metric reads it (`metrics.caption_units`: the k-th object described is matched to the k-th object)."""
+    from studio.shapesworld.text import parse_caption
+
+    said = parse_caption(caption)
+    outcomes: dict[str, list[str]] = {a: [] for a in ATTRIBUTES}
+    for k, obj in enumerate(clip.scene.objects):
+        described = said[k] if k < len(said) else None
+        for attribute in ATTRIBUTES:
+            value = None if described is None else getattr(described, attribute)
+            outcome = "missing" if value is None else "right" if value == getattr(obj, attribute) else "wrong"
+            outcomes[attribute].append(outcome)
+    return outcomes
+
+
+def tally_captions(captions, clips) -> dict[str, dict[str, int]]:
+    """`{attribute: {outcome: objects}}` over every object of `clips`."""
+    counts = {a: Counter() for a in ATTRIBUTES}
+    for caption, clip in zip(captions, clips):
+        for attribute, outcomes in caption_outcomes(caption, clip).items():
+            counts[attribute].update(outcomes)
+    return {a: {o: counts[a][o] for o in OUTCOMES} for a in ATTRIBUTES}
+
+
+def tally_answers(answers, samples, blind) -> dict[str, dict]:
+    """`{question type: {"n", "right", "blind_right", "wrong_answers": {"truth -> answer": count}}}`."""
+    from studio.shapesworld import metrics as M
+
+    rows: dict[str, dict] = {}
+    for answer, sample in zip(answers, samples):
+        kind = ("video: " if sample.frames.shape[0] > 1 else "image: ") + M.question_type(sample.question)
+        row = rows.setdefault(kind, {"n": 0, "right": 0, "blind_right": 0, "wrong_answers": Counter()})
+        right = M.answer_units(answer, sample)[0]
+        row["n"] += 1
+        row["right"] += right
+        row["blind_right"] += M.answer_units(blind(sample.question), sample)[0]
+        if not right:
+            row["wrong_answers"][f"{M.normalise_answer(sample.answer)} -> {M.normalise_answer(answer)}"] += 1
+    return {k: dict(v, wrong_answers=dict(v["wrong_answers"].most_common(3))) for k, v in sorted(rows.items())}
+
+
+def format_report(captions: dict, answers: dict) -> str:
+    lines = ["| caption attribute | right | wrong | missing |", "|---|---:|---:|---:|"]
+    lines += [f"| {a} | {c['right']} | {c['wrong']} | {c['missing']} |" for a, c in captions.items()]
+    lines += ["", "| question type | n | right | blind answer right | most frequent wrong (truth -> answer) |",
+              "|---|---:|---:|---:|---|"]
+    lines += [f"| {kind} | {r['n']} | {r['right']} | {r['blind_right']} | "
+              f"{', '.join(f'{w} ({c})' for w, c in r['wrong_answers'].items())} |" for kind, r in answers.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="a model folder (default: the shipped model)")
+    parser.add_argument("--split", default="dev", choices=("train", "dev", "test", "compositional"))
+    parser.add_argument("--count", type=int, default=200, help="clips, and questions (half image, half video)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the counts to this JSON file")
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    torch.set_num_threads(1)  # the tiny model runs fastest on one thread of a busy CPU
+
+    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
+    from studio.shapesworld import evaluate as E
+    from studio.shapesworld import metrics as M
+    from studio.shapesworld.splits import SplitWorld
+
+    folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+    try:
+        pipeline = load_model_folder(folder)
+    except FileNotFoundError as error:  # not a model folder: say which parts it lacks
+        raise SystemExit(str(error)) from None
+    pipeline.model.eval()
+    world = E.world_for(pipeline, trained_world(folder))
+    shapes = SplitWorld(args.seed, world, split=args.split)
+    clips = shapes.distinct("video", args.count)
+    texts = pipeline.caption([c.tensor for c in clips], question=E.VIDEO_CAPTION_QUESTION,
+                             max_new_tokens=E.TEXT_TOKENS).texts
+    samples = shapes.distinct("image_qa", (args.count + 1) // 2) + shapes.distinct("video_qa", args.count // 2)
+    visuals = [s.tensor[:, 0] if s.frames.shape[0] == 1 else s.tensor for s in samples]
+    answers = pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=8).texts
+    train = SplitWorld(args.seed, world, split="train")
+    blind = M.blind_answerer([train.sample(i, kind) for i in range(E.BASELINE_SAMPLES // 2)
+                              for kind in ("image_qa", "video_qa")])
+    report = {"split": args.split, "clips": len(clips), "questions": len(samples),
+              "captions": tally_captions(texts, clips), "answers": tally_answers(answers, samples, blind)}
+    print(f"{len(clips)} {args.split} clips, {len(samples)} questions")
+    print(format_report(report["captions"], report["answers"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
