@@ -107,6 +107,9 @@ class TrainResult:
     layout: VocabLayout
     checkpoint: Path | None = None
     resumed_from: int | None = None
+    # "key: old -> new" for each setting the resumed checkpoint was trained with that this run changes (a warm
+    # restart means some; a recipe changed by mistake shows here rather than passing unseen)
+    resumed_changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -226,6 +229,24 @@ def _save_checkpoint(directory: Path, cfg: DictConfig, state: _State, model, tok
     return final
 
 
+def changed_settings(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """`"key: old -> new"` for every setting (dotted key) whose value differs between two configs (plain
+    containers or `DictConfig`s), keys only one of them has included; the `checkpoint` section is where a run
+    saves, not what it trains, and is left out."""
+    if isinstance(saved, DictConfig):
+        saved = OmegaConf.to_container(saved, resolve=True)
+    if isinstance(current, DictConfig):
+        current = OmegaConf.to_container(current, resolve=True)
+    if not (isinstance(saved, dict) and isinstance(current, dict)):
+        return [] if saved == current else [f"{prefix}: {saved!r} -> {current!r}"]
+    changes = []
+    for key in sorted(set(saved) | set(current), key=str):
+        if not prefix and key == "checkpoint":
+            continue
+        changes += changed_settings(saved.get(key), current.get(key), f"{prefix}.{key}" if prefix else str(key))
+    return changes
+
+
 def _resume(path: Path, model, optimizer, scheduler, generator: torch.Generator) -> _State:
     model.load_state_dict(load_model(path).state_dict(), strict=True)
     opt = torch.load(path / "optimizer.pt", weights_only=True)
@@ -330,13 +351,15 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     code_weights = target_weights(layout, OmegaConf.to_container(tcfg.code_weights, resolve=True))
     code_weights = None if code_weights is None else code_weights.to(device)
 
-    state, resumed_from = _State(), None
+    state, resumed_from, resumed_changes = _State(), None, ()
     ckpt_dir = Path(cfg.checkpoint.dir) if cfg.checkpoint.dir else None
     if ckpt_dir is not None and cfg.checkpoint.resume:
         latest = latest_checkpoint(ckpt_dir)
         if latest is not None:
             state = _resume(latest, model, optimizer, scheduler, generator)
             resumed_from = state.step
+            if (latest / "config.yaml").is_file():
+                resumed_changes = tuple(changed_settings(OmegaConf.load(latest / "config.yaml"), cfg))
 
     counts = {kind: int(n) for kind, n in dcfg.batch.items() if int(n) > 0}
     if not counts:
@@ -394,7 +417,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
             _save_checkpoint(ckpt_dir, cfg, state, model, tokenizer, optimizer, scheduler, generator,
                              cfg.checkpoint.keep)
         last_saved = final
-    return TrainResult(state.step, state.history, model, tokenizer, layout, last_saved, resumed_from)
+    return TrainResult(state.step, state.history, model, tokenizer, layout, last_saved, resumed_from,
+                       resumed_changes)
 
 
 def main(argv: list[str] | None = None) -> int:

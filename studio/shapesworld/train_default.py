@@ -347,6 +347,9 @@ def train_showo(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: P
                 f"({time.perf_counter() - start:.0f}s)")
 
     result = train(showo_config(cfg, tokenizer_dir, text_dir, run_dir), on_step=report)
+    if result.resumed_changes:  # resumed a checkpoint trained with other settings: say which
+        log(f"showo: resumed step {result.resumed_from}, trained with other settings: "
+            + "; ".join(result.resumed_changes))
     return result, clock.stop()
 
 
@@ -415,7 +418,8 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print)
     result, wall = train_showo(cfg, tokenizer_dir, text_dir, work / "showo", log)
     history = result.history
     tail = history[-min(len(history), 25):]
-    showo = {"steps": result.step, "resumed_from": result.resumed_from, **wall,
+    showo = {"steps": result.step, "resumed_from": result.resumed_from,
+             "resumed_changes": list(result.resumed_changes), **wall,
              "first": history[0] if history else None,
              "last_mean": {k: sum(r[k] for r in tail) / len(tail) for k in tail[0] if k != "step"} if tail else None}
     # Every stage's wall time summed over the invocations that worked on it (resumptions included).

@@ -331,6 +331,17 @@ def test_tiny_model_overfits_a_fixed_mixed_batch():
         assert end < 0.3 * first[term], (term, first[term], end)
 
 
+def test_a_resumed_run_names_the_settings_it_changed(tmp_path):
+    first = tiny_config(tmp_path, steps=2)
+    train(first)
+    warm = tiny_config(tmp_path, steps=3)
+    warm.data.mmu_text_len = 20
+    warm.checkpoint.every = 7  # where a run saves is not what it trains: not reported
+    resumed = train(warm)
+    assert resumed.resumed_from == 2 and resumed.step == 3
+    assert resumed.resumed_changes == ("data.mmu_text_len: None -> 20", "training.steps: 2 -> 3")
+
+
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     class Stop(Exception):
         pass
@@ -349,7 +360,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
         train(interrupted, on_step=stop_at_5)
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint-4"
     resumed = train(interrupted)
-    assert resumed.resumed_from == 4 and resumed.step == 8
+    assert resumed.resumed_from == 4 and resumed.step == 8 and resumed.resumed_changes == ()
     assert [r["total"] for r in resumed.history] == [r["total"] for r in straight.history]
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name

@@ -345,6 +345,9 @@ def test_a_new_decoder_stage_keeps_stage_1_and_the_transformer(quick_model, tmp_
     decoder = again["tokenizer"]["decoder_finetune"]
     assert decoder["steps"] == steps and decoder["invocations"] == 1  # trained again, from stage 1
     assert again["showo"]["steps"] == first["showo"]["steps"]  # finished: resumed with nothing left to train
+    # Resumed in another folder: only where it reads its data from has changed, and the record says so.
+    assert again["showo"]["resumed_changes"] and all(
+        change.startswith(("data.source_args.tokenizer:", "tokenizer:")) for change in again["showo"]["resumed_changes"])
     assert again["showo"]["invocations"] == showo_before["invocations"] + 1
     assert again["seconds"] == pytest.approx(
         first["tokenizer"]["seconds"] + decoder["seconds"] + again["showo"]["seconds"], abs=0.2)
