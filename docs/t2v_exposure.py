@@ -79,17 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--count and --steps must be at least 1")
     torch.set_num_threads(1)  # the tiny model runs fastest on one thread of a busy CPU
 
-    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
     from studio.shapesworld import evaluate as E
     from studio.shapesworld.splits import SplitWorld
     from studio.shapesworld.train_default import background_codes
 
-    folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
-        pipeline = load_model_folder(folder)
+        pipeline, world, folder = E.open_model(args.model)
     except FileNotFoundError as error:  # not a model folder: say which parts it lacks
         raise SystemExit(str(error)) from None
-    world = E.world_for(pipeline, trained_world(folder))
     clips = SplitWorld(args.seed, world, split=args.split).distinct("video", args.count)
     background = set(background_codes(folder / "tokenizer", world))
     rows = exposure(pipeline, clips, background, steps=args.steps, seed=args.seed)

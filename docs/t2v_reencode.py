@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
@@ -43,18 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--count and --steps must be at least 1")
     torch.set_num_threads(1)
 
-    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
     from studio.shapesworld import evaluate as E
     from studio.shapesworld import metrics as M
     from studio.shapesworld.splits import SplitWorld
 
-    folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
-        pipeline = load_model_folder(folder)
+        pipeline, world, _ = E.open_model(args.model)
     except FileNotFoundError as error:  # not a model folder: say which parts it lacks
         raise SystemExit(str(error)) from None
-    pipeline.model.eval()
-    world = E.world_for(pipeline, trained_world(folder))
     clips = SplitWorld(0, world, split=args.split).distinct("video", args.count)
     generator = torch.Generator().manual_seed(args.seed)
     started, units = time.perf_counter(), []

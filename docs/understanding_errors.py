@@ -88,18 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--count must be at least 1")
     torch.set_num_threads(1)  # the tiny model runs fastest on one thread of a busy CPU
 
-    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
     from studio.shapesworld import evaluate as E
     from studio.shapesworld import metrics as M
     from studio.shapesworld.splits import SplitWorld
 
-    folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
-        pipeline = load_model_folder(folder)
+        pipeline, world, _ = E.open_model(args.model)
     except FileNotFoundError as error:  # not a model folder: say which parts it lacks
         raise SystemExit(str(error)) from None
-    pipeline.model.eval()
-    world = E.world_for(pipeline, trained_world(folder))
     shapes = SplitWorld(args.seed, world, split=args.split)
     clips = shapes.distinct("video", args.count)
     texts = pipeline.caption([c.tensor for c in clips], question=E.VIDEO_CAPTION_QUESTION,

@@ -364,6 +364,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="write the records to this JSON file")
 
 
+def open_model(folder: str | Path | None = None, *, device: str = "cpu"):
+    """`(pipeline, world, folder)`: the model folder `folder` (default: the shipped model) loaded in eval mode,
+    the ShapesWorld it was trained in, and the folder's path. Raises `FileNotFoundError` naming what the folder
+    lacks (the diagnostic scripts under docs/ read models this way)."""
+    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
+
+    folder = Path(folder) if folder else DEFAULT_MODEL_DIR
+    pipeline = load_model_folder(folder, device=device)
+    pipeline.model.eval()
+    return pipeline, world_for(pipeline, trained_world(folder)), folder
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
 
