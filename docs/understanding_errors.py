@@ -20,33 +20,19 @@ from pathlib import Path
 
 import torch
 
-ATTRIBUTES = ("colour", "shape", "motion")
 OUTCOMES = ("right", "wrong", "missing")
 
 
-def caption_outcomes(caption: str, clip) -> dict[str, list[str]]:
-    """Per attribute, the outcome of each object of `clip` (in the order of the scene), read as ShapesEval's
-    caption metric reads it (`metrics.caption_units`: the k-th object described is matched to the k-th object)."""
-    from studio.shapesworld.text import parse_caption
-
-    said = parse_caption(caption)
-    outcomes: dict[str, list[str]] = {a: [] for a in ATTRIBUTES}
-    for k, obj in enumerate(clip.scene.objects):
-        described = said[k] if k < len(said) else None
-        for attribute in ATTRIBUTES:
-            value = None if described is None else getattr(described, attribute)
-            outcome = "missing" if value is None else "right" if value == getattr(obj, attribute) else "wrong"
-            outcomes[attribute].append(outcome)
-    return outcomes
-
-
 def tally_captions(captions, clips) -> dict[str, dict[str, int]]:
-    """`{attribute: {outcome: objects}}` over every object of `clips`."""
-    counts = {a: Counter() for a in ATTRIBUTES}
+    """`{attribute: {outcome: objects}}` over every object of `clips` (`metrics.caption_outcomes`, the reading
+    ShapesEval's caption metric counts the "right" of)."""
+    from studio.shapesworld import metrics as M
+
+    counts = {a: Counter() for a in M.CAPTION_ATTRIBUTES}
     for caption, clip in zip(captions, clips):
-        for attribute, outcomes in caption_outcomes(caption, clip).items():
+        for attribute, outcomes in M.caption_outcomes(caption, clip).items():
             counts[attribute].update(outcomes)
-    return {a: {o: counts[a][o] for o in OUTCOMES} for a in ATTRIBUTES}
+    return {a: {o: c[o] for o in OUTCOMES} for a, c in counts.items()}
 
 
 def tally_answers(answers, samples, blind) -> dict[str, dict]:
@@ -97,15 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:  # not a model folder: say which parts it lacks
         raise SystemExit(str(error)) from None
     shapes = SplitWorld(args.seed, world, split=args.split)
-    clips = shapes.distinct("video", args.count)
-    texts = pipeline.caption([c.tensor for c in clips], question=E.VIDEO_CAPTION_QUESTION,
-                             max_new_tokens=E.TEXT_TOKENS).texts
-    samples = shapes.distinct("image_qa", (args.count + 1) // 2) + shapes.distinct("video_qa", args.count // 2)
-    visuals = [s.tensor[:, 0] if s.frames.shape[0] == 1 else s.tensor for s in samples]
-    answers = pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=8).texts
-    train = SplitWorld(args.seed, world, split="train")
-    blind = M.blind_answerer([train.sample(i, kind) for i in range(E.BASELINE_SAMPLES // 2)
-                              for kind in ("image_qa", "video_qa")])
+    clips, samples = shapes.distinct("video", args.count), E.qa_samples(shapes, args.count)
+    texts, answers = E.captions_of(pipeline, clips), E.answers_of(pipeline, samples)
+    blind = M.blind_answerer(E.training_qa(SplitWorld(args.seed, world, split="train")))
     report = {"split": args.split, "clips": len(clips), "questions": len(samples),
               "captions": tally_captions(texts, clips), "answers": tally_answers(answers, samples, blind)}
     print(f"{len(clips)} {args.split} clips, {len(samples)} questions")

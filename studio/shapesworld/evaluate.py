@@ -167,19 +167,39 @@ def tokenizer_task(pipeline, clips: Sequence) -> Scored:
     return {name: (model[name], base[name], None) for name in model}
 
 
+def captions_of(pipeline, clips: Sequence) -> list[str]:
+    """The model's captions of `clips`, asked as ShapesEval asks them."""
+    return pipeline.caption([c.tensor for c in clips], question=VIDEO_CAPTION_QUESTION,
+                            max_new_tokens=TEXT_TOKENS).texts
+
+
+def qa_samples(shapes: SplitWorld, count: int) -> list:
+    """ShapesEval's questions of a split: `count` in all, the first half (rounded up) about images."""
+    return shapes.distinct("image_qa", (count + 1) // 2) + shapes.distinct("video_qa", count // 2)
+
+
+def training_qa(train: SplitWorld) -> list:
+    """The training-split questions the blind answerer is fitted on."""
+    return [train.sample(i, kind) for i in range(BASELINE_SAMPLES // 2) for kind in ("image_qa", "video_qa")]
+
+
+def answers_of(pipeline, samples: Sequence) -> list[str]:
+    """The model's answers to `samples` (an image question sees the image, a video question the clip)."""
+    visuals = [s.tensor[:, 0] if s.frames.shape[0] == 1 else s.tensor for s in samples]
+    return pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=8).texts
+
+
 def caption_task(pipeline, clips: Sequence, training_clips: Sequence) -> Scored:
-    texts = pipeline.caption([c.tensor for c in clips], question=VIDEO_CAPTION_QUESTION,
-                             max_new_tokens=TEXT_TOKENS).texts
+    texts = captions_of(pipeline, clips)
     fixed = M.majority_caption(training_clips)
     model = [M.caption_units(t, c) for t, c in zip(texts, clips)]
     base = [M.caption_units(fixed, c) for c in clips]
     return {f"caption_{a}_accuracy": (M.Units.of(r[a] for r in model), M.Units.of(r[a] for r in base), None)
-            for a in ("colour", "shape", "motion")}
+            for a in M.CAPTION_ATTRIBUTES}
 
 
 def qa_task(pipeline, samples: Sequence, training_samples: Sequence) -> Scored:
-    visuals = [s.tensor[:, 0] if s.frames.shape[0] == 1 else s.tensor for s in samples]
-    answers = pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=8).texts
+    answers = answers_of(pipeline, samples)
     blind = M.blind_answerer(training_samples)
     return {"qa_accuracy": (M.Units.of(M.answer_units(a, s) for a, s in zip(answers, samples)),
                             M.Units.of(M.answer_units(blind(s.question), s) for s in samples), None)}
@@ -279,7 +299,7 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
     world = world_for(pipeline, world)
     train = SplitWorld(seed, world, split="train")
     training_clips = [train.sample(i, "video") for i in range(BASELINE_SAMPLES)]
-    training_qa = [train.sample(i, kind) for i in range(BASELINE_SAMPLES // 2) for kind in ("image_qa", "video_qa")]
+    fitted_qa = training_qa(train)
     was_training = pipeline.model.training
     pipeline.model.eval()
     results = []
@@ -288,12 +308,12 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
             shapes = SplitWorld(seed, world, split=split)
             longs = SplitWorld(seed, long_world(world, pipeline.temporal_downsample), split=split)
             clips = shapes.distinct("video", n)
-            qa = shapes.distinct("image_qa", (n + 1) // 2) + shapes.distinct("video_qa", n // 2)
+            qa = qa_samples(shapes, n)
             scored: Scored = {}
             for what, run in (
                 ("tokenizer", lambda: tokenizer_task(pipeline, clips)),
                 ("captions", lambda: caption_task(pipeline, clips, training_clips)),
-                ("questions", lambda: qa_task(pipeline, qa, training_qa)),
+                ("questions", lambda: qa_task(pipeline, qa, fitted_qa)),
                 ("text to image", lambda: t2i_task(pipeline, shapes.distinct("image", n), steps=steps,
                                                    guidance_scale=guidance_scale, seed=seed)),
                 ("text to video, and clips continued", lambda: t2v_task(pipeline, clips, steps=steps,
@@ -377,11 +397,8 @@ def open_model(folder: str | Path | None = None, *, device: str = "cpu"):
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from studio.defaults import DEFAULT_MODEL_DIR, load_model_folder, trained_world
-
-    folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
-        pipeline = load_model_folder(folder, device=args.device)
+        pipeline, world, _ = open_model(args.model, device=args.device)
     except FileNotFoundError as error:
         print(error, file=sys.stderr)
         return 2
@@ -397,7 +414,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     results = evaluate(pipeline, quick=args.quick, count=args.count, long_count=args.long_count, seed=args.seed,
-                       world=trained_world(folder), steps=args.steps, guidance_scale=args.guidance, splits=splits,
+                       world=world, steps=args.steps, guidance_scale=args.guidance, splits=splits,
                        log=lambda m: print(m, file=sys.stderr, flush=True),
                        on_split=(lambda records: write_json(args.json, records)) if args.json else None)
     print(format_table(results))

@@ -102,15 +102,27 @@ def reconstruction_units(original: torch.Tensor, rebuilt: torch.Tensor) -> tuple
 # ---------------------------------------------------------------------------------------------- captions, answers
 
 
-def caption_units(caption: str, clip: VideoSample) -> dict[str, tuple[int, int]]:
-    """Per attribute ("colour", "shape", "motion"): (objects of the clip the caption gets right, objects)."""
+CAPTION_ATTRIBUTES = ("colour", "shape", "motion")
+
+
+def caption_outcomes(caption: str, clip: VideoSample) -> dict[str, list[str]]:
+    """Per attribute of `CAPTION_ATTRIBUTES`, each object of the clip (in the scene's order) as the caption
+    treats it: "right", "wrong" (another value said) or "missing" (not said: the caption describes fewer
+    objects, or stops before the attribute). The k-th object described is matched to the k-th object."""
     parsed = parse_caption(caption)
-    hits = {"colour": 0, "shape": 0, "motion": 0}
+    outcomes: dict[str, list[str]] = {a: [] for a in CAPTION_ATTRIBUTES}
     for k, obj in enumerate(clip.scene.objects):
         said = parsed[k] if k < len(parsed) else None
-        for attribute in hits:
-            hits[attribute] += int(said is not None and getattr(said, attribute) == getattr(obj, attribute))
-    return {a: (h, len(clip.scene.objects)) for a, h in hits.items()}
+        for attribute in CAPTION_ATTRIBUTES:
+            value = None if said is None else getattr(said, attribute)
+            outcomes[attribute].append("missing" if value is None else
+                                       "right" if value == getattr(obj, attribute) else "wrong")
+    return outcomes
+
+
+def caption_units(caption: str, clip: VideoSample) -> dict[str, tuple[int, int]]:
+    """Per attribute ("colour", "shape", "motion"): (objects of the clip the caption gets right, objects)."""
+    return {a: (outcomes.count("right"), len(outcomes)) for a, outcomes in caption_outcomes(caption, clip).items()}
 
 
 def majority_caption(clips: Sequence[VideoSample]) -> str:
@@ -269,7 +281,8 @@ def repeated_keyframe(howto: HowTo) -> list[np.ndarray]:
 
 
 __all__ = [
-    "Units", "answer_units", "blind_answerer", "bootstrap_interval", "caption_units", "image_units",
+    "CAPTION_ATTRIBUTES", "Units", "answer_units", "blind_answerer", "bootstrap_interval", "caption_outcomes",
+    "caption_units", "image_units",
     "majority_caption", "normalise_answer", "psnr_of_mse", "question_type", "reconstruction_units",
     "repeated_keyframe", "static_clip", "storyboard_units", "video_units",
 ]

@@ -347,18 +347,20 @@ def test_the_reencode_script_refuses_bad_arguments_before_generating(tmp_path, c
         script.main(["--mode", "loop", "--model", str(tmp_path), "--count", "1"])
 
 
-def test_the_understanding_errors_script_tells_wrong_from_missing(tmp_path, capsys):
+def test_captions_are_read_right_wrong_or_missing_and_the_errors_script_counts_them(tmp_path, capsys):
     script = _docs_script("understanding_errors")
     world = wd.WorldConfig(num_frames=9, fps=8, speed=1.0, exits=True, max_objects=2)
     clip = next(c for c in SplitWorld(0, world, split="dev").distinct("video", 40)
                 if len(c.scene.objects) == 2 and c.scene.objects[1].motion != "still")
     first, second = clip.scene.objects
-    assert script.caption_outcomes(clip.caption, clip) == {a: ["right", "right"] for a in script.ATTRIBUTES}
+    assert M.caption_outcomes(clip.caption, clip) == {a: ["right", "right"] for a in M.CAPTION_ATTRIBUTES}
     other = next(c for c in wd.COLOURS if c not in (first.colour, second.colour))
     cut = " and ".join([clip.caption.split(" and ")[0].replace(first.colour, other, 1),
                         clip.caption.split(" and ")[1].rsplit(" moves", 1)[0].rsplit(" moving", 1)[0]])
-    assert script.caption_outcomes(cut, clip) == {"colour": ["wrong", "right"], "shape": ["right", "right"],
-                                                  "motion": ["right", "missing"]}
+    assert M.caption_outcomes(cut, clip) == {"colour": ["wrong", "right"], "shape": ["right", "right"],
+                                             "motion": ["right", "missing"]}
+    # ShapesEval's caption metric counts the right ones.
+    assert M.caption_units(cut, clip) == {"colour": (1, 2), "shape": (2, 2), "motion": (1, 2)}
     assert script.tally_captions([cut, clip.caption], [clip, clip])["motion"] == {"right": 3, "wrong": 0,
                                                                                   "missing": 1}
     # The shipped model on two dev clips and two questions: every object and question is counted once.
