@@ -372,3 +372,6 @@ def test_captions_are_read_right_wrong_or_missing_and_the_errors_script_counts_t
     assert "| caption attribute |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="lacks"):
         script.main(["--model", str(tmp_path), "--count", "1"])
+    with pytest.raises(SystemExit):  # refused before a model is loaded
+        script.main(["--count", "0"])
+    assert "--count must be at least 1" in capsys.readouterr().err
