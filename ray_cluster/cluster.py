@@ -3,10 +3,13 @@ local Ray on this machine (CPU-only works)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+log = logging.getLogger("ray_cluster.cluster")
 NAMESPACE = "show-studio"
+START_ATTEMPTS = 2  # an embedded Ray whose start fails is torn down and started once more
 _record = None  # the ProcessRecord of the embedded Ray this process started (Ray itself is per process)
 _embedded = False  # whether this process started the Ray it is connected to
 
@@ -45,19 +48,42 @@ def connect(
     if address:
         return ray.init(address=address, namespace=namespace, ignore_reinit_error=True)
     if record is not None and not ray.is_initialized():
-        from ray_cluster.leftovers import ProcessRecord, stop_leftovers
+        from ray_cluster.leftovers import stop_leftovers
 
         stop_leftovers(Path(record))
-    _embedded = _embedded or not ray.is_initialized()
-    context = ray.init(
-        num_cpus=num_cpus,
-        namespace=namespace,
-        include_dashboard=dashboard,
-        ignore_reinit_error=True,
-    )
+    if ray.is_initialized():
+        context = ray.init(namespace=namespace, ignore_reinit_error=True)
+    else:
+        context = _start_embedded(num_cpus=num_cpus, namespace=namespace, include_dashboard=dashboard)
+        _embedded = True
     if record is not None and _record is None:
+        from ray_cluster.leftovers import ProcessRecord
+
         _record = ProcessRecord(Path(record)).start()
     return context
+
+
+def _start_embedded(**init_kwargs):
+    """Start a local Ray, once more after a failed start: one of the head's processes can die as it is forked
+    (seen as the dashboard exiting with SIGABRT before it wrote a line, when the driver forks it while its own
+    gRPC threads are busy), and a second start from a clean state goes through. The processes a failed start
+    left running (its GCS server, which `ray.shutdown` does not know of) are stopped first. A start that fails
+    twice raises the last error."""
+    import ray
+
+    from ray_cluster.leftovers import descendants, stop
+
+    for attempt in range(1, START_ATTEMPTS + 1):
+        before = set(descendants(os.getpid()))
+        try:
+            return ray.init(ignore_reinit_error=True, **init_kwargs)
+        except Exception as error:
+            ray.shutdown()
+            stop([p for p in descendants(os.getpid()) if p not in before])
+            if attempt == START_ATTEMPTS:
+                raise
+            log.warning("starting the embedded Ray failed (%s: %s); starting it again", type(error).__name__, error)
+    raise AssertionError("unreachable")
 
 
 def _no_auto_init() -> None:

@@ -147,7 +147,18 @@ def stop_leftovers(path: Path, grace_s: float = 3.0) -> list[ProcessId]:
     if owner.pid != os.getpid() and same_process(owner):
         log.warning("the process that wrote %s (pid %d) is still running; stopping nothing", path, owner.pid)
         return []
-    alive = [p for p in recorded if same_process(p)]
+    alive = stop(recorded, grace_s)
+    if alive:
+        log.info("stopped %d process(es) a killed embedded Ray left behind: %s", len(alive),
+                 ", ".join(f"{p.pid} {p.name}" for p in alive))
+    Path(path).unlink(missing_ok=True)
+    return alive
+
+
+def stop(processes: list[ProcessId], grace_s: float = 3.0) -> list[ProcessId]:
+    """Stop those of `processes` that still run as themselves (SIGTERM, then SIGKILL after `grace_s`); returns
+    the ones that were running."""
+    alive = [p for p in processes if same_process(p)]
     for proc in alive:
         _signal(proc, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
@@ -155,10 +166,6 @@ def stop_leftovers(path: Path, grace_s: float = 3.0) -> list[ProcessId]:
         time.sleep(0.05)
     for proc in alive:
         _signal(proc, signal.SIGKILL)
-    if alive:
-        log.info("stopped %d process(es) a killed embedded Ray left behind: %s", len(alive),
-                 ", ".join(f"{p.pid} {p.name}" for p in alive))
-    Path(path).unlink(missing_ok=True)
     return alive
 
 
