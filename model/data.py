@@ -40,10 +40,12 @@ class DataSource(Protocol):
 
 
 def collate(prompting: Prompting, samples: Sequence[dict], *, lm_length: int,
-            frame_attention: str = "block_causal", mmu_text_len: int | None = None) -> PromptBatch:
+            frame_attention: str = "block_causal", mmu_text_len: int | None = None,
+            answers_only: bool = False) -> PromptBatch:
     """Rows for a mixed list of samples, grouped by kind in `KINDS` order (t2i rows first, as released) and
     right-padded to one length. `mmu_text_len`: the text block of the understanding rows (mmu, v2t), whose
-    question and answer share it (default the prompting's max_text_len, as released)."""
+    question and answer share it (default the prompting's max_text_len, as released); `answers_only`: those rows
+    are labelled from their answer on (`Prompting.mmu_train`)."""
     by_kind: dict[str, list[dict]] = {}
     for sample in samples:
         if sample.get("kind") not in KINDS:
@@ -61,13 +63,13 @@ def collate(prompting: Prompting, samples: Sequence[dict], *, lm_length: int,
             batches.append(prompting.lm(texts, length=lm_length))
         elif kind == "mmu":
             batches.append(prompting.mmu_train(torch.stack([s["image"] for s in group]), texts,
-                                               text_len=mmu_text_len))
+                                               text_len=mmu_text_len, answers_only=answers_only))
         elif kind == "t2v":
             frames = torch.stack([s["frames"] for s in group])
             batches.append(prompting.t2v(texts, frames, frame_attention=frame_attention))
         elif kind == "v2t":
             batches.append(prompting.v2t_train(torch.stack([s["frames"] for s in group]), texts,
-                                               text_len=mmu_text_len))
+                                               text_len=mmu_text_len, answers_only=answers_only))
         else:
             steps = [[Step(st["caption"], st["image"], st.get("clip")) for st in s["steps"]] for s in group]
             batches.append(prompting.interleaved(texts, steps, frame_attention=frame_attention))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -165,6 +165,15 @@ def _noise_context(ids: torch.Tensor, row: int, context: list, every_code: torch
     ids[row, positions[order].to(ids.device)] = pool[draws.to(ids.device)]
 
 
+def check_row_mean(terms: Sequence[str]) -> None:
+    """Raise `ValueError` unless every name in `terms` is a next-token term (what `row_mean` may average per
+    row)."""
+    ntp = [term for term, _, objective in TERMS if objective == "ntp"]
+    wrong = [t for t in terms if t not in ntp]
+    if wrong:
+        raise ValueError(f"row_mean takes next-token terms ({', '.join(ntp)}), got {wrong}")
+
+
 @dataclass(frozen=True)
 class LossOutput:
     """The weighted total and each present term (mean cross-entropy over its labelled tokens)."""
@@ -184,14 +193,23 @@ def mtp_loss(logits: torch.Tensor, labels: torch.Tensor, target_weights: torch.T
     return (each * weights).sum() / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
 
 
-def ntp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Shifted cross-entropy: logits at p - 1 predict labels at p."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, *, per_row: bool = False) -> torch.Tensor:
+    """Shifted cross-entropy: logits at p - 1 predict labels at p. The mean over every labelled token, or with
+    `per_row` the mean over rows (that have labels) of each row's mean, so that a one-word answer weighs as
+    much as a twenty-word caption."""
+    targets = labels[:, 1:]
+    if not per_row:
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+    each = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX,
+                           reduction="none")  # (B, L - 1), 0 where ignored
+    counts = targets.ne(IGNORE_INDEX).sum(1)
+    labelled = counts > 0
+    return (each.sum(1)[labelled] / counts[labelled]).mean()
 
 
 def unified_loss(logits: torch.Tensor, batch: PromptBatch,
                  coefficients: Mapping[str, float] | None = None, *,
-                 code_weights: torch.Tensor | None = None) -> LossOutput:
+                 code_weights: torch.Tensor | None = None, row_mean: Sequence[str] = ()) -> LossOutput:
     """The training loss of a mixed batch.
 
     Args:
@@ -202,6 +220,8 @@ def unified_loss(logits: torch.Tensor, batch: PromptBatch,
         code_weights: `(V,)` weight of each target id in the MaskGIT terms (each term is then the weighted mean);
             e.g. less weight on the codes of an empty background, so that a frame that is mostly background
             does not teach mostly background. None: every target weighs 1 (the released objective).
+        row_mean: next-token terms (e.g. "mmu", "v2t") taken as the mean of each row's mean (`ntp_loss`'s
+            `per_row`) instead of the mean over their tokens (as released).
     """
     if batch.labels is None:
         raise ValueError("the loss needs a training batch with labels")
@@ -209,6 +229,7 @@ def unified_loss(logits: torch.Tensor, batch: PromptBatch,
     unknown = set(weights) - set(DEFAULT_COEFFICIENTS)
     if unknown:
         raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {sorted(DEFAULT_COEFFICIENTS)}")
+    check_row_mean(row_mean)
     in_block = batch.segments.block >= 0
     targets = {
         "mtp": batch.labels.masked_fill(~in_block, IGNORE_INDEX),  # (B, L)
@@ -225,7 +246,7 @@ def unified_loss(logits: torch.Tensor, batch: PromptBatch,
         if not bool((labels[:, 1:] if objective == "ntp" else labels).ne(IGNORE_INDEX).any()):
             continue
         value = (mtp_loss(logits[index], labels, code_weights) if objective == "mtp"
-                 else ntp_loss(logits[index], labels))
+                 else ntp_loss(logits[index], labels, per_row=term in row_mean))
         terms[term] = value
         total = total + weights[term] * value
     return LossOutput(total, terms)

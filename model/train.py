@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_512, showo_tiny
 from model.data import KINDS, DataSource, SyntheticSource, collate
-from model.losses import check_masking, drop_conditions, mask_visual_tokens, unified_loss
+from model.losses import check_masking, check_row_mean, drop_conditions, mask_visual_tokens, unified_loss
 from model.network import Showo
 from model.prompting import PromptBatch, Prompting
 from model.vocab import VocabLayout
@@ -58,6 +58,9 @@ DEFAULTS: dict[str, Any] = {
         # released. A dialogue longer than its block is cut and closed with eos, which teaches the model to stop
         # there, so a world whose answers are longer than its prompts needs a larger one.
         "mmu_text_len": None,
+        # true: understanding rows are labelled from their answer on, the question being given (instruction
+        # tuning); false labels all their text, as released captioning pretraining does
+        "answers_only": False,
         "batch": {"t2i": 4, "lm": 2, "mmu": 4, "t2v": 0, "v2t": 0, "interleaved": 0},
         "frame_attention": "block_causal",
     },
@@ -80,6 +83,8 @@ DEFAULTS: dict[str, Any] = {
         "coefficients": {"t2i": 1.0, "lm": 0.1, "mmu": 1.0},
         # {visual code: weight} of MaskGIT targets; codes not named weigh 1 (see losses.unified_loss)
         "code_weights": {},
+        # next-token terms averaged per row, not per token (losses.unified_loss), e.g. [mmu, v2t]
+        "row_mean": [],
         "log_every": 10,
     },
     "checkpoint": {"dir": None, "every": 0, "resume": True, "keep": 2},
@@ -330,6 +335,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     if unknown:
         raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
     masking = masking_options(tcfg)
+    row_mean = tuple(tcfg.row_mean)
+    check_row_mean(row_mean)
     mmu_text_len = None if dcfg.mmu_text_len is None else int(dcfg.mmu_text_len)
     if mmu_text_len is not None and mmu_text_len < 2:
         raise ValueError(f"data.mmu_text_len must hold at least bos and eos (2), got {mmu_text_len}")
@@ -385,7 +392,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
             for kind, n in counts.items():
                 state.consumed[kind] += n
         batch = collate(prompting, samples, lm_length=lm_length, frame_attention=dcfg.frame_attention,
-                        mmu_text_len=mmu_text_len)
+                        mmu_text_len=mmu_text_len, answers_only=bool(dcfg.answers_only))
         batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
                                 generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
@@ -393,7 +400,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
         batch = batch.to(device)
         with autocast:
             logits = grouped_logits(model, batch)
-        loss = unified_loss(logits, batch, coefficients, code_weights=code_weights)
+        loss = unified_loss(logits, batch, coefficients, code_weights=code_weights, row_mean=row_mean)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         if tcfg.grad_clip:

@@ -10,11 +10,15 @@ import torch
 from model.prompt_batch import IGNORE_INDEX, PromptBatch, Row
 from model.prompting.rows import RowBuilder
 
-__all__ = ["TrainingFormats", "mmu_dialogue"]
+__all__ = ["ANSWER_MARKER", "TrainingFormats", "mmu_dialogue"]
+
+ANSWER_MARKER = "ASSISTANT:"  # what precedes the answer in a dialogue text
+
 
 def mmu_dialogue(question: str, answer: str) -> str:
-    """The captioning-pretraining text: question and answer in one string, all of it labelled."""
-    return f"USER: \n{question} ASSISTANT: {answer}"
+    """The captioning-pretraining text: question and answer in one string, all of it labelled (or, with
+    `answers_only`, what follows `ANSWER_MARKER`)."""
+    return f"USER: \n{question} {ANSWER_MARKER} {answer}"
 
 
 class TrainingFormats:
@@ -29,13 +33,17 @@ class TrainingFormats:
         return torch.tensor(self.rows.text_block_ids(task, ""), dtype=torch.long)
 
     def mmu_train(self, image_codes: torch.Tensor, texts: str | Sequence[str], *,
-                  text_len: int | None = None) -> PromptBatch:
+                  text_len: int | None = None, answers_only: bool = False) -> PromptBatch:
         """Captioning-pretraining rows, as released: `<|mmu|> <|soi|> codes <|eoi|> <bos> text <eos>`, the text
         right-padded to `text_len` (default max_text_len: L = N + 3 + max_text_len); labels on all the text (bos
-        included). A longer text is cut to `text_len` ids, the last one eos, as released."""
+        included). A longer text is cut to `text_len` ids, the last one eos, as released.
+
+        `answers_only`: the same ids, labelled only from the answer on (what follows the last `ANSWER_MARKER` of
+        each text, and eos), as in instruction tuning: the question is given, not predicted. The two parts are
+        tokenized apart, as `mmu_chat_train` does."""
         texts = self.rows.as_list(texts)
         images = self.rows.images(image_codes, None, None, len(texts))
-        return self._captioning([[image] for image in images], texts, "mmu", text_len)
+        return self._captioning([[image] for image in images], texts, "mmu", text_len, answers_only)
 
     def mmu_chat_train(self, image_codes: torch.Tensor, conversations: Sequence[Sequence[tuple[str, str]]], *,
                        text_len: int | None = None) -> PromptBatch:
@@ -61,25 +69,36 @@ class TrainingFormats:
         return self.rows.stack(rows, "mmu", side="right", with_labels=True)
 
     def v2t_train(self, frame_codes: torch.Tensor, texts: str | Sequence[str], *,
-                  text_len: int | None = None) -> PromptBatch:
+                  text_len: int | None = None, answers_only: bool = False) -> PromptBatch:
         """Video-captioning training rows: `<|mmu|> <|sov|> frames <|eov|> <bos> text <eos>`, the text right-padded
-        to `text_len` (default max_text_len); labels on all the text (as `mmu_train`)."""
+        to `text_len` (default max_text_len); labels on all the text, or the answers only (as `mmu_train`)."""
         texts = self.rows.as_list(texts)
-        return self._captioning(self.rows.frames(frame_codes, None, None, None, len(texts)), texts, "v2t", text_len)
+        return self._captioning(self.rows.frames(frame_codes, None, None, None, len(texts)), texts, "v2t", text_len,
+                                answers_only)
 
     def _captioning(self, visuals: list[list[list[int]]], texts: list[str], task: str,
-                    text_len: int | None) -> PromptBatch:
+                    text_len: int | None, answers_only: bool = False) -> PromptBatch:
         size = self.rows.max_text_len if text_len is None else text_len
         if size < 2:
             raise ValueError(f"a captioning text block needs at least 2 ids (bos, eos), got text_len={size}")
         rows = []
         for visual, text in zip(visuals, texts):
-            ids = self.rows.with_bos(self.rows.encode(text)) + [self.layout.eos_id]
+            if answers_only:
+                asked, marker, answer = text.rpartition(ANSWER_MARKER)
+                if not marker:
+                    raise ValueError(f"answers_only needs dialogue texts ({ANSWER_MARKER!r} before the answer), got "
+                                     f"{text[:60]!r}")
+                asked = self.rows.with_bos(self.rows.encode(asked + marker))
+                ids = asked + self.rows.encode(answer) + [self.layout.eos_id]
+                labels = [IGNORE_INDEX] * len(asked) + ids[len(asked):]
+            else:
+                ids = labels = self.rows.with_bos(self.rows.encode(text)) + [self.layout.eos_id]
             if len(ids) > size:  # released truncation keeps the closing eos
                 ids = ids[: size - 1] + [self.layout.eos_id]
+                labels = labels[: size - 1] + [self.layout.eos_id]
             row = Row()
             self.rows.add_prefix_block(row, visual, video=task == "v2t")
-            row.add(ids, labels=ids)
+            row.add(ids, labels=labels)
             row.add([self.layout.pad_id] * (size - len(ids)), pad=True)
             rows.append(row)
         return self.rows.stack(rows, task, side="right", with_labels=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.attention import CAUSAL, omni_mask
-from model.prompting import CLIP_SYSTEM_PROMPT, IGNORE_INDEX, PromptBatch, Prompting, Step
+from model.prompting import CLIP_SYSTEM_PROMPT, IGNORE_INDEX, PromptBatch, Prompting, Step, mmu_dialogue
 from model.text_tokenizer import build_word_tokenizer, load_text_tokenizer
 from model.vocab import VocabLayout
 
@@ -161,6 +161,26 @@ def test_understanding_rows_take_a_text_budget_of_their_own(official):
     assert official.mmu_train(image, "a cat", text_len=150).length == 259 + 150 != official.t2i_length(256)
     with pytest.raises(ValueError, match="text_len=1"):
         official.v2t_train(frames, "a ball", text_len=1)
+
+def test_answers_only_labels_the_answer_of_the_same_ids(official):
+    image, frames = codes(1, 256, seed=4), codes(1, 2, 3, seed=7)
+    text = mmu_dialogue("what colour is the cat ?", "a red cat")
+    answer = official.encode(" a red cat")
+    for build, prefix in ((lambda **k: official.mmu_train(image, text, **k), 259),
+                          (lambda **k: official.v2t_train(frames, text, **k), 13)):
+        every, answered = build(), build(answers_only=True)
+        assert torch.equal(answered.input_ids, every.input_ids)  # what the model reads is unchanged
+        labels = answered.labels[0, prefix:].tolist()
+        start = labels.index(answer[0])
+        assert set(labels[:start]) == {IGNORE_INDEX}  # bos and the question are given
+        assert labels[start:start + len(answer) + 1] == [*answer, EOS]
+        assert set(labels[start + len(answer) + 1:]) == {IGNORE_INDEX}
+        assert every.labels[0, prefix] == BOS  # as released, everything else labels the whole text
+    cut = official.mmu_train(image, mmu_dialogue("q", " ".join(["w1"] * 200)), answers_only=True)
+    assert cut.labels[0, -1] == EOS == cut.input_ids[0, -1]  # cut to the budget, eos last and labelled
+    with pytest.raises(ValueError, match="ASSISTANT:"):
+        official.mmu_train(image, "a caption with no question", answers_only=True)
+
 
 def test_mmu_chat_labels_only_answers(official):
     batch = official.mmu_chat_train(codes(1, 256), [[("what", "a cat"), ("colour", "red")]], text_len=20)

@@ -90,6 +90,48 @@ def test_unified_loss_equals_the_released_formulas(prompting):
     assert (DEFAULT_COEFFICIENTS["t2i"], DEFAULT_COEFFICIENTS["lm"], DEFAULT_COEFFICIENTS["mmu"]) == (1.0, 0.1, 1.0)
 
 
+def test_row_mean_weighs_each_understanding_row_alike(prompting):
+    source = SyntheticSource(codebook_size=64, num_image_tokens=16)
+    samples = [source.sample("mmu", seed=0, index=i) for i in range(3)] + [source.sample("lm", seed=0, index=0)]
+    samples[0] = dict(samples[0], text=mmu_dialogue("what is shown", "red"))  # a one-word answer
+    samples[1] = dict(samples[1], text=mmu_dialogue("what is shown", "the red circle moves up and the blue square"))
+    batch = collate(prompting, samples, lm_length=prompting.t2i_length(16), answers_only=True)
+    logits = torch.randn(batch.batch_size, batch.length, prompting.layout.vocab_size,
+                         generator=torch.Generator().manual_seed(5))
+    per_token, per_row = unified_loss(logits, batch).terms, unified_loss(logits, batch, row_mean=["mmu"]).terms
+    # By hand: each mmu row's mean shifted cross-entropy over its own labels, then the mean of the rows.
+    rows = [r for r, task in enumerate(batch.tasks) if task == "mmu"]
+    means = []
+    for r in rows:
+        labelled = batch.labels[r, 1:] != IGNORE_INDEX
+        means.append(F.cross_entropy(logits[r, :-1][labelled], batch.labels[r, 1:][labelled]))
+    torch.testing.assert_close(per_row["mmu"], torch.stack(means).mean())
+    counts = [int((batch.labels[r, 1:] != IGNORE_INDEX).sum()) for r in rows]
+    assert len(set(counts)) > 1 and not torch.allclose(per_row["mmu"], per_token["mmu"])
+    torch.testing.assert_close(per_row["lm"], per_token["lm"])  # terms not named keep the token mean
+    with pytest.raises(ValueError, match="next-token terms"):
+        unified_loss(logits, batch, row_mean=["t2i"])
+
+
+def test_train_labels_answers_only_and_averages_rows_when_configured():
+    def first_mmu_loss(answers_only: bool, row_mean: list[str]) -> float:
+        cfg = tiny_config(steps=1, row_mean=row_mean)
+        cfg.data.answers_only = answers_only
+        return train(cfg).history[0]["mmu"]
+
+    released = first_mmu_loss(False, [])
+    answers = first_mmu_loss(True, [])
+    assert answers != released and first_mmu_loss(True, ["mmu"]) != answers
+    assert first_mmu_loss(False, []) == released  # the same run gives the same loss: the options made the change
+
+
+def test_train_refuses_a_row_mean_of_a_maskgit_term(tmp_path):
+    cfg = tiny_config(tmp_path, steps=1, row_mean=["t2v"])
+    with pytest.raises(ValueError, match="row_mean"):
+        train(cfg)
+    assert not any(tmp_path.iterdir())
+
+
 def test_mtp_is_unshifted_and_ntp_is_shifted(prompting):
     batch = mixed_batch(prompting, {"t2i": 2, "lm": 2})
     batch = mask_visual_tokens(batch, mask_id=prompting.layout.mask_id, generator=torch.Generator().manual_seed(1))
