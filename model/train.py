@@ -91,14 +91,32 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def masking_options(training: DictConfig | dict) -> dict[str, Any]:
-    """The block options of `mask_visual_tokens` that a `training` config sets (over `DEFAULTS`), checked
-    (`losses.check_masking`): a run refuses a bad combination before it builds anything."""
-    tcfg = OmegaConf.merge(OmegaConf.create(DEFAULTS["training"]), training)
-    options = {"last_blocks": int(tcfg.mask_last_blocks), "one_block": bool(tcfg.mask_one_block),
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of a run that are range-checked or must go together, read from its config."""
+
+    masking: dict[str, Any]  # the block options of `mask_visual_tokens`
+    row_mean: tuple[str, ...]  # next-token terms averaged per row
+    mmu_text_len: int | None
+
+
+def run_options(cfg: DictConfig | dict) -> RunOptions:
+    """The `RunOptions` of a config (merged over `DEFAULTS`), checked: a run refuses a bad one, naming its key,
+    before it builds anything, and `studio train-default` before its first stage."""
+    cfg = OmegaConf.merge(OmegaConf.create(DEFAULTS), cfg)
+    tcfg, dcfg = cfg.training, cfg.data
+    unknown = set(dcfg.batch) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
+    masking = {"last_blocks": int(tcfg.mask_last_blocks), "one_block": bool(tcfg.mask_one_block),
                "context_noise": float(tcfg.context_noise), "extra_block_prob": float(tcfg.extra_block_prob)}
-    check_masking(**options)
-    return options
+    check_masking(**masking)
+    row_mean = tuple(tcfg.row_mean)
+    check_row_mean(row_mean)
+    mmu_text_len = None if dcfg.mmu_text_len is None else int(dcfg.mmu_text_len)
+    if mmu_text_len is not None and mmu_text_len < 2:
+        raise ValueError(f"data.mmu_text_len must hold at least bos and eos (2), got {mmu_text_len}")
+    return RunOptions(masking, row_mean, mmu_text_len)
 
 
 @dataclass
@@ -331,15 +349,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     """
     cfg = OmegaConf.merge(OmegaConf.create(DEFAULTS), cfg)
     tcfg, dcfg = cfg.training, cfg.data
-    unknown = set(dcfg.batch) - set(KINDS)
-    if unknown:
-        raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
-    masking = masking_options(tcfg)
-    row_mean = tuple(tcfg.row_mean)
-    check_row_mean(row_mean)
-    mmu_text_len = None if dcfg.mmu_text_len is None else int(dcfg.mmu_text_len)
-    if mmu_text_len is not None and mmu_text_len < 2:
-        raise ValueError(f"data.mmu_text_len must hold at least bos and eos (2), got {mmu_text_len}")
+    options = run_options(cfg)
     device = device_named(tcfg.device)
     torch.manual_seed(tcfg.seed)
     source = build_source(cfg)
@@ -392,15 +402,15 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
             for kind, n in counts.items():
                 state.consumed[kind] += n
         batch = collate(prompting, samples, lm_length=lm_length, frame_attention=dcfg.frame_attention,
-                        mmu_text_len=mmu_text_len, answers_only=bool(dcfg.answers_only))
+                        mmu_text_len=options.mmu_text_len, answers_only=bool(dcfg.answers_only))
         batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
                                 generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
-                                   min_masking_rate=tcfg.min_masking_rate, **masking)
+                                   min_masking_rate=tcfg.min_masking_rate, **options.masking)
         batch = batch.to(device)
         with autocast:
             logits = grouped_logits(model, batch)
-        loss = unified_loss(logits, batch, coefficients, code_weights=code_weights, row_mean=row_mean)
+        loss = unified_loss(logits, batch, coefficients, code_weights=code_weights, row_mean=options.row_mean)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         if tcfg.grad_clip:

@@ -399,9 +399,9 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
 
 def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print) -> dict:
     """All three stages, then the export. Returns the training record written to `out/training.json`."""
-    from model.train import masking_options
+    from model.train import run_options
 
-    masking_options(cfg.showo.training)  # a bad stage-3 option is refused before stage 1 runs
+    run_options(cfg.showo)  # a bad stage-3 option is refused before stage 1 runs
     decoder_architecture(cfg)  # so is a bad stage-1b one
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)

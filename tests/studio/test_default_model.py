@@ -383,10 +383,15 @@ def test_quick_run_is_reproducible_and_replaces_a_loaded_model_folder(quick_mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]  # nothing left aside
 
 
-def test_train_default_refuses_a_bad_stage_3_masking_option_before_stage_1(tmp_path):
-    cfg = train_default.load_config(quick=True, overrides=["showo.training.extra_block_prob=0.5",
-                                                           "showo.training.context_noise=0.3"])
-    with pytest.raises(ValueError, match="extra_block_prob .* needs one_block without context_noise"):
+@pytest.mark.parametrize("overrides, message", [
+    (["showo.training.extra_block_prob=0.5", "showo.training.context_noise=0.3"],
+     "extra_block_prob .* needs one_block without context_noise"),
+    (["showo.training.row_mean=[mmu,t2v]"], "row_mean takes next-token terms"),
+    (["showo.data.mmu_text_len=1"], "data.mmu_text_len"),
+])
+def test_train_default_refuses_a_bad_stage_3_option_before_stage_1(tmp_path, overrides, message):
+    cfg = train_default.load_config(quick=True, overrides=overrides)
+    with pytest.raises(ValueError, match=message):
         train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
     assert list(tmp_path.iterdir()) == []  # no stage ran, nothing was written
 
