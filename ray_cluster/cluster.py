@@ -67,19 +67,19 @@ def _start_embedded(**init_kwargs):
     """Start a local Ray, once more after a failed start: one of the head's processes can die as it is forked
     (seen as the dashboard exiting with SIGABRT before it wrote a line, when the driver forks it while its own
     gRPC threads are busy), and a second start from a clean state goes through. The processes a failed start
-    left running (its GCS server, which `ray.shutdown` does not know of) are stopped first. A start that fails
-    twice raises the last error."""
+    left running (its GCS server, which `ray.shutdown` does not know of: every process that appeared below this
+    one while it ran) are stopped first. A start that fails twice raises the last error."""
     import ray
 
     from ray_cluster.leftovers import descendants, stop
 
     for attempt in range(1, START_ATTEMPTS + 1):
-        before = set(descendants(os.getpid()))
+        before = {(p.pid, p.start) for p in descendants(os.getpid())}  # not the name: Ray's retitle themselves
         try:
             return ray.init(ignore_reinit_error=True, **init_kwargs)
         except Exception as error:
             ray.shutdown()
-            stop([p for p in descendants(os.getpid()) if p not in before])
+            stop([p for p in descendants(os.getpid()) if (p.pid, p.start) not in before])
             if attempt == START_ATTEMPTS:
                 raise
             log.warning("starting the embedded Ray failed (%s: %s); starting it again", type(error).__name__, error)

@@ -23,11 +23,11 @@ def test_a_start_whose_dashboard_dies_is_cleaned_up_and_started_again(monkeypatc
         return real_start(*args, **kwargs)
 
     monkeypatch.setattr(services, "start_api_server", dashboard_dies_once)
-    before = set(descendants(os.getpid()))
+    before = {(p.pid, p.start) for p in descendants(os.getpid())}
     try:
         cluster.connect(num_cpus=1, dashboard=True)
         assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42
-        first_start = [p for p in seen if p not in before]
+        first_start = [p for p in seen if (p.pid, p.start) not in before]
         assert any("gcs_server" in p.name for p in first_start)
         assert not any(same_process(p) for p in first_start)  # nothing of the failed start is left running
     finally:
