@@ -375,3 +375,15 @@ def test_captions_are_read_right_wrong_or_missing_and_the_errors_script_counts_t
     with pytest.raises(SystemExit):  # refused before a model is loaded
         script.main(["--count", "0"])
     assert "--count must be at least 1" in capsys.readouterr().err
+
+
+def test_the_answer_share_script_counts_answers_by_how_rows_are_labelled(capsys):
+    script = _docs_script("answer_share")
+    shares = script.shares(20)
+    for term in ("mmu", "v2t"):
+        labelled = shares[term]
+        # the answer is a sliver of all the text, more of the answers alone, a quarter when rows weigh alike
+        assert 0 < labelled["all text"] < labelled["answers_only"] <= 0.25 <= labelled["answers_only + row_mean"] < 0.5
+    with pytest.raises(SystemExit):
+        script.main(["--count", "0"])
+    assert "--count must be at least 1" in capsys.readouterr().err
