@@ -26,7 +26,8 @@ from studio.shapesworld.train_default import load_config
 def shares(count: int) -> dict[str, dict[str, float]]:
     encode = load_default_pipeline().pipeline.prompting.rows.encode
     cfg = load_config()
-    world = world_for_split(int(cfg.seed), OmegaConf.to_container(cfg.world), "train")
+    # the world stage 3 draws from: its data seed and split (`ShapesWorldSource.sample_many`)
+    world = world_for_split(int(cfg.showo.data.seed), OmegaConf.to_container(cfg.world), cfg.split)
     out = {}
     for term, qa_kind, caption_kind, question in (("mmu", "image_qa", "image", IMAGE_CAPTION_QUESTION),
                                                   ("v2t", "video_qa", "video", VIDEO_CAPTION_QUESTION)):
