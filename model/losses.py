@@ -207,13 +207,28 @@ def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, *, per_row: bool = Fals
     return (each.sum(1)[labelled] / counts[labelled]).mean()
 
 
-def unified_loss(logits: torch.Tensor, batch: PromptBatch,
+@dataclass(frozen=True)
+class TaskLogits:
+    """The logits of one task's rows of a mixed batch, cut at the group's length.
+
+    Attributes:
+        rows: `(b,)` the rows of the batch (in batch order) that hold the task.
+        logits: `(b, length, V)`; every position at or past `length` is padding, whose labels are ignored.
+    """
+
+    rows: torch.Tensor
+    logits: torch.Tensor
+
+
+def unified_loss(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptBatch,
                  coefficients: Mapping[str, float] | None = None, *,
                  code_weights: torch.Tensor | None = None, row_mean: Sequence[str] = ()) -> LossOutput:
     """The training loss of a mixed batch.
 
     Args:
-        logits: `(B, L, V)` model outputs for `batch.input_ids`.
+        logits: `(B, L, V)` model outputs for `batch.input_ids`, or per task the outputs of its rows
+            (`TaskLogits`, what `model.train.grouped_logits` gives): each term then reads its own rows' logits,
+            with no `(B, L, V)` tensor built, nor its gradient (which was a third of a CPU training step).
         batch: a (masked) training batch; `batch.tasks` says which term each row feeds.
         coefficients: weight per term (`DEFAULT_COEFFICIENTS`, i.e. 1.0 / 0.1 / 1.0 for t2i / lm / mmu, for
             missing keys).
@@ -236,17 +251,42 @@ def unified_loss(logits: torch.Tensor, batch: PromptBatch,
         "ntp": batch.labels.masked_fill(in_block, IGNORE_INDEX),
     }
     terms: dict[str, torch.Tensor] = {}
-    total = logits.new_zeros(())
+    total = 0
     for term, task, objective in TERMS:
-        rows = [r for r, t in enumerate(batch.tasks) if t == task]
-        if not rows:
+        found = _task_logits(logits, batch, task)
+        if found is None:
             continue
-        index = torch.tensor(rows, device=logits.device)
-        labels = targets[objective][index]
+        index, task_logits = found
+        labels = targets[objective].to(index.device)[index]
+        length = task_logits.shape[1]
+        if bool(labels[:, length:].ne(IGNORE_INDEX).any()):
+            raise ValueError(f"the {task} logits stop at position {length}, before a labelled token")
+        labels = labels[:, :length]
         if not bool((labels[:, 1:] if objective == "ntp" else labels).ne(IGNORE_INDEX).any()):
             continue
-        value = (mtp_loss(logits[index], labels, code_weights) if objective == "mtp"
-                 else ntp_loss(logits[index], labels, per_row=term in row_mean))
+        value = (mtp_loss(task_logits, labels, code_weights) if objective == "mtp"
+                 else ntp_loss(task_logits, labels, per_row=term in row_mean))
         terms[term] = value
         total = total + weights[term] * value
+    if not terms:
+        total = _any_tensor(logits).new_zeros(())
     return LossOutput(total, terms)
+
+
+def _task_logits(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptBatch,
+                 task: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(rows, their logits) of `task` in either form `unified_loss` takes; None when no row holds it."""
+    if isinstance(logits, Mapping):
+        group = logits.get(task)
+        return None if group is None else (group.rows, group.logits)
+    rows = [r for r, t in enumerate(batch.tasks) if t == task]
+    if not rows:
+        return None
+    index = torch.tensor(rows, device=logits.device)
+    return index, logits[index]
+
+
+def _any_tensor(logits: torch.Tensor | Mapping[str, TaskLogits]) -> torch.Tensor:
+    if torch.is_tensor(logits):
+        return logits
+    return next((group.logits for group in logits.values()), torch.zeros(()))

@@ -32,7 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_512, showo_tiny
 from model.data import KINDS, DataSource, SyntheticSource, collate
-from model.losses import check_masking, check_row_mean, drop_conditions, mask_visual_tokens, unified_loss
+from model.losses import (TaskLogits, check_masking, check_row_mean, drop_conditions, mask_visual_tokens,
+                          unified_loss)
 from model.network import Showo
 from model.prompting import PromptBatch, Prompting
 from model.vocab import VocabLayout
@@ -314,17 +315,17 @@ def _optimizer(model: Showo, cfg: DictConfig) -> torch.optim.Optimizer:
 
 
 # ----------------------------------------------------------------------------------------------- loop
-def grouped_logits(model: Showo, batch: PromptBatch) -> torch.Tensor:
-    """Logits `(B, L, V)` of a mixed batch, each task's rows run only up to their own last real token.
+def grouped_logits(model: Showo, batch: PromptBatch) -> dict[str, TaskLogits]:
+    """Per task, the logits of its rows of a mixed batch, each group run only up to its own last real token.
 
     A mixed batch is right-padded to its longest row (a storyboard is several times longer than a t2i row);
     trailing pads are invisible to every real position, so cutting them off changes no logit that a label
-    reads, and it saves most of the compute. Positions past a group's length stay zero (their labels are
-    ignored).
+    reads, and it saves most of the compute. `unified_loss` reads each group as it is: no `(B, L, V)` tensor is
+    assembled (scattering the groups into one, and the gradient of that scatter, cost a third of a CPU step).
     """
     real = ~batch.segments.pad  # (B, L)
     last = torch.where(real.any(1), real.shape[1] - real.flip(1).long().argmax(1), 0)  # (B,) one past the last real
-    logits = None
+    groups: dict[str, TaskLogits] = {}
     for task in dict.fromkeys(batch.tasks):
         rows = [r for r, t in enumerate(batch.tasks) if t == task]
         index = torch.tensor(rows, device=batch.input_ids.device)
@@ -332,10 +333,8 @@ def grouped_logits(model: Showo, batch: PromptBatch) -> torch.Tensor:
         group = batch.select(rows)
         out = model(group.input_ids[:, :length], attention_mask=group.attention_mask()[:, :length, :length],
                     position_ids=group.position_ids[:, :length])  # (b, length, V)
-        if logits is None:
-            logits = out.new_zeros(batch.batch_size, batch.length, out.shape[-1])
-        logits[index, :length] = out
-    return logits
+        groups[task] = TaskLogits(index, out)
+    return groups
 
 
 def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | None = None) -> TrainResult:

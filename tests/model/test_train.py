@@ -13,6 +13,8 @@ from model.data import SyntheticSource, collate
 from model.prompting import mmu_dialogue
 from model.losses import (
     DEFAULT_COEFFICIENTS,
+    TERMS,
+    TaskLogits,
     drop_conditions,
     mask_visual_tokens,
     unified_loss,
@@ -340,13 +342,31 @@ def test_grouped_logits_equal_the_padded_batch_wherever_a_label_reads(prompting)
     model = Showo(showo_tiny(llm_vocab_size=prompting.layout.llm_vocab_size, codebook_size=64, num_vq_tokens=16))
     full = model(batch.input_ids, attention_mask=batch.attention_mask(), position_ids=batch.position_ids)
     grouped = grouped_logits(model, batch)
-    assert grouped.shape == full.shape
+    assert list(grouped) == list(dict.fromkeys(batch.tasks))
     real = ~batch.segments.pad
     assert real.any(1).all() and not real[:2, -1].any()  # t2i rows end in padding, so they are cut
-    torch.testing.assert_close(grouped[real], full[real], atol=1e-5, rtol=1e-4)
+    assert grouped["t2i"].logits.shape[1] < full.shape[1]
+    for task, group in grouped.items():
+        assert group.rows.tolist() == [r for r, t in enumerate(batch.tasks) if t == task]
+        length = group.logits.shape[1]
+        assert not real[group.rows, length:].any()  # nothing real is cut off
+        here = real[group.rows, :length]
+        torch.testing.assert_close(group.logits[here], full[group.rows, :length][here], atol=1e-5, rtol=1e-4)
     a, b = unified_loss(grouped, batch), unified_loss(full, batch)
-    assert a.terms.keys() == b.terms.keys()
+    assert a.terms.keys() == b.terms.keys() == {term for term, *_ in TERMS}
+    for term in a.terms:
+        torch.testing.assert_close(a.terms[term], b.terms[term], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a.total, b.total, atol=1e-5, rtol=1e-5)
+    # The gradients agree too (the grouped path is what training differentiates).
+    ga = torch.autograd.grad(unified_loss(grouped_logits(model, batch), batch).total, model.parameters())
+    gb = torch.autograd.grad(b.total, model.parameters())
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+    # A group cut before one of its labelled tokens is refused rather than scored on part of its labels.
+    t2v = grouped["t2v"]
+    short = {**grouped, "t2v": TaskLogits(t2v.rows, t2v.logits[:, : t2v.logits.shape[1] // 2])}
+    with pytest.raises(ValueError, match="t2v logits stop at position"):
+        unified_loss(short, batch)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
