@@ -9,6 +9,10 @@ ratios baseline / ours, with their range.
 - `maskgit_t2i/cfg`: one image with guidance, prefix reuse + batched CFG vs the released full recompute per step.
 - `t2v/frames{k}`: temporal autoregressive video of k latent frames, frame cache vs recomputing the sequence
   (text + earlier frames + current frame) at every MaskGIT step.
+- `train_step/padded` and `train_step/scatter`: one training step (forward, loss, backward) of a mixed batch in
+  the default recipe's proportions, each task's rows run at their own length and scored where they are
+  (`model.train.grouped_logits`), against the whole right-padded batch in one forward (as released), and against
+  the same groups scattered into one `(B, L, V)` tensor before the loss (how this project trained before).
 
 The weights are random: speed does not depend on them. The visual tokenizer is the exact `PatchCodec`, so only
 the transformer is timed.
@@ -27,12 +31,15 @@ import torch
 
 from model.config import ShowoConfig, showo_cpu_mid, showo_tiny
 from core.files import write_bytes
+from model.data import SyntheticSource, collate
+from model.losses import TaskLogits, mask_visual_tokens, unified_loss
 from model.network import Showo
 from model.pipelines import PatchCodec, ShowoPipeline
 from model.pipelines.common import left_stack
 from model.pipelines.baselines import recompute_text_to_image, recompute_text_to_video
 from model.sampling import generate_text, recompute_generate_text
 from model.text_tokenizer import build_word_tokenizer, load_text_tokenizer
+from model.train import grouped_logits
 
 PRESETS: dict[str, Callable[..., ShowoConfig]] = {"tiny": showo_tiny, "cpu_mid": showo_cpu_mid}
 
@@ -160,6 +167,47 @@ def bench_video(pipe: ShowoPipeline, latent_frames: int, steps: int, repeats: in
     return interleaved(base, ours, device.type, repeats)
 
 
+TRAIN_BASELINES = ("padded", "scatter")
+RECIPE_MIX = {"t2i": 6, "lm": 2, "mmu": 6, "t2v": 4, "v2t": 4, "interleaved": 3}  # the default recipe's batch
+
+
+def scattered(groups: dict[str, TaskLogits], batch_size: int, length: int) -> torch.Tensor:
+    """The groups' logits assembled into one right-padded `(B, L, V)` tensor (zeros past each group's length)."""
+    first = next(iter(groups.values())).logits
+    dense = first.new_zeros(batch_size, length, first.shape[-1])
+    for group in groups.values():
+        dense[group.rows, : group.logits.shape[1]] = group.logits
+    return dense
+
+
+def bench_train_step(pipe: ShowoPipeline, baseline: str, repeats: int) -> Interleaved:
+    """One step on a masked mixed batch (5 latent frames per clip, 4-step storyboards): grouped logits against
+    `baseline`, one of `TRAIN_BASELINES` (the padded batch, or the scattered groups)."""
+    if baseline not in TRAIN_BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(TRAIN_BASELINES)}")
+    model = pipe.model
+    source = SyntheticSource(codebook_size=pipe.layout.codebook_size, num_image_tokens=pipe.num_image_tokens,
+                             num_frames=5, num_steps=4)
+    samples = [source.sample(kind, seed=0, index=i) for kind, n in RECIPE_MIX.items() for i in range(n)]
+    batch = collate(pipe.prompting, samples, lm_length=pipe.prompting.t2i_length(pipe.num_image_tokens))
+    batch = mask_visual_tokens(batch, mask_id=pipe.layout.mask_id, generator=torch.Generator().manual_seed(0),
+                               one_block=True).to(model.device)
+
+    def step(logits_fn: Callable[[], object]) -> None:
+        model.zero_grad(set_to_none=True)
+        unified_loss(logits_fn(), batch).total.backward()
+
+    def padded() -> torch.Tensor:
+        return model(batch.input_ids, attention_mask=batch.attention_mask(), position_ids=batch.position_ids)
+
+    def scatter() -> torch.Tensor:
+        return scattered(grouped_logits(model, batch), batch.batch_size, batch.length)
+
+    base = padded if baseline == "padded" else scatter
+    return interleaved(lambda: step(base), lambda: step(lambda: grouped_logits(model, batch)), model.device.type,
+                       repeats)
+
+
 def run_benchmarks(
     *, quick: bool = False, presets: list[str] | None = None, device: str | None = None
 ) -> list[Record]:
@@ -179,6 +227,8 @@ def run_benchmarks(
             cases.append(("maskgit_t2i/cfg", lambda: bench_maskgit(pipe, 8 if quick else 18, repeats)))
             for frames in ((2, 4) if quick else (2, 4, 8)):
                 cases.append((f"t2v/frames{frames}", lambda f=frames: bench_video(pipe, f, 4 if quick else 8, repeats)))
+            for baseline in TRAIN_BASELINES:
+                cases.append((f"train_step/{baseline}", lambda b=baseline: bench_train_step(pipe, b, repeats)))
             records += measure(cases, preset, dev)
     return records
 

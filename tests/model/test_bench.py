@@ -38,3 +38,30 @@ def test_a_short_warm_up_replaces_the_first_runs():
                          clock=lambda: now[0])
     assert calls == ["wb", "wo", "base", "ours", "base", "ours"]
     assert timing.ratios == pytest.approx([4.0, 4.0])
+
+
+def test_the_train_step_rows_time_the_same_loss_three_ways():
+    """The three sides of `train_step/*` compute one loss: the padded batch, the scattered groups and the groups
+    read where they are give the same value (so the rows compare equal work), and a wrong baseline is refused."""
+    import torch
+
+    from model.bench import RECIPE_MIX, bench_train_step, build_pipeline, scattered
+    from model.data import SyntheticSource, collate
+    from model.losses import mask_visual_tokens, unified_loss
+    from model.train import grouped_logits
+
+    pipe = build_pipeline("tiny", "cpu", grid=4)
+    source = SyntheticSource(codebook_size=pipe.layout.codebook_size, num_image_tokens=16, num_frames=3)
+    samples = [source.sample(kind, seed=0, index=i) for kind, n in RECIPE_MIX.items() for i in range(min(n, 2))]
+    batch = collate(pipe.prompting, samples, lm_length=pipe.prompting.t2i_length(16))
+    batch = mask_visual_tokens(batch, mask_id=pipe.layout.mask_id, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        groups = grouped_logits(pipe.model, batch)
+        padded = pipe.model(batch.input_ids, attention_mask=batch.attention_mask(), position_ids=batch.position_ids)
+        dense = scattered(groups, batch.batch_size, batch.length)
+    assert dense.shape == padded.shape
+    losses = [unified_loss(x, batch).total for x in (groups, padded, dense)]
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(losses[2], losses[0])
+    with pytest.raises(ValueError, match="unknown baseline 'dense'"):
+        bench_train_step(pipe, "dense", 1)
