@@ -209,9 +209,11 @@ def bench_train_step(pipe: ShowoPipeline, baseline: str, repeats: int) -> Interl
 
 
 def run_benchmarks(
-    *, quick: bool = False, presets: list[str] | None = None, device: str | None = None
+    *, quick: bool = False, presets: list[str] | None = None, device: str | None = None,
+    only: list[str] | None = None
 ) -> list[Record]:
-    """Run every benchmark of the transformer, printing each record as it is measured."""
+    """Run every benchmark of the transformer (with `only`, those whose name starts with one of its prefixes),
+    printing each record as it is measured."""
     presets = presets or ["tiny", "cpu_mid"]
     check_presets(presets, PRESETS)
     devices = [device] if device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -229,6 +231,8 @@ def run_benchmarks(
                 cases.append((f"t2v/frames{frames}", lambda f=frames: bench_video(pipe, f, 4 if quick else 8, repeats)))
             for baseline in TRAIN_BASELINES:
                 cases.append((f"train_step/{baseline}", lambda b=baseline: bench_train_step(pipe, b, repeats)))
+            if only:
+                cases = [(name, case) for name, case in cases if name.startswith(tuple(only))]
             records += measure(cases, preset, dev)
     return records
 

@@ -17,7 +17,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     families = args.family or ["showo", "showo2"]
     records: list[Record] = []
     if "showo" in families:
-        records += run_benchmarks(quick=args.quick, presets=args.preset, device=args.device)
+        records += run_benchmarks(quick=args.quick, presets=args.preset, device=args.device, only=args.only)
     if "showo2" in families:
         from model.showo2.bench import run_benchmarks as run_showo2
 
@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--family", action="append", choices=["showo", "showo2"], default=None,
                        help="model family rows to run (repeatable; default: both)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present, and always cpu)")
+    bench.add_argument("--only", action="append", default=None, metavar="PREFIX",
+                       help="Show-o rows whose name starts with PREFIX (repeatable), e.g. train_step")
     bench.add_argument("--no-ray", dest="ray", action="store_false",
                        help="skip the Ray batching benchmark (8 concurrent queries vs one at a time on a local pool)")
     bench.add_argument("--no-batching", dest="batching", action="store_false",

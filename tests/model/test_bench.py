@@ -65,3 +65,11 @@ def test_the_train_step_rows_time_the_same_loss_three_ways():
     torch.testing.assert_close(losses[2], losses[0])
     with pytest.raises(ValueError, match="unknown baseline 'dense'"):
         bench_train_step(pipe, "dense", 1)
+
+
+def test_only_runs_the_rows_it_names():
+    from model.bench import run_benchmarks
+
+    (record,) = run_benchmarks(quick=True, presets=["tiny"], device="cpu", only=["train_step/scat"])
+    assert record.name == "train_step/scatter" and record.repeats == 1
+    assert record.baseline_s > 0 and record.ours_s > 0
