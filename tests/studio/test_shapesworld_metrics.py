@@ -387,3 +387,22 @@ def test_the_answer_share_script_counts_answers_by_how_rows_are_labelled(capsys)
     with pytest.raises(SystemExit):
         script.main(["--count", "0"])
     assert "--count must be at least 1" in capsys.readouterr().err
+
+
+def test_the_loss_table_averages_the_steps_every_run_logged(tmp_path, capsys):
+    script = _docs_script("loss_table")
+    line = "showo step {s}/8 lr 1.00e-03 total={t} t2v={v} (3s)\n"
+    a = tmp_path / "a.log"
+    a.write_text("text tokenizer: 81 words\n" + "".join(line.format(s=s, t=s, v=2 * s) for s in (2, 4, 6, 8)))
+    b = tmp_path / "b.log"
+    b.write_text("".join(line.format(s=s, t=10 * s, v=0) for s in (2, 4, 6)))  # stopped before step 8
+    runs = {"a": script.read_log(a.read_text()), "b": script.read_log(b.read_text())}
+    assert runs["a"][4] == {"total": 4.0, "t2v": 8.0}
+    rows = script.stretches(runs, 4, ["total", "t2v"])
+    assert rows == [("1-4", "a", [3.0, 6.0]), ("1-4", "b", [30.0, 0.0]),
+                    ("5-6", "a", [6.0, 12.0]), ("5-6", "b", [60.0, 0.0])]  # step 8: only a logged it
+    assert script.main([f"a={a}", f"b={b}", "--every", "4", "--terms", "t2v"]) == 0
+    assert "| 5-6 | a | 12.000 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.main([f"a={a}", "--terms", "mmu"])
+    assert "run 'a' logs no mmu" in capsys.readouterr().err
