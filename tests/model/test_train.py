@@ -367,6 +367,8 @@ def test_grouped_logits_equal_the_padded_batch_wherever_a_label_reads(prompting)
     short = {**grouped, "t2v": TaskLogits(t2v.rows, t2v.logits[:, : t2v.logits.shape[1] // 2])}
     with pytest.raises(ValueError, match="t2v logits stop at position"):
         unified_loss(short, batch)
+    with pytest.raises(ValueError, match=r"no logits for the rows of \['t2v'\]"):  # a group left out
+        unified_loss({task: group for task, group in grouped.items() if task != "t2v"}, batch)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
