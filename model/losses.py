@@ -245,8 +245,9 @@ def unified_loss(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptB
     if unknown:
         raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {sorted(DEFAULT_COEFFICIENTS)}")
     check_row_mean(row_mean)
-    if isinstance(logits, Mapping) and set(batch.tasks) - set(logits):
-        raise ValueError(f"no logits for the rows of {sorted(set(batch.tasks) - set(logits))}")
+    missing = set(batch.tasks) - set(logits) if isinstance(logits, Mapping) else set()
+    if missing:
+        raise ValueError(f"no logits for the rows of {sorted(missing)}")
     in_block = batch.segments.block >= 0
     targets = {
         "mtp": batch.labels.masked_fill(~in_block, IGNORE_INDEX),  # (B, L)
