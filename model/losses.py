@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -73,9 +73,12 @@ def drop_conditions(batch: PromptBatch, null_blocks: Mapping[str, torch.Tensor],
 
 
 def check_masking(*, last_blocks: int = 0, one_block: bool = False, context_noise: float = 0.0,
-                  extra_block_prob: float = 0.0) -> None:
+                  extra_block_prob: float = 0.0, self_history: float = 0.0) -> None:
     """Raise `ValueError` naming the option when `mask_visual_tokens`'s block options do not go together (what a
     training run checks before it builds anything)."""
+    if not 0.0 <= self_history <= 1.0 or (self_history and (not one_block or context_noise or extra_block_prob)):
+        raise ValueError(f"self_history must be in [0, 1] and needs one_block without context_noise or "
+                         f"extra_block_prob, got {self_history}")
     if one_block and last_blocks:
         raise ValueError("one_block and last_blocks choose the masked blocks in two ways; pass one of them")
     if not 0.0 <= context_noise <= 1.0 or (context_noise and not one_block):
@@ -87,7 +90,8 @@ def check_masking(*, last_blocks: int = 0, one_block: bool = False, context_nois
 
 def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Generator,
                        min_masking_rate: float = 0.0, last_blocks: int = 0, one_block: bool = False,
-                       context_noise: float = 0.0, extra_block_prob: float = 0.0) -> PromptBatch:
+                       context_noise: float = 0.0, extra_block_prob: float = 0.0,
+                       history_ids: torch.Tensor | None = None) -> PromptBatch:
     """MaskGIT corruption of the visual codes of generation rows (t2i, t2v, interleaved).
 
     Per row: t ~ U(0, 1), ratio = max(cos(pi t / 2), min_masking_rate), `max(1, round(n * ratio))` of the row's n
@@ -108,6 +112,9 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
             with a masking ratio of its own (diffusion-forcing style: a row trains several frames at once, and a
             later target's history is then partly masked). 0 (the default) draws nothing, so the one-block
             stream of random draws is unchanged.
+        history_ids: with `one_block`, input ids `(B, L)` whose visual codes replace the row's codes in the blocks
+            before the masked one (`draft_history`: the model's own guesses); the masked block and the labels keep
+            the true codes. Draws nothing.
     Returns:
         the batch with corrupted `input_ids` and MaskGIT `labels`.
     """
@@ -138,6 +145,9 @@ def mask_visual_tokens(batch: PromptBatch, *, mask_id: int, generator: torch.Gen
         labels[row, masked] = keep
         if context_noise and pick:
             _noise_context(ids, row, slices[:pick], every_code, context_noise, generator)
+        if history_ids is not None and one_block and pick:
+            context = torch.cat([torch.arange(s, e) for s, e in slices[:pick]]).to(ids.device)
+            ids[row, context] = history_ids[row, context].to(ids.device)
         ids[row, masked] = mask_id
     return PromptBatch(ids, batch.segments, batch.position_ids, batch.visual_slices, batch.tasks, labels)
 
@@ -150,6 +160,50 @@ def _masked_subset(chosen: list, t: torch.Tensor, min_masking_rate: float, gener
     count = max(1, round(candidates.numel() * ratio))
     order = torch.rand(candidates.numel(), generator=generator).argsort()  # a uniform subset, as released
     return candidates[order[:count]]
+
+
+def draft_history(batch: PromptBatch, logits_fn: Callable[[PromptBatch], torch.Tensor], *, prob: float,
+                  tasks: Sequence[str], mask_id: int, codes: tuple[int, int],
+                  generator: torch.Generator) -> torch.Tensor | None:
+    """The model's own guesses of the visual codes of some generation rows (scheduled sampling for MaskGIT).
+
+    Training shows a frame only after true earlier frames; generating, the model continues its own, and its
+    errors compound (the exposure gap). With probability `prob`, a row of `tasks` with two or more visual blocks
+    gets every block redrafted: `max(cos(pi t / 2), 0)` of its codes (t ~ U(0, 1), a uniform subset as in
+    `mask_visual_tokens`) are masked and replaced by the argmax code of one no-gradient pass of `logits_fn`.
+    Passed to `mask_visual_tokens(history_ids=...)`, the drafted blocks become the history of the masked block,
+    whose target stays the true frame: the model learns to continue a history with the errors of its own
+    guesses (objects blurred, moved or lost where it was unsure).
+
+    Args:
+        logits_fn: a `PromptBatch` of some rows -> their unshifted logits `(b, L, V)` (no gradient needed).
+        codes: `[start, end)` of the visual code ids in the vocabulary (the argmax is taken among them).
+        generator: one draw per row of the batch, then, per drafted row, a time and a subset.
+    Returns:
+        the batch's input ids with the drafted rows' codes replaced, or None when no row is drafted (`prob` 0
+        draws nothing, so the stream of a run without the option is unchanged).
+    """
+    if not prob:
+        return None
+    coins = torch.rand(batch.batch_size, generator=generator)
+    rows = [r for r, task in enumerate(batch.tasks)
+            if task in tasks and len(batch.visual_slices[r]) >= 2 and coins[r] < prob]
+    if not rows:
+        return None
+    ids = batch.input_ids.clone()
+    masked = {row: _masked_subset(batch.visual_slices[row], torch.rand(1, generator=generator)[0], 0.0, generator)
+              for row in rows}
+    for row, positions in masked.items():
+        ids[row, positions.to(ids.device)] = mask_id
+    drafts = PromptBatch(ids, batch.segments, batch.position_ids, batch.visual_slices, batch.tasks).select(rows)
+    with torch.no_grad():
+        logits = logits_fn(drafts)
+    start, end = codes
+    for i, (row, positions) in enumerate(masked.items()):
+        positions = positions.to(logits.device)
+        guesses = logits[i, positions, start:end].argmax(-1) + start
+        ids[row, positions.to(ids.device)] = guesses.to(ids.device)
+    return ids
 
 
 def _noise_context(ids: torch.Tensor, row: int, context: list, every_code: torch.Tensor, most: float,

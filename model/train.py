@@ -32,8 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_512, showo_tiny
 from model.data import KINDS, DataSource, SyntheticSource, collate
-from model.losses import (TaskLogits, check_masking, check_row_mean, drop_conditions, mask_visual_tokens,
-                          unified_loss)
+from model.losses import (GENERATION_TASKS, TaskLogits, check_masking, check_row_mean, draft_history,
+                          drop_conditions, mask_visual_tokens, unified_loss)
 from model.network import Showo
 from model.prompting import PromptBatch, Prompting
 from model.vocab import VocabLayout
@@ -81,6 +81,8 @@ DEFAULTS: dict[str, Any] = {
         "mask_one_block": False,  # true: mask one block per row, drawn uniformly, the others stay clean
         "context_noise": 0.0,  # with mask_one_block: the most of the earlier blocks' codes replaced (losses.py)
         "extra_block_prob": 0.0,  # with mask_one_block: each other block is a target too with this probability
+        "self_history": 0.0,  # with mask_one_block: share of rows of self_history_tasks continuing drafted blocks
+        "self_history_tasks": ["t2v"],  # (losses.draft_history: the model's own one-pass guesses as the history)
         "coefficients": {"t2i": 1.0, "lm": 0.1, "mmu": 1.0},
         # {visual code: weight} of MaskGIT targets; codes not named weigh 1 (see losses.unified_loss)
         "code_weights": {},
@@ -97,6 +99,8 @@ class RunOptions:
     """The options of a run that are range-checked or must go together, read from its config."""
 
     masking: dict[str, Any]  # the block options of `mask_visual_tokens`
+    self_history: float  # `draft_history`'s share of rows
+    self_history_tasks: tuple[str, ...]
     row_mean: tuple[str, ...]  # next-token terms averaged per row
     mmu_text_len: int | None
 
@@ -111,13 +115,18 @@ def run_options(cfg: DictConfig | dict) -> RunOptions:
         raise ValueError(f"unknown kinds in data.batch: {sorted(unknown)}; known: {', '.join(KINDS)}")
     masking = {"last_blocks": int(tcfg.mask_last_blocks), "one_block": bool(tcfg.mask_one_block),
                "context_noise": float(tcfg.context_noise), "extra_block_prob": float(tcfg.extra_block_prob)}
-    check_masking(**masking)
+    self_history, self_history_tasks = float(tcfg.self_history), tuple(tcfg.self_history_tasks)
+    check_masking(**masking, self_history=self_history)
+    wrong = [t for t in self_history_tasks if t not in GENERATION_TASKS]
+    if wrong:
+        raise ValueError(f"training.self_history_tasks takes generation tasks ({', '.join(GENERATION_TASKS)}), "
+                         f"got {wrong}")
     row_mean = tuple(tcfg.row_mean)
     check_row_mean(row_mean)
     mmu_text_len = None if dcfg.mmu_text_len is None else int(dcfg.mmu_text_len)
     if mmu_text_len is not None and mmu_text_len < 2:
         raise ValueError(f"data.mmu_text_len must hold at least bos and eos (2), got {mmu_text_len}")
-    return RunOptions(masking, row_mean, mmu_text_len)
+    return RunOptions(masking, self_history, self_history_tasks, row_mean, mmu_text_len)
 
 
 @dataclass
@@ -337,6 +346,22 @@ def grouped_logits(model: Showo, batch: PromptBatch) -> dict[str, TaskLogits]:
     return groups
 
 
+def _draft_logits(model: Showo, rows: PromptBatch, device: torch.device, autocast) -> torch.Tensor:
+    """`draft_history`'s pass: the rows' logits up to their last real token (trailing pads cut, as in
+    `grouped_logits`), on the training device, with no gradient and no dropout."""
+    rows = rows.to(device)
+    real = ~rows.segments.pad
+    length = max(1, int((real.shape[1] - real.flip(1).long().argmax(1)).max()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), autocast:
+            return model(rows.input_ids[:, :length], attention_mask=rows.attention_mask()[:, :length, :length],
+                         position_ids=rows.position_ids[:, :length])
+    finally:
+        model.train(was_training)
+
+
 def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Run (or resume) training as configured; see `DEFAULTS` for the keys.
 
@@ -404,8 +429,12 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
                         mmu_text_len=options.mmu_text_len, answers_only=bool(dcfg.answers_only))
         batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
                                 generator=generator)
+        history = draft_history(batch, lambda rows: _draft_logits(model, rows, device, autocast),
+                                prob=options.self_history, tasks=options.self_history_tasks,
+                                mask_id=layout.mask_id, codes=(layout.code_offset, layout.code_offset +
+                                                               layout.codebook_size), generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
-                                   min_masking_rate=tcfg.min_masking_rate, **options.masking)
+                                   min_masking_rate=tcfg.min_masking_rate, history_ids=history, **options.masking)
         batch = batch.to(device)
         with autocast:
             logits = grouped_logits(model, batch)

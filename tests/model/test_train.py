@@ -15,6 +15,8 @@ from model.losses import (
     DEFAULT_COEFFICIENTS,
     TERMS,
     TaskLogits,
+    check_masking,
+    draft_history,
     drop_conditions,
     mask_visual_tokens,
     unified_loss,
@@ -298,10 +300,97 @@ def test_extra_target_blocks_each_get_their_own_ratio_and_leave_the_one_block_st
             mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator(), **wrong)
 
 
+def constant_guess(code_id: int, vocab_size: int):
+    """A `draft_history` logits function whose argmax is `code_id` everywhere, counting the rows it sees."""
+    seen = []
+
+    def logits_fn(rows: PromptBatch) -> torch.Tensor:
+        seen.append(rows.tasks)
+        logits = torch.zeros(rows.batch_size, rows.length, vocab_size)
+        logits[..., code_id] = 1.0
+        return logits
+
+    return logits_fn, seen
+
+
+def test_self_history_continues_the_models_guesses_and_keeps_the_target_true(prompting):
+    batch = mixed_batch(prompting, {"t2v": 4, "interleaved": 2})
+    layout, mask_id = prompting.layout, prompting.layout.mask_id
+    codes = (layout.code_offset, layout.code_offset + layout.codebook_size)
+    guess = layout.code_offset + 7
+    logits_fn, seen = constant_guess(guess, layout.vocab_size)
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    assert draft_history(batch, logits_fn, prob=0.0, tasks=("t2v",), mask_id=mask_id, codes=codes,
+                         generator=generator) is None
+    assert torch.equal(generator.get_state(), state) and not seen, "0 draws nothing and runs no pass"
+
+    drafted_total = context_total = 0
+    for seed in range(6):
+        drafted = draft_history(batch, logits_fn, prob=1.0, tasks=("t2v",), mask_id=mask_id, codes=codes,
+                                generator=torch.Generator().manual_seed(seed))
+        assert seen[-1] == ("t2v",) * 4, "one pass over the drafted rows only"
+        visual = torch.zeros_like(batch.input_ids, dtype=torch.bool)
+        for row, slices in enumerate(batch.visual_slices):
+            for a, b in slices:
+                visual[row, a:b] = True
+        changed = drafted != batch.input_ids
+        assert not changed[4:].any(), "rows of other tasks are not drafted"
+        assert not (changed & ~visual).any(), "only visual codes are redrafted"
+        assert drafted[changed].eq(guess).all(), "each redrafted code is the pass's argmax code"
+        assert not drafted.eq(mask_id).any()
+
+        masked = mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator().manual_seed(seed),
+                                    one_block=True, history_ids=drafted)
+        plain = mask_visual_tokens(batch, mask_id=mask_id, generator=torch.Generator().manual_seed(seed),
+                                   one_block=True)
+        assert torch.equal(masked.labels, plain.labels), "the targets are the true codes, drawn as without it"
+        for row, slices in enumerate(batch.visual_slices):
+            pick = next(k for k, (a, b) in enumerate(slices) if plain.input_ids[row, a:b].eq(mask_id).any())
+            for k, (a, b) in enumerate(slices):
+                if k < pick:
+                    assert torch.equal(masked.input_ids[row, a:b], drafted[row, a:b]), "the history is the draft"
+                    drafted_total += int(changed[row, a:b].sum())
+                    context_total += b - a
+                else:  # the target block (its unmasked codes true) and the blocks it cannot see
+                    assert torch.equal(masked.input_ids[row, a:b], plain.input_ids[row, a:b])
+    assert 0 < drafted_total < context_total, "a share of each history is redrafted, not all of it"
+    for wrong in (dict(self_history=0.5), dict(one_block=True, self_history=1.5),
+                  dict(one_block=True, context_noise=0.2, self_history=0.5)):
+        with pytest.raises(ValueError, match="self_history"):
+            check_masking(**wrong)
+
+
+def test_a_run_with_self_history_drafts_the_clips_it_trains_on(monkeypatch):
+    import model.train as training
+
+    passes = []
+    real = training._draft_logits
+
+    def counted(model, rows, device, autocast):
+        passes.append(rows.tasks)
+        return real(model, rows, device, autocast)
+
+    monkeypatch.setattr(training, "_draft_logits", counted)
+
+    def run(self_history: float):
+        cfg = tiny_config(steps=2, mask_one_block=True, self_history=self_history)
+        cfg.data.batch = {"t2i": 1, "t2v": 2}
+        return train(cfg)
+
+    result = run(1.0)
+    assert passes == [("t2v", "t2v")] * 2, "one draft pass a step, over the clips"
+    assert result.model.training, "the draft pass leaves the model training"
+    run(0.0)
+    assert len(passes) == 2, "without the option no pass runs"
+
+
 @pytest.mark.parametrize("options, message", [
     ({"mask_one_block": True, "extra_block_prob": 1.5}, "extra_block_prob must be in"),
     ({"extra_block_prob": 0.5}, "extra_block_prob must be in"),
     ({"context_noise": 0.2}, "context_noise must be in"),
+    ({"self_history": 0.5}, "self_history must be in"),
+    ({"mask_one_block": True, "self_history": 0.5, "self_history_tasks": ["mmu"]}, "self_history_tasks"),
 ])
 def test_a_run_refuses_masking_options_that_do_not_go_together_before_it_builds_anything(options, message,
                                                                                          monkeypatch):

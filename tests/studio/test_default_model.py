@@ -388,6 +388,7 @@ def test_quick_run_is_reproducible_and_replaces_a_loaded_model_folder(quick_mode
      "extra_block_prob .* needs one_block without context_noise"),
     (["showo.training.row_mean=[mmu,t2v]"], "row_mean takes next-token terms"),
     (["showo.data.mmu_text_len=1"], "data.mmu_text_len"),
+    (["showo.training.self_history=0.5", "showo.training.self_history_tasks=[v2t]"], "self_history_tasks"),
 ])
 def test_train_default_refuses_a_bad_stage_3_option_before_stage_1(tmp_path, overrides, message):
     cfg = train_default.load_config(quick=True, overrides=overrides)
