@@ -100,6 +100,17 @@ def _quantize_mix(step: int, continuous: int, ramp: int) -> float:
 
 
 
+def tokenizer_recipe(cfg: DictConfig) -> dict:
+    """What stage 1's output depends on (its record's `recipe`): the seed, the world, the split, `tokenizer`."""
+    return {"seed": int(cfg.seed), "world": OmegaConf.to_container(cfg.world, resolve=True), "split": _split(cfg),
+            "tokenizer": OmegaConf.to_container(cfg.tokenizer, resolve=True)}
+
+
+def decoder_recipe(cfg: DictConfig, base: dict) -> dict:
+    """What stage 1b's output depends on: the recipe of the stage-1 tokenizer it starts from, `decoder_finetune`."""
+    return {"base": base, "decoder_finetune": OmegaConf.to_container(cfg.decoder_finetune, resolve=True)}
+
+
 def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     """Train the video tokenizer as `cfg.tokenizer` says and save it to `directory` (skipped when a finished one
     is there). Returns the stage record (steps, seconds, final loss terms, held-out PSNR)."""
@@ -114,8 +125,7 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     from studio.shapesworld.evaluate import tokenizer_psnr
 
     tcfg, world = cfg.tokenizer, OmegaConf.to_container(cfg.world, resolve=True)
-    recipe = {"seed": int(cfg.seed), "world": world, "split": _split(cfg),
-              "tokenizer": OmegaConf.to_container(tcfg, resolve=True)}
+    recipe = tokenizer_recipe(cfg)
     record_path = directory / "stage.json"
     finished = _finished_stage(record_path, recipe, "tokenizer", log)
     if finished is not None:
@@ -231,7 +241,7 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
 
     dcfg, world = cfg.decoder_finetune, OmegaConf.to_container(cfg.world, resolve=True)
     base = json.loads((source_dir / "stage.json").read_text())
-    recipe = {"base": base["recipe"], "decoder_finetune": OmegaConf.to_container(dcfg, resolve=True)}
+    recipe = decoder_recipe(cfg, base["recipe"])
     record_path = directory / "stage.json"
     finished = _finished_stage(record_path, recipe, "decoder", log)
     if finished is not None:
@@ -397,13 +407,63 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
 # ---------------------------------------------------------------------------------------------- the run
 
 
-def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print) -> dict:
-    """All three stages, then the export. Returns the training record written to `out/training.json`."""
+def seed_tokenizer_stages(cfg: DictConfig, model: Path, work: Path, log: Log) -> None:
+    """Make `model`'s tokenizer the finished tokenizer stages of `work`, so that stage 3 trains on its codes.
+
+    A shipped folder holds only the fine-tuned tokenizer, but stage 3 reads only its encoder and quantizer, which
+    stage 1b leaves as stage 1 made them: the same folder stands for both stages, each with the stage record
+    that `model/training.json` carries (its seconds too, so the new record's total stays the recipe's). Refused,
+    before anything is written, unless both recorded recipes are this config's (a changed stage 1b would start
+    from the fine-tuned decoder instead of stage 1's). Stages already in `work` from the same records are kept
+    (a resumed run); other ones are refused.
+    """
+    training, tokenizer = model / "training.json", model / "tokenizer"
+    if not (training.is_file() and (tokenizer / "config.json").is_file()):
+        raise ValueError(f"--tokenizer-from: {model.name!r} is not a trained model folder (training.json and "
+                         "tokenizer/ are needed)")
+    record = json.loads(training.read_text())["tokenizer"]
+    first = {k: v for k, v in record.items() if k != "decoder_finetune"}
+    stages = {"tokenizer": (first, tokenizer_recipe(cfg))}
+    if int(cfg.decoder_finetune.steps) > 0:
+        if "decoder_finetune" not in record:
+            raise ValueError("--tokenizer-from: the model's tokenizer had no decoder stage; this recipe has one")
+        stages["tokenizer_decoder"] = (record["decoder_finetune"], decoder_recipe(cfg, first["recipe"]))
+    elif "decoder_finetune" in record:
+        raise ValueError("--tokenizer-from: the model's decoder was fine-tuned (stage 1b) and this recipe has no "
+                         "such stage, so its stage 1 cannot be rebuilt")
+    for name, (stage, recipe) in stages.items():
+        if stage.get("recipe") != recipe:
+            raise ValueError(f"--tokenizer-from: the model's {name} stage was trained with another recipe than "
+                             "this config's; it can only stand for a stage of the same recipe")
+        there = work / name / "stage.json"
+        if (work / name).exists() and not (there.is_file() and json.loads(there.read_text()) == stage):
+            raise ValueError(f"--tokenizer-from: the work folder already holds a {name} stage of another run")
+    for name, (stage, _) in stages.items():
+        if (work / name / "stage.json").is_file():
+            continue
+        staging = work / f".seed-{name}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(tokenizer, staging)
+        write_bytes(staging / "wall.json", json.dumps({k: stage[k] for k in ("seconds", "invocations")}).encode())
+        write_bytes(staging / "stage.json", json.dumps(stage, indent=2).encode())  # last: marks it finished
+        staging.rename(work / name)
+        log(f"{name}: the finished stage is {model.name}'s tokenizer")
+
+
+def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
+        tokenizer_from: str | Path | None = None) -> dict:
+    """All three stages, then the export. Returns the training record written to `out/training.json`.
+
+    `tokenizer_from`: a trained model folder whose tokenizer stands for both tokenizer stages
+    (`seed_tokenizer_stages`), so that only stages 2 and 3 run.
+    """
     from model.train import run_options
 
     run_options(cfg.showo)  # a bad stage-3 option is refused before stage 1 runs
     decoder_architecture(cfg)  # so is a bad stage-1b one
     out, work = Path(out), Path(work)
+    if tokenizer_from is not None:
+        seed_tokenizer_stages(cfg, Path(tokenizer_from), work, log)
     work.mkdir(parents=True, exist_ok=True)
     write_bytes(work / "config.yaml", OmegaConf.to_yaml(cfg).encode())
     started = time.perf_counter()
@@ -439,6 +499,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "or runs/default-quick with --quick)")
     parser.add_argument("--work", default=None, help="stage outputs and checkpoints (default: <out>.work)")
     parser.add_argument("--config", default=None, help="a YAML merged over the default (and quick) config")
+    parser.add_argument("--tokenizer-from", default=None, metavar="MODEL",
+                        help="a trained model folder whose tokenizer (and its stage records) stands for both "
+                             "tokenizer stages: only the word tokenizer and Show-o are trained")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. showo.training.steps=200")
 
 
@@ -446,7 +509,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     cfg = load_config(quick=args.quick, path=args.config, overrides=args.overrides)
     out = Path(args.out) if args.out else (Path("runs/default-quick") if args.quick else DEFAULT_OUT)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
-    run(cfg, out=out, work=work, log=lambda m: print(m, flush=True))
+    run(cfg, out=out, work=work, log=lambda m: print(m, flush=True), tokenizer_from=args.tokenizer_from)
     return 0
 
 

@@ -383,6 +383,36 @@ def test_quick_run_is_reproducible_and_replaces_a_loaded_model_folder(quick_mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]  # nothing left aside
 
 
+def test_tokenizer_from_a_model_trains_stage_3_alone_on_its_codes(quick_model, tmp_path):
+    from safetensors.torch import load_file
+
+    root, cfg, record = quick_model
+    model, logs = root / "out", []
+    again = train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=logs.append,
+                              tokenizer_from=model)
+    assert any(m.startswith("tokenizer: reusing") for m in logs) and any(m.startswith("decoder: reusing") for m in logs)
+    assert again["tokenizer"] == record["tokenizer"], "both stage records carried, their seconds included"
+    for part in ("tokenizer/model.safetensors", "showo/model.safetensors"):
+        a, b = load_file(str(model / part)), load_file(str(tmp_path / "out" / part))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part  # the same codes, the same run
+    # resumed: the seeded stages are kept
+    train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None, tokenizer_from=model)
+
+    changed = train_default.load_config(quick=True, overrides=TINY_RUN + ["decoder_finetune.steps=3"])
+    with pytest.raises(ValueError, match="tokenizer_decoder stage was trained with another recipe"):
+        train_default.run(changed, out=tmp_path / "o2", work=tmp_path / "w2", log=lambda m: None,
+                          tokenizer_from=model)
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "w2").exists(), "refused before anything was written"
+    other = tmp_path / "w3" / "tokenizer"
+    other.mkdir(parents=True)
+    (other / "stage.json").write_text(json.dumps({**record["tokenizer"], "seconds": 1.0}))
+    with pytest.raises(ValueError, match="already holds a tokenizer stage of another run"):
+        train_default.run(cfg, out=tmp_path / "o3", work=tmp_path / "w3", log=lambda m: None, tokenizer_from=model)
+    with pytest.raises(ValueError, match="not a trained model folder"):
+        train_default.run(cfg, out=tmp_path / "o4", work=tmp_path / "w4", log=lambda m: None,
+                          tokenizer_from=tmp_path / "w3")
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["showo.training.extra_block_prob=0.5", "showo.training.context_noise=0.3"],
      "extra_block_prob .* needs one_block without context_noise"),
