@@ -321,17 +321,20 @@ def background_codes(tokenizer_dir: Path, world: dict) -> list[int]:
 
 def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: Path) -> DictConfig:
     """The `model.train` config of stage 3: `cfg.showo` plus the data source, tokenizer, device and seeds, and
-    with `background_weight` (not 1) the loss weight of the tokenizer's background codes."""
+    with `background_weight` (not 1) the loss weight of the tokenizer's background codes. Stage 3's seed (its
+    initial weights, masks and dropped prompts) is `seed` unless `showo.training.seed` names another (a replicate
+    of stage 3 on the same tokenizer and data)."""
     from model.train import device_named
 
     device = "cuda" if device_named(cfg.device).type == "cuda" else "cpu"
     world = OmegaConf.to_container(cfg.world)
+    showo_seed = cfg.showo.get("training", {}).get("seed", None)
     wired = {
         "tokenizer": str(text_dir),
         "data": {"source": SOURCE_FACTORY, "fixed": False,
                  "source_args": {"tokenizer": str(tokenizer_dir), "world": world,
                                  "device": device, "split": _split(cfg), "window_frames": _window(cfg)}},
-        "training": {"device": device, "seed": int(cfg.seed)},
+        "training": {"device": device, "seed": int(cfg.seed if showo_seed is None else showo_seed)},
         "checkpoint": {"dir": str(run_dir)},
     }
     weight = float(cfg.get("background_weight", 1.0))

@@ -284,6 +284,22 @@ def test_quick_run_writes_the_shipped_layout(quick_model):
     assert settings["world"] == written["config"]["world"] and settings["window_frames"] == cfg.window_frames
 
 
+def test_stage_3_takes_the_recipes_seed_unless_its_own_is_named(quick_model):
+    from omegaconf import OmegaConf
+
+    root, cfg, _ = quick_model
+    work = root / "work"
+
+    def seed(overrides: dict) -> int:
+        merged = OmegaConf.merge(cfg, OmegaConf.create(overrides))
+        return train_default.showo_config(merged, work / "tokenizer_decoder", work / "text_tokenizer",
+                                          work / "showo").training.seed
+
+    assert seed({"seed": 5}) == 5
+    assert seed({"seed": 5, "showo": {"training": {"seed": 1}}}) == 1
+    assert seed({"seed": 5, "showo": {"training": {"seed": 0}}}) == 0  # a stage-3 seed of 0 is a seed too
+
+
 def test_stage_3_weighs_the_tokenizers_background_codes_as_configured(quick_model):
     from omegaconf import OmegaConf
 
