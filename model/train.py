@@ -324,6 +324,12 @@ def _optimizer(model: Showo, cfg: DictConfig) -> torch.optim.Optimizer:
 
 
 # ----------------------------------------------------------------------------------------------- loop
+def _real_ends(batch: PromptBatch) -> torch.Tensor:
+    """`(B,)` one past each row's last real (non-pad) token; 0 for a row of pads only."""
+    real = ~batch.segments.pad  # (B, L)
+    return torch.where(real.any(1), real.shape[1] - real.flip(1).long().argmax(1), 0)
+
+
 def grouped_logits(model: Showo, batch: PromptBatch) -> dict[str, TaskLogits]:
     """Per task, the logits of its rows of a mixed batch, each group run only up to its own last real token.
 
@@ -332,8 +338,7 @@ def grouped_logits(model: Showo, batch: PromptBatch) -> dict[str, TaskLogits]:
     reads, and it saves most of the compute. `unified_loss` reads each group as it is: no `(B, L, V)` tensor is
     assembled (scattering the groups into one, and the gradient of that scatter, cost a third of a CPU step).
     """
-    real = ~batch.segments.pad  # (B, L)
-    last = torch.where(real.any(1), real.shape[1] - real.flip(1).long().argmax(1), 0)  # (B,) one past the last real
+    last = _real_ends(batch)
     groups: dict[str, TaskLogits] = {}
     for task in dict.fromkeys(batch.tasks):
         rows = [r for r, t in enumerate(batch.tasks) if t == task]
@@ -350,8 +355,7 @@ def _draft_logits(model: Showo, rows: PromptBatch, device: torch.device, autocas
     """`draft_history`'s pass: the rows' logits up to their last real token (trailing pads cut, as in
     `grouped_logits`), on the training device, with no gradient and no dropout."""
     rows = rows.to(device)
-    real = ~rows.segments.pad
-    length = max(1, int((real.shape[1] - real.flip(1).long().argmax(1)).max()))
+    length = max(1, int(_real_ends(rows).max()))
     was_training = model.training
     model.eval()
     try:
@@ -417,6 +421,11 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     )
 
+    codes = (layout.code_offset, layout.code_offset + layout.codebook_size)  # the visual code ids
+
+    def draft_logits(rows: PromptBatch) -> torch.Tensor:
+        return _draft_logits(model, rows, device, autocast)
+
     last_saved = None
     while state.step < total:
         if fixed_samples is not None:
@@ -429,10 +438,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
                         mmu_text_len=options.mmu_text_len, answers_only=bool(dcfg.answers_only))
         batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
                                 generator=generator)
-        history = draft_history(batch, lambda rows: _draft_logits(model, rows, device, autocast),
-                                prob=options.self_history, tasks=options.self_history_tasks,
-                                mask_id=layout.mask_id, codes=(layout.code_offset, layout.code_offset +
-                                                               layout.codebook_size), generator=generator)
+        history = draft_history(batch, draft_logits, prob=options.self_history, tasks=options.self_history_tasks,
+                                mask_id=layout.mask_id, codes=codes, generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
                                    min_masking_rate=tcfg.min_masking_rate, history_ids=history, **options.masking)
         batch = batch.to(device)
