@@ -58,6 +58,8 @@ EDIT_STRENGTH = 0.5  # the fraction of an image's codes mask-free editing redoes
 STEPS = _range("MaskGIT decoding steps per image or latent frame", ge=1, cap=100)
 GUIDANCE = _range("classifier-free guidance scale (0: off)", ge=0.0, cap=20.0)
 TEMPERATURE = _range("initial temperature of the confidence noise", ge=0.0, cap=10.0)
+CODE_TEMPERATURE = _range("temperature of the distribution each visual code is drawn from (1: the softmax, as "
+                          "released; 0: the most likely code; unset: the model's own)", ge=0.0, cap=10.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +71,9 @@ class ImageOptions(_Options):
         guidance_scale: classifier-free guidance scale; 0 disables it (`MaskGitConfig.guided` decides).
         schedule: the mask schedule's name.
         temperature: initial temperature of the confidence noise.
+        code_temperature: the temperature of the distribution each code is drawn from (1: the softmax, as
+            released; 0: the most likely code); None: the model's own (`ShowoPipeline.code_temperature`, which a
+            model folder's `pipeline.json` may set). Discrete codes only: Show-o2's latents refuse it.
         guidance: `"muse"` `(1+w)c - wu` (as released) or `"standard"` `u + w(c-u)`.
         reference: reproduce the released `t2i_generate` (compounded temperature, mask length from the block size).
     """
@@ -77,8 +82,15 @@ class ImageOptions(_Options):
     guidance_scale: float = field(default=0.0, metadata=GUIDANCE)
     schedule: str = "cosine"
     temperature: float = field(default=1.0, metadata=TEMPERATURE)
+    code_temperature: float | None = field(default=None, metadata=CODE_TEMPERATURE)
     guidance: str = "muse"
     reference: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reference and self.code_temperature not in (None, 1):
+            raise ValueError("reference decoding draws codes from the untempered softmax: code_temperature must be 1, "
+                             f"got {self.code_temperature}")
 
 
 def editing_options(**changes: Any) -> ImageOptions:

@@ -30,6 +30,14 @@ FPS = 8.0  # the frame rate the release gives its generated clips (the training 
 KINDS = frozenset({"caption", "qa", "t2i", "t2v", "continue_video", "storyboard", "workflow"})
 
 
+def continuous(options):
+    """`options` of a Show-o2 visual task: its latents are continuous, so a code temperature is refused by name."""
+    if options.code_temperature is not None:
+        raise ValueError("code_temperature applies to discrete visual codes (Show-o); Show-o2 generates continuous "
+                         "latents: leave it unset")
+    return options
+
+
 @dataclass(frozen=True)
 class ClipLatents:
     """A clip read from a video: `latents (T', C, h, w)`, its 3-D VAE latent frames (decoding, continuing), and
@@ -148,7 +156,7 @@ class Showo2Backend(PipelineBackend):
         if known_codes is not None or regenerate is not None:
             raise ValueError("generate_image with known_codes/regenerate (inpainting, editing) is not supported by "
                              "Show-o2: it only generates whole images")
-        options = check_options(options, ImageOptions)
+        options = continuous(check_options(options, ImageOptions))
         with workflow_errors():
             z = self.pipeline.sample_image_latents([prompt], steps=options.steps,
                                                    guidance_scale=options.guidance_scale,
@@ -168,7 +176,7 @@ class Showo2Backend(PipelineBackend):
                        progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> torch.Tensor:
         """Latent frames `(num_latent_frames, C, h, w)` starting with `given_codes` (`(t0, C, h, w)` or a keyframe
         `(C, h, w)`): one 5-D block, conditioned on the last given frame (image-to-video) when there is one."""
-        options = check_options(options, VideoOptions)
+        options = continuous(check_options(options, VideoOptions))
         given = None
         if given_codes is not None:
             given = _latents(given_codes)
@@ -193,7 +201,7 @@ class Showo2Backend(PipelineBackend):
         """The next (caption, keyframe latents) step after `history`, replayed from scratch (stateless)."""
         from model.showo2.prompting import encode
 
-        options = check_options(options, StoryOptions)
+        options = continuous(check_options(options, StoryOptions))
         encode_caption = partial(encode, self.pipeline.tokenizer)
         items = [(history_ids(item, encode_caption), _latents(item.codes)) for item in history]
         greedy = options.caption_top_k == 1

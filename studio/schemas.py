@@ -62,6 +62,7 @@ class StoryboardParams(_Params):
                              "(GET /v1/kinds)")
     steps: option(StoryOptions(), "steps")
     guidance_scale: option(StoryOptions(), "guidance_scale")
+    code_temperature: option(StoryOptions(), "code_temperature")
     max_caption_tokens: option(StoryOptions(), "max_caption_tokens")
 
 
@@ -104,6 +105,7 @@ class T2vParams(_Params):
                             description="frames of the clip (the model's frame rule and limit: GET /v1/kinds)")
     steps: option(VideoOptions(), "steps")
     guidance_scale: option(VideoOptions(), "guidance_scale")
+    code_temperature: option(VideoOptions(), "code_temperature")
 
 
 class ContinueVideoParams(_VideoSource):
@@ -114,6 +116,7 @@ class ContinueVideoParams(_VideoSource):
                             description="frames added (a multiple of the model's temporal compression: GET /v1/kinds)")
     steps: option(VideoOptions(), "steps")
     guidance_scale: option(VideoOptions(), "guidance_scale")
+    code_temperature: option(VideoOptions(), "code_temperature")
 
 
 class T2iParams(_Params):
@@ -122,6 +125,7 @@ class T2iParams(_Params):
     prompt: Prompt
     steps: option(ImageOptions(), "steps")
     guidance_scale: option(ImageOptions(), "guidance_scale")
+    code_temperature: option(ImageOptions(), "code_temperature")
 
 
 class _ImageSource(_Params):
@@ -129,6 +133,7 @@ class _ImageSource(_Params):
     prompt: Prompt
     steps: option(editing_options(), "steps")
     guidance_scale: option(editing_options(), "guidance_scale")
+    code_temperature: option(editing_options(), "code_temperature")
 
 
 class InpaintParams(_ImageSource):

@@ -48,13 +48,16 @@ def answer_reporter(progress: ProgressFn | None, decode: Callable[[list[int]], s
     return report, on_tokens
 
 
-def maskgit_config(options: ImageOptions) -> MaskGitConfig:
-    """The sampler's config for one image or latent frame (the one place options become a `MaskGitConfig`)."""
+def maskgit_config(options: ImageOptions, code_temperature: float = 1.0) -> MaskGitConfig:
+    """The sampler's config for one image or latent frame (the one place options become a `MaskGitConfig`);
+    `code_temperature` is the model's own, used where the options leave theirs unset (reference decoding keeps
+    the released softmax)."""
     if options.reference:
         return MaskGitConfig.reference(steps=options.steps, schedule=options.schedule,
                                        guidance_scale=options.guidance_scale, temperature=options.temperature)
+    tau = code_temperature if options.code_temperature is None else options.code_temperature
     return MaskGitConfig(steps=options.steps, schedule=options.schedule, guidance_scale=options.guidance_scale,
-                         temperature=options.temperature, guidance=options.guidance)
+                         temperature=options.temperature, code_temperature=tau, guidance=options.guidance)
 
 
 def with_settings(options: O | None, default: Callable[[], O], settings: dict[str, Any]) -> O:

@@ -17,6 +17,7 @@ from model.network import Showo
 from model.pipelines import engine
 from core import EDIT_STRENGTH, ImageOptions, ModelInfo, ProgressFn, SequencePositions, TextOptions, editing_options
 from core.frames import latent_frames
+from core.options import CODE_TEMPERATURE, check_number
 from model.pipelines.common import (
     answer_reporter,
     as_prompts,
@@ -70,6 +71,9 @@ class ShowoPipeline:
         fps: frame rate of generated clips.
         window_frames: latent frames the model sees at once when a clip is longer than that (the sliding
             window of `model.pipelines.window`); None: as many as the model's positions hold.
+        code_temperature: the temperature visual codes are drawn at where a call's options leave it unset (1: the
+            softmax, as released; 0: the most likely code). A model's own sampling default, like
+            `window_frames` read from its folder's `pipeline.json`.
         block_runner: runs the MaskGIT steps of every visual block (images, keyframes, video frames); a
             `model.pipelines.stepping.StepScheduler` shares each step's forward with the concurrent jobs of other
             threads. None: every decode runs its own forwards.
@@ -86,6 +90,7 @@ class ShowoPipeline:
     max_text_len: int = 128
     fps: float = 8.0
     window_frames: int | None = None
+    code_temperature: float = 1.0
     block_runner: BlockRunner | None = field(default=None, repr=False, compare=False)
     prompting: Prompting = field(init=False)
     video_tasks: VideoTasks = field(init=False, repr=False, compare=False)
@@ -98,6 +103,7 @@ class ShowoPipeline:
                 f"the text tokenizer's layout has {self.layout.vocab_size} ids but the model {config.vocab_size}: "
                 "tokenizer and checkpoint do not belong together"
             )
+        check_number("code_temperature", self.code_temperature, float, CODE_TEMPERATURE)
         if self.image_tokenizer is None and self.video_tokenizer is None:
             raise ValueError("a pipeline needs an image tokenizer or a video tokenizer")
         if self.grid is None:
@@ -131,7 +137,7 @@ class ShowoPipeline:
             video_tokenizer_path: a video tokenizer when `tokenizer_path` is an image tokenizer.
             eager: read the transformer's weights now rather than on its first forward (the tokenizers are always
                 read in full at load).
-            kwargs: further `ShowoPipeline` fields (grid, max_text_len, fps).
+            kwargs: further `ShowoPipeline` fields (grid, max_text_len, fps, window_frames, code_temperature).
         """
         from model.text_tokenizer import load_text_tokenizer
         from tokenizers3d import load_tokenizer
@@ -276,7 +282,7 @@ class ShowoPipeline:
         if tokens.shape != (len(prompts), self.num_image_tokens):
             raise ValueError(f"tokens must be ({len(prompts)}, {self.num_image_tokens}), got {tuple(tokens.shape)}")
         generator = make_generators(generator, len(prompts), self.model.device)
-        config = maskgit_config(options)
+        config = maskgit_config(options, self.code_temperature)
         prompting = self.prompting if max_text_len is None else Prompting(self.text_tokenizer, self.layout, max_text_len)
         batch = len(prompts)
         text = prompting.text_block(prompts, "t2i")

@@ -86,7 +86,7 @@ class VideoTasks:
         window_frames = options.window_frames
         if num_latent_frames <= given_count:
             raise ValueError(f"num_latent_frames ({num_latent_frames}) must exceed the given frames ({given_count})")
-        config = maskgit_config(options)
+        config = maskgit_config(options, host.code_temperature)
         generator = make_generator(generator, device)
         text = prompting.text_block([prompt], "t2v")
         if config.guided:
@@ -220,7 +220,7 @@ class _Story:
     def __init__(self, pipe, question: str, options: StoryOptions) -> None:
         self.pipe = pipe
         self.options = options
-        self.config = maskgit_config(options)
+        self.config = maskgit_config(options, pipe.code_temperature)
         device = pipe.model.device
         self.pending = pipe.prompting.interleaved([question], [[]]).to(device)
         self.context = None

@@ -95,8 +95,10 @@ class MaskGitConfig:
         guidance_scale: w; 0 turns classifier-free guidance off (no unconditional pass at all).
         guidance: `"muse"` ((1+w)c - wu, as released, so the released scales such as 1.75 keep their meaning)
             or `"standard"` (u + w(c-u)).
-        temperature: initial Gumbel temperature T0 of the confidence noise (the softmax itself is untempered,
-            as released).
+        temperature: initial Gumbel temperature T0 of the confidence noise.
+        code_temperature: tau, the temperature of the distribution each code is drawn from, `softmax(logits /
+            tau)`: 1 (default) is the untempered softmax, as released; below 1 sharpens it; 0 takes the argmax
+            (no draw). A drawn code's confidence is always its probability under the untempered softmax.
         temperature_decay: `"linear"` (default: T0 (1 - ratio), what the release intends), `"official_cumulative"`
             (the release: compounded every step), or `"none"`.
         mask_length_rule: `"unknown"` (default: re-mask `floor(N0 * schedule(ratio))` where N0 is the row's initial
@@ -110,6 +112,7 @@ class MaskGitConfig:
     guidance_scale: float = _IMAGE.guidance_scale
     guidance: str = _IMAGE.guidance
     temperature: float = _IMAGE.temperature
+    code_temperature: float = 1.0
     temperature_decay: str = "linear"
     mask_length_rule: str = "unknown"
 
@@ -123,6 +126,8 @@ class MaskGitConfig:
             raise ValueError(f"unknown guidance {self.guidance!r}; known: {', '.join(GUIDANCE)}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.code_temperature < 0:
+            raise ValueError(f"code_temperature must be >= 0, got {self.code_temperature}")
         if self.temperature_decay not in TEMPERATURE_DECAYS:
             raise ValueError(
                 f"unknown temperature_decay {self.temperature_decay!r}; known: {', '.join(TEMPERATURE_DECAYS)}"
@@ -216,9 +221,15 @@ def check_generators(generator: Generators, batch: int) -> Generators:
     raise ValueError(f"generator must be a torch.Generator or a list of one per row, got {type(generator).__name__}")
 
 
-def _sample_codes(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
-    """One code per position `(B, N)` from `probs` `(B, N, K)`; a shared generator draws all B*N in one call
-    (the released order), per-row generators draw row by row."""
+def _sample_codes(logits: torch.Tensor, probs: torch.Tensor, generator: Generators,
+                  code_temperature: float) -> torch.Tensor:
+    """One code per position `(B, N)`: drawn from `probs` `(B, N, K)` (the softmax of `logits`) at code temperature
+    1, from `softmax(logits / tau)` below it, the argmax at 0 (nothing drawn). A shared generator draws all B*N in
+    one call (the released order), per-row generators draw row by row."""
+    if code_temperature == 0:
+        return logits.argmax(dim=-1)
+    if code_temperature != 1:
+        probs = (logits / code_temperature).softmax(dim=-1)
     batch, n, k = probs.shape
     if isinstance(generator, torch.Generator):
         return torch.multinomial(probs.reshape(batch * n, k), 1, generator=generator).view(batch, n)
@@ -279,7 +290,7 @@ def maskgit_step(
         raise ValueError(f"known codes must lie in [0, {k}), got {int(known_codes.max())}")
     probs = logits.softmax(dim=-1)
     # Every position is sampled, known ones too, so the random stream matches the release.
-    sampled = _sample_codes(probs, generator)  # (B, N)
+    sampled = _sample_codes(logits, probs, generator, config.code_temperature)  # (B, N)
     sampled = torch.where(unknown, sampled, codes)
     chosen = probs.gather(-1, sampled[..., None])[..., 0]  # (B, N)
     chosen = torch.where(unknown, chosen, torch.finfo(chosen.dtype).max)

@@ -205,10 +205,11 @@ def qa_task(pipeline, samples: Sequence, training_samples: Sequence) -> Scored:
                             M.Units.of(M.answer_units(blind(s.question), s) for s in samples), None)}
 
 
-def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, seed: int) -> Scored:
+def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, seed: int,
+             code_temperature: float | None = None) -> Scored:
     generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
     images = pipeline.text_to_image([s.caption for s in samples], steps=steps, guidance_scale=guidance_scale,
-                                    generator=generator).images.cpu()
+                                    code_temperature=code_temperature, generator=generator).images.cpu()
     background = torch.full_like(images[0], -1.0)
     return {"t2i_prompt_match": (M.Units.of(M.image_units(i, s.scene) for i, s in zip(images, samples)),
                                  M.Units.of(M.image_units(background, s.scene) for s in samples),
@@ -216,7 +217,7 @@ def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, 
 
 
 def t2v_task(pipeline, clips: Sequence, *, steps: int, guidance_scale: float, seed: int, prefix: str = "",
-             window_frames: int | None = None, continued: bool = False) -> Scored:
+             window_frames: int | None = None, continued: bool = False, code_temperature: float | None = None) -> Scored:
     """Text-to-video on `clips` (`{prefix}t2v_*`); with `continued`, also each clip continued from its true first
     frame by `continue_video` (`continue_t2v_*`). Both share the trivial output, the static clip of the first
     frame (for a continuation: the given frame held), and the tokenizer ceiling, each computed once per clip;
@@ -228,8 +229,8 @@ def t2v_task(pipeline, clips: Sequence, *, steps: int, guidance_scale: float, se
     for clip in clips:
         length = clip.frames.shape[0]
         for name, given in runs.items():
-            settings = dict(steps=steps, guidance_scale=guidance_scale, generator=generators[name],
-                            window_frames=window_frames)
+            settings = dict(steps=steps, guidance_scale=guidance_scale, code_temperature=code_temperature,
+                            generator=generators[name], window_frames=window_frames)
             if given:
                 video = pipeline.continue_video(clip.tensor[:, :given], clip.caption, num_frames=length - given,
                                                 **settings)
@@ -242,11 +243,12 @@ def t2v_task(pipeline, clips: Sequence, *, steps: int, guidance_scale: float, se
             for name in runs for i, metric in enumerate(("motion_accuracy", "object_persistence"))}
 
 
-def storyboard_task(pipeline, howtos: Sequence, *, steps: int, seed: int) -> Scored:
+def storyboard_task(pipeline, howtos: Sequence, *, steps: int, seed: int, code_temperature: float | None = None) -> Scored:
     generator = torch.Generator(device=pipeline.model.device).manual_seed(seed)
     model, base, ceiling = [], [], []
     for howto in howtos:
-        board = pipeline.storyboard(howto.question, num_steps=len(howto.steps), steps=steps, generator=generator)
+        board = pipeline.storyboard(howto.question, num_steps=len(howto.steps), steps=steps,
+                                    code_temperature=code_temperature, generator=generator)
         model.append(M.storyboard_units([s.keyframe.cpu() for s in board.steps], howto))
         base.append(M.storyboard_units(M.repeated_keyframe(howto), howto))
         ceiling.append(storyboard_ceiling(pipeline, howto))
@@ -274,7 +276,7 @@ def make_record(name: str, split: str, units: M.Units, baseline: M.Units, ceilin
 
 def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_count: int | None = None,
              seed: int = 0, world: WorldConfig | dict | None = None, steps: int = 8, guidance_scale: float = 0.0,
-             window_frames: int | None = None, splits: Sequence[str] = REPORTED_SPLITS,
+             code_temperature: float | None = None, window_frames: int | None = None, splits: Sequence[str] = REPORTED_SPLITS,
              log: Callable[[str], None] = lambda message: None,
              on_split: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Every metric of the module docstring on every split of `splits`.
@@ -287,7 +289,7 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
         seed: the world's seed and the generation seed (the splits keep evaluation scenes out of training
             whatever the seed).
         world: the world the model was trained in (default `world_for(pipeline)`).
-        steps, guidance_scale: MaskGIT settings of the generation tasks.
+        steps, guidance_scale, code_temperature: MaskGIT settings of the generation tasks.
         window_frames: latent frames the model sees at once in long clips (default: the pipeline's).
         on_split: called with the records so far after each split (a long run keeps what it finished).
     Returns:
@@ -302,6 +304,7 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
     fitted_qa = training_qa(train)
     was_training = pipeline.model.training
     pipeline.model.eval()
+    generation = dict(steps=steps, seed=seed, code_temperature=code_temperature)
     results = []
     try:
         for split in splits:
@@ -314,16 +317,14 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
                 ("tokenizer", lambda: tokenizer_task(pipeline, clips)),
                 ("captions", lambda: caption_task(pipeline, clips, training_clips)),
                 ("questions", lambda: qa_task(pipeline, qa, fitted_qa)),
-                ("text to image", lambda: t2i_task(pipeline, shapes.distinct("image", n), steps=steps,
-                                                   guidance_scale=guidance_scale, seed=seed)),
-                ("text to video, and clips continued", lambda: t2v_task(pipeline, clips, steps=steps,
-                                                                        guidance_scale=guidance_scale, seed=seed,
-                                                                        continued=True)),
-                ("storyboards", lambda: storyboard_task(pipeline, shapes.distinct("howto", n), steps=steps,
-                                                        seed=seed)),
-                ("long clips", lambda: t2v_task(pipeline, longs.distinct("video", n_long), steps=steps,
-                                                guidance_scale=guidance_scale, seed=seed, prefix="long_",
-                                                window_frames=window_frames)),
+                ("text to image", lambda: t2i_task(pipeline, shapes.distinct("image", n),
+                                                   guidance_scale=guidance_scale, **generation)),
+                ("text to video, and clips continued", lambda: t2v_task(pipeline, clips, continued=True,
+                                                                        guidance_scale=guidance_scale, **generation)),
+                ("storyboards", lambda: storyboard_task(pipeline, shapes.distinct("howto", n), **generation)),
+                ("long clips", lambda: t2v_task(pipeline, longs.distinct("video", n_long), prefix="long_",
+                                                guidance_scale=guidance_scale, window_frames=window_frames,
+                                                **generation)),
             ):
                 log(f"{split}: {what}")
                 scored.update(run())
@@ -378,6 +379,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="world and generation seed")
     parser.add_argument("--steps", type=int, default=8, help="MaskGIT steps per image / frame")
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale")
+    parser.add_argument("--code-temperature", type=float, default=None,
+                        help="temperature of the distribution each visual code is drawn from (1: the softmax; 0: "
+                             "the most likely code; default: the model's own, from its pipeline.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (the tiny model runs fastest on one thread of a busy CPU)")
@@ -414,7 +418,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     results = evaluate(pipeline, quick=args.quick, count=args.count, long_count=args.long_count, seed=args.seed,
-                       world=world, steps=args.steps, guidance_scale=args.guidance, splits=splits,
+                       world=world, steps=args.steps, guidance_scale=args.guidance,
+                       code_temperature=args.code_temperature, splits=splits,
                        log=lambda m: print(m, file=sys.stderr, flush=True),
                        on_split=(lambda records: write_json(args.json, records)) if args.json else None)
     print(format_table(results))

@@ -51,6 +51,28 @@ def test_seeded_runs_identical_and_seeds_differ(pipe):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_the_models_code_temperature_is_the_default_and_an_options_own_wins(pipe):
+    import dataclasses
+
+    argmax_model = dataclasses.replace(pipe, code_temperature=0.0)
+    draw = dict(steps=4, temperature=0.0)  # no confidence noise: only the codes' draw can depend on the seed
+    drawn = [pipe.text_to_image("a red square", generator=gen(s), **draw).codes for s in (1, 2)]
+    most_likely = [argmax_model.text_to_image("a red square", generator=gen(s), **draw).codes for s in (1, 2)]
+    assert not torch.equal(*drawn) and torch.equal(*most_likely)  # the model's 0 took the most likely codes
+    assert torch.equal(pipe.text_to_image("a red square", code_temperature=0.0, generator=gen(1), **draw).codes,
+                       most_likely[0])
+    assert torch.equal(argmax_model.text_to_image("a red square", code_temperature=1.0, generator=gen(1), **draw).codes,
+                       drawn[0])
+    clips = [argmax_model.text_to_video("a red square", num_frames=9, generator=gen(s), **draw).codes for s in (1, 2)]
+    boards = [argmax_model.storyboard("how do i build a tower ?", num_steps=2, max_caption_tokens=4,
+                                      generator=gen(s), **draw) for s in (1, 2)]
+    assert torch.equal(*clips) and torch.equal(boards[0].steps[1].codes, boards[1].steps[1].codes)
+    assert not torch.equal(*[pipe.text_to_video("a red square", num_frames=9, generator=gen(s), **draw).codes
+                             for s in (1, 2)])
+    with pytest.raises(ValueError, match="code_temperature"):
+        dataclasses.replace(pipe, code_temperature=-1.0)
+
+
 def test_progress_and_cancellation(pipe):
     events: list[Progress] = []
     pipe.text_to_image("a red square", steps=5, generator=gen(), progress=events.append)

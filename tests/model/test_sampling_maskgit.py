@@ -15,7 +15,9 @@ import math
 import pytest
 import torch
 
+from core import ImageOptions
 from model.attention import Segments, omni_mask
+from model.pipelines.common import maskgit_config
 from model.config import showo_tiny
 from model.network import Showo
 from model.sampling import (
@@ -383,6 +385,41 @@ def test_progress_and_cancellation():
                        generator=torch.Generator().manual_seed(0), progress=lambda s, t: seen.append((s, t)),
                        should_stop=lambda: len(seen) >= 2)
     assert seen == [(1, 5), (2, 5)] and len(calls) == 2
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5, 0.0])
+def test_code_temperature_draws_from_the_tempered_softmax(tau):
+    # One step samples every position: the codes are the draw itself (released order: one multinomial over B*N).
+    logits_fn, _ = random_logits_fn(3)
+    logits = logits_fn(torch.full((2, N), UNKNOWN))
+    result = maskgit_decode(logits_fn, torch.full((2, N), UNKNOWN), MaskGitConfig(steps=1, code_temperature=tau),
+                            generator=torch.Generator().manual_seed(9), codebook_size=K)
+    if tau == 0:
+        expected = logits.argmax(-1)
+    else:
+        probs = torch.softmax(logits / tau, dim=-1).reshape(2 * N, K)
+        expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(9)).view(2, N)
+    assert torch.equal(result.codes, expected)
+
+
+def test_code_temperature_zero_is_the_argmax_whatever_the_seed_and_steps():
+    logits_fn, _ = random_logits_fn(4)
+    argmax = logits_fn(torch.full((2, N), UNKNOWN)).argmax(-1)
+    runs = [maskgit_decode(logits_fn, torch.full((2, N), UNKNOWN), MaskGitConfig(steps=5, code_temperature=t),
+                           generator=torch.Generator().manual_seed(seed), codebook_size=K).codes
+            for t, seed in ((0.0, 1), (0.0, 2), (1.0, 1))]
+    assert torch.equal(runs[0], argmax) and torch.equal(runs[1], argmax)
+    assert not torch.equal(runs[2], argmax)  # the softmax draw is not the argmax (logits of scale 3 over K codes)
+
+
+def test_code_temperature_is_checked_and_reference_keeps_the_softmax():
+    with pytest.raises(ValueError, match="code_temperature"):
+        MaskGitConfig(code_temperature=-0.5)
+    with pytest.raises(ValueError, match="code_temperature must be 1"):
+        ImageOptions(reference=True, code_temperature=0.5)
+    with pytest.raises(ValueError, match="code_temperature"):
+        ImageOptions(code_temperature=-1.0)
+    assert maskgit_config(ImageOptions(code_temperature=0.25)).code_temperature == 0.25
 
 
 def test_bad_input_raises_clear_errors():

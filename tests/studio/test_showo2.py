@@ -213,6 +213,8 @@ def test_the_backend_names_an_unsupported_operation(showo2_backend):
         showo2_backend.generate_image("x", latents, RandomTokens(fraction=0.5), options=ImageOptions(), seed=0)
     with pytest.raises(ValueError, match="extrapolate_image is not supported"):
         showo2_backend.extrapolate_image("x", latents, "left", options=ImageOptions(), seed=0)
+    with pytest.raises(ValueError, match="code_temperature applies to discrete visual codes"):
+        showo2_backend.generate_image("x", options=ImageOptions(code_temperature=0.0), seed=0)
 
 
 def test_generated_clips_start_with_the_given_latent_frames(showo2_backend):
