@@ -59,6 +59,18 @@ def _window(cfg: DictConfig) -> int | None:
     return None if value is None else int(value)
 
 
+def _code_temperature(cfg: DictConfig) -> float | None:
+    """The model's sampling default written to `pipeline.json` (None: the pipeline's, the released softmax);
+    ValueError naming the key when it is not a number in range."""
+    from core.options import CODE_TEMPERATURE, check_number
+
+    value = cfg.get("code_temperature", None)
+    if value is not None:
+        check_number("code_temperature", value, float, CODE_TEMPERATURE)
+        value = float(value)
+    return value
+
+
 # ---------------------------------------------------------------------------------------------- stage 1
 
 
@@ -386,6 +398,9 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
                 "world": world}
     if record["config"].get("window_frames") is not None:
         settings["window_frames"] = int(record["config"]["window_frames"])
+    tau = _code_temperature(OmegaConf.create(record["config"]))
+    if tau is not None:
+        settings["code_temperature"] = tau
     (staging / "pipeline.json").write_text(json.dumps(settings, indent=2))
     size = folder_mb(staging)
     if size > max_mb:
@@ -464,6 +479,7 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
 
     run_options(cfg.showo)  # a bad stage-3 option is refused before stage 1 runs
     decoder_architecture(cfg)  # so is a bad stage-1b one
+    _code_temperature(cfg)  # and a bad sampling default
     out, work = Path(out), Path(work)
     if tokenizer_from is not None:
         seed_tokenizer_stages(cfg, Path(tokenizer_from), work, log)
