@@ -39,7 +39,8 @@ def recompute_text_to_image(
     reference: bool = False,
 ) -> ImageResult:
     """`ShowoPipeline.text_to_image` the released way: `[cond; uncond]` full sequences recomputed every step."""
-    config = maskgit_config(ImageOptions(steps=steps, guidance_scale=guidance_scale, reference=reference))
+    config = maskgit_config(ImageOptions(steps=steps, guidance_scale=guidance_scale, reference=reference),
+                            pipeline.code_temperature)
     prompting, batch = pipeline.prompting, len(prompts)
     sequence = prompting.t2i(prompts, num_image_tokens=pipeline.num_image_tokens)
     if config.guided:
@@ -62,7 +63,7 @@ def recompute_text_to_video(
     """`ShowoPipeline.text_to_video` without the frame cache: for every latent frame, every MaskGIT step runs the
     text, all earlier frames and the current frame from scratch."""
     latent = pipeline._latent_frames(num_frames)
-    config = maskgit_config(VideoOptions(steps=steps, guidance_scale=guidance_scale))
+    config = maskgit_config(VideoOptions(steps=steps, guidance_scale=guidance_scale), pipeline.code_temperature)
     prompting, layout = pipeline.prompting, pipeline.layout
     frames: list[torch.Tensor] = []
     for index in range(latent):

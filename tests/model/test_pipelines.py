@@ -69,6 +69,11 @@ def test_the_models_code_temperature_is_the_default_and_an_options_own_wins(pipe
     assert torch.equal(*clips) and torch.equal(boards[0].steps[1].codes, boards[1].steps[1].codes)
     assert not torch.equal(*[pipe.text_to_video("a red square", num_frames=9, generator=gen(s), **draw).codes
                              for s in (1, 2)])
+    # The released-way recomputes sample as the pipeline does, so they still give its codes.
+    assert torch.equal(recompute_text_to_image(argmax_model, ["a red square"], generator=gen(1), steps=4).codes,
+                       argmax_model.text_to_image("a red square", generator=gen(1), steps=4).codes)
+    assert torch.equal(recompute_text_to_video(argmax_model, "a red square", num_frames=9, generator=gen(1), steps=4).codes,
+                       argmax_model.text_to_video("a red square", num_frames=9, generator=gen(1), steps=4).codes)
     with pytest.raises(ValueError, match="code_temperature"):
         dataclasses.replace(pipe, code_temperature=-1.0)
 
