@@ -49,7 +49,8 @@ def test_a_burst_scales_the_pool_from_one_replica_to_three_and_back_to_one(ray_l
 
         def job(seed):
             time.sleep(0.5 * seed)  # the burst keeps arriving while replicas start, so new ones get calls too
-            return backend.generate_video("a ball", None, 3, options=VideoOptions(steps=40), seed=seed)
+            # A job takes longer than the 0.5 s between arrivals (about 0.9 s alone), so calls pile up.
+            return backend.generate_video("a ball", None, 3, options=VideoOptions(steps=80), seed=seed)
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             clips = list(pool.map(job, range(16)))

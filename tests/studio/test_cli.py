@@ -24,7 +24,8 @@ def test_submit_wait_status_fetch_and_cancel_from_the_command_line(make_service,
         assert json.loads(captured.out)["state"] == "succeeded" and "100.0%" in captured.err
         assert main(["status", job_id, *common]) == 0
         assert json.loads(capsys.readouterr().out)["params"] == {"prompt": "a red square moves", "num_frames": 5,
-                                                                 "steps": 2, "guidance_scale": 0.0}
+                                                                 "steps": 2, "guidance_scale": 0.0,
+                                                                 "code_temperature": None}
         assert main(["fetch", job_id, *common, "--out", str(tmp_path / "out")]) == 0
         assert {p.name for p in (tmp_path / "out").iterdir()} == {"video.mp4", "video.gif", "film.mp4", "result.json"}
         assert len(capsys.readouterr().out.splitlines()) == 4
