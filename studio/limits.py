@@ -29,6 +29,9 @@ def check_job(kind: str, params: dict[str, Any], info: ModelInfo, probe: Probe) 
     if not info.runs(kind):
         raise LimitError("kind", f"the loaded model does not run {kind!r} jobs; it runs: "
                                  f"{', '.join(sorted(info.kinds or ()))}")
+    if params.get("code_temperature") is not None and info.codebook_size == 0:
+        raise LimitError("params.code_temperature", "code_temperature applies to discrete visual codes; the loaded "
+                                                    "model generates continuous latents: leave it unset")
     check = _CHECKS.get(kind)
     if check is not None:
         check(params, info, probe)

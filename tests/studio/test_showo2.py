@@ -204,6 +204,14 @@ def test_what_showo2_cannot_do_is_refused_at_submission(o2client, media, upload,
     assert o2client.get("/v1/jobs").json()["total"] == 0
 
 
+def test_a_code_temperature_is_refused_at_submission(o2client):
+    response = o2client.post("/v1/jobs", json={"kind": "t2i", "params": {"prompt": "x", "code_temperature": 0.0}})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "params.code_temperature" and "continuous latents" in error["message"], error
+    assert o2client.get("/v1/jobs").json()["total"] == 0
+
+
 def test_the_backend_names_an_unsupported_operation(showo2_backend):
     from core import ImageOptions
     from workflows.types import RandomTokens
