@@ -324,7 +324,7 @@ def openai_router(service: Service) -> APIRouter:
         `url` (`GET /v1/artifacts/...`, with the same bearer token)."""
         model = check_model(service, req.model)
         check_size(service, req.size, model)
-        params = {"prompt": req.prompt, **{k: v for k in ("steps", "guidance_scale")
+        params = {"prompt": req.prompt, **{k: v for k in ("steps", "guidance_scale", "code_temperature")
                                            if (v := getattr(req, k)) is not None}}
 
         def submit() -> list[str]:

@@ -118,7 +118,8 @@ MAX_IMAGES = 8  # images of one request (each is a job)
 
 
 class ImageRequest(_Shape):
-    """`POST /v1/images/generations`. `seed`, `steps` and `guidance_scale` are extra fields (the `t2i` kind's)."""
+    """`POST /v1/images/generations`. `seed`, `steps`, `guidance_scale` and `code_temperature` are extra fields
+    (the `t2i` kind's)."""
 
     prompt: str
     model: str | None = None
@@ -130,6 +131,7 @@ class ImageRequest(_Shape):
     seed: Seed
     steps: Any = None
     guidance_scale: Any = None
+    code_temperature: Any = None
 
 
 class ImageOut(BaseModel):

@@ -64,7 +64,7 @@ def _video_job(service: Service, video_id: str) -> Job:
 
 
 _VIDEO_FIELDS = ("prompt", "model", "seconds", "size", "seed", "num_frames", "steps", "guidance_scale",
-                 "input_reference[image_url]", "input_reference[video_url]")
+                 "code_temperature", "input_reference[image_url]", "input_reference[video_url]")
 
 
 def _number(fields: dict[str, Any], name: str, kind: type) -> Any:
@@ -104,7 +104,7 @@ def _video_request(service: Service, fields: dict[str, Any], reference: tuple[st
         raise OpenAIError(400, f"seconds must be a positive number of seconds, got {seconds:g}", "seconds")
     info = service.info(model)
     frames = num_frames if num_frames is not None else round((4.0 if seconds is None else seconds) * info.fps)
-    extra = {k: _number(fields, k, float if k == "guidance_scale" else int) for k in ("steps", "guidance_scale")}
+    extra = {k: _number(fields, k, int if k == "steps" else float) for k in ("steps", "guidance_scale", "code_temperature")}
     extra = {k: v for k, v in extra.items() if v is not None}
     source = _reference(service, fields, reference, model)
     read = 1 if source is None else _source_frames(service, source, model)  # a clip from text: its first frame
@@ -255,7 +255,7 @@ def _video_body(service: Service) -> dict[str, Any]:
         "input_reference[video_url]": {"type": "string", "description": "a clip as a data:, upload:// or allowed URL"},
         "seed": {"type": "integer"},
         "num_frames": {"type": "integer", "description": "the whole clip's frames, instead of seconds"},
-        "steps": {"type": "integer"}, "guidance_scale": {"type": "number"},
+        "steps": {"type": "integer"}, "guidance_scale": {"type": "number"}, "code_temperature": {"type": "number"},
     }}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form},
                                                           "application/json": {"schema": form}}}}

@@ -258,6 +258,10 @@ def test_image_generation_in_both_formats_is_the_native_t2i_job_of_that_seed(ser
     for item in b64.data:  # each image is a job with its artifacts
         job = httpx.get(f"{url}/v1/jobs/{item.model_extra['job_id']}", headers=AUTH).json()
         assert job["kind"] == "t2i" and {a["name"] for a in job["artifacts"]} >= {"image.png", "result.json"}
+    sharp = client.images.generate(model=service.config.model_id, prompt="a red circle",
+                                   extra_body={"seed": 11, "steps": 2, "code_temperature": 0.0})
+    job = httpx.get(f"{url}/v1/jobs/{sharp.data[0].model_extra['job_id']}", headers=AUTH).json()
+    assert job["params"]["code_temperature"] == 0.0
 
     urls = client.images.generate(model=service.config.model_id, prompt="a red circle", response_format="url",
                                   size=f"{width}x{height}", extra_body={"seed": 11, "steps": 2})
@@ -332,9 +336,11 @@ def test_a_video_is_created_polled_downloaded_listed_and_deleted(serve):
 
     job = httpx.get(f"{url}/v1/jobs/{video.id}", headers=AUTH).json()
     assert job["kind"] == "t2v" and job["seed"] == 4 and job["params"]["num_frames"] == frames
+    assert job["params"]["code_temperature"] is None  # unset: the model's own
 
-    other = client.videos.create(prompt="a red circle", seconds="1", extra_body={"steps": 1})
+    other = client.videos.create(prompt="a red circle", seconds="1", extra_body={"steps": 1, "code_temperature": 0.5})
     _poll(client, other.id)
+    assert httpx.get(f"{url}/v1/jobs/{other.id}", headers=AUTH).json()["params"]["code_temperature"] == 0.5
     assert [v.id for v in client.videos.list()] == [other.id, video.id]
     assert [v.id for v in client.videos.list(order="asc")] == [video.id, other.id]
     page = client.videos.list(limit=1)
