@@ -44,6 +44,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from core import ImageOptions
 from core.files import write_bytes
 from studio.shapesworld import metrics as M
 from studio.shapesworld.data import VIDEO_CAPTION_QUESTION, as_world_config
@@ -296,6 +297,8 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
         `[{"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline", "ceiling"}, ...]`, per
         split in the order of `TARGETS`.
     """
+    # The generation settings are checked (ValueError naming the field) before anything runs.
+    ImageOptions(steps=steps, guidance_scale=guidance_scale, code_temperature=code_temperature)
     n = count or (QUICK_COUNT if quick else FULL_COUNT)
     n_long = long_count or n
     world = world_for(pipeline, world)
@@ -401,6 +404,11 @@ def open_model(folder: str | Path | None = None, *, device: str = "cpu"):
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    try:  # the generation settings, before the model is read
+        ImageOptions(steps=args.steps, guidance_scale=args.guidance, code_temperature=args.code_temperature)
+    except ValueError as error:
+        print(f"--steps / --guidance / --code-temperature: {error}", file=sys.stderr)
+        return 2
     try:
         pipeline, world, _ = open_model(args.model, device=args.device)
     except FileNotFoundError as error:

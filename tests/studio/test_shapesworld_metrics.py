@@ -274,6 +274,23 @@ def test_the_tokenizer_ceiling_script_refuses_bad_arguments_before_loading_anyth
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, settings, message", [
+    (["--code-temperature", "-1"], {"code_temperature": -1.0}, "code_temperature must be >= 0"),
+    (["--steps", "0"], {"steps": 0}, "steps must be >= 1"),
+])
+def test_eval_refuses_bad_generation_settings_before_reading_the_model(args, settings, message, capsys, monkeypatch):
+    from studio.shapesworld import evaluate as sw_eval
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was read before the settings were checked")
+
+    monkeypatch.setattr(sw_eval, "open_model", no_model)
+    assert sw_eval.main(["--model", "nowhere", *args]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match=message):  # and evaluate() itself, before any task
+        sw_eval.evaluate(None, **settings)
+
+
 def _record(metric, split, value, low, high, *, n=200, baseline=0.1, target=0.7, ceiling=None):
     return {"metric": metric, "split": split, "value": value, "target": target, "n": n, "ci_low": low,
             "ci_high": high, "baseline": baseline, "ceiling": ceiling}
