@@ -59,7 +59,7 @@ def _window(cfg: DictConfig) -> int | None:
     return None if value is None else int(value)
 
 
-def _code_temperature(cfg: DictConfig) -> float | None:
+def _code_temperature(cfg: DictConfig | dict) -> float | None:
     """The model's sampling default written to `pipeline.json` (None: the pipeline's, the released softmax);
     ValueError naming the key when it is not a number in range."""
     from core.options import CODE_TEMPERATURE, check_number
@@ -398,7 +398,7 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
                 "world": world}
     if record["config"].get("window_frames") is not None:
         settings["window_frames"] = int(record["config"]["window_frames"])
-    tau = _code_temperature(OmegaConf.create(record["config"]))
+    tau = _code_temperature(record["config"])
     if tau is not None:
         settings["code_temperature"] = tau
     (staging / "pipeline.json").write_text(json.dumps(settings, indent=2))
