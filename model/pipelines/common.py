@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -29,6 +30,22 @@ def answer_so_far(text: str) -> str:
     decodes to U+FFFD until its last token comes), and trailing whitespace held back (the final answer drops it
     unless more text follows)."""
     return text.lstrip().rstrip("\ufffd").rstrip()
+
+
+def split_reply(text: str, marker: str | None, *, finished: bool = True) -> tuple[str, str]:
+    """`(description, answer)` of a reply that describes its input, then says the word `marker`, then answers
+    (the answer is what follows the last `marker`). Without `marker` the whole reply is the answer. A reply that
+    never says `marker` is all answer once `finished`; while it is still being written its answer is "" (what
+    comes may yet be a description). The answer of an unfinished reply keeps its trailing space (see
+    `answer_so_far`)."""
+    if marker is None:
+        return "", text.strip() if finished else text.lstrip()
+    found = list(re.finditer(rf"(?<!\S){re.escape(marker)}(?!\S)", text))
+    if not found:
+        return ("", text.strip()) if finished else (text.strip(), "")
+    at = found[-1]
+    answer = text[at.end():]
+    return text[:at.start()].strip(), answer.strip() if finished else answer.lstrip()
 
 
 def answer_reporter(progress: ProgressFn | None, decode: Callable[[list[int]], str], task: str, stage: str):

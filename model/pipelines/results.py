@@ -26,11 +26,15 @@ class VideoResult:
 
 @dataclass
 class TextResult:
-    """Decoded texts and the generated token ids, one per query."""
+    """Decoded texts and the generated token ids, one per query.
+
+    For a model that describes its input before it answers (`ShowoPipeline.answer_marker`), `texts` are the
+    answers, what follows the marker, and `rationales` the descriptions before it ("" where there was none)."""
 
     texts: list[str]
     token_ids: list[list[int]]
     frames_used: list[torch.Tensor] = field(default_factory=list)  # the visual input of each query
+    rationales: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from model.pipelines.common import (
     make_generators,
     maskgit_config,
     restep,
+    split_reply,
     with_settings,
 )
 from model.pipelines.editing import extrapolation_windows, grow_canvas, mask_to_token_grid, random_token_mask
@@ -74,6 +75,11 @@ class ShowoPipeline:
         code_temperature: the temperature visual codes are drawn at where a call's options leave it unset (1: the
             softmax, as released; 0: the most likely code). A model's own sampling default, like
             `window_frames` read from its folder's `pipeline.json`.
+        answer_marker: for a model trained to describe its input before it answers ("<description> so
+            <answer>"), the word between the two: `understand` returns what follows it, the description apart
+            (`TextResult.rationales`). None (as released): the whole reply is the answer.
+        rationale_tokens: with `answer_marker`, the tokens the description may take beyond a call's
+            `max_new_tokens` (which bound the answer).
         block_runner: runs the MaskGIT steps of every visual block (images, keyframes, video frames); a
             `model.pipelines.stepping.StepScheduler` shares each step's forward with the concurrent jobs of other
             threads. None: every decode runs its own forwards.
@@ -91,6 +97,8 @@ class ShowoPipeline:
     fps: float = 8.0
     window_frames: int | None = None
     code_temperature: float = 1.0
+    answer_marker: str | None = None
+    rationale_tokens: int = 64
     block_runner: BlockRunner | None = field(default=None, repr=False, compare=False)
     prompting: Prompting = field(init=False)
     video_tasks: VideoTasks = field(init=False, repr=False, compare=False)
@@ -104,6 +112,12 @@ class ShowoPipeline:
                 "tokenizer and checkpoint do not belong together"
             )
         check_number("code_temperature", self.code_temperature, float, CODE_TEMPERATURE)
+        if self.answer_marker is not None and (not isinstance(self.answer_marker, str) or not self.answer_marker
+                                               or self.answer_marker.split() != [self.answer_marker]):
+            raise ValueError(f"answer_marker must be one word, got {self.answer_marker!r}")
+        if isinstance(self.rationale_tokens, bool) or not isinstance(self.rationale_tokens, int) \
+                or self.rationale_tokens < 1:
+            raise ValueError(f"rationale_tokens must be an int >= 1, got {self.rationale_tokens!r}")
         if self.image_tokenizer is None and self.video_tokenizer is None:
             raise ValueError("a pipeline needs an image tokenizer or a video tokenizer")
         if self.grid is None:
@@ -137,7 +151,8 @@ class ShowoPipeline:
             video_tokenizer_path: a video tokenizer when `tokenizer_path` is an image tokenizer.
             eager: read the transformer's weights now rather than on its first forward (the tokenizers are always
                 read in full at load).
-            kwargs: further `ShowoPipeline` fields (grid, max_text_len, fps, window_frames, code_temperature).
+            kwargs: further `ShowoPipeline` fields (grid, max_text_len, fps, window_frames, code_temperature,
+                answer_marker, rationale_tokens).
         """
         from model.text_tokenizer import load_text_tokenizer
         from tokenizers3d import load_tokenizer
@@ -457,6 +472,9 @@ class ShowoPipeline:
         """Answer one question per image `(3, H, W)` or video `(3, T, H, W)`, all queries decoded as one batch.
 
         `options` default `TextOptions()` (or its fields as keywords): `top_k=1` is greedy decoding, as released.
+        With `answer_marker` the model first describes its input (up to `rationale_tokens` more tokens); the
+        result's `texts` are the answers and its `rationales` the descriptions, and progress reports carry the
+        answer alone, from the marker on.
         """
         visuals = [visuals] if torch.is_tensor(visuals) else list(visuals)
         questions = as_prompts(questions)
@@ -503,16 +521,19 @@ class ShowoPipeline:
             else:
                 raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
         batch = left_stack(rows, self.layout.pad_id).to(self.model.device)
-        engine.check_length(self.model, batch.length + options.max_new_tokens, "understand")
+        marker = self.answer_marker
+        budget = options.max_new_tokens + (self.rationale_tokens if marker is not None else 0)
+        engine.check_length(self.model, batch.length + budget, "understand")
         greedy = options.greedy
         decode = lambda ids: self.text_tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        report, on_tokens = answer_reporter(progress, decode, "understand", "answer")
+        streamed = lambda ids: split_reply(decode(ids), marker, finished=False)[1]  # noqa: E731
+        report, on_tokens = answer_reporter(progress, streamed, "understand", "answer")
         tokens = engine.generate_text_after(
             self.model,
             None,
             batch,
             layout=self.layout,
-            max_new_tokens=options.max_new_tokens,
+            max_new_tokens=budget,
             generator=None if greedy else make_generator(generator, self.model.device),
             greedy=greedy,
             temperature=options.temperature,
@@ -522,8 +543,9 @@ class ShowoPipeline:
             should_stop=should_stop,
             on_tokens=on_tokens,
         )
-        texts = [decode(t).strip() for t in tokens]
-        return TextResult(texts=texts, token_ids=tokens)
+        replies = [split_reply(decode(t), marker) for t in tokens]
+        return TextResult(texts=[answer for _, answer in replies], token_ids=tokens,
+                          rationales=[description for description, _ in replies])
 
     def caption(self, visuals, *, question: str = DEFAULT_CAPTION_QUESTION, **kwargs) -> TextResult:
         """Caption each image or video (`understand` with a captioning question)."""

@@ -16,6 +16,8 @@ How the kinds map onto the world (`i` is the stream index):
                  consecutive latent frames at a random offset, the windows a sliding-window generation sees,
                  captioned as the scene stands at the window's first frame: `world.scene_at`)
     v2t          even i: video i/2 with the captioning question; odd i: video question i/2 -> answer
+    (with `answer_rationale`, an answer is the input's caption, `RATIONALE_MARKER`, then the answer: the model
+    describes what it sees before it answers, and the pipeline returns what follows the marker)
     interleaved  how-to i: question, then per step its caption and keyframe codes
 """
 
@@ -33,7 +35,7 @@ from core.frames import latent_frames
 from model.prompting import mmu_dialogue
 from studio.shapesworld.splits import world_for_split
 from studio.shapesworld.text import all_texts_for_vocab
-from studio.shapesworld.text import caption_video
+from studio.shapesworld.text import caption_image, caption_video
 from studio.shapesworld.world import WorldConfig, clip_times, scene_at, to_tensor
 
 KINDS = ("t2i", "lm", "mmu", "t2v", "v2t", "interleaved")
@@ -42,11 +44,27 @@ KINDS = ("t2i", "lm", "mmu", "t2v", "v2t", "interleaved")
 IMAGE_CAPTION_QUESTION = "describe the image ."
 VIDEO_CAPTION_QUESTION = "describe the video ."
 CAPTION_QUESTIONS = (IMAGE_CAPTION_QUESTION, VIDEO_CAPTION_QUESTION)
+# The word between an answer's description and the answer itself (`answer_rationale`); written to the model's
+# pipeline.json as `answer_marker`, so `ShowoPipeline.understand` returns what follows it.
+RATIONALE_MARKER = "so"
 
 
 def corpus() -> list[str]:
     """Every text the source emits can be tokenized from these: the world's grammar plus the dialogue frame."""
-    return all_texts_for_vocab() + [mmu_dialogue(q, "yes") for q in CAPTION_QUESTIONS]
+    return all_texts_for_vocab() + [mmu_dialogue(q, f"{RATIONALE_MARKER} yes") for q in CAPTION_QUESTIONS]
+
+
+def rationale_answer(caption: str, answer: str) -> str:
+    """An answer that first describes its input: `"<caption> so <answer>"`."""
+    return f"{caption} {RATIONALE_MARKER} {answer}"
+
+
+def _qa_text(qa, video: bool, rationale: bool) -> str:
+    """The dialogue of a question row: the answer alone, or after the input's caption (`rationale`)."""
+    if not rationale:
+        return mmu_dialogue(qa.question, qa.answer)
+    caption = caption_video(qa.scene) if video else caption_image(qa.scene)
+    return mmu_dialogue(qa.question, rationale_answer(caption, qa.answer))
 
 
 def as_world_config(world: WorldConfig | dict | None) -> WorldConfig:
@@ -137,10 +155,13 @@ class ShapesWorldSource:
             frame shows an object, from the sample's seed and index), laid out from position 0 as
             `model.pipelines.window` lays out a sliding window, and captioned as the scene stands at the window's
             first frame (a clip's caption names start cells; later in the clip objects are elsewhere or gone).
+        answer_rationale: question rows (mmu, v2t) answer `"<the input's caption> so <answer>"`
+            (`rationale_answer`) instead of the answer alone.
     """
 
     def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
-                 cache_items: int = 200_000, split: str | None = None, window_frames: int | None = None) -> None:
+                 cache_items: int = 200_000, split: str | None = None, window_frames: int | None = None,
+                 answer_rationale: bool = False) -> None:
         if isinstance(tokenizer, str):
             from tokenizers3d import load_tokenizer
 
@@ -162,6 +183,7 @@ class ShapesWorldSource:
         self.split = split
         world_for_split(0, cfg, split)  # validates the split name early
         self.window_frames = window_frames
+        self.answer_rationale = bool(answer_rationale)
         self.cache = TokenCache(tokenizer, max_items=cache_items)
 
     def corpus(self) -> list[str]:
@@ -178,7 +200,7 @@ class ShapesWorldSource:
         if any(i < 0 for i in indices):
             raise ValueError(f"indices must be >= 0, got {min(indices)}")
         world = world_for_split(seed, self.world_config, self.split)
-        drafts = [_draft(kind, world, i) for i in indices]
+        drafts = [_draft(kind, world, i, self.answer_rationale) for i in indices]
         # Every pixel field of the drafts, in order: images become one-frame clips, and their codes one row.
         slots = [(holder, key) for draft in drafts for holder in [draft, *draft.get("steps", ())]
                  for key in ("image", "frames") if key in holder]
@@ -214,7 +236,8 @@ class ShapesWorldSource:
         """What the source draws (for run records)."""
         return {"world": asdict(self.world_config), "codebook_size": self.codebook_size,
                 "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames,
-                "split": self.split, "window_frames": self.window_frames}
+                "split": self.split, "window_frames": self.window_frames,
+                "answer_rationale": self.answer_rationale}
 
 
 def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
@@ -225,9 +248,9 @@ def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
     return int(offsets[np.random.default_rng([int(seed), int(index), 0x77]).integers(0, len(offsets))])
 
 
-def _draft(kind: str, world, index: int) -> dict:
+def _draft(kind: str, world, index: int, rationale: bool = False) -> dict:
     """Sample `index` of `kind` with uint8 pixels (``image`` (H, W, 3), ``frames`` (T, H, W, 3)) where the
-    source puts codes."""
+    source puts codes; `rationale`: question rows answer after the input's caption."""
     half, odd = divmod(index, 2)
     if kind == "t2i":
         image = world.sample(index, "image")
@@ -235,7 +258,7 @@ def _draft(kind: str, world, index: int) -> dict:
     if kind == "mmu":
         if odd:
             qa = world.sample(half, "image_qa")
-            return {"kind": kind, "text": mmu_dialogue(qa.question, qa.answer), "image": qa.frames[0]}
+            return {"kind": kind, "text": _qa_text(qa, False, rationale), "image": qa.frames[0]}
         image = world.sample(half, "image")
         return {"kind": kind, "text": mmu_dialogue(IMAGE_CAPTION_QUESTION, image.caption), "image": image.image}
     if kind == "lm":
@@ -252,7 +275,7 @@ def _draft(kind: str, world, index: int) -> dict:
     if kind == "v2t":
         if odd:
             qa = world.sample(half, "video_qa")
-            return {"kind": kind, "text": mmu_dialogue(qa.question, qa.answer), "frames": qa.frames}
+            return {"kind": kind, "text": _qa_text(qa, True, rationale), "frames": qa.frames}
         video = world.sample(half, "video")
         return {"kind": kind, "text": mmu_dialogue(VIDEO_CAPTION_QUESTION, video.caption), "frames": video.frames}
     howto = world.sample(index, "howto")

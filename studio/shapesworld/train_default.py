@@ -59,6 +59,15 @@ def _window(cfg: DictConfig) -> int | None:
     return None if value is None else int(value)
 
 
+def _rationale(cfg: DictConfig | dict) -> bool:
+    """Whether question rows answer after the input's caption (`ShapesWorldSource`'s `answer_rationale`);
+    ValueError naming the key when it is not a bool."""
+    value = cfg.get("answer_rationale", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"answer_rationale must be true or false, got {value!r}")
+    return value
+
+
 def _code_temperature(cfg: DictConfig | dict) -> float | None:
     """The model's sampling default written to `pipeline.json` (None: the pipeline's, the released softmax);
     ValueError naming the key when it is not a number in range."""
@@ -345,7 +354,8 @@ def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: 
         "tokenizer": str(text_dir),
         "data": {"source": SOURCE_FACTORY, "fixed": False,
                  "source_args": {"tokenizer": str(tokenizer_dir), "world": world,
-                                 "device": device, "split": _split(cfg), "window_frames": _window(cfg)}},
+                                 "device": device, "split": _split(cfg), "window_frames": _window(cfg),
+                                 "answer_rationale": _rationale(cfg)}},
         "training": {"device": device, "seed": int(cfg.seed if showo_seed is None else showo_seed)},
         "checkpoint": {"dir": str(run_dir)},
     }
@@ -401,6 +411,12 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
     tau = _code_temperature(record["config"])
     if tau is not None:
         settings["code_temperature"] = tau
+    if _rationale(record["config"]):
+        from studio.shapesworld.data import RATIONALE_MARKER
+
+        settings["answer_marker"] = RATIONALE_MARKER
+        data = record["config"]["showo"]["data"]
+        settings["rationale_tokens"] = int(data.get("mmu_text_len") or data["max_text_len"])
     (staging / "pipeline.json").write_text(json.dumps(settings, indent=2))
     size = folder_mb(staging)
     if size > max_mb:
@@ -480,6 +496,7 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     run_options(cfg.showo)  # a bad stage-3 option is refused before stage 1 runs
     decoder_architecture(cfg)  # so is a bad stage-1b one
     _code_temperature(cfg)  # and a bad sampling default
+    _rationale(cfg)
     out, work = Path(out), Path(work)
     if tokenizer_from is not None:
         seed_tokenizer_stages(cfg, Path(tokenizer_from), work, log)

@@ -291,6 +291,46 @@ def test_understanding_reports_each_rows_answer_so_far_after_every_token(pipe):
         assert texts[-1] == answer and len(set(texts)) > 2  # it grew token by token to the answer
 
 
+def test_a_model_that_describes_before_it_answers_returns_what_follows_the_marker(pipe):
+    """`answer_marker`: the same tokens as a plain pipeline given the same budget, the answer being the words after
+    the marker's last occurrence, the description the words before it; a reply without the marker is all answer.
+    Progress carries only the answer: nothing before the marker, then prefixes of the final answer."""
+    import dataclasses
+
+    codes = [pipe.encode_images(image(6))[0], pipe.encode_images(image(7))[0]]
+    questions = ["what colour is it ?", "describe the video ."]
+    plain = pipe.understand_codes(codes, ["image"] * 2, questions, max_new_tokens=12, top_k=None, generator=gen(2))
+    first, second = (t.split(" ") for t in plain.texts)
+    marker = next(w for w in first[1:-1] if w not in second)  # inside the first reply, absent from the second
+    at = len(first) - 1 - first[::-1].index(marker)
+    marked = dataclasses.replace(pipe, answer_marker=marker, rationale_tokens=8)
+    events = []
+    result = marked.understand_codes(codes, ["image"] * 2, questions, max_new_tokens=4, top_k=None,
+                                     generator=gen(2), progress=events.append)
+    assert result.token_ids == plain.token_ids  # 4 answer tokens + 8 for the description: the same budget
+    assert result.texts == [" ".join(first[at + 1:]), plain.texts[1]]
+    assert result.rationales == [" ".join(first[:at]), ""]
+    streamed = [e.text[0] for e in events]
+    assert streamed[0] == "" and streamed[-1] == result.texts[0] != ""
+    assert all(result.texts[0].startswith(t) for t in streamed)
+    assert all(e.text[1] == "" for e in events)  # never the marker: it may have been a description to the end
+    with pytest.raises(ValueError, match="answer_marker must be one word"):
+        dataclasses.replace(pipe, answer_marker="so then")
+    with pytest.raises(ValueError, match="rationale_tokens must be an int >= 1"):
+        dataclasses.replace(pipe, answer_marker="so", rationale_tokens=0)
+
+
+def test_split_reply_cuts_at_the_last_marker_word():
+    from model.pipelines.common import split_reply
+
+    assert split_reply("a red circle so yes", "so") == ("a red circle", "yes")
+    assert split_reply("so it is so bottom left ", "so") == ("so it is", "bottom left")
+    assert split_reply("a soft circle also", "so") == ("", "a soft circle also")  # words, not letters
+    assert split_reply(" a red circle ", "so", finished=False) == ("a red circle", "")
+    assert split_reply("a red circle so bottom ", "so", finished=False) == ("a red circle", "bottom ")
+    assert split_reply(" yes ", None) == ("", "yes")
+
+
 def test_answer_reporter_decodes_the_whole_prefix_so_characters_that_span_tokens_come_out_right():
     from model.pipelines.common import answer_reporter
 

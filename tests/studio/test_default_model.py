@@ -134,6 +134,33 @@ def test_every_kind_collates_and_every_word_is_known(source, prompting):
 
 
 
+def test_answer_rationale_puts_the_inputs_own_caption_before_each_answer():
+    """Question rows answer "<the caption of that image or clip> so <answer>"; captioning rows, the other kinds and
+    the visual codes stay as they were."""
+    from model.prompting import mmu_dialogue
+    from studio.shapesworld.text import caption_image, caption_video
+
+    plain = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD)
+    reasoned = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True)
+    world = ShapesWorld(0, plain.world_config)
+    for kind, qa_kind, caption in (("mmu", "image_qa", caption_image), ("v2t", "video_qa", caption_video)):
+        rows = reasoned.sample_many(kind, seed=0, indices=range(6))
+        before = plain.sample_many(kind, seed=0, indices=range(6))
+        for index, (row, old) in enumerate(zip(rows, before)):
+            codes = "image" if kind == "mmu" else "frames"
+            assert torch.equal(row[codes], old[codes])
+            if index % 2 == 0:  # a captioning row
+                assert row["text"] == old["text"]
+                continue
+            qa = world.sample(index // 2, qa_kind)
+            assert row["text"] == mmu_dialogue(qa.question, f"{caption(qa.scene)} so {qa.answer}") != old["text"]
+            assert old["text"] == mmu_dialogue(qa.question, qa.answer)
+    for kind in ("t2i", "t2v", "lm", "interleaved"):
+        assert [r["text"] for r in reasoned.sample_many(kind, seed=0, indices=range(3))] == \
+            [r["text"] for r in plain.sample_many(kind, seed=0, indices=range(3))]
+    assert sw_data.RATIONALE_MARKER in reasoned.corpus()[-1].split()  # the marker is a word of the vocabulary
+
+
 def test_the_recipes_text_budgets_hold_every_text_of_its_world():
     """No training text of the recipe's world is cut: a cut text ends in eos where the text goes on, which
     teaches the model to stop there (two-object video captions lost their second motion that way)."""
@@ -143,7 +170,8 @@ def test_the_recipes_text_budgets_hold_every_text_of_its_world():
 
     cfg = train_default.load_config()
     world = OmegaConf.to_container(cfg.world)
-    source = sw_data.ShapesWorldSource(_tokenizer(), world=world, split=cfg.split, window_frames=cfg.window_frames)
+    source = sw_data.ShapesWorldSource(_tokenizer(), world=world, split=cfg.split, window_frames=cfg.window_frames,
+                                       answer_rationale=cfg.get("answer_rationale", False))
     tokenizer = build_word_tokenizer(source.corpus())
     ids = {kind: [len(tokenizer.encode(s["text"], add_special_tokens=False)) + 2  # with bos and eos
                   for s in source.sample_many(kind, seed=int(cfg.showo.data.seed), indices=range(60))]
@@ -440,6 +468,7 @@ def test_tokenizer_from_a_model_trains_stage_3_alone_on_its_codes(quick_model, t
     (["showo.data.mmu_text_len=1"], "data.mmu_text_len"),
     (["showo.training.self_history=0.5", "showo.training.self_history_tasks=[v2t]"], "self_history_tasks"),
     (["code_temperature=-1"], "code_temperature must be >= 0"),
+    (["answer_rationale=sometimes"], "answer_rationale must be true or false"),
 ])
 def test_train_default_refuses_a_bad_stage_3_option_before_stage_1(tmp_path, overrides, message):
     cfg = train_default.load_config(quick=True, overrides=overrides)
