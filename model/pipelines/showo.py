@@ -15,7 +15,16 @@ import torch
 
 from model.network import Showo
 from model.pipelines import engine
-from core import EDIT_STRENGTH, ImageOptions, ModelInfo, ProgressFn, SequencePositions, TextOptions, editing_options
+from core import (
+    EDIT_STRENGTH,
+    ImageOptions,
+    ModelInfo,
+    Progress,
+    ProgressFn,
+    SequencePositions,
+    TextOptions,
+    editing_options,
+)
 from core.frames import latent_frames
 from core.options import CODE_TEMPERATURE, check_number
 from model.pipelines.common import (
@@ -474,7 +483,7 @@ class ShowoPipeline:
         `options` default `TextOptions()` (or its fields as keywords): `top_k=1` is greedy decoding, as released.
         With `answer_marker` the model first describes its input (up to `rationale_tokens` more tokens); the
         result's `texts` are the answers and its `rationales` the descriptions, and progress reports carry the
-        answer alone, from the marker on.
+        answer alone, from the marker on (and, last, every row's final answer).
         """
         visuals = [visuals] if torch.is_tensor(visuals) else list(visuals)
         questions = as_prompts(questions)
@@ -544,6 +553,11 @@ class ShowoPipeline:
             on_tokens=on_tokens,
         )
         replies = [split_reply(decode(t), marker) for t in tokens]
+        if progress is not None and marker is not None:
+            # A reply that never said the marker streamed nothing (it might have been a description to the end):
+            # one more report carries every row's final answer, so the reports end at the answers.
+            steps = max(map(len, tokens), default=0)
+            progress(Progress("understand", "answer", 1, 1, steps, steps, text=tuple(a for _, a in replies)))
         return TextResult(texts=[answer for _, answer in replies], token_ids=tokens,
                           rationales=[description for description, _ in replies])
 
