@@ -5,7 +5,11 @@ right, says another value ("wrong"), or does not say it at all ("missing": the c
 stops before the attribute). A caption cut short, which is what a model does when its training captions were
 cut, shows as missing motions of the second object. Answers: accuracy per question type (the first words of
 the question, as ShapesEval's blind baseline groups them) beside the blind answer's, and the most frequent
-wrong answers.
+wrong answers. For a model that describes its input before it answers (a model folder with `answer_marker`),
+each question type also counts the answers whose description said the asked fact right (`described_right`:
+the answer a reader of the description alone would give, `answer_from_description`, is the true one) and the
+answers that say what their description says (`follows_description`): a wrong answer after a right
+description is a reading error, after a wrong one a seeing error.
 
     python docs/understanding_errors.py [--model DIR] [--split dev] [--count 200] [--json PATH]
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -21,6 +26,35 @@ from pathlib import Path
 import torch
 
 OUTCOMES = ("right", "wrong", "missing")
+_QUESTION = re.compile(r"(what colour is the|what shape is the|what size is the|where is the|where does the|"
+                       r"is there a|which way does the) (.*)")
+
+
+def answer_from_description(question: str, description: str) -> str | None:
+    """The answer to a ShapesWorld question that the description alone gives (None where it does not say):
+    the object the question names is looked up among the description's objects by its colour and shape."""
+    from studio.shapesworld.text import COLOURS, COUNT_WORDS, SHAPES, parse_caption
+
+    objects = parse_caption(description)
+    if question.startswith("how many objects"):
+        return COUNT_WORDS[len(objects)] if len(objects) < len(COUNT_WORDS) else None
+    found = _QUESTION.match(question)
+    if found is None:
+        return None
+    kind, rest = found.groups()
+    named = [w for w in re.findall(r"[a-z]+", rest) if w in COLOURS or w in SHAPES]  # how it names the object
+
+    def matches(o) -> bool:
+        return all(w in (o.colour, o.shape) for w in named)
+
+    hits = [o for o in objects if matches(o)]
+    if kind == "is there a":
+        return "yes" if hits else "no"
+    if not hits:
+        return None
+    attribute = {"what colour is the": "colour", "what shape is the": "shape", "what size is the": "size",
+                 "where is the": "cell", "where does the": "cell", "which way does the": "motion"}[kind]
+    return getattr(hits[0], attribute)
 
 
 def tally_captions(captions, clips) -> dict[str, dict[str, int]]:
@@ -35,12 +69,13 @@ def tally_captions(captions, clips) -> dict[str, dict[str, int]]:
     return {a: {o: c[o] for o in OUTCOMES} for a, c in counts.items()}
 
 
-def tally_answers(answers, samples, blind) -> dict[str, dict]:
-    """`{question type: {"n", "right", "blind_right", "wrong_answers": {"truth -> answer": count}}}`."""
+def tally_answers(answers, samples, blind, descriptions=None) -> dict[str, dict]:
+    """`{question type: {"n", "right", "blind_right", "wrong_answers": {"truth -> answer": count}}}`, and with
+    `descriptions` (what the model said before each answer) `"described_right"` and `"follows_description"`."""
     from studio.shapesworld import metrics as M
 
     rows: dict[str, dict] = {}
-    for answer, sample in zip(answers, samples):
+    for i, (answer, sample) in enumerate(zip(answers, samples)):
         kind = ("video: " if sample.frames.shape[0] > 1 else "image: ") + M.question_type(sample.question)
         row = rows.setdefault(kind, {"n": 0, "right": 0, "blind_right": 0, "wrong_answers": Counter()})
         right = M.answer_units(answer, sample)[0]
@@ -49,16 +84,24 @@ def tally_answers(answers, samples, blind) -> dict[str, dict]:
         row["blind_right"] += M.answer_units(blind(sample.question), sample)[0]
         if not right:
             row["wrong_answers"][f"{M.normalise_answer(sample.answer)} -> {M.normalise_answer(answer)}"] += 1
+        if descriptions is not None:
+            read = answer_from_description(sample.question, descriptions[i])
+            row["described_right"] = row.get("described_right", 0) + int(read == M.normalise_answer(sample.answer))
+            row["follows_description"] = row.get("follows_description", 0) + int(read == M.normalise_answer(answer))
     return {k: dict(v, wrong_answers=dict(v["wrong_answers"].most_common(3))) for k, v in sorted(rows.items())}
 
 
 def format_report(captions: dict, answers: dict) -> str:
     lines = ["| caption attribute | right | wrong | missing |", "|---|---:|---:|---:|"]
     lines += [f"| {a} | {c['right']} | {c['wrong']} | {c['missing']} |" for a, c in captions.items()]
-    lines += ["", "| question type | n | right | blind answer right | most frequent wrong (truth -> answer) |",
-              "|---|---:|---:|---:|---|"]
-    lines += [f"| {kind} | {r['n']} | {r['right']} | {r['blind_right']} | "
-              f"{', '.join(f'{w} ({c})' for w, c in r['wrong_answers'].items())} |" for kind, r in answers.items()]
+    described = any("described_right" in r for r in answers.values())
+    extra = " described right | follows its description |" if described else ""
+    lines += ["", "| question type | n | right | blind answer right |" + extra
+              + " most frequent wrong (truth -> answer) |", "|---|---:|---:|---:|" + "---:|" * (2 * described) + "---|"]
+    for kind, r in answers.items():
+        cells = f" {r['described_right']} | {r['follows_description']} |" if described else ""
+        lines.append(f"| {kind} | {r['n']} | {r['right']} | {r['blind_right']} |{cells} "
+                     f"{', '.join(f'{w} ({c})' for w, c in r['wrong_answers'].items())} |")
     return "\n".join(lines)
 
 
@@ -84,10 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(error)) from None
     shapes = SplitWorld(args.seed, world, split=args.split)
     clips, samples = shapes.distinct("video", args.count), E.qa_samples(shapes, args.count)
-    texts, answers = E.captions_of(pipeline, clips), E.answers_of(pipeline, samples)
+    texts = E.captions_of(pipeline, clips)
+    replies = E.replies_of(pipeline, samples)
+    descriptions = replies.rationales if pipeline.answer_marker is not None else None
     blind = M.blind_answerer(E.training_qa(SplitWorld(args.seed, world, split="train")))
     report = {"split": args.split, "clips": len(clips), "questions": len(samples),
-              "captions": tally_captions(texts, clips), "answers": tally_answers(answers, samples, blind)}
+              "captions": tally_captions(texts, clips),
+              "answers": tally_answers(replies.texts, samples, blind, descriptions)}
     print(f"{len(clips)} {args.split} clips, {len(samples)} questions")
     print(format_report(report["captions"], report["answers"]))
     if args.json:

@@ -184,10 +184,16 @@ def training_qa(train: SplitWorld) -> list:
     return [train.sample(i, kind) for i in range(BASELINE_SAMPLES // 2) for kind in ("image_qa", "video_qa")]
 
 
-def answers_of(pipeline, samples: Sequence) -> list[str]:
-    """The model's answers to `samples` (an image question sees the image, a video question the clip)."""
+def replies_of(pipeline, samples: Sequence):
+    """The model's `TextResult` for `samples` (an image question sees the image, a video question the clip): its
+    answers, and the descriptions before them for a model that describes first (`ShowoPipeline.answer_marker`)."""
     visuals = [s.tensor[:, 0] if s.frames.shape[0] == 1 else s.tensor for s in samples]
-    return pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=8).texts
+    return pipeline.understand(visuals, [s.question for s in samples], max_new_tokens=8)
+
+
+def answers_of(pipeline, samples: Sequence) -> list[str]:
+    """The model's answers to `samples`."""
+    return replies_of(pipeline, samples).texts
 
 
 def caption_task(pipeline, clips: Sequence, training_clips: Sequence) -> Scored:

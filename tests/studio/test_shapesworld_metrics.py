@@ -394,6 +394,33 @@ def test_captions_are_read_right_wrong_or_missing_and_the_errors_script_counts_t
     assert "--count must be at least 1" in capsys.readouterr().err
 
 
+def test_a_true_description_answers_every_question_kind_and_a_wrong_one_answers_wrong():
+    """The errors script's reader of a model's description (`answer_from_description`): on the true caption of
+    the image or clip it gives the true answer to every question of the dev split's kinds; with the asked
+    object's colour or motion changed, or the object left out, it no longer does."""
+    from studio.shapesworld.text import caption_image, caption_video
+
+    script = _docs_script("understanding_errors")
+    world = wd.WorldConfig(num_frames=9, fps=8, speed=1.0, exits=True, entries=True, max_objects=2)
+    shapes = SplitWorld(0, world, split="dev")
+    kinds = set()
+    for qa_kind, caption in (("image_qa", caption_image), ("video_qa", caption_video)):
+        for i in range(80):
+            qa = shapes.sample(i, qa_kind)
+            kinds.add((qa_kind, M.question_type(qa.question)))
+            truth = M.normalise_answer(qa.answer)
+            assert script.answer_from_description(qa.question, caption(qa.scene)) == truth, qa.question
+            if qa.question.startswith("what colour is the") and len(qa.scene.objects) == 1:
+                other = next(c for c in wd.COLOURS if c != truth)
+                assert script.answer_from_description(qa.question, caption(qa.scene).replace(truth, other)) == other
+                assert script.answer_from_description(qa.question, "") is None
+            if qa.question.startswith("which way does the") and truth == "left":
+                wrong = caption(qa.scene).replace("to the left", "to the right")
+                assert script.answer_from_description(qa.question, wrong) != truth
+    assert len(kinds) == 13  # 6 image and 7 video question types, each seen
+    assert script.answer_from_description("is there a red circle?", "a large blue circle at the center") == "no"
+
+
 def test_the_answer_share_script_counts_answers_by_how_rows_are_labelled(capsys):
     script = _docs_script("answer_share")
     shares = script.shares(20)
