@@ -219,6 +219,9 @@ def _noise_context(ids: torch.Tensor, row: int, context: list, every_code: torch
     ids[row, positions[order].to(ids.device)] = pool[draws.to(ids.device)]
 
 
+UNDERSTANDING_TERMS = ("mmu", "v2t")  # the next-token terms of rows that answer about an image or clip
+
+
 def check_row_mean(terms: Sequence[str]) -> None:
     """Raise `ValueError` unless every name in `terms` is a next-token term (what `row_mean` may average per
     row)."""
@@ -247,18 +250,35 @@ def mtp_loss(logits: torch.Tensor, labels: torch.Tensor, target_weights: torch.T
     return (each * weights).sum() / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
 
 
-def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, *, per_row: bool = False) -> torch.Tensor:
+def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, *, per_row: bool = False,
+             token_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Shifted cross-entropy: logits at p - 1 predict labels at p. The mean over every labelled token, or with
     `per_row` the mean over rows (that have labels) of each row's mean, so that a one-word answer weighs as
-    much as a twenty-word caption."""
+    much as a twenty-word caption. `token_weights` `(B, L)`: the weight of the label at each position (the mean
+    then weighted by them)."""
     targets = labels[:, 1:]
-    if not per_row:
+    if not per_row and token_weights is None:
         return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
     each = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX,
                            reduction="none")  # (B, L - 1), 0 where ignored
-    counts = targets.ne(IGNORE_INDEX).sum(1)
+    weights = targets.ne(IGNORE_INDEX).to(each)
+    if token_weights is not None:
+        weights = weights * token_weights[:, 1:].to(each)
+    if not per_row:
+        return (each * weights).sum() / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
+    counts = weights.sum(1)
     labelled = counts > 0
-    return (each.sum(1)[labelled] / counts[labelled]).mean()
+    return ((each * weights).sum(1)[labelled] / counts[labelled]).mean()
+
+
+def after_marker_weights(labels: torch.Tensor, marker_id: int, weight: float) -> torch.Tensor:
+    """`(B, L)` weights: `weight` at the labels that follow a row's last `marker_id` label (an answer after its
+    description, `ShowoPipeline.answer_marker`), 1 elsewhere (rows without the marker: 1 everywhere)."""
+    is_marker = labels.eq(marker_id)
+    # markers at or after each position; 0 means the position is past the row's last marker
+    later = is_marker.flip(1).cumsum(1).flip(1)
+    after = is_marker.any(1, keepdim=True) & later.eq(0)
+    return torch.where(after, float(weight), 1.0)
 
 
 @dataclass(frozen=True)
@@ -276,7 +296,8 @@ class TaskLogits:
 
 def unified_loss(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptBatch,
                  coefficients: Mapping[str, float] | None = None, *,
-                 code_weights: torch.Tensor | None = None, row_mean: Sequence[str] = ()) -> LossOutput:
+                 code_weights: torch.Tensor | None = None, row_mean: Sequence[str] = (),
+                 answer_weight: tuple[int, float] | None = None) -> LossOutput:
     """The training loss of a mixed batch.
 
     Args:
@@ -291,6 +312,9 @@ def unified_loss(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptB
             does not teach mostly background. None: every target weighs 1 (the released objective).
         row_mean: next-token terms (e.g. "mmu", "v2t") taken as the mean of each row's mean (`ntp_loss`'s
             `per_row`) instead of the mean over their tokens (as released).
+        answer_weight: `(marker id, w)`: in the understanding terms (mmu, v2t), the labels after a row's last
+            marker (the answer of a row that describes its input first) weigh w (`after_marker_weights`).
+            None: every label weighs 1.
     """
     if batch.labels is None:
         raise ValueError("the loss needs a training batch with labels")
@@ -321,8 +345,12 @@ def unified_loss(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptB
         labels = labels[:, :length]
         if not bool((labels[:, 1:] if objective == "ntp" else labels).ne(IGNORE_INDEX).any()):
             continue
-        value = (mtp_loss(task_logits, labels, code_weights) if objective == "mtp"
-                 else ntp_loss(task_logits, labels, per_row=term in row_mean))
+        if objective == "mtp":
+            value = mtp_loss(task_logits, labels, code_weights)
+        else:
+            token_weights = (after_marker_weights(labels, *answer_weight)
+                             if answer_weight is not None and term in UNDERSTANDING_TERMS else None)
+            value = ntp_loss(task_logits, labels, per_row=term in row_mean, token_weights=token_weights)
         terms[term] = value
         total = total + weights[term] * value
     if not terms:

@@ -88,6 +88,10 @@ DEFAULTS: dict[str, Any] = {
         "code_weights": {},
         # next-token terms averaged per row, not per token (losses.unified_loss), e.g. [mmu, v2t]
         "row_mean": [],
+        # the loss weight of an understanding row's labels after its last `answer_marker` word (the answer of a
+        # row that describes its input first; losses.after_marker_weights); 1 = every label alike
+        "answer_weight": 1.0,
+        "answer_marker": None,
         "log_every": 10,
     },
     "checkpoint": {"dir": None, "every": 0, "resume": True, "keep": 2},
@@ -103,6 +107,8 @@ class RunOptions:
     self_history_tasks: tuple[str, ...]
     row_mean: tuple[str, ...]  # next-token terms averaged per row
     mmu_text_len: int | None
+    answer_weight: float = 1.0  # the weight of the labels after `answer_marker` in understanding rows
+    answer_marker: str | None = None
 
 
 def run_options(cfg: DictConfig | dict) -> RunOptions:
@@ -126,7 +132,23 @@ def run_options(cfg: DictConfig | dict) -> RunOptions:
     mmu_text_len = None if dcfg.mmu_text_len is None else int(dcfg.mmu_text_len)
     if mmu_text_len is not None and mmu_text_len < 2:
         raise ValueError(f"data.mmu_text_len must hold at least bos and eos (2), got {mmu_text_len}")
-    return RunOptions(masking, self_history, self_history_tasks, row_mean, mmu_text_len)
+    answer_weight, answer_marker = tcfg.answer_weight, tcfg.answer_marker
+    if isinstance(answer_weight, bool) or not isinstance(answer_weight, (int, float)) or not answer_weight > 0:
+        raise ValueError(f"training.answer_weight must be a number > 0, got {answer_weight!r}")
+    if answer_marker is not None and (not isinstance(answer_marker, str) or answer_marker.split() != [answer_marker]):
+        raise ValueError(f"training.answer_marker must be one word, got {answer_marker!r}")
+    if answer_weight != 1 and answer_marker is None:
+        raise ValueError("training.answer_weight needs training.answer_marker (the word before each answer)")
+    return RunOptions(masking, self_history, self_history_tasks, row_mean, mmu_text_len, float(answer_weight),
+                      answer_marker)
+
+
+def marker_id(tokenizer, marker: str) -> int:
+    """The one text id of the word `marker`; ValueError when the tokenizer splits it or does not know it."""
+    ids = tokenizer.encode(marker, add_special_tokens=False)
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise ValueError(f"training.answer_marker {marker!r} is not one known token of the text tokenizer")
+    return int(ids[0])
 
 
 @dataclass
@@ -395,6 +417,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
     coefficients = OmegaConf.to_container(tcfg.coefficients, resolve=True)
     code_weights = target_weights(layout, OmegaConf.to_container(tcfg.code_weights, resolve=True))
     code_weights = None if code_weights is None else code_weights.to(device)
+    answer_weight = (None if options.answer_weight == 1 else
+                     (marker_id(tokenizer, options.answer_marker), options.answer_weight))
 
     state, resumed_from, resumed_changes = _State(), None, ()
     ckpt_dir = Path(cfg.checkpoint.dir) if cfg.checkpoint.dir else None
@@ -445,7 +469,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
         batch = batch.to(device)
         with autocast:
             logits = grouped_logits(model, batch)
-        loss = unified_loss(logits, batch, coefficients, code_weights=code_weights, row_mean=options.row_mean)
+        loss = unified_loss(logits, batch, coefficients, code_weights=code_weights, row_mean=options.row_mean,
+                            answer_weight=answer_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         if tcfg.grad_clip:

@@ -68,6 +68,14 @@ def _rationale(cfg: DictConfig | dict) -> bool:
     return value
 
 
+def _answer_marker(cfg: DictConfig) -> dict:
+    """`{"answer_marker": word}` when question rows describe before they answer (what
+    `showo.training.answer_weight` weighs the labels after), else {}."""
+    from studio.shapesworld.data import RATIONALE_MARKER
+
+    return {"answer_marker": RATIONALE_MARKER} if _rationale(cfg) else {}
+
+
 def _code_temperature(cfg: DictConfig | dict) -> float | None:
     """The model's sampling default written to `pipeline.json` (None: the pipeline's, the released softmax);
     ValueError naming the key when it is not a number in range."""
@@ -359,6 +367,7 @@ def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: 
         "training": {"device": device, "seed": int(cfg.seed if showo_seed is None else showo_seed)},
         "checkpoint": {"dir": str(run_dir)},
     }
+    wired["training"].update(_answer_marker(cfg))
     weight = float(cfg.get("background_weight", 1.0))
     if weight != 1.0:
         wired["training"]["code_weights"] = {code: weight for code in background_codes(tokenizer_dir, world)}
@@ -493,7 +502,8 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     """
     from model.train import run_options
 
-    run_options(cfg.showo)  # a bad stage-3 option is refused before stage 1 runs
+    # a bad stage-3 option is refused before stage 1 runs
+    run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
     decoder_architecture(cfg)  # so is a bad stage-1b one
     _code_temperature(cfg)  # and a bad sampling default
     _rationale(cfg)

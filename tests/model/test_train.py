@@ -117,6 +117,51 @@ def test_row_mean_weighs_each_understanding_row_alike(prompting):
         unified_loss(logits, batch, row_mean=["t2i"])
 
 
+def test_answer_weight_weighs_the_labels_after_a_rows_last_marker(prompting):
+    """`answer_weight=(marker id, w)`: in mmu / v2t, each label after the row's last marker weighs w in the token
+    mean (a row without the marker: 1 everywhere); other terms are untouched. Checked against a by-hand loop."""
+    source = SyntheticSource(codebook_size=64, num_image_tokens=16)
+    samples = [source.sample("mmu", seed=0, index=i) for i in range(2)] + [source.sample("lm", seed=0, index=0)]
+    samples[0] = dict(samples[0], text=mmu_dialogue("what is shown", "the red circle the blue square"))
+    samples[1] = dict(samples[1], text=mmu_dialogue("what is shown", "a red circle"))  # no marker
+    batch = collate(prompting, samples, lm_length=prompting.t2i_length(16), answers_only=True)
+    logits = torch.randn(batch.batch_size, batch.length, prompting.layout.vocab_size,
+                         generator=torch.Generator().manual_seed(6))
+    marker = prompting.tokenizer.convert_tokens_to_ids("the")
+    plain = unified_loss(logits, batch).terms
+    weighted = unified_loss(logits, batch, answer_weight=(marker, 4.0)).terms
+    total = count = 0.0
+    after_any = False
+    for r, task in enumerate(batch.tasks):
+        if task != "mmu":
+            continue
+        labels = batch.labels[r].tolist()
+        last = max((p for p, t in enumerate(labels) if t == marker), default=None)
+        for p in range(1, len(labels)):
+            if labels[p] == IGNORE_INDEX:
+                continue
+            w = 4.0 if last is not None and p > last else 1.0
+            after_any |= w == 4.0
+            total += w * float(F.cross_entropy(logits[r, p - 1][None], torch.tensor([labels[p]])))
+            count += w
+    assert after_any
+    torch.testing.assert_close(weighted["mmu"], torch.tensor(total / count))
+    assert not torch.allclose(weighted["mmu"], plain["mmu"])
+    torch.testing.assert_close(weighted["lm"], plain["lm"])  # only the understanding terms
+    torch.testing.assert_close(unified_loss(logits, batch, answer_weight=(marker, 1.0)).terms["mmu"], plain["mmu"])
+
+
+def test_train_refuses_an_answer_weight_without_its_marker(tmp_path):
+    with pytest.raises(ValueError, match="answer_weight needs training.answer_marker"):
+        train(tiny_config(tmp_path, steps=1, answer_weight=4.0))
+    with pytest.raises(ValueError, match="answer_weight must be a number > 0"):
+        train(tiny_config(tmp_path, steps=1, answer_weight=0.0, answer_marker="the"))
+    with pytest.raises(ValueError, match="not one known token"):
+        train(tiny_config(tmp_path, steps=1, answer_weight=4.0, answer_marker="zyzzyva"))
+    assert not any(tmp_path.iterdir())
+    assert train(tiny_config(steps=1, answer_weight=4.0, answer_marker="the")).step == 1
+
+
 def test_train_labels_answers_only_and_averages_rows_when_configured():
     def first_mmu_loss(answers_only: bool, row_mean: list[str]) -> float:
         cfg = tiny_config(steps=1, row_mean=row_mean)
