@@ -359,6 +359,30 @@ def test_stage_3_weighs_the_tokenizers_background_codes_as_configured(quick_mode
     assert {int(c) for c in saved.training.code_weights} == set(codes)
 
 
+def test_a_recipe_that_describes_before_answering_wires_and_exports_its_marker(quick_model, tmp_path):
+    """`answer_rationale`: stage 3 gets the marker its `answer_weight` needs, the source its question rows'
+    format, and the model folder's pipeline.json the marker and the description's budget (the understanding
+    block), which the loaded pipeline takes; without it none of them is set."""
+    from omegaconf import OmegaConf
+
+    root, cfg, _ = quick_model
+    work = root / "work"
+    described = OmegaConf.merge(cfg, OmegaConf.create({"answer_rationale": True}))
+    wired = train_default.showo_config(described, work / "tokenizer_decoder", work / "text_tokenizer", work / "showo")
+    assert wired.training.answer_marker == sw_data.RATIONALE_MARKER and wired.data.source_args.answer_rationale
+    plain = train_default.showo_config(cfg, work / "tokenizer_decoder", work / "text_tokenizer", work / "showo")
+    assert "answer_marker" not in plain.training and not plain.data.source_args.answer_rationale
+    assert json.loads((root / "out" / "pipeline.json").read_text()).get("answer_marker") == (
+        "so" if cfg.get("answer_rationale", False) else None)
+    overrides = TINY_RUN + ["answer_rationale=true", "showo.training.answer_weight=4"]
+    run = train_default.load_config(quick=True, overrides=overrides)
+    train_default.run(run, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
+    settings = json.loads((tmp_path / "out" / "pipeline.json").read_text())
+    assert settings["answer_marker"] == "so" and settings["rationale_tokens"] == run.showo.data.mmu_text_len
+    pipe = load_model_folder(tmp_path / "out")
+    assert (pipe.answer_marker, pipe.rationale_tokens) == ("so", run.showo.data.mmu_text_len)
+
+
 def test_a_resumed_run_adds_its_time_to_every_stage_it_works_on(quick_model, tmp_path):
     from studio.shapesworld.stage_clock import StageClock
 
