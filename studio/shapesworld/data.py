@@ -49,9 +49,11 @@ CAPTION_QUESTIONS = (IMAGE_CAPTION_QUESTION, VIDEO_CAPTION_QUESTION)
 RATIONALE_MARKER = "so"
 
 
-def corpus() -> list[str]:
-    """Every text the source emits can be tokenized from these: the world's grammar plus the dialogue frame."""
-    return all_texts_for_vocab() + [mmu_dialogue(q, f"{RATIONALE_MARKER} yes") for q in CAPTION_QUESTIONS]
+def corpus(answer_rationale: bool = False) -> list[str]:
+    """Every text the source emits can be tokenized from these: the world's grammar plus the dialogue frame (and,
+    for answers after a description, the marker between the two)."""
+    answer = f"{RATIONALE_MARKER} yes" if answer_rationale else "yes"
+    return all_texts_for_vocab() + [mmu_dialogue(q, answer) for q in CAPTION_QUESTIONS]
 
 
 def rationale_answer(caption: str, answer: str) -> str:
@@ -187,7 +189,7 @@ class ShapesWorldSource:
         self.cache = TokenCache(tokenizer, max_items=cache_items)
 
     def corpus(self) -> list[str]:
-        return corpus()
+        return corpus(self.answer_rationale)
 
     def sample(self, kind: str, *, seed: int, index: int) -> dict:
         """Sample `index` of the stream of `kind` (see the module docstring)."""

@@ -322,13 +322,13 @@ def finetune_decoder(cfg: DictConfig, source_dir: Path, directory: Path, log: Lo
 # ---------------------------------------------------------------------------------------------- stages 2, 3
 
 
-def build_text_tokenizer(directory: Path) -> int:
+def build_text_tokenizer(directory: Path, answer_rationale: bool = False) -> int:
     """Stage 2: the word tokenizer over the source's corpus, saved to `directory`; returns its size."""
     from model.text_tokenizer import build_word_tokenizer
 
     from studio.shapesworld.data import corpus
 
-    return len(build_word_tokenizer(corpus(), directory))
+    return len(build_word_tokenizer(corpus(answer_rationale), directory))
 
 
 def background_codes(tokenizer_dir: Path, world: dict) -> list[int]:
@@ -519,7 +519,7 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     if int(cfg.decoder_finetune.steps) > 0:
         shipped_tokenizer = work / "tokenizer_decoder"
         tok["decoder_finetune"] = finetune_decoder(cfg, tokenizer_dir, shipped_tokenizer, log)
-    vocab = build_text_tokenizer(text_dir)
+    vocab = build_text_tokenizer(text_dir, _rationale(cfg))
     log(f"text tokenizer: {vocab} words")
     result, wall = train_showo(cfg, tokenizer_dir, text_dir, work / "showo", log)
     history = result.history

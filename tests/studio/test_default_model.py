@@ -158,7 +158,9 @@ def test_answer_rationale_puts_the_inputs_own_caption_before_each_answer():
     for kind in ("t2i", "t2v", "lm", "interleaved"):
         assert [r["text"] for r in reasoned.sample_many(kind, seed=0, indices=range(3))] == \
             [r["text"] for r in plain.sample_many(kind, seed=0, indices=range(3))]
-    assert sw_data.RATIONALE_MARKER in reasoned.corpus()[-1].split()  # the marker is a word of the vocabulary
+    # The marker is a word of the vocabulary with the option, and the recipe without it keeps its vocabulary.
+    assert sw_data.RATIONALE_MARKER in reasoned.corpus()[-1].split()
+    assert set(reasoned.corpus()) - set(plain.corpus()) and not any("so" in t.split() for t in plain.corpus())
 
 
 def test_the_recipes_text_budgets_hold_every_text_of_its_world():
