@@ -68,7 +68,7 @@ def _rationale(cfg: DictConfig | dict) -> bool:
     return value
 
 
-def _answer_marker(cfg: DictConfig) -> dict:
+def _answer_marker(cfg: DictConfig | dict) -> dict:
     """`{"answer_marker": word}` when question rows describe before they answer (what
     `showo.training.answer_weight` weighs the labels after), else {}."""
     from studio.shapesworld.data import RATIONALE_MARKER
@@ -420,12 +420,10 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
     tau = _code_temperature(record["config"])
     if tau is not None:
         settings["code_temperature"] = tau
-    if _rationale(record["config"]):
-        from studio.shapesworld.data import RATIONALE_MARKER
-
-        settings["answer_marker"] = RATIONALE_MARKER
+    marker = _answer_marker(record["config"])
+    if marker:  # the description may take as many ids as the understanding rows' text block
         data = record["config"]["showo"]["data"]
-        settings["rationale_tokens"] = int(data.get("mmu_text_len") or data["max_text_len"])
+        settings.update(marker, rationale_tokens=int(data.get("mmu_text_len") or data["max_text_len"]))
     (staging / "pipeline.json").write_text(json.dumps(settings, indent=2))
     size = folder_mb(staging)
     if size > max_mb:
@@ -506,7 +504,6 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
     decoder_architecture(cfg)  # so is a bad stage-1b one
     _code_temperature(cfg)  # and a bad sampling default
-    _rationale(cfg)
     out, work = Path(out), Path(work)
     if tokenizer_from is not None:
         seed_tokenizer_stages(cfg, Path(tokenizer_from), work, log)
