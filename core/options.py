@@ -33,6 +33,12 @@ def check_number(name: str, value: Any, kind: type, meta: dict[str, Any]) -> Non
         raise ValueError(f"{name} must be <= {meta['le']}, got {value}")
 
 
+def check_word(name: str, value: Any) -> None:
+    """Raise ValueError naming `name` unless `value` is one word (a non-empty string without whitespace)."""
+    if not isinstance(value, str) or value.split() != [value]:
+        raise ValueError(f"{name} must be one word, got {value!r}")
+
+
 class _Options:
     """Checks every numeric field of a frozen options dataclass against its metadata."""
 

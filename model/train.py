@@ -30,6 +30,7 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from core.options import check_number, check_word
 from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_512, showo_tiny
 from model.data import KINDS, DataSource, SyntheticSource, collate
 from model.losses import (GENERATION_TASKS, TaskLogits, check_masking, check_row_mean, draft_history,
@@ -133,10 +134,9 @@ def run_options(cfg: DictConfig | dict) -> RunOptions:
     if mmu_text_len is not None and mmu_text_len < 2:
         raise ValueError(f"data.mmu_text_len must hold at least bos and eos (2), got {mmu_text_len}")
     answer_weight, answer_marker = tcfg.answer_weight, tcfg.answer_marker
-    if isinstance(answer_weight, bool) or not isinstance(answer_weight, (int, float)) or not answer_weight > 0:
-        raise ValueError(f"training.answer_weight must be a number > 0, got {answer_weight!r}")
-    if answer_marker is not None and (not isinstance(answer_marker, str) or answer_marker.split() != [answer_marker]):
-        raise ValueError(f"training.answer_marker must be one word, got {answer_marker!r}")
+    check_number("training.answer_weight", answer_weight, float, {"gt": 0})
+    if answer_marker is not None:
+        check_word("training.answer_marker", answer_marker)
     if answer_weight != 1 and answer_marker is None:
         raise ValueError("training.answer_weight needs training.answer_marker (the word before each answer)")
     return RunOptions(masking, self_history, self_history_tasks, row_mean, mmu_text_len, float(answer_weight),

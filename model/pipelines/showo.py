@@ -26,7 +26,7 @@ from core import (
     editing_options,
 )
 from core.frames import latent_frames
-from core.options import CODE_TEMPERATURE, check_number
+from core.options import CODE_TEMPERATURE, check_number, check_word
 from model.pipelines.common import (
     answer_reporter,
     as_prompts,
@@ -121,12 +121,9 @@ class ShowoPipeline:
                 "tokenizer and checkpoint do not belong together"
             )
         check_number("code_temperature", self.code_temperature, float, CODE_TEMPERATURE)
-        if self.answer_marker is not None and (not isinstance(self.answer_marker, str) or not self.answer_marker
-                                               or self.answer_marker.split() != [self.answer_marker]):
-            raise ValueError(f"answer_marker must be one word, got {self.answer_marker!r}")
-        if isinstance(self.rationale_tokens, bool) or not isinstance(self.rationale_tokens, int) \
-                or self.rationale_tokens < 1:
-            raise ValueError(f"rationale_tokens must be an int >= 1, got {self.rationale_tokens!r}")
+        if self.answer_marker is not None:
+            check_word("answer_marker", self.answer_marker)
+        check_number("rationale_tokens", self.rationale_tokens, int, {"ge": 1})
         if self.image_tokenizer is None and self.video_tokenizer is None:
             raise ValueError("a pipeline needs an image tokenizer or a video tokenizer")
         if self.grid is None:

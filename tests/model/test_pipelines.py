@@ -318,7 +318,7 @@ def test_a_model_that_describes_before_it_answers_returns_what_follows_the_marke
     assert all(e.text[1] == "" for e in events[:-1]) and events[-1].text == tuple(result.texts)
     with pytest.raises(ValueError, match="answer_marker must be one word"):
         dataclasses.replace(pipe, answer_marker="so then")
-    with pytest.raises(ValueError, match="rationale_tokens must be an int >= 1"):
+    with pytest.raises(ValueError, match="rationale_tokens must be >= 1, got 0"):
         dataclasses.replace(pipe, answer_marker="so", rationale_tokens=0)
 
 

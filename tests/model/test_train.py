@@ -154,7 +154,7 @@ def test_answer_weight_weighs_the_labels_after_a_rows_last_marker(prompting):
 def test_train_refuses_an_answer_weight_without_its_marker(tmp_path):
     with pytest.raises(ValueError, match="answer_weight needs training.answer_marker"):
         train(tiny_config(tmp_path, steps=1, answer_weight=4.0))
-    with pytest.raises(ValueError, match="answer_weight must be a number > 0"):
+    with pytest.raises(ValueError, match="training.answer_weight must be > 0, got 0.0"):
         train(tiny_config(tmp_path, steps=1, answer_weight=0.0, answer_marker="the"))
     with pytest.raises(ValueError, match="not one known token"):
         train(tiny_config(tmp_path, steps=1, answer_weight=4.0, answer_marker="zyzzyva"))
