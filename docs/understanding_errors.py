@@ -131,11 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     replies = E.replies_of(pipeline, samples)
     descriptions = replies.rationales if pipeline.answer_marker is not None else None
     blind = M.blind_answerer(E.training_qa(SplitWorld(args.seed, world, split="train")))
+    # ShapesEval's qa_accuracy record of these answers (value, seeded bootstrap interval, n, blind baseline)
+    accuracy = E.make_record("qa_accuracy", args.split,
+                             M.Units.of(M.answer_units(a, s) for a, s in zip(replies.texts, samples)),
+                             M.Units.of(M.answer_units(blind(s.question), s) for s in samples), seed=args.seed)
     report = {"split": args.split, "clips": len(clips), "questions": len(samples),
               "captions": tally_captions(texts, clips),
-              "answers": tally_answers(replies.texts, samples, blind, descriptions)}
+              "answers": tally_answers(replies.texts, samples, blind, descriptions), "qa_accuracy": accuracy}
     print(f"{len(clips)} {args.split} clips, {len(samples)} questions")
     print(format_report(report["captions"], report["answers"]))
+    print(f"\nanswers: {accuracy['value']:.3f} [{accuracy['ci_low']:.3f}, {accuracy['ci_high']:.3f}], "
+          f"n = {accuracy['n']}, blind {accuracy['baseline']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

@@ -386,6 +386,11 @@ def test_captions_are_read_right_wrong_or_missing_and_the_errors_script_counts_t
     objects = sum(report["captions"]["colour"].values())
     assert all(sum(c.values()) == objects > 0 for c in report["captions"].values())
     assert sum(r["n"] for r in report["answers"].values()) == report["questions"] == 2
+    # the whole set's accuracy as ShapesEval reports it: the per-kind counts' ratio, with its interval and n
+    accuracy = report["qa_accuracy"]
+    assert accuracy["value"] == sum(r["right"] for r in report["answers"].values()) / 2
+    assert accuracy["n"] == 2 and accuracy["ci_low"] <= accuracy["value"] <= accuracy["ci_high"]
+    assert accuracy["baseline"] == sum(r["blind_right"] for r in report["answers"].values()) / 2
     assert "| caption attribute |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="lacks"):
         script.main(["--model", str(tmp_path), "--count", "1"])
