@@ -37,8 +37,8 @@ def load_default_pipeline(device: str = "cpu", seed: int = 0) -> DefaultPipeline
 def load_model_folder(folder: str | Path, *, device: str = "cpu", **overrides):
     """A `ShowoPipeline` from a folder laid out as `studio train-default` writes it: `showo/`, `tokenizer/`,
     `text_tokenizer/` and, optionally, `pipeline.json` (pipeline fields the model was trained with, such as
-    `max_text_len` and `fps`, its sampling default `code_temperature`, and `answer_marker` / `rationale_tokens` for
-    a model that describes its input before it answers; `overrides` win over it)."""
+    `max_text_len` and `fps`, its sampling default `code_temperature`, and `answer_marker` / `rationale_tokens` /
+    `direct_questions` for a model that describes its input before it answers; `overrides` win over it)."""
     from model import ShowoPipeline
 
     folder = Path(folder)
@@ -48,7 +48,7 @@ def load_model_folder(folder: str | Path, *, device: str = "cpu", **overrides):
     settings = folder / "pipeline.json"
     fields = json.loads(settings.read_text()) if settings.is_file() else {}
     known = {"max_text_len", "fps", "grid", "window_frames", "code_temperature", "answer_marker", "rationale_tokens",
-             "world"}
+             "direct_questions", "world"}
     unknown = set(fields) - known
     if unknown:
         raise ValueError(f"{settings}: unknown pipeline fields {sorted(unknown)}; known: {sorted(known)}")

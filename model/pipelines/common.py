@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
@@ -48,16 +48,20 @@ def split_reply(text: str, marker: str | None, *, finished: bool = True) -> tupl
     return text[:at.start()].strip(), answer.strip() if finished else answer.lstrip()
 
 
-def answer_reporter(progress: ProgressFn | None, decode: Callable[[list[int]], str], task: str, stage: str):
+def answer_reporter(progress: ProgressFn | None,
+                    decode: Callable[[list[int]], str] | Sequence[Callable[[list[int]], str]], task: str, stage: str):
     """The text samplers' `(progress, on_tokens)` callbacks for a `ProgressFn`: after every token, a `Progress`
-    whose `text` is each row's answer so far (`decode` of the row's ids, through `answer_so_far`); `(None, None)`
-    without `progress`. The whole prefix is decoded each time, so characters that span tokens come out right."""
+    whose `text` is each row's answer so far (`decode` of the row's ids, or the row's own of a sequence of
+    decoders, through `answer_so_far`); `(None, None)` without `progress`. The whole prefix is decoded each time,
+    so characters that span tokens come out right."""
     if progress is None:
         return None, None
     texts: list[tuple[str, ...] | None] = [None]
+    decoders = decode if isinstance(decode, Sequence) else None
 
     def on_tokens(rows: list[list[int]]) -> None:
-        texts[0] = tuple(answer_so_far(decode(ids)) for ids in rows)
+        texts[0] = tuple(answer_so_far((decoders[i] if decoders is not None else decode)(ids))
+                         for i, ids in enumerate(rows))
 
     def report(inner_step: int, inner_total: int) -> None:
         progress(Progress(task, stage, 1, 1, inner_step, inner_total, text=texts[0]))

@@ -89,6 +89,9 @@ class ShowoPipeline:
             (`TextResult.rationales`). None (as released): the whole reply is the answer.
         rationale_tokens: with `answer_marker`, the tokens the description may take beyond a call's
             `max_new_tokens` (which bound the answer).
+        direct_questions: with `answer_marker`, the questions the model was trained to answer without a
+            description (its captioning questions, say): their whole reply is the answer, streamed from its first
+            token. Compared after collapsing whitespace.
         block_runner: runs the MaskGIT steps of every visual block (images, keyframes, video frames); a
             `model.pipelines.stepping.StepScheduler` shares each step's forward with the concurrent jobs of other
             threads. None: every decode runs its own forwards.
@@ -108,6 +111,7 @@ class ShowoPipeline:
     code_temperature: float = 1.0
     answer_marker: str | None = None
     rationale_tokens: int = 64
+    direct_questions: tuple[str, ...] = ()
     block_runner: BlockRunner | None = field(default=None, repr=False, compare=False)
     prompting: Prompting = field(init=False)
     video_tasks: VideoTasks = field(init=False, repr=False, compare=False)
@@ -124,6 +128,10 @@ class ShowoPipeline:
         if self.answer_marker is not None:
             check_word("answer_marker", self.answer_marker)
         check_number("rationale_tokens", self.rationale_tokens, int, {"ge": 1})
+        if isinstance(self.direct_questions, str) or not all(
+                isinstance(q, str) and q.strip() for q in self.direct_questions):
+            raise ValueError(f"direct_questions must be a list of non-empty questions, got {self.direct_questions!r}")
+        self.direct_questions = tuple(" ".join(q.split()) for q in self.direct_questions)
         if self.image_tokenizer is None and self.video_tokenizer is None:
             raise ValueError("a pipeline needs an image tokenizer or a video tokenizer")
         if self.grid is None:
@@ -158,7 +166,7 @@ class ShowoPipeline:
             eager: read the transformer's weights now rather than on its first forward (the tokenizers are always
                 read in full at load).
             kwargs: further `ShowoPipeline` fields (grid, max_text_len, fps, window_frames, code_temperature,
-                answer_marker, rationale_tokens).
+                answer_marker, rationale_tokens, direct_questions).
         """
         from model.text_tokenizer import load_text_tokenizer
         from tokenizers3d import load_tokenizer
@@ -527,12 +535,13 @@ class ShowoPipeline:
             else:
                 raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
         batch = left_stack(rows, self.layout.pad_id).to(self.model.device)
-        marker = self.answer_marker
-        budget = options.max_new_tokens + (self.rationale_tokens if marker is not None else 0)
+        markers = [self.marker_for(q) for q in questions]  # per row: None where the reply is all answer
+        described = any(m is not None for m in markers)
+        budget = options.max_new_tokens + (self.rationale_tokens if described else 0)
         engine.check_length(self.model, batch.length + budget, "understand")
         greedy = options.greedy
         decode = lambda ids: self.text_tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        streamed = lambda ids: split_reply(decode(ids), marker, finished=False)[1]  # noqa: E731
+        streamed = [functools.partial(_answer_so_far, decode, m) for m in markers]
         report, on_tokens = answer_reporter(progress, streamed, "understand", "answer")
         tokens = engine.generate_text_after(
             self.model,
@@ -549,14 +558,21 @@ class ShowoPipeline:
             should_stop=should_stop,
             on_tokens=on_tokens,
         )
-        replies = [split_reply(decode(t), marker) for t in tokens]
-        if progress is not None and marker is not None:
+        replies = [split_reply(decode(t), m) for t, m in zip(tokens, markers)]
+        if progress is not None and described:
             # A reply that never said the marker streamed nothing (it might have been a description to the end):
             # one more report carries every row's final answer, so the reports end at the answers.
             steps = max(map(len, tokens), default=0)
             progress(Progress("understand", "answer", 1, 1, steps, steps, text=tuple(a for _, a in replies)))
         return TextResult(texts=[answer for _, answer in replies], token_ids=tokens,
                           rationales=[description for description, _ in replies])
+
+    def marker_for(self, question: str) -> str | None:
+        """The word before the answer in the reply to `question`: `answer_marker`, or None where the whole reply is
+        the answer (no marker, or one of `direct_questions`)."""
+        if self.answer_marker is None or " ".join(question.split()) in self.direct_questions:
+            return None
+        return self.answer_marker
 
     def caption(self, visuals, *, question: str = DEFAULT_CAPTION_QUESTION, **kwargs) -> TextResult:
         """Caption each image or video (`understand` with a captioning question)."""
@@ -570,3 +586,8 @@ class ShowoPipeline:
     generate_video_codes = _video_task(VideoTasks.generate_video_codes)
     storyboard = _video_task(VideoTasks.storyboard)
     storyboard_step = _video_task(VideoTasks.storyboard_step)
+
+
+def _answer_so_far(decode: Callable[[list[int]], str], marker: str | None, ids: list[int]) -> str:
+    """The answer part of a reply still being written (`split_reply` of the decoded ids, unfinished)."""
+    return split_reply(decode(ids), marker, finished=False)[1]

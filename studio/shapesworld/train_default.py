@@ -422,8 +422,11 @@ def export(out: Path, tokenizer_dir: Path, result, record: dict, max_mb: float) 
         settings["code_temperature"] = tau
     marker = _answer_marker(record["config"])
     if marker:  # the description may take as many ids as the understanding rows' text block
+        from studio.shapesworld.data import CAPTION_QUESTIONS
+
         data = record["config"]["showo"]["data"]
-        settings.update(marker, rationale_tokens=int(data.get("mmu_text_len") or data["max_text_len"]))
+        settings.update(marker, rationale_tokens=int(data.get("mmu_text_len") or data["max_text_len"]),
+                        direct_questions=list(CAPTION_QUESTIONS))  # caption rows answer without a description
     (staging / "pipeline.json").write_text(json.dumps(settings, indent=2))
     size = folder_mb(staging)
     if size > max_mb:

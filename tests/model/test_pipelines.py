@@ -322,6 +322,47 @@ def test_a_model_that_describes_before_it_answers_returns_what_follows_the_marke
         dataclasses.replace(pipe, answer_marker="so", rationale_tokens=0)
 
 
+def test_a_direct_question_streams_its_whole_reply_as_the_answer(pipe):
+    """`direct_questions` (the questions a describing model was trained to answer without a description, such as
+    its captioning questions): such a row's reply is all answer, streamed from its first token, even when it says
+    the marker word, while the other rows of the batch still answer after the marker."""
+    import dataclasses
+
+    codes = [pipe.encode_images(image(6))[0], pipe.encode_images(image(7))[0]]
+    questions = ["what colour is it ?", "describe the video ."]
+    plain = pipe.understand_codes(codes, ["image"] * 2, questions, max_new_tokens=12, top_k=None, generator=gen(2))
+    first, second = (t.split(" ") for t in plain.texts)
+    marker = next(w for w in first[1:-1] if w not in second)
+    at = len(first) - 1 - first[::-1].index(marker)
+    said = second[len(second) // 2]  # a word the direct reply does say: as its marker it must not cut the reply
+    for word, expected_first in ((marker, " ".join(first[at + 1:])), (said, None)):
+        direct = dataclasses.replace(pipe, answer_marker=word, rationale_tokens=8,
+                                     direct_questions=["describe  the video . "])
+        assert direct.direct_questions == ("describe the video .",)  # whitespace collapsed
+        assert direct.marker_for(questions[1]) is None and direct.marker_for(questions[0]) == word
+        events = []
+        result = direct.understand_codes(codes, ["image"] * 2, questions, max_new_tokens=4, top_k=None,
+                                         generator=gen(2), progress=events.append)
+        assert result.token_ids == plain.token_ids
+        assert result.texts[1] == plain.texts[1] and result.rationales[1] == ""
+        if expected_first is not None:
+            assert result.texts[0] == expected_first
+        streamed = [e.text[1] for e in events]
+        assert len(set(streamed[:-1])) > 2  # while it is decoded, growing (the last report is the final answers)
+        assert all(plain.texts[1].startswith(t.strip()) for t in streamed) and streamed[-1] == plain.texts[1]
+    alone = dataclasses.replace(pipe, answer_marker=marker, rationale_tokens=8, direct_questions=[questions[1]])
+    only_direct = alone.understand_codes(codes[1:], ["image"], questions[1:], max_new_tokens=12, top_k=None,
+                                         generator=gen(2))
+    plain_one = pipe.understand_codes(codes[1:], ["image"], questions[1:], max_new_tokens=12, top_k=None,
+                                      generator=gen(2))
+    assert only_direct.token_ids == plain_one.token_ids  # no description budget: the plain one, the same reply
+    assert only_direct.texts == plain_one.texts
+    with pytest.raises(ValueError, match="direct_questions must be a list of non-empty questions"):
+        dataclasses.replace(pipe, direct_questions="describe the video .")
+    with pytest.raises(ValueError, match="direct_questions must be a list of non-empty questions"):
+        dataclasses.replace(pipe, direct_questions=["  "])
+
+
 def test_split_reply_cuts_at_the_last_marker_word():
     from model.pipelines.common import split_reply
 

@@ -382,8 +382,10 @@ def test_a_recipe_that_describes_before_answering_wires_and_exports_its_marker(q
     train_default.run(run, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
     settings = json.loads((tmp_path / "out" / "pipeline.json").read_text())
     assert settings["answer_marker"] == "so" and settings["rationale_tokens"] == run.showo.data.mmu_text_len
+    assert settings["direct_questions"] == list(sw_data.CAPTION_QUESTIONS)  # caption rows answer without one
     pipe = load_model_folder(tmp_path / "out")
     assert (pipe.answer_marker, pipe.rationale_tokens) == ("so", run.showo.data.mmu_text_len)
+    assert pipe.direct_questions == sw_data.CAPTION_QUESTIONS and pipe.marker_for("is there a red circle ?") == "so"
 
 
 def test_a_resumed_run_adds_its_time_to_every_stage_it_works_on(quick_model, tmp_path):
@@ -650,6 +652,8 @@ def test_shipped_model_understands_and_generates_well_above_its_trivial_baseline
     pipe = loaded.pipeline
     assert (pipe.max_text_len, pipe.fps, pipe.image_size, pipe.window_frames) == (32, 8.0, (32, 32), 5)
     assert pipe.code_temperature == 0.0  # its pipeline.json: the most likely codes
+    # It describes before it answers, except to its captioning questions (pipeline.json, as the recipe exports).
+    assert pipe.answer_marker == "so" and pipe.direct_questions == sw_data.CAPTION_QUESTIONS
     world = sw_eval.world_for(pipe, trained_world(DEFAULT_MODEL_DIR))
     test, train = SplitWorld(0, world, split="test"), SplitWorld(0, world, split="train")
     clips = test.distinct("video", 24)
