@@ -128,7 +128,7 @@ class ShowoPipeline:
         if self.answer_marker is not None:
             check_word("answer_marker", self.answer_marker)
         check_number("rationale_tokens", self.rationale_tokens, int, {"ge": 1})
-        if isinstance(self.direct_questions, str) or not all(
+        if not isinstance(self.direct_questions, (list, tuple)) or not all(
                 isinstance(q, str) and q.strip() for q in self.direct_questions):
             raise ValueError(f"direct_questions must be a list of non-empty questions, got {self.direct_questions!r}")
         self.direct_questions = tuple(" ".join(q.split()) for q in self.direct_questions)

@@ -359,8 +359,9 @@ def test_a_direct_question_streams_its_whole_reply_as_the_answer(pipe):
     assert only_direct.texts == plain_one.texts
     with pytest.raises(ValueError, match="direct_questions must be a list of non-empty questions"):
         dataclasses.replace(pipe, direct_questions="describe the video .")
-    with pytest.raises(ValueError, match="direct_questions must be a list of non-empty questions"):
-        dataclasses.replace(pipe, direct_questions=["  "])
+    for wrong in (["  "], None, [3]):
+        with pytest.raises(ValueError, match="direct_questions must be a list of non-empty questions"):
+            dataclasses.replace(pipe, direct_questions=wrong)
 
 
 def test_split_reply_cuts_at_the_last_marker_word():
