@@ -132,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     descriptions = replies.rationales if pipeline.answer_marker is not None else None
     blind = M.blind_answerer(E.training_qa(SplitWorld(args.seed, world, split="train")))
     # ShapesEval's qa_accuracy record of these answers (value, seeded bootstrap interval, n, blind baseline)
-    accuracy = E.make_record("qa_accuracy", args.split,
-                             M.Units.of(M.answer_units(a, s) for a, s in zip(replies.texts, samples)),
-                             M.Units.of(M.answer_units(blind(s.question), s) for s in samples), seed=args.seed)
+    accuracy = E.make_record("qa_accuracy", args.split, *E.qa_scored(replies.texts, samples, blind), seed=args.seed)
     report = {"split": args.split, "clips": len(clips), "questions": len(samples),
               "captions": tally_captions(texts, clips),
               "answers": tally_answers(replies.texts, samples, blind, descriptions), "qa_accuracy": accuracy}

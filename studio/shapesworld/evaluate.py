@@ -206,10 +206,13 @@ def caption_task(pipeline, clips: Sequence, training_clips: Sequence) -> Scored:
 
 
 def qa_task(pipeline, samples: Sequence, training_samples: Sequence) -> Scored:
-    answers = answers_of(pipeline, samples)
-    blind = M.blind_answerer(training_samples)
-    return {"qa_accuracy": (M.Units.of(M.answer_units(a, s) for a, s in zip(answers, samples)),
-                            M.Units.of(M.answer_units(blind(s.question), s) for s in samples), None)}
+    return {"qa_accuracy": qa_scored(answers_of(pipeline, samples), samples, M.blind_answerer(training_samples))}
+
+
+def qa_scored(answers: Sequence[str], samples: Sequence, blind) -> tuple[M.Units, M.Units, None]:
+    """`qa_accuracy`'s units: `answers` to `samples`, and the `blind` answerer's (the baseline; no ceiling)."""
+    return (M.Units.of(M.answer_units(a, s) for a, s in zip(answers, samples)),
+            M.Units.of(M.answer_units(blind(s.question), s) for s in samples), None)
 
 
 def t2i_task(pipeline, samples: Sequence, *, steps: int, guidance_scale: float, seed: int,

@@ -291,18 +291,25 @@ def test_understanding_reports_each_rows_answer_so_far_after_every_token(pipe):
         assert texts[-1] == answer and len(set(texts)) > 2  # it grew token by token to the answer
 
 
+def _two_replies_and_a_marker(pipe):
+    """Two image questions answered by a plain pipeline (12 tokens, seeded), and a word to use as the marker: one
+    inside the first reply and absent from the second, `at` its last position in the first."""
+    codes = [pipe.encode_images(image(6))[0], pipe.encode_images(image(7))[0]]
+    questions = ["what colour is it ?", "describe the video ."]
+    plain = pipe.understand_codes(codes, ["image"] * 2, questions, max_new_tokens=12, top_k=None, generator=gen(2))
+    first, second = (t.split(" ") for t in plain.texts)
+    marker = next(w for w in first[1:-1] if w not in second)
+    at = len(first) - 1 - first[::-1].index(marker)
+    return codes, questions, plain, first, second, marker, at
+
+
 def test_a_model_that_describes_before_it_answers_returns_what_follows_the_marker(pipe):
     """`answer_marker`: the same tokens as a plain pipeline given the same budget, the answer being the words after
     the marker's last occurrence, the description the words before it; a reply without the marker is all answer.
     Progress carries only the answer: nothing before the marker, then prefixes of the final answer."""
     import dataclasses
 
-    codes = [pipe.encode_images(image(6))[0], pipe.encode_images(image(7))[0]]
-    questions = ["what colour is it ?", "describe the video ."]
-    plain = pipe.understand_codes(codes, ["image"] * 2, questions, max_new_tokens=12, top_k=None, generator=gen(2))
-    first, second = (t.split(" ") for t in plain.texts)
-    marker = next(w for w in first[1:-1] if w not in second)  # inside the first reply, absent from the second
-    at = len(first) - 1 - first[::-1].index(marker)
+    codes, questions, plain, first, second, marker, at = _two_replies_and_a_marker(pipe)
     marked = dataclasses.replace(pipe, answer_marker=marker, rationale_tokens=8)
     events = []
     result = marked.understand_codes(codes, ["image"] * 2, questions, max_new_tokens=4, top_k=None,
@@ -328,12 +335,7 @@ def test_a_direct_question_streams_its_whole_reply_as_the_answer(pipe):
     the marker word, while the other rows of the batch still answer after the marker."""
     import dataclasses
 
-    codes = [pipe.encode_images(image(6))[0], pipe.encode_images(image(7))[0]]
-    questions = ["what colour is it ?", "describe the video ."]
-    plain = pipe.understand_codes(codes, ["image"] * 2, questions, max_new_tokens=12, top_k=None, generator=gen(2))
-    first, second = (t.split(" ") for t in plain.texts)
-    marker = next(w for w in first[1:-1] if w not in second)
-    at = len(first) - 1 - first[::-1].index(marker)
+    codes, questions, plain, first, second, marker, at = _two_replies_and_a_marker(pipe)
     said = second[len(second) // 2]  # a word the direct reply does say: as its marker it must not cut the reply
     for word, expected_first in ((marker, " ".join(first[at + 1:])), (said, None)):
         direct = dataclasses.replace(pipe, answer_marker=word, rationale_tokens=8,
