@@ -11,7 +11,10 @@ How the kinds map onto the world (`i` is the stream index):
 
     t2i          image i: caption -> codes
     mmu          even i: image i/2 with a captioning question; odd i: image question i/2 -> answer
-    lm           image caption, video caption, or a how-to (question and step captions), in turn
+    lm           image caption, video caption, or a how-to (question and step captions), in turn; with
+                 `reading_rows`, every other lm row is instead a question row's dialogue without its input
+                 (question, the input's caption, the marker, the answer): text that teaches reading a
+                 description, the step a described-first answer takes after seeing
     t2v          video i: caption -> latent frame codes (with `window_frames`, a window of that many
                  consecutive latent frames at a random offset, the windows a sliding-window generation sees,
                  captioned as the scene stands at the window's first frame: `world.scene_at`)
@@ -159,11 +162,13 @@ class ShapesWorldSource:
             first frame (a clip's caption names start cells; later in the clip objects are elsewhere or gone).
         answer_rationale: question rows (mmu, v2t) answer `"<the input's caption> so <answer>"`
             (`rationale_answer`) instead of the answer alone.
+        reading_rows: odd lm rows are question dialogues with their description and no input (see above);
+            needs `answer_rationale` (without the description, such a row teaches only a blind prior).
     """
 
     def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
                  cache_items: int = 200_000, split: str | None = None, window_frames: int | None = None,
-                 answer_rationale: bool = False) -> None:
+                 answer_rationale: bool = False, reading_rows: bool = False) -> None:
         if isinstance(tokenizer, str):
             from tokenizers3d import load_tokenizer
 
@@ -186,6 +191,10 @@ class ShapesWorldSource:
         world_for_split(0, cfg, split)  # validates the split name early
         self.window_frames = window_frames
         self.answer_rationale = bool(answer_rationale)
+        self.reading_rows = bool(reading_rows)
+        if self.reading_rows and not self.answer_rationale:
+            raise ValueError("reading_rows needs answer_rationale: a question row without its input's "
+                             "description teaches only a blind prior")
         self.cache = TokenCache(tokenizer, max_items=cache_items)
 
     def corpus(self) -> list[str]:
@@ -202,7 +211,7 @@ class ShapesWorldSource:
         if any(i < 0 for i in indices):
             raise ValueError(f"indices must be >= 0, got {min(indices)}")
         world = world_for_split(seed, self.world_config, self.split)
-        drafts = [_draft(kind, world, i, self.answer_rationale) for i in indices]
+        drafts = [_draft(kind, world, i, self.answer_rationale, self.reading_rows) for i in indices]
         # Every pixel field of the drafts, in order: images become one-frame clips, and their codes one row.
         slots = [(holder, key) for draft in drafts for holder in [draft, *draft.get("steps", ())]
                  for key in ("image", "frames") if key in holder]
@@ -239,7 +248,7 @@ class ShapesWorldSource:
         return {"world": asdict(self.world_config), "codebook_size": self.codebook_size,
                 "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames,
                 "split": self.split, "window_frames": self.window_frames,
-                "answer_rationale": self.answer_rationale}
+                "answer_rationale": self.answer_rationale, "reading_rows": self.reading_rows}
 
 
 def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
@@ -250,10 +259,17 @@ def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
     return int(offsets[np.random.default_rng([int(seed), int(index), 0x77]).integers(0, len(offsets))])
 
 
-def _draft(kind: str, world, index: int, rationale: bool = False) -> dict:
+def _draft(kind: str, world, index: int, rationale: bool = False, reading: bool = False) -> dict:
     """Sample `index` of `kind` with uint8 pixels (``image`` (H, W, 3), ``frames`` (T, H, W, 3)) where the
-    source puts codes; `rationale`: question rows answer after the input's caption."""
+    source puts codes; `rationale`: question rows answer after the input's caption; `reading`: odd lm rows are
+    question dialogues without their input."""
     half, odd = divmod(index, 2)
+    if kind == "lm" and reading:
+        if not odd:
+            return _draft(kind, world, half, rationale)
+        quarter, video = divmod(half, 2)
+        qa = world.sample(quarter, "video_qa" if video else "image_qa")
+        return {"kind": kind, "text": _qa_text(qa, bool(video), rationale)}
     if kind == "t2i":
         image = world.sample(index, "image")
         return {"kind": kind, "text": image.caption, "image": image.image}

@@ -59,13 +59,17 @@ def _window(cfg: DictConfig) -> int | None:
     return None if value is None else int(value)
 
 
-def _rationale(cfg: DictConfig | dict) -> bool:
-    """Whether question rows answer after the input's caption (`ShapesWorldSource`'s `answer_rationale`);
-    ValueError naming the key when it is not a bool."""
-    value = cfg.get("answer_rationale", False)
+def _flag(cfg: DictConfig | dict, key: str) -> bool:
+    """A true/false key of the recipe (default false); ValueError naming the key when it is not a bool."""
+    value = cfg.get(key, False)
     if not isinstance(value, bool):
-        raise ValueError(f"answer_rationale must be true or false, got {value!r}")
+        raise ValueError(f"{key} must be true or false, got {value!r}")
     return value
+
+
+def _rationale(cfg: DictConfig | dict) -> bool:
+    """Whether question rows answer after the input's caption (`ShapesWorldSource`'s `answer_rationale`)."""
+    return _flag(cfg, "answer_rationale")
 
 
 def _answer_marker(cfg: DictConfig | dict) -> dict:
@@ -363,7 +367,8 @@ def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: 
         "data": {"source": SOURCE_FACTORY, "fixed": False,
                  "source_args": {"tokenizer": str(tokenizer_dir), "world": world,
                                  "device": device, "split": _split(cfg), "window_frames": _window(cfg),
-                                 "answer_rationale": _rationale(cfg)}},
+                                 "answer_rationale": _rationale(cfg),
+                                 "reading_rows": _flag(cfg, "reading_rows")}},
         "training": {"device": device, "seed": int(cfg.seed if showo_seed is None else showo_seed)},
         "checkpoint": {"dir": str(run_dir)},
     }
@@ -507,6 +512,9 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
     decoder_architecture(cfg)  # so is a bad stage-1b one
     _code_temperature(cfg)  # and a bad sampling default
+    if _flag(cfg, "reading_rows") and not _rationale(cfg):  # and reading rows without the descriptions they read
+        raise ValueError("reading_rows needs answer_rationale: true (a question row without its input's "
+                         "description teaches only a blind prior)")
     out, work = Path(out), Path(work)
     if tokenizer_from is not None:
         seed_tokenizer_stages(cfg, Path(tokenizer_from), work, log)

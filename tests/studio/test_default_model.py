@@ -163,6 +163,32 @@ def test_answer_rationale_puts_the_inputs_own_caption_before_each_answer():
     assert set(reasoned.corpus()) - set(plain.corpus()) and not any("so" in t.split() for t in plain.corpus())
 
 
+def test_reading_rows_interleave_described_question_dialogues_with_the_plain_lm_rows():
+    """`reading_rows`: odd lm rows are question dialogues with their input's caption and no input (image and
+    video questions in turn); even lm rows are the plain lm stream, in its order; the other kinds do not change."""
+    from model.prompting import mmu_dialogue
+    from studio.shapesworld.text import caption_image, caption_video
+
+    described = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True)
+    reading = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True, reading_rows=True)
+    world = ShapesWorld(0, reading.world_config)
+    rows = reading.sample_many("lm", seed=0, indices=range(8))
+    plain = described.sample_many("lm", seed=0, indices=range(4))
+    assert [r["text"] for r in rows[::2]] == [r["text"] for r in plain]
+    for half, row in enumerate(rows[1::2]):
+        quarter, video = divmod(half, 2)
+        qa = world.sample(quarter, "video_qa" if video else "image_qa")
+        caption = (caption_video if video else caption_image)(qa.scene)
+        assert row == {"kind": "lm", "text": mmu_dialogue(qa.question, f"{caption} so {qa.answer}")}
+    assert {" moves " in r["text"] or " stays " in r["text"] for r in rows[1::2]} == {True, False}  # both kinds
+    for kind in ("t2i", "mmu", "v2t"):
+        assert [r["text"] for r in reading.sample_many(kind, seed=0, indices=range(4))] == \
+            [r["text"] for r in described.sample_many(kind, seed=0, indices=range(4))]
+    assert reading.describe()["reading_rows"] and not described.describe()["reading_rows"]
+    with pytest.raises(ValueError, match="reading_rows needs answer_rationale"):
+        sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, reading_rows=True)
+
+
 def test_the_recipes_text_budgets_hold_every_text_of_its_world():
     """No training text of the recipe's world is cut: a cut text ends in eos where the text goes on, which
     teaches the model to stop there (two-object video captions lost their second motion that way)."""
@@ -498,6 +524,8 @@ def test_tokenizer_from_a_model_trains_stage_3_alone_on_its_codes(quick_model, t
     (["showo.training.self_history=0.5", "showo.training.self_history_tasks=[v2t]"], "self_history_tasks"),
     (["code_temperature=-1"], "code_temperature must be >= 0"),
     (["answer_rationale=sometimes"], "answer_rationale must be true or false"),
+    (["reading_rows=1"], "reading_rows must be true or false"),
+    (["reading_rows=true", "answer_rationale=false"], "reading_rows needs answer_rationale"),
 ])
 def test_train_default_refuses_a_bad_stage_3_option_before_stage_1(tmp_path, overrides, message):
     cfg = train_default.load_config(quick=True, overrides=overrides)
