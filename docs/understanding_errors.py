@@ -9,9 +9,10 @@ wrong answers. For a model that describes its input before it answers (a model f
 each question type also counts the answers whose description said the asked fact right (`described_right`:
 the answer a reader of the description alone would give, `answer_from_description`, is the true one) and the
 answers that say what their description says (`follows_description`): a wrong answer after a right
-description is a reading error, after a wrong one a seeing error.
+description is a reading error, after a wrong one a seeing error. `--misses` lists every wrong answer with its
+question and the description before it (the JSON always holds them, under "misses").
 
-    python docs/understanding_errors.py [--model DIR] [--split dev] [--count 200] [--json PATH]
+    python docs/understanding_errors.py [--model DIR] [--split dev] [--count 200] [--json PATH] [--misses]
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ def tally_answers(answers, samples, blind, descriptions=None) -> dict[str, dict]
     return {k: dict(v, wrong_answers=dict(v["wrong_answers"].most_common(3))) for k, v in sorted(rows.items())}
 
 
+def wrong_answers(answers, samples, descriptions=None) -> list[dict]:
+    """Each wrong answer: `{"question", "truth", "answer"}`, and `"description"` when the model described first."""
+    from studio.shapesworld import metrics as M
+
+    return [{"question": sample.question, "truth": sample.answer, "answer": answer,
+             **({} if descriptions is None else {"description": descriptions[i]})}
+            for i, (answer, sample) in enumerate(zip(answers, samples)) if not M.answer_units(answer, sample)[0]]
+
+
 def format_report(captions: dict, answers: dict) -> str:
     lines = ["| caption attribute | right | wrong | missing |", "|---|---:|---:|---:|"]
     lines += [f"| {a} | {c['right']} | {c['wrong']} | {c['missing']} |" for a, c in captions.items()]
@@ -112,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=200, help="clips, and questions (half image, half video)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the counts to this JSON file")
+    parser.add_argument("--misses", action="store_true", help="list every wrong answer and its description")
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be at least 1")
@@ -135,9 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = E.make_record("qa_accuracy", args.split, *E.qa_scored(replies.texts, samples, blind), seed=args.seed)
     report = {"split": args.split, "clips": len(clips), "questions": len(samples),
               "captions": tally_captions(texts, clips),
-              "answers": tally_answers(replies.texts, samples, blind, descriptions), "qa_accuracy": accuracy}
+              "answers": tally_answers(replies.texts, samples, blind, descriptions), "qa_accuracy": accuracy,
+              "misses": wrong_answers(replies.texts, samples, descriptions)}
     print(f"{len(clips)} {args.split} clips, {len(samples)} questions")
     print(format_report(report["captions"], report["answers"]))
+    if args.misses:
+        print("\nwrong answers (question | truth | answer | description):")
+        print("\n".join(" | ".join(m.values()) for m in report["misses"]))
     print(f"\nanswers: {accuracy['value']:.3f} [{accuracy['ci_low']:.3f}, {accuracy['ci_high']:.3f}], "
           f"n = {accuracy['n']}, blind {accuracy['baseline']:.3f}")
     if args.json:

@@ -381,7 +381,7 @@ def test_captions_are_read_right_wrong_or_missing_and_the_errors_script_counts_t
     assert script.tally_captions([cut, clip.caption], [clip, clip])["motion"] == {"right": 3, "wrong": 0,
                                                                                   "missing": 1}
     # The shipped model on two dev clips and two questions: every object and question is counted once.
-    assert script.main(["--count", "2", "--json", str(tmp_path / "errors.json")]) == 0
+    assert script.main(["--count", "2", "--json", str(tmp_path / "errors.json"), "--misses"]) == 0
     report = json.loads((tmp_path / "errors.json").read_text())
     objects = sum(report["captions"]["colour"].values())
     assert all(sum(c.values()) == objects > 0 for c in report["captions"].values())
@@ -391,7 +391,10 @@ def test_captions_are_read_right_wrong_or_missing_and_the_errors_script_counts_t
     assert accuracy["value"] == sum(r["right"] for r in report["answers"].values()) / 2
     assert accuracy["n"] == 2 and accuracy["ci_low"] <= accuracy["value"] <= accuracy["ci_high"]
     assert accuracy["baseline"] == sum(r["blind_right"] for r in report["answers"].values()) / 2
-    assert "| caption attribute |" in capsys.readouterr().out
+    assert len(report["misses"]) == 2 - sum(r["right"] for r in report["answers"].values())
+    out = capsys.readouterr().out
+    assert "| caption attribute |" in out and "wrong answers (question | truth | answer" in out
+    assert all(m["question"] in out for m in report["misses"])
     with pytest.raises(SystemExit, match="lacks"):
         script.main(["--model", str(tmp_path), "--count", "1"])
     with pytest.raises(SystemExit):  # refused before a model is loaded
@@ -424,6 +427,13 @@ def test_a_true_description_answers_every_question_kind_and_a_wrong_one_answers_
                 assert script.answer_from_description(qa.question, wrong) != truth
     assert len(kinds) == 13  # 6 image and 7 video question types, each seen
     assert script.answer_from_description("is there a red circle?", "a large blue circle at the center") == "no"
+    # the misses list: each wrong answer with its question, the truth and the description before it
+    samples = [shapes.sample(i, "image_qa") for i in range(3)]
+    answers = [samples[0].answer, "elephant", samples[2].answer]
+    assert script.wrong_answers(answers, samples, ["d0", "d1", "d2"]) == [
+        {"question": samples[1].question, "truth": samples[1].answer, "answer": "elephant", "description": "d1"}]
+    assert script.wrong_answers(answers, samples) == [
+        {"question": samples[1].question, "truth": samples[1].answer, "answer": "elephant"}]
 
 
 def test_the_answer_share_script_counts_answers_by_how_rows_are_labelled(capsys):
