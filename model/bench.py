@@ -168,7 +168,7 @@ def bench_video(pipe: ShowoPipeline, latent_frames: int, steps: int, repeats: in
 
 
 TRAIN_BASELINES = ("padded", "scatter")
-RECIPE_MIX = {"t2i": 6, "lm": 2, "mmu": 6, "t2v": 4, "v2t": 4, "interleaved": 3}  # the default recipe's batch
+RECIPE_MIX = {"t2i": 6, "lm": 8, "mmu": 6, "t2v": 4, "v2t": 4, "interleaved": 3}  # the default recipe's batch (lm 2 before reading rows)
 
 
 def scattered(groups: dict[str, TaskLogits], batch_size: int, length: int) -> torch.Tensor:
