@@ -59,6 +59,13 @@ def corpus(answer_rationale: bool = False) -> list[str]:
     return all_texts_for_vocab() + [mmu_dialogue(q, answer) for q in CAPTION_QUESTIONS]
 
 
+def check_reading_rows(answer_rationale: bool, reading_rows: bool) -> None:
+    """ValueError when reading rows are asked for without the descriptions they read."""
+    if reading_rows and not answer_rationale:
+        raise ValueError("reading_rows needs answer_rationale: a question row without its input's "
+                         "description teaches only a blind prior")
+
+
 def rationale_answer(caption: str, answer: str) -> str:
     """An answer that first describes its input: `"<caption> so <answer>"`."""
     return f"{caption} {RATIONALE_MARKER} {answer}"
@@ -192,9 +199,7 @@ class ShapesWorldSource:
         self.window_frames = window_frames
         self.answer_rationale = bool(answer_rationale)
         self.reading_rows = bool(reading_rows)
-        if self.reading_rows and not self.answer_rationale:
-            raise ValueError("reading_rows needs answer_rationale: a question row without its input's "
-                             "description teaches only a blind prior")
+        check_reading_rows(self.answer_rationale, self.reading_rows)
         self.cache = TokenCache(tokenizer, max_items=cache_items)
 
     def corpus(self) -> list[str]:

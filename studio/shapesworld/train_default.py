@@ -507,14 +507,13 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     (`seed_tokenizer_stages`), so that only stages 2 and 3 run.
     """
     from model.train import run_options
+    from studio.shapesworld.data import check_reading_rows
 
     # a bad stage-3 option is refused before stage 1 runs
     run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
     decoder_architecture(cfg)  # so is a bad stage-1b one
     _code_temperature(cfg)  # and a bad sampling default
-    if _flag(cfg, "reading_rows") and not _rationale(cfg):  # and reading rows without the descriptions they read
-        raise ValueError("reading_rows needs answer_rationale: true (a question row without its input's "
-                         "description teaches only a blind prior)")
+    check_reading_rows(_rationale(cfg), _flag(cfg, "reading_rows"))  # and reading rows without descriptions
     out, work = Path(out), Path(work)
     if tokenizer_from is not None:
         seed_tokenizer_stages(cfg, Path(tokenizer_from), work, log)
