@@ -10,9 +10,13 @@ each question type also counts the answers whose description said the asked fact
 the answer a reader of the description alone would give, `answer_from_description`, is the true one) and the
 answers that say what their description says (`follows_description`): a wrong answer after a right
 description is a reading error, after a wrong one a seeing error. `--misses` lists every wrong answer with its
-question and the description before it (the JSON always holds them, under "misses").
+question and the description before it (the JSON always holds them, under "misses"). `--teacher-forced` also
+answers each question as training sees it: the input, the question and the input's true caption up to the
+marker given, the answer the model's most likely next words (`teacher_forced`, per question type and in all;
+equal to the generated answers' count when generation reads what training taught).
 
     python docs/understanding_errors.py [--model DIR] [--split dev] [--count 200] [--json PATH] [--misses]
+                                        [--teacher-forced]
 """
 
 from __future__ import annotations
@@ -70,6 +74,13 @@ def tally_captions(captions, clips) -> dict[str, dict[str, int]]:
     return {a: {o: c[o] for o in OUTCOMES} for a, c in counts.items()}
 
 
+def _kind(sample) -> str:
+    """A question's row in the per-type table: "image: what colour is", "video: where does the", ..."""
+    from studio.shapesworld import metrics as M
+
+    return ("video: " if sample.frames.shape[0] > 1 else "image: ") + M.question_type(sample.question)
+
+
 def tally_answers(answers, samples, blind, descriptions=None) -> dict[str, dict]:
     """`{question type: {"n", "right", "blind_right", "wrong_answers": {"truth -> answer": count}}}`, and with
     `descriptions` (what the model said before each answer) `"described_right"` and `"follows_description"`."""
@@ -77,7 +88,7 @@ def tally_answers(answers, samples, blind, descriptions=None) -> dict[str, dict]
 
     rows: dict[str, dict] = {}
     for i, (answer, sample) in enumerate(zip(answers, samples)):
-        kind = ("video: " if sample.frames.shape[0] > 1 else "image: ") + M.question_type(sample.question)
+        kind = _kind(sample)
         row = rows.setdefault(kind, {"n": 0, "right": 0, "blind_right": 0, "wrong_answers": Counter()})
         right = M.answer_units(answer, sample)[0]
         row["n"] += 1
@@ -99,6 +110,43 @@ def wrong_answers(answers, samples, descriptions=None) -> list[dict]:
     return [{"question": sample.question, "truth": sample.answer, "answer": answer,
              **({} if descriptions is None else {"description": descriptions[i]})}
             for i, (answer, sample) in enumerate(zip(answers, samples)) if not M.answer_units(answer, sample)[0]]
+
+
+def teacher_forced_answers(pipeline, samples) -> list[str]:
+    """For a model that describes first: each question's answer given the training row up to the marker (the
+    input, the question, the input's true caption, the marker), read greedily from one forward pass over the row
+    with the true answer (the answer's words are the argmax at each of its positions, up to the first eos)."""
+    from model.prompting import mmu_dialogue
+    from studio.shapesworld.data import rationale_answer
+    from studio.shapesworld.text import caption_image, caption_video
+
+    prompting, marker = pipeline.prompting, pipeline.answer_marker
+    answers = []
+    for s in samples:
+        video = s.frames.shape[0] > 1
+        text = mmu_dialogue(s.question, rationale_answer((caption_video if video else caption_image)(s.scene),
+                                                         s.answer))
+        if video:
+            codes = pipeline.encode_video(s.tensor)
+            row = prompting.v2t_train(codes.reshape(1, codes.shape[0], -1).cpu(), [text], text_len=128)
+        else:
+            codes = pipeline.encode_images(s.tensor[:, 0])[0]
+            row = prompting.mmu_train(codes.reshape(1, -1).cpu(), [text], text_len=128)
+        row = row.to(pipeline.model.device)
+        with torch.no_grad():
+            logits = pipeline.model(row.input_ids, attention_mask=row.attention_mask(), position_ids=row.position_ids)
+        ids, guess = row.input_ids[0, 1:].tolist(), logits[0, :-1].argmax(-1).tolist()  # guess[i] predicts ids[i]
+        words = [pipeline.text_tokenizer.decode([i]).strip() for i in ids]
+        start = max(i for i, w in enumerate(words) if w == marker) + 1
+        eos = pipeline.layout.eos_id
+        end = ids.index(eos, start)
+        said = []
+        for token in guess[start:end + 1]:
+            if token == eos:
+                break
+            said.append(token)
+        answers.append(pipeline.text_tokenizer.decode(said, skip_special_tokens=True).strip())
+    return answers
 
 
 def format_report(captions: dict, answers: dict) -> str:
@@ -123,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the counts to this JSON file")
     parser.add_argument("--misses", action="store_true", help="list every wrong answer and its description")
+    parser.add_argument("--teacher-forced", action="store_true",
+                        help="also answer with the true description given (a model that describes first)")
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be at least 1")
@@ -141,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     texts = E.captions_of(pipeline, clips)
     replies = E.replies_of(pipeline, samples)
     descriptions = replies.rationales if pipeline.answer_marker is not None else None
+    if args.teacher_forced and descriptions is None:
+        raise SystemExit("--teacher-forced needs a model that describes before it answers (answer_marker)")
     blind = M.blind_answerer(E.training_qa(SplitWorld(args.seed, world, split="train")))
     # ShapesEval's qa_accuracy record of these answers (value, seeded bootstrap interval, n, blind baseline)
     accuracy = E.make_record("qa_accuracy", args.split, *E.qa_scored(replies.texts, samples, blind), seed=args.seed)
@@ -148,11 +200,22 @@ def main(argv: list[str] | None = None) -> int:
               "captions": tally_captions(texts, clips),
               "answers": tally_answers(replies.texts, samples, blind, descriptions), "qa_accuracy": accuracy,
               "misses": wrong_answers(replies.texts, samples, descriptions)}
+    if args.teacher_forced:
+        forced = teacher_forced_answers(pipeline, samples)
+        right = [M.answer_units(a, s)[0] for a, s in zip(forced, samples)]
+        report["teacher_forced"] = {"right": sum(right), "n": len(samples),
+                                    "same_as_generated": sum(f == g for f, g in zip(forced, replies.texts))}
+        for kind, row in report["answers"].items():
+            row["teacher_forced"] = sum(r for r, s in zip(right, samples) if _kind(s) == kind)
     print(f"{len(clips)} {args.split} clips, {len(samples)} questions")
     print(format_report(report["captions"], report["answers"]))
     if args.misses:
         print("\nwrong answers (question | truth | answer | description):")
         print("\n".join(" | ".join(m.values()) for m in report["misses"]))
+    if args.teacher_forced:
+        forced = report["teacher_forced"]
+        print(f"\nteacher-forced (true description given): {forced['right']} of {forced['n']} right, "
+              f"{forced['same_as_generated']} the same as generated")
     print(f"\nanswers: {accuracy['value']:.3f} [{accuracy['ci_low']:.3f}, {accuracy['ci_high']:.3f}], "
           f"n = {accuracy['n']}, blind {accuracy['baseline']:.3f}")
     if args.json:

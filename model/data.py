@@ -4,7 +4,7 @@ A sample is a plain dict; its `kind` says which builder turns it into a row:
 
     {"kind": "t2i", "text": str, "image": (N,) codes}
     {"kind": "mmu", "text": str, "image": (N,) codes}      the whole text is a target (captioning pretraining)
-    {"kind": "lm", "text": str}
+    {"kind": "lm", "text": str, "labels_after": str (optional: labelled only after this word; `Prompting.lm`)}
     {"kind": "t2v", "text": str, "frames": (F, P) codes}
     {"kind": "v2t", "text": str, "frames": (F, P) codes}   the whole text is a target
     {"kind": "interleaved", "text": question, "steps": [{"caption": str, "image": (N,), "clip": (F, P) optional}]}
@@ -60,7 +60,7 @@ def collate(prompting: Prompting, samples: Sequence[dict], *, lm_length: int,
         if kind == "t2i":
             batches.append(prompting.t2i(texts, torch.stack([s["image"] for s in group])))
         elif kind == "lm":
-            batches.append(prompting.lm(texts, length=lm_length))
+            batches.append(prompting.lm(texts, length=lm_length, labels_after=[s.get("labels_after") for s in group]))
         elif kind == "mmu":
             batches.append(prompting.mmu_train(torch.stack([s["image"] for s in group]), texts,
                                                text_len=mmu_text_len, answers_only=answers_only))

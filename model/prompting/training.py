@@ -104,15 +104,35 @@ class TrainingFormats:
         return self.rows.stack(rows, task, side="right", with_labels=True)
 
     # -------------------------------------------------------------------------------------- text only
-    def lm(self, texts: str | Sequence[str], *, length: int) -> PromptBatch:
+    def lm(self, texts: str | Sequence[str], *, length: int,
+           labels_after: Sequence[str | None] | None = None) -> PromptBatch:
         """Language-modelling rows, as released: `<bos> text <eos>` right-padded with `[PAD]` to `length`
         (usually the t2i length); a text that does not fit is cut to `length` ids with no eos. Labels are the ids,
-        `IGNORE_INDEX` on pads."""
+        `IGNORE_INDEX` on pads.
+
+        `labels_after`: per row, None (every id labelled) or a word of its text: the row is then labelled only
+        after that word's last occurrence (and its eos), as `answers_only` labels an understanding row; the ids
+        stay those of the whole text."""
+        texts = self.rows.as_list(texts)
+        after = [None] * len(texts) if labels_after is None else list(labels_after)
+        if len(after) != len(texts):
+            raise ValueError(f"labels_after needs one entry per text: {len(after)} for {len(texts)} texts")
         rows = []
-        for text in self.rows.as_list(texts):
+        for text, word in zip(texts, after):
             ids = (self.rows.with_bos(self.rows.encode(text)) + [self.layout.eos_id])[:length]
+            labels = ids if word is None else self._labelled_after(text, word, ids)
             row = Row()
-            row.add(ids, labels=ids)
+            row.add(ids, labels=labels)
             row.add([self.layout.pad_id] * (length - len(ids)), pad=True)
             rows.append(row)
         return self.rows.stack(rows, "lm", side="right", with_labels=True)
+
+    def _labelled_after(self, text: str, word: str, ids: list[int]) -> list[int]:
+        """`ids` (the lm row of `text`) with every id up to the last `word` of `text` unlabelled."""
+        before, found, _ = f" {text} ".rpartition(f" {word} ")
+        if not found:
+            raise ValueError(f"labels_after: {word!r} is not a word of the text {text[:60]!r}")
+        asked = self.rows.with_bos(self.rows.encode(f"{before} {word}".strip()))
+        if ids[:len(asked)] != asked[:len(ids)]:
+            raise ValueError(f"labels_after: the text {text[:60]!r} does not tokenize at the word {word!r}")
+        return [IGNORE_INDEX] * min(len(asked), len(ids)) + ids[len(asked):]

@@ -14,7 +14,8 @@ How the kinds map onto the world (`i` is the stream index):
     lm           image caption, video caption, or a how-to (question and step captions), in turn; with
                  `reading_rows`, every other lm row is instead a question row's dialogue without its input
                  (question, the input's caption, the marker, the answer): text that teaches reading a
-                 description, the step a described-first answer takes after seeing
+                 description, the step a described-first answer takes after seeing; with
+                 `reading_answers_only`, such a row is labelled only after `RATIONALE_MARKER` (its answer)
     t2v          video i: caption -> latent frame codes (with `window_frames`, a window of that many
                  consecutive latent frames at a random offset, the windows a sliding-window generation sees,
                  captioned as the scene stands at the window's first frame: `world.scene_at`)
@@ -59,11 +60,14 @@ def corpus(answer_rationale: bool = False) -> list[str]:
     return all_texts_for_vocab() + [mmu_dialogue(q, answer) for q in CAPTION_QUESTIONS]
 
 
-def check_reading_rows(answer_rationale: bool, reading_rows: bool) -> None:
-    """ValueError when reading rows are asked for without the descriptions they read."""
+def check_reading_rows(answer_rationale: bool, reading_rows: bool, reading_answers_only: bool = False) -> None:
+    """ValueError when reading rows are asked for without the descriptions they read, or labelled without
+    being asked for."""
     if reading_rows and not answer_rationale:
         raise ValueError("reading_rows needs answer_rationale: a question row without its input's "
                          "description teaches only a blind prior")
+    if reading_answers_only and not reading_rows:
+        raise ValueError("reading_answers_only needs reading_rows: it says how reading rows are labelled")
 
 
 def rationale_answer(caption: str, answer: str) -> str:
@@ -171,11 +175,14 @@ class ShapesWorldSource:
             (`rationale_answer`) instead of the answer alone.
         reading_rows: odd lm rows are question dialogues with their description and no input (see above);
             needs `answer_rationale` (without the description, such a row teaches only a blind prior).
+        reading_answers_only: reading rows are labelled on their answer alone (`labels_after` the marker):
+            without the input, the description they carry is a guess the row should not teach.
     """
 
     def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
                  cache_items: int = 200_000, split: str | None = None, window_frames: int | None = None,
-                 answer_rationale: bool = False, reading_rows: bool = False) -> None:
+                 answer_rationale: bool = False, reading_rows: bool = False,
+                 reading_answers_only: bool = False) -> None:
         if isinstance(tokenizer, str):
             from tokenizers3d import load_tokenizer
 
@@ -199,7 +206,8 @@ class ShapesWorldSource:
         self.window_frames = window_frames
         self.answer_rationale = bool(answer_rationale)
         self.reading_rows = bool(reading_rows)
-        check_reading_rows(self.answer_rationale, self.reading_rows)
+        self.reading_answers_only = bool(reading_answers_only)
+        check_reading_rows(self.answer_rationale, self.reading_rows, self.reading_answers_only)
         self.cache = TokenCache(tokenizer, max_items=cache_items)
 
     def corpus(self) -> list[str]:
@@ -217,6 +225,9 @@ class ShapesWorldSource:
             raise ValueError(f"indices must be >= 0, got {min(indices)}")
         world = world_for_split(seed, self.world_config, self.split)
         drafts = [_draft(kind, world, i, self.answer_rationale, self.reading_rows) for i in indices]
+        for draft in drafts:  # a reading row (lm) says so; labelled on its answer alone with reading_answers_only
+            if draft.pop("reading", False) and self.reading_answers_only:
+                draft["labels_after"] = RATIONALE_MARKER
         # Every pixel field of the drafts, in order: images become one-frame clips, and their codes one row.
         slots = [(holder, key) for draft in drafts for holder in [draft, *draft.get("steps", ())]
                  for key in ("image", "frames") if key in holder]
@@ -253,7 +264,8 @@ class ShapesWorldSource:
         return {"world": asdict(self.world_config), "codebook_size": self.codebook_size,
                 "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames,
                 "split": self.split, "window_frames": self.window_frames,
-                "answer_rationale": self.answer_rationale, "reading_rows": self.reading_rows}
+                "answer_rationale": self.answer_rationale, "reading_rows": self.reading_rows,
+                "reading_answers_only": self.reading_answers_only}
 
 
 def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
@@ -274,7 +286,7 @@ def _draft(kind: str, world, index: int, rationale: bool = False, reading: bool 
             return _draft(kind, world, half, rationale)
         quarter, video = divmod(half, 2)
         qa = world.sample(quarter, "video_qa" if video else "image_qa")
-        return {"kind": kind, "text": _qa_text(qa, bool(video), rationale)}
+        return {"kind": kind, "text": _qa_text(qa, bool(video), rationale), "reading": True}
     if kind == "t2i":
         image = world.sample(index, "image")
         return {"kind": kind, "text": image.caption, "image": image.image}

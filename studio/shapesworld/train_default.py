@@ -368,7 +368,8 @@ def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: 
                  "source_args": {"tokenizer": str(tokenizer_dir), "world": world,
                                  "device": device, "split": _split(cfg), "window_frames": _window(cfg),
                                  "answer_rationale": _rationale(cfg),
-                                 "reading_rows": _flag(cfg, "reading_rows")}},
+                                 "reading_rows": _flag(cfg, "reading_rows"),
+                                 "reading_answers_only": _flag(cfg, "reading_answers_only")}},
         "training": {"device": device, "seed": int(cfg.seed if showo_seed is None else showo_seed)},
         "checkpoint": {"dir": str(run_dir)},
     }
@@ -513,7 +514,8 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
     decoder_architecture(cfg)  # so is a bad stage-1b one
     _code_temperature(cfg)  # and a bad sampling default
-    check_reading_rows(_rationale(cfg), _flag(cfg, "reading_rows"))  # and reading rows without descriptions
+    # and reading rows without descriptions (or their labels without them)
+    check_reading_rows(_rationale(cfg), _flag(cfg, "reading_rows"), _flag(cfg, "reading_answers_only"))
     out, work = Path(out), Path(work)
     if tokenizer_from is not None:
         seed_tokenizer_stages(cfg, Path(tokenizer_from), work, log)

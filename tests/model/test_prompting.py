@@ -215,6 +215,23 @@ def test_lm_layout_and_truncation(official):
     assert batch.segments.block.eq(CAUSAL).all()
 
 
+def test_lm_labels_after_a_word_label_only_what_follows_its_last_occurrence(official):
+    texts = ["so a cat so sat", "a dog so ran far", "a cat sat"]
+    batch = official.lm(texts, length=8, labels_after=["so", "so", None])
+    plain = official.lm(texts, length=8)
+    tok = official.tokenizer.word
+    assert torch.equal(batch.input_ids, plain.input_ids), "the ids are those of the whole text"
+    assert batch.labels[0].tolist() == [IGNORE_INDEX] * 5 + [tok("sat"), EOS, IGNORE_INDEX]
+    assert batch.labels[1].tolist() == [IGNORE_INDEX] * 4 + [tok("ran"), tok("far"), EOS, IGNORE_INDEX]
+    assert torch.equal(batch.labels[2], plain.labels[2])
+    cut = official.lm(["a b c d e so f"], length=4, labels_after=["so"])  # the answer cut off: nothing labelled
+    assert cut.labels[0].tolist() == [IGNORE_INDEX] * 4
+    with pytest.raises(ValueError, match="'so' is not a word of the text"):
+        official.lm(["also a cat"], length=8, labels_after=["so"])
+    with pytest.raises(ValueError, match="one entry per text"):
+        official.lm(texts, length=8, labels_after=["so"])
+
+
 # ----------------------------------------------------------------------------------------- our video formats
 def test_t2v_layout(official):
     frames = codes(1, 3, 4, seed=5)

@@ -44,15 +44,20 @@ def source():
     return sw_data.ShapesWorldSource(_tokenizer(), world=WORLD)
 
 
-@pytest.fixture(scope="module")
-def prompting(source):
+def _prompting(source) -> Prompting:
+    """The prompting of a model trained on `source` (a word tokenizer of its corpus)."""
+    import dataclasses
+
     from model.text_tokenizer import add_showo_special_tokens, build_word_tokenizer
 
     tokenizer = build_word_tokenizer(source.corpus())
     layout = add_showo_special_tokens(tokenizer)
-    import dataclasses
-
     return Prompting(tokenizer, dataclasses.replace(layout, codebook_size=source.codebook_size), max_text_len=48)
+
+
+@pytest.fixture(scope="module")
+def prompting(source):
+    return _prompting(source)
 
 
 # ---------------------------------------------------------------------------------------------- source
@@ -187,6 +192,35 @@ def test_reading_rows_interleave_described_question_dialogues_with_the_plain_lm_
     assert reading.describe()["reading_rows"] and not described.describe()["reading_rows"]
     with pytest.raises(ValueError, match="reading_rows needs answer_rationale"):
         sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, reading_rows=True)
+
+
+def test_reading_answers_only_labels_a_reading_row_on_its_answer_alone():
+    """`reading_answers_only`: the same rows, the reading rows labelled from the rationale marker on (the answer
+    and eos), the plain lm rows and the other kinds as before."""
+    from model.prompt_batch import IGNORE_INDEX
+
+    reading = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True, reading_rows=True)
+    answers = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True, reading_rows=True,
+                                        reading_answers_only=True)
+    rows, labelled = (s.sample_many("lm", seed=0, indices=range(6)) for s in (reading, answers))
+    assert rows == [{k: v for k, v in r.items() if k != "labels_after"} for r in labelled]
+    assert [r.get("labels_after") for r in labelled] == [None, "so"] * 3
+    prompting = _prompting(answers)
+    batch, full = (collate(prompting, r, lm_length=60) for r in (labelled, rows))
+    assert torch.equal(batch.input_ids, full.input_ids)
+    for row, ids, labels, all_labels in zip(labelled, batch.input_ids, batch.labels, full.labels):
+        kept = [i for i, l in zip(ids.tolist(), labels.tolist()) if l != IGNORE_INDEX]
+        if row.get("labels_after") is None:
+            assert torch.equal(labels, all_labels)
+        else:
+            answer = row["text"].rsplit(" so ", 1)[1]
+            assert kept == prompting.rows.encode(answer) + [prompting.layout.eos_id]
+    for kind in ("mmu", "v2t"):
+        assert reading.sample_many(kind, seed=0, indices=range(2))[1]["text"] == \
+            answers.sample_many(kind, seed=0, indices=range(2))[1]["text"]
+    assert answers.describe()["reading_answers_only"] and not reading.describe()["reading_answers_only"]
+    with pytest.raises(ValueError, match="reading_answers_only needs reading_rows"):
+        sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True, reading_answers_only=True)
 
 
 def test_the_recipes_text_budgets_hold_every_text_of_its_world():
@@ -526,6 +560,8 @@ def test_tokenizer_from_a_model_trains_stage_3_alone_on_its_codes(quick_model, t
     (["answer_rationale=sometimes"], "answer_rationale must be true or false"),
     (["reading_rows=1"], "reading_rows must be true or false"),
     (["reading_rows=true", "answer_rationale=false"], "reading_rows needs answer_rationale"),
+    (["reading_rows=false", "reading_answers_only=true"], "reading_answers_only needs reading_rows"),
+    (["reading_answers_only=sometimes"], "reading_answers_only must be true or false"),
 ])
 def test_train_default_refuses_a_bad_stage_3_option_before_stage_1(tmp_path, overrides, message):
     cfg = train_default.load_config(quick=True, overrides=overrides)

@@ -436,6 +436,28 @@ def test_a_true_description_answers_every_question_kind_and_a_wrong_one_answers_
         {"question": samples[1].question, "truth": samples[1].answer, "answer": "elephant"}]
 
 
+def test_teacher_forced_answers_read_the_training_row_as_generation_reads_its_own_description(tmp_path):
+    """`--teacher-forced`: one forward pass over a question's training row (true caption, marker, answer) gives,
+    where the model's own description is that caption word for word, the answer's first word that cached greedy
+    generation gives after it; the report counts them per question type."""
+    from studio.shapesworld import evaluate as E
+    from studio.shapesworld.splits import SplitWorld
+    from studio.shapesworld.text import caption_image, caption_video
+
+    script = _docs_script("understanding_errors")
+    pipeline, world, _ = E.open_model()
+    samples = E.qa_samples(SplitWorld(0, world, split="dev"), 8)
+    replies = E.replies_of(pipeline, samples)
+    forced = script.teacher_forced_answers(pipeline, samples)
+    same = [(f, g) for f, g, d, s in zip(forced, replies.texts, replies.rationales, samples)
+            if d.strip() == (caption_video if s.frames.shape[0] > 1 else caption_image)(s.scene)]
+    assert len(same) >= 6 and all(f.split()[0] == g.split()[0] for f, g in same)
+    assert script.main(["--count", "4", "--teacher-forced", "--json", str(tmp_path / "tf.json")]) == 0
+    report = json.loads((tmp_path / "tf.json").read_text())
+    assert report["teacher_forced"]["n"] == 4
+    assert sum(r["teacher_forced"] for r in report["answers"].values()) == report["teacher_forced"]["right"]
+
+
 def test_the_answer_share_script_counts_answers_by_how_rows_are_labelled(capsys):
     script = _docs_script("answer_share")
     shares = script.shares(20)
