@@ -22,6 +22,7 @@ equal to the generated answers' count when generation reads what training taught
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -139,12 +140,7 @@ def teacher_forced_answers(pipeline, samples) -> list[str]:
         words = [pipeline.text_tokenizer.decode([i]).strip() for i in ids]
         start = max(i for i, w in enumerate(words) if w == marker) + 1
         eos = pipeline.layout.eos_id
-        end = ids.index(eos, start)
-        said = []
-        for token in guess[start:end + 1]:
-            if token == eos:
-                break
-            said.append(token)
+        said = list(itertools.takewhile(lambda token: token != eos, guess[start:ids.index(eos, start) + 1]))
         answers.append(pipeline.text_tokenizer.decode(said, skip_special_tokens=True).strip())
     return answers
 
@@ -186,13 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         pipeline, world, _ = E.open_model(args.model)
     except FileNotFoundError as error:  # not a model folder: say which parts it lacks
         raise SystemExit(str(error)) from None
+    if args.teacher_forced and pipeline.answer_marker is None:  # before any answer is generated
+        raise SystemExit("--teacher-forced needs a model that describes before it answers (answer_marker)")
     shapes = SplitWorld(args.seed, world, split=args.split)
     clips, samples = shapes.distinct("video", args.count), E.qa_samples(shapes, args.count)
     texts = E.captions_of(pipeline, clips)
     replies = E.replies_of(pipeline, samples)
     descriptions = replies.rationales if pipeline.answer_marker is not None else None
-    if args.teacher_forced and descriptions is None:
-        raise SystemExit("--teacher-forced needs a model that describes before it answers (answer_marker)")
     blind = M.blind_answerer(E.training_qa(SplitWorld(args.seed, world, split="train")))
     # ShapesEval's qa_accuracy record of these answers (value, seeded bootstrap interval, n, blind baseline)
     accuracy = E.make_record("qa_accuracy", args.split, *E.qa_scored(replies.texts, samples, blind), seed=args.seed)

@@ -60,7 +60,8 @@ def collate(prompting: Prompting, samples: Sequence[dict], *, lm_length: int,
         if kind == "t2i":
             batches.append(prompting.t2i(texts, torch.stack([s["image"] for s in group])))
         elif kind == "lm":
-            batches.append(prompting.lm(texts, length=lm_length, labels_after=[s.get("labels_after") for s in group]))
+            after = [s.get("labels_after") for s in group]
+            batches.append(prompting.lm(texts, length=lm_length, labels_after=after))
         elif kind == "mmu":
             batches.append(prompting.mmu_train(torch.stack([s["image"] for s in group]), texts,
                                                text_len=mmu_text_len, answers_only=answers_only))

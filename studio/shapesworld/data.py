@@ -175,8 +175,9 @@ class ShapesWorldSource:
             (`rationale_answer`) instead of the answer alone.
         reading_rows: odd lm rows are question dialogues with their description and no input (see above);
             needs `answer_rationale` (without the description, such a row teaches only a blind prior).
-        reading_answers_only: reading rows are labelled on their answer alone (`labels_after` the marker):
-            without the input, the description they carry is a guess the row should not teach.
+        reading_answers_only: reading rows are labelled on their answer alone (`labels_after` the marker), not
+            on the description they carry, which without the input the model can only guess. Off in the recipe:
+            that guess, learned, is what ties the question's object to the description's words.
     """
 
     def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
