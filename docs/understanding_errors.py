@@ -117,16 +117,13 @@ def teacher_forced_answers(pipeline, samples) -> list[str]:
     """For a model that describes first: each question's answer given the training row up to the marker (the
     input, the question, the input's true caption, the marker), read greedily from one forward pass over the row
     with the true answer (the answer's words are the argmax at each of its positions, up to the first eos)."""
-    from model.prompting import mmu_dialogue
-    from studio.shapesworld.data import rationale_answer
-    from studio.shapesworld.text import caption_image, caption_video
+    from studio.shapesworld.data import qa_text
 
     prompting, marker = pipeline.prompting, pipeline.answer_marker
     answers = []
     for s in samples:
         video = s.frames.shape[0] > 1
-        text = mmu_dialogue(s.question, rationale_answer((caption_video if video else caption_image)(s.scene),
-                                                         s.answer))
+        text = qa_text(s, video, rationale=True)  # the question row's dialogue, as the source writes it
         if video:
             codes = pipeline.encode_video(s.tensor)
             row = prompting.v2t_train(codes.reshape(1, codes.shape[0], -1).cpu(), [text], text_len=128)

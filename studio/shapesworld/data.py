@@ -75,8 +75,9 @@ def rationale_answer(caption: str, answer: str) -> str:
     return f"{caption} {RATIONALE_MARKER} {answer}"
 
 
-def _qa_text(qa, video: bool, rationale: bool) -> str:
-    """The dialogue of a question row: the answer alone, or after the input's caption (`rationale`)."""
+def qa_text(qa, video: bool, rationale: bool) -> str:
+    """The dialogue of a question row (`qa`: its `question`, `answer` and `scene`): the answer alone, or after
+    the input's caption (`rationale`)."""
     if not rationale:
         return mmu_dialogue(qa.question, qa.answer)
     caption = caption_video(qa.scene) if video else caption_image(qa.scene)
@@ -225,10 +226,8 @@ class ShapesWorldSource:
         if any(i < 0 for i in indices):
             raise ValueError(f"indices must be >= 0, got {min(indices)}")
         world = world_for_split(seed, self.world_config, self.split)
-        drafts = [_draft(kind, world, i, self.answer_rationale, self.reading_rows) for i in indices]
-        for draft in drafts:  # a reading row (lm) says so; labelled on its answer alone with reading_answers_only
-            if draft.pop("reading", False) and self.reading_answers_only:
-                draft["labels_after"] = RATIONALE_MARKER
+        drafts = [_draft(kind, world, i, self.answer_rationale, self.reading_rows, self.reading_answers_only)
+                  for i in indices]
         # Every pixel field of the drafts, in order: images become one-frame clips, and their codes one row.
         slots = [(holder, key) for draft in drafts for holder in [draft, *draft.get("steps", ())]
                  for key in ("image", "frames") if key in holder]
@@ -277,24 +276,26 @@ def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
     return int(offsets[np.random.default_rng([int(seed), int(index), 0x77]).integers(0, len(offsets))])
 
 
-def _draft(kind: str, world, index: int, rationale: bool = False, reading: bool = False) -> dict:
+def _draft(kind: str, world, index: int, rationale: bool = False, reading: bool = False,
+           reading_answers_only: bool = False) -> dict:
     """Sample `index` of `kind` with uint8 pixels (``image`` (H, W, 3), ``frames`` (T, H, W, 3)) where the
     source puts codes; `rationale`: question rows answer after the input's caption; `reading`: odd lm rows are
-    question dialogues without their input."""
+    question dialogues without their input, labelled after the marker alone with `reading_answers_only`."""
     half, odd = divmod(index, 2)
     if kind == "lm" and reading:
         if not odd:
             return _draft(kind, world, half, rationale)
         quarter, video = divmod(half, 2)
         qa = world.sample(quarter, "video_qa" if video else "image_qa")
-        return {"kind": kind, "text": _qa_text(qa, bool(video), rationale), "reading": True}
+        row = {"kind": kind, "text": qa_text(qa, bool(video), rationale)}
+        return {**row, "labels_after": RATIONALE_MARKER} if reading_answers_only else row
     if kind == "t2i":
         image = world.sample(index, "image")
         return {"kind": kind, "text": image.caption, "image": image.image}
     if kind == "mmu":
         if odd:
             qa = world.sample(half, "image_qa")
-            return {"kind": kind, "text": _qa_text(qa, False, rationale), "image": qa.frames[0]}
+            return {"kind": kind, "text": qa_text(qa, False, rationale), "image": qa.frames[0]}
         image = world.sample(half, "image")
         return {"kind": kind, "text": mmu_dialogue(IMAGE_CAPTION_QUESTION, image.caption), "image": image.image}
     if kind == "lm":
@@ -311,7 +312,7 @@ def _draft(kind: str, world, index: int, rationale: bool = False, reading: bool 
     if kind == "v2t":
         if odd:
             qa = world.sample(half, "video_qa")
-            return {"kind": kind, "text": _qa_text(qa, True, rationale), "frames": qa.frames}
+            return {"kind": kind, "text": qa_text(qa, True, rationale), "frames": qa.frames}
         video = world.sample(half, "video")
         return {"kind": kind, "text": mmu_dialogue(VIDEO_CAPTION_QUESTION, video.caption), "frames": video.frames}
     howto = world.sample(index, "howto")
