@@ -113,17 +113,20 @@ def wrong_answers(answers, samples, descriptions=None) -> list[dict]:
             for i, (answer, sample) in enumerate(zip(answers, samples)) if not M.answer_units(answer, sample)[0]]
 
 
-def teacher_forced_answers(pipeline, samples) -> list[str]:
+def teacher_forced_answers(pipeline, samples, asked_first: bool = False) -> list[str]:
     """For a model that describes first: each question's answer given the training row up to the marker (the
     input, the question, the input's true caption, the marker), read greedily from one forward pass over the row
-    with the true answer (the answer's words are the argmax at each of its positions, up to the first eos)."""
-    from studio.shapesworld.data import qa_text
+    with the true answer (the answer's words are the argmax at each of its positions, up to the first eos).
+    `asked_first`: the model was trained with the asked object described first (the recipe's `asked_first`)."""
+    from studio.shapesworld.data import AnswerFormat, qa_text
+
+    fmt = AnswerFormat(rationale=True, asked_first=asked_first)
 
     prompting, marker = pipeline.prompting, pipeline.answer_marker
     answers = []
     for s in samples:
         video = s.frames.shape[0] > 1
-        text = qa_text(s, video, rationale=True)  # the question row's dialogue, as the source writes it
+        text = qa_text(s, video, fmt)  # the question row's dialogue, as the source writes it
         if video:
             codes = pipeline.encode_video(s.tensor)
             row = prompting.v2t_train(codes.reshape(1, codes.shape[0], -1).cpu(), [text], text_len=128)
@@ -140,6 +143,15 @@ def teacher_forced_answers(pipeline, samples) -> list[str]:
         said = list(itertools.takewhile(lambda token: token != eos, guess[start:ids.index(eos, start) + 1]))
         answers.append(pipeline.text_tokenizer.decode(said, skip_special_tokens=True).strip())
     return answers
+
+
+def trained_asked_first(folder) -> bool:
+    """Whether the model in `folder` was trained with the asked object described first (its training.json's
+    recipe; false when unrecorded)."""
+    record = Path(folder) / "training.json"
+    if not record.is_file():
+        return False
+    return bool(json.loads(record.read_text()).get("config", {}).get("asked_first", False))
 
 
 def format_report(captions: dict, answers: dict) -> str:
@@ -176,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     from studio.shapesworld.splits import SplitWorld
 
     try:
-        pipeline, world, _ = E.open_model(args.model)
+        pipeline, world, folder = E.open_model(args.model)
     except FileNotFoundError as error:  # not a model folder: say which parts it lacks
         raise SystemExit(str(error)) from None
     if args.teacher_forced and pipeline.answer_marker is None:  # before any answer is generated
@@ -194,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
               "answers": tally_answers(replies.texts, samples, blind, descriptions), "qa_accuracy": accuracy,
               "misses": wrong_answers(replies.texts, samples, descriptions)}
     if args.teacher_forced:
-        forced = teacher_forced_answers(pipeline, samples)
+        forced = teacher_forced_answers(pipeline, samples, trained_asked_first(folder))
         right = [M.answer_units(a, s)[0] for a, s in zip(forced, samples)]
         report["teacher_forced"] = {"right": sum(right), "n": len(samples),
                                     "same_as_generated": sum(f == g for f, g in zip(forced, replies.texts))}

@@ -21,7 +21,8 @@ How the kinds map onto the world (`i` is the stream index):
                  captioned as the scene stands at the window's first frame: `world.scene_at`)
     v2t          even i: video i/2 with the captioning question; odd i: video question i/2 -> answer
     (with `answer_rationale`, an answer is the input's caption, `RATIONALE_MARKER`, then the answer: the model
-    describes what it sees before it answers, and the pipeline returns what follows the marker)
+    describes what it sees before it answers, and the pipeline returns what follows the marker; with
+    `asked_first`, the description names the asked object first)
     interleaved  how-to i: question, then per step its caption and keyframe codes
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -39,7 +40,7 @@ from core.frames import latent_frames
 from model.prompting import mmu_dialogue
 from studio.shapesworld.splits import world_for_split
 from studio.shapesworld.text import all_texts_for_vocab
-from studio.shapesworld.text import caption_image, caption_video
+from studio.shapesworld.text import asked_first, caption_image, caption_video
 from studio.shapesworld.world import WorldConfig, clip_times, scene_at, to_tensor
 
 KINDS = ("t2i", "lm", "mmu", "t2v", "v2t", "interleaved")
@@ -60,14 +61,24 @@ def corpus(answer_rationale: bool = False) -> list[str]:
     return all_texts_for_vocab() + [mmu_dialogue(q, answer) for q in CAPTION_QUESTIONS]
 
 
-def check_reading_rows(answer_rationale: bool, reading_rows: bool, reading_answers_only: bool = False) -> None:
-    """ValueError when reading rows are asked for without the descriptions they read, or labelled without
-    being asked for."""
-    if reading_rows and not answer_rationale:
-        raise ValueError("reading_rows needs answer_rationale: a question row without its input's "
-                         "description teaches only a blind prior")
-    if reading_answers_only and not reading_rows:
-        raise ValueError("reading_answers_only needs reading_rows: it says how reading rows are labelled")
+@dataclass(frozen=True)
+class AnswerFormat:
+    """How question rows are written: `ShapesWorldSource`'s options of the same names (`rationale` is its
+    `answer_rationale`). ValueError when one needs another that is off."""
+
+    rationale: bool = False
+    reading_rows: bool = False
+    reading_answers_only: bool = False
+    asked_first: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reading_rows and not self.rationale:
+            raise ValueError("reading_rows needs answer_rationale: a question row without its input's "
+                             "description teaches only a blind prior")
+        if self.reading_answers_only and not self.reading_rows:
+            raise ValueError("reading_answers_only needs reading_rows: it says how reading rows are labelled")
+        if self.asked_first and not self.rationale:
+            raise ValueError("asked_first needs answer_rationale: it orders the description an answer follows")
 
 
 def rationale_answer(caption: str, answer: str) -> str:
@@ -75,12 +86,13 @@ def rationale_answer(caption: str, answer: str) -> str:
     return f"{caption} {RATIONALE_MARKER} {answer}"
 
 
-def qa_text(qa, video: bool, rationale: bool) -> str:
+def qa_text(qa, video: bool, fmt: AnswerFormat) -> str:
     """The dialogue of a question row (`qa`: its `question`, `answer` and `scene`): the answer alone, or after
-    the input's caption (`rationale`)."""
-    if not rationale:
+    the input's caption (`fmt.rationale`), which names the asked object first with `fmt.asked_first`."""
+    if not fmt.rationale:
         return mmu_dialogue(qa.question, qa.answer)
-    caption = caption_video(qa.scene) if video else caption_image(qa.scene)
+    scene = asked_first(qa.scene, qa.question) if fmt.asked_first else qa.scene
+    caption = caption_video(scene) if video else caption_image(scene)
     return mmu_dialogue(qa.question, rationale_answer(caption, qa.answer))
 
 
@@ -179,12 +191,15 @@ class ShapesWorldSource:
         reading_answers_only: reading rows are labelled on their answer alone (`labels_after` the marker), not
             on the description they carry, which without the input the model can only guess. Off in the recipe:
             that guess, learned, is what ties the question's object to the description's words.
+        asked_first: the description a question row answers after names the object the question asks about
+            first (`text.asked_first`), so that the answer is read from the first object's words; needs
+            `answer_rationale`.
     """
 
     def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
                  cache_items: int = 200_000, split: str | None = None, window_frames: int | None = None,
                  answer_rationale: bool = False, reading_rows: bool = False,
-                 reading_answers_only: bool = False) -> None:
+                 reading_answers_only: bool = False, asked_first: bool = False) -> None:
         if isinstance(tokenizer, str):
             from tokenizers3d import load_tokenizer
 
@@ -206,14 +221,12 @@ class ShapesWorldSource:
         self.split = split
         world_for_split(0, cfg, split)  # validates the split name early
         self.window_frames = window_frames
-        self.answer_rationale = bool(answer_rationale)
-        self.reading_rows = bool(reading_rows)
-        self.reading_answers_only = bool(reading_answers_only)
-        check_reading_rows(self.answer_rationale, self.reading_rows, self.reading_answers_only)
+        self.format = AnswerFormat(bool(answer_rationale), bool(reading_rows), bool(reading_answers_only),
+                                   bool(asked_first))
         self.cache = TokenCache(tokenizer, max_items=cache_items)
 
     def corpus(self) -> list[str]:
-        return corpus(self.answer_rationale)
+        return corpus(self.format.rationale)
 
     def sample(self, kind: str, *, seed: int, index: int) -> dict:
         """Sample `index` of the stream of `kind` (see the module docstring)."""
@@ -226,8 +239,7 @@ class ShapesWorldSource:
         if any(i < 0 for i in indices):
             raise ValueError(f"indices must be >= 0, got {min(indices)}")
         world = world_for_split(seed, self.world_config, self.split)
-        drafts = [_draft(kind, world, i, self.answer_rationale, self.reading_rows, self.reading_answers_only)
-                  for i in indices]
+        drafts = [_draft(kind, world, i, self.format) for i in indices]
         # Every pixel field of the drafts, in order: images become one-frame clips, and their codes one row.
         slots = [(holder, key) for draft in drafts for holder in [draft, *draft.get("steps", ())]
                  for key in ("image", "frames") if key in holder]
@@ -264,8 +276,8 @@ class ShapesWorldSource:
         return {"world": asdict(self.world_config), "codebook_size": self.codebook_size,
                 "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames,
                 "split": self.split, "window_frames": self.window_frames,
-                "answer_rationale": self.answer_rationale, "reading_rows": self.reading_rows,
-                "reading_answers_only": self.reading_answers_only}
+                "answer_rationale": self.format.rationale, "reading_rows": self.format.reading_rows,
+                "reading_answers_only": self.format.reading_answers_only, "asked_first": self.format.asked_first}
 
 
 def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
@@ -276,26 +288,24 @@ def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
     return int(offsets[np.random.default_rng([int(seed), int(index), 0x77]).integers(0, len(offsets))])
 
 
-def _draft(kind: str, world, index: int, rationale: bool = False, reading: bool = False,
-           reading_answers_only: bool = False) -> dict:
+def _draft(kind: str, world, index: int, fmt: AnswerFormat) -> dict:
     """Sample `index` of `kind` with uint8 pixels (``image`` (H, W, 3), ``frames`` (T, H, W, 3)) where the
-    source puts codes; `rationale`: question rows answer after the input's caption; `reading`: odd lm rows are
-    question dialogues without their input, labelled after the marker alone with `reading_answers_only`."""
+    source puts codes; question rows, and with `fmt.reading_rows` odd lm rows, are written as `fmt` says."""
     half, odd = divmod(index, 2)
-    if kind == "lm" and reading:
+    if kind == "lm" and fmt.reading_rows:
         if not odd:
-            return _draft(kind, world, half, rationale)
+            return _draft(kind, world, half, AnswerFormat())
         quarter, video = divmod(half, 2)
         qa = world.sample(quarter, "video_qa" if video else "image_qa")
-        row = {"kind": kind, "text": qa_text(qa, bool(video), rationale)}
-        return {**row, "labels_after": RATIONALE_MARKER} if reading_answers_only else row
+        row = {"kind": kind, "text": qa_text(qa, bool(video), fmt)}
+        return {**row, "labels_after": RATIONALE_MARKER} if fmt.reading_answers_only else row
     if kind == "t2i":
         image = world.sample(index, "image")
         return {"kind": kind, "text": image.caption, "image": image.image}
     if kind == "mmu":
         if odd:
             qa = world.sample(half, "image_qa")
-            return {"kind": kind, "text": qa_text(qa, False, rationale), "image": qa.frames[0]}
+            return {"kind": kind, "text": qa_text(qa, False, fmt), "image": qa.frames[0]}
         image = world.sample(half, "image")
         return {"kind": kind, "text": mmu_dialogue(IMAGE_CAPTION_QUESTION, image.caption), "image": image.image}
     if kind == "lm":
@@ -312,7 +322,7 @@ def _draft(kind: str, world, index: int, rationale: bool = False, reading: bool 
     if kind == "v2t":
         if odd:
             qa = world.sample(half, "video_qa")
-            return {"kind": kind, "text": qa_text(qa, True, rationale), "frames": qa.frames}
+            return {"kind": kind, "text": qa_text(qa, True, fmt), "frames": qa.frames}
         video = world.sample(half, "video")
         return {"kind": kind, "text": mmu_dialogue(VIDEO_CAPTION_QUESTION, video.caption), "frames": video.frames}
     howto = world.sample(index, "howto")

@@ -21,7 +21,7 @@ This module knows nothing about pixels; `world` draws what these words mean and 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Iterable, Protocol, Sequence
 
 import numpy as np
@@ -180,6 +180,18 @@ def caption_video(scene: SceneLike) -> str:
     "enters at the top left moving to the right"."""
     return " and ".join(_entering(obj) if getattr(obj, "enters", False)
                         else f"{describe(obj)} {MOTION_PHRASES[obj.motion]}" for obj in scene.objects)
+
+
+def asked_first(scene: SceneLike, question: str) -> SceneLike:
+    """`scene` with the object `question` asks about first and the others in their order: the one object whose
+    colour and shape agree with every colour and shape word of the question (scenes keep both unique). `scene`
+    itself when the question names no object of it ("how many ...", "is there ..." of an absent object)."""
+    said = set(words(question))
+    colours, shapes = said & set(COLOURS), said & set(SHAPES)
+    named = [o for o in scene.objects if colours <= {o.colour} and shapes <= {o.shape}]
+    if not colours | shapes or len(named) != 1:
+        return scene
+    return replace(scene, objects=(named[0], *(o for o in scene.objects if o is not named[0])))
 
 
 def _entering(obj: ObjectLike) -> str:

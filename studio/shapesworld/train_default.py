@@ -369,7 +369,8 @@ def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: 
                                  "device": device, "split": _split(cfg), "window_frames": _window(cfg),
                                  "answer_rationale": _rationale(cfg),
                                  "reading_rows": _flag(cfg, "reading_rows"),
-                                 "reading_answers_only": _flag(cfg, "reading_answers_only")}},
+                                 "reading_answers_only": _flag(cfg, "reading_answers_only"),
+                                 "asked_first": _flag(cfg, "asked_first")}},
         "training": {"device": device, "seed": int(cfg.seed if showo_seed is None else showo_seed)},
         "checkpoint": {"dir": str(run_dir)},
     }
@@ -508,14 +509,14 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     (`seed_tokenizer_stages`), so that only stages 2 and 3 run.
     """
     from model.train import run_options
-    from studio.shapesworld.data import check_reading_rows
+    from studio.shapesworld.data import AnswerFormat
 
     # a bad stage-3 option is refused before stage 1 runs
     run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
     decoder_architecture(cfg)  # so is a bad stage-1b one
     _code_temperature(cfg)  # and a bad sampling default
-    # and reading rows without descriptions (or their labels without them)
-    check_reading_rows(_rationale(cfg), _flag(cfg, "reading_rows"), _flag(cfg, "reading_answers_only"))
+    # and an answer format whose options need one that is off (reading rows or an order without descriptions)
+    AnswerFormat(_rationale(cfg), *(_flag(cfg, k) for k in ("reading_rows", "reading_answers_only", "asked_first")))
     out, work = Path(out), Path(work)
     if tokenizer_from is not None:
         seed_tokenizer_stages(cfg, Path(tokenizer_from), work, log)

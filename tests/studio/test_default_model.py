@@ -223,6 +223,44 @@ def test_reading_answers_only_labels_a_reading_row_on_its_answer_alone():
         sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True, reading_answers_only=True)
 
 
+def test_asked_first_describes_the_asked_object_first_in_question_and_reading_rows():
+    """`asked_first`: a question row's description (and a reading row's) names the object its question asks about
+    first, the other after it; a question about no object of the scene keeps reading order; captioning rows and
+    the other kinds do not change."""
+    from studio.shapesworld.text import parse_caption
+
+    described = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True, reading_rows=True)
+    asked = sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, answer_rationale=True, reading_rows=True,
+                                      asked_first=True)
+    moved = 0
+    for kind in ("mmu", "v2t", "lm"):
+        rows = asked.sample_many(kind, seed=0, indices=range(40))
+        for row, old in zip(rows, described.sample_many(kind, seed=0, indices=range(40))):
+            if " so " not in row["text"]:  # a captioning or plain lm row
+                assert row["text"] == old["text"]
+                continue
+            question = row["text"].split("ASSISTANT:")[0]
+            words = set(question.replace("?", " ").split())
+            objects, old_objects = (parse_caption(r["text"].split("ASSISTANT:")[1].rsplit(" so ", 1)[0])
+                                    for r in (row, old))
+            assert sorted(map(repr, objects)) == sorted(map(repr, old_objects))  # the same objects
+            named = [o for o in objects if {o.colour, o.shape} & words
+                     and not ({"red", "green", "blue", "yellow", "purple"} & words) - {o.colour}
+                     and not ({"circle", "square", "triangle"} & words) - {o.shape}]
+            if len(named) == 1:
+                assert objects[0] == named[0]
+            else:
+                assert objects == old_objects
+            moved += objects != old_objects
+    assert moved > 3  # some descriptions changed order
+    for kind in ("t2i", "t2v", "interleaved"):
+        assert [r["text"] for r in asked.sample_many(kind, seed=0, indices=range(3))] == \
+            [r["text"] for r in described.sample_many(kind, seed=0, indices=range(3))]
+    assert asked.describe()["asked_first"] and not described.describe()["asked_first"]
+    with pytest.raises(ValueError, match="asked_first needs answer_rationale"):
+        sw_data.ShapesWorldSource(_tokenizer(), world=WORLD, asked_first=True)
+
+
 def test_the_recipes_text_budgets_hold_every_text_of_its_world():
     """No training text of the recipe's world is cut: a cut text ends in eos where the text goes on, which
     teaches the model to stop there (two-object video captions lost their second motion that way)."""
@@ -562,6 +600,7 @@ def test_tokenizer_from_a_model_trains_stage_3_alone_on_its_codes(quick_model, t
     (["reading_rows=true", "answer_rationale=false"], "reading_rows needs answer_rationale"),
     (["reading_rows=false", "reading_answers_only=true"], "reading_answers_only needs reading_rows"),
     (["reading_answers_only=sometimes"], "reading_answers_only must be true or false"),
+    (["answer_rationale=false", "reading_rows=false", "asked_first=true"], "asked_first needs answer_rationale"),
 ])
 def test_train_default_refuses_a_bad_stage_3_option_before_stage_1(tmp_path, overrides, message):
     cfg = train_default.load_config(quick=True, overrides=overrides)

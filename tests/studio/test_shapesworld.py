@@ -397,6 +397,22 @@ def test_step_parser_tolerates_variations(text, expected):
     assert tx.parse_step_caption(text) == expected
 
 
+def test_asked_first_puts_the_object_a_question_names_first():
+    red, blue = tx._Obj("circle", "red", cell="top left"), tx._Obj("square", "blue", cell="center")
+    green = tx._Obj("triangle", "green", cell="bottom right")
+    scene = tx._Scene((red, blue, green))
+    for question, first in (("what shape is the blue object?", blue), ("what colour is the triangle?", green),
+                            ("where is the red circle?", red), ("is there a blue square?", blue),
+                            ("which way does the square move?", blue)):
+        ordered = tx.asked_first(scene, question).objects
+        assert ordered[0] == first and sorted(map(repr, ordered)) == sorted(map(repr, scene.objects))
+        assert [o for o in ordered if o != first] == [o for o in scene.objects if o != first]  # the rest in order
+    for question in ("how many objects are there?", "is there a blue circle?", "is there a yellow square?"):
+        assert tx.asked_first(scene, question) == scene  # no object of the scene named
+    assert tx.caption_image(tx.asked_first(scene, "what size is the green triangle?")).startswith(
+        "a large green triangle at the bottom right and a large red circle")
+
+
 def test_answers_are_true_of_the_scene():
     rng = np.random.default_rng(7)
     for i in range(200):

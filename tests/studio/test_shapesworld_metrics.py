@@ -456,6 +456,10 @@ def test_teacher_forced_answers_read_the_training_row_as_generation_reads_its_ow
     report = json.loads((tmp_path / "tf.json").read_text())
     assert report["teacher_forced"]["n"] == 4
     assert sum(r["teacher_forced"] for r in report["answers"].values()) == report["teacher_forced"]["right"]
+    # the row is written in the format the model was trained on: its recipe's asked_first, false when unrecorded
+    assert not script.trained_asked_first(E.open_model()[2]) and not script.trained_asked_first(tmp_path)
+    (tmp_path / "training.json").write_text(json.dumps({"config": {"asked_first": True}}))
+    assert script.trained_asked_first(tmp_path)
 
 
 def test_the_answer_share_script_counts_answers_by_how_rows_are_labelled(capsys):
