@@ -442,22 +442,26 @@ def test_teacher_forced_answers_read_the_training_row_as_generation_reads_its_ow
     generation gives after it; the report counts them per question type."""
     from studio.shapesworld import evaluate as E
     from studio.shapesworld.splits import SplitWorld
-    from studio.shapesworld.text import caption_image, caption_video
+    from studio.shapesworld.text import asked_first, caption_image, caption_video
 
     script = _docs_script("understanding_errors")
-    pipeline, world, _ = E.open_model()
+    pipeline, world, folder = E.open_model()
     samples = E.qa_samples(SplitWorld(0, world, split="dev"), 8)
     replies = E.replies_of(pipeline, samples)
-    forced = script.teacher_forced_answers(pipeline, samples)
-    same = [(f, g) for f, g, d, s in zip(forced, replies.texts, replies.rationales, samples)
-            if d.strip() == (caption_video if s.frames.shape[0] > 1 else caption_image)(s.scene)]
+    asked = script.trained_asked_first(folder)  # the shipped recipe's order of the description
+    forced = script.teacher_forced_answers(pipeline, samples, asked)
+    scenes = [asked_first(s.scene, s.question) if asked else s.scene for s in samples]
+    same = [(f, g) for f, g, d, s, scene in zip(forced, replies.texts, replies.rationales, samples, scenes)
+            if d.strip() == (caption_video if s.frames.shape[0] > 1 else caption_image)(scene)]
     assert len(same) >= 6 and all(f.split()[0] == g.split()[0] for f, g in same)
     assert script.main(["--count", "4", "--teacher-forced", "--json", str(tmp_path / "tf.json")]) == 0
     report = json.loads((tmp_path / "tf.json").read_text())
     assert report["teacher_forced"]["n"] == 4
     assert sum(r["teacher_forced"] for r in report["answers"].values()) == report["teacher_forced"]["right"]
     # the row is written in the format the model was trained on: its recipe's asked_first, false when unrecorded
-    assert not script.trained_asked_first(E.open_model()[2]) and not script.trained_asked_first(tmp_path)
+    assert not script.trained_asked_first(tmp_path)
+    (tmp_path / "training.json").write_text(json.dumps({"config": {"answer_rationale": True}}))
+    assert not script.trained_asked_first(tmp_path)
     (tmp_path / "training.json").write_text(json.dumps({"config": {"asked_first": True}}))
     assert script.trained_asked_first(tmp_path)
 
