@@ -39,7 +39,7 @@ _QUESTION = re.compile(r"(what colour is the|what shape is the|what size is the|
 def answer_from_description(question: str, description: str) -> str | None:
     """The answer to a ShapesWorld question that the description alone gives (None where it does not say):
     the object the question names is looked up among the description's objects by its colour and shape."""
-    from studio.shapesworld.text import COLOURS, COUNT_WORDS, SHAPES, parse_caption
+    from studio.shapesworld.text import COUNT_WORDS, named_objects, parse_caption
 
     objects = parse_caption(description)
     if question.startswith("how many objects"):
@@ -47,13 +47,8 @@ def answer_from_description(question: str, description: str) -> str | None:
     found = _QUESTION.match(question)
     if found is None:
         return None
-    kind, rest = found.groups()
-    named = [w for w in re.findall(r"[a-z]+", rest) if w in COLOURS or w in SHAPES]  # how it names the object
-
-    def matches(o) -> bool:
-        return all(w in (o.colour, o.shape) for w in named)
-
-    hits = [o for o in objects if matches(o)]
+    kind = found.group(1)
+    hits = named_objects(question, objects)
     if kind == "is there a":
         return "yes" if hits else "no"
     if not hits:
@@ -121,7 +116,6 @@ def teacher_forced_answers(pipeline, samples, asked_first: bool = False) -> list
     from studio.shapesworld.data import AnswerFormat, qa_text
 
     fmt = AnswerFormat(rationale=True, asked_first=asked_first)
-
     prompting, marker = pipeline.prompting, pipeline.answer_marker
     answers = []
     for s in samples:

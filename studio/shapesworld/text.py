@@ -182,14 +182,20 @@ def caption_video(scene: SceneLike) -> str:
                         else f"{describe(obj)} {MOTION_PHRASES[obj.motion]}" for obj in scene.objects)
 
 
+def named_objects(question: str, objects: Sequence[ObjectLike]) -> list[ObjectLike]:
+    """The objects whose colour and shape agree with every colour and shape word of `question`: the object a
+    question asks about (scenes keep colours and shapes unique), none when it is absent, all when the question
+    names none ("how many ...")."""
+    said = [w for w in words(question) if w in COLOURS or w in SHAPES]
+    return [o for o in objects if all(w in (o.colour, o.shape) for w in said)]
+
+
 def asked_first(scene: SceneLike, question: str) -> SceneLike:
-    """`scene` with the object `question` asks about first and the others in their order: the one object whose
-    colour and shape agree with every colour and shape word of the question (scenes keep both unique). `scene`
-    itself when the question names no object of it ("how many ...", "is there ..." of an absent object)."""
-    said = set(words(question))
-    colours, shapes = said & set(COLOURS), said & set(SHAPES)
-    named = [o for o in scene.objects if colours <= {o.colour} and shapes <= {o.shape}]
-    if not colours | shapes or len(named) != 1:
+    """`scene` with the object `question` asks about (`named_objects`) first and the others in their order;
+    `scene` itself when the question names no single object of it ("how many ...", "is there ..." of an absent
+    object)."""
+    named = named_objects(question, scene.objects)
+    if len(named) != 1:
         return scene
     return replace(scene, objects=(named[0], *(o for o in scene.objects if o is not named[0])))
 
