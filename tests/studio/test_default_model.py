@@ -601,6 +601,7 @@ def test_tokenizer_from_a_model_trains_stage_3_alone_on_its_codes(quick_model, t
     (["reading_rows=false", "reading_answers_only=true"], "reading_answers_only needs reading_rows"),
     (["reading_answers_only=sometimes"], "reading_answers_only must be true or false"),
     (["answer_rationale=false", "reading_rows=false", "asked_first=true"], "asked_first needs answer_rationale"),
+    (["asked_first=sometimes"], "asked_first must be true or false"),
 ])
 def test_train_default_refuses_a_bad_stage_3_option_before_stage_1(tmp_path, overrides, message):
     cfg = train_default.load_config(quick=True, overrides=overrides)
