@@ -91,7 +91,7 @@ def misses(codec, world, *, count: int, seed: int, split: str) -> list[tuple]:
     from collections import Counter
 
     from studio.shapesworld.detector import detect_video
-    from studio.shapesworld.world import BASE_FPS, object_box
+    from studio.shapesworld.world import BASE_FPS, object_place
 
     shown, lost, instead = Counter(), Counter(), {}
     for clip in SplitWorld(seed, world, split=split).distinct("video", count):
@@ -101,11 +101,8 @@ def misses(codec, world, *, count: int, seed: int, split: str) -> list[tuple]:
             for t, frame in enumerate(truth):
                 if key not in {(d.colour, d.shape) for d in frame}:
                     continue
-                at = t * BASE_FPS / world.fps
-                y0, x0, y1, x1 = object_box(obj, at, world.height, world.width, speed=world.speed)
-                inside = y0 >= 0 and x0 >= 0 and y1 <= world.height and x1 <= world.width
-                coming = obj.enters and at * world.speed / BASE_FPS < 1  # not yet at its cell
-                where = (obj.size, obj.shape, "inside" if inside else "coming in" if coming else "border")
+                place = object_place(obj, t * BASE_FPS / world.fps, world.height, world.width, speed=world.speed)
+                where = (obj.size, obj.shape, place)
                 shown[where] += 1
                 if key not in {(d.colour, d.shape) for d in made[t]}:
                     lost[where] += 1

@@ -167,6 +167,15 @@ def object_box(obj: ObjectSpec, t: float, height: int, width: int, *,
     return y0, x0, y0 + side, x0 + side
 
 
+def object_place(obj: ObjectSpec, t: float, height: int, width: int, *, speed: float = DEFAULT_SPEED) -> str:
+    """Where the object's sprite is at time `t` (frames at `BASE_FPS`): "inside" the frame, cut by the frame's
+    "border" (leaving it, or past it), or cut while "coming in" (an entering object not yet at its cell)."""
+    y0, x0, y1, x1 = object_box(obj, t, height, width, speed=speed)
+    if y0 >= 0 and x0 >= 0 and y1 <= height and x1 <= width:
+        return "inside"
+    return "coming in" if obj.enters and t * speed / BASE_FPS < 1 else "border"
+
+
 def scene_at(scene: Scene, t: float) -> Scene | None:
     """The scene as it stands at time `t` (frames at `BASE_FPS`), so that its caption describes a clip that
     starts at `t`: each object whose centre is in the frame then, in the cell that holds its centre, with its

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +278,8 @@ def test_the_tokenizer_ceiling_script_refuses_bad_arguments_before_loading_anyth
 @pytest.mark.parametrize("args, settings, message", [
     (["--code-temperature", "-1"], {"code_temperature": -1.0}, "code_temperature must be >= 0"),
     (["--steps", "0"], {"steps": 0}, "steps must be >= 1"),
+    (["--tasks", "t2v,captoins"], {"tasks": ["t2v", "captoins"]}, "unknown or no tasks ['captoins']"),
+    (["--tasks", ","], {"tasks": []}, "unknown or no tasks []"),
 ])
 def test_eval_refuses_bad_generation_settings_before_reading_the_model(args, settings, message, capsys, monkeypatch):
     from studio.shapesworld import evaluate as sw_eval
@@ -287,8 +290,16 @@ def test_eval_refuses_bad_generation_settings_before_reading_the_model(args, set
     monkeypatch.setattr(sw_eval, "open_model", no_model)
     assert sw_eval.main(["--model", "nowhere", *args]) == 2
     assert message in capsys.readouterr().err
-    with pytest.raises(ValueError, match=message):  # and evaluate() itself, before any task
+    with pytest.raises(ValueError, match=re.escape(message)):  # and evaluate() itself, before any task
         sw_eval.evaluate(None, **settings)
+
+
+def test_eval_refuses_unknown_splits_before_reading_the_model(capsys, monkeypatch):
+    from studio.shapesworld import evaluate as sw_eval
+
+    monkeypatch.setattr(sw_eval, "open_model", lambda *a, **k: pytest.fail("the model was read first"))
+    assert sw_eval.main(["--splits", "test,tset"]) == 2
+    assert "--splits: unknown or no splits ['tset']" in capsys.readouterr().err
 
 
 def _record(metric, split, value, low, high, *, n=200, baseline=0.1, target=0.7, ceiling=None):
@@ -316,6 +327,89 @@ def test_the_eval_table_puts_runs_side_by_side_with_the_last_runs_verdict(tmp_pa
     assert script.main([f"a={first},{tmp_path / 'gone.json'}"]) == 2  # refused before any table is printed
     out, err = capsys.readouterr()
     assert out == "" and f"no such records file: {tmp_path / 'gone.json'}" in err
+
+
+def _alone(clip, obj, *, shape: str | None = None):
+    """`clip` with `obj` as its only object (its frames rendered again), optionally drawn as another shape."""
+    scene = dataclasses.replace(clip.scene, objects=(obj if shape is None else dataclasses.replace(obj, shape=shape),))
+    return dataclasses.replace(clip, scene=scene, frames=wd.render_video_uint8(scene, clip.frames.shape[0], clip.fps))
+
+
+def test_the_failures_script_names_how_each_object_is_lost():
+    from studio.shapesworld.detector import detect
+
+    script = _docs_script("t2v_failures")
+    clips = SplitWorld(0, ENTRY_WORLD, split="dev").distinct("video", 40)
+    for clip in clips:  # "kept" is what t2v_motion_accuracy counts, whatever the clip
+        for video in (clip.frames, M.static_clip(clip), np.zeros_like(clip.frames)):
+            rows = script.object_outcomes(video, clip)
+            assert sum(r["outcome"] == "kept" for r in rows) == M.video_units(video, clip)[0][0]
+        assert {r["outcome"] for r in script.object_outcomes(clip.frames, clip)} == {"kept"}
+    moving = [(c, o) for c in clips for o in c.scene.objects if o.motion != "still" and not o.enters]
+    place = lambda clip, obj, t: wd.object_place(obj, t * wd.BASE_FPS / clip.fps, clip.scene.height,  # noqa: E731
+                                                 clip.scene.width, speed=clip.scene.speed)
+    # One frame blanked while the sprite is whole: lost inside, gone (not misread), first missing in its latent frame.
+    clip, obj = next((c, o) for c, o in moving if place(c, o, 6) == "inside")
+    clip = _alone(clip, obj)
+    broken = clip.frames.copy()
+    broken[6] = 0
+    [row] = script.object_outcomes(broken, clip)
+    assert row == {"outcome": "lost inside", "track": obj.motion, "shown": row["shown"], "missing": 1,
+                   "misread": False, "first_missing_latent": 2}
+    # Drawn as another shape in that frame: misread.
+    other = next(s for s in ("square", "circle", "triangle") if s != obj.shape)
+    broken[6] = _alone(clip, obj, shape=other).frames[6]
+    [row] = script.object_outcomes(broken, clip)
+    assert row["outcome"] == "lost inside" and row["misread"]
+    # Blanked only where the sprite is cut by the border: lost at border.
+    clip, obj = next((c, o) for c, o in moving if any(place(c, o, t) == "border" for t in range(c.frames.shape[0])))
+    clip = _alone(clip, obj)
+    broken = clip.frames.copy()
+    cut = [t for t in range(len(broken)) if place(clip, obj, t) == "border"]
+    broken[cut] = 0
+    assert script.object_outcomes(broken, clip)[0]["outcome"] == "lost at border"
+    # A static clip of a moving object has the wrong motion, its track still; an empty clip has no track.
+    assert script.object_outcomes(M.static_clip(clip), clip)[0]["outcome"] == "wrong motion"
+    assert script.summary(script.object_outcomes(M.static_clip(clip), clip))["wrong_motion_track"] == {
+        "still": 1, "another direction": 0, "no track": 0}
+    assert script.summary(script.object_outcomes(np.zeros_like(clip.frames), clip))["wrong_motion_track"] == {
+        "still": 0, "another direction": 0, "no track": 1}
+    backwards = script.summary(script.object_outcomes(np.ascontiguousarray(clip.frames[::-1]), clip))
+    assert backwards["wrong_motion_track"] == {"still": 0, "another direction": 1, "no track": 0}
+    counts = script.summary(script.object_outcomes(broken, clip) + script.object_outcomes(clip.frames, clip))
+    assert counts["outcomes"] == {"kept": 1, "lost at border": 1, "lost inside": 0, "wrong motion": 0}
+    seen = [t for t in cut if (obj.colour, obj.shape) in {(d.colour, d.shape) for d in detect(clip.frames[t])}]
+    assert counts["missing_objects"] == 1 and counts["missing_frames"] == len(seen) > 0
+
+
+def test_the_failures_script_counts_what_shapeseval_counts_on_the_shipped_model(tmp_path, capsys):
+    from studio.shapesworld import evaluate as E
+
+    script = _docs_script("t2v_failures")
+    out = tmp_path / "failures.json"
+    sheet = tmp_path / "sheet.png"
+    assert script.main(["--count", "3", "--steps", "2", "--threads", "1", "--json", str(out), "--sheet", str(sheet),
+                        "--sheet-clips", "2"]) == 0
+    result = json.loads(out.read_text())
+    pipeline, world, _ = E.open_model()
+    clips = SplitWorld(0, world, split="dev").distinct("video", 3)
+    scored = E.t2v_task(pipeline, clips, steps=2, guidance_scale=0.0, seed=0)
+    made, _, ceiling = scored["t2v_motion_accuracy"]
+    for name, units in (("model", made), ("ceiling", ceiling)):
+        counts = result[name]
+        assert counts["objects"] == units.den.sum() == sum(counts["outcomes"].values())
+        assert counts["outcomes"]["kept"] == units.num.sum()
+    assert "| wrong motion |" in capsys.readouterr().out
+    from PIL import Image
+
+    # Two clips, three rows each (truth, reconstruction, model), every other frame, framed and upscaled 3 times.
+    drawn = np.asarray(Image.open(sheet))
+    columns = (world.num_frames + 1) // 2
+    assert drawn.shape == (2 * 3 * (world.height + 2) * 3, columns * (world.width + 2) * 3, 3)
+    first_truth = drawn[3:3 + world.height * 3:3, 3:3 + world.width * 3:3]
+    assert np.array_equal(first_truth, clips[0].frames[0])
+    with pytest.raises(SystemExit, match="lacks"):
+        script.main(["--model", str(tmp_path), "--count", "1"])
 
 
 def test_the_exposure_script_scores_object_tokens_and_runs_both_histories(tmp_path, capsys):
