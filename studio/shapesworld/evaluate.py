@@ -68,6 +68,17 @@ TARGETS: dict[str, float | None] = {
     "long_t2v_motion_accuracy": 0.7,
     "long_t2v_object_persistence": 0.9,
 }
+# The tasks `evaluate` runs, each with the metrics it reports (`--tasks` picks some of them).
+TASKS: dict[str, tuple[str, ...]] = {
+    "tokenizer": ("tokenizer_psnr_db", "tokenizer_detector_agreement"),
+    "captions": ("caption_colour_accuracy", "caption_shape_accuracy", "caption_motion_accuracy"),
+    "questions": ("qa_accuracy",),
+    "t2i": ("t2i_prompt_match",),
+    "t2v": ("t2v_motion_accuracy", "t2v_object_persistence", "continue_t2v_motion_accuracy",
+            "continue_t2v_object_persistence"),
+    "storyboards": ("storyboard_step_match", "storyboard_consistency"),
+    "long": ("long_t2v_motion_accuracy", "long_t2v_object_persistence"),
+}
 REPORTED_SPLITS = ("test", "compositional")
 LONG_LATENT_FRAMES = 17
 FULL_COUNT = 200  # samples per task and split in the full run
@@ -287,7 +298,7 @@ def make_record(name: str, split: str, units: M.Units, baseline: M.Units, ceilin
 def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_count: int | None = None,
              seed: int = 0, world: WorldConfig | dict | None = None, steps: int = 8, guidance_scale: float = 0.0,
              code_temperature: float | None = None, window_frames: int | None = None, splits: Sequence[str] = REPORTED_SPLITS,
-             log: Callable[[str], None] = lambda message: None,
+             tasks: Sequence[str] | None = None, log: Callable[[str], None] = lambda message: None,
              on_split: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Every metric of the module docstring on every split of `splits`.
 
@@ -301,13 +312,15 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
         world: the world the model was trained in (default `world_for(pipeline)`).
         steps, guidance_scale, code_temperature: MaskGIT settings of the generation tasks.
         window_frames: latent frames the model sees at once in long clips (default: the pipeline's).
+        tasks: the names of `TASKS` to run (default: all); the records are those tasks' metrics.
         on_split: called with the records so far after each split (a long run keeps what it finished).
     Returns:
         `[{"metric", "split", "value", "target", "n", "ci_low", "ci_high", "baseline", "ceiling"}, ...]`, per
         split in the order of `TARGETS`.
     """
-    # The generation settings are checked (ValueError naming the field) before anything runs.
+    # The generation settings and the tasks are checked (ValueError naming the field) before anything runs.
     ImageOptions(steps=steps, guidance_scale=guidance_scale, code_temperature=code_temperature)
+    chosen = check_tasks(tasks)
     n = count or (QUICK_COUNT if quick else FULL_COUNT)
     n_long = long_count or n
     world = world_for(pipeline, world)
@@ -325,27 +338,40 @@ def evaluate(pipeline, *, quick: bool = False, count: int | None = None, long_co
             clips = shapes.distinct("video", n)
             qa = qa_samples(shapes, n)
             scored: Scored = {}
-            for what, run in (
-                ("tokenizer", lambda: tokenizer_task(pipeline, clips)),
-                ("captions", lambda: caption_task(pipeline, clips, training_clips)),
-                ("questions", lambda: qa_task(pipeline, qa, fitted_qa)),
-                ("text to image", lambda: t2i_task(pipeline, shapes.distinct("image", n),
-                                                   guidance_scale=guidance_scale, **generation)),
-                ("text to video, and clips continued", lambda: t2v_task(pipeline, clips, continued=True,
-                                                                        guidance_scale=guidance_scale, **generation)),
-                ("storyboards", lambda: storyboard_task(pipeline, shapes.distinct("howto", n), **generation)),
-                ("long clips", lambda: t2v_task(pipeline, longs.distinct("video", n_long), prefix="long_",
-                                                guidance_scale=guidance_scale, window_frames=window_frames,
-                                                **generation)),
+            for task, what, run in (
+                ("tokenizer", "tokenizer", lambda: tokenizer_task(pipeline, clips)),
+                ("captions", "captions", lambda: caption_task(pipeline, clips, training_clips)),
+                ("questions", "questions", lambda: qa_task(pipeline, qa, fitted_qa)),
+                ("t2i", "text to image", lambda: t2i_task(pipeline, shapes.distinct("image", n),
+                                                          guidance_scale=guidance_scale, **generation)),
+                ("t2v", "text to video, and clips continued",
+                 lambda: t2v_task(pipeline, clips, continued=True, guidance_scale=guidance_scale, **generation)),
+                ("storyboards", "storyboards", lambda: storyboard_task(pipeline, shapes.distinct("howto", n),
+                                                                       **generation)),
+                ("long", "long clips", lambda: t2v_task(pipeline, longs.distinct("video", n_long), prefix="long_",
+                                                        guidance_scale=guidance_scale, window_frames=window_frames,
+                                                        **generation)),
             ):
-                log(f"{split}: {what}")
-                scored.update(run())
-            results += [make_record(name, split, *scored[name], seed=seed) for name in TARGETS]
+                if task in chosen:
+                    log(f"{split}: {what}")
+                    scored.update(run())
+            reported = {name for task in chosen for name in TASKS[task]}
+            results += [make_record(name, split, *scored[name], seed=seed) for name in TARGETS if name in reported]
             if on_split is not None:
                 on_split(list(results))
     finally:
         pipeline.model.train(was_training)
     return results
+
+
+def check_tasks(tasks: Sequence[str] | None) -> tuple[str, ...]:
+    """The task names to run, in `TASKS` order (all when `tasks` is None); ValueError naming any unknown one."""
+    if tasks is None:
+        return tuple(TASKS)
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"unknown or no tasks {unknown}; known: {', '.join(TASKS)}")
+    return tuple(t for t in TASKS if t in tasks)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -388,6 +414,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"samples per task and split (default {FULL_COUNT}; overrides --quick)")
     parser.add_argument("--long-count", type=int, default=None, help="long clips per split (default: --count)")
     parser.add_argument("--splits", default=",".join(REPORTED_SPLITS), help="comma-separated splits to report")
+    parser.add_argument("--tasks", default=None,
+                        help=f"comma-separated tasks to run (default: all of {', '.join(TASKS)})")
     parser.add_argument("--seed", type=int, default=0, help="world and generation seed")
     parser.add_argument("--steps", type=int, default=8, help="MaskGIT steps per image / frame")
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale")
@@ -413,15 +441,11 @@ def open_model(folder: str | Path | None = None, *, device: str = "cpu"):
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    try:  # the generation settings, before the model is read
+    # Every argument is checked before the model is read.
+    try:
         ImageOptions(steps=args.steps, guidance_scale=args.guidance, code_temperature=args.code_temperature)
     except ValueError as error:
         print(f"--steps / --guidance / --code-temperature: {error}", file=sys.stderr)
-        return 2
-    try:
-        pipeline, world, _ = open_model(args.model, device=args.device)
-    except FileNotFoundError as error:
-        print(error, file=sys.stderr)
         return 2
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     unknown = set(splits) - {"train", "dev", "test", "compositional"}
@@ -429,14 +453,25 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"--splits: unknown or no splits {sorted(unknown)}; known: train, dev, test, compositional",
               file=sys.stderr)
         return 2
+    tasks = None if args.tasks is None else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    try:
+        check_tasks(tasks)
+    except ValueError as error:
+        print(f"--tasks: {error}", file=sys.stderr)
+        return 2
     if args.threads < 1:
         print(f"--threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    try:
+        pipeline, world, _ = open_model(args.model, device=args.device)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     results = evaluate(pipeline, quick=args.quick, count=args.count, long_count=args.long_count, seed=args.seed,
                        world=world, steps=args.steps, guidance_scale=args.guidance,
-                       code_temperature=args.code_temperature, splits=splits,
+                       code_temperature=args.code_temperature, splits=splits, tasks=tasks,
                        log=lambda m: print(m, file=sys.stderr, flush=True),
                        on_split=(lambda records: write_json(args.json, records)) if args.json else None)
     print(format_table(results))

@@ -733,6 +733,14 @@ def test_evaluate_returns_every_metric_per_split_with_interval_and_baseline(quic
     assert "tokenizer_psnr_db" in sw_eval.format_table(results)
     sw_eval.write_json(tmp_path / "eval.json", results)
     assert json.loads((tmp_path / "eval.json").read_text()) == results
+    # Some tasks only: their metrics, the same records as in the full run (every task draws its own samples).
+    logged = []
+    some = sw_eval.evaluate(_pipeline(folder), count=2, long_count=1, steps=2, world=trained_world(folder),
+                            splits=("test",), tasks=("long", "questions"), log=logged.append)
+    assert [r["metric"] for r in some] == ["qa_accuracy", "long_t2v_motion_accuracy", "long_t2v_object_persistence"]
+    assert some == [r for r in results if r["split"] == "test" and r["metric"] in {m["metric"] for m in some}]
+    assert logged == ["test: questions", "test: long clips"]
+    assert sorted(m for metrics in sw_eval.TASKS.values() for m in metrics) == sorted(sw_eval.TARGETS)
 
 
 def test_psnr_of_identical_and_opposite_frames():
