@@ -40,9 +40,7 @@ from studio.shapesworld.splits import SplitWorld
 from studio.shapesworld.world import BASE_FPS, object_place
 
 OUTCOMES = ("kept", "lost at border", "lost inside", "wrong motion")
-
-
-TRACK_KINDS = ("still", "another direction", "no track")
+TRACK_KINDS = ("still", "another direction", "no track")  # what the track of an object with a wrong motion says
 
 
 def _track_kind(track: str) -> str:
@@ -76,12 +74,12 @@ def object_outcomes(video, clip, *, temporal_downsample: int = 4) -> list[dict]:
             outcome = "lost inside"
         else:
             outcome = "lost at border" if missing else "kept"
-        first = min(missing) if missing else None
+        first = min(missing) if missing else None  # frame 0 is latent frame 0; frames 1..r latent frame 1, ...
         rows.append({
             "outcome": outcome, "track": "none" if track is None else track.direction,
             "shown": len(shown), "missing": len(missing),
             "misread": bool(missing) and all(any(d.colour == obj.colour for d in made[t]) for t in missing),
-            "first_missing_latent": None if first is None else (0 if first == 0 else (first - 1) // temporal_downsample + 1),
+            "first_missing_latent": None if first is None else (first + temporal_downsample - 1) // temporal_downsample,
         })
     return rows
 
