@@ -1,6 +1,6 @@
 """ShapesEval: measure a Show-o pipeline on ShapesWorld splits it was not trained on, with the analytic detector:
 
-    python -m studio.shapesworld.evaluate [--model DIR] [--quick] [--count N] [--json PATH]
+    python -m studio.shapesworld.evaluate [--model DIR] [--quick] [--count N] [--tasks t2v,long] [--json PATH]
 
 Samples come from the **test** split and the **compositional** split (`splits`: combinations no training
 sample holds), each set without repeated scenes. Every metric is reported per split with its sample count,
