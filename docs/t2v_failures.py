@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from studio.shapesworld import evaluate as E
-from studio.shapesworld.detector import detect_motion, detect_video
+from studio.shapesworld.metrics import follow_objects
 from studio.shapesworld.splits import SplitWorld
 from studio.shapesworld.world import BASE_FPS, object_place
 
@@ -47,37 +47,28 @@ def _track_kind(track: str) -> str:
     return {"still": "still", "none": "no track"}.get(track, "another direction")
 
 
-def _keys(detections) -> set[tuple[str, str]]:
-    return {(d.colour, d.shape) for d in detections}
-
-
 def object_outcomes(video, clip, *, temporal_downsample: int = 4) -> list[dict]:
     """One row per object of `clip.scene`: its outcome in `video` (uint8 `(T, H, W, 3)` or float `[3, T, H, W]`,
     as long as the ground truth), the direction its track names ("none" without a track), the frames where the
     ground truth shows it and where `video` does not, whether it is misread there, and the latent frame where it
     is first missing (None when never)."""
-    truth, made, tracks = detect_video(clip.frames), detect_video(video), detect_motion(video)
-    if len(made) != len(truth):
-        raise ValueError(f"the clip has {len(made)} frames, the ground truth {len(truth)}")
+    followed, made = follow_objects(video, clip)
     scene = clip.scene
     rows = []
-    for obj in scene.objects:
-        key = (obj.colour, obj.shape)
-        shown = [t for t, frame in enumerate(truth) if key in _keys(frame)]
-        missing = [t for t in shown if key not in _keys(made[t])]
-        track = next((tr for tr in tracks if (tr.colour, tr.shape) == key), None)
+    for o in followed:
+        obj, missing = o.spec, o.missing
         inside = [t for t in missing
                   if object_place(obj, t * BASE_FPS / clip.fps, scene.height, scene.width, speed=scene.speed) == "inside"]
-        if track is None or track.direction != obj.motion:
+        if o.kept:  # what t2v_motion_accuracy counts
+            outcome = "kept"
+        elif o.track is None or o.track.direction != obj.motion:
             outcome = "wrong motion"
-        elif not shown or inside:
-            outcome = "lost inside"
         else:
-            outcome = "lost at border" if missing else "kept"
+            outcome = "lost inside" if inside or not o.shown else "lost at border"
         first = min(missing) if missing else None  # frame 0 is latent frame 0; frames 1..r latent frame 1, ...
         rows.append({
-            "outcome": outcome, "track": "none" if track is None else track.direction,
-            "shown": len(shown), "missing": len(missing),
+            "outcome": outcome, "track": "none" if o.track is None else o.track.direction,
+            "shown": len(o.shown), "missing": len(missing),
             "misread": bool(missing) and all(any(d.colour == obj.colour for d in made[t]) for t in missing),
             "first_missing_latent": None if first is None else (first + temporal_downsample - 1) // temporal_downsample,
         })

@@ -90,21 +90,18 @@ def misses(codec, world, *, count: int, seed: int, split: str) -> list[tuple]:
     the tokenizer's reconstruction no longer shows it, with what the detector reads there instead."""
     from collections import Counter
 
-    from studio.shapesworld.detector import detect_video
     from studio.shapesworld.world import BASE_FPS, object_place
 
     shown, lost, instead = Counter(), Counter(), {}
     for clip in SplitWorld(seed, world, split=split).distinct("video", count):
-        truth, made = detect_video(clip.frames), detect_video(E.through_tokenizer(codec, clip.tensor))
-        for obj in clip.scene.objects:
-            key = (obj.colour, obj.shape)
-            for t, frame in enumerate(truth):
-                if key not in {(d.colour, d.shape) for d in frame}:
-                    continue
+        followed, made = M.follow_objects(E.through_tokenizer(codec, clip.tensor), clip)
+        for o in followed:
+            obj = o.spec
+            for t in o.shown:
                 place = object_place(obj, t * BASE_FPS / world.fps, world.height, world.width, speed=world.speed)
                 where = (obj.size, obj.shape, place)
                 shown[where] += 1
-                if key not in {(d.colour, d.shape) for d in made[t]}:
+                if t in o.missing:
                     lost[where] += 1
                     read = [d.shape for d in made[t] if d.colour == obj.colour] or ["nothing"]
                     instead.setdefault(where, Counter())[", ".join(read)] += 1

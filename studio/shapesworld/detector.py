@@ -278,7 +278,8 @@ def _direction(dy: float, dx: float, cell_h: float, cell_w: float, still_fractio
     return "down" if ny > 0 else "up"
 
 
-def detect_motion(video: np.ndarray | torch.Tensor, config: DetectorConfig | None = None) -> list[Track]:
+def detect_motion(video: np.ndarray | torch.Tensor, config: DetectorConfig | None = None, *,
+                  per_frame: list[list[Detection]] | None = None) -> list[Track]:
     """Follow every object through the clip and name its direction: the objects of frame 0, then each object of
     a colour not yet followed from the frame it comes into view.
 
@@ -286,10 +287,11 @@ def detect_motion(video: np.ndarray | torch.Tensor, config: DetectorConfig | Non
     last seen (within `match_distance` cells). Its displacement is the slope of a straight-line fit of its
     centres against time, times the clip length, so a jittery centre in one frame barely matters. An object
     that comes into view is named (shape, size, cell) by its first sighting clear of the frame's border, where
-    its sprite is whole, if it has one.
+    its sprite is whole, if it has one. `per_frame`: the video's `detect_video` with the same config, when the
+    caller has it already.
     """
     cfg = config or DetectorConfig()
-    per_frame = detect_video(video, cfg)
+    per_frame = detect_video(video, cfg) if per_frame is None else per_frame
     if not per_frame:
         return []
     height, width = _as_rgb(_as_frames(video)[0]).shape[:2]

@@ -33,9 +33,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from studio.shapesworld.detector import Detection, detect, detect_motion, detect_video
+from studio.shapesworld.detector import Detection, Track, detect, detect_motion, detect_video
 from studio.shapesworld.text import MOTION_PHRASES, cell_rc, neighbour, parse_caption
-from studio.shapesworld.world import HowTo, QASample, VideoSample
+from studio.shapesworld.world import HowTo, ObjectSpec, QASample, VideoSample
 
 
 @dataclass(frozen=True)
@@ -172,26 +172,63 @@ def image_units(image: torch.Tensor | np.ndarray, scene) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------- text to video
 
 
+@dataclass(frozen=True)
+class FollowedObject:
+    """One prompted object of a ground-truth clip, looked for in a generated clip.
+
+    Attributes:
+        spec: the object as the scene holds it.
+        shown: frames where the ground truth shows it (colour and shape).
+        missing: of those, the frames where the generated clip does not.
+        track: the generated clip's track with its colour and shape (None: no such track).
+    """
+
+    spec: ObjectSpec
+    shown: tuple[int, ...]
+    missing: tuple[int, ...]
+    track: Track | None
+
+    @property
+    def kept(self) -> bool:
+        """Shown in every frame where the ground truth shows it, and its track names the prompted direction."""
+        return bool(self.shown) and not self.missing and self.track is not None \
+            and self.track.direction == self.spec.motion
+
+
+def _keys(detections: Sequence[Detection]) -> set[tuple[str, str]]:
+    return {(d.colour, d.shape) for d in detections}
+
+
+def follow_objects(video: torch.Tensor | np.ndarray,
+                   clip: VideoSample) -> tuple[list[FollowedObject], list[list[Detection]]]:
+    """Every object of `clip.scene` in a generated clip as long as the ground truth, and the generated clip's
+    detections per frame."""
+    truth = detect_video(clip.frames)
+    made = detect_video(video)
+    if len(made) != len(truth):
+        raise ValueError(f"the generated clip has {len(made)} frames, the ground truth {len(truth)}")
+    tracks = detect_motion(video, per_frame=made)
+    followed = []
+    for obj in clip.scene.objects:
+        key = (obj.colour, obj.shape)
+        shown = tuple(t for t, frame in enumerate(truth) if key in _keys(frame))
+        missing = tuple(t for t in shown if key not in _keys(made[t]))
+        track = next((t for t in tracks if (t.colour, t.shape) == key), None)
+        followed.append(FollowedObject(obj, shown, missing, track))
+    return followed, made
+
+
 def video_units(video: torch.Tensor | np.ndarray, clip: VideoSample) -> tuple[tuple[int, int], tuple[int, int]]:
     """For one generated clip against its ground truth: (objects that persist and move as prompted, objects)
     and (1 when all of them do, 1).
 
     An object persists when the generated clip shows it (colour and shape) in every frame where the ground
-    truth shows it; it moves as prompted when the detector's track of it names the prompted direction.
+    truth shows it; it moves as prompted when the detector's track of it names the prompted direction
+    (`FollowedObject.kept`).
     """
-    truth = detect_video(clip.frames)
-    made = detect_video(video)
-    if len(made) != len(truth):
-        raise ValueError(f"the generated clip has {len(made)} frames, the ground truth {len(truth)}")
-    tracks = detect_motion(video)
-    good = 0
-    for obj in clip.scene.objects:
-        key = (obj.colour, obj.shape)
-        shown = [t for t, frame in enumerate(truth) if key in {(d.colour, d.shape) for d in frame}]
-        persists = bool(shown) and all(key in {(d.colour, d.shape) for d in made[t]} for t in shown)
-        track = next((t for t in tracks if (t.colour, t.shape) == key), None)
-        good += int(persists and track is not None and track.direction == obj.motion)
-    count = len(clip.scene.objects)
+    followed, _ = follow_objects(video, clip)
+    good = sum(o.kept for o in followed)
+    count = len(followed)
     return (good, count), (int(good == count), 1)
 
 

@@ -51,6 +51,16 @@ def test_t2v_ground_truth_scores_high_and_a_static_or_empty_clip_low(world):
         assert M.Units.of(e[index] for e in empty).value == 0.0
 
 
+def test_tracks_from_given_detections_are_the_tracks_the_detector_finds_itself():
+    from studio.shapesworld.detector import detect_motion, detect_video
+
+    for clip in _test("video", 10, ENTRY_WORLD):
+        for video in (clip.frames, M.static_clip(clip)):
+            assert detect_motion(video, per_frame=detect_video(video)) == detect_motion(video)
+        followed, made = M.follow_objects(clip.frames, clip)
+        assert made == detect_video(clip.frames) and all(o.kept and not o.missing for o in followed)
+
+
 def test_t2v_object_missing_in_one_frame_fails_the_clip():
     clip = next(c for c in _test("video", 40) if all(o.motion != "still" for o in c.scene.objects))
     assert M.video_units(clip.frames, clip) == ((len(clip.scene.objects),) * 2, (1, 1))
