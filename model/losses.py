@@ -239,15 +239,40 @@ class LossOutput:
     terms: dict[str, torch.Tensor]
 
 
-def mtp_loss(logits: torch.Tensor, labels: torch.Tensor, target_weights: torch.Tensor | None = None) -> torch.Tensor:
+def mtp_loss(logits: torch.Tensor, labels: torch.Tensor, target_weights: torch.Tensor | None = None, *,
+             token_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Unshifted cross-entropy: logits `(B, L, V)` at position p against labels `(B, L)` at p; with
-    `target_weights` `(V,)`, the mean weighted by the weight of each label's id."""
+    `target_weights` `(V,)` and / or `token_weights` `(B, L)`, the mean weighted by the weight of each label's id
+    times the weight of its position."""
     flat, targets = logits.flatten(0, 1).float(), labels.flatten()
-    if target_weights is None:
+    if target_weights is None and token_weights is None:
         return F.cross_entropy(flat, targets, ignore_index=IGNORE_INDEX)
     each = F.cross_entropy(flat, targets, ignore_index=IGNORE_INDEX, reduction="none")
-    weights = target_weights.to(each)[targets.clamp(min=0)] * targets.ne(IGNORE_INDEX)
+    weights = targets.ne(IGNORE_INDEX).to(each)
+    if target_weights is not None:
+        weights = weights * target_weights.to(each)[targets.clamp(min=0)]
+    if token_weights is not None:
+        weights = weights * token_weights.flatten().to(each)
     return (each * weights).sum() / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
+
+
+def changed_code_weights(batch: PromptBatch, weight: float, tasks: Sequence[str] = ("t2v",)) -> torch.Tensor:
+    """`(B, L)` MaskGIT label weights: `weight` at the visual codes of `tasks`' rows that differ from the code at
+    the same place in the row's previous visual block (what moved, or appeared, or was left behind), 1
+    elsewhere (a first block, and every other row). Read from a batch before masking: its `input_ids` hold
+    the true codes."""
+    weights = torch.ones(batch.input_ids.shape, dtype=torch.float32)
+    ids = batch.input_ids.cpu()
+    for row, task in enumerate(batch.tasks):
+        if task not in tasks:
+            continue
+        slices = batch.visual_slices[row]
+        for (s0, e0), (s1, e1) in zip(slices, slices[1:]):
+            if e0 - s0 != e1 - s1:
+                raise ValueError(f"row {row}: visual blocks of {e0 - s0} and {e1 - s1} codes cannot be compared")
+            changed = ids[row, s1:e1].ne(ids[row, s0:e0])
+            weights[row, s1:e1][changed] = weight
+    return weights
 
 
 def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, *, per_row: bool = False,
@@ -297,7 +322,8 @@ class TaskLogits:
 def unified_loss(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptBatch,
                  coefficients: Mapping[str, float] | None = None, *,
                  code_weights: torch.Tensor | None = None, row_mean: Sequence[str] = (),
-                 answer_weight: tuple[int, float] | None = None) -> LossOutput:
+                 answer_weight: tuple[int, float] | None = None,
+                 visual_weights: torch.Tensor | None = None) -> LossOutput:
     """The training loss of a mixed batch.
 
     Args:
@@ -315,6 +341,8 @@ def unified_loss(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptB
         answer_weight: `(marker id, w)`: in the understanding terms (mmu, v2t), the labels after a row's last
             marker (the answer of a row that describes its input first) weigh w (`after_marker_weights`).
             None: every label weighs 1.
+        visual_weights: `(B, L)` weight of the MaskGIT label at each position, times its `code_weights` weight
+            (e.g. `changed_code_weights`). None: 1.
     """
     if batch.labels is None:
         raise ValueError("the loss needs a training batch with labels")
@@ -346,7 +374,8 @@ def unified_loss(logits: torch.Tensor | Mapping[str, TaskLogits], batch: PromptB
         if not bool((labels[:, 1:] if objective == "ntp" else labels).ne(IGNORE_INDEX).any()):
             continue
         if objective == "mtp":
-            value = mtp_loss(task_logits, labels, code_weights)
+            positions = None if visual_weights is None else visual_weights.to(index.device)[index][:, :length]
+            value = mtp_loss(task_logits, labels, code_weights, token_weights=positions)
         else:
             token_weights = (after_marker_weights(labels, *answer_weight)
                              if answer_weight is not None and term in UNDERSTANDING_TERMS else None)

@@ -33,8 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 from core.options import check_number, check_word
 from model.config import ShowoConfig, showo_cpu_mid, showo_phi15, showo_phi15_512, showo_tiny
 from model.data import KINDS, DataSource, SyntheticSource, collate
-from model.losses import (GENERATION_TASKS, TaskLogits, check_masking, check_row_mean, draft_history,
-                          drop_conditions, mask_visual_tokens, unified_loss)
+from model.losses import (GENERATION_TASKS, TaskLogits, changed_code_weights, check_masking, check_row_mean,
+                          draft_history, drop_conditions, mask_visual_tokens, unified_loss)
 from model.network import Showo
 from model.prompting import PromptBatch, Prompting
 from model.vocab import VocabLayout
@@ -87,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
         "coefficients": {"t2i": 1.0, "lm": 0.1, "mmu": 1.0},
         # {visual code: weight} of MaskGIT targets; codes not named weigh 1 (see losses.unified_loss)
         "code_weights": {},
+        # the weight of a text-to-video MaskGIT label whose code differs from the previous latent frame's at the
+        # same place (losses.changed_code_weights: what moved); 1 = every place alike
+        "changed_weight": 1.0,
         # next-token terms averaged per row, not per token (losses.unified_loss), e.g. [mmu, v2t]
         "row_mean": [],
         # the loss weight of an understanding row's labels after its last `answer_marker` word (the answer of a
@@ -110,6 +113,7 @@ class RunOptions:
     mmu_text_len: int | None
     answer_weight: float = 1.0  # the weight of the labels after `answer_marker` in understanding rows
     answer_marker: str | None = None
+    changed_weight: float = 1.0  # the weight of t2v labels that differ from the previous frame's code there
 
 
 def run_options(cfg: DictConfig | dict) -> RunOptions:
@@ -139,8 +143,9 @@ def run_options(cfg: DictConfig | dict) -> RunOptions:
         check_word("training.answer_marker", answer_marker)
     if answer_weight != 1 and answer_marker is None:
         raise ValueError("training.answer_weight needs training.answer_marker (the word before each answer)")
+    check_number("training.changed_weight", tcfg.changed_weight, float, {"gt": 0})
     return RunOptions(masking, self_history, self_history_tasks, row_mean, mmu_text_len, float(answer_weight),
-                      answer_marker)
+                      answer_marker, float(tcfg.changed_weight))
 
 
 def marker_id(tokenizer, marker: str) -> int:
@@ -462,6 +467,8 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
                         mmu_text_len=options.mmu_text_len, answers_only=bool(dcfg.answers_only))
         batch = drop_conditions(batch, null_blocks, prob=tcfg.cond_dropout_prob, pad_id=layout.pad_id,
                                 generator=generator)
+        visual_weights = (None if options.changed_weight == 1 else
+                          changed_code_weights(batch, options.changed_weight))  # from the true codes
         history = draft_history(batch, draft_logits, prob=options.self_history, tasks=options.self_history_tasks,
                                 mask_id=layout.mask_id, codes=codes, generator=generator)
         batch = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=generator,
@@ -470,7 +477,7 @@ def train(cfg: DictConfig | dict, on_step: Callable[[dict[str, float]], None] | 
         with autocast:
             logits = grouped_logits(model, batch)
         loss = unified_loss(logits, batch, coefficients, code_weights=code_weights, row_mean=options.row_mean,
-                            answer_weight=answer_weight)
+                            answer_weight=answer_weight, visual_weights=visual_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         if tcfg.grad_clip:

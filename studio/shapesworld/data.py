@@ -184,6 +184,10 @@ class ShapesWorldSource:
             frame shows an object, from the sample's seed and index), laid out from position 0 as
             `model.pipelines.window` lays out a sliding window, and captioned as the scene stands at the window's
             first frame (a clip's caption names start cells; later in the clip objects are elsewhere or gone).
+        window_start_prob: with `window_frames`, the share of text-to-video windows that start at the clip's
+            first frame (the rest drawn uniformly as above). A generation always starts there: its first latent
+            frame is written from the text alone and its second after one still frame, transitions a uniform
+            offset trains in about one window in five. 0 (the default) draws as before, sample for sample.
         answer_rationale: question rows (mmu, v2t) answer `"<the input's caption> so <answer>"`
             (`rationale_answer`) instead of the answer alone.
         reading_rows: odd lm rows are question dialogues with their description and no input (see above);
@@ -198,7 +202,7 @@ class ShapesWorldSource:
 
     def __init__(self, tokenizer, *, world: WorldConfig | dict | None = None, device: str = "cpu",
                  cache_items: int = 200_000, split: str | None = None, window_frames: int | None = None,
-                 answer_rationale: bool = False, reading_rows: bool = False,
+                 window_start_prob: float = 0.0, answer_rationale: bool = False, reading_rows: bool = False,
                  reading_answers_only: bool = False, asked_first: bool = False) -> None:
         if isinstance(tokenizer, str):
             from tokenizers3d import load_tokenizer
@@ -218,9 +222,11 @@ class ShapesWorldSource:
                                                       name="the world's num_frames")
         if window_frames is not None and window_frames < 2:
             raise ValueError(f"window_frames must be >= 2 (a frame and one to predict), got {window_frames}")
+        check_window_start(window_start_prob, window_frames)
         self.split = split
         world_for_split(0, cfg, split)  # validates the split name early
         self.window_frames = window_frames
+        self.window_start_prob = float(window_start_prob)
         self.format = AnswerFormat(bool(answer_rationale), bool(reading_rows), bool(reading_answers_only),
                                    bool(asked_first))
         self.cache = TokenCache(tokenizer, max_items=cache_items)
@@ -261,7 +267,7 @@ class ShapesWorldSource:
         starts = {k: scene_at(scene, float(times[0 if k == 0 else r * (k - 1) + 1]))
                   for k in range(draft["frames"].shape[0] - self.window_frames + 1)}
         offsets = [k for k, at in starts.items() if at is not None]
-        offset = window_offset(offsets, seed=seed, index=index)
+        offset = window_offset(offsets, seed=seed, index=index, start_prob=self.window_start_prob)
         draft["frames"] = draft["frames"][offset:offset + self.window_frames]
         draft["text"] = caption_video(starts[offset])
 
@@ -275,17 +281,28 @@ class ShapesWorldSource:
         """What the source draws (for run records)."""
         return {"world": asdict(self.world_config), "codebook_size": self.codebook_size,
                 "num_image_tokens": self.num_image_tokens, "num_latent_frames": self.num_latent_frames,
-                "split": self.split, "window_frames": self.window_frames,
+                "split": self.split, "window_frames": self.window_frames, "window_start_prob": self.window_start_prob,
                 "answer_rationale": self.format.rationale, "reading_rows": self.format.reading_rows,
                 "reading_answers_only": self.format.reading_answers_only, "asked_first": self.format.asked_first}
 
 
-def window_offset(offsets: Sequence[int], *, seed: int, index: int) -> int:
-    """One of `offsets` (the first latent frames of the allowed windows), uniform, a pure function of
-    (seed, index); 0 when there is none (the clip is not longer than the window)."""
+def check_window_start(prob: float, window_frames: int | None) -> None:
+    """ValueError unless `prob` (`window_start_prob`) is a number in [0, 1], and 0 when there are no windows."""
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0 \
+            or (prob and window_frames is None):
+        raise ValueError(f"window_start_prob must be in [0, 1] and needs window_frames, got {prob!r}")
+
+
+def window_offset(offsets: Sequence[int], *, seed: int, index: int, start_prob: float = 0.0) -> int:
+    """One of `offsets` (the first latent frames of the allowed windows), a pure function of (seed, index):
+    with probability `start_prob` the clip's first frame (0, when allowed), otherwise uniform; 0 when there is
+    none (the clip is not longer than the window). At `start_prob` 0 nothing more is drawn."""
     if not offsets:
         return 0
-    return int(offsets[np.random.default_rng([int(seed), int(index), 0x77]).integers(0, len(offsets))])
+    rng = np.random.default_rng([int(seed), int(index), 0x77])
+    if start_prob and rng.random() < start_prob and 0 in offsets:
+        return 0
+    return int(offsets[rng.integers(0, len(offsets))])
 
 
 def _draft(kind: str, world, index: int, fmt: AnswerFormat) -> dict:

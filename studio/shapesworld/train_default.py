@@ -59,6 +59,15 @@ def _window(cfg: DictConfig) -> int | None:
     return None if value is None else int(value)
 
 
+def _window_start(cfg: DictConfig) -> float:
+    """The share of text-to-video windows that start at the clip's first frame (0: uniform offsets), checked."""
+    from studio.shapesworld.data import check_window_start
+
+    value = cfg.get("window_start_prob", 0.0)
+    check_window_start(value, _window(cfg))
+    return float(value)
+
+
 def _flag(cfg: DictConfig | dict, key: str) -> bool:
     """A true/false key of the recipe (default false); ValueError naming the key when it is not a bool."""
     value = cfg.get(key, False)
@@ -367,6 +376,7 @@ def showo_config(cfg: DictConfig, tokenizer_dir: Path, text_dir: Path, run_dir: 
         "data": {"source": SOURCE_FACTORY, "fixed": False,
                  "source_args": {"tokenizer": str(tokenizer_dir), "world": world,
                                  "device": device, "split": _split(cfg), "window_frames": _window(cfg),
+                                 "window_start_prob": _window_start(cfg),
                                  "answer_rationale": _rationale(cfg),
                                  "reading_rows": _flag(cfg, "reading_rows"),
                                  "reading_answers_only": _flag(cfg, "reading_answers_only"),
@@ -515,6 +525,7 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
     decoder_architecture(cfg)  # so is a bad stage-1b one
     _code_temperature(cfg)  # and a bad sampling default
+    _window_start(cfg)  # and a bad share of windows at the clip's start
     # and an answer format whose options need one that is off (reading rows or an order without descriptions)
     AnswerFormat(_rationale(cfg), *(_flag(cfg, k) for k in ("reading_rows", "reading_answers_only", "asked_first")))
     out, work = Path(out), Path(work)

@@ -15,6 +15,7 @@ from model.losses import (
     DEFAULT_COEFFICIENTS,
     TERMS,
     TaskLogits,
+    changed_code_weights,
     check_masking,
     draft_history,
     drop_conditions,
@@ -190,6 +191,75 @@ def test_mtp_is_unshifted_and_ntp_is_shifted(prompting):
     at_p, at_next = unified_loss(in_place, batch).terms, unified_loss(shifted, batch).terms
     assert at_p["t2i"] < 1e-3 and at_next["t2i"] > 1.0, "MaskGIT targets must be predicted in place"
     assert at_next["lm"] < 1e-3 and at_p["lm"] > 1.0, "text targets must be predicted from the previous position"
+
+
+def test_changed_code_weights_weigh_what_differs_from_the_previous_frame(prompting):
+    """`changed_code_weights`: w at a t2v code unlike the previous block's code at the same place, 1 at the rest
+    (first blocks, still codes, boundary and text tokens, other tasks); the MaskGIT term is then the weighted
+    mean, checked by hand, times the code weights."""
+    from model.train import target_weights
+
+    layout = prompting.layout
+    source = SyntheticSource(codebook_size=64, num_image_tokens=16)
+    samples = [source.sample(kind, seed=0, index=i) for kind, n in (("t2v", 2), ("t2i", 1), ("lm", 1))
+               for i in range(n)]
+    batch = collate(prompting, samples, lm_length=prompting.t2i_length(16), frame_attention="block_causal")
+    ids = batch.input_ids.clone()
+    r = batch.tasks.index("t2v")
+    (s0, e0), (s1, e1) = batch.visual_slices[r]
+    ids[r, s1:e1] = ids[r, s0:e0]  # the second frame of this row repeats its first but for two codes
+    ids[r, s1] = layout.code_offset + (int(ids[r, s0]) - layout.code_offset + 1) % 64
+    ids[r, s1 + 5] = layout.code_offset + (int(ids[r, s0 + 5]) - layout.code_offset + 7) % 64
+    batch = PromptBatch(ids, batch.segments, batch.position_ids, batch.visual_slices, batch.tasks, ids.clone())
+    weights = changed_code_weights(batch, 3.0)
+    assert weights.shape == ids.shape
+    assert weights[r, s1:e1].eq(3.0).nonzero().flatten().tolist() == [0, 5]
+    assert bool(weights[r, s0:e0].eq(1).all())  # a first frame has nothing to differ from
+    expected = torch.ones_like(weights)
+    for row, task in enumerate(batch.tasks):
+        slices = batch.visual_slices[row]
+        for (a0, a1), (b0, b1) in zip(slices, slices[1:]):
+            if task == "t2v":
+                for k in range(b1 - b0):
+                    expected[row, b0 + k] = 3.0 if ids[row, b0 + k] != ids[row, a0 + k] else 1.0
+    torch.testing.assert_close(weights, expected)
+    others = [row for row, task in enumerate(batch.tasks) if task != "t2v"]
+    assert len(others) == 2 and bool(weights[others].eq(1).all())  # t2i and lm rows
+    assert bool(changed_code_weights(batch, 3.0, tasks=()).eq(1).all())
+
+    gen = torch.Generator().manual_seed(4)
+    masked = mask_visual_tokens(batch, mask_id=layout.mask_id, generator=gen)
+    logits = torch.randn(masked.batch_size, masked.length, layout.vocab_size, generator=gen)
+    light = int(ids[r, s0]) - layout.code_offset
+    codes = target_weights(layout, {light: 0.25})
+    out = unified_loss(logits, masked, code_weights=codes, visual_weights=weights)
+    rows = [r for r, t in enumerate(masked.tasks) if t == "t2v"]
+    in_block = masked.segments.block[rows] >= 0  # MaskGIT labels: the visual blocks' (soi, codes, eoi)
+    labels, each_logits = masked.labels[rows].masked_fill(~in_block, -100), logits[rows]
+    each = F.cross_entropy(each_logits.reshape(-1, layout.vocab_size), labels.reshape(-1), ignore_index=-100,
+                           reduction="none")
+    flat = labels.reshape(-1)
+    w = weights[rows].reshape(-1) * torch.where(flat == layout.code_offset + light, 0.25, 1.0) * (flat != -100)
+    torch.testing.assert_close(out.terms["t2v"], (each * w).sum() / w.sum())
+    plain = unified_loss(logits, masked, code_weights=codes).terms
+    torch.testing.assert_close(out.terms["t2i"], plain["t2i"])
+    torch.testing.assert_close(unified_loss(logits, masked, code_weights=codes,
+                                            visual_weights=torch.ones_like(weights)).total,
+                               unified_loss(logits, masked, code_weights=codes).total)
+
+
+def test_train_weighs_changed_codes_only_when_asked(tmp_path):
+    def first_t2v_loss(**options) -> float:
+        cfg = tiny_config(steps=1, **options)
+        cfg.data.batch = {"t2v": 2}
+        return train(cfg).history[0]["t2v"]
+
+    released = first_t2v_loss()
+    assert first_t2v_loss(changed_weight=4.0) != released
+    assert first_t2v_loss(changed_weight=1.0) == released
+    with pytest.raises(ValueError, match="training.changed_weight must be > 0, got 0.0"):
+        train(tiny_config(tmp_path, steps=1, changed_weight=0.0))
+    assert not any(tmp_path.iterdir())
 
 
 def test_code_weights_weigh_each_maskgit_target_by_its_code(prompting):

@@ -328,6 +328,49 @@ def test_t2v_windows_are_slices_of_the_clip_at_seeded_offsets():
         sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=1)
 
 
+def test_window_start_prob_starts_that_share_of_the_windows_at_the_clips_first_frame(quick_model):
+    """`window_start_prob` p: a t2v window starts at the clip's first frame with probability p, elsewhere as
+    before; at 0 the offsets are the uniform draw they always were (re-implemented here), sample for sample."""
+    import numpy as np
+
+    offsets = [0, 1, 2, 3, 4]
+    uniform = [offsets[np.random.default_rng([3, i, 0x77]).integers(0, 5)] for i in range(200)]
+    assert [sw_data.window_offset(offsets, seed=3, index=i) for i in range(200)] == uniform
+    assert [sw_data.window_offset(offsets, seed=3, index=i, start_prob=0.0) for i in range(200)] == uniform
+    assert {sw_data.window_offset(offsets, seed=3, index=i, start_prob=1.0) for i in range(200)} == {0}
+    assert {sw_data.window_offset([2, 3], seed=3, index=i, start_prob=1.0) for i in range(200)} == {2, 3}
+    half = [sw_data.window_offset(offsets, seed=3, index=i, start_prob=0.5) for i in range(4000)]
+    assert abs(half.count(0) / 4000 - (0.5 + 0.5 / 5)) < 0.03  # p, plus the uniform draw's share of 0
+    assert all(abs(half.count(o) / 4000 - 0.5 / 5) < 0.02 for o in offsets[1:])
+
+    long_world = {**WORLD, "num_frames": 17}  # 5 latent frames
+    whole = sw_data.ShapesWorldSource(_tokenizer(), world=long_world)
+    first = sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=3, window_start_prob=1.0)
+    assert first.describe()["window_start_prob"] == 1.0
+    for index in range(6):
+        clip, window = whole.sample("t2v", seed=2, index=index), first.sample("t2v", seed=2, index=index)
+        assert torch.equal(window["frames"], clip["frames"][:3]) and window["text"] == clip["text"]
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="window_start_prob must be in"):
+            sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_frames=3, window_start_prob=bad)
+    with pytest.raises(ValueError, match="needs window_frames"):
+        sw_data.ShapesWorldSource(_tokenizer(), world=long_world, window_start_prob=0.5)
+
+    from omegaconf import OmegaConf
+
+    root, cfg, _ = quick_model
+    work = root / "work"
+    for p in (0.0, 0.5):
+        wired = train_default.showo_config(OmegaConf.merge(cfg, OmegaConf.create({"window_start_prob": p})),
+                                           work / "tokenizer_decoder", work / "text_tokenizer", work / "showo")
+        assert wired.data.source_args.window_start_prob == p
+    for bad in ({"window_start_prob": 2}, {"window_start_prob": 0.5, "window_frames": None}):
+        with pytest.raises(ValueError, match="window_start_prob must be in"):
+            train_default.run(OmegaConf.merge(cfg, OmegaConf.create(bad)), out=root / "refused",
+                              work=root / "refused-work", log=lambda m: None)
+    assert not (root / "refused-work").exists() and not (root / "refused").exists()
+
+
 @pytest.mark.parametrize("entries", [False, True], ids=["exits", "entries"])
 def test_a_t2v_window_is_captioned_as_the_scene_stands_at_its_first_frame(entries):
     from studio.shapesworld.world import Scene, clip_times, scene_at
