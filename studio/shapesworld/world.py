@@ -202,18 +202,33 @@ def _check_time(t: float) -> None:
         raise ValueError(f"time {t} is before the clip's start (0)")
 
 
+def object_boxes(obj: ObjectSpec, times: np.ndarray, height: int, width: int, *,
+                 speed: float = DEFAULT_SPEED) -> np.ndarray:
+    """`object_box` at each of `times` at once: int64 ``(T, 4)`` rows (y0, x0, y1, x1), the same numbers (the
+    same float operations, element by element)."""
+    side = sprite_side(obj.size, height, width)
+    row, column = cell_rc(obj.cell)
+    dy, dx = MOTION_STEPS[obj.motion]
+    progress = np.asarray(times, dtype=np.float64) / BASE_FPS * speed - (1.0 if obj.enters else 0.0)
+    cy, cx = (row + 0.5 + dy * progress) * (height / 3), (column + 0.5 + dx * progress) * (width / 3)
+    y0, x0 = np.floor(cy - side / 2 + 0.5).astype(np.int64), np.floor(cx - side / 2 + 0.5).astype(np.int64)
+    return np.stack([y0, x0, y0 + side, x0 + side], axis=1)
+
+
 def overlaps(scene: Scene, *, margin: int = 2, duration: float = HORIZON_FRAMES) -> bool:
     """Whether any two objects come closer than `margin` pixels at any time of a clip lasting `duration`
     frames at `BASE_FPS` (with at least two background pixels between them, a 3x3 blur never mixes two
-    objects in one pixel). Objects that have left the frame still count: a simple, safe rule."""
+    objects in one pixel), checked every quarter frame. Objects that have left the frame still count: a
+    simple, safe rule."""
     times = np.linspace(0, duration, int(np.ceil(4 * duration)) + 1)
-    boxes = [[object_box(o, t, scene.height, scene.width, speed=scene.speed) for t in times] for o in scene.objects]
+    boxes = [object_boxes(o, times, scene.height, scene.width, speed=scene.speed) for o in scene.objects]
     for i in range(len(boxes)):
         for j in range(i + 1, len(boxes)):
-            for a, b in zip(boxes[i], boxes[j]):
-                if (a[0] < b[2] + margin and b[0] < a[2] + margin
-                        and a[1] < b[3] + margin and b[1] < a[3] + margin):
-                    return True
+            a, b = boxes[i], boxes[j]
+            near = ((a[:, 0] < b[:, 2] + margin) & (b[:, 0] < a[:, 2] + margin)
+                    & (a[:, 1] < b[:, 3] + margin) & (b[:, 1] < a[:, 3] + margin))
+            if near.any():
+                return True
     return False
 
 

@@ -127,6 +127,35 @@ def test_objects_stay_in_frame_and_never_overlap(height, width):
             assert not (masks[0] & masks[1]).any()
 
 
+def test_overlaps_checks_every_pair_at_every_quarter_frame_by_the_box_rule():
+    """`overlaps` (vectorised over time with `object_boxes`) against the rule written out: any two objects'
+    boxes, grown by the margin, meet at one of the quarter-frame times; `object_boxes` gives `object_box`'s
+    numbers. Random scenes of two and three objects, some coming in, on two frame sizes and speeds."""
+    rng = np.random.default_rng(7)
+    motions = list(wd.MOTION_STEPS)
+    seen = set()
+    for _ in range(300):
+        objects = []
+        for _ in range(int(rng.integers(2, 4))):
+            motion = motions[rng.integers(len(motions))]
+            enters = motion != "still" and bool(rng.integers(2))
+            cell = wd.entry_cells(motion)[rng.integers(3)] if enters else wd.CELLS[rng.integers(9)]
+            objects.append(wd.ObjectSpec(wd.SHAPES[rng.integers(3)], wd.COLOURS[rng.integers(5)],
+                                         wd.SIZES[rng.integers(2)], cell, motion, enters))
+        for (height, width), speed, duration in (((32, 32), 1.0, 32.0), ((64, 48), 0.5, wd.HORIZON_FRAMES)):
+            scene = wd.Scene(tuple(objects), height, width, speed)
+            times = np.linspace(0, duration, int(np.ceil(4 * duration)) + 1)
+            boxes = [[wd.object_box(o, float(t), height, width, speed=speed) for t in times] for o in objects]
+            for obj, each in zip(objects, boxes):
+                assert wd.object_boxes(obj, times, height, width, speed=speed).tolist() == [list(b) for b in each]
+            expected = any(a[0] < b[2] + 2 and b[0] < a[2] + 2 and a[1] < b[3] + 2 and b[1] < a[3] + 2
+                           for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+                           for a, b in zip(boxes[i], boxes[j]))
+            assert wd.overlaps(scene, duration=duration) == expected
+            seen.add(expected)
+    assert seen == {True, False}
+
+
 def test_motion_moves_one_cell_over_two_seconds_in_its_direction():
     for motion, (dy, dx) in wd.MOTION_STEPS.items():
         obj = wd.ObjectSpec("square", "red", "small", "center", motion)
