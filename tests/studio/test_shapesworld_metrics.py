@@ -269,6 +269,31 @@ def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_o
     assert {place for _, _, place, *_ in rows} == {"inside", "border", "coming in"}
 
 
+def test_the_changed_share_script_counts_what_the_changed_weight_option_weighs():
+    """`docs/t2v_changed_share.py` counts the codes `losses.changed_code_weights` weighs, on the recipe's own
+    t2v windows, and their share of the loss grows with the weight."""
+    from omegaconf import OmegaConf
+
+    from model.data import collate
+    from model.losses import changed_code_weights
+    from studio.defaults import DEFAULT_MODEL_DIR, load_default_pipeline
+    from studio.shapesworld.data import ShapesWorldSource
+    from studio.shapesworld.train_default import load_config
+
+    out = _docs_script("t2v_changed_share").shares(6, [3.0, 10.0])
+    cfg = load_config()
+    source = ShapesWorldSource(str(DEFAULT_MODEL_DIR / "tokenizer"), world=OmegaConf.to_container(cfg.world),
+                               split=cfg.split, window_frames=int(cfg.window_frames))
+    samples = source.sample_many("t2v", seed=int(cfg.showo.data.seed), indices=range(6))
+    prompting = load_default_pipeline().pipeline.prompting
+    batch = collate(prompting, samples, lm_length=prompting.t2i_length(64), frame_attention="block_causal")
+    weights = changed_code_weights(batch, 3.0)
+    assert 0 < out["changed"] == int(weights.eq(3.0).sum())
+    assert out["target_codes"] == 6 * (int(cfg.window_frames) - 1) * 64
+    shares = out["loss_share"]
+    assert out["changed_share"] < shares["1.0"] < shares["3.0"] < shares["10.0"] < 1  # background weighs less
+
+
 @pytest.mark.parametrize("args, message", [
     (["--world", "missing.json"], "--world: no such file: missing.json"),
     (["--world", "{pipeline}", "--splits", "tset"], "unknown or no splits ['tset']"),
