@@ -145,11 +145,11 @@ def sprite(shape: str, side: int) -> np.ndarray:
     return mask
 
 
-def object_center(obj: ObjectSpec, t: float, height: int, width: int, *,
+def object_center(obj: ObjectSpec, t: float | np.ndarray, height: int, width: int, *,
                   speed: float = DEFAULT_SPEED) -> tuple[float, float]:
-    """(y, x) of the object's centre at time `t` (frames at `BASE_FPS`), moving `speed` cells per second; an
-    entering object is one cell short of its cell at t = 0 (wholly outside the frame: its centre is half a cell
-    out, and no sprite is as wide as a cell)."""
+    """(y, x) of the object's centre at time `t` (frames at `BASE_FPS`; an array of times gives arrays),
+    moving `speed` cells per second; an entering object is one cell short of its cell at t = 0 (wholly outside
+    the frame: its centre is half a cell out, and no sprite is as wide as a cell)."""
     row, column = cell_rc(obj.cell)
     cell_h, cell_w = height / 3, width / 3
     dy, dx = MOTION_STEPS[obj.motion]
@@ -163,8 +163,13 @@ def object_box(obj: ObjectSpec, t: float, height: int, width: int, *,
     may reach past the frame (an object leaving it)."""
     side = sprite_side(obj.size, height, width)
     cy, cx = object_center(obj, t, height, width, speed=speed)
-    y0, x0 = int(np.floor(cy - side / 2 + 0.5)), int(np.floor(cx - side / 2 + 0.5))
+    y0, x0 = int(_sprite_start(cy, side)), int(_sprite_start(cx, side))
     return y0, x0, y0 + side, x0 + side
+
+
+def _sprite_start(centre: float | np.ndarray, side: int) -> float | np.ndarray:
+    """The first pixel row (column) of a sprite of `side` pixels centred at `centre`: sprites sit on whole pixels."""
+    return np.floor(centre - side / 2 + 0.5)
 
 
 def object_place(obj: ObjectSpec, t: float, height: int, width: int, *, speed: float = DEFAULT_SPEED) -> str:
@@ -207,11 +212,8 @@ def object_boxes(obj: ObjectSpec, times: np.ndarray, height: int, width: int, *,
     """`object_box` at each of `times` at once: int64 ``(T, 4)`` rows (y0, x0, y1, x1), the same numbers (the
     same float operations, element by element)."""
     side = sprite_side(obj.size, height, width)
-    row, column = cell_rc(obj.cell)
-    dy, dx = MOTION_STEPS[obj.motion]
-    progress = np.asarray(times, dtype=np.float64) / BASE_FPS * speed - (1.0 if obj.enters else 0.0)
-    cy, cx = (row + 0.5 + dy * progress) * (height / 3), (column + 0.5 + dx * progress) * (width / 3)
-    y0, x0 = np.floor(cy - side / 2 + 0.5).astype(np.int64), np.floor(cx - side / 2 + 0.5).astype(np.int64)
+    cy, cx = object_center(obj, np.asarray(times, dtype=np.float64), height, width, speed=speed)
+    y0, x0 = _sprite_start(cy, side).astype(np.int64), _sprite_start(cx, side).astype(np.int64)
     return np.stack([y0, x0, y0 + side, x0 + side], axis=1)
 
 
