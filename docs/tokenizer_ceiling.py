@@ -5,6 +5,7 @@ tokenizer leaves reachable. (The tokenizer rows, PSNR and detector agreement, ar
 
     python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG [--count N] [--splits test] [--json PATH]
     python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG --misses      # where the clips' objects are lost
+    python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG --rings       # error by distance to the border
 
 CONFIG is a file with the world the tokenizer is meant for under "world": a model folder's `pipeline.json`, or
 the `config.yaml` that `studio train-default` writes into its work folder.
@@ -108,6 +109,29 @@ def misses(codec, world, *, count: int, seed: int, split: str) -> list[tuple]:
     return [(*where, shown[where], lost[where], dict(instead.get(where, {}))) for where in sorted(shown)]
 
 
+def rings(codec, world, *, count: int, seed: int, split: str, inner: int = 6) -> list[tuple]:
+    """Reconstruction error by distance to the frame's border: for each ring of pixels `d` from the nearest edge
+    (0 is the outermost; the last ring holds every pixel `inner` or more away), the mean absolute error (in
+    [-1, 1] units, over channels) of the clips' object pixels (any channel above black) and of their background
+    pixels, with the pixel counts. Returns `(ring, object error, object pixels, background error,
+    background pixels)` per ring."""
+    import numpy as np
+
+    totals = np.zeros((inner + 1, 4))  # object error, object pixels, background error, background pixels
+    for clip in SplitWorld(seed, world, split=split).distinct("video", count):
+        truth = clip.tensor  # (3, T, H, W)
+        error = (E.through_tokenizer(codec, truth) - truth).abs().mean(0).numpy()  # (T, H, W)
+        objects = (truth > -1 + 1e-3).any(0).numpy()
+        h, w = error.shape[1:]
+        ring = np.minimum(np.minimum.outer(np.minimum(np.arange(h), h - 1 - np.arange(h)),
+                                           np.minimum(np.arange(w), w - 1 - np.arange(w))), inner)
+        for d in range(inner + 1):
+            at = np.broadcast_to(ring == d, error.shape)
+            totals[d] += [error[at & objects].sum(), (at & objects).sum(), error[at & ~objects].sum(),
+                          (at & ~objects).sum()]
+    return [(d, o / max(n, 1), int(n), b / max(m, 1), int(m)) for d, (o, n, b, m) in enumerate(totals)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tokenizer", help="a video tokenizer folder")
@@ -117,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     parser.add_argument("--misses", action="store_true", help="where the text-to-video ceiling is lost, instead")
+    parser.add_argument("--rings", action="store_true", help="the error by distance to the frame's border, instead")
     args = parser.parse_args(argv)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     unknown = set(splits) - {"train", "dev", "test", "compositional"}
@@ -143,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
                                                                split=split):
                 print(f"| {size} | {shape} | {place} | {frames} | {lost} ({lost / frames:.0%}) | "
                       f"{', '.join(f'{k} {v}' for k, v in sorted(read.items(), key=lambda kv: -kv[1]))} |")
+        return 0
+    if args.rings:
+        print("| split | pixels from the border | object error | object pixels | background error | background pixels |")
+        print("|---|---|---:|---:|---:|---:|")
+        for split in splits:
+            for d, obj, n, bg, m in rings(codec, world, count=args.count, seed=args.seed, split=split):
+                where = f"{d} or more" if d == 6 else str(d)
+                print(f"| {split} | {where} | {obj:.4f} | {n} | {bg:.4f} | {m} |")
         return 0
     records = [r for split in splits for r in ceilings(codec, world, count=args.count, seed=args.seed, split=split)]
     print("| metric | split | ceiling | 95% interval | n | target |")

@@ -24,6 +24,8 @@ from torch import nn
 from tokenizers3d.blocks import AttnBlock, group_norm, swish
 
 TimePad = Literal["replicate", "zeros"]
+SpacePad = Literal["zeros", "replicate"]
+SPACE_PADS = ("zeros", "replicate")
 Cache = dict[str, torch.Tensor]
 
 
@@ -39,6 +41,8 @@ class CausalConv3d(nn.Module):
     """A 3D conv whose output frame `t` sees input frames `t*stride - (k_t - 1) .. t*stride` only.
 
     The past before the first frame is `k_t - 1` frames of padding (copies of the first frame, or zeros).
+    Around each frame, `space_pad` pixels of zeros, or with `space_pad_mode = "replicate"` copies of the
+    frame's edge (set on a whole tokenizer by `set_space_pad`).
     `weight` is `(C_out, C_in, k_t, k_h, k_w)` like `nn.Conv3d`; tap `k_t - 1` is the newest frame.
     With stride `s`, `1 + s*k` input frames give `1 + k` output frames (the first frame alone, as in MAGVIT-v2).
     """
@@ -55,6 +59,7 @@ class CausalConv3d(nn.Module):
         self.kernel, self.time_stride, self.space_stride = kernel, time_stride, space_stride
         self.space_pad = kh // 2 if space_pad is None else space_pad
         self.time_pad = time_pad
+        self.space_pad_mode: SpacePad = "zeros"  # set by set_space_pad
         self.cache_key = ""  # set by assign_cache_keys
         conv = nn.Conv3d(in_channels, out_channels, kernel)  # borrowed only for PyTorch's default init
         self.weight = nn.Parameter(conv.weight.detach().clone())
@@ -78,11 +83,14 @@ class CausalConv3d(nn.Module):
             cache[self.cache_key] = xp[:, :, n_out * s:].detach()
         if n_out <= 0:
             raise ValueError(f"{self.cache_key or 'CausalConv3d'}: {x.shape[2]} new frames give no output frame")
+        padding = self.space_pad
+        if padding and self.space_pad_mode == "replicate":  # after the cache: it keeps unpadded frames
+            xp, padding = F.pad(xp, (padding,) * 4 + (0, 0), mode="replicate"), 0
         out = None
         for tap in reversed(range(kt)):  # newest tap first: it carries the bias
             frames = xp[:, :, tap: tap + (n_out - 1) * s + 1: s]  # (B, C, n_out, H, W)
             y = F.conv2d(fold_time(frames), self.weight[:, :, tap], self.bias if tap == kt - 1 else None,
-                         stride=self.space_stride, padding=self.space_pad)
+                         stride=self.space_stride, padding=padding)
             out = y if out is None else out + y
         return unfold_time(out, b)  # (B, C_out, n_out, H', W')
 
@@ -104,6 +112,17 @@ class CausalConv3d(nn.Module):
             eye = torch.eye(c_in, dtype=self.weight.dtype)
             for r in range(repeats):
                 self.weight[r * c_in:(r + 1) * c_in, :, -1, kh // 2, kw // 2] = eye
+
+
+def set_space_pad(module: nn.Module, mode: SpacePad) -> None:
+    """Pad every causal conv of `module` spatially with `mode`: `"zeros"` (as released), or `"replicate"`, which
+    continues each frame's edge outwards, so a frame's border looks to the convs like its inside (with zeros and
+    inputs in [-1, 1], an all-black border meets a grey frame around it)."""
+    if mode not in SPACE_PADS:
+        raise ValueError(f"space_pad must be one of {', '.join(SPACE_PADS)}, got {mode!r}")
+    for m in module.modules():
+        if isinstance(m, CausalConv3d):
+            m.space_pad_mode = mode
 
 
 def assign_cache_keys(module: nn.Module) -> None:
@@ -159,7 +178,7 @@ class CausalMidBlock(nn.Module):
 
 
 class SpatialDownsample3d(nn.Module):
-    """Halve H and W of every frame (zero-pad bottom/right, 3x3 stride-2), causal in time."""
+    """Halve H and W of every frame (pad bottom/right by one, 3x3 stride-2), causal in time."""
 
     def __init__(self, channels: int, time_kernel: int, time_pad: TimePad) -> None:
         super().__init__()
@@ -167,6 +186,8 @@ class SpatialDownsample3d(nn.Module):
                                  time_pad=time_pad)
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        if self.conv.space_pad_mode == "replicate":
+            return self.conv(F.pad(x, (0, 1, 0, 1, 0, 0), mode="replicate"), cache)
         return self.conv(F.pad(x, (0, 1, 0, 1)), cache)
 
 

@@ -30,12 +30,15 @@ from tokenizers3d.causal3d import (
     CausalMidBlock,
     CausalResnetBlock,
     FrameGroupNorm,
+    SPACE_PADS,
+    SpacePad,
     SpatialDownsample3d,
     SpatialUpsample3d,
     TimeDownsample2x,
     TimePad,
     TimeUpsample2x,
     assign_cache_keys,
+    set_space_pad,
 )
 from tokenizers3d.magvit2 import LFQTokenizer, MagvitConfig, MagvitV2, magvit2_released, magvit2_tiny
 
@@ -50,6 +53,7 @@ class VideoMagvitConfig:
     temporal_downsample: int = 4  # a power of two; log2 of it time stages
     time_kernel: int = 3  # time taps of every inflated 3x3 conv
     time_pad: TimePad = "replicate"  # what the first frame's missing past looks like
+    space_pad: SpacePad = "zeros"  # what lies around a frame's edge (`causal3d.set_space_pad`)
 
     def __post_init__(self) -> None:
         if isinstance(self.image, dict):
@@ -64,6 +68,8 @@ class VideoMagvitConfig:
             raise ValueError(f"time_kernel must be >= 1, got {self.time_kernel}")
         if self.time_pad not in ("replicate", "zeros"):
             raise ValueError(f"time_pad must be 'replicate' or 'zeros', got {self.time_pad!r}")
+        if self.space_pad not in SPACE_PADS:
+            raise ValueError(f"space_pad must be one of {', '.join(SPACE_PADS)}, got {self.space_pad!r}")
 
     @property
     def time_stages(self) -> int:
@@ -71,7 +77,7 @@ class VideoMagvitConfig:
 
     def to_dict(self) -> dict:
         return {"image": self.image.to_dict(), "temporal_downsample": self.temporal_downsample,
-                "time_kernel": self.time_kernel, "time_pad": self.time_pad}
+                "time_kernel": self.time_kernel, "time_pad": self.time_pad, "space_pad": self.space_pad}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VideoMagvitConfig":
@@ -185,6 +191,7 @@ class VideoMagvit(LFQTokenizer):
         self.decoder = VideoDecoder(self.config)
         self._modules["quantize"] = lfq.LFQuantizer(self.config.image.latent_bits)  # see `LFQTokenizer`
         assign_cache_keys(self)
+        set_space_pad(self, self.config.space_pad)
 
     @property
     def downsample_factor(self) -> int:
@@ -304,10 +311,11 @@ class VideoMagvit(LFQTokenizer):
     # ------------------------------------------------------------------------------------ construction
     @classmethod
     def from_image_tokenizer(cls, image_tokenizer: MagvitV2, *, temporal_downsample: int = 4, time_kernel: int = 3,
-                             time_pad: TimePad = "replicate") -> "VideoMagvit":
-        """Inflate an image tokenizer; the result tokenizes a one-frame video exactly like the image tokenizer."""
+                             time_pad: TimePad = "replicate", space_pad: SpacePad = "zeros") -> "VideoMagvit":
+        """Inflate an image tokenizer; the result tokenizes a one-frame video exactly like the image tokenizer
+        (with `space_pad="zeros"`, the image tokenizer's padding)."""
         cfg = VideoMagvitConfig(image=image_tokenizer.config, temporal_downsample=temporal_downsample,
-                                time_kernel=time_kernel, time_pad=time_pad)
+                                time_kernel=time_kernel, time_pad=time_pad, space_pad=space_pad)
         video = cls(cfg).to(device=image_tokenizer.device, dtype=image_tokenizer.dtype)
         inflate_into(video, image_tokenizer)
         return video

@@ -68,6 +68,16 @@ def _window_start(cfg: DictConfig) -> float:
     return float(value)
 
 
+def _space_pad(cfg: DictConfig) -> str:
+    """The tokenizer's spatial padding (`tokenizer.space_pad`: "zeros", as released, or "replicate"), checked."""
+    from tokenizers3d.causal3d import SPACE_PADS
+
+    value = cfg.tokenizer.get("space_pad", "zeros")
+    if value not in SPACE_PADS:
+        raise ValueError(f"tokenizer.space_pad must be one of {', '.join(SPACE_PADS)}, got {value!r}")
+    return str(value)
+
+
 def _flag(cfg: DictConfig | dict, key: str) -> bool:
     """A true/false key of the recipe (default false); ValueError naming the key when it is not a bool."""
     value = cfg.get(key, False)
@@ -176,7 +186,8 @@ def train_tokenizer(cfg: DictConfig, directory: Path, log: Log) -> dict:
     torch.manual_seed(int(cfg.seed))
     image = MagvitV2(MagvitConfig.from_dict(OmegaConf.to_container(tcfg.architecture, resolve=True)))
     model = VideoMagvit.from_image_tokenizer(image, temporal_downsample=int(tcfg.temporal_downsample),
-                                             time_kernel=int(tcfg.get("time_kernel", 3))).to(device).train()
+                                             time_kernel=int(tcfg.get("time_kernel", 3)),
+                                             space_pad=_space_pad(cfg)).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(tcfg.lr), betas=(0.9, 0.99))
     steps = int(tcfg.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -523,7 +534,8 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
 
     # a bad stage-3 option is refused before stage 1 runs
     run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
-    decoder_architecture(cfg)  # so is a bad stage-1b one
+    _space_pad(cfg)  # so is a bad tokenizer padding
+    decoder_architecture(cfg)  # and a bad stage-1b decoder
     _code_temperature(cfg)  # and a bad sampling default
     _window_start(cfg)  # and a bad share of windows at the clip's start
     # and an answer format whose options need one that is off (reading rows or an order without descriptions)

@@ -718,12 +718,25 @@ def test_decoder_stage_trains_a_regrown_decoder_and_saves_its_architecture(quick
 @pytest.mark.parametrize("override, message", [
     ("decoder_finetune.decoder.base_channels=32", r"decoder_finetune.decoder: unknown fields \['base_channels'\]"),
     ("decoder_finetune.decoder.decoder_num_res_blocks=[2,2]", r"decoder_finetune.decoder: .* one entry per level"),
+    ("tokenizer.space_pad=reflect", "tokenizer.space_pad must be one of zeros, replicate, got 'reflect'"),
 ])
 def test_train_default_refuses_a_bad_decoder_before_stage_1(tmp_path, override, message):
     cfg = train_default.load_config(quick=True, overrides=[override])
     with pytest.raises(ValueError, match=message):
         train_default.run(cfg, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_tokenizer_stage_pads_as_its_recipe_says(tmp_path):
+    from tokenizers3d.causal3d import CausalConv3d
+    from tokenizers3d.video import VideoMagvit
+
+    for mode in ("zeros", "replicate"):
+        cfg = train_default.load_config(quick=True, overrides=TINY_RUN + [f"tokenizer.space_pad={mode}"])
+        train_default.train_tokenizer(cfg, tmp_path / mode, log=lambda m: None)
+        tokenizer = VideoMagvit.from_pretrained(str(tmp_path / mode))
+        assert tokenizer.config.space_pad == mode
+        assert {m.space_pad_mode for m in tokenizer.modules() if isinstance(m, CausalConv3d)} == {mode}
 
 
 def _pipeline(folder):

@@ -269,6 +269,36 @@ def test_the_tokenizer_ceiling_script_scores_a_tokenizer_alone_and_finds_where_o
     assert {place for _, _, place, *_ in rows} == {"inside", "border", "coming in"}
 
 
+class _BlankEdge(_Lossless):
+    """A tokenizer that gives back the input with its outermost ring of pixels made background."""
+
+    def decode_video(self, codes):
+        out = torch.full_like(codes, -1.0)
+        out[..., 1:-1, 1:-1] = codes[..., 1:-1, 1:-1]
+        return out
+
+
+def test_the_tokenizer_ceiling_script_measures_the_error_ring_by_ring_from_the_border():
+    script = _docs_script()
+    clips = SplitWorld(0, NEW_WORLD, split="dev").distinct("video", 3)
+    truth = torch.stack([c.tensor for c in clips])  # (N, 3, T, H, W)
+    objects = (truth > -1 + 1e-3).any(1)  # (N, T, H, W)
+    lossless = script.rings(_Lossless(), NEW_WORLD, count=3, seed=0, split="dev")
+    assert [d for d, *_ in lossless] == list(range(7))
+    assert all(obj == 0 and bg == 0 for _, obj, _, bg, _ in lossless)
+    assert sum(n + m for _, _, n, _, m in lossless) == objects.numel()
+    assert sum(n for _, _, n, _, _ in lossless) == int(objects.sum())
+    # Background everywhere: the object error is each object pixel's distance to black, the background's none.
+    blank = script.rings(_Blank(), NEW_WORLD, count=3, seed=0, split="dev")
+    expected = float((truth + 1).mean(1)[objects].mean())
+    pixels = sum(n for _, _, n, _, _ in blank)
+    assert sum(obj * n for _, obj, n, _, _ in blank) / pixels == pytest.approx(expected, rel=1e-5)
+    assert all(bg == 0 for *_, bg, _ in blank)
+    # Only the outermost ring lost: only ring 0 has an error.
+    edge = script.rings(_BlankEdge(), NEW_WORLD, count=3, seed=0, split="dev")
+    assert edge[0][1] > 0 and all(obj == 0 for _, obj, *_ in edge[1:])
+
+
 def test_the_changed_share_script_counts_what_the_changed_weight_option_weighs():
     """`docs/t2v_changed_share.py` counts the codes `losses.changed_code_weights` weighs, on the recipe's own
     t2v windows, and their share of the loss grows with the weight."""

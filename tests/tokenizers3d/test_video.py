@@ -9,7 +9,7 @@ import torch
 
 from tokenizers3d import (StreamState, VideoMagvit, VideoMagvitConfig, magvit2_tiny, video_magvit_released,
                           video_magvit_tiny)
-from tokenizers3d.causal3d import CausalConv3d
+from tokenizers3d.causal3d import CausalConv3d, SpatialDownsample3d, set_space_pad
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -211,6 +211,57 @@ def test_causal_conv_caches_only_what_later_frames_read():
     y2 = conv(x[:, :, 5:9], cache)
     torch.testing.assert_close(torch.cat([y1, y2], dim=2), conv(x), atol=1e-6, rtol=1e-6)
     assert isinstance(StreamState().cache, dict)
+
+
+# ------------------------------------------------------------------------------------ spatial padding
+def _edge_padded(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """`x` (..., H, W) grown by copies of its edge rows and columns, written as clamped indices."""
+    h, w = x.shape[-2:]
+    rows = torch.arange(-top, h + bottom).clamp(0, h - 1)
+    cols = torch.arange(-left, w + right).clamp(0, w - 1)
+    return x[..., rows, :][..., cols]
+
+
+@pytest.mark.parametrize("mode", ["zeros", "replicate"])
+def test_causal_conv_pads_space_with_zeros_or_the_frames_edge(mode):
+    conv = CausalConv3d(2, 3, (2, 3, 3))
+    set_space_pad(conv, mode)
+    x = torch.randn(1, 2, 4, 5, 6)
+    past = torch.cat([x[:, :, :1], x], dim=2)  # one copy of the first frame before it (time_pad "replicate")
+    padded = _edge_padded(past, 1, 1, 1, 1) if mode == "replicate" else torch.nn.functional.pad(past, (1, 1, 1, 1))
+    expected = torch.nn.functional.conv3d(padded, conv.weight, conv.bias)
+    torch.testing.assert_close(conv(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_replicate_downsample_grows_the_bottom_right_edge():
+    down = SpatialDownsample3d(2, 1, "replicate")
+    set_space_pad(down, "replicate")
+    x = torch.randn(1, 2, 3, 6, 6)
+    expected = torch.nn.functional.conv3d(_edge_padded(x, 0, 1, 0, 1), down.conv.weight, down.conv.bias,
+                                          stride=(1, 2, 2))
+    torch.testing.assert_close(down(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_space_pad_reaches_every_conv_streams_and_survives_saving(mixing_video, tmp_path):
+    cfg = VideoMagvitConfig(**{**vars(mixing_video.config), "space_pad": "replicate"})
+    edge = VideoMagvit(cfg).eval()
+    edge.load_state_dict(mixing_video.state_dict())
+    assert {m.space_pad_mode for m in edge.modules() if isinstance(m, CausalConv3d)} == {"replicate"}
+    video = _video(9)
+    with torch.no_grad():
+        codes = edge.encode(video)
+        assert not torch.equal(codes, mixing_video.encode(video))  # the same weights read the border otherwise
+        state, parts = edge.init_state(), []
+        for start, stop in [(0, 1), (1, 5), (5, 9)]:
+            part, state = edge.encode_chunk(video[:, :, start:stop], state)
+            parts.append(part)
+        assert torch.equal(torch.cat(parts, dim=1), codes)
+        edge.save_pretrained(str(tmp_path / "edge"))
+        loaded = VideoMagvit.from_pretrained(str(tmp_path / "edge"))
+        assert loaded.config.space_pad == "replicate"
+        assert torch.equal(loaded.encode(video), codes)
+    with pytest.raises(ValueError, match="space_pad must be one of zeros, replicate, got 'reflect'"):
+        VideoMagvitConfig(image=magvit2_tiny(), space_pad="reflect")
 
 
 # ------------------------------------------------------------------------------------ checkpoints
