@@ -20,7 +20,8 @@ A wrong motion is told apart by what the track says: "still" (the object does no
 no track (the detector names a track by its colour and by the shape of its first sighting, so an object drawn
 as another shape or colour where it is first seen, or never seen, has none). Each object missing in some frame (whatever its motion) adds the frames it is
 missing in, whether it is misread rather than gone (its colour is there in every such frame, read as another
-shape), and the latent frame where it is first missing.
+shape), and the latent frame where it is first missing. The objects kept are also counted by the motion the
+prompt gives them ("still", "left", ..., "enters left", ...).
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ def _track_kind(track: str) -> str:
     return {"still": "still", "none": "no track"}.get(track, "another direction")
 
 
+def prompted_motion(obj) -> str:
+    """The motion the prompt gives an object: its direction ("still" for none), "enters " before it for an
+    object that comes into the frame."""
+    return f"enters {obj.motion}" if obj.enters else obj.motion
+
+
 def object_outcomes(video, clip, *, temporal_downsample: int = 4) -> list[dict]:
     """One row per object of `clip.scene`: its outcome in `video` (uint8 `(T, H, W, 3)` or float `[3, T, H, W]`,
     as long as the ground truth), the direction its track names ("none" without a track), the frames where the
@@ -67,7 +74,8 @@ def object_outcomes(video, clip, *, temporal_downsample: int = 4) -> list[dict]:
             outcome = "lost inside" if inside or not o.shown else "lost at border"
         first = min(missing) if missing else None  # frame 0 is latent frame 0; frames 1..r latent frame 1, ...
         rows.append({
-            "outcome": outcome, "track": "none" if o.track is None else o.track.direction,
+            "outcome": outcome, "prompted": prompted_motion(obj),
+            "track": "none" if o.track is None else o.track.direction,
             "shown": len(o.shown), "missing": len(missing),
             "misread": bool(missing) and all(any(d.colour == obj.colour for d in made[t]) for t in missing),
             "first_missing_latent": None if first is None else (first + temporal_downsample - 1) // temporal_downsample,
@@ -88,6 +96,9 @@ def summary(rows: list[dict]) -> dict:
         "shown_frames_of_missing_objects": sum(r["shown"] for r in lost),
         "misread": sum(r["misread"] for r in lost),
         "first_missing_latent": dict(sorted(Counter(r["first_missing_latent"] for r in lost).items())),
+        "kept_by_motion": {m: [sum(r["outcome"] == "kept" for r in rows if r["prompted"] == m),
+                               sum(r["prompted"] == m for r in rows)]
+                           for m in sorted({r["prompted"] for r in rows})},
     }
 
 
@@ -145,6 +156,9 @@ def format_table(result: dict[str, dict]) -> str:
     latents = sorted({k for s in result.values() for k in s["first_missing_latent"]})
     for k in latents:
         row(f"first missing in latent frame {k}", lambda s, k=k: str(s["first_missing_latent"].get(k, 0)))
+    motions = sorted({m for s in result.values() for m in s["kept_by_motion"]})
+    for m in motions:
+        row(f"kept, prompted {m}", lambda s, m=m: "{} of {}".format(*s["kept_by_motion"].get(m, [0, 0])))
     return "\n".join(lines)
 
 

@@ -419,8 +419,8 @@ def test_the_failures_script_names_how_each_object_is_lost():
     broken = clip.frames.copy()
     broken[6] = 0
     [row] = script.object_outcomes(broken, clip)
-    assert row == {"outcome": "lost inside", "track": obj.motion, "shown": row["shown"], "missing": 1,
-                   "misread": False, "first_missing_latent": 2}
+    assert row == {"outcome": "lost inside", "prompted": obj.motion, "track": obj.motion, "shown": row["shown"],
+                   "missing": 1, "misread": False, "first_missing_latent": 2}
     # Drawn as another shape in that frame: misread.
     other = next(s for s in ("square", "circle", "triangle") if s != obj.shape)
     broken[6] = _alone(clip, obj, shape=other).frames[6]
@@ -443,6 +443,14 @@ def test_the_failures_script_names_how_each_object_is_lost():
     assert backwards["wrong_motion_track"] == {"still": 0, "another direction": 1, "no track": 0}
     counts = script.summary(script.object_outcomes(broken, clip) + script.object_outcomes(clip.frames, clip))
     assert counts["outcomes"] == {"kept": 1, "lost at border": 1, "lost inside": 0, "wrong motion": 0}
+    assert counts["kept_by_motion"] == {obj.motion: [1, 2]}
+    # Kept objects by prompted motion: a static clip keeps exactly the still ones, the truth all of them.
+    rows = [r for c in clips for r in script.object_outcomes(M.static_clip(c), c)]
+    by_motion = script.summary(rows)["kept_by_motion"]
+    assert by_motion["still"][0] == by_motion["still"][1] > 0
+    assert all(kept == 0 for m, (kept, _) in by_motion.items() if m != "still")
+    assert sum(n for _, n in by_motion.values()) == len(rows)
+    assert any(m.startswith("enters ") for m in by_motion)
     seen = [t for t in cut if (obj.colour, obj.shape) in {(d.colour, d.shape) for d in detect(clip.frames[t])}]
     assert counts["missing_objects"] == 1 and counts["missing_frames"] == len(seen) > 0
 
