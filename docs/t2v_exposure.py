@@ -8,6 +8,11 @@ background code, the tokenizer's codes of an empty clip) that the written frame 
 free-running frame there. A model that writes frame k well after a true history and badly after its own has an
 exposure gap: its own errors compound from frame to frame.
 
+Motion is what changes a latent frame's codes: for frames 1 and later it also counts the ground truth's codes that
+differ from its previous latent frame's at the same place ("changed"), and of them, after the true history, the
+share the written frame gets right ("moved") and the share where it repeats the previous frame's code ("copied",
+as a still clip would).
+
     python docs/t2v_exposure.py [--model DIR] [--split dev] [--count 40] [--steps 8] [--json PATH]
 """
 
@@ -30,6 +35,14 @@ def score_frame(written: torch.Tensor, truth: torch.Tensor, background: set[int]
     return int(is_object.sum()), int((is_object & written_object).sum()), int((is_object & (written == truth)).sum())
 
 
+def score_changes(written: torch.Tensor, truth: torch.Tensor, before: torch.Tensor) -> tuple[int, int, int]:
+    """(codes of `truth` that differ from `before` at the same place, of them equal to `truth` in `written`, of them
+    equal to `before` in `written`) for one latent frame's codes and its predecessor's (any shape, the same)."""
+    written, truth, before = written.flatten().cpu(), truth.flatten().cpu(), before.flatten().cpu()
+    changed = truth != before
+    return int(changed.sum()), int((changed & (written == truth)).sum()), int((changed & (written == before)).sum())
+
+
 def exposure(pipeline, clips, background: set[int], *, steps: int = 8, seed: int = 0) -> list[dict]:
     """One row per latent frame: object tokens, and the kept / exact shares teacher-forced and free-running;
     `background` holds the tokenizer's codes of empty background (`train_default.background_codes`)."""
@@ -45,24 +58,29 @@ def exposure(pipeline, clips, background: set[int], *, steps: int = 8, seed: int
         for k in range(count):
             forced = free[k] if k == 0 else videos.generate_video_codes(
                 clip.caption, truth[:k], k + 1, task="continue_video", steps=steps, generator=generator)[k]
-            row = totals.setdefault(k, [0, 0, 0, 0, 0])
+            row = totals.setdefault(k, [0] * 8)
             objects, forced_kept, forced_exact = score_frame(forced, truth[k], background)
             _, free_kept, free_exact = score_frame(free[k], truth[k], background)
-            for i, value in enumerate((objects, forced_kept, forced_exact, free_kept, free_exact)):
+            changes = score_changes(forced, truth[k], truth[k - 1]) if k else (0, 0, 0)
+            for i, value in enumerate((objects, forced_kept, forced_exact, free_kept, free_exact, *changes)):
                 row[i] += value
     rows = []
-    for k, (objects, *counts) in sorted(totals.items()):
+    for k, (objects, *counts, changed, moved, copied) in sorted(totals.items()):
         shares = [value / objects if objects else 0.0 for value in counts]
         rows.append({"latent_frame": k, "object_tokens": objects, "forced_kept": shares[0],
-                     "forced_exact": shares[1], "free_kept": shares[2], "free_exact": shares[3]})
+                     "forced_exact": shares[1], "free_kept": shares[2], "free_exact": shares[3],
+                     "changed_codes": changed, "forced_moved": moved / changed if changed else 0.0,
+                     "forced_copied": copied / changed if changed else 0.0})
     return rows
 
 
 def format_rows(rows: list[dict]) -> str:
     lines = ["| latent frame | object tokens | kept, true history | kept, own history | exact, true history | "
-             "exact, own history |", "|---:|---:|---:|---:|---:|---:|"]
+             "exact, own history | changed codes | moved, true history | copied, true history |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['latent_frame']} | {r['object_tokens']} | {r['forced_kept']:.2f} | {r['free_kept']:.2f} | "
-              f"{r['forced_exact']:.2f} | {r['free_exact']:.2f} |" for r in rows]
+              f"{r['forced_exact']:.2f} | {r['free_exact']:.2f} | {r['changed_codes']} | {r['forced_moved']:.2f} | "
+              f"{r['forced_copied']:.2f} |" for r in rows]
     return "\n".join(lines)
 
 

@@ -491,12 +491,19 @@ def test_the_exposure_script_scores_object_tokens_and_runs_both_histories(tmp_pa
     assert script.score_frame(truth, truth, background) == (3, 3, 3)
     assert script.score_frame(torch.zeros_like(truth), truth, background) == (3, 0, 0)
     assert script.score_frame(torch.tensor([[9, 5, 0], [0, 8, 0]]), truth, background) == (3, 1, 1)
+    before = torch.tensor([[0, 5, 0], [7, 0, 7]])  # two codes changed into truth: (0, 2) 0 -> 6, (1, 0) 7 -> 0
+    assert script.score_changes(truth, truth, before) == (2, 2, 0)
+    assert script.score_changes(before, truth, before) == (2, 0, 2)  # a still frame copies every change
+    assert script.score_changes(torch.tensor([[1, 1, 6], [1, 1, 1]]), truth, before) == (2, 1, 0)
     # The shipped model on two dev clips: one row per latent frame, frame 0 the same in both columns.
     assert script.main(["--count", "2", "--steps", "2", "--json", str(tmp_path / "rows.json")]) == 0
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["latent_frame"] for r in rows] == list(range(len(rows))) and len(rows) >= 5
     assert rows[0]["forced_kept"] == rows[0]["free_kept"] and rows[0]["object_tokens"] > 0
-    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("forced_kept", "forced_exact", "free_kept", "free_exact"))
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("forced_kept", "forced_exact", "free_kept", "free_exact",
+                                                          "forced_moved", "forced_copied"))
+    assert rows[0]["changed_codes"] == 0 and sum(r["changed_codes"] for r in rows) > 0
+    assert all(r["forced_moved"] + r["forced_copied"] <= 1.0 for r in rows)
     assert "| latent frame |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="lacks"):
         script.main(["--model", str(tmp_path), "--count", "1"])
