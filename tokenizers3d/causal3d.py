@@ -114,12 +114,18 @@ class CausalConv3d(nn.Module):
                 self.weight[r * c_in:(r + 1) * c_in, :, -1, kh // 2, kw // 2] = eye
 
 
+def check_space_pad(mode: str, name: str = "space_pad") -> SpacePad:
+    """`mode` when it is a spatial padding `set_space_pad` knows; ValueError naming `name` otherwise."""
+    if mode not in SPACE_PADS:
+        raise ValueError(f"{name} must be one of {', '.join(SPACE_PADS)}, got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
 def set_space_pad(module: nn.Module, mode: SpacePad) -> None:
     """Pad every causal conv of `module` spatially with `mode`: `"zeros"` (as released), or `"replicate"`, which
     continues each frame's edge outwards, so a frame's border looks to the convs like its inside (with zeros and
     inputs in [-1, 1], an all-black border meets a grey frame around it)."""
-    if mode not in SPACE_PADS:
-        raise ValueError(f"space_pad must be one of {', '.join(SPACE_PADS)}, got {mode!r}")
+    check_space_pad(mode)
     for m in module.modules():
         if isinstance(m, CausalConv3d):
             m.space_pad_mode = mode

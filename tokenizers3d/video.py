@@ -30,7 +30,6 @@ from tokenizers3d.causal3d import (
     CausalMidBlock,
     CausalResnetBlock,
     FrameGroupNorm,
-    SPACE_PADS,
     SpacePad,
     SpatialDownsample3d,
     SpatialUpsample3d,
@@ -38,6 +37,7 @@ from tokenizers3d.causal3d import (
     TimePad,
     TimeUpsample2x,
     assign_cache_keys,
+    check_space_pad,
     set_space_pad,
 )
 from tokenizers3d.magvit2 import LFQTokenizer, MagvitConfig, MagvitV2, magvit2_released, magvit2_tiny
@@ -68,8 +68,7 @@ class VideoMagvitConfig:
             raise ValueError(f"time_kernel must be >= 1, got {self.time_kernel}")
         if self.time_pad not in ("replicate", "zeros"):
             raise ValueError(f"time_pad must be 'replicate' or 'zeros', got {self.time_pad!r}")
-        if self.space_pad not in SPACE_PADS:
-            raise ValueError(f"space_pad must be one of {', '.join(SPACE_PADS)}, got {self.space_pad!r}")
+        check_space_pad(self.space_pad)
 
     @property
     def time_stages(self) -> int:

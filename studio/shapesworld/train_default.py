@@ -70,12 +70,9 @@ def _window_start(cfg: DictConfig) -> float:
 
 def _space_pad(cfg: DictConfig) -> str:
     """The tokenizer's spatial padding (`tokenizer.space_pad`: "zeros", as released, or "replicate"), checked."""
-    from tokenizers3d.causal3d import SPACE_PADS
+    from tokenizers3d.causal3d import check_space_pad
 
-    value = cfg.tokenizer.get("space_pad", "zeros")
-    if value not in SPACE_PADS:
-        raise ValueError(f"tokenizer.space_pad must be one of {', '.join(SPACE_PADS)}, got {value!r}")
-    return str(value)
+    return check_space_pad(cfg.tokenizer.get("space_pad", "zeros"), "tokenizer.space_pad")
 
 
 def _flag(cfg: DictConfig | dict, key: str) -> bool:
