@@ -140,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", default="test", help="comma-separated splits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
-    parser.add_argument("--misses", action="store_true", help="where the text-to-video ceiling is lost, instead")
-    parser.add_argument("--rings", action="store_true", help="the error by distance to the frame's border, instead")
+    instead = parser.add_mutually_exclusive_group()
+    instead.add_argument("--misses", action="store_true", help="where the text-to-video ceiling is lost, instead")
+    instead.add_argument("--rings", action="store_true", help="the error by distance to the frame's border, instead")
     args = parser.parse_args(argv)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     unknown = set(splits) - {"train", "dev", "test", "compositional"}
@@ -173,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         print("| split | pixels from the border | object error | object pixels | background error | background pixels |")
         print("|---|---|---:|---:|---:|---:|")
         for split in splits:
-            for d, obj, n, bg, m in rings(codec, world, count=args.count, seed=args.seed, split=split):
-                where = f"{d} or more" if d == 6 else str(d)
+            result = rings(codec, world, count=args.count, seed=args.seed, split=split)
+            for d, obj, n, bg, m in result:
+                where = f"{d} or more" if d == len(result) - 1 else str(d)
                 print(f"| {split} | {where} | {obj:.4f} | {n} | {bg:.4f} | {m} |")
         return 0
     records = [r for split in splits for r in ceilings(codec, world, count=args.count, seed=args.seed, split=split)]

@@ -278,7 +278,7 @@ class _BlankEdge(_Lossless):
         return out
 
 
-def test_the_tokenizer_ceiling_script_measures_the_error_ring_by_ring_from_the_border():
+def test_the_tokenizer_ceiling_script_measures_the_error_ring_by_ring_from_the_border(capsys):
     script = _docs_script()
     clips = SplitWorld(0, NEW_WORLD, split="dev").distinct("video", 3)
     truth = torch.stack([c.tensor for c in clips])  # (N, 3, T, H, W)
@@ -297,6 +297,14 @@ def test_the_tokenizer_ceiling_script_measures_the_error_ring_by_ring_from_the_b
     # Only the outermost ring lost: only ring 0 has an error.
     edge = script.rings(_BlankEdge(), NEW_WORLD, count=3, seed=0, split="dev")
     assert edge[0][1] > 0 and all(obj == 0 for _, obj, *_ in edge[1:])
+    # The command prints one row per ring of the shipped tokenizer; --rings and --misses exclude each other.
+    model = ROOT / "studio" / "default_model"
+    args = [str(model / "tokenizer"), "--world", str(model / "pipeline.json"), "--count", "1", "--splits", "dev"]
+    assert script.main(args + ["--rings"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| dev |") == 7 and "| dev | 6 or more |" in out
+    with pytest.raises(SystemExit):
+        script.main(args + ["--rings", "--misses"])
 
 
 def test_the_changed_share_script_counts_what_the_changed_weight_option_weighs():
