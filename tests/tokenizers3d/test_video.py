@@ -1,6 +1,7 @@
 """The inflated causal video tokenizer: image equivalence right after inflation, causality, frame-count rules,
 streaming with explicit bounded state, checkpoints."""
 
+import dataclasses
 import json
 import uuid
 
@@ -243,7 +244,7 @@ def test_replicate_downsample_grows_the_bottom_right_edge():
 
 
 def test_space_pad_reaches_every_conv_streams_and_survives_saving(mixing_video, tmp_path):
-    cfg = VideoMagvitConfig(**{**vars(mixing_video.config), "space_pad": "replicate"})
+    cfg = dataclasses.replace(mixing_video.config, space_pad="replicate")
     edge = VideoMagvit(cfg).eval()
     edge.load_state_dict(mixing_video.state_dict())
     assert {m.space_pad_mode for m in edge.modules() if isinstance(m, CausalConv3d)} == {"replicate"}
