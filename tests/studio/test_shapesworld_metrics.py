@@ -332,6 +332,38 @@ def test_the_changed_share_script_counts_what_the_changed_weight_option_weighs()
     assert out["changed_share"] < shares["1.0"] < shares["3.0"] < shares["10.0"] < 1  # background weighs less
 
 
+def test_the_code_shift_script_counts_codes_moved_one_token_along_a_motion():
+    """`docs/t2v_code_shift.py`: a sprite moved one token a latent frame along the scene's motion changes only
+    codes that are copies, read against the other direction none are, and what a move shifts out is filled."""
+    script = _docs_script("t2v_code_shift")
+    grid = torch.arange(12).reshape(3, 4)
+    assert script.shifted(grid, 0, 1).tolist() == [[-1, 0, 1, 2], [-1, 4, 5, 6], [-1, 8, 9, 10]]
+    assert script.shifted(grid, -1, 0).tolist() == [[4, 5, 6, 7], [8, 9, 10, 11], [-1, -1, -1, -1]]
+    sprite = torch.zeros(4, 8, 8, dtype=torch.long)
+    for k in range(4):  # a 2x2 sprite moving right one token a latent frame, on background 0
+        sprite[k, 3:5, 1 + k:3 + k] = torch.tensor([[7, 8], [9, 10]])
+    # latent frames 1 -> 2 -> 3: per move 6 codes change (the sprite's two columns, the background it leaves)
+    assert script.count(sprite, {(0, 1)}) == (12, 12)
+    assert script.count(sprite, {(0, -1)}) == (12, 0)  # the other way: nothing is a copy
+    assert script.count(sprite, {(0, 1), (0, -1)}) == (12, 12)
+    still = sprite[:1].repeat(4, 1, 1)
+    assert script.count(still, {(0, 1)}) == (0, 0)
+
+
+def test_the_code_shift_script_runs_on_the_shipped_tokenizer(capsys):
+    """The command as the README gives it, on two dev clips of the shipped model's world."""
+    from studio.defaults import DEFAULT_MODEL_DIR
+
+    script = _docs_script("t2v_code_shift")
+    assert script.main([str(DEFAULT_MODEL_DIR / "tokenizer"), "--world", str(DEFAULT_MODEL_DIR / "pipeline.json"),
+                        "--count", "2"]) == 0
+    changed, copied = map(int, re.search(r": (\d+) codes change .*?; (\d+) \(", capsys.readouterr().out).groups())
+    assert 0 < copied < changed  # the first two dev clips move; not every changed code is a copy
+    with pytest.raises(SystemExit):
+        script.main([str(DEFAULT_MODEL_DIR / "tokenizer"), "--world", str(DEFAULT_MODEL_DIR / "pipeline.json"),
+                     "--count", "0"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--world", "missing.json"], "--world: no such file: missing.json"),
     (["--world", "{pipeline}", "--splits", "tset"], "unknown or no splits ['tset']"),
