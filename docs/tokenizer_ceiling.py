@@ -6,6 +6,11 @@ tokenizer leaves reachable. (The tokenizer rows, PSNR and detector agreement, ar
     python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG [--count N] [--splits test] [--json PATH]
     python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG --misses      # where the clips' objects are lost
     python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG --rings       # error by distance to the border
+    python docs/tokenizer_ceiling.py TOKENIZER_DIR --world CONFIG --frame-by-frame   # no temporal compression
+
+`--frame-by-frame` encodes each frame of a clip alone, as a clip's first frame: the ceilings of the same
+tokenizer with no temporal compression (one latent frame per frame), which tell how much of the loss comes from
+the frames a latent frame holds together.
 
 CONFIG is a file with the world the tokenizer is meant for under "world": a model folder's `pipeline.json`, or
 the `config.yaml` that `studio train-default` writes into its work folder.
@@ -48,6 +53,18 @@ class Codec:
     @torch.no_grad()
     def decode_images(self, codes):  # (B, h, w) -> (B, 3, H, W)
         return self.tokenizer.decode(codes[:, None])[:, :, 0].clamp(-1, 1)
+
+
+class FrameByFrame(Codec):
+    """The codec with every frame of a clip encoded (and decoded) alone, as a one-frame clip."""
+
+    @torch.no_grad()
+    def encode_video(self, video):  # (3, T, H, W) -> (T, h, w)
+        return self.encode_images(video.transpose(0, 1))
+
+    @torch.no_grad()
+    def decode_video(self, codes):  # (T, h, w) -> (3, T, H, W)
+        return self.decode_images(codes).transpose(0, 1)
 
 
 def ceilings(codec, world, *, count: int, seed: int, split: str) -> list[dict]:
@@ -143,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     instead = parser.add_mutually_exclusive_group()
     instead.add_argument("--misses", action="store_true", help="where the text-to-video ceiling is lost, instead")
     instead.add_argument("--rings", action="store_true", help="the error by distance to the frame's border, instead")
+    parser.add_argument("--frame-by-frame", action="store_true",
+                        help="encode each frame of a clip alone (no temporal compression)")
     args = parser.parse_args(argv)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     unknown = set(splits) - {"train", "dev", "test", "compositional"}
@@ -160,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                      "train-default work folder's config.yaml)")
     world = as_world_config(settings["world"])
     torch.set_num_threads(1)
-    codec = Codec(load_tokenizer(args.tokenizer).eval())
+    codec = (FrameByFrame if args.frame_by_frame else Codec)(load_tokenizer(args.tokenizer).eval())
     if args.misses:
         print("| size | shape | place | frames shown | lost | read instead |")
         print("|---|---|---|---:|---:|---|")

@@ -307,6 +307,29 @@ def test_the_tokenizer_ceiling_script_measures_the_error_ring_by_ring_from_the_b
         script.main(args + ["--rings", "--misses"])
 
 
+def test_the_tokenizer_ceiling_script_can_encode_each_frame_alone(capsys):
+    """`--frame-by-frame`: one latent frame per frame, each the codes of that frame as a one-frame clip, and the
+    decoded clip those frames decoded alone."""
+    from tokenizers3d import load_tokenizer
+
+    script = _docs_script()
+    model = ROOT / "studio" / "default_model"
+    tokenizer = load_tokenizer(str(model / "tokenizer")).eval()
+    video = SplitWorld(0, NEW_WORLD, split="dev").distinct("video", 1)[0].tensor[:, :5]  # (3, 5, H, W)
+    codec = script.FrameByFrame(tokenizer)
+    codes = codec.encode_video(video)
+    assert codes.shape[0] == 5 and codes.shape[0] != script.Codec(tokenizer).encode_video(video).shape[0]
+    with torch.no_grad():
+        for t in (0, 3):
+            alone = tokenizer.encode(video[None, :, t:t + 1])[0, 0]
+            assert torch.equal(codes[t], alone)
+            assert torch.allclose(codec.decode_video(codes)[:, t],
+                                  tokenizer.decode(alone[None, None])[0, :, 0].clamp(-1, 1), atol=1e-5)
+    args = [str(model / "tokenizer"), "--world", str(model / "pipeline.json"), "--count", "1", "--splits", "dev"]
+    assert script.main(args + ["--frame-by-frame"]) == 0
+    assert "| t2v_motion_accuracy | dev |" in capsys.readouterr().out
+
+
 def test_the_changed_share_script_counts_what_the_changed_weight_option_weighs():
     """`docs/t2v_changed_share.py` counts the codes `losses.changed_code_weights` weighs, on the recipe's own
     t2v windows, and their share of the loss grows with the weight."""
