@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error(f"--count must be >= 1, got {args.count}")
+    if not Path(args.world).is_file():
+        parser.error(f"--world: no such file: {args.world}")
+    if "://" not in args.tokenizer and not (Path(args.tokenizer) / "config.json").is_file():
+        parser.error(f"tokenizer: {args.tokenizer} is not a tokenizer folder (no config.json)")
     settings = OmegaConf.to_container(OmegaConf.load(args.world), resolve=True)
     if not isinstance(settings, dict) or "world" not in settings:
         parser.error(f"--world: {args.world} has no 'world' entry")

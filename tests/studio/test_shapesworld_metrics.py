@@ -382,9 +382,13 @@ def test_the_code_shift_script_runs_on_the_shipped_tokenizer(capsys):
                         "--count", "2"]) == 0
     changed, copied = map(int, re.search(r": (\d+) codes change .*?; (\d+) \(", capsys.readouterr().out).groups())
     assert 0 < copied < changed  # the first two dev clips move; not every changed code is a copy
+    for bad in (["--count", "0"], ["--world", str(DEFAULT_MODEL_DIR / "missing.json")]):
+        with pytest.raises(SystemExit):
+            script.main([str(DEFAULT_MODEL_DIR / "tokenizer"), "--world", str(DEFAULT_MODEL_DIR / "pipeline.json"),
+                         *bad])
     with pytest.raises(SystemExit):
-        script.main([str(DEFAULT_MODEL_DIR / "tokenizer"), "--world", str(DEFAULT_MODEL_DIR / "pipeline.json"),
-                     "--count", "0"])
+        script.main([str(DEFAULT_MODEL_DIR), "--world", str(DEFAULT_MODEL_DIR / "pipeline.json")])
+    assert "not a tokenizer folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
