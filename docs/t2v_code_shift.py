@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from studio.shapesworld.data import as_world_config
 from studio.shapesworld.splits import SplitWorld
 from studio.shapesworld.world import MOTION_STEPS
-from tokenizers3d import load_tokenizer
+from tokenizer_ceiling import checked_inputs  # docs/, beside this script
 
 
 def shifted(codes: torch.Tensor, dy: int, dx: int, fill: int = -1) -> torch.Tensor:
@@ -60,18 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=60, help="clips")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.count < 1:
-        parser.error(f"--count must be >= 1, got {args.count}")
-    if not Path(args.world).is_file():
-        parser.error(f"--world: no such file: {args.world}")
-    if "://" not in args.tokenizer and not (Path(args.tokenizer) / "config.json").is_file():
-        parser.error(f"tokenizer: {args.tokenizer} is not a tokenizer folder (no config.json)")
-    settings = OmegaConf.to_container(OmegaConf.load(args.world), resolve=True)
-    if not isinstance(settings, dict) or "world" not in settings:
-        parser.error(f"--world: {args.world} has no 'world' entry")
-    world = as_world_config(settings["world"])
-    torch.set_num_threads(1)
-    tokenizer = load_tokenizer(args.tokenizer).eval()
+    world, tokenizer = checked_inputs(parser, args)
     changed = copied = 0
     for clip in SplitWorld(args.seed, world, split=args.split).distinct("video", args.count):
         with torch.no_grad():

@@ -23,11 +23,10 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from studio.shapesworld import evaluate as E
 from studio.shapesworld import metrics as M
-from studio.shapesworld.data import as_world_config
+from studio.shapesworld.data import world_from_file
 from studio.shapesworld.splits import SplitWorld
 from tokenizers3d import load_tokenizer
 
@@ -149,6 +148,21 @@ def rings(codec, world, *, count: int, seed: int, split: str, inner: int = 6) ->
     return [(d, o / max(n, 1), int(n), b / max(m, 1), int(m)) for d, (o, n, b, m) in enumerate(totals)]
 
 
+def checked_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """`args.count`, `args.world` and `args.tokenizer` checked before anything is loaded (a bad one ends the
+    command through `parser.error`); then the world and the tokenizer, in eval mode, on one thread."""
+    if args.count < 1:
+        parser.error(f"--count must be >= 1, got {args.count}")
+    try:
+        world = world_from_file(args.world)
+    except ValueError as error:
+        parser.error(f"--world: {error}")
+    if "://" not in args.tokenizer and not (Path(args.tokenizer) / "config.json").is_file():
+        parser.error(f"tokenizer: {args.tokenizer} is not a tokenizer folder (no config.json)")
+    torch.set_num_threads(1)
+    return world, load_tokenizer(args.tokenizer).eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tokenizer", help="a video tokenizer folder")
@@ -167,19 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(splits) - {"train", "dev", "test", "compositional"}
     if unknown or not splits:
         parser.error(f"--splits: unknown or no splits {sorted(unknown)}; known: train, dev, test, compositional")
-    if args.count < 1:
-        parser.error(f"--count must be >= 1, got {args.count}")
-    if not Path(args.world).is_file():
-        parser.error(f"--world: no such file: {args.world}")
-    if "://" not in args.tokenizer and not (Path(args.tokenizer) / "config.json").is_file():
-        parser.error(f"tokenizer: {args.tokenizer} is not a tokenizer folder (no config.json)")
-    settings = OmegaConf.to_container(OmegaConf.load(args.world), resolve=True)
-    if not isinstance(settings, dict) or "world" not in settings:
-        parser.error(f"--world: {args.world} has no 'world' entry (give a model folder's pipeline.json or a "
-                     "train-default work folder's config.yaml)")
-    world = as_world_config(settings["world"])
-    torch.set_num_threads(1)
-    codec = (FrameByFrame if args.frame_by_frame else Codec)(load_tokenizer(args.tokenizer).eval())
+    world, tokenizer = checked_inputs(parser, args)
+    codec = (FrameByFrame if args.frame_by_frame else Codec)(tokenizer)
     if args.misses:
         print("| size | shape | place | frames shown | lost | read instead |")
         print("|---|---|---|---:|---:|---|")

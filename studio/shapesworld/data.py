@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -104,6 +105,21 @@ def as_world_config(world: WorldConfig | dict | None) -> WorldConfig:
     if isinstance(world, dict):
         return WorldConfig(**world)
     raise TypeError(f"world must be a WorldConfig or a dict of its fields, got {type(world).__name__}")
+
+
+def world_from_file(path: str | Path) -> WorldConfig:
+    """The world a file names under "world": a model folder's `pipeline.json` or the `config.yaml` that
+    `studio train-default` writes into its work folder. ValueError naming the file when it is missing or has no
+    such entry."""
+    from omegaconf import OmegaConf
+
+    if not Path(path).is_file():
+        raise ValueError(f"no such file: {path}")
+    settings = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(settings, dict) or "world" not in settings:
+        raise ValueError(f"{path} has no 'world' entry (give a model folder's pipeline.json or a train-default "
+                         "work folder's config.yaml)")
+    return as_world_config(settings["world"])
 
 
 # ---------------------------------------------------------------------------------------------- token cache

@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -244,7 +245,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _docs_script(name: str = "tokenizer_ceiling"):
-    """`docs/<name>.py` as a module (docs/ is not a package)."""
+    """`docs/<name>.py` as a module (docs/ is not a package). docs/ goes on the import path, as it is for a script
+    run from there, so that a script can import another beside it."""
+    if str(ROOT / "docs") not in sys.path:
+        sys.path.append(str(ROOT / "docs"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -382,10 +386,13 @@ def test_the_code_shift_script_runs_on_the_shipped_tokenizer(capsys):
                         "--count", "2"]) == 0
     changed, copied = map(int, re.search(r": (\d+) codes change .*?; (\d+) \(", capsys.readouterr().out).groups())
     assert 0 < copied < changed  # the first two dev clips move; not every changed code is a copy
-    for bad in (["--count", "0"], ["--world", str(DEFAULT_MODEL_DIR / "missing.json")]):
+    for bad, message in ((["--count", "0"], "--count must be >= 1"),
+                         (["--world", str(DEFAULT_MODEL_DIR / "missing.json")], "--world: no such file"),
+                         (["--world", str(DEFAULT_MODEL_DIR / "tokenizer" / "config.json")], "has no 'world' entry")):
         with pytest.raises(SystemExit):
             script.main([str(DEFAULT_MODEL_DIR / "tokenizer"), "--world", str(DEFAULT_MODEL_DIR / "pipeline.json"),
                          *bad])
+        assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         script.main([str(DEFAULT_MODEL_DIR), "--world", str(DEFAULT_MODEL_DIR / "pipeline.json")])
     assert "not a tokenizer folder" in capsys.readouterr().err
