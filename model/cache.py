@@ -9,6 +9,10 @@ samplers need with one code path:
 - scratch (a MaskGIT step over a block on top of the prefix): `model(block, cache=c)` and no commit, so every
   step sees the same prefix and the prefix is computed once;
 - commit a finished block (a generated frame or storyboard step): run it once more and `c.commit(n)`.
+
+Beside the keys and values it keeps the token ids of the same positions (`ids`, -1 where a forward had only
+embeddings), so a model whose input embedding reads earlier tokens (`ShowoConfig.visual_history_frames`) finds
+them however the sequence was split into forwards.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class KVCache:
         shape = (batch_size, num_heads, max(1, capacity), head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.ids = torch.full((batch_size, max(1, capacity)), -1, dtype=torch.long, device=device)
         self.length = 0  # committed positions
         self.pending = 0  # positions written past `length` by the last forward
 
@@ -63,6 +68,23 @@ class KVCache:
                 grown = old.new_zeros(old.shape[0], old.shape[1], new_cap, old.shape[3])
                 grown[:, :, : self.length] = old[:, :, : self.length]
                 store[i] = grown
+        ids = self.ids.new_full((self.ids.shape[0], new_cap), -1)
+        ids[:, : self.length] = self.ids[:, : self.length]
+        self.ids = ids
+
+    def write_ids(self, ids: torch.Tensor) -> None:
+        """Record the ids `(B, n)` of the positions the current forward writes past the committed prefix (kept
+        by `commit` with the keys and values)."""
+        if ids.shape[0] != self.batch_size:
+            raise ValueError(f"cache holds batch {self.batch_size}, the forward has batch {ids.shape[0]}")
+        end = self.length + ids.shape[1]
+        self._ensure_capacity(end)
+        self.ids[:, self.length : end] = ids
+
+    @property
+    def committed_ids(self) -> torch.Tensor:
+        """The ids `(B, length)` of the committed prefix."""
+        return self.ids[:, : self.length]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write new keys/values `(B, H, n, Dh)` past the committed prefix of one layer.

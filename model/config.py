@@ -8,6 +8,7 @@ text + 10 special tokens + 8192 visual codes + 1 mask token.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,14 @@ class ShowoConfig:
     # visual token (a code or the mask id) by its index in its `<|soi|> ... <|eoi|>` run modulo num_vq_tokens.
     # RoPE alone tells a token only its distance to others; this tells it where in the frame it sits.
     visual_grid_embeddings: bool = False
+    # Ours, not in the released model: each visual token also gets the codes of the same grid neighbourhood in the
+    # `visual_history_frames` visual runs before its own (the previous latent frames of a clip, the previous
+    # keyframe of a storyboard), embedded (`visual_history_dim` each) and mixed by one `visual_history_kernel`-wide
+    # 2D convolution, zero at initialisation. Attention can reach the same codes; this hands a masked token what
+    # was at and around its place one and two frames ago, the local view motion is read from. 0 = off (released).
+    visual_history_frames: int = 0
+    visual_history_kernel: int = 5
+    visual_history_dim: int = 16
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -49,6 +58,16 @@ class ShowoConfig:
             raise ValueError(f"partial_rotary_factor must be in (0, 1], got {self.partial_rotary_factor}")
         if self.rotary_dim % 2:
             raise ValueError(f"rotary dim {self.rotary_dim} must be even")
+        if self.visual_history_frames < 0:
+            raise ValueError(f"visual_history_frames must be >= 0, got {self.visual_history_frames}")
+        if self.visual_history_frames:
+            side = math.isqrt(self.num_vq_tokens)
+            if side * side != self.num_vq_tokens:
+                raise ValueError(f"visual_history_frames needs a square token grid; num_vq_tokens is {self.num_vq_tokens}")
+            if self.visual_history_kernel < 1 or self.visual_history_kernel % 2 == 0:
+                raise ValueError(f"visual_history_kernel must be odd and positive, got {self.visual_history_kernel}")
+            if self.visual_history_dim < 1:
+                raise ValueError(f"visual_history_dim must be positive, got {self.visual_history_dim}")
 
     @property
     def head_dim(self) -> int:

@@ -147,6 +147,63 @@ def visual_grid_index(input_ids: torch.Tensor, first_visual_id: int, period: int
     return torch.where(visual, (positions - last_other - 1) % period, -1)
 
 
+def visual_runs(input_ids: torch.Tensor, first_visual_id: int, period: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(B, L)` run number of each visual token (its frame: the how-many-th run of consecutive visual tokens in its
+    row, from 0) and its grid cell (`visual_grid_index`); -1 for both elsewhere."""
+    visual = input_ids >= first_visual_id
+    starts = visual & ~F.pad(visual[:, :-1], (1, 0), value=False)
+    run = torch.where(visual, starts.long().cumsum(dim=1) - 1, -1)
+    return run, visual_grid_index(input_ids, first_visual_id, period)
+
+
+class VisualHistory(nn.Module):
+    """What was at and around each visual token's place in the `frames` visual runs before its own.
+
+    For a visual token in run `r` at grid cell `(y, x)`, the codes at cells `(y + dy, x + dx)` (|dy|, |dx| <=
+    kernel // 2) of runs `r - 1 .. r - frames` (an absent run or a cell off the grid reads as its own embedding)
+    are embedded and mixed by one linear map to the hidden size: a 2D convolution over the earlier frames, read at
+    the token's place. The result `(B, L, D)` is added to the visual tokens' embeddings; the map starts at zero,
+    so a fresh model starts as one without it. Gathers of fixed shape: nothing is read back to the host.
+    """
+
+    def __init__(self, config: ShowoConfig) -> None:
+        super().__init__()
+        self.frames = config.visual_history_frames
+        self.side = math.isqrt(config.num_vq_tokens)
+        self.first_id = config.visual_id_start
+        self.absent = config.codebook_size + 1  # the codes, the mask id, then "nothing here"
+        self.kernel = config.visual_history_kernel
+        self.codes = nn.Embedding(config.codebook_size + 2, config.visual_history_dim)
+        self.mix = nn.Linear(self.frames * self.kernel ** 2 * config.visual_history_dim, config.hidden_size)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, ids: torch.Tensor, new: int) -> torch.Tensor:
+        """The term `(B, new, D)` for the last `new` positions of `ids` `(B, S + new)` (the earlier ones are the
+        committed prefix they may read)."""
+        batch, total = ids.shape
+        side, frames = self.side, self.frames
+        n = side * side
+        run, cell = visual_runs(ids, self.first_id, n)
+        # Every visual token's code at slot (run + frames) * n + cell; slots below frames * n stay absent (the
+        # runs before the first), and the last slot takes every non-visual position and is reset to absent.
+        trash = (total + frames) * n
+        table = ids.new_full((batch, trash + 1), self.absent)
+        seen = run >= 0
+        table.scatter_(1, torch.where(seen, (run + frames) * n + cell, trash), torch.where(seen, ids - self.first_id, self.absent))
+        table[:, trash] = self.absent
+        q_run, q_cell = run[:, total - new:, None, None], cell[:, total - new:, None, None]  # (B, new, 1, 1)
+        back = torch.arange(1, frames + 1, device=ids.device)[:, None]  # (F, 1)
+        steps = torch.arange(self.kernel, device=ids.device) - self.kernel // 2
+        dy, dx = steps.repeat_interleave(self.kernel), steps.repeat(self.kernel)  # (K*K,), row-major
+        y, x = q_cell // side + dy, q_cell % side + dx  # (B, new, 1, K*K)
+        inside = (y >= 0) & (y < side) & (x >= 0) & (x < side) & (q_run >= 0)
+        source = torch.where(inside, (q_run + frames - back) * n + y * side + x, trash)  # (B, new, F, K*K)
+        codes = table.gather(1, source.flatten(1)).view(source.shape)
+        mixed = self.mix(self.codes(codes).flatten(2))  # (B, new, D)
+        return mixed * (q_run[:, :, 0] >= 0).to(mixed.dtype)
+
+
 # ----------------------------------------------------------------------------------------------- model
 class Showo(nn.Module):
     """The unified transformer. `forward` maps token ids (or embeddings) to fp32 logits over the whole vocabulary."""
@@ -157,6 +214,8 @@ class Showo(nn.Module):
         self.showo = _CausalLM(config)
         if config.visual_grid_embeddings:
             self.grid_embed = nn.Embedding(config.num_vq_tokens, config.hidden_size)
+        if config.visual_history_frames:
+            self.visual_history = VisualHistory(config)
         if config.w_clip_vit:
             self.mm_projector = nn.Sequential(
                 nn.Linear(config.clip_hidden_size, config.hidden_size), nn.GELU(), nn.Linear(config.hidden_size, config.hidden_size)
@@ -189,15 +248,20 @@ class Showo(nn.Module):
                 raise ValueError(f"position {high} exceeds the model's max_position_embeddings ({limit}); "
                                  "shorten the sequence")
 
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings `(B, L, D)`, plus the grid cell's embedding on visual tokens where the config has them
-        (ids are checked at the boundary: `check_inputs`)."""
+    def embed(self, input_ids: torch.Tensor, prefix_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings `(B, L, D)`, plus, where the config has them, the grid cell's embedding and the visual
+        history (`VisualHistory`) on visual tokens. `prefix_ids` `(B, S)`: the ids before `input_ids` in the
+        sequence (a cache's committed prefix), which the visual history reads. Ids are checked at the boundary
+        (`check_inputs`)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
         x = self.showo.model.embed_tokens(input_ids)
         if self.config.visual_grid_embeddings:
             cell = visual_grid_index(input_ids, self.config.visual_id_start, self.config.num_vq_tokens)
             x = x + self.grid_embed(cell.clamp(min=0)) * (cell >= 0).unsqueeze(-1).to(x.dtype)
+        if self.config.visual_history_frames:
+            ids = input_ids if prefix_ids is None else torch.cat([prefix_ids, input_ids], dim=1)
+            x = x + self.visual_history(ids, input_ids.shape[1]).to(x.dtype)
         return x
 
     def project_clip(self, features: torch.Tensor) -> torch.Tensor:
@@ -229,11 +293,16 @@ class Showo(nn.Module):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, D)
+        if inputs_embeds is None:
+            x = self.embed(input_ids, None if cache is None else cache.committed_ids)  # (B, L, D)
+        else:
+            x = inputs_embeds
         if x.dim() != 3 or x.shape[-1] != self.config.hidden_size:
             raise ValueError(f"inputs_embeds must be (B, L, {self.config.hidden_size}), got {tuple(x.shape)}")
         batch, length, _ = x.shape
         past = cache.length if cache is not None else 0
+        if cache is not None:
+            cache.write_ids(input_ids if input_ids is not None else torch.full((batch, length), -1, device=x.device))
 
         # No value checks here: reading tensors back would sync the host on every MaskGIT step and every token.
         # Given ids and positions are checked once per piece by the entry points (`check_inputs`).

@@ -219,6 +219,7 @@ def merge_calls(key: tuple[int, ...], calls: list[BlockCall]) -> _Merged:
         for layer in range(cache.num_layers):
             cache.keys[layer][row:end, :, pad:start] = call.cache.keys[layer][:, :, : call.start]
             cache.values[layer][row:end, :, pad:start] = call.cache.values[layer][:, :, : call.start]
+        cache.ids[row:end, pad:start] = call.cache.ids[:, : call.start]  # the pads keep -1: no token
         mask[row:end, :, pad:] = call.mask  # the pad columns stay False: nobody attends to them
         row = end
     cache.length = start

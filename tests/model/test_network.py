@@ -378,3 +378,120 @@ def test_a_grid_model_saves_and_loads_with_its_grid(tmp_path):
     ids = block_ids(4)
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids), model(ids))
+
+
+# ----------------------------------------------------------------------------------------------- visual history
+HISTORY = dataclasses.replace(CFG, num_vq_tokens=9, visual_history_frames=2, visual_history_kernel=3,
+                              visual_history_dim=3)  # 3x3 grids, the two runs before, a 3x3 neighbourhood
+
+
+def history_row(seed: int, runs: int = 3) -> list[int]:
+    """Text, then `runs` frames `<|soi|> 9 codes <|eoi|>` (a mask id among them), the last one followed by text."""
+    g = torch.Generator().manual_seed(seed)
+    soi, eoi = CFG.llm_vocab_size + 3, CFG.llm_vocab_size + 4
+    row = [5, 6]
+    for _ in range(runs):
+        codes = (CFG.visual_id_start + torch.randint(0, CFG.codebook_size, (9,), generator=g)).tolist()
+        codes[int(torch.randint(0, 9, (1,), generator=g))] = CFG.mask_token_id
+        row += [soi, *codes, eoi]
+    return row + [7]
+
+
+def history_by_hand(model: Showo, ids: list[int]) -> torch.Tensor:
+    """The released-free definition, position by position: the codes at (y+dy, x+dx) of the two runs before,
+    each embedded (absent: the last row), concatenated k-major then row-major, through the linear map."""
+    h = model.visual_history
+    runs, run = [], None
+    for t, i in enumerate(ids):
+        if i >= CFG.visual_id_start:
+            if run is None:
+                run = []
+                runs.append(run)
+            run.append(t)
+        else:
+            run = None
+    absent = CFG.codebook_size + 1
+    out = torch.zeros(len(ids), CFG.hidden_size)
+    for r, positions in enumerate(runs):
+        for c, t in enumerate(positions):
+            y, x = divmod(c, 3)
+            parts = []
+            for k in (1, 2):
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        inside = r - k >= 0 and 0 <= y + dy < 3 and 0 <= x + dx < 3
+                        code = ids[runs[r - k][(y + dy) * 3 + x + dx]] - CFG.visual_id_start if inside else absent
+                        parts.append(h.codes.weight[code])
+            out[t] = h.mix(torch.cat(parts))
+    return out
+
+
+def test_visual_history_reads_the_neighbourhood_of_the_runs_before():
+    model = tiny_model(config=HISTORY)
+    rows = [history_row(1), history_row(2)]
+    ids = torch.tensor(rows)
+    with torch.no_grad():
+        got = model.visual_history(ids, ids.shape[1])
+        added = model.embed(ids) - model.showo.model.embed_tokens(ids)
+        expected = torch.stack([history_by_hand(model, r) for r in rows])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(added, expected, atol=1e-5, rtol=1e-5)
+    assert got[:, 3].abs().sum() > 0 and torch.equal(got[:, :2], torch.zeros_like(got[:, :2]))  # text: nothing
+
+
+def test_visual_history_through_the_cache_equals_the_full_forward():
+    # prefix committed, a block in scratch mode twice (another MaskGIT step in between), committed, then text
+    model = tiny_model(config=HISTORY)
+    ids = torch.tensor([history_row(3), history_row(4)])
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_cache(2, capacity=4)
+        head = model(ids[:, :24], cache=cache)
+        cache.commit(24)
+        other = ids[:, 24:35].clone()
+        other[:, 1:10:2] = CFG.mask_token_id
+        model(other, cache=cache)
+        block = model(ids[:, 24:35], cache=cache)
+        cache.commit(11)
+        tail = model(ids[:, 35:], cache=cache)
+        cache.commit(ids.shape[1] - 35)
+    torch.testing.assert_close(torch.cat([head, block, tail], 1), full, atol=1e-5, rtol=1e-5)
+    assert torch.equal(cache.committed_ids, ids)
+
+
+def test_a_fresh_history_model_equals_one_without_it_and_saves_with_it(tmp_path):
+    torch.manual_seed(0)
+    fresh = Showo(HISTORY).eval()
+    plain = Showo(dataclasses.replace(HISTORY, visual_history_frames=0)).eval()
+    plain.load_state_dict({k: v for k, v in fresh.state_dict().items() if not k.startswith("visual_history.")})
+    ids = torch.tensor([history_row(5)])
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(ids), plain(ids))  # the map starts at zero
+    assert not any("visual_history" in key for key in plain.state_dict())  # the released layout is untouched
+    trained = tiny_model(config=HISTORY)
+    trained.save_pretrained(tmp_path / "history")
+    loaded = Showo.from_pretrained(str(tmp_path / "history")).eval()
+    assert loaded.config.visual_history_frames == 2 and loaded.config.visual_history_kernel == 3
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids), trained(ids))
+        assert not torch.allclose(trained(ids), plain(ids), atol=1e-3)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"visual_history_frames": -1}, "visual_history_frames must be >= 0"),
+    ({"num_vq_tokens": 8}, "needs a square token grid"),
+    ({"visual_history_kernel": 4}, "visual_history_kernel must be odd"),
+    ({"visual_history_dim": 0}, "visual_history_dim must be positive"),
+])
+def test_bad_visual_history_settings_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(HISTORY, **change)
+
+
+def test_the_visual_history_reads_nothing_back_to_the_host(monkeypatch):
+    model = tiny_model(config=HISTORY)
+    ids = torch.tensor([history_row(6)])
+    cache = model.new_cache(1, capacity=8)
+    for name in ("__int__", "__bool__", "__float__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, _no_sync(name))
+    assert model(ids, cache=cache).shape == (1, ids.shape[1], CFG.vocab_size)

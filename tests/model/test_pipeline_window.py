@@ -14,12 +14,16 @@ PROMPT = "a red square moves right"
 FRAME = 16 + 2  # <|soi|> 4x4 codes <|eoi|>
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_pipeline):
-    probe = tiny_pipeline(WORDS, max_text_len=12)
+@pytest.fixture(scope="module", params=[0, 2], ids=["plain", "history"])
+def pipe(tiny_pipeline, request):
+    """The model with 3 latent frames of positions; `history`: its visual tokens also read the two frames before
+    theirs (`ShowoConfig.visual_history_frames`), which a window must leave out as training windows do."""
+    probe = tiny_pipeline(WORDS, max_text_len=12, history=request.param)
     head = probe.prompting.text_block([PROMPT], "t2v").length + 1  # text block and <|sov|>
     torch.manual_seed(0)
     small = Showo(dataclasses.replace(probe.model.config, max_position_embeddings=head + 3 * FRAME)).eval()
+    if request.param:
+        small.visual_history.load_state_dict(probe.model.visual_history.state_dict())
     return dataclasses.replace(probe, model=small)
 
 

@@ -22,9 +22,11 @@ from model.sampling import UNKNOWN, Cancelled, MaskGitConfig
 WORDS = "how do i build a tower with red square and blue circle ? place the at bottom . put on top moves left right"
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_pipeline):
-    return tiny_pipeline(WORDS, max_text_len=16)
+@pytest.fixture(scope="module", params=[0, 2], ids=["plain", "history"])
+def pipe(tiny_pipeline, request):
+    """`history`: a model whose visual tokens read the frames before theirs from the cache's ids, which a merged
+    forward must carry over from each lane's own cache."""
+    return tiny_pipeline(WORDS, max_text_len=16, history=request.param)
 
 
 def gen(seed: int) -> torch.Generator:
