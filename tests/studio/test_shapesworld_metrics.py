@@ -743,3 +743,33 @@ def test_the_loss_table_averages_the_steps_every_run_logged(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main([f"a={a}", "--terms", "mmu"])
     assert "run 'a' logs no mmu" in capsys.readouterr().err
+
+
+def test_the_first_frame_script_captions_the_visible_objects_and_counts_first_frame_misses(tmp_path, capsys):
+    from studio.shapesworld.text import caption_image
+
+    script = _docs_script("t2v_first_frame")
+    world = dataclasses.replace(NEW_WORLD, entries=True)
+    clips = SplitWorld(0, world, split="dev").distinct("video", 80)
+    clip = next(c for c in clips if len(c.scene.objects) == 2 and sum(o.enters for o in c.scene.objects) == 1)
+    inside = next(o for o in clip.scene.objects if not o.enters)
+    caption = script.first_frame_caption(clip.scene)
+    assert caption == caption_image(dataclasses.replace(clip.scene, objects=(inside,)))
+    assert inside.colour in caption and "move" not in caption and " and " not in caption
+    # The ground truth and a static clip keep every object of the first frame; an empty clip keeps none.
+    lost, shown = script.missing_in_first_frame(torch.from_numpy(clip.frames), clip)
+    assert (lost, shown) == (0, 1)
+    assert script.missing_in_first_frame(torch.from_numpy(M.static_clip(clip)), clip) == (0, 1)
+    assert script.missing_in_first_frame(torch.zeros_like(torch.from_numpy(clip.frames)), clip) == (1, 1)
+    # The shipped model on one dev clip, each way: a row per way, scored like ShapesEval.
+    assert script.main(["--count", "1", "--steps", "2", "--json", str(tmp_path / "rows.json")]) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["way"] for r in rows] == list(script.WAYS) and all(r["n"] == 1 for r in rows)
+    assert all(0.0 <= r[m]["value"] <= 1.0 for r in rows for m in ("t2v_motion_accuracy", "t2v_object_persistence"))
+    assert all(0 <= r["missing_in_frame_0"] <= r["shown_in_frame_0"] for r in rows)
+    assert "| t2i_visible |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.main(["--count", "0"])
+    assert "--count, --steps and --threads must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="lacks"):
+        script.main(["--model", str(tmp_path), "--count", "1"])
