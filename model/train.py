@@ -217,8 +217,44 @@ def build_tokenizer(cfg: DictConfig, source: DataSource):
     return tokenizer, dataclasses.replace(text, codebook_size=source.codebook_size)
 
 
+# Options a warm start may add to a checkpoint that lacks them: their modules start at zero, so the model starts
+# as the checkpoint's (`with_added_options`).
+ADDABLE_OPTIONS = {"visual_history_frames": 0, "visual_history_kernel": None, "visual_history_dim": None}
+
+
+def with_added_options(model: Showo, overrides: dict) -> Showo:
+    """`model` with the options of `overrides` that differ from its config added (`ADDABLE_OPTIONS`: the visual
+    history, onto a checkpoint without it); the new modules start at zero, every other weight is the checkpoint's.
+
+    Raises:
+        ValueError: naming an override the checkpoint's architecture cannot take (an unknown field, or any other
+            field than the addable ones, or an addable one the checkpoint already has on).
+    """
+    config = model.config
+    unknown = sorted(k for k in overrides if not hasattr(config, k))
+    if unknown:
+        raise ValueError(f"model.overrides: unknown ShowoConfig fields {unknown}")
+    changed = {k: v for k, v in overrides.items() if getattr(config, k) != v}
+    if not changed:
+        return model
+    fixed = sorted(k for k in changed if k not in ADDABLE_OPTIONS)
+    if fixed or config.visual_history_frames != ADDABLE_OPTIONS["visual_history_frames"]:
+        what = fixed or sorted(changed)
+        raise ValueError(
+            f"model.overrides change {what} of the checkpoint in model.checkpoint "
+            f"({', '.join(f'{k}: {getattr(config, k)} -> {changed[k]}' for k in what)}); a warm start keeps its "
+            f"architecture and can only add the visual history ({sorted(ADDABLE_OPTIONS)}) to a model without it"
+        )
+    grown = Showo(dataclasses.replace(config, **changed)).to(model.device, model.dtype)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("visual_history.") for k in missing), (missing, unexpected)
+    return grown.train(model.training)
+
+
 def build_model(cfg: DictConfig, layout: VocabLayout, num_image_tokens: int) -> Showo:
-    """A fresh model from `cfg.model.preset` (sized to the vocabulary), or one loaded from `cfg.model.checkpoint`."""
+    """A fresh model from `cfg.model.preset` (sized to the vocabulary), or one loaded from `cfg.model.checkpoint`
+    (`cfg.model.overrides` must then be its own settings, or add an option `with_added_options` can add)."""
+    overrides = OmegaConf.to_container(cfg.model.overrides, resolve=True)
     if cfg.model.checkpoint:
         model = load_model(cfg.model.checkpoint)
         if model.config.vocab_size != layout.vocab_size:
@@ -226,10 +262,9 @@ def build_model(cfg: DictConfig, layout: VocabLayout, num_image_tokens: int) -> 
                 f"checkpoint vocabulary {model.config.vocab_size} does not match the tokenizer layout "
                 f"{layout.vocab_size}"
             )
-        return model
+        return with_added_options(model, overrides)
     if cfg.model.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.model.preset!r}; known: {sorted(PRESETS)}")
-    overrides = OmegaConf.to_container(cfg.model.overrides, resolve=True)
     config = dataclasses.replace(
         PRESETS[cfg.model.preset](),
         llm_vocab_size=layout.llm_vocab_size,

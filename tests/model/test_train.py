@@ -24,7 +24,9 @@ from model.losses import (
 )
 from model.prompting import IGNORE_INDEX, PromptBatch, Prompting
 from model.text_tokenizer import add_showo_special_tokens, build_word_tokenizer
-from model.train import grouped_logits, latest_checkpoint, load_config, load_model, lr_factor, main, train
+from model.train import (
+    grouped_logits, latest_checkpoint, load_config, load_model, lr_factor, main, train, with_added_options,
+)
 
 
 @pytest.fixture(scope="module")
@@ -648,3 +650,41 @@ def test_cli_trains_and_saves_a_loadable_model(tmp_path, capsys):
     again = train(cfg)
     for (name, a), (_, b) in zip(model.state_dict().items(), again.model.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+# ----------------------------------------------------------------------------------------- warm starts
+def test_a_warm_start_adds_the_visual_history_at_zero_and_trains_it(tmp_path):
+    first = train(tiny_config(tmp_path / "a", steps=2))
+    saved = latest_checkpoint(tmp_path / "a")
+    plain = load_model(saved).eval()
+    grown = with_added_options(load_model(saved), {"visual_history_frames": 2, "visual_history_kernel": 3,
+                                                   "hidden_size": plain.config.hidden_size})  # equal: no change
+    assert grown.config.visual_history_frames == 2 and grown.config.visual_history_kernel == 3
+    assert grown.training  # as loaded for training
+    for name, value in plain.state_dict().items():
+        assert torch.equal(grown.state_dict()[name], value), name
+    ids = first.model.config.visual_id_start + torch.arange(40).view(2, 20) % 16  # visual runs
+    ids[:, ::9] = 5  # text between them
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(ids), plain(ids))  # the history starts at zero
+    # Training from the checkpoint with the option: the history's map leaves zero, the rest starts as saved.
+    warm = tiny_config(tmp_path / "b", steps=2)
+    warm.model.checkpoint = str(saved)
+    warm.model.overrides = {"visual_history_frames": 2, "visual_history_kernel": 3}
+    result = train(warm)
+    assert result.model.visual_history.mix.weight.abs().sum() > 0
+    assert load_model(latest_checkpoint(tmp_path / "b")).config.visual_history_frames == 2
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"hidden_size": 32}, r"change \['hidden_size'\].*hidden_size: 64 -> 32"),
+    ({"not_a_field": 1}, r"unknown ShowoConfig fields \['not_a_field'\]"),
+])
+def test_a_warm_start_refuses_to_change_the_checkpoints_architecture(tmp_path, overrides, message):
+    train(tiny_config(tmp_path, steps=1))
+    model = load_model(latest_checkpoint(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        with_added_options(model, overrides)
+    grown = with_added_options(model, {"visual_history_frames": 2, "visual_history_kernel": 3})
+    with pytest.raises(ValueError, match="can only add the visual history"):
+        with_added_options(grown, {"visual_history_kernel": 5})  # already on: its shape is the checkpoint's
