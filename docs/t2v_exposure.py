@@ -101,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from studio.shapesworld.splits import SplitWorld
     from studio.shapesworld.train_default import background_codes
 
-    try:
-        pipeline, world, folder = E.open_model(args.model)
-    except FileNotFoundError as error:  # not a model folder: say which parts it lacks
-        raise SystemExit(str(error)) from None
+    pipeline, world, folder = E.open_model_or_exit(args.model)  # not a model folder: exits naming what it lacks
     clips = SplitWorld(args.seed, world, split=args.split).distinct("video", args.count)
     background = set(background_codes(folder / "tokenizer", world))
     rows = exposure(pipeline, clips, background, steps=args.steps, seed=args.seed)

@@ -71,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from studio.shapesworld import metrics as M
     from studio.shapesworld.splits import SplitWorld
 
-    try:
-        pipeline, world, _ = E.open_model(args.model)
-    except FileNotFoundError as error:  # not a model folder: say which parts it lacks
-        raise SystemExit(str(error)) from None
+    pipeline, world, _ = E.open_model_or_exit(args.model)  # not a model folder: exits naming what it lacks
     clips = SplitWorld(0, world, split=args.split).distinct("video", args.count)
     started = time.perf_counter()
     rows = []

@@ -181,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     from studio.shapesworld import metrics as M
     from studio.shapesworld.splits import SplitWorld
 
-    try:
-        pipeline, world, folder = E.open_model(args.model)
-    except FileNotFoundError as error:  # not a model folder: say which parts it lacks
-        raise SystemExit(str(error)) from None
+    pipeline, world, folder = E.open_model_or_exit(args.model)  # not a model folder: exits naming what it lacks
     if args.teacher_forced and pipeline.answer_marker is None:  # before any answer is generated
         raise SystemExit("--teacher-forced needs a model that describes before it answers (answer_marker)")
     shapes = SplitWorld(args.seed, world, split=args.split)

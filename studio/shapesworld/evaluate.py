@@ -440,6 +440,15 @@ def open_model(folder: str | Path | None = None, *, device: str = "cpu"):
     return pipeline, world_for(pipeline, trained_world(folder)), folder
 
 
+def open_model_or_exit(folder: str | Path | None = None):
+    """`open_model` for the command-line scripts under docs/: a folder that is not a model ends the script with
+    the message naming what it lacks (no traceback)."""
+    try:
+        return open_model(folder)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     # Every argument is checked before the model is read.
     try:
