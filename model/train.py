@@ -217,9 +217,9 @@ def build_tokenizer(cfg: DictConfig, source: DataSource):
     return tokenizer, dataclasses.replace(text, codebook_size=source.codebook_size)
 
 
-# Options a warm start may add to a checkpoint that lacks them: their modules start at zero, so the model starts
-# as the checkpoint's (`with_added_options`).
-ADDABLE_OPTIONS = {"visual_history_frames": 0, "visual_history_kernel": None, "visual_history_dim": None}
+# The options a warm start may add to a checkpoint without the visual history (`visual_history_frames` 0): its
+# module starts at zero, so the model starts as the checkpoint's (`with_added_options`).
+ADDABLE_OPTIONS = ("visual_history_frames", "visual_history_kernel", "visual_history_dim")
 
 
 def with_added_options(model: Showo, overrides: dict) -> Showo:
@@ -238,7 +238,7 @@ def with_added_options(model: Showo, overrides: dict) -> Showo:
     if not changed:
         return model
     fixed = sorted(k for k in changed if k not in ADDABLE_OPTIONS)
-    if fixed or config.visual_history_frames != ADDABLE_OPTIONS["visual_history_frames"]:
+    if fixed or config.visual_history_frames:
         what = fixed or sorted(changed)
         raise ValueError(
             f"model.overrides change {what} of the checkpoint in model.checkpoint "
