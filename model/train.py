@@ -222,33 +222,48 @@ def build_tokenizer(cfg: DictConfig, source: DataSource):
 ADDABLE_OPTIONS = ("visual_history_frames", "visual_history_kernel", "visual_history_dim")
 
 
-def with_added_options(model: Showo, overrides: dict) -> Showo:
-    """`model` with the options of `overrides` that differ from its config added (`ADDABLE_OPTIONS`: the visual
-    history, onto a checkpoint without it); the new modules start at zero, every other weight is the checkpoint's.
+def added_options(config: ShowoConfig, overrides: dict) -> dict:
+    """The fields of `overrides` that a warm start from a model with `config` adds (`ADDABLE_OPTIONS`: the visual
+    history, onto a checkpoint without it); empty when they are all the checkpoint's own settings.
 
     Raises:
         ValueError: naming an override the checkpoint's architecture cannot take (an unknown field, or any other
             field than the addable ones, or an addable one the checkpoint already has on).
     """
-    config = model.config
     unknown = sorted(k for k in overrides if not hasattr(config, k))
     if unknown:
         raise ValueError(f"model.overrides: unknown ShowoConfig fields {unknown}")
     changed = {k: v for k, v in overrides.items() if getattr(config, k) != v}
-    if not changed:
-        return model
     fixed = sorted(k for k in changed if k not in ADDABLE_OPTIONS)
-    if fixed or config.visual_history_frames:
+    if fixed or (changed and config.visual_history_frames):
         what = fixed or sorted(changed)
         raise ValueError(
             f"model.overrides change {what} of the checkpoint in model.checkpoint "
             f"({', '.join(f'{k}: {getattr(config, k)} -> {changed[k]}' for k in what)}); a warm start keeps its "
             f"architecture and can only add the visual history ({sorted(ADDABLE_OPTIONS)}) to a model without it"
         )
-    grown = Showo(dataclasses.replace(config, **changed)).to(model.device, model.dtype)
+    return changed
+
+
+def with_added_options(model: Showo, overrides: dict) -> Showo:
+    """`model` with the options `added_options` finds in `overrides` added; the new modules start at zero, every
+    other weight is the checkpoint's. Raises `added_options`' ValueError."""
+    changed = added_options(model.config, overrides)
+    if not changed:
+        return model
+    grown = Showo(dataclasses.replace(model.config, **changed)).to(model.device, model.dtype)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("visual_history.") for k in missing), (missing, unexpected)
     return grown.train(model.training)
+
+
+def check_warm_start(cfg: DictConfig | dict) -> None:
+    """Refuse, before anything is built, a `model.checkpoint` that cannot be read or whose `model.overrides` it
+    cannot take (`added_options`); nothing when the run starts from scratch. `studio train-default` calls this
+    before its first stage, so a bad warm start fails in seconds, not after the tokenizer stages."""
+    cfg = OmegaConf.merge(OmegaConf.create(DEFAULTS), cfg)
+    if cfg.model.checkpoint:
+        added_options(load_model(cfg.model.checkpoint).config, OmegaConf.to_container(cfg.model.overrides, resolve=True))
 
 
 def build_model(cfg: DictConfig, layout: VocabLayout, num_image_tokens: int) -> Showo:

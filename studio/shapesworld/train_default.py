@@ -526,11 +526,12 @@ def run(cfg: DictConfig, *, out: str | Path, work: str | Path, log: Log = print,
     `tokenizer_from`: a trained model folder whose tokenizer stands for both tokenizer stages
     (`seed_tokenizer_stages`), so that only stages 2 and 3 run.
     """
-    from model.train import run_options
+    from model.train import check_warm_start, run_options
     from studio.shapesworld.data import AnswerFormat
 
     # a bad stage-3 option is refused before stage 1 runs
     run_options(OmegaConf.merge(cfg.showo, {"training": _answer_marker(cfg)}))
+    check_warm_start(cfg.showo)  # so is a warm start whose checkpoint cannot take the model overrides
     _space_pad(cfg)  # so is a bad tokenizer padding
     decoder_architecture(cfg)  # and a bad stage-1b decoder
     _code_temperature(cfg)  # and a bad sampling default

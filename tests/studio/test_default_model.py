@@ -601,6 +601,23 @@ def test_quick_run_is_reproducible_and_replaces_a_loaded_model_folder(quick_mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]  # nothing left aside
 
 
+def test_a_warm_start_the_checkpoint_cannot_take_is_refused_before_stage_1(quick_model, tmp_path):
+    from omegaconf import OmegaConf
+
+    root, cfg, _ = quick_model
+    showo = root / "out" / "showo"
+    hidden = json.loads((showo / "config.json").read_text())["hidden_size"]
+    for bad, message in (({"hidden_size": hidden * 2}, rf"change \['hidden_size'\].*{hidden} -> {hidden * 2}"),
+                         ({"not_a_field": 1}, r"unknown ShowoConfig fields \['not_a_field'\]")):
+        warm = OmegaConf.merge(cfg, {"showo": {"model": {"checkpoint": str(showo), "overrides": bad}}})
+        with pytest.raises(ValueError, match=message):
+            train_default.run(warm, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
+    missing = OmegaConf.merge(cfg, {"showo": {"model": {"checkpoint": str(tmp_path / "nowhere")}}})
+    with pytest.raises(FileNotFoundError):
+        train_default.run(missing, out=tmp_path / "out", work=tmp_path / "work", log=lambda m: None)
+    assert not list(tmp_path.iterdir()), "refused before anything was written"
+
+
 def test_tokenizer_from_a_model_trains_stage_3_alone_on_its_codes(quick_model, tmp_path):
     from safetensors.torch import load_file
 
