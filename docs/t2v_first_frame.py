@@ -53,6 +53,27 @@ def missing_in_first_frame(video: torch.Tensor, clip) -> tuple[int, int]:
     return sum(0 in o.missing for o in shown), len(shown)
 
 
+T2V_METRICS = ("t2v_motion_accuracy", "t2v_object_persistence")
+
+
+def t2v_scores(units: list) -> dict:
+    """ShapesEval's two text-to-video metrics of per-clip `metrics.video_units`, each with its 95% bootstrap
+    interval, rounded to 3 digits: `{metric: {"value", "ci_low", "ci_high"}}`."""
+    from studio.shapesworld import metrics as M
+
+    scores = {}
+    for i, metric in enumerate(T2V_METRICS):
+        scored = M.Units.of(u[i] for u in units)
+        low, high = M.bootstrap_interval(scored)
+        scores[metric] = {"value": round(scored.value, 3), "ci_low": round(low, 3), "ci_high": round(high, 3)}
+    return scores
+
+
+def t2v_cells(row: dict) -> list[str]:
+    """The table cells "value [low, high]" of a row's two text-to-video metrics."""
+    return [f"{row[m]['value']:.3f} [{row[m]['ci_low']:.3f}, {row[m]['ci_high']:.3f}]" for m in T2V_METRICS]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="a model folder (default: the shipped model)")
@@ -83,19 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             units.append(M.video_units(video, clip))
             lost, seen = missing_in_first_frame(video, clip)
             missing, shown = missing + lost, shown + seen
-        row = {"way": way, "split": args.split, "n": len(clips), "missing_in_frame_0": missing, "shown_in_frame_0": shown}
-        for i, metric in enumerate(("t2v_motion_accuracy", "t2v_object_persistence")):
-            scored = M.Units.of(u[i] for u in units)
-            low, high = M.bootstrap_interval(scored)
-            row[metric] = {"value": round(scored.value, 3), "ci_low": round(low, 3), "ci_high": round(high, 3)}
-        rows.append(row)
+        rows.append({"way": way, "split": args.split, "n": len(clips), "missing_in_frame_0": missing,
+                     "shown_in_frame_0": shown, **t2v_scores(units)})
     print(f"| way ({args.split}, n = {len(clips)}) | t2v_motion_accuracy | t2v_object_persistence | "
           "objects missing in the first frame |")
     print("|---|---:|---:|---:|")
     for row in rows:
-        cells = [f"{row[m]['value']:.3f} [{row[m]['ci_low']:.3f}, {row[m]['ci_high']:.3f}]"
-                 for m in ("t2v_motion_accuracy", "t2v_object_persistence")]
-        print(f"| {row['way']} | {cells[0]} | {cells[1]} | {row['missing_in_frame_0']} of {row['shown_in_frame_0']} |")
+        print(f"| {row['way']} | {' | '.join(t2v_cells(row))} | {row['missing_in_frame_0']} of {row['shown_in_frame_0']} |")
     print(f"{time.perf_counter() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as handle:

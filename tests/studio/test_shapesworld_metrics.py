@@ -773,3 +773,34 @@ def test_the_first_frame_script_captions_the_visible_objects_and_counts_first_fr
     assert "--count, --steps and --threads must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="lacks"):
         script.main(["--model", str(tmp_path), "--count", "1"])
+
+
+def test_the_best_of_script_reads_captions_with_the_model_and_keeps_the_draw_each_way_chooses(tmp_path, capsys):
+    from studio.shapesworld import evaluate as E
+
+    script = _docs_script("t2v_best_of")
+    pipeline, world, _ = E.open_model()
+    clips = SplitWorld(0, world, split="dev").distinct("video", 6)
+    # The model reads a clip's own caption as far likelier than another clip's (the labels line up with the
+    # logits: shifted by one, they would not).
+    codes = [pipeline.encode_video(c.tensor) for c in clips]
+    own = [script.caption_logprob(pipeline, k, c.caption) for k, c in zip(codes, clips)]
+    other = [script.caption_logprob(pipeline, k, clips[(i + 1) % 6].caption) for i, k in enumerate(codes)]
+    assert all(o < 0 for o in own) and sum(a > b + 1 for a, b in zip(own, other)) >= 5
+    # Each way keeps its draw: the first, the second, the likeliest, the best scored (motion, then persistence).
+    made = [{"motion": (0, 2), "persistence": (0, 1), "logprob": -1.0},
+            {"motion": (1, 2), "persistence": (0, 1), "logprob": -9.0},
+            {"motion": (2, 2), "persistence": (1, 1), "logprob": -5.0},
+            {"motion": (1, 2), "persistence": (0, 1), "logprob": -0.5}]
+    assert [script.chosen(made, way) for way in script.WAYS] == [made[0], made[1], made[3], made[2]]
+    # The shipped model on one dev clip: a row per way, scored like ShapesEval; the oracle is never below another.
+    assert script.main(["--count", "1", "--draws", "1", "--steps", "2", "--json", str(tmp_path / "rows.json")]) == 0
+    report = json.loads((tmp_path / "rows.json").read_text())
+    rows = {r["way"]: r for r in report["rows"]}
+    assert list(rows) == list(script.WAYS) and len(report["draws"][0]) == 2
+    best = rows["best draw (oracle)"]["t2v_motion_accuracy"]["value"]
+    assert all(r["t2v_motion_accuracy"]["value"] <= best for r in rows.values())
+    assert "| chosen by caption likelihood |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.main(["--draws", "0"])
+    assert "--count, --draws, --steps and --threads must be at least 1" in capsys.readouterr().err
